@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole suite: lint + format check, type check, then every test (unit and real servers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== lint (biome)"
+npx biome check .
+echo "== typecheck (tsc)"
+npx tsc -p tsconfig.json --noEmit
+echo "== tests (vitest)"
+npx vitest run "$@"
