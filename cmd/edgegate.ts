@@ -1,0 +1,196 @@
+#!/usr/bin/env node
+/**
+ * edgegate CLI: argument parsing and wiring only. `run`, `validate FILE…`, `routes`, `echo`.
+ */
+import { readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import type { RouteSource } from '../src/api/route-source.ts';
+import { compile } from '../src/compile/compile.ts';
+import { ConfigError } from '../src/errors.ts';
+import { createLogger } from '../src/observe/log.ts';
+import { describeStatus, parseListen, runGateway } from '../src/run.ts';
+import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
+import { formatTable } from '../src/table/format.ts';
+import { createEchoServer } from '../src/tools/echo-server.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`edgegate: ${message}\n`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+}
+
+const program = new Command()
+  .name('edgegate')
+  .description(
+    'Kubernetes edge gateway: GatewayRoutes and the Consul catalog in, pooled HTTP/1.1 proxying out.',
+  )
+  .version(pkg.version, '-v, --version')
+  .showHelpAfterError();
+
+program
+  .command('run')
+  .description('run the gateway (standalone from files, or with --kube / --consul)')
+  .addOption(new Option('--listen <addr>', 'HTTP proxy address').env('EDGEGATE_LISTEN').default(':8080'))
+  .addOption(new Option('--listen-tls <addr>', 'HTTPS proxy address').env('EDGEGATE_LISTEN_TLS'))
+  .addOption(
+    new Option('--admin <addr>', 'admin address (/healthz, /readyz, /metrics, /debug/*)')
+      .env('EDGEGATE_ADMIN')
+      .default(':9901'),
+  )
+  .addOption(
+    new Option('--routes <path>', 'GatewayRoute YAML file or directory (standalone)').env('EDGEGATE_ROUTES'),
+  )
+  .addOption(new Option('--catalog <file>', 'service catalog YAML file (standalone)').env('EDGEGATE_CATALOG'))
+  .addOption(
+    new Option('--consul', 'discover services from Consul (on when CONSUL_HTTP_ADDR is set)').env(
+      'EDGEGATE_CONSUL',
+    ),
+  )
+  .addOption(new Option('--kube', 'read GatewayRoutes from Kubernetes').env('EDGEGATE_KUBE'))
+  .addOption(new Option('--kubeconfig <file>', 'kubeconfig outside a cluster').env('EDGEGATE_KUBECONFIG'))
+  .addOption(
+    new Option('--workers <n>', 'proxy worker processes (default: CPU limit)').env('EDGEGATE_WORKERS'),
+  )
+  .addOption(
+    new Option('--state-dir <dir>', 'where the last-known-good table is kept').env('EDGEGATE_STATE_DIR'),
+  )
+  .addOption(
+    new Option('--datacenter <name>', 'local datacenter for consul backends without one').env(
+      'EDGEGATE_DATACENTER',
+    ),
+  )
+  .addOption(
+    new Option('--trusted-hops <n>', 'proxies in front whose X-Forwarded-For is trusted')
+      .env('EDGEGATE_TRUSTED_HOPS')
+      .default('0'),
+  )
+  .addOption(
+    new Option('--log-level <level>', 'error, warn, info, debug')
+      .env('EDGEGATE_LOG_LEVEL')
+      .choices(['error', 'warn', 'info', 'debug'])
+      .default('info'),
+  )
+  .action(async (o) => {
+    try {
+      if (o.consul || o.kube || o.kubeconfig || o.listenTls || o.workers)
+        throw new ConfigError(
+          '--consul, --kube, --listen-tls and --workers are not available in this build yet',
+        );
+      const trustedHops = Number(o.trustedHops);
+      if (!Number.isInteger(trustedHops) || trustedHops < 0)
+        throw new ConfigError('--trusted-hops: expected a whole number ≥ 0');
+      const gw = await runGateway({
+        listen: o.listen,
+        admin: o.admin,
+        routes: o.routes,
+        catalog: o.catalog,
+        stateDir: o.stateDir,
+        logLevel: o.logLevel,
+        datacenter: o.datacenter,
+        trustedHops,
+      });
+      const shutdown = () => {
+        gw.stop().then(() => process.exit(0), fail);
+      };
+      process.once('SIGTERM', shutdown);
+      process.once('SIGINT', shutdown);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+async function readRoutesArg(paths: string[]): Promise<RouteSource[]> {
+  const out: RouteSource[] = [];
+  const source = (p: string) => new FileRouteSource(p, createLogger('error'));
+  for (const p of paths) {
+    const st = await stat(p).catch(() => {
+      throw new ConfigError(`${p}: no such file or directory`);
+    });
+    if (st.isDirectory()) out.push(...(await source(p).read()));
+    else out.push(...(await readRouteFile(p)));
+  }
+  return out;
+}
+
+program
+  .command('validate')
+  .description('check GatewayRoute files; exit 1 listing every error')
+  .argument('<files...>', 'YAML files or directories')
+  .action(async (files: string[]) => {
+    try {
+      const routes = await readRoutesArg(files);
+      const { statuses } = compile({ routes, catalog: { localDatacenter: 'dc1', datacenters: {} } });
+      const problems = statuses.filter((s) => !s.accepted).flatMap(describeStatus);
+      for (const line of problems) process.stdout.write(`${line}\n`);
+      if (problems.length > 0) {
+        process.stdout.write(
+          `${problems.length} error(s) in ${statuses.filter((s) => !s.accepted).length} of ${statuses.length} route(s)\n`,
+        );
+        process.exit(1);
+      }
+      process.stdout.write(`${statuses.length} route(s) valid in ${files.length} path(s)\n`);
+    } catch (err) {
+      // A YAML syntax error already reads file:line: message.
+      process.stdout.write(`${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  });
+
+program
+  .command('routes')
+  .description('print the routing table compiled from routes and a catalog')
+  .addOption(
+    new Option('--routes <path>', 'GatewayRoute YAML file or directory')
+      .env('EDGEGATE_ROUTES')
+      .makeOptionMandatory(),
+  )
+  .addOption(new Option('--catalog <file>', 'service catalog YAML file').env('EDGEGATE_CATALOG'))
+  .addOption(new Option('--datacenter <name>', 'local datacenter').env('EDGEGATE_DATACENTER'))
+  .option('--json', 'print JSON (table and statuses)')
+  .action(async (o) => {
+    try {
+      const routes = await readRoutesArg([o.routes]);
+      const catalog = o.catalog
+        ? await readCatalogFile(o.catalog, o.datacenter)
+        : { localDatacenter: o.datacenter ?? 'dc1', datacenters: {} };
+      const { table, statuses } = compile({ routes, catalog });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ table, statuses }, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(formatTable(table));
+      for (const s of statuses) for (const line of describeStatus(s)) process.stdout.write(`! ${line}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('echo')
+  .description('a small upstream answering with JSON of what it received (demos, tests, benchmarks)')
+  .addOption(new Option('--listen <addr>', 'address').env('EDGEGATE_ECHO_LISTEN').default('127.0.0.1:9001'))
+  .addOption(
+    new Option('--name <name>', 'name reported in every answer').env('EDGEGATE_ECHO_NAME').default('echo'),
+  )
+  .action((o) => {
+    try {
+      const { host, port } = parseListen(o.listen, '--listen');
+      const server = createEchoServer({ name: o.name });
+      server.on('error', fail);
+      server.listen({ host, port }, () => {
+        process.stdout.write(`echo ${o.name} listening on ${o.listen}\n`);
+      });
+      const stop = () => server.close(() => process.exit(0));
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,88 @@
+/**
+ * The service catalog: datacenters → services → instances. The standalone catalog file is written in this
+ * shape, and the Consul source fills the same model, so compile/ sees one kind of input whatever the source.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+export const HEALTH = ['passing', 'warning', 'critical'] as const;
+export type Health = (typeof HEALTH)[number];
+
+export const CatalogInstance = Type.Object(
+  {
+    id: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    address: Type.String({ minLength: 1, maxLength: 253 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    tags: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { description: 'default []' }),
+    ),
+    meta: Type.Optional(Type.Record(Type.String(), Type.String())),
+    health: Type.Optional(
+      Type.Union(
+        HEALTH.map((h) => Type.Literal(h)),
+        { description: 'default passing' },
+      ),
+    ),
+    weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'default 1' })),
+  },
+  { additionalProperties: false },
+);
+
+export const CatalogFile = Type.Object(
+  {
+    datacenters: Type.Record(
+      Type.String({ minLength: 1, maxLength: 128 }),
+      Type.Object(
+        {
+          services: Type.Optional(
+            Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.Array(CatalogInstance)),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type CatalogInstance = Static<typeof CatalogInstance>;
+export type CatalogFile = Static<typeof CatalogFile>;
+
+/** One service instance as the compiler sees it: every field filled in. */
+export interface Instance {
+  id: string;
+  address: string;
+  port: number;
+  tags: string[];
+  meta: Record<string, string>;
+  health: Health;
+  weight: number;
+}
+
+/**
+ * What the catalog sources know: for each datacenter, its services and their instances. Plain data (it crosses
+ * process boundaries and is hashed); `datacenters` lists every datacenter known, even one with no services.
+ */
+export interface CatalogSnapshot {
+  /** The local datacenter: where a consul backend without `datacenter` goes. */
+  localDatacenter: string;
+  datacenters: Record<string, { services: Record<string, Instance[]> }>;
+}
+
+/** Endpoints of Kubernetes Services, from EndpointSlices: key `namespace/name`. Only ready endpoints. */
+export interface KubeServiceSnapshot {
+  services: Record<string, KubeService>;
+}
+
+export interface KubeService {
+  /** Service ports: name → port on the Service and the target port on the endpoints. */
+  ports: { name: string; port: number; targetPort: number }[];
+  endpoints: { address: string; ports: Record<string, number>; ready: boolean }[];
+}
+
+export function emptyCatalog(localDatacenter = 'dc1'): CatalogSnapshot {
+  return { localDatacenter, datacenters: {} };
+}
+
+export function emptyKube(): KubeServiceSnapshot {
+  return { services: {} };
+}

@@ -1,0 +1,335 @@
+/**
+ * GatewayRoute v1alpha1: the one schema, written once. It gives the TypeScript types (Static<>), the runtime
+ * validation (validate.ts) and the CRD's openAPIV3Schema (scripts/gen-crd.ts).
+ *
+ * Rules for this file, so the CRD stays a valid structural schema:
+ * - no type unions other than the Kubernetes int-or-string form;
+ * - "one of" choices are optional sibling objects plus a `type` discriminator, checked in validate.ts and by CEL
+ *   rules (`x-kubernetes-validations`) in the CRD, as Gateway API does for HTTPRoute filters.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+export const API_GROUP = 'edgegate.io';
+export const API_VERSION = 'v1alpha1';
+export const KIND = 'GatewayRoute';
+
+const strict = { additionalProperties: false } as const;
+
+/** A duration as Gateway API writes it: `1h`, `30s`, `250ms`, `1m30s`. */
+export const Duration = Type.String({
+  pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$',
+  description: 'Duration such as 250ms, 5s, 1m30s.',
+});
+
+const HeaderName = Type.String({
+  minLength: 1,
+  maxLength: 256,
+  pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$",
+  description: 'HTTP header name (RFC 7230 token).',
+});
+
+// Header values from route config must not carry CR, LF or NUL: they would split headers.
+const HeaderValue = Type.String({
+  maxLength: 4096,
+  pattern: '^[^\\r\\n\\x00]*$',
+  description: 'HTTP header value; CR, LF and NUL are refused.',
+});
+
+export const Hostname = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  description: 'Exact hostname (api.example.com) or a wildcard (*.example.com) matching any subdomain.',
+});
+
+const PathMatch = Type.Object(
+  {
+    type: Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], {
+      default: 'PathPrefix',
+      description: 'Exact, PathPrefix (element-wise: /a matches /a and /a/b, not /ab) or RegularExpression.',
+    }),
+    value: Type.String({ minLength: 1, maxLength: 1024, default: '/', description: 'The path or pattern.' }),
+  },
+  strict,
+);
+
+const HeaderMatch = Type.Object(
+  {
+    type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
+    name: HeaderName,
+    value: Type.String({ maxLength: 4096 }),
+  },
+  strict,
+);
+
+const QueryParamMatch = Type.Object(
+  {
+    type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
+    name: Type.String({ minLength: 1, maxLength: 256 }),
+    value: Type.String({ maxLength: 4096 }),
+  },
+  strict,
+);
+
+export const HTTP_METHODS = [
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'OPTIONS',
+  'TRACE',
+  'PATCH',
+] as const;
+
+const Match = Type.Object(
+  {
+    path: Type.Optional(PathMatch),
+    headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })),
+    queryParams: Type.Optional(Type.Array(QueryParamMatch, { maxItems: 16 })),
+    method: Type.Optional(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)))),
+  },
+  {
+    ...strict,
+    description: 'All conditions of one match must hold; a rule matches when any of its matches does.',
+  },
+);
+
+const HeaderPair = Type.Object({ name: HeaderName, value: HeaderValue }, strict);
+
+const HeaderModifier = Type.Object(
+  {
+    set: Type.Optional(Type.Array(HeaderPair, { maxItems: 16, description: 'Replace these headers.' })),
+    add: Type.Optional(Type.Array(HeaderPair, { maxItems: 16, description: 'Append to these headers.' })),
+    remove: Type.Optional(Type.Array(HeaderName, { maxItems: 16, description: 'Remove these headers.' })),
+  },
+  strict,
+);
+
+const PathModifier = Type.Object(
+  {
+    type: Type.Union([Type.Literal('ReplaceFullPath'), Type.Literal('ReplacePrefixMatch')]),
+    replaceFullPath: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
+    replacePrefixMatch: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
+  },
+  strict,
+);
+
+const URLRewrite = Type.Object(
+  {
+    hostname: Type.Optional(Hostname),
+    path: Type.Optional(PathModifier),
+  },
+  strict,
+);
+
+const RequestRedirect = Type.Object(
+  {
+    scheme: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')])),
+    hostname: Type.Optional(Hostname),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    path: Type.Optional(PathModifier),
+    statusCode: Type.Optional(
+      Type.Union(
+        [Type.Literal(301), Type.Literal(302), Type.Literal(303), Type.Literal(307), Type.Literal(308)],
+        {
+          default: 302,
+        },
+      ),
+    ),
+  },
+  strict,
+);
+
+export const FILTER_TYPES = [
+  'RequestHeaderModifier',
+  'ResponseHeaderModifier',
+  'URLRewrite',
+  'RequestRedirect',
+] as const;
+
+const Filter = Type.Object(
+  {
+    type: Type.Union(FILTER_TYPES.map((t) => Type.Literal(t))),
+    requestHeaderModifier: Type.Optional(HeaderModifier),
+    responseHeaderModifier: Type.Optional(HeaderModifier),
+    urlRewrite: Type.Optional(URLRewrite),
+    requestRedirect: Type.Optional(RequestRedirect),
+  },
+  { ...strict, description: 'Exactly the field named by type must be set.' },
+);
+
+/** Kubernetes int-or-string, the one union a structural schema allows. */
+function IntOrString(options: { description: string }) {
+  return Type.Union(
+    [Type.Integer({ minimum: 1, maximum: 65535 }), Type.String({ minLength: 1, maxLength: 63 })],
+    {
+      'x-kubernetes-int-or-string': true,
+      ...options,
+    },
+  );
+}
+
+export const PoolSettings = Type.Object(
+  {
+    maxConnections: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 10000, description: 'Connections per endpoint (default 128).' }),
+    ),
+    keepAliveTimeout: Type.Optional(
+      Type.String({ ...Duration, description: 'Idle time before a pooled connection closes (default 4s).' }),
+    ),
+    pipelining: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 64,
+        description: 'Requests in flight per connection (default 1).',
+      }),
+    ),
+    connectTimeout: Type.Optional(
+      Type.String({ ...Duration, description: 'TCP connect timeout (default 5s).' }),
+    ),
+  },
+  { ...strict, description: 'Upstream connection pool, one per endpoint.' },
+);
+
+const ConsulBackend = Type.Object(
+  {
+    service: Type.String({ minLength: 1, maxLength: 256, description: 'Consul service name.' }),
+    datacenter: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 128,
+        description: "Consul datacenter; default: the local agent's.",
+      }),
+    ),
+    tags: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+        maxItems: 16,
+        description: 'Only instances carrying every one of these tags.',
+      }),
+    ),
+    passingOnly: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description: 'true: only passing instances; false: passing and warning.',
+      }),
+    ),
+  },
+  strict,
+);
+
+const KubeServiceBackend = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 63, description: 'Service name in the route’s namespace.' }),
+    port: IntOrString({ description: 'Service port number or port name.' }),
+  },
+  strict,
+);
+
+const Backend = Type.Object(
+  {
+    consul: Type.Optional(ConsulBackend),
+    service: Type.Optional(KubeServiceBackend),
+    weight: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 1000000, default: 1, description: 'Relative share of requests.' }),
+    ),
+    pool: Type.Optional(PoolSettings),
+  },
+  { ...strict, description: 'Exactly one of consul or service.' },
+);
+
+const Rule = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' })),
+    matches: Type.Optional(
+      Type.Array(Match, { maxItems: 8, description: 'Default: one PathPrefix / match (everything).' }),
+    ),
+    filters: Type.Optional(Type.Array(Filter, { maxItems: 16 })),
+    backends: Type.Optional(
+      Type.Array(Backend, { maxItems: 16, description: 'Required unless a RequestRedirect filter answers.' }),
+    ),
+  },
+  strict,
+);
+
+export const CatalogRoute = Type.Object(
+  {
+    pathPrefix: Type.String({
+      default: '/',
+      minLength: 1,
+      maxLength: 256,
+      pattern: '^/',
+      description: 'Requests under this prefix are /{datacenter}/{service}/{rest}.',
+    }),
+    requiredTags: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+      default: [],
+      maxItems: 16,
+      description: 'Only services whose instances carry every one of these tags are exposed.',
+    }),
+    datacenters: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      maxItems: 64,
+      description: 'Allowed datacenters; empty: every datacenter Consul knows.',
+    }),
+    passingOnly: Type.Optional(Type.Boolean({ default: true })),
+    pool: Type.Optional(PoolSettings),
+  },
+  {
+    ...strict,
+    description: 'The resty-gate form: one rule exposing Consul services at /{dc}/{service}/{rest}.',
+  },
+);
+
+export const GatewayRouteSpec = Type.Object(
+  {
+    hostnames: Type.Optional(
+      Type.Array(Hostname, {
+        maxItems: 16,
+        description: 'Hosts this route serves; empty: every host not claimed by a more specific route.',
+      }),
+    ),
+    rules: Type.Optional(Type.Array(Rule, { maxItems: 64 })),
+    catalog: Type.Optional(CatalogRoute),
+  },
+  { ...strict, description: 'Either rules or catalog.' },
+);
+
+export const ObjectMeta = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+    }),
+    namespace: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' }),
+    ),
+    creationTimestamp: Type.Optional(Type.String()),
+    generation: Type.Optional(Type.Integer()),
+  },
+  // Kubernetes adds many metadata fields (uid, labels, managedFields…): accept them.
+  { additionalProperties: true },
+);
+
+export const GatewayRoute = Type.Object(
+  {
+    apiVersion: Type.Literal(`${API_GROUP}/${API_VERSION}`),
+    kind: Type.Literal(KIND),
+    metadata: ObjectMeta,
+    spec: GatewayRouteSpec,
+    status: Type.Optional(Type.Unknown()),
+  },
+  strict,
+);
+
+export type GatewayRoute = Static<typeof GatewayRoute>;
+export type GatewayRouteSpec = Static<typeof GatewayRouteSpec>;
+export type RouteRule = Static<typeof Rule>;
+export type RouteMatch = Static<typeof Match>;
+export type RouteFilter = Static<typeof Filter>;
+export type RouteBackend = Static<typeof Backend>;
+export type HeaderModifierSpec = Static<typeof HeaderModifier>;
+export type PathModifierSpec = Static<typeof PathModifier>;
+export type CatalogRouteSpec = Static<typeof CatalogRoute>;
+export type PoolSettingsSpec = Static<typeof PoolSettings>;

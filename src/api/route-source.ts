@@ -1,0 +1,10 @@
+import type { FieldPath } from './validate.ts';
+
+/** A route as a source reports it: the raw object (not yet validated) and where it came from. */
+export interface RouteSource {
+  raw: unknown;
+  /** `file.yaml:12`, `kube`, … — for messages only; also the tie-break between two objects with one name. */
+  origin: string;
+  /** Line of a field in the source file, for error messages (files only). */
+  locate?: (path: FieldPath) => number;
+}

@@ -1,0 +1,267 @@
+/**
+ * Runtime validation of GatewayRoutes: the schema check (TypeBox) plus the rules a schema cannot say. Every
+ * error names the field by its path (`spec.rules[2].matches[0].path.value`); the caller adds the object and,
+ * for files, the line.
+ */
+import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
+import { Value } from '@sinclair/typebox/value';
+import { CatalogFile } from './catalog.ts';
+import { GatewayRoute, type RouteFilter, type RouteRule } from './gateway-route.ts';
+
+export type FieldPath = (string | number)[];
+
+export interface FieldError {
+  path: FieldPath;
+  message: string;
+  /** Line in the source file, when the object came from one. */
+  line?: number;
+}
+
+/** `['spec','rules',2,'matches',0]` → `spec.rules[2].matches[0]`. */
+export function formatPath(path: FieldPath): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? part : `.${part}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+function pointerToPath(pointer: string): FieldPath {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'))
+    .map((p) => (/^(0|[1-9][0-9]*)$/.test(p) ? Number(p) : p));
+}
+
+function describeSchemaError(error: ValueError): string {
+  const schema = error.schema as TSchema & Record<string, unknown>;
+  switch (error.type) {
+    case ValueErrorType.ObjectAdditionalProperties:
+      return 'unknown field';
+    case ValueErrorType.ObjectRequiredProperty:
+      return 'required field is missing';
+    case ValueErrorType.Union: {
+      const options = (schema.anyOf as TSchema[] | undefined) ?? [];
+      const literals = options.map((o) => o.const).filter((c) => c !== undefined);
+      if (literals.length === options.length && literals.length > 0) {
+        return `must be one of ${literals.map((l) => JSON.stringify(l)).join(', ')}; got ${JSON.stringify(error.value)}`;
+      }
+      if (schema['x-kubernetes-int-or-string']) return `must be a port number (1-65535) or a port name`;
+      return `invalid value ${JSON.stringify(error.value)}`;
+    }
+    case ValueErrorType.Literal:
+      return `must be ${JSON.stringify(schema.const)}; got ${JSON.stringify(error.value)}`;
+    case ValueErrorType.StringPattern:
+      if (schema.description) return `invalid value ${JSON.stringify(error.value)}: ${schema.description}`;
+      return `invalid value ${JSON.stringify(error.value)} (must match ${String(schema.pattern)})`;
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMaximum:
+    case ValueErrorType.NumberMinimum:
+      return `${JSON.stringify(error.value)} is out of range ${schema.minimum ?? '-∞'}..${schema.maximum ?? '∞'}`;
+    default:
+      return `${error.message.charAt(0).toLowerCase()}${error.message.slice(1)}; got ${JSON.stringify(error.value)}`;
+  }
+}
+
+function schemaErrors(
+  schemaCheck: { Errors(v: unknown): Iterable<ValueError> },
+  value: unknown,
+): FieldError[] {
+  const out: FieldError[] = [];
+  const seen = new Set<string>();
+  for (const error of schemaCheck.Errors(value)) {
+    const path = pointerToPath(error.path);
+    // A union reports every branch; one line per field is what a user wants.
+    const key = formatPath(path);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ path, message: describeSchemaError(error) });
+    if (out.length >= 50) break;
+  }
+  return out;
+}
+
+const routeCheck = TypeCompiler.Compile(GatewayRoute);
+const catalogCheck = TypeCompiler.Compile(CatalogFile);
+
+function compiles(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message.replace(/^Invalid regular expression: /, '');
+  }
+}
+
+const FILTER_FIELD = {
+  RequestHeaderModifier: 'requestHeaderModifier',
+  ResponseHeaderModifier: 'responseHeaderModifier',
+  URLRewrite: 'urlRewrite',
+  RequestRedirect: 'requestRedirect',
+} as const satisfies Record<RouteFilter['type'], keyof RouteFilter>;
+
+function checkPathValue(value: string, path: FieldPath, errors: FieldError[]) {
+  if (!value.startsWith('/'))
+    errors.push({ path, message: `path ${JSON.stringify(value)} must start with "/"` });
+  else if (/[?#\s]/.test(value))
+    errors.push({ path, message: `path ${JSON.stringify(value)} must not contain "?", "#" or spaces` });
+  else if (/(^|\/)\.\.?(\/|$)/.test(value) || value.includes('//'))
+    errors.push({
+      path,
+      message: `path ${JSON.stringify(value)} must be normalized (no "//", "." or ".." segments)`,
+    });
+}
+
+function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
+  const matches = rule.matches ?? [];
+  matches.forEach((m, mi) => {
+    const mp = [...base, 'matches', mi];
+    if (m.path) {
+      if (m.path.type === 'RegularExpression') {
+        const why = compiles(m.path.value);
+        if (why)
+          errors.push({ path: [...mp, 'path', 'value'], message: `invalid regular expression: ${why}` });
+      } else {
+        checkPathValue(m.path.value, [...mp, 'path', 'value'], errors);
+      }
+    }
+    for (const [kind, list] of [
+      ['headers', m.headers ?? []],
+      ['queryParams', m.queryParams ?? []],
+    ] as const) {
+      list.forEach((h, hi) => {
+        if (h.type === 'RegularExpression') {
+          const why = compiles(h.value);
+          if (why)
+            errors.push({ path: [...mp, kind, hi, 'value'], message: `invalid regular expression: ${why}` });
+        }
+      });
+    }
+  });
+
+  const filters = rule.filters ?? [];
+  const seenTypes = new Set<string>();
+  let redirect = false;
+  filters.forEach((f, fi) => {
+    const fp = [...base, 'filters', fi];
+    const want = FILTER_FIELD[f.type];
+    if (!want) return; // schema error already reported
+    if (f[want] === undefined)
+      errors.push({ path: [...fp, want], message: `filter of type ${f.type} needs ${want}` });
+    for (const [t, field] of Object.entries(FILTER_FIELD)) {
+      if (t !== f.type && f[field] !== undefined)
+        errors.push({ path: [...fp, field], message: `${field} is only allowed with type ${t}` });
+    }
+    if (seenTypes.has(f.type))
+      errors.push({ path: [...fp, 'type'], message: `${f.type} may appear once per rule` });
+    seenTypes.add(f.type);
+    if (f.type === 'RequestRedirect') redirect = true;
+    const pathMod = f.urlRewrite?.path ?? f.requestRedirect?.path;
+    if (pathMod) {
+      const pp = [...fp, f.urlRewrite ? 'urlRewrite' : 'requestRedirect', 'path'];
+      const full = pathMod.type === 'ReplaceFullPath';
+      if (full && pathMod.replaceFullPath === undefined)
+        errors.push({ path: [...pp, 'replaceFullPath'], message: 'required with type ReplaceFullPath' });
+      if (!full && pathMod.replacePrefixMatch === undefined)
+        errors.push({
+          path: [...pp, 'replacePrefixMatch'],
+          message: 'required with type ReplacePrefixMatch',
+        });
+      if (full && pathMod.replacePrefixMatch !== undefined)
+        errors.push({
+          path: [...pp, 'replacePrefixMatch'],
+          message: 'only allowed with type ReplacePrefixMatch',
+        });
+      if (!full && pathMod.replaceFullPath !== undefined)
+        errors.push({ path: [...pp, 'replaceFullPath'], message: 'only allowed with type ReplaceFullPath' });
+      if (!full) {
+        const nonPrefix = (matches.length === 0 ? [] : matches).findIndex(
+          (m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix',
+        );
+        if (nonPrefix >= 0)
+          errors.push({
+            path: [...base, 'matches', nonPrefix, 'path', 'type'],
+            message: 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
+          });
+      }
+    }
+  });
+  if (filters.some((f) => f.type === 'URLRewrite') && redirect)
+    errors.push({ path: [...base, 'filters'], message: 'URLRewrite and RequestRedirect cannot be combined' });
+
+  const backends = rule.backends ?? [];
+  if (redirect && backends.length > 0)
+    errors.push({
+      path: [...base, 'backends'],
+      message: 'a rule with a RequestRedirect filter has no backends',
+    });
+  if (!redirect && backends.length === 0)
+    errors.push({ path: [...base, 'backends'], message: 'at least one backend is required' });
+  backends.forEach((b, bi) => {
+    const bp = [...base, 'backends', bi];
+    const kinds = [b.consul ? 'consul' : undefined, b.service ? 'service' : undefined].filter(Boolean);
+    if (kinds.length !== 1)
+      errors.push({ path: bp, message: 'exactly one of consul or service must be set' });
+  });
+  if (backends.length > 0 && backends.every((b) => (b.weight ?? 1) === 0))
+    errors.push({ path: [...base, 'backends'], message: 'the weights of a rule must sum above zero' });
+}
+
+export interface ValidRoute {
+  ok: true;
+  route: GatewayRoute;
+}
+export interface InvalidRoute {
+  ok: false;
+  errors: FieldError[];
+}
+
+/**
+ * Validates one GatewayRoute object. On success the returned route has every default filled in (a copy: the
+ * input is not changed).
+ */
+export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
+  const route = Value.Default(GatewayRoute, structuredClone(raw)) as GatewayRoute;
+  const errors = schemaErrors(routeCheck, route);
+  if (errors.length > 0) return { ok: false, errors };
+  const spec = route.spec;
+  if (spec.rules && spec.catalog)
+    errors.push({ path: ['spec', 'catalog'], message: 'a route has either rules or catalog, not both' });
+  if (!spec.rules && !spec.catalog)
+    errors.push({ path: ['spec'], message: 'a route needs rules or catalog' });
+  const seenHosts = new Map<string, number>();
+  (spec.hostnames ?? []).forEach((h, i) => {
+    const first = seenHosts.get(h);
+    if (first !== undefined)
+      errors.push({
+        path: ['spec', 'hostnames', i],
+        message: `duplicate hostname ${h} (also at hostnames[${first}])`,
+      });
+    else seenHosts.set(h, i);
+  });
+  (spec.rules ?? []).forEach((rule, ri) => {
+    checkRule(rule, ['spec', 'rules', ri], errors);
+  });
+  if (spec.catalog) checkPathValue(spec.catalog.pathPrefix, ['spec', 'catalog', 'pathPrefix'], errors);
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, route };
+}
+
+export function validateCatalogFile(raw: unknown): { ok: true; value: CatalogFile } | InvalidRoute {
+  const value = Value.Default(CatalogFile, structuredClone(raw)) as CatalogFile;
+  const errors = schemaErrors(catalogCheck, value);
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, value };
+}
+
+/** `namespace/name` of a route-like object, with `default` as the namespace when none is given. */
+export function routeKey(raw: unknown): string {
+  const meta = (raw as { metadata?: { name?: unknown; namespace?: unknown } } | null)?.metadata;
+  const name = typeof meta?.name === 'string' ? meta.name : '(unnamed)';
+  const ns = typeof meta?.namespace === 'string' ? meta.namespace : 'default';
+  return `${ns}/${name}`;
+}

@@ -1,0 +1,447 @@
+/**
+ * compile: (routes, catalog, settings) → { table, statuses }. Pure: no I/O, no clocks, no globals; the same
+ * input in any order gives the same table (byte for byte) and the same statuses.
+ */
+import { createHash } from 'node:crypto';
+import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
+import type {
+  GatewayRoute,
+  HeaderModifierSpec,
+  PathModifierSpec,
+  PoolSettingsSpec,
+  RouteBackend,
+  RouteRule,
+} from '../api/gateway-route.ts';
+import type { RouteSource } from '../api/route-source.ts';
+import { type FieldError, routeKey, validateRoute } from '../api/validate.ts';
+import { normalizePrefix } from '../table/index.ts';
+import type {
+  BackendRef,
+  CatalogAction,
+  ClusterData,
+  EndpointData,
+  EntryData,
+  HeaderEdits,
+  HostData,
+  MatchData,
+  PathRewrite,
+  PoolData,
+  TableData,
+} from '../table/types.ts';
+import { parseDuration } from './duration.ts';
+
+export interface CompileSettings {
+  defaultPool: PoolData;
+}
+
+export const DEFAULT_POOL: PoolData = {
+  maxConnections: 128,
+  // Below the 5 s idle timeout of Node's http server and most upstream keep-alive defaults, so the gateway
+  // closes an idle connection before the upstream does (no request races a server-side close).
+  keepAliveTimeoutMs: 4000,
+  pipelining: 1,
+  connectTimeoutMs: 5000,
+};
+
+export const DEFAULT_SETTINGS: CompileSettings = { defaultPool: DEFAULT_POOL };
+
+export interface CompileInput {
+  routes: RouteSource[];
+  catalog: CatalogSnapshot;
+  kube?: KubeServiceSnapshot;
+  settings?: CompileSettings;
+}
+
+export interface BackendStatus {
+  /** `consul:billing@dc2[v1]` or `service:shop/billing:8080`. */
+  ref: string;
+  /** Healthy endpoints per datacenter (`kubernetes` for Services). */
+  healthy: Record<string, number>;
+}
+
+/** What compile learned about one route: the input of status conditions and of `edgegate validate`. */
+export interface RouteStatus {
+  route: string;
+  origin: string;
+  generation?: number;
+  accepted: boolean;
+  /** Accepted=false: every problem, field by field. */
+  errors: FieldError[];
+  /** ResolvedRefs=false when non-empty: which Consul service or Kubernetes Service does not resolve. */
+  unresolved: string[];
+  backends: BackendStatus[];
+}
+
+export interface CompileResult {
+  table: TableData;
+  statuses: RouteStatus[];
+}
+
+interface Ctx {
+  catalog: CatalogSnapshot;
+  kube: KubeServiceSnapshot;
+  settings: CompileSettings;
+  clusters: Map<string, ClusterData>;
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function poolOf(spec: PoolSettingsSpec | undefined, base: PoolData): PoolData {
+  if (!spec) return base;
+  return {
+    maxConnections: spec.maxConnections ?? base.maxConnections,
+    keepAliveTimeoutMs: spec.keepAliveTimeout
+      ? parseDuration(spec.keepAliveTimeout)
+      : base.keepAliveTimeoutMs,
+    pipelining: spec.pipelining ?? base.pipelining,
+    connectTimeoutMs: spec.connectTimeout ? parseDuration(spec.connectTimeout) : base.connectTimeoutMs,
+  };
+}
+
+function poolKey(p: PoolData): string {
+  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}`;
+}
+
+function endpointOf(i: Instance): EndpointData {
+  return { address: i.address, port: i.port, weight: i.weight, id: i.id };
+}
+
+function sortEndpoints(list: EndpointData[]): EndpointData[] {
+  return list.sort((a, b) => cmp(a.address, b.address) || a.port - b.port || cmp(a.id, b.id));
+}
+
+/** Health rule: passing always; warning only when passingOnly is false; critical (and maintenance) never. */
+function serves(i: Instance, passingOnly: boolean): boolean {
+  return i.health === 'passing' || (!passingOnly && i.health === 'warning');
+}
+
+function hasTags(i: Instance, tags: readonly string[]): boolean {
+  for (const t of tags) if (!i.tags.includes(t)) return false;
+  return true;
+}
+
+function consulCluster(
+  ctx: Ctx,
+  dc: string,
+  service: string,
+  tags: string[],
+  passingOnly: boolean,
+  pool: PoolData,
+): { cluster: ClusterData; known: boolean } {
+  const sortedTags = [...new Set(tags)].sort(cmp);
+  const id = `consul:${service}@${dc}${sortedTags.length ? `[${sortedTags.join(',')}]` : ''}${passingOnly ? '' : '~warning'}|${poolKey(pool)}`;
+  const instances = ctx.catalog.datacenters[dc]?.services[service];
+  const existing = ctx.clusters.get(id);
+  if (existing) return { cluster: existing, known: instances !== undefined };
+  const endpoints = sortEndpoints(
+    (instances ?? []).filter((i) => serves(i, passingOnly) && hasTags(i, sortedTags)).map(endpointOf),
+  );
+  const cluster: ClusterData = { id, kind: 'consul', service, datacenter: dc, endpoints, pool };
+  ctx.clusters.set(id, cluster);
+  return { cluster, known: instances !== undefined };
+}
+
+function kubeCluster(
+  ctx: Ctx,
+  namespace: string,
+  name: string,
+  port: number | string,
+  pool: PoolData,
+): { cluster: ClusterData; known: boolean } {
+  const key = `${namespace}/${name}`;
+  const id = `kube:${key}:${port}|${poolKey(pool)}`;
+  const svc = ctx.kube.services[key];
+  const existing = ctx.clusters.get(id);
+  if (existing) return { cluster: existing, known: svc !== undefined };
+  const endpoints: EndpointData[] = [];
+  if (svc) {
+    // A port name names the Service port (and the EndpointSlice port of the same name); a number is the Service
+    // port, mapped to its target port when the Service is known, else taken as the endpoint port itself.
+    const svcPort = svc.ports.find((p) => (typeof port === 'number' ? p.port === port : p.name === port));
+    for (const ep of svc.endpoints) {
+      if (!ep.ready) continue;
+      let target: number | undefined;
+      if (svcPort) target = ep.ports[svcPort.name] ?? svcPort.targetPort;
+      else if (typeof port === 'string') target = ep.ports[port];
+      else target = Object.values(ep.ports).includes(port) ? port : undefined;
+      if (target !== undefined)
+        endpoints.push({ address: ep.address, port: target, weight: 1, id: ep.address });
+    }
+  }
+  const cluster: ClusterData = {
+    id,
+    kind: 'kube',
+    service: key,
+    datacenter: 'kubernetes',
+    endpoints: sortEndpoints(endpoints),
+    pool,
+  };
+  ctx.clusters.set(id, cluster);
+  return { cluster, known: svc !== undefined };
+}
+
+function headerEdits(spec: HeaderModifierSpec | undefined): HeaderEdits | undefined {
+  if (!spec) return undefined;
+  return {
+    set: (spec.set ?? []).map((h) => [h.name.toLowerCase(), h.value] as [string, string]),
+    add: (spec.add ?? []).map((h) => [h.name.toLowerCase(), h.value] as [string, string]),
+    remove: (spec.remove ?? []).map((h) => h.toLowerCase()),
+  };
+}
+
+function pathRewrite(spec: PathModifierSpec | undefined): PathRewrite | undefined {
+  if (!spec) return undefined;
+  return spec.type === 'ReplaceFullPath'
+    ? { type: 'ReplaceFullPath', value: spec.replaceFullPath ?? '/' }
+    : { type: 'ReplacePrefixMatch', value: spec.replacePrefixMatch ?? '/' };
+}
+
+function matchesOf(rule: RouteRule): MatchData[] {
+  const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [{}];
+  return matches.map((m) => {
+    const md: MatchData = {
+      path: m.path ? { type: m.path.type, value: m.path.value } : { type: 'PathPrefix', value: '/' },
+      headers: (m.headers ?? []).map((h) => ({ type: h.type, name: h.name, value: h.value })),
+      queryParams: (m.queryParams ?? []).map((q) => ({ type: q.type, name: q.name, value: q.value })),
+    };
+    if (md.path.type === 'PathPrefix') md.path.value = normalizePrefix(md.path.value);
+    if (m.method) md.method = m.method;
+    return md;
+  });
+}
+
+function backendRef(b: RouteBackend, namespace: string, localDc: string): string {
+  if (b.consul) {
+    const tags = b.consul.tags?.length ? `[${[...b.consul.tags].sort(cmp).join(',')}]` : '';
+    return `consul:${b.consul.service}@${b.consul.datacenter ?? localDc}${tags}`;
+  }
+  return `service:${namespace}/${b.service!.name}:${b.service!.port}`;
+}
+
+function compileRoute(
+  route: GatewayRoute,
+  key: string,
+  created: number,
+  ctx: Ctx,
+  status: RouteStatus,
+): EntryData[] {
+  const namespace = route.metadata.namespace ?? 'default';
+  const entries: EntryData[] = [];
+  const localDc = ctx.catalog.localDatacenter;
+  const backendHealth = new Map<string, BackendStatus>();
+
+  const addHealth = (ref: string, dc: string, count: number) => {
+    let bs = backendHealth.get(ref);
+    if (!bs) {
+      bs = { ref, healthy: {} };
+      backendHealth.set(ref, bs);
+    }
+    bs.healthy[dc] = (bs.healthy[dc] ?? 0) + count;
+  };
+
+  if (route.spec.catalog) {
+    const c = route.spec.catalog;
+    const pool = poolOf(c.pool, ctx.settings.defaultPool);
+    const passingOnly = c.passingOnly ?? true;
+    const allowed = c.datacenters.length > 0 ? c.datacenters : Object.keys(ctx.catalog.datacenters);
+    const services: CatalogAction['services'] = {};
+    for (const dc of [...new Set(allowed)].sort(cmp)) {
+      const known = ctx.catalog.datacenters[dc];
+      if (!known) {
+        if (c.datacenters.length > 0) status.unresolved.push(`datacenter ${dc} is not known to the catalog`);
+        continue;
+      }
+      const exposed: Record<string, string> = {};
+      for (const svc of Object.keys(known.services).sort(cmp)) {
+        const instances = known.services[svc] ?? [];
+        if (!instances.some((i) => hasTags(i, c.requiredTags))) continue;
+        const { cluster } = consulCluster(ctx, dc, svc, c.requiredTags, passingOnly, pool);
+        exposed[svc] = cluster.id;
+        addHealth(`catalog:${dc}`, dc, cluster.endpoints.length);
+      }
+      services[dc] = exposed;
+    }
+    entries.push({
+      route: key,
+      rule: 0,
+      match: 0,
+      ruleId: `${key}#catalog`,
+      created,
+      matchData: {
+        path: { type: 'PathPrefix', value: normalizePrefix(c.pathPrefix) },
+        headers: [],
+        queryParams: [],
+      },
+      catalog: { prefix: normalizePrefix(c.pathPrefix), services },
+    });
+  }
+
+  (route.spec.rules ?? []).forEach((rule, ri) => {
+    const ruleId = `${key}#${rule.name ?? ri}`;
+    const filters = rule.filters ?? [];
+    const find = <T extends (typeof filters)[number]['type']>(t: T) => filters.find((f) => f.type === t);
+    const redirectSpec = find('RequestRedirect')?.requestRedirect;
+    const rewriteSpec = find('URLRewrite')?.urlRewrite;
+    const requestHeaders = headerEdits(find('RequestHeaderModifier')?.requestHeaderModifier);
+    const responseHeaders = headerEdits(find('ResponseHeaderModifier')?.responseHeaderModifier);
+    let backends: BackendRef[] | undefined;
+    if (!redirectSpec) {
+      backends = [];
+      for (const b of rule.backends ?? []) {
+        const pool = poolOf(b.pool, ctx.settings.defaultPool);
+        const ref = backendRef(b, namespace, localDc);
+        const { cluster, known } = b.consul
+          ? consulCluster(
+              ctx,
+              b.consul.datacenter ?? localDc,
+              b.consul.service,
+              b.consul.tags ?? [],
+              b.consul.passingOnly ?? true,
+              pool,
+            )
+          : kubeCluster(ctx, namespace, b.service!.name, b.service!.port, pool);
+        if (!known) {
+          const what = b.consul
+            ? `Consul service ${b.consul.service} in datacenter ${b.consul.datacenter ?? localDc}`
+            : `Service ${namespace}/${b.service!.name}`;
+          const msg = `${what} not found`;
+          if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
+        }
+        addHealth(ref, cluster.datacenter, cluster.endpoints.length);
+        if ((b.weight ?? 1) > 0) backends.push({ cluster: cluster.id, weight: b.weight ?? 1 });
+      }
+    }
+    matchesOf(rule).forEach((matchData, mi) => {
+      const entry: EntryData = { route: key, rule: ri, match: mi, ruleId, created, matchData };
+      if (requestHeaders) entry.requestHeaders = requestHeaders;
+      if (responseHeaders) entry.responseHeaders = responseHeaders;
+      if (rewriteSpec) {
+        const rw: NonNullable<EntryData['rewrite']> = {};
+        if (rewriteSpec.hostname) rw.hostname = rewriteSpec.hostname;
+        const p = pathRewrite(rewriteSpec.path);
+        if (p) rw.path = p;
+        entry.rewrite = rw;
+      }
+      if (redirectSpec) {
+        const rd: NonNullable<EntryData['redirect']> = { statusCode: redirectSpec.statusCode ?? 302 };
+        if (redirectSpec.scheme) rd.scheme = redirectSpec.scheme;
+        if (redirectSpec.hostname) rd.hostname = redirectSpec.hostname;
+        if (redirectSpec.port) rd.port = redirectSpec.port;
+        const p = pathRewrite(redirectSpec.path);
+        if (p) rd.path = p;
+        entry.redirect = rd;
+      }
+      if (backends) entry.backends = backends;
+      entries.push(entry);
+    });
+  });
+  status.backends = [...backendHealth.values()].sort((a, b) => cmp(a.ref, b.ref));
+  return entries;
+}
+
+const PATH_RANK = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const;
+
+/** HTTPRoute precedence within one host: negative when `a` wins. */
+export function comparePrecedence(a: EntryData, b: EntryData): number {
+  const pa = a.matchData.path;
+  const pb = b.matchData.path;
+  return (
+    PATH_RANK[pa.type] - PATH_RANK[pb.type] ||
+    (pa.type !== 'RegularExpression' ? pb.value.length - pa.value.length : 0) ||
+    (a.matchData.method ? 0 : 1) - (b.matchData.method ? 0 : 1) ||
+    b.matchData.headers.length - a.matchData.headers.length ||
+    b.matchData.queryParams.length - a.matchData.queryParams.length ||
+    createdRank(a.created) - createdRank(b.created) ||
+    cmp(a.route, b.route) ||
+    a.rule - b.rule ||
+    a.match - b.match
+  );
+}
+
+/** Unknown creation time (0) sorts after every known one. */
+function createdRank(created: number): number {
+  return created > 0 ? created : Number.MAX_SAFE_INTEGER;
+}
+
+function hashOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+export function compile(input: CompileInput): CompileResult {
+  const ctx: Ctx = {
+    catalog: input.catalog,
+    kube: input.kube ?? { services: {} },
+    settings: input.settings ?? DEFAULT_SETTINGS,
+    clusters: new Map(),
+  };
+  // Deterministic order whatever order the sources reported in: by key, then origin.
+  const sources = input.routes
+    .map((r) => ({ ...r, key: routeKey(r.raw) }))
+    .sort((a, b) => cmp(a.key, b.key) || cmp(a.origin, b.origin));
+
+  const statuses: RouteStatus[] = [];
+  const entries: EntryData[] = [];
+  const hostMap = new Map<string, EntryData[]>();
+  const firstOrigin = new Map<string, string>();
+
+  for (const src of sources) {
+    const status: RouteStatus = {
+      route: src.key,
+      origin: src.origin,
+      accepted: false,
+      errors: [],
+      unresolved: [],
+      backends: [],
+    };
+    statuses.push(status);
+    const generation = (src.raw as { metadata?: { generation?: unknown } } | null)?.metadata?.generation;
+    if (typeof generation === 'number') status.generation = generation;
+    const prior = firstOrigin.get(src.key);
+    if (prior !== undefined) {
+      const line = src.locate?.(['metadata', 'name']);
+      status.errors.push({
+        path: ['metadata', 'name'],
+        message: `duplicate route ${src.key}: already defined at ${prior}`,
+        ...(line ? { line } : {}),
+      });
+      continue;
+    }
+    firstOrigin.set(src.key, src.origin);
+    const result = validateRoute(src.raw);
+    if (!result.ok) {
+      const locate = src.locate;
+      status.errors = locate ? result.errors.map((e) => ({ ...e, line: locate(e.path) })) : result.errors;
+      continue;
+    }
+    status.accepted = true;
+    const route = result.route;
+    const createdIso = route.metadata.creationTimestamp;
+    const createdMs = createdIso ? Date.parse(createdIso) : Number.NaN;
+    const routeEntries = compileRoute(
+      route,
+      src.key,
+      Number.isFinite(createdMs) ? createdMs : 0,
+      ctx,
+      status,
+    );
+    const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
+    for (const e of routeEntries) {
+      entries.push(e);
+      for (const h of hosts) {
+        const list = hostMap.get(h);
+        if (list) list.push(e);
+        else hostMap.set(h, [e]);
+      }
+    }
+  }
+
+  entries.sort(comparePrecedence);
+  const position = new Map(entries.map((e, i) => [e, i]));
+  const hosts: HostData[] = [...hostMap.entries()]
+    .sort((a, b) => cmp(a[0], b[0]))
+    .map(([host, list]) => ({ host, entries: list.sort(comparePrecedence).map((e) => position.get(e)!) }));
+  const clusters = [...ctx.clusters.values()].sort((a, b) => cmp(a.id, b.id));
+  const body = { entries, hosts, clusters };
+  const table: TableData = { hash: hashOf(body), version: 0, ...body };
+  return { table, statuses };
+}

@@ -1,0 +1,137 @@
+/**
+ * The controller loop. Sources report full snapshots of their own view (latest wins); every report only marks
+ * the state dirty. A hold-off timer (restarted by each report, bounded by a maximum delay from the first one)
+ * batches bursts into one rebuild: compile → if the table's content changed, give it the next version, persist it
+ * as last-known-good and publish it. Nothing is published before every expected source has reported once, so an
+ * empty table is never pushed over a good one.
+ */
+import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
+import type { RouteSource } from '../api/route-source.ts';
+import { type CompileSettings, compile, DEFAULT_SETTINGS, type RouteStatus } from '../compile/compile.ts';
+import type { TableData } from '../table/types.ts';
+import type { LastKnownGood } from './last-known-good.ts';
+
+export type SourceName = 'routes' | 'catalog' | 'kube';
+
+export interface ControllerOptions {
+  /** Sources that must report once before the first publish. */
+  expect: SourceName[];
+  publish: (table: TableData) => void | Promise<void>;
+  /** Called after every rebuild with every route's status (also when the table did not change). */
+  onStatuses?: (statuses: RouteStatus[], table: TableData) => void;
+  onError?: (err: unknown) => void;
+  settings?: CompileSettings;
+  holdOffMs?: number;
+  maxDelayMs?: number;
+  lastKnownGood?: LastKnownGood;
+  /** For tests and metrics: compile duration in ms. */
+  onCompiled?: (ms: number, table: TableData) => void;
+}
+
+export class Controller {
+  readonly #opts: Required<Pick<ControllerOptions, 'holdOffMs' | 'maxDelayMs'>> & ControllerOptions;
+  readonly #synced = new Set<SourceName>();
+  #routes: RouteSource[] = [];
+  #catalog: CatalogSnapshot = emptyCatalog();
+  #kube: KubeServiceSnapshot = emptyKube();
+  #current: TableData | undefined;
+  #statuses: RouteStatus[] = [];
+  #holdOff: NodeJS.Timeout | undefined;
+  #maxDelay: NodeJS.Timeout | undefined;
+  #building: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(opts: ControllerOptions) {
+    this.#opts = { holdOffMs: 50, maxDelayMs: 250, ...opts };
+  }
+
+  /** The table being served (last published), if any. */
+  get current(): TableData | undefined {
+    return this.#current;
+  }
+
+  get statuses(): RouteStatus[] {
+    return this.#statuses;
+  }
+
+  /** True once every expected source reported and the result was published. */
+  get synced(): boolean {
+    return this.#opts.expect.every((s) => this.#synced.has(s)) && this.#current !== undefined;
+  }
+
+  /** Serve the persisted last-known-good table until the live sources have synced. */
+  async restore(): Promise<TableData | undefined> {
+    const lkg = await this.#opts.lastKnownGood?.load();
+    if (!lkg || this.#current) return undefined;
+    this.#current = lkg;
+    await this.#opts.publish(lkg);
+    return lkg;
+  }
+
+  setRoutes(routes: RouteSource[]): void {
+    this.#routes = routes;
+    this.#mark('routes');
+  }
+
+  setCatalog(catalog: CatalogSnapshot): void {
+    this.#catalog = catalog;
+    this.#mark('catalog');
+  }
+
+  setKube(kube: KubeServiceSnapshot): void {
+    this.#kube = kube;
+    this.#mark('kube');
+  }
+
+  #mark(source: SourceName): void {
+    this.#synced.add(source);
+    if (this.#stopped) return;
+    clearTimeout(this.#holdOff);
+    this.#holdOff = setTimeout(() => this.#fire(), this.#opts.holdOffMs);
+    this.#maxDelay ??= setTimeout(() => this.#fire(), this.#opts.maxDelayMs);
+  }
+
+  #fire(): void {
+    clearTimeout(this.#holdOff);
+    clearTimeout(this.#maxDelay);
+    this.#holdOff = undefined;
+    this.#maxDelay = undefined;
+    this.#building = this.#building.then(() => this.rebuild()).catch((err) => this.#opts.onError?.(err));
+  }
+
+  /** Compile now and publish if the content changed. Normally driven by the timers. */
+  async rebuild(): Promise<void> {
+    if (!this.#opts.expect.every((s) => this.#synced.has(s))) return;
+    const started = performance.now();
+    const { table, statuses } = compile({
+      routes: this.#routes,
+      catalog: this.#catalog,
+      kube: this.#kube,
+      settings: this.#opts.settings ?? DEFAULT_SETTINGS,
+    });
+    this.#opts.onCompiled?.(performance.now() - started, table);
+    this.#statuses = statuses;
+    const prior = this.#current;
+    if (prior && prior.hash === table.hash) {
+      this.#opts.onStatuses?.(statuses, prior);
+      return;
+    }
+    table.version = (prior?.version ?? 0) + 1;
+    this.#current = table;
+    await this.#opts.publish(table);
+    this.#opts.onStatuses?.(statuses, table);
+    await this.#opts.lastKnownGood?.save(table);
+  }
+
+  /** Resolves when no rebuild is pending or running. */
+  async idle(): Promise<void> {
+    while (this.#holdOff || this.#maxDelay) await new Promise((r) => setTimeout(r, this.#opts.holdOffMs));
+    await this.#building;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#holdOff);
+    clearTimeout(this.#maxDelay);
+  }
+}

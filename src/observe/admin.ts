@@ -1,0 +1,62 @@
+/**
+ * The admin server (default :9901): health, readiness with reasons, and read-only debug views. It changes
+ * nothing; bind it to loopback or a node-internal address.
+ */
+import { createServer, type Server } from 'node:http';
+
+export interface AdminState {
+  /** Ready to take traffic, and if not, why. */
+  readiness(): { ready: boolean; reasons: string[] };
+  /** The served table and route statuses, for /debug/routes. */
+  routes(): unknown;
+  /** Endpoints, health and pool figures, for /debug/upstreams. */
+  upstreams?(): unknown;
+  /** Prometheus exposition, for /metrics. */
+  metrics?(): Promise<{ contentType: string; body: string }>;
+}
+
+function json(res: import('node:http').ServerResponse, status: number, value: unknown) {
+  const body = JSON.stringify(value, null, 2);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(body);
+}
+
+export function createAdminServer(state: AdminState): Server {
+  return createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' });
+    try {
+      switch (path) {
+        case '/healthz':
+          return json(res, 200, { status: 'ok' });
+        case '/readyz': {
+          const r = state.readiness();
+          return json(res, r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons });
+        }
+        case '/debug/routes':
+          return json(res, 200, state.routes());
+        case '/debug/upstreams':
+          if (state.upstreams) return json(res, 200, state.upstreams());
+          break;
+        case '/metrics':
+          if (state.metrics) {
+            const m = await state.metrics();
+            res.writeHead(200, { 'content-type': m.contentType });
+            res.end(m.body);
+            return;
+          }
+          break;
+      }
+      json(res, 404, {
+        error: 'not found',
+        paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/upstreams'],
+      });
+    } catch (err) {
+      json(res, 500, { error: String(err) });
+    }
+  });
+}

@@ -1,0 +1,212 @@
+/**
+ * The hot-path index over a TableData: host lookup (exact, then wildcard suffixes longest first, then `*`), and
+ * per host an exact-path map, a prefix map probed at each `/` boundary from the longest prefix down, and a regex
+ * list. Built once per table version; read-only afterwards.
+ *
+ * Precedence (HTTPRoute's): a more specific host wins; within a host, Exact path, then the longest PathPrefix,
+ * then RegularExpression; ties by method match, more header matches, more query matches, older route, then
+ * namespace/name and rule order. compile/ sorts each host's entries by that key; this index keeps their order.
+ */
+import type { ClusterData, EntryData, TableData } from './types.ts';
+
+export interface CompiledEntry {
+  readonly data: EntryData;
+  readonly method: string | undefined;
+  readonly headers: { name: string; exact?: string; regex?: RegExp }[];
+  readonly query: { name: string; exact?: string; regex?: RegExp }[];
+  /** Length of the normalized prefix (PathPrefix only), for ReplacePrefixMatch. */
+  readonly prefixLength: number;
+  readonly unconditional: boolean;
+}
+
+interface HostIndex {
+  exact: Map<string, CompiledEntry[]>;
+  prefix: Map<string, CompiledEntry[]>;
+  regex: { re: RegExp; entry: CompiledEntry }[];
+}
+
+export type HeaderGetter = (name: string) => string | undefined;
+
+/** Strip the port and a trailing dot, lower-case: the key hosts are indexed by. */
+export function normalizeHost(host: string | undefined): string {
+  if (!host) return '';
+  let h = host;
+  if (h.charCodeAt(0) === 91 /* [ */) {
+    const end = h.indexOf(']');
+    h = end > 0 ? h.slice(0, end + 1) : h;
+  } else {
+    const colon = h.indexOf(':');
+    if (colon >= 0) h = h.slice(0, colon);
+  }
+  if (h.endsWith('.')) h = h.slice(0, -1);
+  return h.toLowerCase();
+}
+
+/** `/a/b/` → `/a/b`; `/` stays. The form PathPrefix values are compared in. */
+export function normalizePrefix(value: string): string {
+  let v = value;
+  while (v.length > 1 && v.endsWith('/')) v = v.slice(0, -1);
+  return v;
+}
+
+function compileEntry(data: EntryData): CompiledEntry {
+  const strMatch = (m: { type: string; name: string; value: string }) =>
+    m.type === 'RegularExpression'
+      ? { name: m.name.toLowerCase(), regex: new RegExp(`^(?:${m.value})$`) }
+      : { name: m.name.toLowerCase(), exact: m.value };
+  const headers = data.matchData.headers.map(strMatch);
+  // Query parameter names are case-sensitive (Gateway API); keep their case.
+  const query = data.matchData.queryParams.map((m) => ({ ...strMatch(m), name: m.name }));
+  const method = data.matchData.method;
+  return {
+    data,
+    method,
+    headers,
+    query,
+    prefixLength:
+      data.matchData.path.type === 'PathPrefix' ? normalizePrefix(data.matchData.path.value).length : 0,
+    unconditional: headers.length === 0 && query.length === 0 && method === undefined,
+  };
+}
+
+function buildHost(entries: CompiledEntry[]): HostIndex {
+  const index: HostIndex = { exact: new Map(), prefix: new Map(), regex: [] };
+  for (const e of entries) {
+    const p = e.data.matchData.path;
+    if (p.type === 'Exact') push(index.exact, p.value, e);
+    else if (p.type === 'PathPrefix') push(index.prefix, normalizePrefix(p.value), e);
+    else index.regex.push({ re: new RegExp(`^(?:${p.value})$`), entry: e });
+  }
+  return index;
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function stringMatches(m: { exact?: string; regex?: RegExp }, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  return m.exact !== undefined ? m.exact === value : m.regex!.test(value);
+}
+
+/** First value of a query parameter in a raw query string (without `?`), decoded; undefined when absent. */
+export function queryParam(rawQuery: string, name: string): string | undefined {
+  for (const part of rawQuery.split('&')) {
+    const eq = part.indexOf('=');
+    const key = eq < 0 ? part : part.slice(0, eq);
+    let decodedKey: string;
+    try {
+      decodedKey = decodeURIComponent(key.replaceAll('+', ' '));
+    } catch {
+      continue;
+    }
+    if (decodedKey !== name) continue;
+    const raw = eq < 0 ? '' : part.slice(eq + 1);
+    try {
+      return decodeURIComponent(raw.replaceAll('+', ' '));
+    } catch {
+      return raw;
+    }
+  }
+  return undefined;
+}
+
+export interface RequestFacts {
+  host: string;
+  path: string;
+  method: string;
+  rawQuery: string;
+  header: HeaderGetter;
+}
+
+function conditionsHold(e: CompiledEntry, req: RequestFacts): boolean {
+  if (e.unconditional) return true;
+  if (e.method !== undefined && e.method !== req.method) return false;
+  for (const h of e.headers) if (!stringMatches(h, req.header(h.name))) return false;
+  for (const q of e.query) if (!stringMatches(q, queryParam(req.rawQuery, q.name))) return false;
+  return true;
+}
+
+function firstHolding(list: CompiledEntry[] | undefined, req: RequestFacts): CompiledEntry | undefined {
+  if (list === undefined) return undefined;
+  for (const e of list) if (conditionsHold(e, req)) return e;
+  return undefined;
+}
+
+function matchHost(index: HostIndex, req: RequestFacts): CompiledEntry | undefined {
+  const path = req.path;
+  const exact = firstHolding(index.exact.get(path), req);
+  if (exact) return exact;
+  if (index.prefix.size > 0) {
+    let end = path.length;
+    while (end > 1 && path.charCodeAt(end - 1) === 47) end--;
+    for (;;) {
+      const candidate = end === path.length ? path : path.slice(0, end);
+      const hit = firstHolding(index.prefix.get(candidate), req);
+      if (hit) return hit;
+      if (end <= 1) break;
+      end = path.lastIndexOf('/', end - 1);
+      if (end <= 0) {
+        const root = firstHolding(index.prefix.get('/'), req);
+        if (root) return root;
+        break;
+      }
+    }
+  }
+  for (const r of index.regex) if (r.re.test(path) && conditionsHold(r.entry, req)) return r.entry;
+  return undefined;
+}
+
+export class RoutingTable {
+  readonly version: number;
+  readonly hash: string;
+  readonly data: TableData;
+  readonly clusters: Map<string, ClusterData>;
+  readonly #exactHosts = new Map<string, HostIndex>();
+  /** Wildcard suffix (`.example.com`) → index. */
+  readonly #wildcardHosts = new Map<string, HostIndex>();
+  readonly #anyHost: HostIndex | undefined;
+  readonly #hasWildcards: boolean;
+
+  constructor(data: TableData) {
+    this.version = data.version;
+    this.hash = data.hash;
+    this.data = data;
+    this.clusters = new Map(data.clusters.map((c) => [c.id, c]));
+    const compiled = data.entries.map(compileEntry);
+    let any: HostIndex | undefined;
+    for (const h of data.hosts) {
+      const index = buildHost(h.entries.map((i) => compiled[i]!));
+      if (h.host === '*') any = index;
+      else if (h.host.startsWith('*.')) this.#wildcardHosts.set(h.host.slice(1), index);
+      else this.#exactHosts.set(h.host, index);
+    }
+    this.#anyHost = any;
+    this.#hasWildcards = this.#wildcardHosts.size > 0;
+  }
+
+  /** The entry that serves this request, or undefined (404). `host` must already be normalized. */
+  match(req: RequestFacts): CompiledEntry | undefined {
+    const host = req.host;
+    const exact = this.#exactHosts.get(host);
+    if (exact) {
+      const hit = matchHost(exact, req);
+      if (hit) return hit;
+    }
+    if (this.#hasWildcards) {
+      // Longest suffix first: for a.b.example.com try .b.example.com, then .example.com, then .com.
+      let dot = host.indexOf('.');
+      while (dot >= 0) {
+        const index = this.#wildcardHosts.get(host.slice(dot));
+        if (index) {
+          const hit = matchHost(index, req);
+          if (hit) return hit;
+        }
+        dot = host.indexOf('.', dot + 1);
+      }
+    }
+    return this.#anyHost ? matchHost(this.#anyHost, req) : undefined;
+  }
+}

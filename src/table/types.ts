@@ -1,0 +1,106 @@
+/**
+ * The RoutingTable as data: what compile/ produces, publish/ sends to workers and persists as last-known-good,
+ * and workers index for the hot path (index.ts). Plain JSON-safe values only, no classes, no functions.
+ */
+
+export type PathMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
+export type StringMatchType = 'Exact' | 'RegularExpression';
+
+export interface MatchData {
+  path: { type: PathMatchType; value: string };
+  headers: { type: StringMatchType; name: string; value: string }[];
+  queryParams: { type: StringMatchType; name: string; value: string }[];
+  method?: string;
+}
+
+export interface HeaderEdits {
+  set: [string, string][];
+  add: [string, string][];
+  remove: string[];
+}
+
+export interface PathRewrite {
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  value: string;
+}
+
+export interface RedirectData {
+  scheme?: 'http' | 'https';
+  hostname?: string;
+  port?: number;
+  path?: PathRewrite;
+  statusCode: number;
+}
+
+export interface PoolData {
+  maxConnections: number;
+  keepAliveTimeoutMs: number;
+  pipelining: number;
+  connectTimeoutMs: number;
+}
+
+export interface EndpointData {
+  address: string;
+  port: number;
+  weight: number;
+  /** Instance id in its catalog (Consul service id, pod name…), for debugging and status. */
+  id: string;
+}
+
+/** A set of endpoints the gateway balances over: one Consul service subset or one Kubernetes Service port. */
+export interface ClusterData {
+  id: string;
+  kind: 'consul' | 'kube';
+  /** Consul service name or `namespace/name` of the Kubernetes Service: the `service` metric label. */
+  service: string;
+  datacenter: string;
+  endpoints: EndpointData[];
+  pool: PoolData;
+}
+
+export interface BackendRef {
+  cluster: string;
+  weight: number;
+}
+
+export interface CatalogAction {
+  /** Normalized prefix ("/" or "/edge", never a trailing slash). */
+  prefix: string;
+  /** datacenter → service → cluster id, for every exposed service. */
+  services: Record<string, Record<string, string>>;
+}
+
+/** One (rule, match) pair: the unit of precedence. */
+export interface EntryData {
+  /** `namespace/name` of the route. */
+  route: string;
+  rule: number;
+  match: number;
+  /** Stable id for logs and metrics: `namespace/name#rule` or `namespace/name#<rule name>`. */
+  ruleId: string;
+  /** Creation time in ms since the epoch (0 when unknown): older routes win ties. */
+  created: number;
+  matchData: MatchData;
+  requestHeaders?: HeaderEdits;
+  responseHeaders?: HeaderEdits;
+  rewrite?: { hostname?: string; path?: PathRewrite };
+  redirect?: RedirectData;
+  backends?: BackendRef[];
+  catalog?: CatalogAction;
+}
+
+/** Entries for one hostname key: exact host, `*.suffix` or `*` (every host), as indexes into `entries`, sorted by precedence. */
+export interface HostData {
+  host: string;
+  entries: number[];
+}
+
+export interface TableData {
+  /** Content hash: equal hashes mean equal tables (the version counter is assigned on publish). */
+  hash: string;
+  /** Publish counter, set by control/ (0 until published). */
+  version: number;
+  entries: EntryData[];
+  hosts: HostData[];
+  clusters: ClusterData[];
+}
