@@ -270,7 +270,16 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       return { ready: r.reasons.length === 0, reasons: r.reasons };
     },
     routes: () => plane.routesView(primary.version),
-    workers: () => ({ mode: 'cluster', pid: process.pid, ...primary.stats(), workers: primary.workers() }),
+    workers: async () => {
+      // Live figures from each worker (asked over IPC), beside what the primary knows of it.
+      const live = new Map((await primary.collectWorkerStats(500)).map((s) => [s.pid, s]));
+      return {
+        mode: 'cluster',
+        pid: process.pid,
+        ...primary.stats(),
+        workers: primary.workers().map((w) => ({ ...w, stats: w.pid ? live.get(w.pid) : undefined })),
+      };
+    },
   });
   const adminAddress = await listen(admin, opts.admin, '--admin');
   let proxyAddress: { address: string; port: number };

@@ -8,7 +8,7 @@ export interface AdminState {
   /** Ready to take traffic, and if not, why. */
   readiness(): { ready: boolean; reasons: string[] };
   /** Proxy worker processes and the table version each serves, for /debug/workers. */
-  workers?(): unknown;
+  workers?(): unknown | Promise<unknown>;
   /** The served table and route statuses, for /debug/routes. */
   routes(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
@@ -42,7 +42,7 @@ export function createAdminServer(state: AdminState): Server {
         case '/debug/routes':
           return json(res, 200, state.routes());
         case '/debug/workers':
-          if (state.workers) return json(res, 200, state.workers());
+          if (state.workers) return json(res, 200, await state.workers());
           break;
         case '/debug/upstreams':
           if (state.upstreams) return json(res, 200, state.upstreams());
