@@ -1,0 +1,106 @@
+/**
+ * SIGTERM during load: readiness turns 503 at once, the listener stays open for the drain delay (responses then
+ * carry `Connection: close`), slow in-flight requests finish without a reset, and the process exits 0 within the
+ * drain timeout. Both shapes: primary + workers, and `--workers 0`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { catalogYaml, type Echo, startEcho, startGateway, tempDir, waitFor } from './helpers.ts';
+
+const tmp = tempDir('edgegate-drain-');
+const routesDir = join(tmp.dir, 'routes');
+const catalogFile = join(tmp.dir, 'catalog', 'catalog.yaml');
+const echoes: Echo[] = [];
+
+beforeAll(async () => {
+  mkdirSync(routesDir, { recursive: true });
+  mkdirSync(join(tmp.dir, 'catalog'), { recursive: true });
+  echoes.push(await startEcho('e1'));
+  writeFileSync(
+    join(routesDir, 'svc.yaml'),
+    `apiVersion: edgegate.io/v1alpha1
+kind: GatewayRoute
+metadata: { name: svc, namespace: t }
+spec:
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /svc } }]
+      backends: [{ consul: { service: echo, datacenter: dc1 } }]
+`,
+  );
+  writeFileSync(catalogFile, catalogYaml(echoes));
+});
+
+afterAll(async () => {
+  await Promise.all(echoes.map((e) => e.stop()));
+  tmp.remove();
+});
+
+const DELAY_MS = 1500;
+const TIMEOUT_MS = 8000;
+const SLOW_MS = 3000;
+
+describe.each([2, 0])('SIGTERM with --workers %i', (workers) => {
+  test('drains without resetting in-flight requests and exits 0', async () => {
+    const g = await startGateway({
+      routes: routesDir,
+      catalog: catalogFile,
+      workers,
+      drainDelay: `${DELAY_MS}ms`,
+      drainTimeout: `${TIMEOUT_MS}ms`,
+    });
+    try {
+      // Slow requests in flight on keep-alive connections: they must finish after the listener closed.
+      const agent = new Agent({ connections: 8, keepAliveTimeout: 30_000 });
+      const slow = Array.from({ length: 6 }, async (_, i) => {
+        const r = await request(g.url(`/svc/slow${i}?delay=${SLOW_MS}`), { dispatcher: agent });
+        const body = (await r.body.json()) as { name: string };
+        return { status: r.statusCode, connection: r.headers.connection, name: body.name };
+      });
+      await waitFor('the slow requests to reach the upstream side', async () => {
+        const w = await g.workers();
+        const inFlight = w.workers
+          ? w.workers.reduce((n, x) => n + (x.stats?.inFlight ?? 0), 0)
+          : 6; // single process: no per-worker view; the requests were sent above
+        return inFlight >= 6;
+      });
+
+      const signalled = Date.now();
+      g.child.kill('SIGTERM');
+      const notReady = await waitFor('readiness to fail', async () => {
+        const r = await g.readyz();
+        return r.status === 503 ? r : undefined;
+      });
+      const notReadyAfter = Date.now() - signalled;
+
+      // During the delay the listener still takes requests, and tells clients to close the connection.
+      const during = await request(g.url('/svc/during'), { dispatcher: agent });
+      await during.body.dump();
+
+      const slowResults = await Promise.all(slow);
+      const exit = await g.exited;
+      const exitAfter = Date.now() - signalled;
+      await agent.close();
+
+      console.log(
+        `drain (--workers ${workers}): readiness 503 after ${notReadyAfter} ms (${JSON.stringify(notReady.body.reasons)}); request during delay ${during.statusCode} connection=${during.headers.connection}; slow requests ${JSON.stringify(slowResults.map((r) => r.status))}; exit ${JSON.stringify(exit)} after ${exitAfter} ms`,
+      );
+      expect(notReadyAfter).toBeLessThan(DELAY_MS);
+      expect(notReady.body.reasons.join(' ')).toMatch(/draining/);
+      expect(during.statusCode).toBe(200);
+      expect(during.headers.connection).toBe('close');
+      for (const r of slowResults) {
+        expect(r.status).toBe(200);
+        expect(r.connection).toBe('close');
+      }
+      expect(exit).toEqual({ code: 0, signal: null });
+      // The slow requests outlived the delay, so the exit waited for them, but not beyond the timeout.
+      expect(exitAfter).toBeGreaterThanOrEqual(SLOW_MS - 200);
+      expect(exitAfter).toBeLessThan(TIMEOUT_MS + 2000);
+      expect(g.output()).toMatch(/"message":"drained"/);
+    } finally {
+      await g.stop();
+    }
+  });
+});
