@@ -60,9 +60,7 @@ describe.each([2, 0])('SIGTERM with --workers %i', (workers) => {
       });
       await waitFor('the slow requests to reach the upstream side', async () => {
         const w = await g.workers();
-        const inFlight = w.workers
-          ? w.workers.reduce((n, x) => n + (x.stats?.inFlight ?? 0), 0)
-          : 6; // single process: no per-worker view; the requests were sent above
+        const inFlight = w.workers ? w.workers.reduce((n, x) => n + (x.stats?.inFlight ?? 0), 0) : 6; // single process: no per-worker view; the requests were sent above
         return inFlight >= 6;
       });
 

@@ -3,8 +3,9 @@
  * they acknowledge (fixtures/fake-worker.ts): readiness per worker version, hand-off of the current table to a
  * replacement before it listens, crash-loop backoff and the restart count.
  */
-import { fileURLToPath } from 'node:url';
+
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { afterEach, expect, test } from 'vitest';
 import winston from 'winston';
 import { ClusterPrimary } from '../../../src/cluster/primary.ts';
@@ -47,7 +48,14 @@ function start(mode: string, workers: number, log: winston.Logger): ClusterPrima
     minUptimeMs: 60_000,
     backoffBaseMs: 100,
     backoffMaxMs: 1000,
-    config: { host: '127.0.0.1', port: 1, reusePort: true, proxy: { fakeMode: mode }, listener: {}, logLevel: 'error' },
+    config: {
+      host: '127.0.0.1',
+      port: 1,
+      reusePort: true,
+      proxy: { fakeMode: mode },
+      listener: {},
+      logLevel: 'error',
+    },
   });
   primary.start();
   return primary;
