@@ -82,7 +82,15 @@ async function realPath(table: TableData): Promise<void> {
     workers: WORKERS,
     log: silentLogger(),
     // Port 0 on loopback without SO_REUSEPORT: each worker just needs somewhere to listen.
-    config: { host: '127.0.0.1', port: 0, reusePort: false, proxy: {}, listener: {}, logLevel: 'error' },
+    config: {
+      host: '127.0.0.1',
+      port: 0,
+      reusePort: false,
+      proxy: {},
+      listener: {},
+      logLevel: 'error',
+      drain: { delayMs: 0, timeoutMs: 1000 },
+    },
   });
   primary.start();
   const ms: number[] = [];

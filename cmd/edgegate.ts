@@ -127,14 +127,18 @@ program
         datacenter: o.datacenter,
         trustedHops,
       };
-      const gw = workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers });
-      let signals = 0;
+      const gw =
+        workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });
+      let firstSignal = 0;
       const shutdown = (signal: string) => {
-        // A second signal while draining: stop now.
-        if (signals++ > 0) {
+        if (firstSignal > 0) {
+          // The same signal often arrives twice at once (group delivery plus a wrapper forwarding it): ignore
+          // that. A second one well after the first is a person insisting: stop now.
+          if (Date.now() - firstSignal < 2000) return;
           process.stderr.write(`edgegate: ${signal} again; exiting without waiting for the drain\n`);
           process.exit(1);
         }
+        firstSignal = Date.now();
         gw.drain(drain)
           .then(() => gw.stop())
           .then(() => process.exit(0), fail);

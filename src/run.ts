@@ -51,6 +51,8 @@ export interface ClusterRunOptions extends RunOptions {
   workers: number;
   /** SO_REUSEPORT listeners (default: on Linux, FreeBSD; elsewhere the cluster's shared handle). */
   reusePort?: boolean;
+  /** What a worker does when it alone gets SIGTERM (the primary's drain normally decides). */
+  drain?: DrainSettings;
 }
 
 interface Running {
@@ -256,6 +258,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     proxy: { trustedHops: opts.trustedHops ?? 0 },
     listener: {},
     logLevel: opts.logLevel,
+    drain: opts.drain ?? DEFAULT_DRAIN,
   };
   const primary = new ClusterPrimary({ workers: opts.workers, config, log });
   const plane = createControlPlane(opts, log, (table) => primary.publish(table));

@@ -164,16 +164,17 @@ export class ClusterPrimary {
   publish(table: TableData): void {
     const json = JSON.stringify(table);
     this.#table = { version: table.version, json };
-    const targets = this.#slots.filter((s) => s.worker && s.greeted);
+    // Every live worker must acknowledge; one that has not greeted yet gets the table when it does.
+    const live = this.#slots.filter((s) => s.worker);
     this.#handoff = {
       version: table.version,
       bytes: Buffer.byteLength(json),
       started: performance.now(),
-      waiting: new Set(targets.map((s) => s.index)),
-      workers: targets.length,
+      waiting: new Set(live.map((s) => s.index)),
+      workers: live.length,
       maxApplyMs: 0,
     };
-    for (const s of targets) this.#sendTable(s);
+    for (const s of live) if (s.greeted) this.#sendTable(s);
   }
 
   /** Ready when not draining, a table is published, and every live worker listens and serves that version. */

@@ -25,6 +25,8 @@ export interface WorkerConfig {
   proxy: Record<string, unknown>;
   listener: Partial<ListenerSettings>;
   logLevel: string;
+  /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
+  drain: { delayMs: number; timeoutMs: number };
 }
 
 export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';

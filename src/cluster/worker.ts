@@ -20,6 +20,9 @@ import {
 /** When the primary disappears without a drain (killed), the worker stops this fast. */
 const ORPHAN_DRAIN: Omit<DrainMessage, 'type'> = { delayMs: 0, timeoutMs: 5_000 };
 
+/** How long a signalled worker waits for the primary's drain message before draining on its own. */
+const SIGNAL_GRACE_MS = 1_000;
+
 function send(message: WorkerMessage): void {
   if (process.connected) process.send?.(message);
 }
@@ -54,12 +57,14 @@ export class ProxyWorker {
       this.#log.warn('primary is gone; draining');
       void this.drain(ORPHAN_DRAIN);
     });
+    // A signal to the whole process group (Ctrl-C, `timeout`, an init that signals the group) reaches the primary
+    // too, and its drain message follows at once: wait for it, so the primary's drain delay holds. A signal meant
+    // for this worker alone gets no such message: drain on our own after a short grace.
     const onSignal = (signal: string) => {
-      this.#log.info(`${signal} received; draining`);
-      void this.drain({ delayMs: 0, timeoutMs: ORPHAN_DRAIN.timeoutMs });
+      if (this.#draining) return;
+      this.#log.info(`${signal} received; draining unless the primary does`);
+      setTimeout(() => void this.drain(this.#config.drain), SIGNAL_GRACE_MS).unref();
     };
-    // A Ctrl-C reaches the whole process group: the primary's drain message normally arrives as well; whichever is
-    // first starts the (single) drain. The primary's delay is the one that matters for readiness upstream.
     process.on('SIGINT', () => onSignal('SIGINT'));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     send({ type: 'hello', pid: process.pid });

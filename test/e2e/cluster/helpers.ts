@@ -62,10 +62,12 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, detached = false): Proc {
   const child = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Own process group, so a test can signal the primary and its workers at once, as Ctrl-C does.
+    detached,
   });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => {
@@ -133,6 +135,8 @@ export async function startGateway(opts: {
   drainDelay?: string;
   drainTimeout?: string;
   waitReady?: boolean;
+  /** Start in a process group of its own (see `spawnCli`). */
+  detached?: boolean;
 }): Promise<Gateway> {
   const port = await freePort();
   const adminPort = await freePort();
@@ -155,6 +159,7 @@ export async function startGateway(opts: {
       opts.drainTimeout ?? '5s',
     ],
     { EDGEGATE_LOG_LEVEL: 'info' },
+    opts.detached,
   );
   const admin = (path: string) => `http://127.0.0.1:${adminPort}${path}`;
   const gw: Gateway = {

@@ -55,6 +55,7 @@ function start(mode: string, workers: number, log: winston.Logger): ClusterPrima
       proxy: { fakeMode: mode },
       listener: {},
       logLevel: 'error',
+      drain: { delayMs: 0, timeoutMs: 1000 },
     },
   });
   primary.start();
