@@ -8,6 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CatalogSnapshot } from '../../src/api/catalog.ts';
+import type { GatewayRoute } from '../../src/api/gateway-route.ts';
 import type { RouteSource } from '../../src/api/route-source.ts';
 import { compile } from '../../src/compile/compile.ts';
 import { RoutingTable } from '../../src/table/index.ts';
@@ -139,7 +140,7 @@ function referenceMatch(routes: RouteSource[], req: Req): string | undefined {
     return undefined;
   };
   for (const src of routes) {
-    const raw = src.raw as any;
+    const raw = src.raw as GatewayRoute;
     const hostnames: string[] = raw.spec.hostnames ?? [];
     let hostRank: number[] | undefined;
     if (hostnames.length === 0) hostRank = [2, 0];
@@ -158,9 +159,9 @@ function referenceMatch(routes: RouteSource[], req: Req): string | undefined {
       ? Date.parse(raw.metadata.creationTimestamp)
       : Number.MAX_SAFE_INTEGER;
     const routeKey = `${raw.metadata.namespace}/${raw.metadata.name}`;
-    raw.spec.rules.forEach((rule: any, ri: number) => {
-      rule.matches.forEach((m: any, mi: number) => {
-        const { type, value } = m.path;
+    raw.spec.rules!.forEach((rule, ri) => {
+      rule.matches!.forEach((m, mi) => {
+        const { type, value } = m.path!;
         let pathOk: boolean;
         if (type === 'Exact') pathOk = req.path === value;
         else if (type === 'PathPrefix') {
