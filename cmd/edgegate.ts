@@ -16,9 +16,16 @@ import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+/** package.json is one level up from cmd/ (source) or two from dist/cmd/ (built image). */
+function readPackage(): { version: string } {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      return JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8'));
+    } catch {}
+  }
+  return { version: '0.0.0' };
+}
+const pkg = readPackage();
 
 function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
