@@ -56,7 +56,7 @@ export interface Served {
   subject: string;
   /** The O= of the subject: which test certificate it was. */
   org: string;
-  alpn: string | false;
+  alpn: string | false | null;
   protocol: string | null;
 }
 
