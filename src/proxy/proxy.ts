@@ -14,6 +14,7 @@ import { forwardedTrailers, requestHasBody, requestProto } from './h2-compat.ts'
 import { acceptableRequestId, clientResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { UpstreamPools } from './upstream-pools.ts';
+import { upstreamDispatchOptions } from './upstream-tls.ts';
 
 export interface ProxySettings {
   /** How many proxies in front of the gateway are trusted to set X-Forwarded-For (0: none, the peer is the client). */
@@ -362,6 +363,7 @@ export class ProxyPipeline {
         body: hasBody ? req : null,
         headersTimeout: this.settings.upstreamHeadersTimeoutMs,
         bodyTimeout: this.settings.upstreamBodyTimeoutMs,
+        ...upstreamDispatchOptions(cluster.pool, endpoint),
       },
       handler,
     );

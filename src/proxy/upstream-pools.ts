@@ -5,7 +5,7 @@
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../table/types.ts';
-import { upstreamTlsConnect, upstreamTlsPoolKey } from './upstream-tls.ts';
+import { upstreamConnect, upstreamTlsPoolKey } from './upstream-tls.ts';
 
 export function poolKey(ep: EndpointData, pool: PoolData): string {
   return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}${upstreamTlsPoolKey(pool)}`;
@@ -35,7 +35,7 @@ export class UpstreamPools {
         pipelining: settings.pipelining,
         keepAliveTimeout: settings.keepAliveTimeoutMs,
         keepAliveMaxTimeout: settings.keepAliveTimeoutMs,
-        connect: { timeout: settings.connectTimeoutMs, ...upstreamTlsConnect(settings) },
+        connect: upstreamConnect(settings),
         ...(settings.protocol === 'h2' ? { allowH2: true } : {}),
         // The gateway's own timeouts are passed per request.
         headersTimeout: 0,

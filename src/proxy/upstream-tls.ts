@@ -4,7 +4,8 @@
  * `allowH2`); an upstream that only offers http/1.1 is spoken to in HTTP/1.1.
  */
 import { createHash } from 'node:crypto';
-import type { PoolData } from '../table/types.ts';
+import { buildConnector } from 'undici';
+import type { EndpointData, PoolData } from '../table/types.ts';
 
 const digests = new Map<string, string>();
 
@@ -22,14 +23,34 @@ export function upstreamTlsPoolKey(pool: PoolData): string {
   return `|tls:${pool.tls.serverName ?? ''}:${pool.tls.caBundle ? digest(pool.tls.caBundle) : 'system'}:${pool.protocol ?? 'http1'}`;
 }
 
-/** Extra undici `connect` options (merged beside the connect timeout); empty for plain HTTP. */
-export function upstreamTlsConnect(pool: PoolData): Record<string, unknown> {
+/**
+ * undici `connect` for a pool: a plain options object for HTTP, and for TLS a connector that pins the server name.
+ * (undici otherwise takes SNI and the name to verify from each request's Host header, which is the CLIENT's host,
+ * not the upstream's: the upstream is verified against `serverName`, or its address when none is set.)
+ */
+export function upstreamConnect(pool: PoolData): Record<string, unknown> | buildConnector.connector {
   const tls = pool.tls;
-  if (!tls) return {};
-  return {
-    ...(tls.serverName !== undefined ? { servername: tls.serverName } : {}),
+  if (!tls) return { timeout: pool.connectTimeoutMs };
+  const base = buildConnector({
+    timeout: pool.connectTimeoutMs,
     ...(tls.caBundle !== undefined ? { ca: tls.caBundle } : {}),
     rejectUnauthorized: true,
     ALPNProtocols: pool.protocol === 'h2' ? ['h2', 'http/1.1'] : ['http/1.1'],
+  } as buildConnector.BuildOptions);
+  return (options, callback) => {
+    const { servername: _fromHost, ...rest } = options;
+    base(
+      (tls.serverName !== undefined ? { ...rest, servername: tls.serverName } : rest) as typeof options,
+      callback,
+    );
   };
+}
+
+/**
+ * Per-request undici options for a TLS pool: a constant `servername`, so undici never tears a connection down
+ * because two requests carried different Host headers (it compares each request's server name with the
+ * connection's). The connector above decides what is actually sent and verified.
+ */
+export function upstreamDispatchOptions(pool: PoolData, ep: EndpointData): { servername?: string } {
+  return pool.tls ? { servername: pool.tls.serverName ?? ep.address } : {};
 }

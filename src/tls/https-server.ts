@@ -165,8 +165,8 @@ export function createHttpsProxyServer(
     if (st.draining) session.close();
     session.on('stream', (stream: ServerHttp2Stream) => {
       stream.once('close', () => {
-        // A stream the client cancelled (RST_STREAM) before the response ended.
-        if (stream.rstCode !== h2.NGHTTP2_NO_ERROR && !stream.writableFinished && tooManyResets(session)) {
+        // A stream that ended in a reset (the rapid-reset pattern: HEADERS then RST_STREAM at once).
+        if (stream.rstCode !== h2.NGHTTP2_NO_ERROR && tooManyResets(session)) {
           if (!session.destroyed) {
             stats.floodStopped();
             session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
