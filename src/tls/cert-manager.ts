@@ -53,7 +53,7 @@ export class CertManager {
     const out: CertExpiry[] = [];
     const seen = new Set<string>();
     const add = (b: CertBundle, name?: string) => {
-      const info = inspectCertificate(b.certPem, b.keyPem, 0);
+      const info = inspectCertificate(b.certPem, b.keyPem, 0, false);
       for (const h of name ? [name] : hostnamesOf(b, info)) {
         if (seen.has(h)) continue;
         seen.add(h);
