@@ -183,3 +183,51 @@ describe('HTTPS listener with certificate files', () => {
     replaceFile(certs.b!.cert, certs.b!.certPem);
   });
 });
+
+describe('--https-redirect', () => {
+  const tmp = tempDir('edgegate-redirect-');
+  let gw: TlsGateway;
+
+  beforeAll(async () => {
+    mkdirSync(join(tmp.dir, 'routes'));
+    const c = makeCert(tmp.dir, 'r', 'r.test');
+    writeFileSync(join(tmp.dir, 'routes', 'r.yaml'), routeYaml('r', ['r.test']));
+    writeFileSync(join(tmp.dir, 'catalog.yaml'), catalogYaml([{ port: 9 }]));
+    gw = await startTlsGateway({
+      routes: join(tmp.dir, 'routes'),
+      catalog: join(tmp.dir, 'catalog.yaml'),
+      workers: 1,
+      args: ['--tls-cert', `${c.cert},${c.key}`, '--https-redirect', '308', '--https-port', '8443'],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.stop();
+    tmp.remove();
+  });
+
+  it('answers every HTTP request with 308 to the same host and path on HTTPS', async () => {
+    const r = await run('curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code} %{redirect_url}',
+      '-H',
+      'Host: r.test:8080',
+      `http://127.0.0.1:${gw.port}/a/b?c=d`,
+    ]);
+    expect(r.stdout).toBe('308 https://r.test:8443/a/b?c=d');
+    const bad = await run('curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '-H',
+      'Host: bad"host',
+      `http://127.0.0.1:${gw.port}/`,
+    ]);
+    expect(bad.stdout).toBe('400');
+  });
+});
