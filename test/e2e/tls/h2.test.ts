@@ -241,10 +241,12 @@ ${caIndented}
     });
     const localPort =
       raw.localPort ?? (await new Promise<number>((r) => raw.once('secureConnect', () => r(raw.localPort!))));
+    // Earlier cases (h2spec's invalid frames) may already have been counted: compare with the figure before.
+    const before = (await workerTlsStats(gw)).floodsStopped;
     let sent = 0;
-    let stopped = 0;
+    let stopped = before;
     // Bounded: at most 20,000 streams opened and cancelled, in batches of 500, until the gateway says it cut us off.
-    while (sent < 20_000 && !floodClosed && stopped === 0) {
+    while (sent < 20_000 && !floodClosed && stopped === before) {
       for (let i = 0; i < 500 && !flood.destroyed; i++, sent++) {
         try {
           const st = flood.request({ ':path': `/flood/${sent}`, ':authority': 'h2.test' });
@@ -259,7 +261,7 @@ ${caIndented}
     }
     await waitFor(
       'the gateway to count the flood it stopped',
-      async () => (await workerTlsStats(gw)).floodsStopped >= 1,
+      async () => (await workerTlsStats(gw)).floodsStopped > before,
       10_000,
     );
     // The flooding TCP connection is gone on the gateway's side (ss lists no established socket from our port).
@@ -280,8 +282,7 @@ ${caIndented}
     );
     expect(statuses).toEqual(Array(20).fill(200));
     expect(sent).toBeLessThan(20_000);
-    const stats = await workerTlsStats(gw);
-    expect(stats.floodsStopped).toBeGreaterThanOrEqual(1);
+    expect((await workerTlsStats(gw)).floodsStopped).toBeGreaterThan(before);
   });
 
   it('a CONTINUATION flood (endless header block) is cut off while other clients keep being served', async () => {
