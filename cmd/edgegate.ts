@@ -10,6 +10,7 @@ import { compile } from '../src/compile/compile.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runGateway } from '../src/run.ts';
+import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
@@ -77,10 +78,8 @@ program
   )
   .action(async (o) => {
     try {
-      if (o.consul || o.kube || o.kubeconfig || o.listenTls || o.workers)
-        throw new ConfigError(
-          '--consul, --kube, --listen-tls and --workers are not available in this build yet',
-        );
+      if (o.kube || o.kubeconfig || o.listenTls || o.workers)
+        throw new ConfigError('--kube, --listen-tls and --workers are not available in this build yet');
       const trustedHops = Number(o.trustedHops);
       if (!Number.isInteger(trustedHops) || trustedHops < 0)
         throw new ConfigError('--trusted-hops: expected a whole number ≥ 0');
@@ -89,6 +88,7 @@ program
         admin: o.admin,
         routes: o.routes,
         catalog: o.catalog,
+        consul: consulOption(o, process.env),
         stateDir: o.stateDir,
         logLevel: o.logLevel,
         datacenter: o.datacenter,

@@ -14,6 +14,8 @@ import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer } from './proxy/server.ts';
+import type { ConsulSettings } from './sources/consul/settings.ts';
+import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
 
 export interface RunOptions {
@@ -21,6 +23,8 @@ export interface RunOptions {
   admin: string;
   routes?: string;
   catalog?: string;
+  /** Discover services from Consul (exclusive with `catalog`). */
+  consul?: ConsulSettings;
   stateDir?: string;
   logLevel: string;
   /** Local datacenter for consul backends without one (standalone: default dc1). */
@@ -78,7 +82,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
   const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
   const expect: SourceName[] = ['routes'];
-  if (opts.catalog) expect.push('catalog');
+  if (opts.catalog || opts.consul) expect.push('catalog');
   const reported = new Map<string, string>();
   const controller = new Controller({
     expect,
@@ -121,6 +125,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   if (restored)
     log.info('serving the last-known-good table until sources sync', { version: restored.version });
 
+  const consul = opts.consul ? startConsulSource(controller, opts.consul, log) : undefined;
   const routeSource = new FileRouteSource(opts.routes, log);
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
   if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
@@ -140,6 +145,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       table: controller.current,
       statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
     }),
+    sources: () => ({ consul: consul?.stats() }),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
@@ -154,6 +160,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       controller.stop();
       routeSource.stop();
       catalogSource?.stop();
+      await consul?.stop();
       proxyServer.close();
       admin.close();
       proxyServer.closeIdleConnections();

@@ -9,6 +9,8 @@ export interface AdminState {
   readiness(): { ready: boolean; reasons: string[] };
   /** The served table and route statuses, for /debug/routes. */
   routes(): unknown;
+  /** Source state (up, data age, watches), for /debug/sources. */
+  sources?(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
   upstreams?(): unknown;
   /** Prometheus exposition, for /metrics. */
@@ -39,6 +41,9 @@ export function createAdminServer(state: AdminState): Server {
         }
         case '/debug/routes':
           return json(res, 200, state.routes());
+        case '/debug/sources':
+          if (state.sources) return json(res, 200, state.sources());
+          break;
         case '/debug/upstreams':
           if (state.upstreams) return json(res, 200, state.upstreams());
           break;
@@ -53,7 +58,7 @@ export function createAdminServer(state: AdminState): Server {
       }
       json(res, 404, {
         error: 'not found',
-        paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/upstreams'],
+        paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/sources', '/debug/upstreams'],
       });
     } catch (err) {
       json(res, 500, { error: String(err) });
