@@ -7,7 +7,7 @@
  * - `wait` is sent with every blocking request and the client timeout sits above it (Consul adds up to
  *   wait/16 of jitter);
  * - a token bucket paces the loop, so a constantly changing key degrades to polling;
- * - errors back off exponentially with jitter.
+ * - errors back off exponentially with jitter, and the next request after an error does not block (index 0).
  * An endpoint that sends no `X-Consul-Index` cannot block: it is polled every `pollMs`.
  * Data is handed on only when the index moved (or on the first answer, or after a reset); a timed-out wait with
  * the same index hands on nothing.
@@ -178,6 +178,10 @@ export class BlockingQuery {
   }
 
   #fail(err: WatchError): 'error' {
+    // After an error the server may not be the one that issued the index (a restarted agent, another server
+    // behind a balancer, a restored snapshot): a blocking request on an index the new server has not reached
+    // would hang for the whole wait. Start over with a non-blocking read, which also detects an index reset.
+    this.#index = 0;
     this.#failures++;
     this.#o.onError(err, this.#failures);
     return 'error';

@@ -80,7 +80,7 @@ describe('BlockingQuery against a misbehaving Consul', () => {
       [50, ['b']],
       [51, ['c']],
     ];
-    server = await startFakeServer((req, res) => {
+    server = await startFakeServer((_req, res) => {
       const next = answers.shift();
       if (next) reply(res, 200, next[1], next[0]);
       else h.hold(res);
@@ -142,6 +142,8 @@ describe('BlockingQuery against a misbehaving Consul', () => {
       expect(at[i + 1]! - at[i]!).toBeGreaterThanOrEqual(expected[i]! - 2);
     expect(rec.errors[0]).toMatchObject({ kind: 'http', status: 500 });
     expect(rec.errors[0]!.message).toContain('No cluster leader');
+    // every retry after an error is a non-blocking read
+    expect(server.requests.every((r) => !r.query.has('index'))).toBe(true);
     expect(watch!.failures).toBeGreaterThanOrEqual(6);
     healthy = true;
     await waitFor(() => rec.data.length === 1, { timeoutMs: 5000 });
@@ -168,13 +170,37 @@ describe('BlockingQuery against a misbehaving Consul', () => {
     const elapsed = performance.now() - started;
     expect(rec.errors[0]).toMatchObject({ kind: 'timeout' });
     expect(rec.errors[0]!.message).toContain('1163 ms');
-    // each blocking request lasts its whole deadline: no more than one per 1163 ms (+ the first, + one in flight)
-    expect(server.requests.length).toBeLessThanOrEqual(Math.ceil(elapsed / 1163) + 2);
-    expect(rec.data).toEqual([['first']]);
+    // each blocking request lasts its whole deadline, and after each timeout one non-blocking read starts over:
+    // no more than two requests per 1163 ms (+ the first, + one in flight)
+    expect(server.requests.length).toBeLessThanOrEqual(2 * Math.ceil(elapsed / 1163) + 2);
+    expect(
+      server.requests.filter((r) => r.query.has('index')).every((r) => r.query.get('index') === '5'),
+    ).toBe(true);
+    expect(new Set(rec.data.map((d) => JSON.stringify(d)))).toEqual(new Set(['["first"]']));
     slow = false;
     h.release((r) => r.destroy());
-    await waitFor(() => rec.data.length === 2, { timeoutMs: 10_000 });
-    expect(rec.data[1]).toEqual(['second']);
+    await waitFor(() => JSON.stringify(rec.data.at(-1)) === '["second"]', { timeoutMs: 10_000 });
+  });
+
+  it('after a dropped connection, a restarted server with a lower index does not hang the watch', async () => {
+    const h = holder();
+    let phase: 'old' | 'restarted' = 'old';
+    server = await startFakeServer((req, res) => {
+      if (req.query.has('index')) return h.hold(res); // blocks (the restarted server never reaches index 120)
+      if (phase === 'old') reply(res, 200, ['before'], 120);
+      else reply(res, 200, ['after'], 15);
+    });
+    const rec = startWatch(server.url, { waitMs: 600_000 });
+    await waitFor(() => h.count === 1, { timeoutMs: 5000 });
+    phase = 'restarted';
+    h.release((r) => r.socket?.destroy()); // the agent dies: "other side closed"
+    await waitFor(() => JSON.stringify(rec.data.at(-1)) === '["after"]', {
+      timeoutMs: 5000,
+      message: 'the data of the restarted server',
+    });
+    expect(rec.errors[0]).toMatchObject({ kind: 'network' });
+    await waitFor(() => h.count === 1, { timeoutMs: 5000 });
+    expect(server.requests.at(-1)!.query.get('index')).toBe('15');
   });
 
   it('stop() aborts an in-flight blocking request at once', async () => {
