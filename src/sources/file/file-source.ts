@@ -101,7 +101,8 @@ export class FileRouteSource {
   #running: Promise<void> = Promise.resolve();
 
   constructor(path: string, log: SourceLog) {
-    this.#path = resolve(path);
+    // Kept as given (not resolved): messages name files the way the user wrote them.
+    this.#path = path;
     this.#log = log;
   }
 
