@@ -21,6 +21,8 @@ import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer } from './proxy/server.ts';
+import type { ConsulSettings } from './sources/consul/settings.ts';
+import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
 import type { TableData } from './table/types.ts';
 
@@ -29,6 +31,8 @@ export interface RunOptions {
   admin: string;
   routes?: string;
   catalog?: string;
+  /** Discover services from Consul (exclusive with `catalog`). */
+  consul?: ConsulSettings;
   stateDir?: string;
   logLevel: string;
   /** Local datacenter for consul backends without one (standalone: default dc1). */
@@ -118,7 +122,7 @@ export function describeStatus(s: RouteStatus): string[] {
 function createControlPlane(opts: RunOptions, log: Logger, publish: (table: TableData) => void) {
   if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
   const expect: SourceName[] = ['routes'];
-  if (opts.catalog) expect.push('catalog');
+  if (opts.catalog || opts.consul) expect.push('catalog');
   const reported = new Map<string, string>();
   const controller = new Controller({
     expect,
@@ -158,6 +162,7 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
   });
   const routeSource = new FileRouteSource(opts.routes, log);
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
+  let consul: ReturnType<typeof startConsulSource> | undefined;
   return {
     controller,
     async start() {
@@ -165,6 +170,7 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       if (restored)
         log.info('serving the last-known-good table until sources sync', { version: restored.version });
       if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
+      if (opts.consul) consul = startConsulSource(controller, opts.consul, log);
       await routeSource.start((r) => controller.setRoutes(r));
       await controller.rebuild();
     },
@@ -172,6 +178,10 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       controller.stop();
       routeSource.stop();
       catalogSource?.stop();
+      void consul?.stop();
+    },
+    sourcesView() {
+      return { consul: consul?.stats() };
     },
     routesView(version: number) {
       return {
@@ -203,6 +213,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
+    sources: () => plane.sourcesView(),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
@@ -267,6 +278,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   await plane.start();
 
   const admin = createAdminServer({
+    sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
       if (!controller.synced) r.reasons.unshift('sources have not synced yet');
