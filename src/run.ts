@@ -193,6 +193,15 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
   };
 }
 
+/**
+ * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
+ * last-known-good table and stays ready (the edge must not go dark); the note says so.
+ */
+function lastKnownGoodNotes(controller: Controller, served: number): string[] {
+  if (controller.synced || served === 0) return [];
+  return [`serving the last-known-good table (version ${served}) until the sources sync`];
+}
+
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
@@ -207,9 +216,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
-      if (!controller.synced) reasons.push('sources have not synced yet');
-      if (proxy.version === 0) reasons.push('no routing table served yet');
-      return { ready: reasons.length === 0, reasons };
+      if (proxy.version === 0) reasons.push('no routing table served yet: sources have not synced');
+      return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
@@ -281,8 +289,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
-      if (!controller.synced) r.reasons.unshift('sources have not synced yet');
-      return { ready: r.reasons.length === 0, reasons: r.reasons };
+      return { ready: r.reasons.length === 0, reasons: r.reasons, notes: lastKnownGoodNotes(controller, primary.version) };
     },
     routes: () => plane.routesView(primary.version),
     workers: async () => {
