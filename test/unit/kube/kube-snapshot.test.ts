@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { compile } from '../../../src/compile/compile.ts';
 import {
   buildKubeSnapshot,
+  type GatewayRouteObject,
   referencedServices,
   routeSourceOf,
 } from '../../../src/sources/kube/kube-source.ts';
@@ -17,7 +18,7 @@ const slice = (name: string, endpoints: V1EndpointSlice['endpoints'], port = 808
   ports: [{ name: 'http', port, protocol: 'TCP' }],
   endpoints,
 });
-const route = (port: number | string) => ({
+const route = (port: number | string): GatewayRouteObject => ({
   apiVersion: 'edgegate.io/v1alpha1',
   kind: 'GatewayRoute',
   metadata: { name: 'r', namespace: 'shop', generation: 2, creationTimestamp: '2026-01-01T00:00:00Z' },

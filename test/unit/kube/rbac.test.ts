@@ -5,7 +5,8 @@ import { LEASE_RULES, rbacRulesJson, WATCH_RULES } from '../../../src/sources/ku
 describe('RBAC rules', () => {
   it('charts/edgegate/files/rbac-rules.json is current (run npm run gen:rbac)', () => {
     const file = new URL('../../../charts/edgegate/files/rbac-rules.json', import.meta.url);
-    expect(readFileSync(file, 'utf8')).toBe(rbacRulesJson());
+    // Compared as data: the formatter may re-wrap the committed JSON.
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(JSON.parse(rbacRulesJson()));
   });
 
   it('grants no Secrets, no writes of GatewayRoute specs and Leases only through the lease Role', () => {
