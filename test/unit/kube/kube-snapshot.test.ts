@@ -21,7 +21,12 @@ const slice = (name: string, endpoints: V1EndpointSlice['endpoints'], port = 808
 const route = (port: number | string): GatewayRouteObject => ({
   apiVersion: 'edgegate.io/v1alpha1',
   kind: 'GatewayRoute',
-  metadata: { name: 'r', namespace: 'shop', generation: 2, creationTimestamp: '2026-01-01T00:00:00Z' },
+  metadata: {
+    name: 'r',
+    namespace: 'shop',
+    generation: 2,
+    creationTimestamp: '2026-01-01T00:00:00Z' as unknown as Date,
+  },
   spec: {
     rules: [{ backends: [{ service: { name: 'web', port } }, { service: { name: 'missing', port: 80 } }] }],
   },
