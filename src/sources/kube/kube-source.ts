@@ -73,8 +73,21 @@ export function clientNodeInformers(kc: KubeConfig): InformerFactory {
         ? () => discovery.listNamespacedEndpointSlice({ namespace })
         : () => discovery.listEndpointSliceForAllNamespaces();
     }
-    return new ListWatch<KubernetesObject>(path, watch, list, false);
+    // A list that never answers (a blackholed API server) would stall the informer for good: time it out, so
+    // the error path restarts it.
+    const timedList = () => withTimeout(list(), LIST_TIMEOUT_MS, `list ${path}`);
+    return new ListWatch<KubernetesObject>(path, watch, timedList, false);
   };
+}
+
+const LIST_TIMEOUT_MS = 60_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function portNumber(value: unknown): number | undefined {
@@ -228,7 +241,7 @@ export class KubeSource {
   /** The cached GatewayRoute, with its current status (the status writer compares against it). */
   route(namespace: string, name: string): GatewayRouteObject | undefined {
     for (const inf of this.#routes) {
-      const found = inf.list().find((o) => o.metadata?.namespace === namespace && o.metadata?.name === name);
+      const found = inf.get(name, namespace);
       if (found) return found as GatewayRouteObject;
     }
     return undefined;

@@ -14,6 +14,7 @@ export interface InformerLike<T> {
   start(): Promise<void>;
   stop(): Promise<void>;
   list(): ReadonlyArray<T>;
+  get(name: string, namespace?: string): T | undefined;
 }
 
 export interface BackoffOptions {
@@ -75,6 +76,10 @@ export class ResilientInformer<T extends KubernetesObject = KubernetesObject> {
 
   list(): ReadonlyArray<T> {
     return this.#informer.list();
+  }
+
+  get(name: string, namespace?: string): T | undefined {
+    return this.#informer.get(name, namespace);
   }
 
   stats(): { restarts: number; errors: number; synced: boolean } {

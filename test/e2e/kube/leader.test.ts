@@ -28,12 +28,18 @@ let a: ManagedProcess | undefined;
 let b: RunningGateway | undefined;
 printLogsOnFailure(() => [...kubeLogs(kube), ...(a ? [{ name: 'edgegate-a', logPath: a.logPath }] : [])]);
 
-async function holder(): Promise<string | undefined> {
+async function lease(): Promise<{ holderIdentity?: string; renewTime?: string } | undefined> {
   const r = await kube.request(
     'GET',
     `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/edgegate-controller`,
   );
-  return r.status === 200 ? r.json<{ spec: { holderIdentity?: string } }>().spec.holderIdentity : undefined;
+  return r.status === 200
+    ? r.json<{ spec: { holderIdentity?: string; renewTime?: string } }>().spec
+    : undefined;
+}
+
+async function holder(): Promise<string | undefined> {
+  return (await lease())?.holderIdentity;
 }
 
 async function statusManagers(name: string): Promise<string[]> {
@@ -118,13 +124,17 @@ it('only the leader writes status; after the leader is killed the other takes ov
 
   const killed = performance.now();
   await a!.kill();
+  const lastRenew = Date.parse((await lease())!.renewTime!);
   await waitFor(() => b!.kube!.isLeader, { timeoutMs: 20_000 });
   const takeover = performance.now() - killed;
+  const sinceRenew = Date.now() - lastRenew;
   console.log(
-    `leader SIGKILLed: the other controller took over after ${takeover.toFixed(0)} ms (lease duration ${timing.leaseDurationMs} ms, retry period ${timing.retryPeriodMs} ms)`,
+    `leader SIGKILLed: the other controller took over ${takeover.toFixed(0)} ms after the kill, ${sinceRenew} ms after the dead leader's last renewal (lease duration ${timing.leaseDurationMs} ms, retry period ${timing.retryPeriodMs} ms)`,
   );
-  // Within the lease duration of A's last renewal (at most one retry period before the kill), plus B's retry.
-  expect(takeover).toBeLessThan(timing.leaseDurationMs + 2 * timing.retryPeriodMs);
+  // The lease duration counts from when B saw the last renewal (its own clock, up to one jittered retry late),
+  // and B notices expiry at its next retry: a generous bound on top of that for a loaded machine.
+  expect(sinceRenew).toBeGreaterThanOrEqual(timing.leaseDurationMs - 100);
+  expect(sinceRenew).toBeLessThan(timing.leaseDurationMs + 4 * timing.retryPeriodMs);
   expect(await holder()).toBe('ctl-b');
 
   // The new leader writes what changed while nobody led.
