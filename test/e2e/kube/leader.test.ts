@@ -80,6 +80,8 @@ beforeAll(async () => {
       '3s',
       '--retry-period',
       '500ms',
+      '--workers',
+      '0',
       '--listen',
       `127.0.0.1:${listen}`,
       '--admin',
