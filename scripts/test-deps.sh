@@ -42,6 +42,7 @@ CONSUL_VERSION="$(read_pin CONSUL_VERSION)"
 KUBERNETES_VERSION="$(read_pin KUBERNETES_VERSION)"
 ETCD_VERSION="$(read_pin ETCD_VERSION)"
 HELM_VERSION="$(read_pin HELM_VERSION)"
+CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
 
 mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
 
@@ -72,18 +73,21 @@ forced() {
 }
 
 # --- wrapper modules -----------------------------------------------------------
-# prepare_wrapper DIR MODULE VERSION STAGING_MAP
+# prepare_wrapper DIR MODULE VERSION STAGING_MAP [OVERRIDES]
 # Creates DIR/go.mod: a copy of MODULE@VERSION's go.mod (same requirements,
 # excludes and non-local replaces, so the build resolves exactly what upstream
 # tested) renamed to a wrapper module that requires MODULE@VERSION, with every
 # local-path replace ("=> ./api", "=> ../client/v3") rewritten to the published
 # version of that module: the version upstream requires, or, where upstream
 # requires the placeholder v0.0.0 (k8s staging), STAGING_MAP applied to VERSION
-# ("k8s": v1.X.Y -> v0.X.Y; "same": VERSION).
+# ("k8s": v1.X.Y -> v0.X.Y; "same": VERSION). OVERRIDES ("mod@version ...")
+# win over both, for upstream go.mod files whose required version is stale.
 prepare_wrapper() {
-  local dir="$1" module="$2" version="$3" staging_map="$4"
+  local dir="$1" module="$2" version="$3" staging_map="$4" overrides="${5:-}"
   local logfile="$dir/prepare.log"
-  if [[ -f "$dir/.prepared" ]]; then return 0; fi
+  local stamp="$module@$version $staging_map $overrides"
+  if [[ -f "$dir/.prepared" && "$(cat "$dir/.prepared")" == "$stamp" ]]; then return 0; fi
+  rm -f "$dir/go.mod" "$dir/go.sum" "$dir/.prepared"
   mkdir -p "$dir"
   : >"$logfile"
   log "preparing wrapper module for $module@$version in $dir"
@@ -112,7 +116,12 @@ prepare_wrapper() {
         inb && /^\)/ { inb = 0; next }
         inb && $1 == m { print $2; exit }
         /^require[ \t]/ && $2 == m { print $3; exit }' go.mod)"
-      if [[ -n "$req" && "$req" != "v0.0.0" ]]; then
+      local o
+      pub=""
+      for o in $overrides; do [[ "${o%@*}" == "$lhs" ]] && pub="${o#*@}"; done
+      if [[ -n "$pub" ]]; then
+        :
+      elif [[ -n "$req" && "$req" != "v0.0.0" ]]; then
         pub="$req"
       else
         case "$staging_map" in
@@ -137,7 +146,7 @@ prepare_wrapper() {
         line = ""
       }' go.mod)
   )
-  touch "$dir/.prepared"
+  printf '%s' "$stamp" >"$dir/.prepared"
 }
 
 # go_build_to NAME VERSION DIR PKG LDFLAGS
@@ -180,7 +189,7 @@ ensure() {
 # --- the binaries --------------------------------------------------------------
 build_consul() {
   local name="$1" version="$2" dir="$BUILD_DIR/consul-$2"
-  prepare_wrapper "$dir" github.com/hashicorp/consul "$version" same
+  prepare_wrapper "$dir" github.com/hashicorp/consul "$version" same "$CONSUL_SUBMODULE_OVERRIDES"
   go_build_to "$name" "$version" "$dir" github.com/hashicorp/consul \
     "-X github.com/hashicorp/consul/version.GitCommit=${version}-edgegate -X github.com/hashicorp/consul/version.BuildDate=1970-01-01T00:00:00Z"
 }

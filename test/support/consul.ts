@@ -11,7 +11,7 @@ import { binPath } from './bins.ts';
 import { freePorts } from './ports.ts';
 import { formatTail, type ManagedProcess, startProcess } from './proc.ts';
 import { logPathFor, makeTempDir, removeDir } from './tmp.ts';
-import { waitFor } from './wait.ts';
+import { StopWaiting, waitFor } from './wait.ts';
 
 export interface ConsulPorts {
   http: number;
@@ -199,7 +199,7 @@ export async function startConsulAgent(opts: ConsulAgentOptions): Promise<Consul
     const p = proc;
     await waitFor(
       async () => {
-        if (p && !p.running()) throw new Error(`consul ${dc} exited`);
+        if (p && !p.running()) throw new StopWaiting(`consul ${dc} exited`);
         const res = await fetch(`${info.httpUrl}/v1/status/leader`);
         const leader = (await res.json()) as string;
         if (!leader) return false;

@@ -18,7 +18,11 @@ async function wanted(project: TestProject): Promise<{ consul: boolean; kube: bo
   const mode = process.env.EDGEGATE_SHARED_SERVERS ?? 'auto';
   if (mode === 'off') return { consul: false, kube: false };
   if (mode === 'on') return { consul: true, kube: true };
-  const { testFiles } = await project.globTestFiles(project.vitest.config.filters);
+  // The CLI file filters (`vitest run test/e2e/x`): vitest keeps them on internal fields only.
+  const internals = project.vitest as unknown as { filenamePattern?: string[] };
+  const globals = project.globalConfig as unknown as { _cliFilters?: string[] };
+  const filters = internals.filenamePattern ?? globals._cliFilters ?? [];
+  const { testFiles } = await project.globTestFiles(filters.length > 0 ? filters : undefined);
   let consul = false;
   let kube = false;
   for (const file of testFiles) {

@@ -12,7 +12,7 @@ import { binPath } from './bins.ts';
 import { freePort } from './ports.ts';
 import { type CommandResult, formatTail, type ManagedProcess, runCommand, startProcess } from './proc.ts';
 import { logPathFor, makeTempDir, removeDir } from './tmp.ts';
-import { waitFor } from './wait.ts';
+import { StopWaiting, waitFor } from './wait.ts';
 
 /** Plain, serialisable coordinates of an API server (what global setup provides). */
 export interface KubeInfo {
@@ -259,7 +259,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
   try {
     await waitFor(
       async () => {
-        if (!etcd.running()) throw new Error('etcd exited');
+        if (!etcd.running()) throw new StopWaiting('etcd exited');
         const res = await fetch(`${etcdUrl}/health`);
         return res.ok && ((await res.json()) as { health?: string }).health === 'true';
       },
@@ -285,6 +285,8 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     '--allow-privileged=true',
     '--disable-admission-plugins=ServiceAccount',
     '--enable-priority-and-fairness=false',
+    // The 'kubernetes' Service endpoints reconciler refuses a loopback advertise address.
+    '--endpoint-reconciler-type=none',
     '--profiling=false',
     '--v=1',
   ];
@@ -300,7 +302,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     apiserver = proc;
     await waitFor(
       async () => {
-        if (!proc.running()) throw new Error('kube-apiserver exited');
+        if (!proc.running()) throw new StopWaiting('kube-apiserver exited');
         const res = await httpsCall(url, undefined, 'GET', '/readyz', adminToken);
         return res.status === 200;
       },

@@ -70,7 +70,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 // Kills the child's process group as soon as the parent (this process) is gone.
 const WATCHDOG =
   'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; ' +
-  'kill -0 "$1" 2>/dev/null || kill -KILL -- "-$2" 2>/dev/null; exit 0';
+  'kill -0 "$1" 2>/dev/null || kill -9 "-$2" 2>/dev/null || kill -9 "$2" 2>/dev/null; exit 0';
 
 /** Starts a process with its output appended to spec.logPath. */
 export function startProcess(spec: ProcessSpec): ManagedProcess {
