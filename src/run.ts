@@ -15,6 +15,7 @@ import { createLogger, type Logger } from './observe/log.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer } from './proxy/server.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
+import { type KubeOptions, type KubeSources, startKubeSources } from './sources/kube/start-kube.ts';
 
 export interface RunOptions {
   listen: string;
@@ -27,6 +28,8 @@ export interface RunOptions {
   datacenter?: string;
   trustedHops?: number;
   logger?: Logger;
+  /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
+  kube?: KubeOptions;
 }
 
 export interface RunningGateway {
@@ -34,6 +37,7 @@ export interface RunningGateway {
   adminAddress: AddressInfo;
   controller: Controller;
   proxy: ProxyPipeline;
+  kube?: KubeSources;
   stop(): Promise<void>;
 }
 
@@ -75,16 +79,21 @@ export function describeStatus(s: RouteStatus): string[] {
 
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
-  if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
+  if (!opts.routes && !opts.kube)
+    throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
+  if (opts.routes && opts.kube) throw new ConfigError('--routes and --kube cannot be combined');
+  let kube: KubeSources | undefined;
   const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
   const expect: SourceName[] = ['routes'];
   if (opts.catalog) expect.push('catalog');
+  if (opts.kube) expect.push('kube');
   const reported = new Map<string, string>();
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
     publish: (table) => {
       proxy.setTable(table);
+      kube?.served(table.version);
       log.info('table published', {
         version: table.version,
         hash: table.hash,
@@ -92,7 +101,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
         clusters: table.clusters.length,
       });
     },
-    onStatuses: (statuses) => {
+    onStatuses: (statuses, table) => {
+      kube?.onStatuses(statuses, table);
       // Log each route's problems once, when they change.
       const seen = new Set<string>();
       for (const s of statuses) {
@@ -121,10 +131,12 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   if (restored)
     log.info('serving the last-known-good table until sources sync', { version: restored.version });
 
-  const routeSource = new FileRouteSource(opts.routes, log);
+  const routeSource = opts.routes ? new FileRouteSource(opts.routes, log) : undefined;
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
   if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
-  await routeSource.start((r) => controller.setRoutes(r));
+  await routeSource?.start((r) => controller.setRoutes(r));
+  // Informers sync in the background: an API server that is down at start-up leaves the last-known-good table.
+  if (opts.kube) kube = startKubeSources(controller, opts.kube, log);
   await controller.rebuild();
 
   const proxyServer = createProxyServer(proxy);
@@ -150,9 +162,11 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     adminAddress,
     controller,
     proxy,
+    ...(kube ? { kube } : {}),
     async stop() {
       controller.stop();
-      routeSource.stop();
+      await kube?.stop();
+      routeSource?.stop();
       catalogSource?.stop();
       proxyServer.close();
       admin.close();
