@@ -7,7 +7,11 @@ import { template } from './chart-support.ts';
 
 const rejected: Array<[string, Record<string, unknown>, string]> = [
   ['wrong type (string port)', { ports: { http: 'eighty' } }, "at '/ports/http': got string, want integer"],
-  ['wrong type (boolean as string)', { hostNetwork: 'enabled' }, "at '/hostNetwork': got string, want boolean"],
+  [
+    'wrong type (boolean as string)',
+    { hostNetwork: 'enabled' },
+    "at '/hostNetwork': got string, want boolean",
+  ],
   ['negative port', { ports: { admin: -1 } }, "at '/ports/admin': minimum: got -1, want 1"],
   ['negative host port', { hostPorts: { https: -443 } }, "at '/hostPorts/https': minimum: got -443, want 0"],
   ['port above 65535', { ports: { https: 70000 } }, "at '/ports/https': maximum: got 70,000, want 65,535"],
