@@ -12,7 +12,11 @@ if (process.argv.includes('--check')) {
   try {
     current = readFileSync(target, 'utf8');
   } catch {}
-  if (current !== text) {
+  let same = false;
+  try {
+    same = JSON.stringify(JSON.parse(current)) === JSON.stringify(JSON.parse(text));
+  } catch {}
+  if (!same) {
     process.stderr.write(`${target.pathname} is out of date: run npm run gen:rbac\n`);
     process.exit(1);
   }

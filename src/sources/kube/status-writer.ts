@@ -62,7 +62,7 @@ export function clientNodeStatusApi(kc: KubeConfig, identity: string): StatusApi
         body: {
           apiVersion: 'events.k8s.io/v1',
           kind: 'Event',
-          metadata: { generateName: `${e.name}.`, namespace: e.namespace },
+          metadata: { generateName: `${e.name}-`, namespace: e.namespace },
           eventTime: microTime(new Date()),
           reportingController: `${API_GROUP}/edgegate`,
           reportingInstance: identity.slice(0, 128),

@@ -18,6 +18,7 @@ describe('GatewayRoute CRD', () => {
   });
 
   it('is a structural schema: no additionalProperties:false, no const, unions only as int-or-string', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: walking generated JSON
     const schema = (gatewayRouteCrd() as any).spec.versions[0].schema.openAPIV3Schema;
     walk(schema, (n, path) => {
       if ('properties' in n) expect(n.additionalProperties, path).toBeUndefined();
@@ -41,6 +42,7 @@ describe('GatewayRoute CRD', () => {
   });
 
   it('has the status subresource, short name gr and the printer columns', () => {
+    // biome-ignore lint/suspicious/noExplicitAny: walking generated JSON
     const crd = gatewayRouteCrd() as any;
     expect(crd.metadata.name).toBe('gatewayroutes.edgegate.io');
     expect(crd.spec.names.shortNames).toEqual(['gr']);
