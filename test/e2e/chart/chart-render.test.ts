@@ -375,6 +375,21 @@ describe('chart against helm and the real kube-apiserver', () => {
 
   it.skipIf(hasDashboards)('dashboard ConfigMap: skipped, the chart has no dashboards/*.json yet', () => {});
 
+  it('NOTES tell how to reach the gateway and its metrics (helm install --dry-run=server)', async () => {
+    const ns = `edge-${run}-notes`;
+    await ensureNamespace(ns);
+    const r = await helm(
+      ['install', 'edgegate', CHART_DIR, '--namespace', ns, '--dry-run=server', '-f', valuesFile({})],
+      { kubeconfig: kube.kubeconfigPath },
+    );
+    const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+    console.log(notes);
+    expect(notes).toContain('http://<node-address>:80/');
+    expect(notes).toContain(`kubectl -n ${ns} port-forward ds/edgegate 9901`);
+    expect(notes).toContain('curl http://127.0.0.1:9901/metrics');
+    expect(notes).toContain('kubectl get gatewayroutes -A');
+  });
+
   it('renders the pre-1.30 preStop as an exec sleep', async () => {
     const r = await helm(['template', 'old', CHART_DIR, '--kube-version', 'v1.29.0']);
     const c = gatewayContainer(parseManifests(r.stdout));
