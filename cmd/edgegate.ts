@@ -12,7 +12,9 @@ import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
+import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
+import { kubeOptionsFrom } from '../src/sources/kube/kube-flags.ts';
 import { formatTable } from '../src/table/format.ts';
 import { parseCertFlag } from '../src/tls/file-certs.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
@@ -106,6 +108,25 @@ program
   .addOption(new Option('--kube', 'read GatewayRoutes from Kubernetes').env('EDGEGATE_KUBE'))
   .addOption(new Option('--kubeconfig <file>', 'kubeconfig outside a cluster').env('EDGEGATE_KUBECONFIG'))
   .addOption(
+    new Option('--watch-namespaces <list>', 'comma-separated namespaces to watch (default: all)').env(
+      'EDGEGATE_WATCH_NAMESPACES',
+    ),
+  )
+  .addOption(
+    new Option('--lease-namespace <ns>', 'namespace of the leader Lease (default: POD_NAMESPACE)').env(
+      'EDGEGATE_LEASE_NAMESPACE',
+    ),
+  )
+  .addOption(
+    new Option('--lease-duration <d>', 'leader lease duration').env('EDGEGATE_LEASE_DURATION').default('15s'),
+  )
+  .addOption(
+    new Option('--renew-deadline <d>', 'leader renew deadline').env('EDGEGATE_RENEW_DEADLINE').default('10s'),
+  )
+  .addOption(
+    new Option('--retry-period <d>', 'leader retry period').env('EDGEGATE_RETRY_PERIOD').default('2s'),
+  )
+  .addOption(
     new Option(
       '--workers <n>',
       'proxy worker processes (default: the CPU limit, cgroup-aware; 0: proxy in-process)',
@@ -142,8 +163,6 @@ program
   )
   .action(async (o) => {
     try {
-      if (o.consul || o.kube || o.kubeconfig)
-        throw new ConfigError('--consul and --kube are not available in this build yet');
       const httpsPort = Number(o.httpsPort);
       if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535)
         throw new ConfigError('--https-port: expected a port 1…65535');
@@ -165,6 +184,7 @@ program
         admin: o.admin,
         routes: o.routes,
         catalog: o.catalog,
+        consul: consulOption(o, process.env),
         stateDir: o.stateDir,
         logLevel: o.logLevel,
         datacenter: o.datacenter,
@@ -177,6 +197,7 @@ program
         httpsRedirect: o.httpsRedirect
           ? { statusCode: Number(o.httpsRedirect) as 301 | 308, port: httpsPort }
           : undefined,
+        ...(o.kube || o.kubeconfig ? { kube: kubeOptionsFrom(o) } : {}),
       };
       const gw =
         workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });

@@ -4,6 +4,7 @@
  * coordinates the graceful drain. The primary itself never proxies.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.ts';
 import type { TableData } from '../table/types.ts';
@@ -111,7 +112,10 @@ export class ClusterPrimary {
       minUptimeMs: 10_000,
       backoffBaseMs: 250,
       backoffMaxMs: 30_000,
-      exec: fileURLToPath(new URL('./worker-main.ts', import.meta.url)),
+      // Beside this file, with this file's extension: .ts from source (type stripping), .js in the built image.
+      exec: fileURLToPath(
+        new URL(`./worker-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+      ),
       ...opts,
     };
     this.#log = opts.log;
