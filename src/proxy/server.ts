@@ -32,7 +32,10 @@ function countHeader(raw: string[], lowerName: string): number {
   return n;
 }
 
-export function createProxyServer(proxy: ProxyPipeline, settings: Partial<ListenerSettings> = {}): Server {
+export function createProxyServer(
+  proxy: Pick<ProxyPipeline, 'handle'>,
+  settings: Partial<ListenerSettings> = {},
+): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
   const server = createServer(
     {
