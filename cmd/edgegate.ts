@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import type { RouteSource } from '../src/api/route-source.ts';
 import { compile } from '../src/compile/compile.ts';
 import { ConfigError } from '../src/errors.ts';
+import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runGateway } from '../src/run.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
@@ -82,6 +83,25 @@ program
       .choices(['error', 'warn', 'info', 'debug'])
       .default('info'),
   )
+  .addOption(
+    new Option('--access-log <on|off>', 'one JSON line per request on stdout')
+      .env('EDGEGATE_ACCESS_LOG')
+      .choices(['on', 'off'])
+      .default('on'),
+  )
+  .addOption(
+    new Option('--access-log-sample <rate>', 'share of requests logged, 0 to 1 (answers >= 500 always)')
+      .env('EDGEGATE_ACCESS_LOG_SAMPLE')
+      .default('1'),
+  )
+  .addOption(
+    new Option(
+      '--access-log-headers <names>',
+      'comma-separated request headers whose values are logged (credentials are refused)',
+    )
+      .env('EDGEGATE_ACCESS_LOG_HEADERS')
+      .default('user-agent'),
+  )
   .action(async (o) => {
     try {
       if (o.consul || o.kube || o.kubeconfig || o.listenTls || o.workers)
@@ -100,6 +120,11 @@ program
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,
+        accessLog: accessLogSettings({
+          enabled: o.accessLog === 'on',
+          sampleRate: o.accessLogSample,
+          headers: o.accessLogHeaders,
+        }),
       });
       const shutdown = () => {
         gw.stop().then(() => process.exit(0), fail);

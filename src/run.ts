@@ -5,13 +5,18 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { CatalogSnapshot } from './api/catalog.ts';
 import { formatPath } from './api/validate.ts';
 import type { RouteStatus } from './compile/compile.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
 import { ConfigError } from './errors.ts';
+import type { AccessLogSettings } from './observe/access-log.ts';
 import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
+import { MetricsHub } from './observe/metrics.ts';
+import { observeProxy } from './observe/proxy-observability.ts';
+import { SourceHealth } from './observe/source-health.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer } from './proxy/server.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
@@ -27,6 +32,8 @@ export interface RunOptions {
   datacenter?: string;
   trustedHops?: number;
   logger?: Logger;
+  /** Access log settings (default: on, every request, user-agent only). */
+  accessLog?: AccessLogSettings;
 }
 
 export interface RunningGateway {
@@ -79,12 +86,18 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
   const expect: SourceName[] = ['routes'];
   if (opts.catalog) expect.push('catalog');
+  const sources = new SourceHealth();
+  for (const name of expect) sources.expect(name);
+  let catalog: CatalogSnapshot | undefined;
+  let hub: MetricsHub | undefined;
   const reported = new Map<string, string>();
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
+    onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
     publish: (table) => {
       proxy.setTable(table);
+      hub?.published();
       log.info('table published', {
         version: table.version,
         hash: table.hash,
@@ -123,8 +136,35 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
 
   const routeSource = new FileRouteSource(opts.routes, log);
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
-  if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
-  await routeSource.start((r) => controller.setRoutes(r));
+  const observed = observeProxy({
+    proxy,
+    table: () => controller.current,
+    worker: '0',
+    accessLog: opts.accessLog,
+    processMetrics: false,
+  });
+  hub = new MetricsHub({
+    collect: async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
+    table: () => controller.current,
+    catalog: () => catalog,
+    workers: () => ({
+      live: 1,
+      current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0,
+      restarts: 0,
+    }),
+    sources,
+  });
+  const metricsHub = hub;
+  if (catalogSource)
+    await catalogSource.start((c) => {
+      catalog = c;
+      sources.reported('catalog');
+      controller.setCatalog(c);
+    });
+  await routeSource.start((r) => {
+    sources.reported('routes');
+    controller.setRoutes(r);
+  });
   await controller.rebuild();
 
   const proxyServer = createProxyServer(proxy);
@@ -140,6 +180,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       table: controller.current,
       statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
     }),
+    metrics: () => metricsHub.scrape(),
+    upstreams: () => metricsHub.upstreams(),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
@@ -160,6 +202,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       admin.closeAllConnections();
       await proxy.close();
       proxyServer.closeAllConnections();
+      observed.stop();
     },
   };
 }

@@ -10,7 +10,7 @@ export interface AdminState {
   /** The served table and route statuses, for /debug/routes. */
   routes(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
-  upstreams?(): unknown;
+  upstreams?(): unknown | Promise<unknown>;
   /** Prometheus exposition, for /metrics. */
   metrics?(): Promise<{ contentType: string; body: string }>;
 }
@@ -40,7 +40,7 @@ export function createAdminServer(state: AdminState): Server {
         case '/debug/routes':
           return json(res, 200, state.routes());
         case '/debug/upstreams':
-          if (state.upstreams) return json(res, 200, state.upstreams());
+          if (state.upstreams) return json(res, 200, await state.upstreams());
           break;
         case '/metrics':
           if (state.metrics) {

@@ -7,6 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
+import {
+  noteGatewayError,
+  type RequestObserver,
+  type RequestRecord,
+  recordOf,
+} from '../observe/request-observer.ts';
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
 import type { ClusterData, EndpointData, PathRewrite, TableData } from '../table/types.ts';
 import { WeightedRoundRobin } from './balancer.ts';
@@ -93,6 +99,7 @@ export function sendError(
   requestId: string,
   message?: string,
 ): void {
+  noteGatewayError(res, code);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -135,12 +142,20 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #entry: CompiledEntry;
   readonly #requestId: string;
+  readonly #record: RequestRecord | undefined;
   #controller: Dispatcher.DispatchController | undefined;
   #clientGone = false;
   #onDrain = () => this.#controller?.resume();
 
-  constructor(req: IncomingMessage, res: ServerResponse, entry: CompiledEntry, requestId: string) {
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    entry: CompiledEntry,
+    requestId: string,
+    record: RequestRecord | undefined,
+  ) {
     this.#res = res;
+    this.#record = record;
     this.#entry = entry;
     this.#requestId = requestId;
     res.on('close', () => {
@@ -166,6 +181,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     const res = this.#res;
+    this.#record?.answered();
     if (res.destroyed) return;
     try {
       res.writeHead(
@@ -208,6 +224,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export class ProxyPipeline {
   readonly settings: ProxySettings;
   readonly pools = new UpstreamPools();
+  /** Metrics and access log (observe/): set before the first table. */
+  observer: RequestObserver | undefined;
   #served: ServedTable | undefined;
 
   constructor(settings: Partial<ProxySettings> = {}) {
@@ -224,6 +242,7 @@ export class ProxyPipeline {
 
   /** Swap in a new table. Requests already running keep the table they started with. */
   setTable(data: TableData): void {
+    this.observer?.recorder.install(data);
     this.#served = new ServedTable(data);
     this.pools.retain(data.clusters);
   }
@@ -232,6 +251,8 @@ export class ProxyPipeline {
     const incomingId = req.headers['x-request-id'];
     const requestId =
       typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const record = recordOf(res);
+    if (record !== undefined) record.requestId = requestId;
     const served = this.#served;
     if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
 
@@ -257,6 +278,7 @@ export class ProxyPipeline {
     });
     if (!entry) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId);
     const data = entry.data;
+    if (record !== undefined) record.entry = data;
 
     if (data.redirect) {
       const rd = data.redirect;
@@ -317,6 +339,7 @@ export class ProxyPipeline {
       if (data.rewrite?.path) upstreamPath = rewritePath(path, data.rewrite.path, entry.prefixLength);
     }
     if (!cluster) return sendError(res, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    if (record !== undefined) record.cluster = cluster;
     const endpoint = served.pickEndpoint(cluster);
     if (!endpoint)
       return sendError(
@@ -345,7 +368,8 @@ export class ProxyPipeline {
         ? headers['content-length'] !== '0'
         : headers['transfer-encoding'] !== undefined;
     const pool = this.pools.get(endpoint, cluster.pool);
-    const handler = new ForwardHandler(req, res, entry, requestId);
+    const handler = new ForwardHandler(req, res, entry, requestId, record);
+    record?.dispatched(endpoint);
     pool.dispatch(
       {
         path: rawQuery ? `${upstreamPath}?${rawQuery}` : upstreamPath,

@@ -3,6 +3,7 @@
  * that must happen before routing (duplicate Host, header count) live here.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { noteGatewayError } from '../observe/request-observer.ts';
 import type { ProxyPipeline } from './proxy.ts';
 import { sendError } from './proxy.ts';
 
@@ -44,7 +45,9 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
       maxHeaderSize: 16 * 1024,
     },
     (req: IncomingMessage, res: ServerResponse) => {
+      proxy.observer?.begin(req, res);
       if (req.rawHeaders.length > s.maxHeaders * 2) {
+        noteGatewayError(res, 'EDGEGATE_BAD_REQUEST');
         res.shouldKeepAlive = false;
         res.writeHead(431, { 'content-type': 'application/json', connection: 'close' });
         res.end(
