@@ -380,7 +380,10 @@ export class MetricsHub {
       const k = `${c.service}\u0000${c.datacenter}`;
       labels.set(k, { service: c.service, datacenter: c.datacenter });
       let set = healthy.get(k);
-      if (!set) healthy.set(k, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        healthy.set(k, set);
+      }
       for (const ep of c.endpoints) set.add(`${ep.address}:${ep.port}`);
     }
     const ejected = new Map<string, Set<string>>();
@@ -389,7 +392,10 @@ export class MetricsHub {
         if (!e.ejected) continue;
         const k = `${e.service}\u0000${e.datacenter}`;
         let set = ejected.get(k);
-        if (!set) ejected.set(k, (set = new Set()));
+        if (!set) {
+          set = new Set();
+          ejected.set(k, set);
+        }
         set.add(`${e.address}:${e.port}`);
       }
     const out: Sample[] = [];
@@ -507,7 +513,10 @@ export class MetricsHub {
     const families = new Map<string, ProcessMetric>();
     const add = (m: ProcessMetric, worker: string | undefined) => {
       let f = families.get(m.name);
-      if (!f) families.set(m.name, (f = { name: m.name, help: m.help, type: m.type, values: [] }));
+      if (!f) {
+        f = { name: m.name, help: m.help, type: m.type, values: [] };
+        families.set(m.name, f);
+      }
       for (const val of m.values)
         f.values.push({ ...val, labels: worker === undefined ? val.labels : { ...val.labels, worker } });
     };

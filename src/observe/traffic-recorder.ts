@@ -248,10 +248,13 @@ export class TrafficRecorder {
   }
 
   upstreamSlot(cluster: ClusterData): UpstreamSlot {
-    return (
-      (cluster as TaggedCluster)[kUpstreamSlot] ??
-      ((cluster as TaggedCluster)[kUpstreamSlot] = this.#upstreamSlot(cluster.service, cluster.datacenter))
-    );
+    const tagged = cluster as TaggedCluster;
+    let slot = tagged[kUpstreamSlot];
+    if (slot === undefined) {
+      slot = this.#upstreamSlot(cluster.service, cluster.datacenter);
+      tagged[kUpstreamSlot] = slot;
+    }
+    return slot;
   }
 
   /** Connection events from undici (rare path). */
