@@ -262,7 +262,7 @@ export class MetricsHub {
       }));
     this.#add(
       'edgegate_request_bytes_total',
-      'Request body bytes received from clients.',
+      'Request bytes (headers and body) received from clients.',
       'counter',
       perBackend((t) => t.bytesIn),
     );
@@ -522,6 +522,10 @@ export class MetricsHub {
     };
     for (const m of (await this.#process.getMetricsAsJSON()) as unknown as ProcessMetric[]) add(m, undefined);
     for (const w of workers) for (const m of w.process) add(m, w.worker);
+    // prom-client's nodejs_active_{handles,requests,resources}_total are gauges named like counters (promtool
+    // flags them); nodejs_active_handles & co. carry the same figures by type.
+    for (const [name, f] of families)
+      if (f.type !== 'counter' && name.endsWith('_total')) families.delete(name);
     const r = new Registry();
     for (const f of families.values())
       r.registerMetric(

@@ -14,6 +14,10 @@ import { gatewayCodeIndex, statusClassIndex, type TrafficRecorder } from './traf
 
 const kRecord = Symbol('edgegate.requestRecord');
 type TaggedResponse = ServerResponse & { [kRecord]?: RequestRecord };
+/** Socket byte counts when the connection's previous request finished: each request counts the difference. */
+const kRead = Symbol('edgegate.bytesRead');
+const kWritten = Symbol('edgegate.bytesWritten');
+type TaggedSocket = Socket & { [kRead]?: number; [kWritten]?: number };
 
 /** Status logged (and counted as 4xx) when the client went away before any answer: nginx's 499. */
 export const CLIENT_CLOSED = 499;
@@ -25,8 +29,6 @@ export class RequestRecord {
   readonly socket: Socket;
   /** performance.now() at begin. */
   readonly start: number;
-  readonly readBase: number;
-  readonly writeBase: number;
   requestId = '-';
   entry: EntryData | undefined = undefined;
   cluster: ClusterData | undefined = undefined;
@@ -44,8 +46,6 @@ export class RequestRecord {
     this.res = res;
     this.socket = req.socket;
     this.start = performance.now();
-    this.readBase = req.socket.bytesRead;
-    this.writeBase = req.socket.bytesWritten;
   }
 
   /** A try is being dispatched to this endpoint (called again for each retry). */
@@ -109,13 +109,17 @@ export class RequestObserver {
     const status = res.headersSent ? res.statusCode : CLIENT_CLOSED;
     const codeIndex = rec.error !== undefined ? gatewayCodeIndex(rec.error) : statusClassIndex(status);
     const seconds = (now - rec.start) / 1000;
-    // Wire bytes on the client connection during this exchange. Bodiless requests count 0 in: with keep-alive the
-    // socket may already have read the next request's bytes.
+    // Wire bytes (headers and body) on the client connection since its previous request finished. A connection
+    // serves one request at a time, so the per-request figures add up exactly to the connection's totals (bytes of
+    // a pipelined next request read ahead count for this one).
     const req = rec.req;
-    const hasBody =
-      req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-    const bytesIn = hasBody ? rec.socket.bytesRead - rec.readBase : 0;
-    const bytesOut = rec.socket.bytesWritten - rec.writeBase;
+    const sock = rec.socket as TaggedSocket;
+    const read = sock.bytesRead;
+    const written = sock.bytesWritten;
+    const bytesIn = read - (sock[kRead] ?? 0);
+    const bytesOut = written - (sock[kWritten] ?? 0);
+    sock[kRead] = read;
+    sock[kWritten] = written;
     const entry = rec.entry;
     const slot = entry === undefined ? r.unmatched : r.routeSlots(entry).forCluster(rec.cluster);
     slot.add(codeIndex, seconds, bytesIn, bytesOut, rec.retries);
