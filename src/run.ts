@@ -1,12 +1,19 @@
 /**
  * `edgegate run`: wires sources → controller → proxy and the admin server. Standalone (files) today; the Consul
  * and Kubernetes sources plug into the same controller.
+ *
+ * Two shapes: `runClusterGateway` (the production one: this process is the primary — sources, compile, publish,
+ * admin — and N worker processes proxy) and `runGateway` (`--workers 0`: everything in this one process, for
+ * tests and debugging).
  */
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import type { CatalogSnapshot } from './api/catalog.ts';
 import { formatPath } from './api/validate.ts';
+import { ClusterPrimary } from './cluster/primary.ts';
+import type { WorkerConfig } from './cluster/protocol.ts';
 import type { RouteStatus } from './compile/compile.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
@@ -14,12 +21,13 @@ import { ConfigError } from './errors.ts';
 import type { AccessLogSettings } from './observe/access-log.ts';
 import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
-import { MetricsHub } from './observe/metrics.ts';
+import { MetricsHub, type MetricsHubOptions } from './observe/metrics.ts';
 import { observeProxy } from './observe/proxy-observability.ts';
 import { SourceHealth } from './observe/source-health.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
-import { createProxyServer } from './proxy/server.ts';
+import { createProxyServer, drainServer } from './proxy/server.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
+import type { TableData } from './table/types.ts';
 
 export interface RunOptions {
   listen: string;
@@ -36,12 +44,40 @@ export interface RunOptions {
   accessLog?: AccessLogSettings;
 }
 
-export interface RunningGateway {
-  proxyAddress: AddressInfo;
+export interface DrainSettings {
+  /** Listeners stay open this long after readiness fails, so endpoint removal propagates upstream. */
+  delayMs: number;
+  /** Total budget from the signal: in-flight requests still running then are cut. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_DRAIN: DrainSettings = { delayMs: 5_000, timeoutMs: 25_000 };
+
+export interface ClusterRunOptions extends RunOptions {
+  /** Proxy worker processes (≥ 1). */
+  workers: number;
+  /** SO_REUSEPORT listeners (default: on Linux, FreeBSD; elsewhere the cluster's shared handle). */
+  reusePort?: boolean;
+  /** What a worker does when it alone gets SIGTERM (the primary's drain normally decides). */
+  drain?: DrainSettings;
+}
+
+interface Running {
   adminAddress: AddressInfo;
   controller: Controller;
-  proxy: ProxyPipeline;
+  /** Readiness fails at once; listeners close after the delay; in-flight requests finish up to the timeout. */
+  drain(settings: DrainSettings): Promise<{ clean: boolean }>;
   stop(): Promise<void>;
+}
+
+export interface RunningGateway extends Running {
+  proxyAddress: AddressInfo;
+  proxy: ProxyPipeline;
+}
+
+export interface RunningCluster extends Running {
+  proxyAddress: { address: string; port: number };
+  primary: ClusterPrimary;
 }
 
 /** `:8080`, `8080`, `127.0.0.1:8080`, `[::1]:8080` → host (undefined: every interface) and port. */
@@ -55,6 +91,11 @@ export function parseListen(value: string, flag: string): { host: string | undef
   }
   const host = m[1] ?? (m[2] === '' || m[2] === undefined ? undefined : m[2]);
   return { host, port };
+}
+
+/** Where SO_REUSEPORT exists (Node: Linux 3.9+, FreeBSD 12+, DragonFlyBSD, Solaris 11.4, AIX 7.2.5). */
+export function platformHasReusePort(platform: NodeJS.Platform = process.platform): boolean {
+  return ['linux', 'freebsd', 'sunos', 'aix'].includes(platform);
 }
 
 async function listen(server: Server, value: string, flag: string): Promise<AddressInfo> {
@@ -80,12 +121,12 @@ export function describeStatus(s: RouteStatus): string[] {
   return lines;
 }
 
-export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
-  const log = opts.logger ?? createLogger(opts.logLevel);
+/** Sources → controller, with route problems logged once each. Shared by both process shapes. */
+function createControlPlane(opts: RunOptions, log: Logger, publish: (table: TableData) => void) {
   if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
-  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
   const expect: SourceName[] = ['routes'];
   if (opts.catalog) expect.push('catalog');
+  // Metrics: source health, the last catalog (endpoint totals), compile and publish events.
   const sources = new SourceHealth();
   for (const name of expect) sources.expect(name);
   let catalog: CatalogSnapshot | undefined;
@@ -96,7 +137,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
     onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
     publish: (table) => {
-      proxy.setTable(table);
+      publish(table);
       hub?.published();
       log.info('table published', {
         version: table.version,
@@ -129,13 +170,58 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     },
     onError: (err) => log.error(`rebuild failed: ${(err as Error).stack ?? err}`),
   });
-
-  const restored = await controller.restore();
-  if (restored)
-    log.info('serving the last-known-good table until sources sync', { version: restored.version });
-
   const routeSource = new FileRouteSource(opts.routes, log);
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
+  return {
+    controller,
+    async start() {
+      const restored = await controller.restore();
+      if (restored)
+        log.info('serving the last-known-good table until sources sync', { version: restored.version });
+      if (catalogSource)
+        await catalogSource.start((c) => {
+          catalog = c;
+          sources.reported('catalog');
+          controller.setCatalog(c);
+        });
+      await routeSource.start((r) => {
+        sources.reported('routes');
+        controller.setRoutes(r);
+      });
+      await controller.rebuild();
+    },
+    stop() {
+      controller.stop();
+      routeSource.stop();
+      catalogSource?.stop();
+    },
+    /** The primary's registry; `collect` asks the proxy processes for their snapshots. */
+    metrics(collect: MetricsHubOptions['collect'], workers: MetricsHubOptions['workers']): MetricsHub {
+      hub = new MetricsHub({
+        collect,
+        workers,
+        sources,
+        table: () => controller.current,
+        catalog: () => catalog,
+      });
+      return hub;
+    },
+    routesView(version: number) {
+      return {
+        version,
+        table: controller.current,
+        statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
+      };
+    },
+  };
+}
+
+/** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
+export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
+  const log = opts.logger ?? createLogger(opts.logLevel);
+  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
+  const plane = createControlPlane(opts, log, (table) => proxy.setTable(table));
+  const { controller } = plane;
   const observed = observeProxy({
     proxy,
     table: () => controller.current,
@@ -143,59 +229,47 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     accessLog: opts.accessLog,
     processMetrics: false,
   });
-  hub = new MetricsHub({
-    collect: async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
-    table: () => controller.current,
-    catalog: () => catalog,
-    workers: () => ({
-      live: 1,
-      current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0,
-      restarts: 0,
-    }),
-    sources,
-  });
-  const metricsHub = hub;
-  if (catalogSource)
-    await catalogSource.start((c) => {
-      catalog = c;
-      sources.reported('catalog');
-      controller.setCatalog(c);
-    });
-  await routeSource.start((r) => {
-    sources.reported('routes');
-    controller.setRoutes(r);
-  });
-  await controller.rebuild();
+  const hub = plane.metrics(
+    async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
+    () => ({ live: 1, current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0, restarts: 0 }),
+  );
+  await plane.start();
 
   const proxyServer = createProxyServer(proxy);
+  let draining = false;
   const admin = createAdminServer({
     readiness: () => {
       const reasons: string[] = [];
+      if (draining) reasons.push('draining: the gateway is shutting down');
       if (!controller.synced) reasons.push('sources have not synced yet');
       if (proxy.version === 0) reasons.push('no routing table served yet');
       return { ready: reasons.length === 0, reasons };
     },
-    routes: () => ({
-      version: proxy.version,
-      table: controller.current,
-      statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
-    }),
-    metrics: () => metricsHub.scrape(),
-    upstreams: () => metricsHub.upstreams(),
+    routes: () => plane.routesView(proxy.version),
+    workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
+    metrics: () => hub.scrape(),
+    upstreams: () => hub.upstreams(),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
-  log.info('edgegate is serving', { listen: proxyAddress, admin: adminAddress });
+  log.info('edgegate is serving', { listen: proxyAddress, admin: adminAddress, workers: 0 });
 
   return {
     proxyAddress,
     adminAddress,
     controller,
     proxy,
+    async drain(settings) {
+      draining = true;
+      log.info('draining', { ...settings });
+      plane.stop();
+      const r = await drainServer(proxyServer, settings);
+      if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
+      log.info('drained', { ms: r.ms, cut: r.cut });
+      return { clean: r.cut === 0 };
+    },
     async stop() {
-      controller.stop();
-      routeSource.stop();
-      catalogSource?.stop();
+      plane.stop();
       proxyServer.close();
       admin.close();
       proxyServer.closeIdleConnections();
@@ -203,6 +277,109 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       await proxy.close();
       proxyServer.closeAllConnections();
       observed.stop();
+    },
+  };
+}
+
+/** A free TCP port on this host, for `--listen :0` with SO_REUSEPORT workers (each must bind the same one). */
+async function pickPort(host: string | undefined): Promise<number> {
+  const probe = createNetServer();
+  probe.listen({ host, port: 0 });
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** The production shape: this process is the primary; `workers` processes proxy. */
+export async function runClusterGateway(opts: ClusterRunOptions): Promise<RunningCluster> {
+  const log = opts.logger ?? createLogger(opts.logLevel);
+  const listenAt = parseListen(opts.listen, '--listen');
+  const reusePort = opts.reusePort ?? platformHasReusePort();
+  // Port 0: every SO_REUSEPORT worker must bind the same port, so choose it once here.
+  if (listenAt.port === 0 && reusePort) listenAt.port = await pickPort(listenAt.host);
+  const config: WorkerConfig = {
+    host: listenAt.host,
+    port: listenAt.port,
+    reusePort,
+    proxy: { trustedHops: opts.trustedHops ?? 0 },
+    listener: {},
+    logLevel: opts.logLevel,
+    drain: opts.drain ?? DEFAULT_DRAIN,
+    accessLog: opts.accessLog,
+  };
+  const primary = new ClusterPrimary({ workers: opts.workers, config, log });
+  const plane = createControlPlane(opts, log, (table) => primary.publish(table));
+  const { controller } = plane;
+  const hub = plane.metrics(
+    (timeoutMs) => primary.collectWorkerMetrics(timeoutMs),
+    () => {
+      const all = primary.workers();
+      const current = primary.version;
+      return {
+        live: all.filter((w) => w.pid !== undefined).length,
+        current: all.filter((w) => w.pid !== undefined && current !== 0 && w.version === current).length,
+        restarts: primary.restarts,
+      };
+    },
+  );
+  primary.start();
+  await plane.start();
+
+  const admin = createAdminServer({
+    readiness: () => {
+      const r = primary.readiness();
+      if (!controller.synced) r.reasons.unshift('sources have not synced yet');
+      return { ready: r.reasons.length === 0, reasons: r.reasons };
+    },
+    routes: () => plane.routesView(primary.version),
+    workers: async () => {
+      // Live figures from each worker (asked over IPC), beside what the primary knows of it.
+      const live = new Map((await primary.collectWorkerStats(500)).map((s) => [s.pid, s]));
+      return {
+        mode: 'cluster',
+        pid: process.pid,
+        ...primary.stats(),
+        workers: primary.workers().map((w) => ({ ...w, stats: w.pid ? live.get(w.pid) : undefined })),
+      };
+    },
+    metrics: () => hub.scrape(),
+    upstreams: () => hub.upstreams(),
+  });
+  const adminAddress = await listen(admin, opts.admin, '--admin');
+  let proxyAddress: { address: string; port: number };
+  try {
+    proxyAddress = await primary.listening();
+  } catch (err) {
+    await primary.drain({ delayMs: 0, timeoutMs: 1000 });
+    admin.close();
+    plane.stop();
+    throw new ConfigError(`--listen: cannot listen on ${opts.listen}: ${(err as Error).message}`);
+  }
+  log.info('edgegate is serving', {
+    listen: proxyAddress,
+    admin: adminAddress,
+    workers: opts.workers,
+    reusePort,
+  });
+
+  return {
+    proxyAddress,
+    adminAddress,
+    controller,
+    primary,
+    async drain(settings) {
+      log.info('draining', { ...settings, workers: primary.stats().live });
+      plane.stop();
+      const r = await primary.drain(settings);
+      log.info('drained', { clean: r.clean });
+      return r;
+    },
+    async stop() {
+      plane.stop();
+      await primary.drain({ delayMs: 0, timeoutMs: 2000 });
+      admin.close();
+      admin.closeAllConnections();
     },
   };
 }

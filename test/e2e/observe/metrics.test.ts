@@ -5,6 +5,7 @@
  * metric, one access log line per request with its fields, and no trace of Authorization / Cookie / query tokens.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +22,7 @@ import { promtoolCheckMetrics } from '../../support/promtool.ts';
 import { waitFor } from '../../support/wait.ts';
 
 /** Proxy worker processes: the counts must be exact whatever the process model. */
-const WORKER_ARGS: string[] = [];
+const WORKER_ARGS = ['--workers', '2'];
 
 let alpha: EchoUpstream;
 let beta: EchoUpstream;
@@ -36,12 +37,32 @@ const rule = (path: string, service: string, pool?: Record<string, unknown>) => 
   backends: [{ consul: { service }, ...(pool ? { pool } : {}) }],
 });
 
-async function get(path: string, headers: Record<string, string> = {}): Promise<number> {
+/** One request on a new connection (so the kernel spreads them over the workers); returns the status. */
+function get(path: string, headers: Record<string, string> = {}): Promise<number> {
   const requestId = `obs-test-${++seq}`;
-  const r = await fetch(`${gw.url}${path}`, { headers: { 'x-request-id': requestId, ...headers } });
-  await r.arrayBuffer();
-  sent.set(requestId, { path: path.split('?')[0]!, status: r.status });
-  return r.status;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${gw.url}${path}`,
+      { agent: false, headers: { 'x-request-id': requestId, ...headers } },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          sent.set(requestId, { path: path.split('?')[0]!, status: res.statusCode! });
+          resolve(res.statusCode!);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+interface WorkerView {
+  workers: { pid?: number; version: number; state: string; stats?: { requests: number } }[];
+  restarts: number;
+}
+async function workersView(): Promise<WorkerView> {
+  return (await (await fetch(`${gw.adminUrl}/debug/workers`)).json()) as WorkerView;
 }
 
 async function scrape(): Promise<{ text: string; prom: PromText }> {
@@ -128,6 +149,10 @@ describe('request metrics', () => {
     expect(sumOf(prom, 'edgegate_upstream_response_header_seconds_count', { service: 'alpha' })).toBe(10);
     expect(sumOf(prom, 'edgegate_response_bytes_total', { route: 'obs/route-a' })).toBeGreaterThan(10 * 100);
     expect(sumOf(prom, 'edgegate_active_requests')).toBe(0);
+    // Both workers served part of it, and the sums above are exact all the same.
+    const served = (await workersView()).workers.map((w) => w.stats?.requests ?? 0);
+    expect(served).toHaveLength(2);
+    for (const n of served) expect(n).toBeGreaterThan(0);
     // Labels stay bounded: no path or host ever becomes a label value.
     for (const s of prom.samples)
       for (const v of Object.values(s.labels)) expect(v.includes('/a/') || v.includes('nowhere')).toBe(false);
@@ -141,6 +166,33 @@ describe('request metrics', () => {
     const after = sumOf((await scrape()).prom, 'edgegate_request_bytes_total', { route: 'obs/route-b' });
     expect(after - before).toBeGreaterThanOrEqual(5000);
     expect(after - before).toBeLessThan(5000 + 1024);
+  });
+});
+
+describe('worker restarts', () => {
+  it('keeps counters exact when a worker is killed and replaced', async () => {
+    const total = async () =>
+      sumOf((await scrape()).prom, 'edgegate_requests_total', { route: 'obs/route-b' });
+    for (let i = 0; i < 6; i++) expect(await get('/b/before')).toBe(200);
+    const before = await total();
+    const view = await workersView();
+    const victim = view.workers.find((w) => w.pid !== undefined)!.pid!;
+    process.kill(victim, 'SIGKILL');
+    await waitFor(
+      async () => {
+        const v = await workersView();
+        return (
+          v.restarts > view.restarts &&
+          v.workers.every((w) => w.pid !== undefined && w.pid !== victim && w.state === 'listening')
+        );
+      },
+      { timeoutMs: 20_000, message: 'the killed worker replaced' },
+    );
+    // The dead worker's last scraped counts stay in the total; new requests add exactly.
+    expect(await total()).toBe(before);
+    for (let i = 0; i < 5; i++) expect(await get('/b/after')).toBe(200);
+    expect(await total()).toBe(before + 5);
+    expect(sumOf((await scrape()).prom, 'edgegate_worker_restarts_total')).toBeGreaterThanOrEqual(1);
   });
 });
 
