@@ -5,6 +5,8 @@
  * never the query string (tokens travel there), never Authorization, cookies or anything that looks like a
  * credential (such names are refused in the allow-list).
  */
+import { writeSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import winston from 'winston';
 import { ConfigError } from '../errors.ts';
 
@@ -84,6 +86,61 @@ function clip(v: string): string {
   return v.length > MAX_VALUE ? `${v.slice(0, MAX_VALUE)}…` : v;
 }
 
+/** Where winston keeps the formatted line. */
+const MESSAGE = Symbol.for('message');
+
+/**
+ * stdout, written in batches: lines of one event-loop turn go out in one write (a write per line costs a
+ * syscall each, several µs). Flushed at 64 KiB, on the next turn, and synchronously at process exit.
+ */
+class BatchedStdout extends Writable {
+  #lines: string[] = [];
+  #bytes = 0;
+  #scheduled = false;
+  readonly #flushSoon = () => {
+    this.#scheduled = false;
+    this.#flush();
+  };
+  readonly #flushAtExit = () => {
+    if (this.#lines.length === 0) return;
+    try {
+      writeSync(1, this.#lines.join(''));
+    } catch {}
+    this.#lines = [];
+  };
+
+  constructor() {
+    super({ decodeStrings: false, objectMode: true });
+    process.on('exit', this.#flushAtExit);
+  }
+
+  override _write(chunk: unknown, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const line = typeof chunk === 'string' ? chunk : String((chunk as { [k: symbol]: unknown })[MESSAGE]);
+    this.#lines.push(line.endsWith('\n') ? line : `${line}\n`);
+    this.#bytes += line.length;
+    if (this.#bytes >= 65_536) this.#flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushSoon);
+    }
+    cb();
+  }
+
+  #flush(): void {
+    if (this.#lines.length === 0) return;
+    const text = this.#lines.join('');
+    this.#lines = [];
+    this.#bytes = 0;
+    process.stdout.write(text);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.#flush();
+    process.off('exit', this.#flushAtExit);
+    cb();
+  }
+}
+
 export class AccessLog {
   readonly settings: AccessLogSettings;
   readonly #logger: winston.Logger;
@@ -96,7 +153,7 @@ export class AccessLog {
         level: 'info',
         // The line is the object itself: no level/message wrapper, no second serialization pass.
         format: winston.format.printf((info) => JSON.stringify(info.line)),
-        transports: [new winston.transports.Console()],
+        transports: [new winston.transports.Stream({ stream: new BatchedStdout() })],
       });
   }
 
