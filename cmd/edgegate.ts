@@ -13,6 +13,7 @@ import { ConfigError } from '../src/errors.ts';
 import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
+import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
@@ -130,8 +131,8 @@ program
   )
   .action(async (o) => {
     try {
-      if (o.consul || o.kube || o.kubeconfig || o.listenTls)
-        throw new ConfigError('--consul, --kube and --listen-tls are not available in this build yet');
+      if (o.kube || o.kubeconfig || o.listenTls)
+        throw new ConfigError('--kube and --listen-tls are not available in this build yet');
       const trustedHops = Number(o.trustedHops);
       if (!Number.isInteger(trustedHops) || trustedHops < 0)
         throw new ConfigError('--trusted-hops: expected a whole number ≥ 0');
@@ -149,6 +150,7 @@ program
         admin: o.admin,
         routes: o.routes,
         catalog: o.catalog,
+        consul: consulOption(o, process.env),
         stateDir: o.stateDir,
         logLevel: o.logLevel,
         datacenter: o.datacenter,

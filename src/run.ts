@@ -26,6 +26,8 @@ import { observeProxy } from './observe/proxy-observability.ts';
 import { SourceHealth } from './observe/source-health.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer } from './proxy/server.ts';
+import type { ConsulSettings } from './sources/consul/settings.ts';
+import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
 import type { TableData } from './table/types.ts';
 
@@ -34,6 +36,8 @@ export interface RunOptions {
   admin: string;
   routes?: string;
   catalog?: string;
+  /** Discover services from Consul (exclusive with `catalog`). */
+  consul?: ConsulSettings;
   stateDir?: string;
   logLevel: string;
   /** Local datacenter for consul backends without one (standalone: default dc1). */
@@ -125,10 +129,10 @@ export function describeStatus(s: RouteStatus): string[] {
 function createControlPlane(opts: RunOptions, log: Logger, publish: (table: TableData) => void) {
   if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
   const expect: SourceName[] = ['routes'];
-  if (opts.catalog) expect.push('catalog');
+  if (opts.catalog || opts.consul) expect.push('catalog');
   // Metrics: source health, the last catalog (endpoint totals), compile and publish events.
   const sources = new SourceHealth();
-  for (const name of expect) sources.expect(name);
+  for (const name of expect) if (!(name === 'catalog' && opts.consul)) sources.expect(name);
   let catalog: CatalogSnapshot | undefined;
   let hub: MetricsHub | undefined;
   const reported = new Map<string, string>();
@@ -172,6 +176,7 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
   });
   const routeSource = new FileRouteSource(opts.routes, log);
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
+  let consul: ReturnType<typeof startConsulSource> | undefined;
   return {
     controller,
     async start() {
@@ -184,6 +189,25 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
           sources.reported('catalog');
           controller.setCatalog(c);
         });
+      if (opts.consul) {
+        const sink = {
+          setCatalog: (c: CatalogSnapshot) => {
+            catalog = c;
+            controller.setCatalog(c);
+          },
+          onRoutes: controller.onRoutes.bind(controller),
+        };
+        const source = startConsulSource(sink, opts.consul, log);
+        consul = source;
+        sources.register('consul', () => {
+          const st = source.stats();
+          return {
+            up: st.up === 1,
+            lastUpdate: Date.now() - st.dataAgeSeconds * 1000,
+            updates: st.snapshots,
+          };
+        });
+      }
       await routeSource.start((r) => {
         sources.reported('routes');
         controller.setRoutes(r);
@@ -194,6 +218,10 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       controller.stop();
       routeSource.stop();
       catalogSource?.stop();
+      void consul?.stop();
+    },
+    sourcesView() {
+      return { consul: consul?.stats() };
     },
     /** The primary's registry; `collect` asks the proxy processes for their snapshots. */
     metrics(collect: MetricsHubOptions['collect'], workers: MetricsHubOptions['workers']): MetricsHub {
@@ -203,6 +231,10 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
         sources,
         table: () => controller.current,
         catalog: () => catalog,
+        consul: () => {
+          const st = consul?.stats();
+          return st && { watches: st.serviceWatches + st.serviceListWatches, watchErrors: st.errors };
+        },
       });
       return hub;
     },
@@ -214,6 +246,15 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       };
     },
   };
+}
+
+/**
+ * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
+ * last-known-good table and stays ready (the edge must not go dark); the note says so.
+ */
+function lastKnownGoodNotes(controller: Controller, served: number): string[] {
+  if (controller.synced || served === 0) return [];
+  return [`serving the last-known-good table (version ${served}) until the sources sync`];
 }
 
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
@@ -241,12 +282,12 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
-      if (!controller.synced) reasons.push('sources have not synced yet');
-      if (proxy.version === 0) reasons.push('no routing table served yet');
-      return { ready: reasons.length === 0, reasons };
+      if (proxy.version === 0) reasons.push('no routing table served yet: sources have not synced');
+      return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
+    sources: () => plane.sourcesView(),
     metrics: () => hub.scrape(),
     upstreams: () => hub.upstreams(),
   });
@@ -327,10 +368,14 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   await plane.start();
 
   const admin = createAdminServer({
+    sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
-      if (!controller.synced) r.reasons.unshift('sources have not synced yet');
-      return { ready: r.reasons.length === 0, reasons: r.reasons };
+      return {
+        ready: r.reasons.length === 0,
+        reasons: r.reasons,
+        notes: lastKnownGoodNotes(controller, primary.version),
+      };
     },
     routes: () => plane.routesView(primary.version),
     workers: async () => {
