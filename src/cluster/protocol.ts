@@ -15,6 +15,9 @@
 import type { AccessLogSettings } from '../observe/access-log.ts';
 import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
 import type { ListenerSettings } from '../proxy/server.ts';
+import type { CertSet } from '../tls/certificate.ts';
+import type { TlsListenerSettings } from '../tls/tls-settings.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 
 /** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
 export interface WorkerConfig {
@@ -31,6 +34,10 @@ export interface WorkerConfig {
   drain: { delayMs: number; timeoutMs: number };
   /** Access log of this worker (default: on, every request). */
   accessLog?: AccessLogSettings;
+  /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
+  tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
+  /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
+  httpsRedirect?: { statusCode: 301 | 308; port: number };
 }
 
 export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
@@ -65,7 +72,21 @@ export interface MetricsRequestMessage {
   id: number;
 }
 
-export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage | MetricsRequestMessage;
+/**
+ * The certificates for the HTTPS listener, whole. Separate from the table on purpose: the table is persisted to
+ * disk as last-known-good and private keys must not be; certificates are re-read from their sources on start.
+ */
+export interface CertsMessage {
+  type: 'certs';
+  set: CertSet;
+}
+
+export type PrimaryMessage =
+  | TableMessage
+  | DrainMessage
+  | StatsRequestMessage
+  | CertsMessage
+  | MetricsRequestMessage;
 
 // ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
 
@@ -91,6 +112,8 @@ export interface ListeningMessage {
   type: 'listening';
   address: { address: string; port: number; family: string };
   reusePort: boolean;
+  /** The HTTPS listener's address, when the worker has one. */
+  tlsAddress?: { address: string; port: number; family: string };
 }
 
 export interface ListenErrorMessage {
@@ -117,6 +140,8 @@ export interface WorkerStats {
   /** Pools currently open (one per upstream endpoint and pool settings). */
   pools: number;
   memory: { rss: number; heapUsed: number };
+  /** HTTPS listener figures (absent without one). */
+  tls?: TlsStatsSnapshot & { requests: number; inFlight: number; connections: number; certVersion: number };
 }
 
 export interface StatsMessage {
@@ -141,7 +166,7 @@ export type WorkerMessage =
   | StatsMessage
   | MetricsMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'metrics-request']);
+const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'certs', 'metrics-request']);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',

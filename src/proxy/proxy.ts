@@ -16,9 +16,11 @@ import {
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
 import type { ClusterData, EndpointData, PathRewrite, TableData } from '../table/types.ts';
 import { WeightedRoundRobin } from './balancer.ts';
+import { forwardedTrailers, requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, clientResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { UpstreamPools } from './upstream-pools.ts';
+import { upstreamDispatchOptions } from './upstream-tls.ts';
 
 export interface ProxySettings {
   /** How many proxies in front of the gateway are trusted to set X-Forwarded-For (0: none, the peer is the client). */
@@ -143,6 +145,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #entry: CompiledEntry;
   readonly #requestId: string;
   readonly #record: RequestRecord | undefined;
+  /** HTTP/2 client: upstream trailers (gRPC status) are passed on; HTTP/1.1 clients get none (as before). */
+  readonly #h2Client: boolean;
   #controller: Dispatcher.DispatchController | undefined;
   #clientGone = false;
   #onDrain = () => this.#controller?.resume();
@@ -158,8 +162,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#record = record;
     this.#entry = entry;
     this.#requestId = requestId;
+    this.#h2Client = req.httpVersionMajor === 2;
     res.on('close', () => {
-      if (!res.writableFinished) {
+      // (HTTP/2 compat responses have no writableFinished; writableEnded says the same once end() ran.)
+      if (!res.writableFinished && !res.writableEnded) {
         this.#clientGone = true;
         this.#controller?.abort(new Error('client closed the connection'));
       }
@@ -206,7 +212,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(
+    _controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[]>,
+  ): void {
+    if (this.#h2Client) {
+      const t = forwardedTrailers(trailers);
+      if (t) (this.#res as unknown as { addTrailers(t: Record<string, string>): void }).addTrailers(t);
+    }
     this.#res.end();
   }
 
@@ -282,16 +295,13 @@ export class ProxyPipeline {
 
     if (data.redirect) {
       const rd = data.redirect;
-      const scheme = rd.scheme ?? this.settings.proto;
+      const proto = requestProto(req, this.settings.proto);
+      const scheme = rd.scheme ?? proto;
       const colon = hostHeader.lastIndexOf(':');
       const requestPort =
         colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
       const port =
-        rd.port !== undefined
-          ? String(rd.port)
-          : rd.scheme && rd.scheme !== this.settings.proto
-            ? ''
-            : requestPort;
+        rd.port !== undefined ? String(rd.port) : rd.scheme && rd.scheme !== proto ? '' : requestPort;
       const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
       const location = `${scheme}://${rd.hostname ?? host}${port && !defaultPort ? `:${port}` : ''}${
         rd.path ? rewritePath(path, rd.path, entry.prefixLength) : path
@@ -356,17 +366,16 @@ export class ProxyPipeline {
       {
         host: data.rewrite?.hostname ?? (hostHeader || `${endpoint.address}:${endpoint.port}`),
         clientAddress,
-        proto: this.settings.proto,
+        proto: requestProto(req, this.settings.proto),
         originalHost: hostHeader,
         requestId,
         priorForwardedFor: this.settings.trustedHops > 0 && typeof xff === 'string' ? xff : undefined,
       },
       data.requestHeaders,
     );
-    const hasBody =
-      headers['content-length'] !== undefined
-        ? headers['content-length'] !== '0'
-        : headers['transfer-encoding'] !== undefined;
+    // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
+    if (cluster.pool.protocol === 'h2' && headers.te === 'trailers') upstreamHeaders.push('te', 'trailers');
+    const hasBody = requestHasBody(req);
     const pool = this.pools.get(endpoint, cluster.pool);
     const handler = new ForwardHandler(req, res, entry, requestId, record);
     record?.dispatched(endpoint);
@@ -378,6 +387,7 @@ export class ProxyPipeline {
         body: hasBody ? req : null,
         headersTimeout: this.settings.upstreamHeadersTimeoutMs,
         bodyTimeout: this.settings.upstreamBodyTimeoutMs,
+        ...upstreamDispatchOptions(cluster.pool, endpoint),
       },
       handler,
     );

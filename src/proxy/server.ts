@@ -33,7 +33,10 @@ function countHeader(raw: string[], lowerName: string): number {
   return n;
 }
 
-export function createProxyServer(proxy: ProxyPipeline, settings: Partial<ListenerSettings> = {}): Server {
+export function createProxyServer(
+  proxy: Pick<ProxyPipeline, 'handle'> & Partial<Pick<ProxyPipeline, 'observer'>>,
+  settings: Partial<ListenerSettings> = {},
+): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
   const server = createServer(
     {
