@@ -7,6 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
+import {
+  noteGatewayError,
+  type RequestObserver,
+  type RequestRecord,
+  recordOf,
+} from '../observe/request-observer.ts';
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
 import type { ClusterData, EndpointData, PathRewrite, TableData } from '../table/types.ts';
 import { WeightedRoundRobin } from './balancer.ts';
@@ -95,6 +101,7 @@ export function sendError(
   requestId: string,
   message?: string,
 ): void {
+  noteGatewayError(res, code);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -137,14 +144,22 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #entry: CompiledEntry;
   readonly #requestId: string;
+  readonly #record: RequestRecord | undefined;
   /** HTTP/2 client: upstream trailers (gRPC status) are passed on; HTTP/1.1 clients get none (as before). */
   readonly #h2Client: boolean;
   #controller: Dispatcher.DispatchController | undefined;
   #clientGone = false;
   #onDrain = () => this.#controller?.resume();
 
-  constructor(req: IncomingMessage, res: ServerResponse, entry: CompiledEntry, requestId: string) {
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    entry: CompiledEntry,
+    requestId: string,
+    record: RequestRecord | undefined,
+  ) {
     this.#res = res;
+    this.#record = record;
     this.#entry = entry;
     this.#requestId = requestId;
     this.#h2Client = req.httpVersionMajor === 2;
@@ -172,6 +187,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     const res = this.#res;
+    this.#record?.answered();
     if (res.destroyed) return;
     try {
       res.writeHead(
@@ -221,6 +237,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export class ProxyPipeline {
   readonly settings: ProxySettings;
   readonly pools = new UpstreamPools();
+  /** Metrics and access log (observe/): set before the first table. */
+  observer: RequestObserver | undefined;
   #served: ServedTable | undefined;
 
   constructor(settings: Partial<ProxySettings> = {}) {
@@ -237,6 +255,7 @@ export class ProxyPipeline {
 
   /** Swap in a new table. Requests already running keep the table they started with. */
   setTable(data: TableData): void {
+    this.observer?.recorder.install(data);
     this.#served = new ServedTable(data);
     this.pools.retain(data.clusters);
   }
@@ -245,6 +264,8 @@ export class ProxyPipeline {
     const incomingId = req.headers['x-request-id'];
     const requestId =
       typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const record = recordOf(res);
+    if (record !== undefined) record.requestId = requestId;
     const served = this.#served;
     if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
 
@@ -270,6 +291,7 @@ export class ProxyPipeline {
     });
     if (!entry) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId);
     const data = entry.data;
+    if (record !== undefined) record.entry = data;
 
     if (data.redirect) {
       const rd = data.redirect;
@@ -327,6 +349,7 @@ export class ProxyPipeline {
       if (data.rewrite?.path) upstreamPath = rewritePath(path, data.rewrite.path, entry.prefixLength);
     }
     if (!cluster) return sendError(res, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    if (record !== undefined) record.cluster = cluster;
     const endpoint = served.pickEndpoint(cluster);
     if (!endpoint)
       return sendError(
@@ -354,7 +377,8 @@ export class ProxyPipeline {
     if (cluster.pool.protocol === 'h2' && headers.te === 'trailers') upstreamHeaders.push('te', 'trailers');
     const hasBody = requestHasBody(req);
     const pool = this.pools.get(endpoint, cluster.pool);
-    const handler = new ForwardHandler(req, res, entry, requestId);
+    const handler = new ForwardHandler(req, res, entry, requestId, record);
+    record?.dispatched(endpoint);
     pool.dispatch(
       {
         path: rawQuery ? `${upstreamPath}?${rawQuery}` : upstreamPath,
