@@ -141,6 +141,8 @@ export class SecretCertSource {
   readonly #good = new Map<string, { certPem: string; keyPem: string }>();
   /** Last verdict logged per Secret (log each change once). */
   readonly #logged = new Map<string, string>();
+  /** Why a watch that has not listed yet keeps failing (403, API server away): reported instead of silence. */
+  readonly #readErrors = new Map<string, string>();
   #refs: TlsRef[] = [];
   #scheduled = false;
   #stopped = false;
@@ -164,6 +166,7 @@ export class SecretCertSource {
       this.#watches.delete(key);
       this.#good.delete(key);
       this.#logged.delete(key);
+      this.#readErrors.delete(key);
       void w.stop();
     }
     for (const key of wanted) {
@@ -172,11 +175,17 @@ export class SecretCertSource {
       const w = new ResilientInformer({
         name: `secret ${key}`,
         create: () => this.#opts.factory(ns, name),
-        onChange: () => this.#schedule(),
-        onError: (err, delayMs) =>
+        onChange: () => {
+          this.#readErrors.delete(key);
+          this.#schedule();
+        },
+        onError: (err, delayMs) => {
           this.#opts.log.warn(`watch of Secret ${key} failed; restarting in ${delayMs} ms`, {
             error: describeError(err),
-          }),
+          });
+          this.#readErrors.set(key, describeError(err));
+          this.#schedule();
+        },
         ...(this.#opts.backoff ? { backoff: this.#opts.backoff } : {}),
       });
       this.#watches.set(key, w);
@@ -223,7 +232,21 @@ export class SecretCertSource {
         continue;
       }
       const w = this.#watches.get(key);
-      if (!w?.synced) continue; // not known yet: no verdict, and the last good certificate (if any) stays
+      if (!w?.synced) {
+        // Not known yet: no verdict while the first list is under way; a failing one is reported. Either way the
+        // last good certificate (if any) stays.
+        const error = this.#readErrors.get(key);
+        if (error) {
+          states[key] = {
+            ok: false,
+            reason: 'ReadError',
+            message: `cannot be read: ${error}`,
+            ...(this.#good.has(key) ? { servingPrevious: true } : {}),
+          };
+          this.#logChange(key, states[key]);
+        }
+        continue;
+      }
       const name = key.slice(ns.length + 1);
       const read = readTlsSecret(w.get(name, ns) as V1Secret | undefined, now);
       if (read.ok) {
@@ -282,7 +305,7 @@ export class SecretCertSource {
         state.servingPrevious
           ? 'certificate Secret cannot be served; its hostnames keep the previous certificate'
           : 'certificate Secret cannot be served',
-        { secret: key, reason: state.reason, message: state.message },
+        { secret: key, reason: state.reason, detail: state.message },
       );
   }
 }

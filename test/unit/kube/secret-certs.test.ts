@@ -192,6 +192,36 @@ describe('SecretCertSource', () => {
   });
 });
 
+describe('SecretCertSource, a watch that cannot list', () => {
+  it('reports ReadError (e.g. 403) instead of staying silent', async () => {
+    const source = new SecretCertSource({
+      namespaces: ['shop'],
+      factory: () => {
+        const w = new FakeSecretWatch(undefined);
+        w.start = async () => {
+          throw Object.assign(new Error('secrets is forbidden'), { code: 403 });
+        };
+        return w;
+      },
+      onBundles: () => {},
+      onRefs: (r) => {
+        refs = r;
+      },
+      log: createLogger('error'),
+      backoff: { baseMs: 60_000, maxMs: 60_000 },
+    });
+    let refs: CertificateRefSnapshot = { secrets: {} };
+    source.setRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]);
+    await waitFor(() => refs.secrets['shop/a-tls']);
+    expect(refs.secrets['shop/a-tls']).toEqual({
+      ok: false,
+      reason: 'ReadError',
+      message: 'cannot be read: 403: secrets is forbidden',
+    });
+    await source.stop();
+  });
+});
+
 describe('readTlsSecret', () => {
   it('names what is wrong', () => {
     const good = tlsSecret('n', 's', a.certPem, a.keyPem);
