@@ -114,6 +114,12 @@ program
     ),
   )
   .addOption(
+    new Option(
+      '--tls-secret-namespaces <list>',
+      'with --kube: comma-separated namespaces whose kubernetes.io/tls Secrets routes may name in spec.tls (default: none)',
+    ).env('EDGEGATE_TLS_SECRET_NAMESPACES'),
+  )
+  .addOption(
     new Option('--lease-namespace <ns>', 'namespace of the leader Lease (default: POD_NAMESPACE)').env(
       'EDGEGATE_LEASE_NAMESPACE',
     ),
@@ -199,6 +205,8 @@ program
       };
       if (drain.timeoutMs < drain.delayMs)
         throw new ConfigError('--drain-timeout must not be shorter than --drain-delay');
+      if (o.tlsSecretNamespaces && !(o.kube || o.kubeconfig))
+        throw new ConfigError('--tls-secret-namespaces needs --kube (Secrets are read from Kubernetes)');
       const options = {
         listen: o.listen,
         admin: o.admin,

@@ -151,7 +151,12 @@ export function describeStatus(s: RouteStatus): string[] {
 }
 
 /** Sources → controller, with route problems logged once each. Shared by both process shapes. */
-function createControlPlane(opts: RunOptions, log: Logger, publish: (table: TableData) => void) {
+function createControlPlane(
+  opts: RunOptions,
+  log: Logger,
+  publish: (table: TableData) => void,
+  certificates: CertManager | undefined,
+) {
   if (!opts.routes && !opts.kube)
     throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
   if (opts.routes && opts.kube) throw new ConfigError('--routes and --kube cannot be combined');
@@ -248,7 +253,12 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       });
       // Informers sync in the background: an API server down at start-up leaves the last-known-good table.
       if (opts.kube) {
-        const k = startKubeSources(controller, opts.kube, log);
+        const k = startKubeSources(
+          controller,
+          opts.kube,
+          log,
+          certificates && ((bundles) => certificates.set('secrets', bundles)),
+        );
         kube = k;
         sources.register('kube', () => {
           const st = k.stats();
@@ -314,15 +324,23 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
   };
 }
 
-/** Certificate files → CertManager → `publish` (workers or the in-process listener). Undefined: no HTTPS. */
+/** Certificates from Kubernetes Secrets (spec.tls of GatewayRoutes) are on: `--kube --tls-secret-namespaces`. */
+function secretCertificatesOn(opts: RunOptions): boolean {
+  return (opts.kube?.tlsSecretNamespaces?.length ?? 0) > 0;
+}
+
+/**
+ * Certificate files (and, through the Kubernetes source, Secrets) → CertManager → `publish` (workers or the
+ * in-process listener). Undefined: no certificates configured, no HTTPS.
+ */
 async function startCertificates(opts: RunOptions, log: Logger, publish: (set: CertSet) => void) {
   const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
-  if (!files.configured) return undefined;
+  if (!files.configured && !secretCertificatesOn(opts)) return undefined;
   const manager = new CertManager((set) => {
     publish(set);
     log.info('certificates published', { version: set.version, certificates: set.bundles.length });
   });
-  await files.start((bundles, def) => manager.set('files', bundles, def));
+  if (files.configured) await files.start((bundles, def) => manager.set('files', bundles, def));
   return { manager, stop: () => files.stop() };
 }
 
@@ -339,7 +357,9 @@ function lastKnownGoodNotes(controller: Controller, served: number): string[] {
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
   const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
-  const plane = createControlPlane(opts, log, (table) => proxy.setTable(table));
+  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
+  const certs = await startCertificates(opts, log, (set) => tls.applyCerts(set));
+  const plane = createControlPlane(opts, log, (table) => proxy.setTable(table), certs?.manager);
   const { controller } = plane;
   const observed = observeProxy({
     proxy,
@@ -357,8 +377,6 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const proxyServer = createProxyServer(
     opts.httpsRedirect ? new HttpsRedirector(opts.httpsRedirect.statusCode, opts.httpsRedirect.port) : proxy,
   );
-  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
-  const certs = await startCertificates(opts, log, (set) => tls.applyCerts(set));
   let draining = false;
   const admin = createAdminServer({
     readiness: () => {
@@ -444,7 +462,8 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   const reusePort = opts.reusePort ?? platformHasReusePort();
   // Port 0: every SO_REUSEPORT worker must bind the same port, so choose it once here.
   if (listenAt.port === 0 && reusePort) listenAt.port = await pickPort(listenAt.host);
-  const hasCerts = (opts.tlsCerts?.length ?? 0) > 0 || opts.tlsDefaultCert !== undefined;
+  const hasCerts =
+    (opts.tlsCerts?.length ?? 0) > 0 || opts.tlsDefaultCert !== undefined || secretCertificatesOn(opts);
   const tlsAt = hasCerts ? parseListen(opts.listenTls ?? ':8443', '--listen-tls') : undefined;
   if (tlsAt && tlsAt.port === 0 && reusePort) tlsAt.port = await pickPort(tlsAt.host);
   const config: WorkerConfig = {
@@ -461,7 +480,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   };
   const primary = new ClusterPrimary({ workers: opts.workers, config, log });
   const certs = await startCertificates(opts, log, (set) => primary.publishCerts(set));
-  const plane = createControlPlane(opts, log, (table) => primary.publish(table));
+  const plane = createControlPlane(opts, log, (table) => primary.publish(table), certs?.manager);
   const { controller } = plane;
   const hub = plane.metrics(
     (timeoutMs) => primary.collectWorkerMetrics(timeoutMs),

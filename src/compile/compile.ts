@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
+import { type CertificateRefSnapshot, certificateRefProblem } from '../api/certificate-refs.ts';
 import type {
   BackendTLSSpec,
   GatewayRoute,
@@ -51,6 +52,8 @@ export interface CompileInput {
   catalog: CatalogSnapshot;
   kube?: KubeServiceSnapshot;
   settings?: CompileSettings;
+  /** Secrets named in spec.tls (Kubernetes): a missing or invalid one makes the route's refs unresolved. */
+  certificateRefs?: CertificateRefSnapshot;
 }
 
 export interface BackendStatus {
@@ -68,7 +71,10 @@ export interface RouteStatus {
   accepted: boolean;
   /** Accepted=false: every problem, field by field. */
   errors: FieldError[];
-  /** ResolvedRefs=false when non-empty: which Consul service or Kubernetes Service does not resolve. */
+  /**
+   * ResolvedRefs=false when non-empty: which Consul service or Kubernetes Service does not resolve, and which
+   * spec.tls Secret is missing or invalid (`Secret ns/name: …`, see api/certificate-refs.ts).
+   */
   unresolved: string[];
   backends: BackendStatus[];
 }
@@ -395,6 +401,23 @@ function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
+/** spec.tls Secrets the certificate source found missing or invalid → unresolved (no entry: not known yet). */
+function checkCertificateRefs(
+  tls: ReadonlyArray<{ secretName: string }> | undefined,
+  namespace: string,
+  refs: CertificateRefSnapshot | undefined,
+  status: RouteStatus,
+): void {
+  if (!tls || !refs) return;
+  for (const t of tls) {
+    const key = `${namespace}/${t.secretName}`;
+    const state = refs.secrets[key];
+    if (!state || state.ok) continue;
+    const line = certificateRefProblem(key, state);
+    if (!status.unresolved.includes(line)) status.unresolved.push(line);
+  }
+}
+
 export function compile(input: CompileInput): CompileResult {
   const ctx: Ctx = {
     catalog: input.catalog,
@@ -450,6 +473,12 @@ export function compile(input: CompileInput): CompileResult {
       src.key,
       Number.isFinite(createdMs) ? createdMs : 0,
       ctx,
+      status,
+    );
+    checkCertificateRefs(
+      route.spec.tls,
+      route.metadata.namespace ?? 'default',
+      input.certificateRefs,
       status,
     );
     const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];

@@ -6,12 +6,13 @@
  * empty table is never pushed over a good one.
  */
 import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
+import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { type CompileSettings, compile, DEFAULT_SETTINGS, type RouteStatus } from '../compile/compile.ts';
 import type { TableData } from '../table/types.ts';
 import type { LastKnownGood } from './last-known-good.ts';
 
-export type SourceName = 'routes' | 'catalog' | 'kube';
+export type SourceName = 'routes' | 'catalog' | 'kube' | 'certificates';
 
 export interface ControllerOptions {
   /** Sources that must report once before the first publish. */
@@ -34,6 +35,7 @@ export class Controller {
   #routes: RouteSource[] = [];
   #catalog: CatalogSnapshot = emptyCatalog();
   #kube: KubeServiceSnapshot = emptyKube();
+  #certificateRefs: CertificateRefSnapshot | undefined;
   #current: TableData | undefined;
   #statuses: RouteStatus[] = [];
   #holdOff: NodeJS.Timeout | undefined;
@@ -91,6 +93,15 @@ export class Controller {
     this.#mark('kube');
   }
 
+  /**
+   * What the Secret certificate source knows of the Secrets routes name (statuses only: the table does not
+   * depend on it, so it is never an expected source and never delays a publish).
+   */
+  setCertificateRefs(refs: CertificateRefSnapshot): void {
+    this.#certificateRefs = refs;
+    this.#mark('certificates');
+  }
+
   #mark(source: SourceName): void {
     this.#synced.add(source);
     if (this.#stopped) return;
@@ -116,6 +127,7 @@ export class Controller {
       catalog: this.#catalog,
       kube: this.#kube,
       settings: this.#opts.settings ?? DEFAULT_SETTINGS,
+      ...(this.#certificateRefs ? { certificateRefs: this.#certificateRefs } : {}),
     });
     this.#opts.onCompiled?.(performance.now() - started, table);
     this.#statuses = statuses;

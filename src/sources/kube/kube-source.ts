@@ -80,9 +80,9 @@ export function clientNodeInformers(kc: KubeConfig): InformerFactory {
   };
 }
 
-const LIST_TIMEOUT_MS = 60_000;
+export const LIST_TIMEOUT_MS = 60_000;
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);

@@ -28,6 +28,18 @@ export const LEASE_RULES: PolicyRule[] = [
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
 ];
 
+/**
+ * A Role in each `--tls-secret-namespaces` namespace, only when TLS from Secrets is on: the spec.tls Secrets.
+ * The controller lists and watches one Secret at a time (`fieldSelector=metadata.name=NAME`); RBAC authorizes such a
+ * list/watch as the namespace's `secrets` (it ignores field selectors unless the Role names the Secret in
+ * `resourceNames`), so these verbs let the controller read every Secret of the listed namespaces — hence the
+ * namespace list. `get` is not needed. Names cannot be fixed in advance (route authors choose them), so no
+ * `resourceNames` here; an operator who knows them may add `resourceNames` (single-name list/watch honours it).
+ */
+export const SECRET_RULES: PolicyRule[] = [
+  { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] },
+];
+
 export function rbacRulesJson(): string {
-  return `${JSON.stringify({ watchRules: WATCH_RULES, leaseRules: LEASE_RULES }, null, 2)}\n`;
+  return `${JSON.stringify({ watchRules: WATCH_RULES, leaseRules: LEASE_RULES, secretRules: SECRET_RULES }, null, 2)}\n`;
 }

@@ -11,8 +11,10 @@ import type { Controller } from '../../control/controller.ts';
 import { ConfigError } from '../../errors.ts';
 import type { Logger } from '../../observe/log.ts';
 import type { TableData } from '../../table/types.ts';
+import type { CertBundle } from '../../tls/certificate.ts';
 import { clientNodeInformers, KubeSource } from './kube-source.ts';
 import { clientNodeLeaseApi, LEASE_DEFAULTS, LeaderElector } from './leader-election.ts';
+import { clientNodeSecretWatches, SecretCertSource } from './secret-certs.ts';
 import { clientNodeStatusApi, StatusWriter } from './status-writer.ts';
 
 export interface KubeOptions {
@@ -30,6 +32,11 @@ export interface KubeOptions {
   retryPeriodMs?: number;
   /** Status writes per second (default 10). */
   statusQps?: number;
+  /**
+   * `--tls-secret-namespaces`: namespaces whose spec.tls Secrets the gateway reads (the chart grants exactly
+   * these). Empty or unset: TLS from Secrets is off, and a route naming a Secret gets ResolvedRefs=False.
+   */
+  tlsSecretNamespaces?: string[];
 }
 
 export interface KubeSources {
@@ -71,7 +78,16 @@ export function parseDurationMs(value: string | undefined, flag: string): number
   return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000);
 }
 
-export function startKubeSources(controller: Controller, opts: KubeOptions, log: Logger): KubeSources {
+/**
+ * @param certificates where the spec.tls Secrets' certificates go (`CertManager.set('secrets', …)`); undefined
+ * when the gateway has no HTTPS listener.
+ */
+export function startKubeSources(
+  controller: Controller,
+  opts: KubeOptions,
+  log: Logger,
+  certificates?: (bundles: CertBundle[]) => void,
+): KubeSources {
   const kc = loadKubeConfig(opts.kubeconfig);
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
   const leaseNamespace =
@@ -80,10 +96,20 @@ export function startKubeSources(controller: Controller, opts: KubeOptions, log:
     kc.getContextObject(kc.getCurrentContext())?.namespace ??
     'default';
 
+  const secrets = new SecretCertSource({
+    namespaces: opts.tlsSecretNamespaces ?? [],
+    factory: clientNodeSecretWatches(kc),
+    onBundles: (bundles) => certificates?.(bundles),
+    onRefs: (refs) => controller.setCertificateRefs(refs),
+    log,
+  });
   const source = new KubeSource({
     ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
     factory: clientNodeInformers(kc),
-    onRoutes: (routes) => controller.setRoutes(routes),
+    onRoutes: (routes) => {
+      controller.setRoutes(routes);
+      secrets.setRoutes(routes);
+    },
     onKube: (kube) => controller.setKube(kube),
     log,
   });
@@ -112,6 +138,7 @@ export function startKubeSources(controller: Controller, opts: KubeOptions, log:
     namespaces: opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : 'all',
     lease: `${leaseNamespace}/${opts.leaseName ?? DEFAULT_LEASE_NAME}`,
     identity,
+    tlsSecretNamespaces: opts.tlsSecretNamespaces ?? [],
   });
   source.start();
   elector.start();
@@ -128,11 +155,12 @@ export function startKubeSources(controller: Controller, opts: KubeOptions, log:
       ...Object.fromEntries(Object.entries(writer.stats()).map(([k, v]) => [`status_${k}`, v])),
       leader: elector?.isLeader ?? false,
       leaderTransitions: elector?.stats().transitions ?? 0,
+      ...Object.fromEntries(Object.entries(secrets.stats()).map(([k, v]) => [`tlsSecret_${k}`, v])),
     }),
     async stop() {
       writer.stop();
       await elector?.stop();
-      await source.stop();
+      await Promise.all([source.stop(), secrets.stop()]);
     },
   };
 }

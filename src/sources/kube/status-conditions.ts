@@ -3,6 +3,7 @@
  * observedGeneration, plus healthy endpoint counts per backend and datacenter. Pure: the status writer supplies
  * the time and the conditions already on the object (whose lastTransitionTime is kept while the status holds).
  */
+import { isCertificateRefProblem } from '../../api/certificate-refs.ts';
 import type { Condition, ConditionType, GatewayRouteStatus } from '../../api/gateway-route-status.ts';
 import { formatPath } from '../../api/validate.ts';
 import type { RouteStatus } from '../../compile/compile.ts';
@@ -59,7 +60,8 @@ export function desiredStatus(
     drafts.push({
       type: 'ResolvedRefs',
       status: 'False',
-      reason: 'BackendNotFound',
+      // Gateway API's reasons: a backend that does not resolve wins; only Secret problems → InvalidCertificateRef.
+      reason: s.unresolved.every(isCertificateRefProblem) ? 'InvalidCertificateRef' : 'BackendNotFound',
       message: clip(s.unresolved.join('; ')),
       ...g,
     });

@@ -255,14 +255,14 @@ const cases: Case[] = [
     check(objects) {
       const c = gatewayContainer(objects);
       expect(envOf(c).get('EDGEGATE_LISTEN_TLS')!.value).toBe(':8443');
+      // The gateway reads spec.tls Secrets in exactly the namespaces the Roles grant.
+      expect(envOf(c).get('EDGEGATE_TLS_SECRET_NAMESPACES')!.value).toBe(`tls-a-${run},tls-b-${run}`);
       expect(c.ports).toContainEqual({ name: 'https', containerPort: 8443, hostPort: 443, protocol: 'TCP' });
       expect(c.securityContext.capabilities).toEqual({ drop: ['ALL'] });
       const secretRoles = find(objects, 'Role').filter((r) => JSON.stringify(r.rules).includes('secrets'));
       expect(secretRoles.map((r) => r.metadata.namespace).sort()).toEqual([`tls-a-${run}`, `tls-b-${run}`]);
       for (const r of secretRoles)
-        expect(r.rules).toEqual([
-          { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
-        ]);
+        expect(r.rules).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] }]);
       expect(JSON.stringify(find(objects, 'ClusterRole'))).not.toContain('secrets');
     },
   },

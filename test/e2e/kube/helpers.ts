@@ -15,6 +15,31 @@ import { waitFor } from '../../support/wait.ts';
 
 export const rand = () => randomBytes(3).toString('hex');
 
+/** A kubeconfig that authenticates with `token` only (a ServiceAccount's): no admin rights anywhere in it. */
+export function tokenKubeconfig(kube: KubeClient, token: string, namespace: string): string {
+  const path = join(makeTempDir('eg-token'), 'kubeconfig');
+  writeFileSync(
+    path,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'c',
+          cluster: {
+            server: kube.url,
+            'certificate-authority-data': Buffer.from(kube.caPem).toString('base64'),
+          },
+        },
+      ],
+      users: [{ name: 'sa', user: { token } }],
+      contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa', namespace } }],
+      'current-context': 'sa',
+    }),
+  );
+  return path;
+}
+
 export async function installCrd(kube: KubeClient): Promise<void> {
   await kube.kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], {
     input: gatewayRouteCrdYaml(),

@@ -1,15 +1,12 @@
 // The controller runs with a ServiceAccount token bound to exactly the rules in src/sources/kube/rbac.ts, and
 // works (routes served, status written, Lease held); the same token is refused Secrets, other namespaces'
 // Leases and GatewayRoute spec writes.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { RunningGateway } from '../../../src/run.ts';
 import { LEASE_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { sharedKube } from '../../support/shared.ts';
-import { makeTempDir } from '../../support/tmp.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   apply,
@@ -19,6 +16,7 @@ import {
   rand,
   routeYaml,
   startGateway,
+  tokenKubeconfig,
   waitForCondition,
 } from './helpers.ts';
 
@@ -29,30 +27,6 @@ const ns = `eg-rbac-${id}`;
 const other = `eg-rbac-other-${id}`;
 let token = '';
 let gw: RunningGateway | undefined;
-
-function tokenKubeconfig(t: string): string {
-  const path = join(makeTempDir('eg-rbac'), 'kubeconfig');
-  writeFileSync(
-    path,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [
-        {
-          name: 'c',
-          cluster: {
-            server: kube.url,
-            'certificate-authority-data': Buffer.from(kube.caPem).toString('base64'),
-          },
-        },
-      ],
-      users: [{ name: 'sa', user: { token: t } }],
-      contexts: [{ name: 'sa', context: { cluster: 'c', user: 'sa', namespace: ns } }],
-      'current-context': 'sa',
-    }),
-  );
-  return path;
-}
 
 beforeAll(async () => {
   await installCrd(kube);
@@ -105,7 +79,7 @@ beforeAll(async () => {
   );
   // Runs with the token only (no admin rights anywhere in its kubeconfig).
   // Only its own namespace: other test files share this API server and assert who writes their statuses.
-  gw = await startGateway(tokenKubeconfig(token), {
+  gw = await startGateway(tokenKubeconfig(kube, token, ns), {
     namespaces: [ns],
     leaseNamespace: ns,
     identity: 'rbac-test',

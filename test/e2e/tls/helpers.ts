@@ -92,7 +92,8 @@ export interface TlsGateway extends Proc {
 
 /** `edgegate run` with HTTPS flags through the CLI (primary + `workers` workers), waited until ready. */
 export async function startTlsGateway(opts: {
-  routes: string;
+  /** Standalone routes; without it, `args` name the route source (`--kube --kubeconfig …`). */
+  routes?: string;
   catalog: string;
   workers: number;
   args: string[];
@@ -102,8 +103,7 @@ export async function startTlsGateway(opts: {
   const p = spawnGateway(
     [
       'run',
-      '--routes',
-      opts.routes,
+      ...(opts.routes ? ['--routes', opts.routes] : []),
       '--catalog',
       opts.catalog,
       '--listen',

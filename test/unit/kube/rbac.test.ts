@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { LEASE_RULES, rbacRulesJson, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
+import { LEASE_RULES, rbacRulesJson, SECRET_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
 
 describe('RBAC rules', () => {
   it('charts/edgegate/files/rbac-rules.json is current (run npm run gen:rbac)', () => {
@@ -15,5 +15,9 @@ describe('RBAC rules', () => {
     const routes = WATCH_RULES.find((r) => r.resources.includes('gatewayroutes'))!;
     expect(routes.verbs).toEqual(['get', 'list', 'watch']);
     expect(WATCH_RULES.some((r) => r.resources.includes('leases'))).toBe(false);
+  });
+
+  it('Secrets only in the separate secret rules: list and watch (one Secret by name), no get, no writes', () => {
+    expect(SECRET_RULES).toEqual([{ apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] }]);
   });
 });
