@@ -93,23 +93,24 @@ export class ClusterRuntime {
     const list = this.upstreams;
     const n = list.length;
     if (n === 1) return unavailable(list[0]!, exclude) ? undefined : list[0];
-    let a: Upstream | undefined;
-    let b: Upstream | undefined;
-    for (let tries = 0; tries < 4 && b === undefined; tries++) {
-      const c = list[(Math.random() * n) | 0]!;
-      if (unavailable(c, exclude) || c === a) continue;
-      if (a === undefined) a = c;
-      else b = c;
-    }
-    if (a === undefined) {
-      // Few candidates left: scan from a rotating start.
+    // Two distinct random candidates.
+    const i = (Math.random() * n) | 0;
+    let j = (Math.random() * (n - 1)) | 0;
+    if (j >= i) j++;
+    const a = list[i]!;
+    const b = list[j]!;
+    const aOk = !unavailable(a, exclude);
+    const bOk = !unavailable(b, exclude);
+    if (!aOk || !bOk) {
+      if (aOk) return a;
+      if (bOk) return b;
+      // Both out: scan from a rotating start.
       for (let k = 0; k < n; k++) {
         const c = list[(this.#fallback++ + k) % n]!;
         if (!unavailable(c, exclude)) return c;
       }
       return undefined;
     }
-    if (b === undefined) return a;
     return a.inFlight * b.weight <= b.inFlight * a.weight ? a : b;
   }
 }
