@@ -5,7 +5,8 @@
  *
  * Upgrades: only `Upgrade: websocket` reaches handleUpgrade. Any other upgrade (`h2c`, `TLS/1.0`…) is served as
  * a plain HTTP/1.1 request with Upgrade, Connection and the headers Connection names removed (RFC 9110 §7.8
- * lets a server ignore Upgrade), so an h2c upgrade can never open a tunnel past the gateway.
+ * lets a server ignore Upgrade), and the client connection is closed after the response, so an h2c upgrade can
+ * never open a tunnel past the gateway nor smuggle a second request behind it.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -72,6 +73,9 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
         res.shouldKeepAlive = false;
         return sendError(res, 'EDGEGATE_BAD_REQUEST', '-', problem);
       }
+      // A refused upgrade (h2c…): Node's parser treats the bytes after its head as the new protocol, so the
+      // connection cannot carry another request. Close it after this response.
+      if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
       proxy.handle(req, res);
     },
   );
