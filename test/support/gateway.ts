@@ -105,6 +105,12 @@ export async function startGateway(
   const proxy = new ProxyPipeline(proxySettings);
   proxy.setTable(table);
   const server = createProxyServer(proxy, listenerSettings);
+  // closeAllConnections does not reach upgraded (WebSocket) sockets: track every socket.
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
   const port = await listen(server);
   return {
     proxy,
@@ -112,6 +118,7 @@ export async function startGateway(
     port,
     async close() {
       server.closeAllConnections();
+      for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
       await proxy.pools.destroy();
     },
