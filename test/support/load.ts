@@ -23,6 +23,8 @@ export async function runLoad(
     headers?: Record<string, string>;
     /** Called after each completed request (e.g. to change the table mid-run). */
     onResult?: (done: number) => void;
+    /** Stop early (before `total`) once this returns true. */
+    stop?: () => boolean;
   },
 ): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.concurrency });
@@ -61,7 +63,7 @@ export async function runLoad(
       req.end();
     });
   const worker = async () => {
-    while (next < opts.total) {
+    while (next < opts.total && !opts.stop?.()) {
       const i = next++;
       await one(i);
       done++;
