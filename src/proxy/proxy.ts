@@ -339,18 +339,24 @@ export class ProxyPipeline {
   }
 
   #upstreamHeaders(req: IncomingMessage, r: Routed, requestId: string, clientAddress: string): string[] {
-    const xff = req.headers['x-forwarded-for'];
-    const hostHeader = req.headers.host ?? '';
+    const h = req.headers;
+    const hostHeader = h.host ?? '';
     const data = r.entry!.data;
+    // From an untrusted peer (trustedHops 0, the default) every forwarded header is rebuilt from what the
+    // gateway saw; from a trusted proxy the chain is extended and its scheme and host are kept.
+    const trusted = this.settings.trustedHops > 0;
+    const xff = h['x-forwarded-for'];
+    const xfp = h['x-forwarded-proto'];
+    const xfh = h['x-forwarded-host'];
     return upstreamRequestHeaders(
       req.rawHeaders,
       {
         host: data.rewrite?.hostname ?? (hostHeader || r.cluster!.data.service),
         clientAddress,
-        proto: this.settings.proto,
-        originalHost: hostHeader,
+        proto: trusted && (xfp === 'https' || xfp === 'http') ? xfp : this.settings.proto,
+        originalHost: trusted && typeof xfh === 'string' && xfh !== '' ? xfh : hostHeader,
         requestId,
-        priorForwardedFor: this.settings.trustedHops > 0 && typeof xff === 'string' ? xff : undefined,
+        priorForwardedFor: trusted && typeof xff === 'string' ? xff : undefined,
       },
       data.requestHeaders,
     );
