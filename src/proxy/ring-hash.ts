@@ -19,7 +19,7 @@ export function hash32(text: string): number {
   return h >>> 0;
 }
 
-export const DEFAULT_VNODES = 160;
+export const DEFAULT_VNODES = 256;
 
 export interface RingMember {
   /** Stable identity on the ring (address:port): never an index, which would shift when members change. */

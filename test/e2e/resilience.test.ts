@@ -349,3 +349,33 @@ describe('least request balancing', () => {
 
 // Keep listen referenced for restarts in other suites.
 void listen;
+
+describe('consistent hash through the gateway', () => {
+  it('removing one of 10 endpoints remaps at most ~15% of keys (only the removed endpoint’s)', async () => {
+    const ups = await upstreams(10);
+    const ports = ups.map((u) => u.port);
+    const spec = rule({ loadBalancer: { type: 'ConsistentHash', consistentHash: { header: 'x-user' } } });
+    const gw = await gateway(tableOf(spec, { echo: ports }, 1));
+    const keys = 1000;
+    const ownerOf = async (key: number) =>
+      JSON.parse((await get(gw.port, '/', { 'x-user': `user-${key}` })).body).name as string;
+    const before: string[] = [];
+    for (let k = 0; k < keys; k++) before.push(await ownerOf(k));
+    expect(new Set(before).size).toBe(10);
+    const removed = ups[4]!.name;
+    gw.proxy.setTable(tableOf(spec, { echo: ports.filter((_, i) => i !== 4) }, 2));
+    let moved = 0;
+    for (let k = 0; k < keys; k++) {
+      const now = await ownerOf(k);
+      if (now !== before[k]) {
+        moved++;
+        expect(before[k]).toBe(removed);
+      }
+    }
+    console.log(
+      `consistent hash: removing 1 of 10 endpoints moved ${moved}/${keys} keys (${((100 * moved) / keys).toFixed(1)} %)`,
+    );
+    expect(moved).toBeGreaterThan(0);
+    expect(moved / keys).toBeLessThanOrEqual(0.15);
+  });
+});
