@@ -379,3 +379,53 @@ describe('consistent hash through the gateway', () => {
     expect(moved / keys).toBeLessThanOrEqual(0.15);
   });
 });
+
+describe('pools across table versions', () => {
+  it('table updates that keep an endpoint open no new upstream connections (no reconnect storm)', async () => {
+    const ups = await upstreams(2);
+    let connections = 0;
+    for (const u of ups)
+      u.server.on('connection', () => {
+        connections++;
+      });
+    const ports = ups.map((u) => u.port);
+    const gw = await gateway(tableOf(rule(), { echo: ports }, 1));
+    await runLoad(gw.port, { total: 200, concurrency: 4 });
+    const warm = connections;
+    let version = 2;
+    const result = await runLoad(gw.port, {
+      total: 600,
+      concurrency: 4,
+      onResult: (done) => {
+        // Every 10 requests, a new table: a route edit (rule name, header filter) over the same endpoints.
+        if (done % 10 === 0)
+          gw.proxy.setTable(
+            tableOf(
+              {
+                rules: [
+                  {
+                    name: `edit-${version}`,
+                    backends: [{ consul: { service: 'echo' } }],
+                    filters: [
+                      {
+                        type: 'RequestHeaderModifier',
+                        requestHeaderModifier: { set: [{ name: 'x-version', value: String(version) }] },
+                      },
+                    ],
+                  },
+                ],
+              },
+              { echo: ports },
+              version++,
+            ),
+          );
+      },
+    });
+    expect(result.statuses.every((s) => s === 200)).toBe(true);
+    console.log(
+      `pools: ${version - 2} table updates, upstream connections ${warm} before, ${connections} after`,
+    );
+    expect(version - 2).toBeGreaterThanOrEqual(50);
+    expect(connections).toBe(warm);
+  });
+});
