@@ -1,6 +1,6 @@
 /** Forwarded headers: rebuilt from an untrusted peer (default), extended from a trusted one. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { get, startEcho, startGateway, tableOf } from '../support/gateway.ts';
+import { get, startEcho, startGateway, tableOf } from '../support/inproc-gateway.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {

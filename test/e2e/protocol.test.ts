@@ -14,7 +14,7 @@ import {
   statusOf,
   tableOf,
   type Upstream,
-} from '../support/gateway.ts';
+} from '../support/inproc-gateway.ts';
 import { waitFor } from '../support/wait.ts';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -67,7 +67,7 @@ describe('backpressure', () => {
           res.pause();
           // The client reads nothing: the upstream must stay blocked, far from having written everything.
           await waitFor(() => blockedSince > 0 && performance.now() - blockedSince > 300, {
-            what: 'upstream blocked for 300 ms',
+            intervalMs: 10, message: 'upstream blocked for 300 ms',
           });
           const writtenWhilePaused = written;
           console.log(
@@ -142,7 +142,7 @@ describe('backpressure', () => {
     await waitFor(
       () => upstreamReq !== undefined && blockedSince > 0 && performance.now() - blockedSince > 300,
       {
-        what: 'client blocked for 300 ms',
+        intervalMs: 10, message: 'client blocked for 300 ms',
       },
     );
     console.log(

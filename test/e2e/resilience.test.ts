@@ -13,7 +13,7 @@ import {
   startUpstream,
   tableOf,
   type Upstream,
-} from '../support/gateway.ts';
+} from '../support/inproc-gateway.ts';
 import { runLoad } from '../support/load.ts';
 import { waitFor } from '../support/wait.ts';
 
@@ -114,7 +114,7 @@ describe('outlier detection', () => {
     // Bring it back on the same port; it is used again once its ejection interval is over.
     killed.server.listen(killed.port, '127.0.0.1');
     const hitsBefore = killed.hits;
-    await waitFor(() => !up.ejected, { timeoutMs: 3000, what: 're-admission' });
+    await waitFor(() => !up.ejected, { timeoutMs: 3000, intervalMs: 10, message: 're-admission' });
     const ejectedFor = Date.now() - ejectedAt;
     for (let i = 0; i < 9; i++) expect((await get(gw.port, '/')).status).toBe(200);
     expect(killed.hits).toBeGreaterThan(hitsBefore);
@@ -134,10 +134,10 @@ describe('outlier detection', () => {
     await killed.close();
     const up = upstreamOf(gw, killed.port) ?? (await get(gw.port, '/'), upstreamOf(gw, killed.port)!);
     for (let round = 1; round <= 2; round++) {
-      await waitFor(async () => (await get(gw.port, '/'), up.ejected), { what: `ejection ${round}` });
+      await waitFor(async () => (await get(gw.port, '/'), up.ejected), { intervalMs: 10, message: `ejection ${round}` });
       expect(up.ejections).toBe(round);
       const t0 = Date.now();
-      await waitFor(() => !up.ejected, { timeoutMs: 3000, what: `re-admission ${round}` });
+      await waitFor(() => !up.ejected, { timeoutMs: 3000, intervalMs: 10, message: `re-admission ${round}` });
       const took = Date.now() - t0;
       console.log(`ejection ${round}: ${took} ms`);
       expect(took).toBeGreaterThanOrEqual(200 * round - 60);
@@ -248,7 +248,7 @@ describe('pending cap', () => {
       ),
     );
     const pending = Array.from({ length: 4 }, () => get(gw.port, '/'));
-    await waitFor(() => held.length === 2, { what: 'two requests at the upstream' });
+    await waitFor(() => held.length === 2, { intervalMs: 10, message: 'two requests at the upstream' });
     const t0 = performance.now();
     const refused = await Promise.all(Array.from({ length: 3 }, () => get(gw.port, '/')));
     const took = performance.now() - t0;

@@ -16,7 +16,7 @@ import {
   statusOf,
   tableOf,
   type Upstream,
-} from '../support/gateway.ts';
+} from '../support/inproc-gateway.ts';
 
 interface Recorder {
   port: number;

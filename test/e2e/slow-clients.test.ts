@@ -4,7 +4,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Gateway, startEcho, startGateway, tableOf, type Upstream } from '../support/gateway.ts';
+import { type Gateway, startEcho, startGateway, tableOf, type Upstream } from '../support/inproc-gateway.ts';
 import { percentile, runLoad } from '../support/load.ts';
 
 const HEADERS_TIMEOUT = 1000;

@@ -1,6 +1,6 @@
 /** WebSocket upgrades through the gateway, against a real (minimal, test/support/ws.ts) WebSocket upstream. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Gateway, listen, startGateway, tableOf } from '../support/gateway.ts';
+import { type Gateway, listen, startGateway, tableOf } from '../support/inproc-gateway.ts';
 import { waitFor } from '../support/wait.ts';
 import { createWsEchoServer, OP_CLOSE, OP_TEXT, wsConnect } from '../support/ws.ts';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatPath, validateRoute } from '../../src/api/validate.ts';
-import { tableOf } from '../support/gateway.ts';
+import { tableOf } from '../support/inproc-gateway.ts';
 
 function route(rule: Record<string, unknown>) {
   return {
