@@ -67,7 +67,8 @@ describe('backpressure', () => {
           res.pause();
           // The client reads nothing: the upstream must stay blocked, far from having written everything.
           await waitFor(() => blockedSince > 0 && performance.now() - blockedSince > 300, {
-            intervalMs: 10, message: 'upstream blocked for 300 ms',
+            intervalMs: 10,
+            message: 'upstream blocked for 300 ms',
           });
           const writtenWhilePaused = written;
           console.log(
@@ -142,7 +143,8 @@ describe('backpressure', () => {
     await waitFor(
       () => upstreamReq !== undefined && blockedSince > 0 && performance.now() - blockedSince > 300,
       {
-        intervalMs: 10, message: 'client blocked for 300 ms',
+        intervalMs: 10,
+        message: 'client blocked for 300 ms',
       },
     );
     console.log(

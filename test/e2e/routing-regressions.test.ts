@@ -1,7 +1,14 @@
 /** The request path refactor keeps catalog routes, redirects and rewrites working (and their traffic settings). */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/compile/compile.ts';
-import { type Gateway, get, instance, startEcho, startGateway, type Upstream } from '../support/inproc-gateway.ts';
+import {
+  type Gateway,
+  get,
+  instance,
+  startEcho,
+  startGateway,
+  type Upstream,
+} from '../support/inproc-gateway.ts';
 
 let a: Upstream;
 let b: Upstream;

@@ -1,0 +1,115 @@
+/**
+ * edgegate itself as a real process for e2e tests: `node cmd/edgegate.ts run …` on free loopback ports, its
+ * output captured, ready when /readyz says so. Also real `edgegate echo` upstreams.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createEchoServer } from '../../src/tools/echo-server.ts';
+import { freePort } from './ports.ts';
+import { waitFor } from './wait.ts';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const CLI = join(ROOT, 'cmd', 'edgegate.ts');
+
+export interface GatewayProcess {
+  proc: ChildProcess;
+  port: number;
+  adminPort: number;
+  url: string;
+  adminUrl: string;
+  output(): string;
+  /** Resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Peak resident set size in KiB (VmHWM), from /proc. */
+  peakRssKiB(): number;
+}
+
+export async function startGateway(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; ready?: boolean } = {},
+): Promise<GatewayProcess> {
+  const port = await freePort({ udp: false });
+  const adminPort = await freePort({ udp: false });
+  const proc = spawn(
+    process.execPath,
+    [
+      CLI,
+      'run',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--log-level',
+      'debug',
+      ...args,
+    ],
+    { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = once(proc, 'exit').then(([code]) => code as number | null);
+  const gw: GatewayProcess = {
+    proc,
+    port,
+    adminPort,
+    url: `http://127.0.0.1:${port}`,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
+    output: () => out,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+    peakRssKiB() {
+      const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
+      return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    },
+  };
+  if (opts.ready !== false) {
+    await waitFor(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`edgegate exited with ${proc.exitCode}:\n${out}`);
+        const r = await fetch(`${gw.adminUrl}/readyz`);
+        return r.status === 200;
+      },
+      { timeoutMs: 20_000, message: 'edgegate ready', diagnostics: () => out },
+    );
+  }
+  return gw;
+}
+
+export interface EchoUpstream {
+  name: string;
+  port: number;
+  server: Server;
+  close(): Promise<void>;
+}
+
+/** An in-process `edgegate echo` on a free loopback port. */
+export async function startEcho(name: string, port = 0): Promise<EchoUpstream> {
+  const server = createEchoServer({ name });
+  server.listen({ host: '127.0.0.1', port });
+  await once(server, 'listening');
+  return {
+    name,
+    port: (server.address() as AddressInfo).port,
+    server,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A GatewayRoute manifest as YAML text. */
+export function routeYaml(name: string, spec: unknown, namespace = 'default'): string {
+  return `${JSON.stringify({ apiVersion: 'edgegate.io/v1alpha1', kind: 'GatewayRoute', metadata: { name, namespace }, spec })}\n`;
+}
