@@ -5,8 +5,8 @@
 import { createServer, type Server } from 'node:http';
 
 export interface AdminState {
-  /** Ready to take traffic, and if not, why. */
-  readiness(): { ready: boolean; reasons: string[] };
+  /** Ready to take traffic, and if not, why; `notes` say what is degraded without failing readiness. */
+  readiness(): { ready: boolean; reasons: string[]; notes?: string[] };
   /** Proxy worker processes and the table version each serves, for /debug/workers. */
   workers?(): unknown | Promise<unknown>;
   /** The served table and route statuses, for /debug/routes. */
@@ -39,7 +39,7 @@ export function createAdminServer(state: AdminState): Server {
           return json(res, 200, { status: 'ok' });
         case '/readyz': {
           const r = state.readiness();
-          return json(res, r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons });
+          return json(res, r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons, notes: r.notes ?? [] });
         }
         case '/debug/routes':
           return json(res, 200, state.routes());
