@@ -317,7 +317,26 @@ export const LoadBalancer = Type.Object(
     ),
     consistentHash: Type.Optional(ConsistentHash),
   },
-  { ...strict, description: 'How an endpoint is picked inside a backend.' },
+  {
+    ...strict,
+    description: 'How an endpoint is picked inside a backend.',
+    ...cel(
+      {
+        rule:
+          "self.type != 'ConsistentHash' || (has(self.consistentHash) && " +
+          '(has(self.consistentHash.header) ? 1 : 0) + (has(self.consistentHash.cookie) ? 1 : 0) + ' +
+          '(has(self.consistentHash.sourceIP) && self.consistentHash.sourceIP ? 1 : 0) == 1)',
+        message: 'type ConsistentHash needs exactly one of header, cookie or sourceIP: true',
+        fieldPath: '.consistentHash',
+      },
+      {
+        rule: "self.type == 'ConsistentHash' || !has(self.consistentHash)",
+        message: 'consistentHash is only allowed with type ConsistentHash',
+        fieldPath: '.consistentHash',
+        reason: 'FieldValueForbidden',
+      },
+    ),
+  },
 );
 
 export const Timeouts = Type.Object(
@@ -345,7 +364,17 @@ export const Timeouts = Type.Object(
       }),
     ),
   },
-  { ...strict, description: 'Gateway API style timeouts, plus response headers and body idle.' },
+  {
+    ...strict,
+    description: 'Gateway API style timeouts, plus response headers and body idle.',
+    ...cel({
+      rule:
+        "!(has(self.request) && has(self.backendRequest)) || duration(self.request) == duration('0s') || " +
+        'duration(self.backendRequest) <= duration(self.request)',
+      message: 'backendRequest must not exceed request',
+      fieldPath: '.backendRequest',
+    }),
+  },
 );
 
 export const RETRY_ON = ['connect-failure', 'reset', 'timeout', '5xx', '502', '503', '504'] as const;
@@ -359,7 +388,8 @@ export const Retry = Type.Object(
         description: 'Retries after the first try (default 1; 0 turns retries off).',
       }),
     ),
-    on: Type.Optional(
+    // Not `on`: YAML 1.1 parsers (kubectl's among them) read an unquoted `on` key as the boolean true.
+    retryOn: Type.Optional(
       Type.Array(Type.Union(RETRY_ON.map((t) => Type.Literal(t))), {
         maxItems: 7,
         description: 'What a retry is for (default [connect-failure, reset]).',
@@ -464,6 +494,9 @@ const Rule = Type.Object(
         }),
       }),
     ),
+    loadBalancer: Type.Optional(LoadBalancer),
+    timeouts: Type.Optional(Timeouts),
+    retry: Type.Optional(Retry),
   },
   {
     ...strict,
@@ -489,9 +522,6 @@ const Rule = Type.Object(
         fieldPath: '.matches',
       },
     ),
-    loadBalancer: Type.Optional(LoadBalancer),
-    timeouts: Type.Optional(Timeouts),
-    retry: Type.Optional(Retry),
   },
 );
 

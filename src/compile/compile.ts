@@ -138,7 +138,7 @@ function retryOf(spec: RetrySpec | undefined): RetryData | undefined {
   if (!spec) return undefined;
   return {
     attempts: spec.attempts ?? DEFAULT_RETRY.attempts,
-    on: spec.on ? [...new Set(spec.on)].sort(cmp) : DEFAULT_RETRY.on,
+    on: spec.retryOn ? [...new Set(spec.retryOn)].sort(cmp) : DEFAULT_RETRY.on,
     backoffMs: spec.backoff ? parseDuration(spec.backoff) : DEFAULT_RETRY.backoffMs,
   };
 }
