@@ -13,6 +13,9 @@
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
  */
 import type { ListenerSettings } from '../proxy/server.ts';
+import type { CertSet } from '../tls/certificate.ts';
+import type { TlsListenerSettings } from '../tls/tls-settings.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 
 /** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
 export interface WorkerConfig {
@@ -27,6 +30,10 @@ export interface WorkerConfig {
   logLevel: string;
   /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
   drain: { delayMs: number; timeoutMs: number };
+  /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
+  tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
+  /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
+  httpsRedirect?: { statusCode: 301 | 308; port: number };
 }
 
 export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
@@ -55,7 +62,16 @@ export interface StatsRequestMessage {
   id: number;
 }
 
-export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage;
+/**
+ * The certificates for the HTTPS listener, whole. Separate from the table on purpose: the table is persisted to
+ * disk as last-known-good and private keys must not be; certificates are re-read from their sources on start.
+ */
+export interface CertsMessage {
+  type: 'certs';
+  set: CertSet;
+}
+
+export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage | CertsMessage;
 
 // ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
 
@@ -81,6 +97,8 @@ export interface ListeningMessage {
   type: 'listening';
   address: { address: string; port: number; family: string };
   reusePort: boolean;
+  /** The HTTPS listener's address, when the worker has one. */
+  tlsAddress?: { address: string; port: number; family: string };
 }
 
 export interface ListenErrorMessage {
@@ -107,6 +125,8 @@ export interface WorkerStats {
   /** Pools currently open (one per upstream endpoint and pool settings). */
   pools: number;
   memory: { rss: number; heapUsed: number };
+  /** HTTPS listener figures (absent without one). */
+  tls?: TlsStatsSnapshot & { requests: number; inFlight: number; connections: number; certVersion: number };
 }
 
 export interface StatsMessage {
@@ -124,7 +144,7 @@ export type WorkerMessage =
   | DrainingMessage
   | StatsMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request']);
+const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'certs']);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',
