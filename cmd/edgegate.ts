@@ -10,6 +10,7 @@ import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
 import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
+import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { consulOption } from '../src/sources/consul/cli.ts';
@@ -161,6 +162,25 @@ program
       .choices(['error', 'warn', 'info', 'debug'])
       .default('info'),
   )
+  .addOption(
+    new Option('--access-log <on|off>', 'one JSON line per request on stdout')
+      .env('EDGEGATE_ACCESS_LOG')
+      .choices(['on', 'off'])
+      .default('on'),
+  )
+  .addOption(
+    new Option('--access-log-sample <rate>', 'share of requests logged, 0 to 1 (answers >= 500 always)')
+      .env('EDGEGATE_ACCESS_LOG_SAMPLE')
+      .default('1'),
+  )
+  .addOption(
+    new Option(
+      '--access-log-headers <names>',
+      'comma-separated request headers whose values are logged (credentials are refused)',
+    )
+      .env('EDGEGATE_ACCESS_LOG_HEADERS')
+      .default('user-agent'),
+  )
   .action(async (o) => {
     try {
       const httpsPort = Number(o.httpsPort);
@@ -198,6 +218,11 @@ program
           ? { statusCode: Number(o.httpsRedirect) as 301 | 308, port: httpsPort }
           : undefined,
         ...(o.kube || o.kubeconfig ? { kube: kubeOptionsFrom(o) } : {}),
+        accessLog: accessLogSettings({
+          enabled: o.accessLog === 'on',
+          sampleRate: o.accessLogSample,
+          headers: o.accessLogHeaders,
+        }),
       };
       const gw =
         workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });

@@ -7,6 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.ts';
+import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
 import type { TableData } from '../table/types.ts';
 import type { CertSet } from '../tls/certificate.ts';
 import {
@@ -101,6 +102,7 @@ export class ClusterPrimary {
   #lastHandoff: HandoffStats | undefined;
   #statsSeq = 0;
   readonly #statsWaiters = new Map<number, (s: WorkerStats) => void>();
+  readonly #metricsWaiters = new Map<number, (s: WorkerSnapshot) => void>();
   #firstListening: PromiseWithResolvers<{ address: string; port: number }> = Promise.withResolvers();
   #everListened = false;
   #exited: PromiseWithResolvers<void> | undefined;
@@ -257,6 +259,35 @@ export class ClusterPrimary {
   }
 
   /**
+   * Every live worker's metrics snapshot, asked at scrape time. A worker that does not answer within `timeoutMs`
+   * is left out of `answers` (the caller reports it) but listed in `live`.
+   */
+  async collectWorkerMetrics(timeoutMs = 1000): Promise<{ answers: WorkerSnapshot[]; live: number[] }> {
+    const live: number[] = [];
+    for (const s of this.#slots) if (s.worker && s.pid !== undefined) live.push(s.pid);
+    const asks = this.#slots
+      .filter((s) => s.worker?.isConnected())
+      .map(
+        (s) =>
+          new Promise<WorkerSnapshot | undefined>((resolve) => {
+            const id = ++this.#statsSeq;
+            const timer = setTimeout(() => {
+              this.#metricsWaiters.delete(id);
+              resolve(undefined);
+            }, timeoutMs);
+            this.#metricsWaiters.set(id, (snapshot) => {
+              clearTimeout(timer);
+              this.#metricsWaiters.delete(id);
+              resolve(snapshot);
+            });
+            this.#send(s, { type: 'metrics-request', id });
+          }),
+      );
+    const answers = (await Promise.all(asks)).filter((s): s is WorkerSnapshot => s !== undefined);
+    return { answers, live };
+  }
+
+  /**
    * Graceful drain: readiness fails at once, every worker drains (listener open for `delayMs`, then in-flight
    * requests finish), and this resolves once all workers exited. Workers still alive at `timeoutMs` plus a grace
    * second are killed; `clean` says whether that was needed.
@@ -372,6 +403,9 @@ export class ClusterPrimary {
         return;
       case 'stats':
         this.#statsWaiters.get(m.id)?.(m.stats);
+        return;
+      case 'metrics':
+        this.#metricsWaiters.get(m.id)?.(m.snapshot);
         return;
     }
   }

@@ -12,6 +12,8 @@
  *   primary → `drain`           on SIGTERM/SIGINT; the worker answers `draining`, then exits 0 when done
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
  */
+import type { AccessLogSettings } from '../observe/access-log.ts';
+import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
 import type { ListenerSettings } from '../proxy/server.ts';
 import type { CertSet } from '../tls/certificate.ts';
 import type { TlsListenerSettings } from '../tls/tls-settings.ts';
@@ -30,6 +32,8 @@ export interface WorkerConfig {
   logLevel: string;
   /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
   drain: { delayMs: number; timeoutMs: number };
+  /** Access log of this worker (default: on, every request). */
+  accessLog?: AccessLogSettings;
   /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
   tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
   /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
@@ -62,6 +66,12 @@ export interface StatsRequestMessage {
   id: number;
 }
 
+/** Scrape time: the worker answers `metrics` with its counters and gauges (observe/worker-metrics.ts). */
+export interface MetricsRequestMessage {
+  type: 'metrics-request';
+  id: number;
+}
+
 /**
  * The certificates for the HTTPS listener, whole. Separate from the table on purpose: the table is persisted to
  * disk as last-known-good and private keys must not be; certificates are re-read from their sources on start.
@@ -71,7 +81,12 @@ export interface CertsMessage {
   set: CertSet;
 }
 
-export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage | CertsMessage;
+export type PrimaryMessage =
+  | TableMessage
+  | DrainMessage
+  | StatsRequestMessage
+  | CertsMessage
+  | MetricsRequestMessage;
 
 // ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
 
@@ -135,6 +150,12 @@ export interface StatsMessage {
   stats: WorkerStats;
 }
 
+export interface MetricsMessage {
+  type: 'metrics';
+  id: number;
+  snapshot: WorkerSnapshot;
+}
+
 export type WorkerMessage =
   | HelloMessage
   | TableAckMessage
@@ -142,9 +163,10 @@ export type WorkerMessage =
   | ListeningMessage
   | ListenErrorMessage
   | DrainingMessage
-  | StatsMessage;
+  | StatsMessage
+  | MetricsMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'certs']);
+const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'certs', 'metrics-request']);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',
@@ -153,6 +175,7 @@ const WORKER_TYPES = new Set<string>([
   'listen-error',
   'draining',
   'stats',
+  'metrics',
 ]);
 
 /** Narrowing guards for messages off the wire: anything else (e.g. Node's internal cluster traffic) is ignored. */

@@ -5,6 +5,7 @@
  */
 import cluster from 'node:cluster';
 import { createLogger, type Logger } from '../observe/log.ts';
+import { observeProxy, type ProxyObservability } from '../observe/proxy-observability.ts';
 import { ProxyPipeline } from '../proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from '../proxy/server.ts';
 import type { TableData } from '../table/types.ts';
@@ -40,6 +41,8 @@ export class ProxyWorker {
   readonly #log: Logger;
   readonly #proxy: ProxyPipeline;
   readonly #server;
+  readonly #observed: ProxyObservability;
+  #table: TableData | undefined;
   /** The HTTPS listener, when configured. */
   readonly #tls: TlsListener | undefined;
   #listening: Promise<void> | undefined;
@@ -49,6 +52,14 @@ export class ProxyWorker {
     this.#config = config;
     this.#log = log;
     this.#proxy = new ProxyPipeline(config.proxy);
+    this.#observed = observeProxy({
+      proxy: this.#proxy,
+      table: () => this.#table,
+      // The slot, not the pid: a replacement worker keeps the label (bounded across restarts).
+      worker: process.env.EDGEGATE_WORKER_SLOT ?? String(cluster.worker?.id ?? process.pid),
+      accessLog: config.accessLog,
+      processMetrics: true,
+    });
     const r = config.httpsRedirect;
     this.#server = createProxyServer(
       r ? new HttpsRedirector(r.statusCode, r.port) : this.#proxy,
@@ -109,6 +120,12 @@ export class ProxyWorker {
         });
         return;
       }
+      case 'metrics-request':
+        void this.#observed.metrics.snapshot().then(
+          (snapshot) => send({ type: 'metrics', id: m.id, snapshot }),
+          (err) => this.#log.warn('cannot take a metrics snapshot', { error: (err as Error).message }),
+        );
+        return;
     }
   }
 
@@ -117,6 +134,7 @@ export class ProxyWorker {
     try {
       const data = JSON.parse(json) as TableData;
       this.#proxy.setTable(data);
+      this.#table = data;
     } catch (err) {
       this.#log.error('cannot apply routing table', { version, error: (err as Error).message });
       send({ type: 'table-error', version, message: (err as Error).message });

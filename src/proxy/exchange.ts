@@ -10,6 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
+import { noteGatewayError, type RequestRecord } from '../observe/request-observer.ts';
 import type { HeaderEdits } from '../table/types.ts';
 import type { ClusterRuntime } from './cluster-runtime.ts';
 import { forwardedTrailers } from './h2-compat.ts';
@@ -128,6 +129,7 @@ export function sendError(
   requestId: string,
   message?: string,
 ): void {
+  noteGatewayError(res, code);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -229,6 +231,8 @@ export interface ExchangeInit {
   retryable: boolean;
   /** Consistent-hash key hash, when the rule hashes and the request has a key. */
   hash: number | undefined;
+  /** Metrics / access-log record of this request (observe/), when an observer is installed. */
+  record: RequestRecord | undefined;
 }
 
 /** HTTP/2 compat response: trailers can be passed on (gRPC status); HTTP/1.1 clients get none. */
@@ -247,6 +251,7 @@ export class Exchange {
   readonly #retryable: boolean;
   readonly #hash: number | undefined;
   readonly #h2Client: boolean;
+  readonly #record: RequestRecord | undefined;
   #attempt: Attempt | undefined;
   #tries = 0;
   #retrying = false;
@@ -268,6 +273,7 @@ export class Exchange {
     this.#retryable = init.retryable;
     this.#hash = init.hash;
     this.#h2Client = init.req.httpVersionMajor === 2;
+    this.#record = init.record;
   }
 
   get finished(): boolean {
@@ -306,6 +312,7 @@ export class Exchange {
     const attempt = new Attempt(this, up);
     this.#attempt = attempt;
     up.inFlight++;
+    this.#record?.dispatched(up.endpoint);
     const p = this.#policy;
     if (p.backendRequestMs > 0) attempt.timer = setTimeout(onTryTimer, p.backendRequestMs, attempt);
     // `servername`: undici's per-request TLS server name (constant per upstream; see upstream-tls.ts).
@@ -357,6 +364,7 @@ export class Exchange {
     }
     state.retries++;
     this.#ctx.counters.retries++;
+    if (this.#record !== undefined) this.#record.retries++;
     return true;
   }
 
@@ -376,6 +384,7 @@ export class Exchange {
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
+    this.#record?.answered();
     const failed = statusBits(statusCode);
     if (failed !== 0) this.#ctx.outlier.failure(a.upstream, this.#cluster);
     else this.#ctx.outlier.success(a.upstream);

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { GatewayErrorCode } from '../errors.ts';
+import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
 import {
   DEFAULT_RETRY,
@@ -214,6 +215,8 @@ export class ProxyPipeline {
   readonly pools = new UpstreamPools();
   readonly outlier: OutlierDetector;
   readonly counters = new ProxyCounters();
+  /** Metrics and access log (observe/): set before the first table. */
+  observer: RequestObserver | undefined;
   readonly #states = new Map<string, ClusterState>();
   readonly #ctx: ExchangeContext;
   #served: ServedTable | undefined;
@@ -239,6 +242,7 @@ export class ProxyPipeline {
 
   /** Swap in a new table. Requests already running keep the table they started with. */
   setTable(data: TableData): void {
+    this.observer?.recorder.install(data);
     const states = new Map<string, ClusterState>();
     for (const c of data.clusters) {
       const prior = this.#states.get(c.id);
@@ -248,6 +252,24 @@ export class ProxyPipeline {
     this.#states.clear();
     for (const [id, st] of states) this.#states.set(id, st);
     this.pools.retain(data.clusters);
+  }
+
+  /** Worker-wide counters by the names observe/ turns into metrics (COUNTER_METRICS). */
+  counterValues(): Record<string, number> {
+    const c = this.counters;
+    const o = this.outlier.stats();
+    return {
+      requests: c.requests,
+      tries: c.tries,
+      retries: c.retries,
+      retriesRefusedByBudget: c.retriesRefusedByBudget,
+      overloaded: c.overloaded,
+      tryTimeouts: c.tryTimeouts,
+      requestTimeouts: c.requestTimeouts,
+      upstreamErrors: c.upstreamErrors,
+      ejections: o.ejections,
+      ejectionsRefusedByCap: o.refusedByCap,
+    };
   }
 
   /** Retry-budget counters of a cluster (metrics, tests). */
@@ -375,9 +397,15 @@ export class ProxyPipeline {
     const incomingId = req.headers['x-request-id'];
     const requestId =
       typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const record = recordOf(res);
+    if (record !== undefined) record.requestId = requestId;
     const served = this.#served;
     if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
     const r = this.#route(served, req);
+    if (record !== undefined) {
+      record.entry = r.entry?.data;
+      record.cluster = r.cluster?.data;
+    }
     if (r.error) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
 
@@ -402,6 +430,7 @@ export class ProxyPipeline {
       body: hasBody ? req : null,
       retryable: !hasBody && IDEMPOTENT.has(method),
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined,
+      record,
     }).start();
   }
 

@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { noteGatewayError } from '../observe/request-observer.ts';
 import type { ProxyPipeline } from './proxy.ts';
 import { sendError } from './proxy.ts';
 import { checkRequest, isWebSocketUpgrade, type RequestCheckSettings } from './request-checks.ts';
@@ -45,7 +46,7 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
 };
 
 export function createProxyServer(
-  proxy: Pick<ProxyPipeline, 'handle'> & Partial<Pick<ProxyPipeline, 'handleUpgrade'>>,
+  proxy: Pick<ProxyPipeline, 'handle'> & Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'observer'>>,
   settings: Partial<ListenerSettings> = {},
 ): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
@@ -64,7 +65,9 @@ export function createProxyServer(
     },
     (req: IncomingMessage, res: ServerResponse) => {
       track(server, res);
+      proxy.observer?.begin(req, res);
       if (req.rawHeaders.length > s.maxHeaders * 2) {
+        noteGatewayError(res, 'EDGEGATE_BAD_REQUEST');
         res.shouldKeepAlive = false;
         res.writeHead(431, { 'content-type': 'application/json', connection: 'close' });
         res.end(

@@ -39,6 +39,8 @@ import { handshakeErrorReason, type TlsStats } from './tls-stats.ts';
 
 export interface RequestHandler {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Metrics and access log (observe/), when the handler is the proxy pipeline. */
+  observer?: { begin(req: IncomingMessage, res: ServerResponse): unknown };
 }
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
@@ -183,6 +185,7 @@ export function createHttpsProxyServer(
   });
 
   server.on('request', (req: AnyRequest, res: AnyResponse) => {
+    proxy.observer?.begin(req as IncomingMessage, res as ServerResponse);
     st.requests++;
     st.active.add(res);
     const h1Socket = req.httpVersionMajor === 2 ? undefined : (req.socket as Socket);
