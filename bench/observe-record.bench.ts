@@ -14,7 +14,13 @@ import { TrafficRecorder } from '../src/observe/traffic-recorder.ts';
 import type { TableData } from '../src/table/types.ts';
 
 const ROUTES = Number(process.argv[2] ?? 1000);
-const pool = { maxConnections: 8, keepAliveTimeoutMs: 4000, pipelining: 1, connectTimeoutMs: 1000 };
+const pool = {
+  maxConnections: 8,
+  keepAliveTimeoutMs: 4000,
+  pipelining: 1,
+  connectTimeoutMs: 1000,
+  maxPendingRequests: 1024,
+};
 const table: TableData = {
   hash: 'bench',
   version: 1,

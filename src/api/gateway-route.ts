@@ -273,8 +273,137 @@ export const PoolSettings = Type.Object(
     connectTimeout: Type.Optional(
       Type.String({ ...Duration, description: 'TCP connect timeout (default 5s).' }),
     ),
+    maxPendingRequests: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 1000000,
+        description:
+          'Requests that may wait for a connection beyond maxConnections × pipelining (default 1024); more are answered 503 EDGEGATE_UPSTREAM_OVERLOADED at once.',
+      }),
+    ),
   },
   { ...strict, description: 'Upstream connection pool, one per endpoint.' },
+);
+
+export const LB_TYPES = ['RoundRobin', 'LeastRequest', 'ConsistentHash'] as const;
+
+const ConsistentHash = Type.Object(
+  {
+    header: Type.Optional(
+      Type.String({ ...HeaderName, description: 'Hash the value of this request header.' }),
+    ),
+    cookie: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$",
+        description: 'Hash the value of this cookie.',
+      }),
+    ),
+    sourceIP: Type.Optional(Type.Boolean({ description: 'Hash the client address.' })),
+  },
+  { ...strict, description: 'Exactly one of header, cookie or sourceIP.' },
+);
+
+export const LoadBalancer = Type.Object(
+  {
+    type: Type.Union(
+      LB_TYPES.map((t) => Type.Literal(t)),
+      {
+        default: 'RoundRobin',
+        description:
+          'RoundRobin (smooth weighted), LeastRequest (power of two choices on in-flight requests) or ConsistentHash (ring hash: a key keeps its endpoint while the endpoint stays).',
+      },
+    ),
+    consistentHash: Type.Optional(ConsistentHash),
+  },
+  {
+    ...strict,
+    description: 'How an endpoint is picked inside a backend.',
+    ...cel(
+      {
+        rule:
+          "self.type != 'ConsistentHash' || (has(self.consistentHash) && " +
+          '(has(self.consistentHash.header) ? 1 : 0) + (has(self.consistentHash.cookie) ? 1 : 0) + ' +
+          '(has(self.consistentHash.sourceIP) && self.consistentHash.sourceIP ? 1 : 0) == 1)',
+        message: 'type ConsistentHash needs exactly one of header, cookie or sourceIP: true',
+        fieldPath: '.consistentHash',
+      },
+      {
+        rule: "self.type == 'ConsistentHash' || !has(self.consistentHash)",
+        message: 'consistentHash is only allowed with type ConsistentHash',
+        fieldPath: '.consistentHash',
+        reason: 'FieldValueForbidden',
+      },
+    ),
+  },
+);
+
+export const Timeouts = Type.Object(
+  {
+    request: Type.Optional(
+      Type.String({
+        ...Duration,
+        description: 'Whole request as the client sees it, retries included (default: none; 0s: none).',
+      }),
+    ),
+    backendRequest: Type.Optional(
+      Type.String({
+        ...Duration,
+        description:
+          'One try, until the upstream response is complete: the per-try timeout (default: none; 0s: none).',
+      }),
+    ),
+    responseHeaders: Type.Optional(
+      Type.String({ ...Duration, description: 'One try, until the response headers (default 60s).' }),
+    ),
+    idle: Type.Optional(
+      Type.String({
+        ...Duration,
+        description: 'Longest pause between two chunks of the response body (default 60s).',
+      }),
+    ),
+  },
+  {
+    ...strict,
+    description: 'Gateway API style timeouts, plus response headers and body idle.',
+    ...cel({
+      rule:
+        "!(has(self.request) && has(self.backendRequest)) || duration(self.request) == duration('0s') || " +
+        'duration(self.backendRequest) <= duration(self.request)',
+      message: 'backendRequest must not exceed request',
+      fieldPath: '.backendRequest',
+    }),
+  },
+);
+
+export const RETRY_ON = ['connect-failure', 'reset', 'timeout', '5xx', '502', '503', '504'] as const;
+
+export const Retry = Type.Object(
+  {
+    attempts: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10,
+        description: 'Retries after the first try (default 1; 0 turns retries off).',
+      }),
+    ),
+    // Not `on`: YAML 1.1 parsers (kubectl's among them) read an unquoted `on` key as the boolean true.
+    retryOn: Type.Optional(
+      Type.Array(Type.Union(RETRY_ON.map((t) => Type.Literal(t))), {
+        maxItems: 7,
+        description: 'What a retry is for (default [connect-failure, reset]).',
+      }),
+    ),
+    backoff: Type.Optional(
+      Type.String({ ...Duration, description: 'Pause before each retry (default 0s).' }),
+    ),
+  },
+  {
+    ...strict,
+    description:
+      'Retries of idempotent requests without a body (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), to another endpoint when there is one, within the worker retry budget.',
+  },
 );
 
 const ConsulBackend = Type.Object(
@@ -394,6 +523,9 @@ const Rule = Type.Object(
         }),
       }),
     ),
+    loadBalancer: Type.Optional(LoadBalancer),
+    timeouts: Type.Optional(Timeouts),
+    retry: Type.Optional(Retry),
   },
   {
     ...strict,
@@ -443,6 +575,9 @@ export const CatalogRoute = Type.Object(
     }),
     passingOnly: Type.Optional(Type.Boolean({ default: true })),
     pool: Type.Optional(PoolSettings),
+    loadBalancer: Type.Optional(LoadBalancer),
+    timeouts: Type.Optional(Timeouts),
+    retry: Type.Optional(Retry),
   },
   {
     ...strict,
@@ -532,5 +667,8 @@ export type HeaderModifierSpec = Static<typeof HeaderModifier>;
 export type PathModifierSpec = Static<typeof PathModifier>;
 export type CatalogRouteSpec = Static<typeof CatalogRoute>;
 export type PoolSettingsSpec = Static<typeof PoolSettings>;
+export type LoadBalancerSpec = Static<typeof LoadBalancer>;
+export type TimeoutsSpec = Static<typeof Timeouts>;
+export type RetrySpec = Static<typeof Retry>;
 export type RouteTLSSpec = Static<typeof RouteTLS>;
 export type BackendTLSSpec = Static<typeof BackendTLS>;

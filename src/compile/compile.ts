@@ -9,26 +9,33 @@ import type {
   BackendTLSSpec,
   GatewayRoute,
   HeaderModifierSpec,
+  LoadBalancerSpec,
   PathModifierSpec,
   PoolSettingsSpec,
+  RetrySpec,
   RouteBackend,
   RouteRule,
+  TimeoutsSpec,
 } from '../api/gateway-route.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { type FieldError, routeKey, validateRoute } from '../api/validate.ts';
 import { normalizePrefix } from '../table/index.ts';
-import type {
-  BackendRef,
-  CatalogAction,
-  ClusterData,
-  EndpointData,
-  EntryData,
-  HeaderEdits,
-  HostData,
-  MatchData,
-  PathRewrite,
-  PoolData,
-  TableData,
+import {
+  type BackendRef,
+  type CatalogAction,
+  type ClusterData,
+  DEFAULT_RETRY,
+  type EndpointData,
+  type EntryData,
+  type HeaderEdits,
+  type HostData,
+  type LoadBalancerData,
+  type MatchData,
+  type PathRewrite,
+  type PoolData,
+  type RetryData,
+  type TableData,
+  type TimeoutsData,
 } from '../table/types.ts';
 import { parseDuration } from './duration.ts';
 
@@ -43,6 +50,7 @@ export const DEFAULT_POOL: PoolData = {
   keepAliveTimeoutMs: 4000,
   pipelining: 1,
   connectTimeoutMs: 5000,
+  maxPendingRequests: 1024,
 };
 
 export const DEFAULT_SETTINGS: CompileSettings = { defaultPool: DEFAULT_POOL };
@@ -102,11 +110,56 @@ function poolOf(spec: PoolSettingsSpec | undefined, base: PoolData): PoolData {
       : base.keepAliveTimeoutMs,
     pipelining: spec.pipelining ?? base.pipelining,
     connectTimeoutMs: spec.connectTimeout ? parseDuration(spec.connectTimeout) : base.connectTimeoutMs,
+    maxPendingRequests: spec.maxPendingRequests ?? base.maxPendingRequests,
   };
 }
 
 function poolKey(p: PoolData): string {
-  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}${upstreamTlsKey(p)}`;
+  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}/${p.maxPendingRequests}${upstreamTlsKey(p)}`;
+}
+
+/** Rule traffic settings → table data; undefined when the rule keeps every default (smaller tables). */
+function loadBalancerOf(spec: LoadBalancerSpec | undefined): LoadBalancerData | undefined {
+  if (!spec || spec.type === 'RoundRobin') return undefined;
+  if (spec.type === 'LeastRequest') return { type: 'LeastRequest' };
+  const ch = spec.consistentHash ?? {};
+  const hash: NonNullable<LoadBalancerData['hash']> = ch.header
+    ? { header: ch.header.toLowerCase() }
+    : ch.cookie
+      ? { cookie: ch.cookie }
+      : { sourceIP: true };
+  return { type: 'ConsistentHash', hash };
+}
+
+function timeoutsOf(spec: TimeoutsSpec | undefined): TimeoutsData | undefined {
+  if (!spec) return undefined;
+  const out: TimeoutsData = {};
+  if (spec.request !== undefined) out.requestMs = parseDuration(spec.request);
+  if (spec.backendRequest !== undefined) out.backendRequestMs = parseDuration(spec.backendRequest);
+  if (spec.responseHeaders !== undefined) out.responseHeadersMs = parseDuration(spec.responseHeaders);
+  if (spec.idle !== undefined) out.idleMs = parseDuration(spec.idle);
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function retryOf(spec: RetrySpec | undefined): RetryData | undefined {
+  if (!spec) return undefined;
+  return {
+    attempts: spec.attempts ?? DEFAULT_RETRY.attempts,
+    on: spec.retryOn ? [...new Set(spec.retryOn)].sort(cmp) : DEFAULT_RETRY.on,
+    backoffMs: spec.backoff ? parseDuration(spec.backoff) : DEFAULT_RETRY.backoffMs,
+  };
+}
+
+/** Sets the traffic fields an entry carries only when a rule changes a default. */
+function setTraffic(
+  entry: EntryData,
+  lb: LoadBalancerData | undefined,
+  timeouts: TimeoutsData | undefined,
+  retry: RetryData | undefined,
+): void {
+  if (lb) entry.loadBalancer = lb;
+  if (timeouts) entry.timeouts = timeouts;
+  if (retry) entry.retry = retry;
 }
 
 /** Backend tls/protocol → pool data; a distinct TLS setup is a distinct cluster (and pool). */
@@ -295,7 +348,7 @@ function compileRoute(
       }
       services[dc] = exposed;
     }
-    entries.push({
+    const entry: EntryData = {
       route: key,
       rule: 0,
       match: 0,
@@ -307,7 +360,9 @@ function compileRoute(
         queryParams: [],
       },
       catalog: { prefix: normalizePrefix(c.pathPrefix), services },
-    });
+    };
+    setTraffic(entry, loadBalancerOf(c.loadBalancer), timeoutsOf(c.timeouts), retryOf(c.retry));
+    entries.push(entry);
   }
 
   (route.spec.rules ?? []).forEach((rule, ri) => {
@@ -318,6 +373,9 @@ function compileRoute(
     const rewriteSpec = find('URLRewrite')?.urlRewrite;
     const requestHeaders = headerEdits(find('RequestHeaderModifier')?.requestHeaderModifier);
     const responseHeaders = headerEdits(find('ResponseHeaderModifier')?.responseHeaderModifier);
+    const lb = loadBalancerOf(rule.loadBalancer);
+    const timeouts = timeoutsOf(rule.timeouts);
+    const retry = retryOf(rule.retry);
     let backends: BackendRef[] | undefined;
     if (!redirectSpec) {
       backends = [];
@@ -365,7 +423,10 @@ function compileRoute(
         if (p) rd.path = p;
         entry.redirect = rd;
       }
-      if (backends) entry.backends = backends;
+      if (backends) {
+        entry.backends = backends;
+        setTraffic(entry, lb, timeouts, retry);
+      }
       entries.push(entry);
     });
   });

@@ -44,7 +44,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     worker: opts.worker,
     version: () => opts.proxy.version,
     endpoints: () => endpointFigures(opts.table(), lookupFromPools(opts.proxy.pools.entries(), poolKey)),
-    counters: opts.counters,
+    counters: opts.counters ?? (() => opts.proxy.counterValues()),
     processMetrics: opts.processMetrics,
   });
   return {

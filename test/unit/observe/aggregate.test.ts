@@ -15,7 +15,13 @@ import type { WorkerSnapshot } from '../../../src/observe/worker-metrics.ts';
 import type { TableData } from '../../../src/table/types.ts';
 
 function table(version: number, endpoints = 1): TableData {
-  const pool = { maxConnections: 8, keepAliveTimeoutMs: 4000, pipelining: 1, connectTimeoutMs: 1000 };
+  const pool = {
+    maxConnections: 8,
+    keepAliveTimeoutMs: 4000,
+    pipelining: 1,
+    connectTimeoutMs: 1000,
+    maxPendingRequests: 1024,
+  };
   return {
     hash: `h${version}`,
     version,
