@@ -75,7 +75,15 @@ beforeAll(async () => {
     }),
   );
   writeFileSync(join(dir, 'routes.yaml'), routeYaml('catalog', { catalog: { pathPrefix: '/' } }));
-  gw = await startGateway(['--routes', join(dir, 'routes.yaml'), '--catalog', join(dir, 'catalog.yaml')]);
+  // One worker: every byte goes through the process whose memory the streaming test measures.
+  gw = await startGateway([
+    '--routes',
+    join(dir, 'routes.yaml'),
+    '--catalog',
+    join(dir, 'catalog.yaml'),
+    '--workers',
+    '1',
+  ]);
 });
 
 afterAll(async () => {

@@ -24,7 +24,8 @@ export interface GatewayProcess {
   output(): string;
   /** Resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
-  /** Peak resident set size in KiB (VmHWM), from /proc. */
+  /** Peak resident set size in KiB (VmHWM, from /proc) of the process that proxies: the largest of the primary
+   * and its worker processes. */
   peakRssKiB(): number;
 }
 
@@ -69,8 +70,18 @@ export async function startGateway(
       return exited;
     },
     peakRssKiB() {
-      const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
-      return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      const hwm = (pid: number | string) => {
+        try {
+          return Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+        } catch {
+          return 0;
+        }
+      };
+      const children = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean);
+      return Math.max(hwm(proc.pid!), ...children.map(hwm));
     },
   };
   if (opts.ready !== false) {
