@@ -289,7 +289,11 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
-      return { ready: r.reasons.length === 0, reasons: r.reasons, notes: lastKnownGoodNotes(controller, primary.version) };
+      return {
+        ready: r.reasons.length === 0,
+        reasons: r.reasons,
+        notes: lastKnownGoodNotes(controller, primary.version),
+      };
     },
     routes: () => plane.routesView(primary.version),
     workers: async () => {

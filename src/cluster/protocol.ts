@@ -11,7 +11,12 @@
  *   worker → `listening`        after its FIRST table is in place: it never accepts traffic without one
  *   primary → `drain`           on SIGTERM/SIGINT; the worker answers `draining`, then exits 0 when done
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
+ *   worker → `policy-call`      pod-wide policy state: a rate-limit token lease or a replay-cache check; the
+ *                               primary answers `policy-reply` with the same `id` (src/policy/coordinator.ts)
+ *   primary → `test-busy`       EDGEGATE_TEST_HOOKS=1 only: hold the event loop busy (overload tests)
  */
+import type { Lease, LeaseRequest } from '../policy/coordinator.ts';
+import type { PolicySettings } from '../policy/types.ts';
 import type { ListenerSettings } from '../proxy/server.ts';
 
 /** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
@@ -24,6 +29,8 @@ export interface WorkerConfig {
   /** ProxyPipeline settings (forwarded as given; the pipeline fills in its defaults). */
   proxy: Record<string, unknown>;
   listener: Partial<ListenerSettings>;
+  /** Pod-wide policy settings (IP lists, trusted hops, secrets dir, overload thresholds). */
+  policy?: Partial<PolicySettings>;
   logLevel: string;
   /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
   drain: { delayMs: number; timeoutMs: number };
@@ -55,7 +62,27 @@ export interface StatsRequestMessage {
   id: number;
 }
 
-export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage;
+export interface PolicyReplyMessage {
+  type: 'policy-reply';
+  id: number;
+  lease?: Lease;
+  /** Replay check: true when the key was not seen within its window. */
+  fresh?: boolean;
+}
+
+/** Test hook (EDGEGATE_TEST_HOOKS=1): block the event loop `blockMs` at a time, for `ms` in total. */
+export interface TestBusyMessage {
+  type: 'test-busy';
+  ms: number;
+  blockMs: number;
+}
+
+export type PrimaryMessage =
+  | TableMessage
+  | DrainMessage
+  | StatsRequestMessage
+  | PolicyReplyMessage
+  | TestBusyMessage;
 
 // ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
 
@@ -107,12 +134,21 @@ export interface WorkerStats {
   /** Pools currently open (one per upstream endpoint and pool settings). */
   pools: number;
   memory: { rss: number; heapUsed: number };
+  /** Per-rule policy counters (limited, shed, denied, auth failures by reason) and the overload level. */
+  policies?: unknown;
 }
 
 export interface StatsMessage {
   type: 'stats';
   id: number;
   stats: WorkerStats;
+}
+
+export interface PolicyCallMessage {
+  type: 'policy-call';
+  id: number;
+  lease?: LeaseRequest;
+  seen?: { key: string; ttlMs: number };
 }
 
 export type WorkerMessage =
@@ -122,9 +158,10 @@ export type WorkerMessage =
   | ListeningMessage
   | ListenErrorMessage
   | DrainingMessage
-  | StatsMessage;
+  | StatsMessage
+  | PolicyCallMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request']);
+const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'policy-reply', 'test-busy']);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',
@@ -133,6 +170,7 @@ const WORKER_TYPES = new Set<string>([
   'listen-error',
   'draining',
   'stats',
+  'policy-call',
 ]);
 
 /** Narrowing guards for messages off the wire: anything else (e.g. Node's internal cluster traffic) is ignored. */
