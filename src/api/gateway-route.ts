@@ -15,6 +15,33 @@ export const KIND = 'GatewayRoute';
 
 const strict = { additionalProperties: false } as const;
 
+/**
+ * CEL rules for the CRD (`x-kubernetes-validations`): what the schema alone cannot say. The API server enforces
+ * them at `kubectl apply`; validate.ts checks the same rules for routes from files (and names the same fields).
+ * `fieldPath` points the API server's message at the offending field.
+ */
+interface CelRule {
+  rule: string;
+  message: string;
+  fieldPath?: string;
+  reason?: 'FieldValueInvalid' | 'FieldValueRequired' | 'FieldValueForbidden' | 'FieldValueDuplicate';
+}
+function cel(...rules: CelRule[]): { 'x-kubernetes-validations': CelRule[] } {
+  return { 'x-kubernetes-validations': rules };
+}
+
+/**
+ * A regex compiles: CEL in the API server has no isRegex(); `matches` with an invalid pattern is an evaluation
+ * error, which the API server reports as a rejection of this field. The API server checks RE2 syntax (no
+ * lookaround or backreferences); the proxy compiles JS RegExp, so validate.ts still checks for routes that
+ * reach it from files.
+ */
+const celRegexCompiles = (when: string): CelRule => ({
+  rule: `!(${when}) || type(''.matches(self.value)) == bool`,
+  message: 'value must be a valid regular expression',
+  fieldPath: '.value',
+});
+
 /** A duration as Gateway API writes it: `1h`, `30s`, `250ms`, `1m30s`. */
 export const Duration = Type.String({
   pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$',
@@ -50,34 +77,50 @@ const PathMatch = Type.Object(
     }),
     value: Type.String({ minLength: 1, maxLength: 1024, default: '/', description: 'The path or pattern.' }),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      {
+        rule: "self.type == 'RegularExpression' || self.value.startsWith('/')",
+        message: 'path must start with "/"',
+        fieldPath: '.value',
+      },
+      celRegexCompiles("self.type == 'RegularExpression'"),
+    ),
+  },
 );
 
 const HeaderMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
     name: HeaderName,
-    value: Type.String({ maxLength: 4096 }),
+    // 1024 (not 4096): keeps the CRD's CEL regex check within the API server's cost budget.
+    value: Type.String({ maxLength: 1024 }),
   },
-  strict,
+  { ...strict, ...cel(celRegexCompiles("self.type == 'RegularExpression'")) },
 );
 
 const CookieMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
     name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
-    value: Type.String({ maxLength: 4096 }),
+    value: Type.String({ maxLength: 1024 }),
   },
-  { ...strict, description: 'A cookie of the Cookie request header (header/cookie canaries).' },
+  {
+    ...strict,
+    description: 'A cookie of the Cookie request header (header/cookie canaries).',
+    ...cel(celRegexCompiles("self.type == 'RegularExpression'")),
+  },
 );
 
 const QueryParamMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
     name: Type.String({ minLength: 1, maxLength: 256 }),
-    value: Type.String({ maxLength: 4096 }),
+    // 1024 (not 4096): keeps the CRD's CEL regex check within the API server's cost budget.
+    value: Type.String({ maxLength: 1024 }),
   },
-  strict,
+  { ...strict, ...cel(celRegexCompiles("self.type == 'RegularExpression'")) },
 );
 
 export const HTTP_METHODS = [
@@ -123,7 +166,28 @@ const PathModifier = Type.Object(
     replaceFullPath: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
     replacePrefixMatch: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      ...(['ReplaceFullPath', 'ReplacePrefixMatch'] as const).flatMap((t) => {
+        const field = t === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
+        return [
+          {
+            rule: `self.type != '${t}' || has(self.${field})`,
+            message: `${field} is required with type ${t}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueRequired' as const,
+          },
+          {
+            rule: `self.type == '${t}' || !has(self.${field})`,
+            message: `${field} is only allowed with type ${t}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueForbidden' as const,
+          },
+        ];
+      }),
+    ),
+  },
 );
 
 const URLRewrite = Type.Object(
@@ -167,7 +231,31 @@ const Filter = Type.Object(
     urlRewrite: Type.Optional(URLRewrite),
     requestRedirect: Type.Optional(RequestRedirect),
   },
-  { ...strict, description: 'Exactly the field named by type must be set.' },
+  {
+    ...strict,
+    description: 'Exactly the field named by type must be set.',
+    ...cel(
+      ...FILTER_TYPES.map((t) => [
+        t,
+        t === 'URLRewrite' ? 'urlRewrite' : t.charAt(0).toLowerCase() + t.slice(1),
+      ]).flatMap(([t, field]) => {
+        return [
+          {
+            rule: `self.type != '${t}' || has(self.${field})`,
+            message: `filter of type ${t} needs ${field}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueRequired' as const,
+          },
+          {
+            rule: `self.type == '${t}' || !has(self.${field})`,
+            message: `${field} is only allowed with type ${t}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueForbidden' as const,
+          },
+        ];
+      }),
+    ),
+  },
 );
 
 /** Kubernetes int-or-string, the one union a structural schema allows. */
@@ -199,8 +287,107 @@ export const PoolSettings = Type.Object(
     connectTimeout: Type.Optional(
       Type.String({ ...Duration, description: 'TCP connect timeout (default 5s).' }),
     ),
+    maxPendingRequests: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 1000000,
+        description:
+          'Requests that may wait for a connection beyond maxConnections × pipelining (default 1024); more are answered 503 EDGEGATE_UPSTREAM_OVERLOADED at once.',
+      }),
+    ),
   },
   { ...strict, description: 'Upstream connection pool, one per endpoint.' },
+);
+
+export const LB_TYPES = ['RoundRobin', 'LeastRequest', 'ConsistentHash'] as const;
+
+const ConsistentHash = Type.Object(
+  {
+    header: Type.Optional(
+      Type.String({ ...HeaderName, description: 'Hash the value of this request header.' }),
+    ),
+    cookie: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$",
+        description: 'Hash the value of this cookie.',
+      }),
+    ),
+    sourceIP: Type.Optional(Type.Boolean({ description: 'Hash the client address.' })),
+  },
+  { ...strict, description: 'Exactly one of header, cookie or sourceIP.' },
+);
+
+export const LoadBalancer = Type.Object(
+  {
+    type: Type.Union(
+      LB_TYPES.map((t) => Type.Literal(t)),
+      {
+        default: 'RoundRobin',
+        description:
+          'RoundRobin (smooth weighted), LeastRequest (power of two choices on in-flight requests) or ConsistentHash (ring hash: a key keeps its endpoint while the endpoint stays).',
+      },
+    ),
+    consistentHash: Type.Optional(ConsistentHash),
+  },
+  { ...strict, description: 'How an endpoint is picked inside a backend.' },
+);
+
+export const Timeouts = Type.Object(
+  {
+    request: Type.Optional(
+      Type.String({
+        ...Duration,
+        description: 'Whole request as the client sees it, retries included (default: none; 0s: none).',
+      }),
+    ),
+    backendRequest: Type.Optional(
+      Type.String({
+        ...Duration,
+        description:
+          'One try, until the upstream response is complete: the per-try timeout (default: none; 0s: none).',
+      }),
+    ),
+    responseHeaders: Type.Optional(
+      Type.String({ ...Duration, description: 'One try, until the response headers (default 60s).' }),
+    ),
+    idle: Type.Optional(
+      Type.String({
+        ...Duration,
+        description: 'Longest pause between two chunks of the response body (default 60s).',
+      }),
+    ),
+  },
+  { ...strict, description: 'Gateway API style timeouts, plus response headers and body idle.' },
+);
+
+export const RETRY_ON = ['connect-failure', 'reset', 'timeout', '5xx', '502', '503', '504'] as const;
+
+export const Retry = Type.Object(
+  {
+    attempts: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 10,
+        description: 'Retries after the first try (default 1; 0 turns retries off).',
+      }),
+    ),
+    on: Type.Optional(
+      Type.Array(Type.Union(RETRY_ON.map((t) => Type.Literal(t))), {
+        maxItems: 7,
+        description: 'What a retry is for (default [connect-failure, reset]).',
+      }),
+    ),
+    backoff: Type.Optional(
+      Type.String({ ...Duration, description: 'Pause before each retry (default 0s).' }),
+    ),
+  },
+  {
+    ...strict,
+    description:
+      'Retries of idempotent requests without a body (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), to another endpoint when there is one, within the worker retry budget.',
+  },
 );
 
 const ConsulBackend = Type.Object(
@@ -246,7 +433,14 @@ const Backend = Type.Object(
     ),
     pool: Type.Optional(PoolSettings),
   },
-  { ...strict, description: 'Exactly one of consul or service.' },
+  {
+    ...strict,
+    description: 'Exactly one of consul or service.',
+    ...cel({
+      rule: 'has(self.consul) != has(self.service)',
+      message: 'exactly one of consul or service must be set',
+    }),
+  },
 );
 
 // ── Request policies (docs/policies.md): run in a fixed order after the match, before balancing ──────────────
@@ -320,6 +514,11 @@ const RateLimit = Type.Object(
   {
     ...strict,
     description: 'Token bucket, pod-wide (shared by every worker): 429 with Retry-After beyond it.',
+    ...cel({
+      rule: "has(self.key) && self.key == 'Header' ? has(self.header) : !has(self.header)",
+      message: 'header is required with key Header and only allowed with it',
+      fieldPath: '.header',
+    }),
   },
 );
 
@@ -412,7 +611,14 @@ const JwtPolicy = Type.Object(
       }),
     ),
   },
-  { ...strict, description: 'Bearer JWT verification.' },
+  {
+    ...strict,
+    description: 'Bearer JWT verification.',
+    ...cel({
+      rule: 'has(self.jwksUrl) != has(self.keySet)',
+      message: 'exactly one of jwksUrl or keySet must be set',
+    }),
+  },
 );
 
 const ExternalAuthPolicy = Type.Object(
@@ -483,6 +689,9 @@ export const Policies = Type.Object(
   },
   { ...strict, description: 'Request policies, applied in a fixed order (docs/policies.md).' },
 );
+const hasRedirect = "has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect')";
+const prefixRewrite = (f: string) =>
+  `(has(${f}) && has(${f}.path) && ${f}.path.type == 'ReplacePrefixMatch')`;
 
 const Rule = Type.Object(
   {
@@ -490,13 +699,61 @@ const Rule = Type.Object(
     matches: Type.Optional(
       Type.Array(Match, { maxItems: 8, description: 'Default: one PathPrefix / match (everything).' }),
     ),
-    filters: Type.Optional(Type.Array(Filter, { maxItems: 16 })),
-    backends: Type.Optional(
-      Type.Array(Backend, { maxItems: 16, description: 'Required unless a RequestRedirect filter answers.' }),
+    filters: Type.Optional(
+      Type.Array(Filter, {
+        maxItems: 16,
+        ...cel(
+          {
+            rule: 'self.all(f, self.exists_one(g, g.type == f.type))',
+            message: 'each filter type may appear once per rule',
+          },
+          {
+            rule: "!(self.exists(f, f.type == 'URLRewrite') && self.exists(f, f.type == 'RequestRedirect'))",
+            message: 'URLRewrite and RequestRedirect cannot be combined',
+          },
+        ),
+      }),
     ),
+    backends: Type.Optional(
+      Type.Array(Backend, {
+        maxItems: 16,
+        description: 'Required unless a RequestRedirect filter answers.',
+        ...cel({
+          rule: 'size(self) == 0 || self.exists(b, !has(b.weight) || b.weight > 0)',
+          message: 'the weights of a rule must sum above zero',
+        }),
+      }),
+    ),
+    loadBalancer: Type.Optional(LoadBalancer),
+    timeouts: Type.Optional(Timeouts),
+    retry: Type.Optional(Retry),
     policies: Type.Optional(Policies),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      {
+        rule: `!(${hasRedirect}) || !has(self.backends) || size(self.backends) == 0`,
+        message: 'a rule with a RequestRedirect filter has no backends',
+        fieldPath: '.backends',
+        reason: 'FieldValueForbidden',
+      },
+      {
+        rule: `(${hasRedirect}) || (has(self.backends) && size(self.backends) > 0)`,
+        message: 'at least one backend is required',
+        fieldPath: '.backends',
+        reason: 'FieldValueRequired',
+      },
+      {
+        rule:
+          `!has(self.filters) || !self.filters.exists(f, ${prefixRewrite('f.urlRewrite')} || ` +
+          `${prefixRewrite('f.requestRedirect')}) || !has(self.matches) || ` +
+          "self.matches.all(m, !has(m.path) || m.path.type == 'PathPrefix')",
+        message: 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
+        fieldPath: '.matches',
+      },
+    ),
+  },
 );
 
 export const CatalogRoute = Type.Object(
@@ -521,6 +778,9 @@ export const CatalogRoute = Type.Object(
     passingOnly: Type.Optional(Type.Boolean({ default: true })),
     pool: Type.Optional(PoolSettings),
     policies: Type.Optional(Policies),
+    loadBalancer: Type.Optional(LoadBalancer),
+    timeouts: Type.Optional(Timeouts),
+    retry: Type.Optional(Retry),
   },
   {
     ...strict,
@@ -533,13 +793,21 @@ export const GatewayRouteSpec = Type.Object(
     hostnames: Type.Optional(
       Type.Array(Hostname, {
         maxItems: 16,
+        'x-kubernetes-list-type': 'set',
         description: 'Hosts this route serves; empty: every host not claimed by a more specific route.',
       }),
     ),
     rules: Type.Optional(Type.Array(Rule, { maxItems: 64 })),
     catalog: Type.Optional(CatalogRoute),
   },
-  { ...strict, description: 'Either rules or catalog.' },
+  {
+    ...strict,
+    description: 'Either rules or catalog.',
+    ...cel({
+      rule: 'has(self.rules) != has(self.catalog)',
+      message: 'a route has either rules or catalog, not both',
+    }),
+  },
 );
 
 export const ObjectMeta = Type.Object(
@@ -581,3 +849,6 @@ export type PathModifierSpec = Static<typeof PathModifier>;
 export type CatalogRouteSpec = Static<typeof CatalogRoute>;
 export type PoolSettingsSpec = Static<typeof PoolSettings>;
 export type PoliciesSpec = Static<typeof Policies>;
+export type LoadBalancerSpec = Static<typeof LoadBalancer>;
+export type TimeoutsSpec = Static<typeof Timeouts>;
+export type RetrySpec = Static<typeof Retry>;

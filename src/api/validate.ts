@@ -8,7 +8,14 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import { CatalogFile } from './catalog.ts';
-import { GatewayRoute, type RouteFilter, type RouteRule } from './gateway-route.ts';
+import { parseDuration } from './duration.ts';
+import {
+  GatewayRoute,
+  type LoadBalancerSpec,
+  type RouteFilter,
+  type RouteRule,
+  type TimeoutsSpec,
+} from './gateway-route.ts';
 
 export type FieldPath = (string | number)[];
 
@@ -214,6 +221,42 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     errors.push({ path: [...base, 'backends'], message: 'the weights of a rule must sum above zero' });
 }
 
+/** Rule-level traffic settings shared by rules and catalog routes: load balancer and timeouts. */
+function checkTraffic(
+  lb: LoadBalancerSpec | undefined,
+  timeouts: TimeoutsSpec | undefined,
+  base: FieldPath,
+  errors: FieldError[],
+) {
+  if (lb) {
+    const ch = lb.consistentHash;
+    if (lb.type === 'ConsistentHash') {
+      const keys = ch
+        ? [ch.header, ch.cookie, ch.sourceIP ? true : undefined].filter((k) => k !== undefined)
+        : [];
+      if (keys.length !== 1)
+        errors.push({
+          path: [...base, 'loadBalancer', 'consistentHash'],
+          message: 'type ConsistentHash needs exactly one of header, cookie or sourceIP: true',
+        });
+    } else if (ch !== undefined) {
+      errors.push({
+        path: [...base, 'loadBalancer', 'consistentHash'],
+        message: 'consistentHash is only allowed with type ConsistentHash',
+      });
+    }
+  }
+  if (timeouts?.request && timeouts.backendRequest) {
+    const whole = parseDuration(timeouts.request);
+    const oneTry = parseDuration(timeouts.backendRequest);
+    if (whole > 0 && oneTry > whole)
+      errors.push({
+        path: [...base, 'timeouts', 'backendRequest'],
+        message: `backendRequest (${timeouts.backendRequest}) must not exceed request (${timeouts.request})`,
+      });
+  }
+}
+
 export interface ValidRoute {
   ok: true;
   route: GatewayRoute;
@@ -248,8 +291,12 @@ export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
   });
   (spec.rules ?? []).forEach((rule, ri) => {
     checkRule(rule, ['spec', 'rules', ri], errors);
+    checkTraffic(rule.loadBalancer, rule.timeouts, ['spec', 'rules', ri], errors);
   });
-  if (spec.catalog) checkPathValue(spec.catalog.pathPrefix, ['spec', 'catalog', 'pathPrefix'], errors);
+  if (spec.catalog) {
+    checkPathValue(spec.catalog.pathPrefix, ['spec', 'catalog', 'pathPrefix'], errors);
+    checkTraffic(spec.catalog.loadBalancer, spec.catalog.timeouts, ['spec', 'catalog'], errors);
+  }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, route };
 }
 

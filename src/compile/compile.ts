@@ -7,26 +7,33 @@ import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/cata
 import type {
   GatewayRoute,
   HeaderModifierSpec,
+  LoadBalancerSpec,
   PathModifierSpec,
   PoolSettingsSpec,
+  RetrySpec,
   RouteBackend,
   RouteRule,
+  TimeoutsSpec,
 } from '../api/gateway-route.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { type FieldError, routeKey, validateRoute } from '../api/validate.ts';
 import { normalizePrefix } from '../table/index.ts';
-import type {
-  BackendRef,
-  CatalogAction,
-  ClusterData,
-  EndpointData,
-  EntryData,
-  HeaderEdits,
-  HostData,
-  MatchData,
-  PathRewrite,
-  PoolData,
-  TableData,
+import {
+  type BackendRef,
+  type CatalogAction,
+  type ClusterData,
+  DEFAULT_RETRY,
+  type EndpointData,
+  type EntryData,
+  type HeaderEdits,
+  type HostData,
+  type LoadBalancerData,
+  type MatchData,
+  type PathRewrite,
+  type PoolData,
+  type RetryData,
+  type TableData,
+  type TimeoutsData,
 } from '../table/types.ts';
 import { parseDuration } from './duration.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
@@ -42,6 +49,7 @@ export const DEFAULT_POOL: PoolData = {
   keepAliveTimeoutMs: 4000,
   pipelining: 1,
   connectTimeoutMs: 5000,
+  maxPendingRequests: 1024,
 };
 
 export const DEFAULT_SETTINGS: CompileSettings = { defaultPool: DEFAULT_POOL };
@@ -96,11 +104,56 @@ function poolOf(spec: PoolSettingsSpec | undefined, base: PoolData): PoolData {
       : base.keepAliveTimeoutMs,
     pipelining: spec.pipelining ?? base.pipelining,
     connectTimeoutMs: spec.connectTimeout ? parseDuration(spec.connectTimeout) : base.connectTimeoutMs,
+    maxPendingRequests: spec.maxPendingRequests ?? base.maxPendingRequests,
   };
 }
 
 function poolKey(p: PoolData): string {
-  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}`;
+  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}/${p.maxPendingRequests}`;
+}
+
+/** Rule traffic settings → table data; undefined when the rule keeps every default (smaller tables). */
+function loadBalancerOf(spec: LoadBalancerSpec | undefined): LoadBalancerData | undefined {
+  if (!spec || spec.type === 'RoundRobin') return undefined;
+  if (spec.type === 'LeastRequest') return { type: 'LeastRequest' };
+  const ch = spec.consistentHash ?? {};
+  const hash: NonNullable<LoadBalancerData['hash']> = ch.header
+    ? { header: ch.header.toLowerCase() }
+    : ch.cookie
+      ? { cookie: ch.cookie }
+      : { sourceIP: true };
+  return { type: 'ConsistentHash', hash };
+}
+
+function timeoutsOf(spec: TimeoutsSpec | undefined): TimeoutsData | undefined {
+  if (!spec) return undefined;
+  const out: TimeoutsData = {};
+  if (spec.request !== undefined) out.requestMs = parseDuration(spec.request);
+  if (spec.backendRequest !== undefined) out.backendRequestMs = parseDuration(spec.backendRequest);
+  if (spec.responseHeaders !== undefined) out.responseHeadersMs = parseDuration(spec.responseHeaders);
+  if (spec.idle !== undefined) out.idleMs = parseDuration(spec.idle);
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function retryOf(spec: RetrySpec | undefined): RetryData | undefined {
+  if (!spec) return undefined;
+  return {
+    attempts: spec.attempts ?? DEFAULT_RETRY.attempts,
+    on: spec.on ? [...new Set(spec.on)].sort(cmp) : DEFAULT_RETRY.on,
+    backoffMs: spec.backoff ? parseDuration(spec.backoff) : DEFAULT_RETRY.backoffMs,
+  };
+}
+
+/** Sets the traffic fields an entry carries only when a rule changes a default. */
+function setTraffic(
+  entry: EntryData,
+  lb: LoadBalancerData | undefined,
+  timeouts: TimeoutsData | undefined,
+  retry: RetryData | undefined,
+): void {
+  if (lb) entry.loadBalancer = lb;
+  if (timeouts) entry.timeouts = timeouts;
+  if (retry) entry.retry = retry;
 }
 
 function endpointOf(i: Instance): EndpointData {
@@ -264,7 +317,7 @@ function compileRoute(
       }
       services[dc] = exposed;
     }
-    entries.push({
+    const entry: EntryData = {
       route: key,
       rule: 0,
       match: 0,
@@ -276,8 +329,11 @@ function compileRoute(
         queryParams: [],
       },
       catalog: { prefix: normalizePrefix(c.pathPrefix), services },
-      ...withPolicies(c.policies),
-    });
+    };
+    const policies = policyDataOf(c.policies);
+    if (policies) entry.policies = policies;
+    setTraffic(entry, loadBalancerOf(c.loadBalancer), timeoutsOf(c.timeouts), retryOf(c.retry));
+    entries.push(entry);
   }
 
   (route.spec.rules ?? []).forEach((rule, ri) => {
@@ -289,6 +345,9 @@ function compileRoute(
     const requestHeaders = headerEdits(find('RequestHeaderModifier')?.requestHeaderModifier);
     const responseHeaders = headerEdits(find('ResponseHeaderModifier')?.responseHeaderModifier);
     const policies = policyDataOf(rule.policies);
+    const lb = loadBalancerOf(rule.loadBalancer);
+    const timeouts = timeoutsOf(rule.timeouts);
+    const retry = retryOf(rule.retry);
     let backends: BackendRef[] | undefined;
     if (!redirectSpec) {
       backends = [];
@@ -339,6 +398,7 @@ function compileRoute(
       if (backends) {
         entry.backends = backends;
         if (policies) entry.policies = policies;
+        setTraffic(entry, lb, timeouts, retry);
       }
       entries.push(entry);
     });
@@ -369,11 +429,6 @@ export function comparePrecedence(a: EntryData, b: EntryData): number {
 /** Header and cookie matches rank alike: a cookie canary is a header match on one cookie. */
 function conditionCount(m: MatchData): number {
   return m.headers.length + (m.cookies?.length ?? 0);
-}
-
-function withPolicies(spec: Parameters<typeof policyDataOf>[0]): { policies?: EntryData['policies'] } {
-  const policies = policyDataOf(spec);
-  return policies ? { policies } : {};
 }
 
 /** Unknown creation time (0) sorts after every known one. */

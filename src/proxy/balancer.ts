@@ -38,4 +38,24 @@ export class WeightedRoundRobin<T> {
     this.#current[best]! -= skip ? total : this.#total;
     return this.items[best];
   }
+
+  /**
+   * Like pick, with a module-level predicate and its argument instead of a closure (the hot path allocates
+   * nothing per pick).
+   */
+  pickWith<A>(skip: (item: T, arg: A) => boolean, arg: A): T | undefined {
+    if (this.#single !== undefined) return skip(this.#single, arg) ? undefined : this.#single;
+    let best = -1;
+    let total = 0;
+    for (let i = 0; i < this.items.length; i++) {
+      if (skip(this.items[i]!, arg)) continue;
+      const w = this.#weights[i]!;
+      this.#current[i]! += w;
+      total += w;
+      if (best < 0 || this.#current[i]! > this.#current[best]!) best = i;
+    }
+    if (best < 0) return undefined;
+    this.#current[best]! -= total;
+    return this.items[best];
+  }
 }

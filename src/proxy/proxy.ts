@@ -1,26 +1,60 @@
 /**
- * The request pipeline of a worker: normalize → match → redirect | pick backend → pick endpoint → forward over the
- * endpoint's undici Pool, streaming both ways with backpressure. Tables arrive whole and are swapped in between
- * requests: a request keeps the table it started with.
+ * The request pipeline of a worker: normalize → match → redirect | pick backend → hand the request to an Exchange
+ * (pick endpoint per try, forward over the endpoint's undici Pool, stream both ways with backpressure, retries,
+ * timeouts). Tables arrive whole and are swapped in between requests: a request keeps the table it started with.
+ * Per-endpoint state (pools, in-flight counts, outlier ejection) and per-cluster retry budgets outlive tables.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
-import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
+import type { Duplex } from 'node:stream';
+import type { GatewayErrorCode } from '../errors.ts';
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
-import type { ClusterData, EndpointData, PathRewrite, TableData } from '../table/types.ts';
+import {
+  DEFAULT_RETRY,
+  type EntryData,
+  type PathRewrite,
+  type RetryData,
+  type TableData,
+} from '../table/types.ts';
 import { WeightedRoundRobin } from './balancer.ts';
-import { acceptableRequestId, clientResponseHeaders, upstreamRequestHeaders } from './headers.ts';
+import { ClusterRuntime, ClusterState, LB_CONSISTENT_HASH, lbMode } from './cluster-runtime.ts';
+import {
+  Exchange,
+  type ExchangeContext,
+  ProxyCounters,
+  RETRY_ON_BITS,
+  type RulePolicy,
+  sendError,
+} from './exchange.ts';
+import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
+import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
+import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
+import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
+
+export { sendError };
 
 export interface ProxySettings {
   /** How many proxies in front of the gateway are trusted to set X-Forwarded-For (0: none, the peer is the client). */
   trustedHops: number;
-  /** Time for the upstream to send response headers. */
+  /** Default per try: time for the upstream to send response headers (route: timeouts.responseHeaders). */
   upstreamHeadersTimeoutMs: number;
-  /** Longest pause between two chunks of the upstream's response body. */
+  /** Default per try: longest pause between two chunks of the upstream's response body (route: timeouts.idle). */
   upstreamBodyTimeoutMs: number;
+  /** Default whole-request timeout, retries included; 0: none (route: timeouts.request). */
+  requestTimeoutMs: number;
+  /** Default per-try timeout until the response is complete; 0: none (route: timeouts.backendRequest). */
+  backendRequestTimeoutMs: number;
+  /** Retry policy of rules that set none. */
+  retry: RetryData;
+  /** Retries in progress per cluster may be at most this share of its active requests… */
+  retryBudgetPercent: number;
+  /** …or this many, whichever is larger (so a quiet cluster can still retry). */
+  retryBudgetMinConcurrent: number;
+  outlier: OutlierSettings;
+  /** A proxied WebSocket with no traffic either way for this long is closed. */
+  websocketIdleTimeoutMs: number;
   /** Keep `%2F` / `%5C` in paths (opaque) instead of refusing them with 400. */
   allowEncodedSlash: boolean;
   /** Scheme of the listener, for X-Forwarded-Proto and redirects. */
@@ -31,46 +65,82 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
   trustedHops: 0,
   upstreamHeadersTimeoutMs: 60_000,
   upstreamBodyTimeoutMs: 60_000,
+  requestTimeoutMs: 0,
+  backendRequestTimeoutMs: 0,
+  retry: DEFAULT_RETRY,
+  retryBudgetPercent: 20,
+  retryBudgetMinConcurrent: 3,
+  outlier: DEFAULT_OUTLIER_SETTINGS,
+  websocketIdleTimeoutMs: 300_000,
   allowEncodedSlash: false,
   proto: 'http',
 };
 
-/** A table made ready for serving: the index plus balancing state. */
+/** Methods that may be sent twice (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+function policyOf(e: EntryData, s: ProxySettings): RulePolicy {
+  const t = e.timeouts ?? {};
+  const retry = e.retry ?? s.retry;
+  let retryMask = 0;
+  for (const on of retry.on) retryMask |= RETRY_ON_BITS[on] ?? 0;
+  return {
+    mode: lbMode(e.loadBalancer),
+    hashHeader: e.loadBalancer?.hash?.header,
+    hashCookie: e.loadBalancer?.hash?.cookie,
+    hashSourceIP: e.loadBalancer?.hash?.sourceIP === true,
+    requestMs: t.requestMs ?? s.requestTimeoutMs,
+    backendRequestMs: t.backendRequestMs ?? s.backendRequestTimeoutMs,
+    responseHeadersMs: t.responseHeadersMs ?? s.upstreamHeadersTimeoutMs,
+    idleMs: t.idleMs ?? s.upstreamBodyTimeoutMs,
+    attempts: retry.attempts,
+    retryMask,
+    backoffMs: retry.backoffMs,
+    responseHeaders: e.responseHeaders,
+  };
+}
+
+/** What a rule needs at request time, built once per table. */
+interface RuleRuntime {
+  policy: RulePolicy;
+  backends: WeightedRoundRobin<ClusterRuntime> | undefined;
+}
+
+/** A table made ready for serving: the index plus rule policies and cluster runtimes. */
 class ServedTable {
   readonly table: RoutingTable;
-  readonly #backendPickers = new Map<string, WeightedRoundRobin<ClusterData>>();
-  readonly #endpointPickers = new Map<string, WeightedRoundRobin<EndpointData>>();
+  readonly clusters = new Map<string, ClusterRuntime>();
+  readonly #rules = new Map<string, RuleRuntime>();
 
-  constructor(data: TableData) {
+  constructor(
+    data: TableData,
+    pools: UpstreamPools,
+    states: Map<string, ClusterState>,
+    settings: ProxySettings,
+  ) {
     this.table = new RoutingTable(data);
     for (const c of data.clusters) {
-      this.#endpointPickers.set(
-        c.id,
-        new WeightedRoundRobin(
-          c.endpoints,
-          c.endpoints.map((e) => e.weight),
-        ),
-      );
+      let state = states.get(c.id);
+      if (!state) {
+        state = new ClusterState();
+        states.set(c.id, state);
+      }
+      this.clusters.set(c.id, new ClusterRuntime(c, pools, state));
     }
     for (const e of data.entries) {
-      if (!e.backends || this.#backendPickers.has(e.ruleId)) continue;
-      const clusters = e.backends.map((b) => this.table.clusters.get(b.cluster)!);
-      this.#backendPickers.set(
-        e.ruleId,
-        new WeightedRoundRobin(
-          clusters,
-          e.backends.map((b) => b.weight),
-        ),
-      );
+      if (this.#rules.has(e.ruleId) || (!e.backends && !e.catalog)) continue;
+      const backends = e.backends
+        ? new WeightedRoundRobin(
+            e.backends.map((b) => this.clusters.get(b.cluster)!),
+            e.backends.map((b) => b.weight),
+          )
+        : undefined;
+      this.#rules.set(e.ruleId, { policy: policyOf(e, settings), backends });
     }
   }
 
-  pickCluster(entry: CompiledEntry): ClusterData | undefined {
-    return this.#backendPickers.get(entry.data.ruleId)?.pick();
-  }
-
-  pickEndpoint(cluster: ClusterData): EndpointData | undefined {
-    return this.#endpointPickers.get(cluster.id)?.pick();
+  rule(entry: CompiledEntry): RuleRuntime | undefined {
+    return this.#rules.get(entry.data.ruleId);
   }
 }
 
@@ -87,131 +157,75 @@ function rewritePath(path: string, rewrite: PathRewrite, prefixLength: number): 
   return joined === '' ? '/' : joined;
 }
 
-export function sendError(
-  res: ServerResponse,
-  code: GatewayErrorCode,
-  requestId: string,
-  message?: string,
-): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
+/** The value of one cookie, without building a map of all of them. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  let i = 0;
+  while (i < header.length) {
+    let end = header.indexOf(';', i);
+    if (end < 0) end = header.length;
+    const eq = header.indexOf('=', i);
+    if (eq > 0 && eq < end && header.slice(i, eq).trim() === name) return header.slice(eq + 1, end).trim();
+    i = end + 1;
   }
-  const body = errorBody(code, requestId, message);
-  res.writeHead(GatewayErrors[code].status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'x-request-id': requestId,
-    'cache-control': 'no-store',
-  });
-  res.end(body);
+  return undefined;
 }
 
-function upstreamErrorCode(err: Error & { code?: string }): GatewayErrorCode {
-  switch (err.code) {
-    case 'UND_ERR_CONNECT_TIMEOUT':
-    case 'UND_ERR_HEADERS_TIMEOUT':
-    case 'UND_ERR_BODY_TIMEOUT':
-    case 'ETIMEDOUT':
-      return 'EDGEGATE_UPSTREAM_TIMEOUT';
-    case 'ECONNREFUSED':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return 'EDGEGATE_UPSTREAM_CONNECT';
-    case 'UND_ERR_SOCKET':
-    case 'ECONNRESET':
-    case 'EPIPE':
-    case 'UND_ERR_CLOSED':
-      return 'EDGEGATE_UPSTREAM_RESET';
-    default:
-      return err.code?.startsWith('HPE_') ? 'EDGEGATE_UPSTREAM_PROTOCOL' : 'EDGEGATE_UPSTREAM_CONNECT';
-  }
+/** The origin-form part of a request target: `/p?q` as is; `http://h/p?q` → `/p?q`; anything else ''. */
+export function originForm(target: string): string {
+  if (target.charCodeAt(0) === 0x2f) return target;
+  const scheme = target.startsWith('http://') ? 7 : target.startsWith('https://') ? 8 : -1;
+  if (scheme < 0) return '';
+  let i = scheme;
+  while (i < target.length && target[i] !== '/' && target[i] !== '?') i++;
+  if (i === target.length) return '/';
+  return target[i] === '?' ? `/${target.slice(i)}` : target.slice(i);
 }
 
-/** Streams one upstream response to the client, pausing the upstream when the client cannot keep up. */
-class ForwardHandler implements Dispatcher.DispatchHandler {
-  readonly #res: ServerResponse;
-  readonly #entry: CompiledEntry;
-  readonly #requestId: string;
-  #controller: Dispatcher.DispatchController | undefined;
-  #clientGone = false;
-  #onDrain = () => this.#controller?.resume();
+/** Where a matched request goes: an error, a redirect, or a rule + cluster + upstream path. */
+interface Routed {
+  error: GatewayErrorCode | undefined;
+  message: string | undefined;
+  entry: CompiledEntry | undefined;
+  rule: RuleRuntime | undefined;
+  cluster: ClusterRuntime | undefined;
+  /** Normalized request path (redirects) or upstream path (forwarding); no query. */
+  path: string;
+  rawQuery: string;
+  host: string;
+}
 
-  constructor(req: IncomingMessage, res: ServerResponse, entry: CompiledEntry, requestId: string) {
-    this.#res = res;
-    this.#entry = entry;
-    this.#requestId = requestId;
-    res.on('close', () => {
-      if (!res.writableFinished) {
-        this.#clientGone = true;
-        this.#controller?.abort(new Error('client closed the connection'));
-      }
-    });
-    req.on('error', () => {
-      this.#clientGone = true;
-      this.#controller?.abort(new Error('client request failed'));
-    });
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller;
-    if (this.#clientGone) controller.abort(new Error('client closed the connection'));
-  }
-
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
-    const res = this.#res;
-    if (res.destroyed) return;
-    try {
-      res.writeHead(
-        statusCode,
-        clientResponseHeaders(headers, this.#entry.data.responseHeaders, this.#requestId),
-      );
-    } catch {
-      sendError(
-        res,
-        'EDGEGATE_UPSTREAM_PROTOCOL',
-        this.#requestId,
-        'the upstream sent a header that cannot be forwarded',
-      );
-      this.#controller?.abort(new Error('invalid upstream header'));
-    }
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#res.write(chunk)) {
-      controller.pause();
-      this.#res.once('drain', this.#onDrain);
-    }
-  }
-
-  onResponseEnd(): void {
-    this.#res.end();
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    if (this.#clientGone) return;
-    if (this.#res.headersSent) {
-      // Mid-response failure: the only honest signal left is to cut the client connection (truncated body).
-      this.#res.destroy();
-      return;
-    }
-    sendError(this.#res, upstreamErrorCode(error), this.#requestId);
-  }
+function failed(code: GatewayErrorCode, message?: string): Routed {
+  return {
+    error: code,
+    message,
+    entry: undefined,
+    rule: undefined,
+    cluster: undefined,
+    path: '',
+    rawQuery: '',
+    host: '',
+  };
 }
 
 export class ProxyPipeline {
   readonly settings: ProxySettings;
   readonly pools = new UpstreamPools();
+  readonly outlier: OutlierDetector;
+  readonly counters = new ProxyCounters();
+  readonly #states = new Map<string, ClusterState>();
+  readonly #ctx: ExchangeContext;
   #served: ServedTable | undefined;
 
   constructor(settings: Partial<ProxySettings> = {}) {
     this.settings = { ...DEFAULT_PROXY_SETTINGS, ...settings };
+    this.outlier = new OutlierDetector(this.settings.outlier);
+    this.#ctx = {
+      outlier: this.outlier,
+      budgetPercent: this.settings.retryBudgetPercent,
+      budgetMinConcurrent: this.settings.retryBudgetMinConcurrent,
+      counters: this.counters,
+    };
   }
 
   get version(): number {
@@ -224,26 +238,31 @@ export class ProxyPipeline {
 
   /** Swap in a new table. Requests already running keep the table they started with. */
   setTable(data: TableData): void {
-    this.#served = new ServedTable(data);
+    const states = new Map<string, ClusterState>();
+    for (const c of data.clusters) {
+      const prior = this.#states.get(c.id);
+      if (prior) states.set(c.id, prior);
+    }
+    this.#served = new ServedTable(data, this.pools, states, this.settings);
+    this.#states.clear();
+    for (const [id, st] of states) this.#states.set(id, st);
     this.pools.retain(data.clusters);
   }
 
-  handle(req: IncomingMessage, res: ServerResponse): void {
-    const incomingId = req.headers['x-request-id'];
-    const requestId =
-      typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
-    const served = this.#served;
-    if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
+  /** Retry-budget counters of a cluster (metrics, tests). */
+  clusterState(id: string): ClusterState | undefined {
+    return this.#states.get(id);
+  }
 
-    const target = req.url ?? '';
+  #route(served: ServedTable, req: IncomingMessage): Routed {
+    const target = originForm(req.url ?? '');
     const q = target.indexOf('?');
     const rawPath = q < 0 ? target : target.slice(0, q);
     const rawQuery = q < 0 ? '' : target.slice(q + 1);
     const path = normalizePath(rawPath, { allowEncodedSlash: this.settings.allowEncodedSlash });
-    if (path === undefined) return sendError(res, 'EDGEGATE_BAD_REQUEST', requestId, 'invalid request path');
+    if (path === undefined) return failed('EDGEGATE_BAD_REQUEST', 'invalid request path');
 
-    const hostHeader = req.headers.host ?? '';
-    const host = normalizeHost(hostHeader);
+    const host = normalizeHost(req.headers.host);
     const headers = req.headers;
     const entry = served.table.match({
       host,
@@ -255,32 +274,21 @@ export class ProxyPipeline {
         return Array.isArray(v) ? v.join(', ') : v;
       },
     });
-    if (!entry) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId);
+    if (!entry) return failed('EDGEGATE_NO_ROUTE');
     const data = entry.data;
-
-    if (data.redirect) {
-      const rd = data.redirect;
-      const scheme = rd.scheme ?? this.settings.proto;
-      const colon = hostHeader.lastIndexOf(':');
-      const requestPort =
-        colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
-      const port =
-        rd.port !== undefined
-          ? String(rd.port)
-          : rd.scheme && rd.scheme !== this.settings.proto
-            ? ''
-            : requestPort;
-      const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
-      const location = `${scheme}://${rd.hostname ?? host}${port && !defaultPort ? `:${port}` : ''}${
-        rd.path ? rewritePath(path, rd.path, entry.prefixLength) : path
-      }${rawQuery ? `?${rawQuery}` : ''}`;
-      res.writeHead(rd.statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
-      res.end();
-      return;
-    }
-
-    let cluster: ClusterData | undefined;
-    let upstreamPath = path;
+    const routed: Routed = {
+      error: undefined,
+      message: undefined,
+      entry,
+      rule: undefined,
+      cluster: undefined,
+      path,
+      rawQuery,
+      host,
+    };
+    if (data.redirect) return routed;
+    const rule = served.rule(entry);
+    routed.rule = rule;
     if (data.catalog) {
       const rest = data.catalog.prefix === '/' ? path : path.slice(data.catalog.prefix.length);
       const s1 = rest.indexOf('/', 1);
@@ -288,75 +296,147 @@ export class ProxyPipeline {
       const s2 = s1 < 0 ? -1 : rest.indexOf('/', s1 + 1);
       const service = s1 < 0 ? '' : s2 < 0 ? rest.slice(s1 + 1) : rest.slice(s1 + 1, s2);
       if (dc === '' || service === '')
-        return sendError(
-          res,
+        return failed(
           'EDGEGATE_NO_ROUTE',
-          requestId,
           `expected ${data.catalog.prefix === '/' ? '' : data.catalog.prefix}/{datacenter}/{service}/{path}`,
         );
       const services = data.catalog.services[dc];
       if (!services)
-        return sendError(
-          res,
-          'EDGEGATE_CATALOG_UNKNOWN_DATACENTER',
-          requestId,
-          `datacenter ${dc} is unknown or not exposed`,
-        );
+        return failed('EDGEGATE_CATALOG_UNKNOWN_DATACENTER', `datacenter ${dc} is unknown or not exposed`);
       const clusterId = services[service];
       if (!clusterId)
-        return sendError(
-          res,
+        return failed(
           'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
-          requestId,
           `service ${service} is unknown or not exposed in datacenter ${dc}`,
         );
-      cluster = served.table.clusters.get(clusterId);
-      upstreamPath = s2 < 0 ? '/' : rest.slice(s2);
+      routed.cluster = served.clusters.get(clusterId);
+      routed.path = s2 < 0 ? '/' : rest.slice(s2);
     } else {
-      cluster = served.pickCluster(entry);
-      if (data.rewrite?.path) upstreamPath = rewritePath(path, data.rewrite.path, entry.prefixLength);
+      routed.cluster = rule?.backends?.pick();
+      if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry.prefixLength);
     }
-    if (!cluster) return sendError(res, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
-    const endpoint = served.pickEndpoint(cluster);
-    if (!endpoint)
-      return sendError(
-        res,
-        'EDGEGATE_NO_HEALTHY_UPSTREAM',
-        requestId,
-        `no healthy endpoint for ${cluster.service} in ${cluster.datacenter}`,
-      );
+    if (!routed.cluster || !rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
+    return routed;
+  }
 
-    const clientAddress = clientAddressOf(req);
-    const xff = headers['x-forwarded-for'];
-    const upstreamHeaders = upstreamRequestHeaders(
+  #redirect(res: ServerResponse, r: Routed, requestId: string, hostHeader: string): void {
+    const rd = r.entry!.data.redirect!;
+    const scheme = rd.scheme ?? this.settings.proto;
+    const colon = hostHeader.lastIndexOf(':');
+    const requestPort = colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
+    const port =
+      rd.port !== undefined
+        ? String(rd.port)
+        : rd.scheme && rd.scheme !== this.settings.proto
+          ? ''
+          : requestPort;
+    const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
+    const location = `${scheme}://${rd.hostname ?? r.host}${port && !defaultPort ? `:${port}` : ''}${
+      rd.path ? rewritePath(r.path, rd.path, r.entry!.prefixLength) : r.path
+    }${r.rawQuery ? `?${r.rawQuery}` : ''}`;
+    res.writeHead(rd.statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
+    res.end();
+  }
+
+  #upstreamHeaders(req: IncomingMessage, r: Routed, requestId: string, clientAddress: string): string[] {
+    const h = req.headers;
+    const hostHeader = h.host ?? '';
+    const data = r.entry!.data;
+    // From an untrusted peer (trustedHops 0, the default) every forwarded header is rebuilt from what the
+    // gateway saw; from a trusted proxy the chain is extended and its scheme and host are kept.
+    const trusted = this.settings.trustedHops > 0;
+    const xff = h['x-forwarded-for'];
+    const xfp = h['x-forwarded-proto'];
+    const xfh = h['x-forwarded-host'];
+    return upstreamRequestHeaders(
       req.rawHeaders,
       {
-        host: data.rewrite?.hostname ?? (hostHeader || `${endpoint.address}:${endpoint.port}`),
+        host: data.rewrite?.hostname ?? (hostHeader || r.cluster!.data.service),
         clientAddress,
-        proto: this.settings.proto,
-        originalHost: hostHeader,
+        proto: trusted && (xfp === 'https' || xfp === 'http') ? xfp : this.settings.proto,
+        originalHost: trusted && typeof xfh === 'string' && xfh !== '' ? xfh : hostHeader,
         requestId,
-        priorForwardedFor: this.settings.trustedHops > 0 && typeof xff === 'string' ? xff : undefined,
+        priorForwardedFor: trusted && typeof xff === 'string' ? xff : undefined,
       },
       data.requestHeaders,
     );
+  }
+
+  #hashOf(policy: RulePolicy, req: IncomingMessage, clientAddress: string): number | undefined {
+    let key: string | undefined;
+    if (policy.hashHeader !== undefined) {
+      const v = req.headers[policy.hashHeader];
+      key = Array.isArray(v) ? v[0] : v;
+    } else if (policy.hashCookie !== undefined) key = cookieValue(req.headers.cookie, policy.hashCookie);
+    else if (policy.hashSourceIP) key = clientAddress;
+    return key === undefined || key === '' ? undefined : hash32(key);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const incomingId = req.headers['x-request-id'];
+    const requestId =
+      typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const served = this.#served;
+    if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
+    const r = this.#route(served, req);
+    if (r.error) return sendError(res, r.error, requestId, r.message);
+    if (r.entry!.data.redirect) return this.#redirect(res, r, requestId, req.headers.host ?? '');
+
+    const policy = r.rule!.policy;
+    const clientAddress = clientAddressOf(req);
+    const headers = req.headers;
     const hasBody =
       headers['content-length'] !== undefined
         ? headers['content-length'] !== '0'
         : headers['transfer-encoding'] !== undefined;
-    const pool = this.pools.get(endpoint, cluster.pool);
-    const handler = new ForwardHandler(req, res, entry, requestId);
-    pool.dispatch(
-      {
-        path: rawQuery ? `${upstreamPath}?${rawQuery}` : upstreamPath,
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        headers: upstreamHeaders,
-        body: hasBody ? req : null,
-        headersTimeout: this.settings.upstreamHeadersTimeoutMs,
-        bodyTimeout: this.settings.upstreamBodyTimeoutMs,
-      },
-      handler,
-    );
+    const method = req.method ?? 'GET';
+    new Exchange(this.#ctx, {
+      req,
+      res,
+      policy,
+      cluster: r.cluster!,
+      requestId,
+      path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
+      method,
+      headers: this.#upstreamHeaders(req, r, requestId, clientAddress),
+      body: hasBody ? req : null,
+      retryable: !hasBody && IDEMPOTENT.has(method),
+      hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined,
+    }).start();
+  }
+
+  /**
+   * A WebSocket upgrade (the server only routes `Upgrade: websocket` here): same matching and balancing as
+   * plain requests, then a byte tunnel once the upstream answers 101.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const incomingId = req.headers['x-request-id'];
+    const requestId =
+      typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const served = this.#served;
+    if (!served) return refuseUpgrade(socket, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
+    if (req.method !== 'GET')
+      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'a WebSocket upgrade must be a GET');
+    const r = this.#route(served, req);
+    if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
+    if (r.entry!.data.redirect)
+      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
+    const clientAddress = clientAddressOf(req);
+    const policy = r.rule!.policy;
+    const hash = policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined;
+    const up = r.cluster!.pick(policy.mode, hash, undefined);
+    if (!up) return refuseUpgrade(socket, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    proxyWebSocket({
+      socket,
+      head,
+      upstream: up,
+      path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
+      headers: this.#upstreamHeaders(req, r, requestId, clientAddress),
+      requestId,
+      connectTimeoutMs: policy.responseHeadersMs,
+      idleTimeoutMs: this.settings.websocketIdleTimeoutMs,
+      responseHeaders: policy.responseHeaders,
+    });
   }
 
   async close(): Promise<void> {

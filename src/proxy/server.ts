@@ -1,36 +1,48 @@
 /**
- * The proxy's HTTP listener: Node's http server with edge defaults, feeding ProxyPipeline.handle. Request-level checks
- * that must happen before routing (duplicate Host, header count) live here.
+ * The proxy's HTTP listener: Node's http server with edge defaults, feeding ProxyPipeline.handle, and
+ * handleUpgrade for WebSocket upgrades. Request-level checks that must happen before routing (header count,
+ * duplicate Host, underscores, control characters, absolute-form authority) live here and in request-checks.ts.
+ *
+ * Upgrades: only `Upgrade: websocket` reaches handleUpgrade. Any other upgrade (`h2c`, `TLS/1.0`…) is served as
+ * a plain HTTP/1.1 request with Upgrade, Connection and the headers Connection names removed (RFC 9110 §7.8
+ * lets a server ignore Upgrade), and the client connection is closed after the response, so an h2c upgrade can
+ * never open a tunnel past the gateway nor smuggle a second request behind it.
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ProxyPipeline } from './proxy.ts';
 import { sendError } from './proxy.ts';
+import { checkRequest, isWebSocketUpgrade, type RequestCheckSettings } from './request-checks.ts';
+import { refuseUpgrade } from './websocket.ts';
 
-export interface ListenerSettings {
+export interface ListenerSettings extends RequestCheckSettings {
   /** Time a client has to send the request headers (slowloris guard). */
   headersTimeoutMs: number;
-  /** Time a client has to send the whole request. 0: no limit (long uploads). */
+  /** Time a client has to send the whole request, body included (slow-body guard). 0: no limit. */
   requestTimeoutMs: number;
   /** Idle keep-alive time: above the 60 s idle timeout of common load balancers in front of the gateway. */
   keepAliveTimeoutMs: number;
+  /** How often Node checks the two timeouts above; they fire at most this late. */
+  connectionsCheckingIntervalMs: number;
+  /** More request headers than this: 431. */
   maxHeaders: number;
+  /** Open client connections per worker (listener); more are refused at accept. 0: no cap. */
+  maxConnections: number;
 }
 
 export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
   headersTimeoutMs: 15_000,
-  requestTimeoutMs: 0,
+  requestTimeoutMs: 300_000,
   keepAliveTimeoutMs: 75_000,
+  connectionsCheckingIntervalMs: 500,
   maxHeaders: 100,
+  maxConnections: 10_000,
+  rejectUnderscoreHeaders: true,
+  rejectAuthorityMismatch: true,
+  rejectControlCharacters: true,
 };
-
-function countHeader(raw: string[], lowerName: string): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2)
-    if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) n++;
-  return n;
-}
 
 export function createProxyServer(proxy: ProxyPipeline, settings: Partial<ListenerSettings> = {}): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
@@ -40,10 +52,11 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
       requestTimeout: s.requestTimeoutMs,
       keepAliveTimeout: s.keepAliveTimeoutMs,
       // Timeouts are checked at this interval; keep it short so they fire on time.
-      connectionsCheckingInterval: 1000,
+      connectionsCheckingInterval: s.connectionsCheckingIntervalMs,
       requireHostHeader: true,
       // The header cap is enforced below with a clear 431, not by silent truncation.
       maxHeaderSize: 16 * 1024,
+      shouldUpgradeCallback: isWebSocketUpgrade,
     },
     (req: IncomingMessage, res: ServerResponse) => {
       track(server, res);
@@ -58,15 +71,29 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
         );
         return;
       }
-      if (countHeader(req.rawHeaders, 'host') > 1) {
+      const problem = checkRequest(req, s);
+      if (problem !== undefined) {
         res.shouldKeepAlive = false;
-        return sendError(res, 'EDGEGATE_BAD_REQUEST', '-', 'duplicate Host header');
+        return sendError(res, 'EDGEGATE_BAD_REQUEST', '-', problem);
       }
+      // A refused upgrade (h2c…): Node's parser treats the bytes after its head as the new protocol, so the
+      // connection cannot carry another request. Close it after this response.
+      if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
       proxy.handle(req, res);
     },
   );
   server.maxHeadersCount = s.maxHeaders + 1;
+  if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
   trackConnections(server);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const problem =
+      req.rawHeaders.length > s.maxHeaders * 2
+        ? `more than ${s.maxHeaders} request headers`
+        : checkRequest(req, s);
+    if (problem !== undefined) return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', '-', problem);
+    proxy.handleUpgrade(req, socket, head);
+  });
   server.on('clientError', (err: Error & { code?: string }, socket) => {
     if (!socket.writable) return socket.destroy();
     const status =

@@ -41,7 +41,41 @@ export interface PoolData {
   keepAliveTimeoutMs: number;
   pipelining: number;
   connectTimeoutMs: number;
+  /** Requests allowed to wait for a connection beyond maxConnections × pipelining; more get a fast 503. */
+  maxPendingRequests: number;
 }
+
+/** How a rule picks an endpoint inside a backend. Absent: weighted round robin. */
+export interface LoadBalancerData {
+  type: 'RoundRobin' | 'LeastRequest' | 'ConsistentHash';
+  /** ConsistentHash only: exactly one key source. `header` and `cookie` names are lower-case / as written. */
+  hash?: { header?: string; cookie?: string; sourceIP?: boolean };
+}
+
+/** Per-rule timeouts in ms; 0 disables one. Absent fields take the worker's defaults (ProxySettings). */
+export interface TimeoutsData {
+  /** Whole exchange as the client sees it, retries included. */
+  requestMs?: number;
+  /** One try, from dispatch to the end of the upstream response (the per-try timeout). */
+  backendRequestMs?: number;
+  /** One try, until the upstream's response headers. */
+  responseHeadersMs?: number;
+  /** Longest pause between two chunks of the upstream's response body. */
+  idleMs?: number;
+}
+
+export type RetryOn = 'connect-failure' | 'reset' | 'timeout' | '5xx' | '502' | '503' | '504';
+
+export interface RetryData {
+  /** Retries after the first try (0: off). */
+  attempts: number;
+  on: RetryOn[];
+  /** Pause before each retry. */
+  backoffMs: number;
+}
+
+/** Retry policy of a rule that sets none (and the base of one that sets some fields): nginx-like, safe. */
+export const DEFAULT_RETRY: RetryData = { attempts: 1, on: ['connect-failure', 'reset'], backoffMs: 0 };
 
 export interface EndpointData {
   address: string;
@@ -93,6 +127,9 @@ export interface EntryData {
   catalog?: CatalogAction;
   /** Request policies of the rule (src/policy/); absent: none. Never holds key material. */
   policies?: PolicyData;
+  loadBalancer?: LoadBalancerData;
+  timeouts?: TimeoutsData;
+  retry?: RetryData;
 }
 
 /** Entries for one hostname key: exact host, `*.suffix` or `*` (every host), as indexes into `entries`, sorted by precedence. */

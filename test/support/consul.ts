@@ -82,6 +82,12 @@ export interface ConsulAgentOptions {
   retryJoinWan?: string[];
   /** Ports to use (default: all free). */
   ports?: ConsulPorts;
+  /**
+   * Keep state across stop()/kill() + start(): run a single-server agent
+   * (`-server -bootstrap-expect=1`) with raft on disk instead of `-dev`, whose raft is
+   * in memory (a dev agent comes back empty). Costs ~1-2 s more per start (leader election).
+   */
+  persistent?: boolean;
   /** Don't wait for readiness in startConsulAgent (default false). */
   noWait?: boolean;
   /** Readiness deadline (default 60 s). */
@@ -142,6 +148,8 @@ export async function startConsulAgent(opts: ConsulAgentOptions): Promise<Consul
   const logPath = logPathFor(`consul-${dc}`);
 
   const config: Record<string, unknown> = { primary_datacenter: primary };
+  // Dev-mode raft timings for the persistent server (elects itself in about a second).
+  if (opts.persistent) config.performance = { raft_multiplier: 1 };
   if (acl) {
     const tokens: Record<string, string> = { agent: acl.bootstrapToken };
     if (primary === dc) tokens.initial_management = acl.bootstrapToken;
@@ -158,9 +166,10 @@ export async function startConsulAgent(opts: ConsulAgentOptions): Promise<Consul
   const configFile = join(dataDir, 'edgegate-test.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
 
+  const modeArgs = opts.persistent ? ['-server', '-bootstrap-expect=1', '-ui=false'] : ['-dev'];
   const args = [
     'agent',
-    '-dev',
+    ...modeArgs,
     `-datacenter=${dc}`,
     `-node=${nodeName}`,
     `-node-id=${nodeId}`,
@@ -262,6 +271,8 @@ export interface ConsulPair {
 export interface ConsulPairOptions {
   /** Enable ACLs in both DCs; dc1 is the primary, dc2 replicates tokens. */
   acl?: ConsulAclOptions | boolean;
+  /** See ConsulAgentOptions.persistent. */
+  persistent?: boolean;
   startTimeoutMs?: number;
 }
 
@@ -275,6 +286,7 @@ export async function startConsulPair(opts: ConsulPairOptions = {}): Promise<Con
       ports: p1,
       acl,
       primaryDatacenter: 'dc1',
+      persistent: opts.persistent,
       retryJoinWan: [`127.0.0.1:${p2.serfWan}`],
       startTimeoutMs: opts.startTimeoutMs,
     }),
@@ -283,6 +295,7 @@ export async function startConsulPair(opts: ConsulPairOptions = {}): Promise<Con
       ports: p2,
       acl,
       primaryDatacenter: 'dc1',
+      persistent: opts.persistent,
       retryJoinWan: [`127.0.0.1:${p1.serfWan}`],
       startTimeoutMs: opts.startTimeoutMs,
     }),

@@ -36,7 +36,10 @@ describe('consul pair with ACLs', () => {
     const anonDc2 = await fetch(`${dc2.httpUrl}/v1/catalog/register`, { method: 'PUT', body });
     expect(anonDc2.status).toBe(403);
 
-    const ok = await dc1.fetch('/v1/catalog/register?dc=dc2', { method: 'PUT', body });
+    const ok = await dc1.fetch('/v1/catalog/register', {
+      method: 'PUT',
+      body: JSON.stringify({ ...JSON.parse(body), Datacenter: 'dc2' }),
+    });
     expect(ok.status, await ok.text()).toBe(200);
     const seen = await dc2.json<Array<{ ServiceID: string }>>('/v1/catalog/service/acl');
     expect(seen.map((s) => s.ServiceID)).toEqual(['acl-1']);

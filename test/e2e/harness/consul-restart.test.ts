@@ -44,3 +44,23 @@ describe('consul pair restarts', () => {
     expect((await dc2.datacenters()).sort()).toEqual(['dc1', 'dc2']);
   });
 });
+
+describe('persistent consul pair', () => {
+  it('keeps the catalog across kill() + start()', async () => {
+    const p = await startConsulPair({ persistent: true });
+    try {
+      const res = await p.dc1.fetch('/v1/agent/service/register', {
+        method: 'PUT',
+        body: JSON.stringify({ ID: 'keep-1', Name: 'keep', Port: 9301 }),
+      });
+      expect(res.status).toBe(200);
+      await p.dc1.kill();
+      await p.dc1.start();
+      await p.waitForWan();
+      const after = await p.dc1.json<Array<{ ServiceID: string }>>('/v1/catalog/service/keep');
+      expect(after.map((s) => s.ServiceID)).toEqual(['keep-1']);
+    } finally {
+      await p.stop();
+    }
+  }, 120_000);
+});

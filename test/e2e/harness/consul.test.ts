@@ -18,8 +18,9 @@ interface HealthEntry {
   Service: { ID: string; Service: string; Port: number };
 }
 
-function registration(name: string, id: string, port: number) {
+function registration(name: string, id: string, port: number, datacenter?: string) {
   return {
+    ...(datacenter ? { Datacenter: datacenter } : {}),
     Node: `ext-${name}`,
     Address: '127.0.0.2',
     NodeMeta: { 'external-node': 'true' },
@@ -44,11 +45,13 @@ describe('consul dc1 + dc2 (shared)', () => {
     expect(self.Config.Datacenter).toBe('dc2');
   });
 
-  it('a service registered through dc1 with ?dc=dc2 lives in dc2', async () => {
+  it('a service registered through dc1 for dc2 lives in dc2', async () => {
     const name = `cross-${randomUUID().slice(0, 8)}`;
+    // /v1/catalog/register takes the target DC from the body's Datacenter field (Consul
+    // ignores ?dc= on this endpoint and would write to dc1); dc1 forwards the write to dc2.
     const res = await dc1.fetch('/v1/catalog/register?dc=dc2', {
       method: 'PUT',
-      body: JSON.stringify(registration(name, `${name}-1`, 9001)),
+      body: JSON.stringify(registration(name, `${name}-1`, 9001, 'dc2')),
     });
     expect(res.status, await res.text()).toBe(200);
 

@@ -1,0 +1,185 @@
+/**
+ * In-process gateway for e2e tests: compile routes + a catalog into a table, serve it with ProxyPipeline and
+ * createProxyServer on 127.0.0.1:0, against real upstreams (echo servers or purpose-built ones).
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
+import type { Instance } from '../../src/api/catalog.ts';
+import { compile } from '../../src/compile/compile.ts';
+import { ProxyPipeline, type ProxySettings } from '../../src/proxy/proxy.ts';
+import { createProxyServer, type ListenerSettings } from '../../src/proxy/server.ts';
+import type { TableData } from '../../src/table/types.ts';
+import { createEchoServer } from '../../src/tools/echo-server.ts';
+
+export async function listen(server: Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+export interface Upstream {
+  name: string;
+  port: number;
+  server: Server;
+  /** Requests received (counted when their headers arrive). */
+  hits: number;
+  close(): Promise<void>;
+}
+
+async function track(name: string, server: Server): Promise<Upstream> {
+  const port = await listen(server);
+  const up: Upstream = {
+    name,
+    port,
+    server,
+    hits: 0,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  server.prependListener('request', () => {
+    up.hits++;
+  });
+  server.prependListener('upgrade', () => {
+    up.hits++;
+  });
+  return up;
+}
+
+export function startEcho(name: string): Promise<Upstream> {
+  return track(name, createEchoServer({ name }));
+}
+
+export function startUpstream(
+  name: string,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<Upstream> {
+  return track(name, createServer(handler));
+}
+
+export function instance(port: number, name = `i${port}`): Instance {
+  return { id: name, address: '127.0.0.1', port, tags: [], meta: {}, health: 'passing', weight: 1 };
+}
+
+/** A table with one route (spec given) and service `svc` in dc1 with these upstream ports. */
+export function tableOf(
+  spec: Record<string, unknown>,
+  services: Record<string, number[]>,
+  version = 1,
+): TableData {
+  const catalogServices: Record<string, Instance[]> = {};
+  for (const [svc, ports] of Object.entries(services)) catalogServices[svc] = ports.map((p) => instance(p));
+  const { table, statuses } = compile({
+    routes: [
+      {
+        raw: {
+          apiVersion: 'edgegate.io/v1alpha1',
+          kind: 'GatewayRoute',
+          metadata: { name: 'test', namespace: 'default' },
+          spec,
+        },
+        origin: 'test',
+      },
+    ],
+    catalog: { localDatacenter: 'dc1', datacenters: { dc1: { services: catalogServices } } },
+  });
+  const bad = statuses.filter((s) => !s.accepted);
+  if (bad.length > 0) throw new Error(`route rejected: ${JSON.stringify(bad[0]!.errors)}`);
+  return { ...table, version };
+}
+
+export interface Gateway {
+  proxy: ProxyPipeline;
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startGateway(
+  table: TableData,
+  proxySettings: Partial<ProxySettings> = {},
+  listenerSettings: Partial<ListenerSettings> = {},
+): Promise<Gateway> {
+  const proxy = new ProxyPipeline(proxySettings);
+  proxy.setTable(table);
+  const server = createProxyServer(proxy, listenerSettings);
+  // closeAllConnections does not reach upgraded (WebSocket) sockets: track every socket.
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  const port = await listen(server);
+  return {
+    proxy,
+    server,
+    port,
+    async close() {
+      server.closeAllConnections();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      await proxy.pools.destroy();
+    },
+  };
+}
+
+/**
+ * Sends raw bytes on a fresh TCP connection and resolves with everything the server sent until it closed the
+ * connection (or `timeoutMs`, after which the socket is destroyed and what arrived is returned).
+ */
+export function rawExchange(port: number, payload: string | Buffer, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    }, timeoutMs);
+    socket.on('connect', () => socket.write(payload));
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (err) => {
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') return;
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
+export function statusOf(response: string): number {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(response);
+  return m ? Number(m[1]) : 0;
+}
+
+/** A GET through the gateway with fetch-free plain http (keeps tests on node:http). */
+export async function get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
+  const { request } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path, headers: { host: 'test.local', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            headers: res.headers,
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
