@@ -19,6 +19,10 @@ import { LastKnownGood } from './control/last-known-good.ts';
 import { ConfigError } from './errors.ts';
 import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
+import { LocalCoordinator } from './policy/coordinator.ts';
+import { holdEventLoopBusy } from './policy/overload-guard.ts';
+import { PolicyRuntime } from './policy/policy-runtime.ts';
+import type { PolicySettings } from './policy/types.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer } from './proxy/server.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
@@ -39,6 +43,8 @@ export interface RunOptions {
   /** Local datacenter for consul backends without one (standalone: default dc1). */
   datacenter?: string;
   trustedHops?: number;
+  /** Pod-wide policy settings: global IP lists, secrets dir, overload thresholds, test hooks. */
+  policy?: Partial<PolicySettings>;
   logger?: Logger;
   /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
   kube?: KubeOptions;
@@ -224,7 +230,11 @@ function lastKnownGoodNotes(controller: Controller, served: number): string[] {
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
-  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
+  const policies = new PolicyRuntime(
+    { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
+    new LocalCoordinator(),
+  );
+  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 }, policies);
   const plane = createControlPlane(opts, log, (table) => proxy.setTable(table));
   const { controller } = plane;
   await plane.start();
@@ -239,8 +249,16 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
-    workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
+    workers: () => ({
+      mode: 'single-process',
+      pid: process.pid,
+      version: proxy.version,
+      policies: policies.stats(),
+    }),
     sources: () => plane.sourcesView(),
+    ...(policies.settings.testHooks
+      ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
+      : {}),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
@@ -295,6 +313,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     port: listenAt.port,
     reusePort,
     proxy: { trustedHops: opts.trustedHops ?? 0 },
+    policy: { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: opts.workers },
     listener: {},
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
@@ -324,8 +343,12 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         pid: process.pid,
         ...primary.stats(),
         workers: primary.workers().map((w) => ({ ...w, stats: w.pid ? live.get(w.pid) : undefined })),
+        policyState: primary.policyState.stats(),
       };
     },
+    ...(opts.policy?.testHooks
+      ? { testBusy: (ms: number, blockMs: number) => primary.testBusy(ms, blockMs) }
+      : {}),
   });
   const adminAddress = await listen(admin, opts.admin, '--admin');
   let proxyAddress: { address: string; port: number };

@@ -5,6 +5,9 @@
  */
 import cluster from 'node:cluster';
 import { createLogger, type Logger } from '../observe/log.ts';
+import { IpcCoordinator } from '../policy/ipc-coordinator.ts';
+import { holdEventLoopBusy } from '../policy/overload-guard.ts';
+import { PolicyRuntime } from '../policy/policy-runtime.ts';
 import { ProxyPipeline } from '../proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from '../proxy/server.ts';
 import type { TableData } from '../table/types.ts';
@@ -23,8 +26,10 @@ const ORPHAN_DRAIN: Omit<DrainMessage, 'type'> = { delayMs: 0, timeoutMs: 5_000 
 /** How long a signalled worker waits for the primary's drain message before draining on its own. */
 const SIGNAL_GRACE_MS = 1_000;
 
-function send(message: WorkerMessage): void {
-  if (process.connected) process.send?.(message);
+function send(message: WorkerMessage): boolean {
+  if (!process.connected || !process.send) return false;
+  process.send(message);
+  return true;
 }
 
 export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -37,6 +42,8 @@ export class ProxyWorker {
   readonly #config: WorkerConfig;
   readonly #log: Logger;
   readonly #proxy: ProxyPipeline;
+  readonly #coordinator: IpcCoordinator;
+  readonly #policies: PolicyRuntime;
   readonly #server;
   #listening: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
@@ -44,7 +51,9 @@ export class ProxyWorker {
   constructor(config: WorkerConfig, log: Logger) {
     this.#config = config;
     this.#log = log;
-    this.#proxy = new ProxyPipeline(config.proxy);
+    this.#coordinator = new IpcCoordinator((m) => send(m));
+    this.#policies = new PolicyRuntime(config.policy ?? {}, this.#coordinator);
+    this.#proxy = new ProxyPipeline(config.proxy, this.#policies);
     this.#server = createProxyServer(this.#proxy, config.listener);
   }
 
@@ -72,6 +81,12 @@ export class ProxyWorker {
 
   #onMessage(m: PrimaryMessage): void {
     switch (m.type) {
+      case 'policy-reply':
+        return this.#coordinator.onReply(m);
+      case 'test-busy':
+        // Test hook: only with EDGEGATE_TEST_HOOKS=1 (the primary sends it only then, and the worker checks too).
+        if (this.#policies.settings.testHooks) holdEventLoopBusy(m.ms, m.blockMs);
+        return;
       case 'table':
         return this.#applyTable(m.version, m.json);
       case 'drain':
@@ -91,6 +106,7 @@ export class ProxyWorker {
             connections: l.connections,
             draining: l.draining,
             pools: this.#proxy.pools.size,
+            policies: this.#policies.stats(),
             memory: { rss: mem.rss, heapUsed: mem.heapUsed },
           },
         });

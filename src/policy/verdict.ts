@@ -2,6 +2,7 @@
  * What the policies of a rule decide about one request: let it through (possibly with header changes, a buffered
  * body, and a release to call when the request is over), or answer it here.
  */
+import { type ServerResponse, STATUS_CODES } from 'node:http';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
 
 export interface Pass {
@@ -50,4 +51,32 @@ export function deny(
     body: errorBody(code, requestId, opts.message, opts.reason),
     closeConnection: opts.closeConnection ?? false,
   };
+}
+
+/** Writes a denial as the response (headers already sent: the connection is cut instead). */
+export function respondDenial(res: ServerResponse, d: Denial, requestId: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string | number> = {
+    ...d.headers,
+    'content-length': Buffer.byteLength(d.body),
+    'x-request-id': requestId,
+  };
+  // An unread request body would be parsed as the next request: close the connection instead.
+  if (d.closeConnection) {
+    headers.connection = 'close';
+    res.shouldKeepAlive = false;
+  }
+  res.writeHead(d.status, headers);
+  res.end(d.body);
+}
+
+/** A denial as raw HTTP/1.1 bytes, for a refused WebSocket upgrade (the connection closes after it). */
+export function rawDenial(d: Denial, requestId: string): Buffer {
+  let head = `HTTP/1.1 ${d.status} ${STATUS_CODES[d.status] ?? 'Error'}\r\n`;
+  for (const [k, v] of Object.entries(d.headers)) head += `${k}: ${v}\r\n`;
+  head += `content-length: ${Buffer.byteLength(d.body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(d.body)]);
 }
