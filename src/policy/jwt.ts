@@ -73,7 +73,8 @@ export class JwtVerifier {
     if (data.jwksUrl) {
       const remote = createRemoteJWKSet(new URL(data.jwksUrl), {
         cacheMaxAge: data.jwksCacheMs,
-        cooldownDuration: 30_000,
+        // A token with an unknown kid refetches at most this often (a rotated key is picked up that fast).
+        cooldownDuration: Math.min(30_000, data.jwksCacheMs),
         timeoutDuration: 5_000,
       });
       this.#resolve = (h) => remote(h);
