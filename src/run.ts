@@ -30,6 +30,12 @@ import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
 import { type KubeOptions, type KubeSources, startKubeSources } from './sources/kube/start-kube.ts';
 import type { TableData } from './table/types.ts';
+import { CertManager } from './tls/cert-manager.ts';
+import type { CertSet } from './tls/certificate.ts';
+import { type CertFileSpec, FileCertSource } from './tls/file-certs.ts';
+import { HttpsRedirector } from './tls/https-redirect.ts';
+import { TlsListener } from './tls/tls-listener.ts';
+import type { TlsListenerSettings } from './tls/tls-settings.ts';
 
 export interface RunOptions {
   listen: string;
@@ -46,6 +52,15 @@ export interface RunOptions {
   /** Pod-wide policy settings: global IP lists, secrets dir, overload thresholds, test hooks. */
   policy?: Partial<PolicySettings>;
   logger?: Logger;
+  /** HTTPS listener address (default `:8443`); it opens only when certificates are configured. */
+  listenTls?: string;
+  /** `--tls-cert` values, parsed. */
+  tlsCerts?: CertFileSpec[];
+  /** `--tls-default-cert`, parsed. */
+  tlsDefaultCert?: CertFileSpec;
+  tlsSettings?: Partial<TlsListenerSettings>;
+  /** `--https-redirect`: the HTTP listener redirects everything to HTTPS. */
+  httpsRedirect?: { statusCode: 301 | 308; port: number };
   /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
   kube?: KubeOptions;
 }
@@ -81,11 +96,16 @@ interface Running {
 export interface RunningGateway extends Running {
   proxyAddress: AddressInfo;
   proxy: ProxyPipeline;
+  /** HTTPS listener address (undefined: no certificates configured, no listener). */
+  tlsAddress: AddressInfo | undefined;
+  tls: TlsListener;
+  certificates: CertManager | undefined;
 }
 
 export interface RunningCluster extends Running {
   proxyAddress: { address: string; port: number };
   primary: ClusterPrimary;
+  certificates: CertManager | undefined;
 }
 
 /** `:8080`, `8080`, `127.0.0.1:8080`, `[::1]:8080` → host (undefined: every interface) and port. */
@@ -218,6 +238,18 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
   };
 }
 
+/** Certificate files → CertManager → `publish` (workers or the in-process listener). Undefined: no HTTPS. */
+async function startCertificates(opts: RunOptions, log: Logger, publish: (set: CertSet) => void) {
+  const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
+  if (!files.configured) return undefined;
+  const manager = new CertManager((set) => {
+    publish(set);
+    log.info('certificates published', { version: set.version, certificates: set.bundles.length });
+  });
+  await files.start((bundles, def) => manager.set('files', bundles, def));
+  return { manager, stop: () => files.stop() };
+}
+
 /**
  * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
  * last-known-good table and stays ready (the edge must not go dark); the note says so.
@@ -239,7 +271,11 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const { controller } = plane;
   await plane.start();
 
-  const proxyServer = createProxyServer(proxy);
+  const proxyServer = createProxyServer(
+    opts.httpsRedirect ? new HttpsRedirector(opts.httpsRedirect.statusCode, opts.httpsRedirect.port) : proxy,
+  );
+  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
+  const certs = await startCertificates(opts, log, (set) => tls.applyCerts(set));
   let draining = false;
   const admin = createAdminServer({
     readiness: () => {
@@ -261,11 +297,26 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       : {}),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
+  const tlsAddress = certs
+    ? await tls
+        .listen({ ...parseListen(opts.listenTls ?? ':8443', '--listen-tls'), reusePort: false })
+        .catch((err: Error) => {
+          throw new ConfigError(`--listen-tls: cannot listen on ${opts.listenTls}: ${err.message}`);
+        })
+    : undefined;
   const adminAddress = await listen(admin, opts.admin, '--admin');
-  log.info('edgegate is serving', { listen: proxyAddress, admin: adminAddress, workers: 0 });
+  log.info('edgegate is serving', {
+    listen: proxyAddress,
+    listenTls: tlsAddress,
+    admin: adminAddress,
+    workers: 0,
+  });
 
   return {
     proxyAddress,
+    tlsAddress,
+    tls,
+    certificates: certs?.manager,
     adminAddress,
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
@@ -273,13 +324,20 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     async drain(settings) {
       draining = true;
       log.info('draining', { ...settings });
+      certs?.stop();
       await plane.stop();
-      const r = await drainServer(proxyServer, settings);
+      const [r, rt] = await Promise.all([
+        drainServer(proxyServer, settings),
+        tlsAddress ? tls.drain(settings) : undefined,
+      ]);
+      r.cut += rt?.cut ?? 0;
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
     async stop() {
+      certs?.stop();
+      tls.close();
       await plane.stop();
       proxyServer.close();
       admin.close();
@@ -308,6 +366,9 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   const reusePort = opts.reusePort ?? platformHasReusePort();
   // Port 0: every SO_REUSEPORT worker must bind the same port, so choose it once here.
   if (listenAt.port === 0 && reusePort) listenAt.port = await pickPort(listenAt.host);
+  const hasCerts = (opts.tlsCerts?.length ?? 0) > 0 || opts.tlsDefaultCert !== undefined;
+  const tlsAt = hasCerts ? parseListen(opts.listenTls ?? ':8443', '--listen-tls') : undefined;
+  if (tlsAt && tlsAt.port === 0 && reusePort) tlsAt.port = await pickPort(tlsAt.host);
   const config: WorkerConfig = {
     host: listenAt.host,
     port: listenAt.port,
@@ -317,8 +378,11 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     listener: {},
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
+    ...(tlsAt ? { tls: { host: tlsAt.host, port: tlsAt.port, settings: opts.tlsSettings ?? {} } } : {}),
+    ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
   };
   const primary = new ClusterPrimary({ workers: opts.workers, config, log });
+  const certs = await startCertificates(opts, log, (set) => primary.publishCerts(set));
   const plane = createControlPlane(opts, log, (table) => primary.publish(table));
   const { controller } = plane;
   primary.start();
@@ -373,14 +437,17 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
     primary,
+    certificates: certs?.manager,
     async drain(settings) {
       log.info('draining', { ...settings, workers: primary.stats().live });
+      certs?.stop();
       await plane.stop();
       const r = await primary.drain(settings);
       log.info('drained', { clean: r.clean });
       return r;
     },
     async stop() {
+      certs?.stop();
       await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();

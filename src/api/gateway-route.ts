@@ -331,7 +331,26 @@ export const LoadBalancer = Type.Object(
     ),
     consistentHash: Type.Optional(ConsistentHash),
   },
-  { ...strict, description: 'How an endpoint is picked inside a backend.' },
+  {
+    ...strict,
+    description: 'How an endpoint is picked inside a backend.',
+    ...cel(
+      {
+        rule:
+          "self.type != 'ConsistentHash' || (has(self.consistentHash) && " +
+          '(has(self.consistentHash.header) ? 1 : 0) + (has(self.consistentHash.cookie) ? 1 : 0) + ' +
+          '(has(self.consistentHash.sourceIP) && self.consistentHash.sourceIP ? 1 : 0) == 1)',
+        message: 'type ConsistentHash needs exactly one of header, cookie or sourceIP: true',
+        fieldPath: '.consistentHash',
+      },
+      {
+        rule: "self.type == 'ConsistentHash' || !has(self.consistentHash)",
+        message: 'consistentHash is only allowed with type ConsistentHash',
+        fieldPath: '.consistentHash',
+        reason: 'FieldValueForbidden',
+      },
+    ),
+  },
 );
 
 export const Timeouts = Type.Object(
@@ -359,7 +378,17 @@ export const Timeouts = Type.Object(
       }),
     ),
   },
-  { ...strict, description: 'Gateway API style timeouts, plus response headers and body idle.' },
+  {
+    ...strict,
+    description: 'Gateway API style timeouts, plus response headers and body idle.',
+    ...cel({
+      rule:
+        "!(has(self.request) && has(self.backendRequest)) || duration(self.request) == duration('0s') || " +
+        'duration(self.backendRequest) <= duration(self.request)',
+      message: 'backendRequest must not exceed request',
+      fieldPath: '.backendRequest',
+    }),
+  },
 );
 
 export const RETRY_ON = ['connect-failure', 'reset', 'timeout', '5xx', '502', '503', '504'] as const;
@@ -373,7 +402,8 @@ export const Retry = Type.Object(
         description: 'Retries after the first try (default 1; 0 turns retries off).',
       }),
     ),
-    on: Type.Optional(
+    // Not `on`: YAML 1.1 parsers (kubectl's among them) read an unquoted `on` key as the boolean true.
+    retryOn: Type.Optional(
       Type.Array(Type.Union(RETRY_ON.map((t) => Type.Literal(t))), {
         maxItems: 7,
         description: 'What a retry is for (default [connect-failure, reset]).',
@@ -424,6 +454,28 @@ const KubeServiceBackend = Type.Object(
   strict,
 );
 
+/** TLS from the gateway to the backend (upstream TLS). */
+export const BackendTLS = Type.Object(
+  {
+    serverName: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 253,
+        description: 'SNI and the name the upstream certificate must carry (default: the endpoint address).',
+      }),
+    ),
+    caBundle: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 65536,
+        description:
+          'PEM CA certificates that sign the upstream certificate (default: the system trust store).',
+      }),
+    ),
+  },
+  { ...strict, description: 'Connect to the backend over TLS.' },
+);
+
 const Backend = Type.Object(
   {
     consul: Type.Optional(ConsulBackend),
@@ -432,6 +484,13 @@ const Backend = Type.Object(
       Type.Integer({ minimum: 0, maximum: 1000000, default: 1, description: 'Relative share of requests.' }),
     ),
     pool: Type.Optional(PoolSettings),
+    tls: Type.Optional(BackendTLS),
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('http1'), Type.Literal('h2')], {
+        default: 'http1',
+        description: 'Protocol to the backend: h2 (HTTP/2 over TLS, e.g. gRPC) needs tls.',
+      }),
+    ),
   },
   {
     ...strict,
@@ -788,6 +847,25 @@ export const CatalogRoute = Type.Object(
   },
 );
 
+/** A certificate for some of the route's hostnames, from a `kubernetes.io/tls` Secret in the route's namespace. */
+export const RouteTLS = Type.Object(
+  {
+    hostnames: Type.Optional(
+      Type.Array(Hostname, {
+        maxItems: 16,
+        description: 'Which of spec.hostnames this certificate serves (default: all of them).',
+      }),
+    ),
+    secretName: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+      description: 'A kubernetes.io/tls Secret (tls.crt, tls.key) in the route’s namespace.',
+    }),
+  },
+  strict,
+);
+
 export const GatewayRouteSpec = Type.Object(
   {
     hostnames: Type.Optional(
@@ -799,6 +877,9 @@ export const GatewayRouteSpec = Type.Object(
     ),
     rules: Type.Optional(Type.Array(Rule, { maxItems: 64 })),
     catalog: Type.Optional(CatalogRoute),
+    tls: Type.Optional(
+      Type.Array(RouteTLS, { maxItems: 16, description: 'Certificates for the HTTPS listener (SNI).' }),
+    ),
   },
   {
     ...strict,
@@ -852,3 +933,5 @@ export type PoliciesSpec = Static<typeof Policies>;
 export type LoadBalancerSpec = Static<typeof LoadBalancer>;
 export type TimeoutsSpec = Static<typeof Timeouts>;
 export type RetrySpec = Static<typeof Retry>;
+export type RouteTLSSpec = Static<typeof RouteTLS>;
+export type BackendTLSSpec = Static<typeof BackendTLS>;

@@ -4,10 +4,12 @@
  * coordinates the graceful drain. The primary itself never proxies.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.ts';
 import { PolicyState } from '../policy/coordinator.ts';
 import type { TableData } from '../table/types.ts';
+import type { CertSet } from '../tls/certificate.ts';
 import {
   isWorkerMessage,
   type PrimaryMessage,
@@ -95,6 +97,7 @@ export class ClusterPrimary {
   /** Pod-wide policy state shared by the workers over IPC: rate-limit buckets, replay cache of signed requests. */
   readonly policyState = new PolicyState();
   #table: { version: number; json: string } | undefined;
+  #certs: CertSet | undefined;
   #restarts = 0;
   #draining = false;
   #handoff: PendingHandoff | undefined;
@@ -112,7 +115,10 @@ export class ClusterPrimary {
       minUptimeMs: 10_000,
       backoffBaseMs: 250,
       backoffMaxMs: 30_000,
-      exec: fileURLToPath(new URL('./worker-main.ts', import.meta.url)),
+      // Beside this file, with this file's extension: .ts from source (type stripping), .js in the built image.
+      exec: fileURLToPath(
+        new URL(`./worker-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+      ),
       ...opts,
     };
     this.#log = opts.log;
@@ -173,6 +179,12 @@ export class ClusterPrimary {
       n++;
     }
     return n;
+  }
+
+  /** Sends the HTTPS certificates to every worker (and to each new one on its hello). */
+  publishCerts(set: CertSet): void {
+    this.#certs = set;
+    for (const s of this.#slots) if (s.worker && s.greeted) this.#send(s, { type: 'certs', set });
   }
 
   /** Sends this table to every worker; each acknowledges the version once it serves it. */
@@ -327,6 +339,8 @@ export class ClusterPrimary {
       case 'hello':
         slot.greeted = true;
         slot.pid = m.pid;
+        // Certificates first, so a new worker's HTTPS listener has them from its first handshake.
+        if (this.#certs) this.#send(slot, { type: 'certs', set: this.#certs });
         // A new worker gets the current table before it listens (it listens once it has one).
         if (this.#table) {
           const h = this.#handoff;

@@ -18,6 +18,9 @@
 import type { Lease, LeaseRequest } from '../policy/coordinator.ts';
 import type { PolicySettings } from '../policy/types.ts';
 import type { ListenerSettings } from '../proxy/server.ts';
+import type { CertSet } from '../tls/certificate.ts';
+import type { TlsListenerSettings } from '../tls/tls-settings.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 
 /** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
 export interface WorkerConfig {
@@ -34,6 +37,10 @@ export interface WorkerConfig {
   logLevel: string;
   /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
   drain: { delayMs: number; timeoutMs: number };
+  /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
+  tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
+  /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
+  httpsRedirect?: { statusCode: 301 | 308; port: number };
 }
 
 export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
@@ -77,10 +84,20 @@ export interface TestBusyMessage {
   blockMs: number;
 }
 
+/**
+ * The certificates for the HTTPS listener, whole. Separate from the table on purpose: the table is persisted to
+ * disk as last-known-good and private keys must not be; certificates are re-read from their sources on start.
+ */
+export interface CertsMessage {
+  type: 'certs';
+  set: CertSet;
+}
+
 export type PrimaryMessage =
   | TableMessage
   | DrainMessage
   | StatsRequestMessage
+  | CertsMessage
   | PolicyReplyMessage
   | TestBusyMessage;
 
@@ -108,6 +125,8 @@ export interface ListeningMessage {
   type: 'listening';
   address: { address: string; port: number; family: string };
   reusePort: boolean;
+  /** The HTTPS listener's address, when the worker has one. */
+  tlsAddress?: { address: string; port: number; family: string };
 }
 
 export interface ListenErrorMessage {
@@ -136,6 +155,8 @@ export interface WorkerStats {
   memory: { rss: number; heapUsed: number };
   /** Per-rule policy counters (limited, shed, denied, auth failures by reason) and the overload level. */
   policies?: unknown;
+  /** HTTPS listener figures (absent without one). */
+  tls?: TlsStatsSnapshot & { requests: number; inFlight: number; connections: number; certVersion: number };
 }
 
 export interface StatsMessage {
@@ -161,7 +182,14 @@ export type WorkerMessage =
   | StatsMessage
   | PolicyCallMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'policy-reply', 'test-busy']);
+const PRIMARY_TYPES = new Set<string>([
+  'table',
+  'drain',
+  'stats-request',
+  'certs',
+  'policy-reply',
+  'test-busy',
+]);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',

@@ -11,6 +11,8 @@ import { PolicyRuntime } from '../policy/policy-runtime.ts';
 import { ProxyPipeline } from '../proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from '../proxy/server.ts';
 import type { TableData } from '../table/types.ts';
+import { HttpsRedirector } from '../tls/https-redirect.ts';
+import { TlsListener } from '../tls/tls-listener.ts';
 import {
   type DrainMessage,
   isPrimaryMessage,
@@ -45,6 +47,8 @@ export class ProxyWorker {
   readonly #coordinator: IpcCoordinator;
   readonly #policies: PolicyRuntime;
   readonly #server;
+  /** The HTTPS listener, when configured. */
+  readonly #tls: TlsListener | undefined;
   #listening: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
 
@@ -54,7 +58,12 @@ export class ProxyWorker {
     this.#coordinator = new IpcCoordinator((m) => send(m));
     this.#policies = new PolicyRuntime(config.policy ?? {}, this.#coordinator);
     this.#proxy = new ProxyPipeline(config.proxy, this.#policies);
-    this.#server = createProxyServer(this.#proxy, config.listener);
+    const r = config.httpsRedirect;
+    this.#server = createProxyServer(
+      r ? new HttpsRedirector(r.statusCode, r.port) : this.#proxy,
+      config.listener,
+    );
+    this.#tls = config.tls ? new TlsListener(this.#proxy, config.tls.settings, log) : undefined;
   }
 
   /** Installs the IPC and signal handlers and greets the primary, which answers with the current table. */
@@ -89,6 +98,9 @@ export class ProxyWorker {
         return;
       case 'table':
         return this.#applyTable(m.version, m.json);
+      case 'certs':
+        this.#tls?.applyCerts(m.set);
+        return;
       case 'drain':
         void this.drain(m);
         return;
@@ -108,6 +120,7 @@ export class ProxyWorker {
             pools: this.#proxy.pools.size,
             policies: this.#policies.stats(),
             memory: { rss: mem.rss, heapUsed: mem.heapUsed },
+            ...(this.#tls ? { tls: this.#tls.figures() } : {}),
           },
         });
         return;
@@ -135,7 +148,9 @@ export class ProxyWorker {
     const { host, port, reusePort } = this.#config;
     try {
       const address = await listenProxyServer(this.#server, { host, port, reusePort });
-      send({ type: 'listening', address, reusePort });
+      const t = this.#config.tls;
+      const tlsAddress = t && (await this.#tls!.listen({ host: t.host, port: t.port, reusePort }));
+      send({ type: 'listening', address, reusePort, ...(tlsAddress ? { tlsAddress } : {}) });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       send({ type: 'listen-error', message: e.message, code: e.code });
@@ -150,11 +165,15 @@ export class ProxyWorker {
     this.#draining ??= (async () => {
       send({ type: 'draining' });
       const started = Date.now();
-      const result = await drainServer(this.#server, {
-        delayMs: opts.delayMs,
-        timeoutMs: opts.timeoutMs,
-        onListenerClosed: () => this.#log.debug('listener closed'),
-      });
+      const [result, tlsResult] = await Promise.all([
+        drainServer(this.#server, {
+          delayMs: opts.delayMs,
+          timeoutMs: opts.timeoutMs,
+          onListenerClosed: () => this.#log.debug('listener closed'),
+        }),
+        this.#tls?.drain(opts),
+      ]);
+      result.cut += tlsResult?.cut ?? 0;
       if (result.cut > 0) this.#log.warn('drain timeout: cut requests still running', { cut: result.cut });
       // Pools close gracefully; bounded by what is left of the budget.
       const left = Math.max(0, opts.timeoutMs - (Date.now() - started));

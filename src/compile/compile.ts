@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
 import type {
+  BackendTLSSpec,
   GatewayRoute,
   HeaderModifierSpec,
   LoadBalancerSpec,
@@ -109,7 +110,7 @@ function poolOf(spec: PoolSettingsSpec | undefined, base: PoolData): PoolData {
 }
 
 function poolKey(p: PoolData): string {
-  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}/${p.maxPendingRequests}`;
+  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}/${p.maxPendingRequests}${upstreamTlsKey(p)}`;
 }
 
 /** Rule traffic settings → table data; undefined when the rule keeps every default (smaller tables). */
@@ -139,7 +140,7 @@ function retryOf(spec: RetrySpec | undefined): RetryData | undefined {
   if (!spec) return undefined;
   return {
     attempts: spec.attempts ?? DEFAULT_RETRY.attempts,
-    on: spec.on ? [...new Set(spec.on)].sort(cmp) : DEFAULT_RETRY.on,
+    on: spec.retryOn ? [...new Set(spec.retryOn)].sort(cmp) : DEFAULT_RETRY.on,
     backoffMs: spec.backoff ? parseDuration(spec.backoff) : DEFAULT_RETRY.backoffMs,
   };
 }
@@ -154,6 +155,33 @@ function setTraffic(
   if (lb) entry.loadBalancer = lb;
   if (timeouts) entry.timeouts = timeouts;
   if (retry) entry.retry = retry;
+}
+
+/** Backend tls/protocol → pool data; a distinct TLS setup is a distinct cluster (and pool). */
+function withUpstreamTls(
+  pool: PoolData,
+  tls: BackendTLSSpec | undefined,
+  protocol: 'http1' | 'h2' | undefined,
+): PoolData {
+  if (!tls) return pool;
+  const out: PoolData = { ...pool, tls: {} };
+  if (tls.serverName !== undefined) out.tls!.serverName = tls.serverName;
+  if (tls.caBundle !== undefined) out.tls!.caBundle = tls.caBundle;
+  if (protocol === 'h2') out.protocol = 'h2';
+  return out;
+}
+
+function upstreamTlsKey(p: PoolData): string {
+  if (!p.tls) return '';
+  const ca = p.tls.caBundle ? `ca${fnv1a(p.tls.caBundle)}` : 'system';
+  return `|tls:${p.tls.serverName ?? ''}:${ca}${p.protocol === 'h2' ? ':h2' : ''}`;
+}
+
+/** Short stable digest for ids (compile has no node:crypto dependency). */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16);
 }
 
 function endpointOf(i: Instance): EndpointData {
@@ -352,7 +380,7 @@ function compileRoute(
     if (!redirectSpec) {
       backends = [];
       for (const b of rule.backends ?? []) {
-        const pool = poolOf(b.pool, ctx.settings.defaultPool);
+        const pool = withUpstreamTls(poolOf(b.pool, ctx.settings.defaultPool), b.tls, b.protocol);
         const ref = backendRef(b, namespace, localDc);
         const { cluster, known } = b.consul
           ? consulCluster(

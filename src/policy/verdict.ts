@@ -64,8 +64,10 @@ export function respondDenial(res: ServerResponse, d: Denial, requestId: string)
     'content-length': Buffer.byteLength(d.body),
     'x-request-id': requestId,
   };
-  // An unread request body would be parsed as the next request: close the connection instead.
-  if (d.closeConnection) {
+  // An unread request body would be parsed as the next request: close the connection instead (HTTP/1 only:
+  // HTTP/2 forbids the header, and a stream's unread body does not affect the others).
+  const http2 = (res as { req?: { httpVersionMajor?: number } }).req?.httpVersionMajor === 2;
+  if (d.closeConnection && !http2) {
     headers.connection = 'close';
     res.shouldKeepAlive = false;
   }

@@ -12,6 +12,7 @@ import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
 import type { HeaderEdits } from '../table/types.ts';
 import type { ClusterRuntime } from './cluster-runtime.ts';
+import { forwardedTrailers } from './h2-compat.ts';
 import { clientResponseHeaders } from './headers.ts';
 import type { OutlierDetector } from './outlier.ts';
 import type { Upstream } from './upstream-pools.ts';
@@ -192,8 +193,11 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (!this.discard) this.exchange.responseData(controller, chunk);
   }
 
-  onResponseEnd(): void {
-    this.exchange.responseEnd(this);
+  onResponseEnd(
+    _controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[] | undefined>,
+  ): void {
+    this.exchange.responseEnd(this, trailers);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error): void {
@@ -228,6 +232,9 @@ export interface ExchangeInit {
   hash: number | undefined;
 }
 
+/** HTTP/2 compat response: trailers can be passed on (gRPC status); HTTP/1.1 clients get none. */
+type TrailerResponse = ServerResponse & { addTrailers(t: Record<string, string>): void };
+
 export class Exchange {
   readonly #ctx: ExchangeContext;
   readonly #res: ServerResponse;
@@ -240,6 +247,7 @@ export class Exchange {
   readonly #body: IncomingMessage | Buffer | null;
   readonly #retryable: boolean;
   readonly #hash: number | undefined;
+  readonly #h2Client: boolean;
   #attempt: Attempt | undefined;
   #tries = 0;
   #retrying = false;
@@ -260,6 +268,7 @@ export class Exchange {
     this.#body = init.body;
     this.#retryable = init.retryable;
     this.#hash = init.hash;
+    this.#h2Client = init.req.httpVersionMajor === 2;
   }
 
   get finished(): boolean {
@@ -300,18 +309,18 @@ export class Exchange {
     up.inFlight++;
     const p = this.#policy;
     if (p.backendRequestMs > 0) attempt.timer = setTimeout(onTryTimer, p.backendRequestMs, attempt);
-    up.pool.dispatch(
-      {
-        path: this.#path,
-        method: this.#method,
-        headers:
-          this.#tries === 1 ? this.#headers : [...this.#headers, 'x-edgegate-attempt', String(this.#tries)],
-        body: this.#body,
-        headersTimeout: p.responseHeadersMs,
-        bodyTimeout: p.idleMs,
-      },
-      attempt,
-    );
+    // `servername`: undici's per-request TLS server name (constant per upstream; see upstream-tls.ts).
+    const options: Dispatcher.DispatchOptions & { servername?: string } = {
+      path: this.#path,
+      method: this.#method,
+      headers:
+        this.#tries === 1 ? this.#headers : [...this.#headers, 'x-edgegate-attempt', String(this.#tries)],
+      body: this.#body,
+      headersTimeout: p.responseHeadersMs,
+      bodyTimeout: p.idleMs,
+      servername: up.servername,
+    };
+    up.pool.dispatch(options, attempt);
   }
 
   #settle(a: Attempt): void {
@@ -412,8 +421,12 @@ export class Exchange {
     }
   }
 
-  responseEnd(a: Attempt): void {
+  responseEnd(a: Attempt, trailers: Record<string, string | string[] | undefined>): void {
     this.#settle(a);
+    if (!a.discard && this.#h2Client) {
+      const t = forwardedTrailers(trailers);
+      if (t) (this.#res as TrailerResponse).addTrailers(t);
+    }
     if (!a.discard) this.#res.end();
     else if (this.#timedOut)
       sendError(this.#res, 'EDGEGATE_UPSTREAM_TIMEOUT', this.#requestId, 'request timeout');

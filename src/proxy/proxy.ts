@@ -29,6 +29,7 @@ import {
   type RulePolicy,
   sendError,
 } from './exchange.ts';
+import { requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
@@ -328,17 +329,15 @@ export class ProxyPipeline {
     return routed;
   }
 
-  #redirect(res: ServerResponse, r: Routed, requestId: string, hostHeader: string): void {
+  #redirect(req: IncomingMessage, res: ServerResponse, r: Routed, requestId: string): void {
+    const hostHeader = req.headers.host ?? '';
     const rd = r.entry!.data.redirect!;
-    const scheme = rd.scheme ?? this.settings.proto;
+    const proto = requestProto(req, this.settings.proto);
+    const scheme = rd.scheme ?? proto;
     const colon = hostHeader.lastIndexOf(':');
     const requestPort = colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
     const port =
-      rd.port !== undefined
-        ? String(rd.port)
-        : rd.scheme && rd.scheme !== this.settings.proto
-          ? ''
-          : requestPort;
+      rd.port !== undefined ? String(rd.port) : rd.scheme && rd.scheme !== proto ? '' : requestPort;
     const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
     const location = `${scheme}://${rd.hostname ?? r.host}${port && !defaultPort ? `:${port}` : ''}${
       rd.path ? rewritePath(r.path, rd.path, r.entry!.prefixLength) : r.path
@@ -362,7 +361,7 @@ export class ProxyPipeline {
       {
         host: data.rewrite?.hostname ?? (hostHeader || r.cluster!.data.service),
         clientAddress,
-        proto: trusted && (xfp === 'https' || xfp === 'http') ? xfp : this.settings.proto,
+        proto: trusted && (xfp === 'https' || xfp === 'http') ? xfp : requestProto(req, this.settings.proto),
         originalHost: trusted && typeof xfh === 'string' && xfh !== '' ? xfh : hostHeader,
         requestId,
         priorForwardedFor: trusted && typeof xff === 'string' ? xff : undefined,
@@ -389,7 +388,7 @@ export class ProxyPipeline {
     if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
     const r = this.#route(served, req);
     if (r.error) return sendError(res, r.error, requestId, r.message);
-    if (r.entry!.data.redirect) return this.#redirect(res, r, requestId, req.headers.host ?? '');
+    if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
 
     // The policy hook: after the match, before an endpoint is picked (order: src/policy/policy-runtime.ts).
     const gate = r.rule!.gate;
@@ -428,19 +427,19 @@ export class ProxyPipeline {
   ): void {
     const policy = r.rule!.policy;
     const clientAddress = clientAddressOf(req);
-    const headers = req.headers;
-    const hasBody =
-      headers['content-length'] !== undefined
-        ? headers['content-length'] !== '0'
-        : headers['transfer-encoding'] !== undefined;
+    const hasBody = requestHasBody(req);
     const method = req.method ?? 'GET';
+    const cluster = r.cluster!;
     let upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
     if (pass) upstreamHeaders = applyPassHeaders(upstreamHeaders, pass);
+    // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
+    if (cluster.data.pool.protocol === 'h2' && req.headers.te === 'trailers')
+      upstreamHeaders.push('te', 'trailers');
     new Exchange(this.#ctx, {
       req,
       res,
       policy,
-      cluster: r.cluster!,
+      cluster,
       requestId,
       path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
       method,

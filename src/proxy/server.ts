@@ -44,7 +44,10 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
   rejectControlCharacters: true,
 };
 
-export function createProxyServer(proxy: ProxyPipeline, settings: Partial<ListenerSettings> = {}): Server {
+export function createProxyServer(
+  proxy: Pick<ProxyPipeline, 'handle'> & Partial<Pick<ProxyPipeline, 'handleUpgrade'>>,
+  settings: Partial<ListenerSettings> = {},
+): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
   const server = createServer(
     {
@@ -56,7 +59,8 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
       requireHostHeader: true,
       // The header cap is enforced below with a clear 431, not by silent truncation.
       maxHeaderSize: 16 * 1024,
-      shouldUpgradeCallback: isWebSocketUpgrade,
+      // A listener without WebSocket support (the HTTPS redirector) serves upgrade requests as plain ones.
+      shouldUpgradeCallback: proxy.handleUpgrade ? isWebSocketUpgrade : () => false,
     },
     (req: IncomingMessage, res: ServerResponse) => {
       track(server, res);
@@ -92,7 +96,7 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
         ? `more than ${s.maxHeaders} request headers`
         : checkRequest(req, s);
     if (problem !== undefined) return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', '-', problem);
-    proxy.handleUpgrade(req, socket, head);
+    proxy.handleUpgrade?.(req, socket, head);
   });
   server.on('clientError', (err: Error & { code?: string }, socket) => {
     if (!socket.writable) return socket.destroy();

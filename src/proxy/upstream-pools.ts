@@ -6,13 +6,17 @@
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../table/types.ts';
+import { upstreamConnect, upstreamDispatchOptions, upstreamTlsPoolKey } from './upstream-tls.ts';
 
 export function poolKey(ep: EndpointData, pool: PoolData): string {
-  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}/${pool.maxPendingRequests}`;
+  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}/${pool.maxPendingRequests}${upstreamTlsPoolKey(pool)}`;
 }
 
-export function originOf(ep: EndpointData): string {
-  return ep.address.includes(':') ? `http://[${ep.address}]:${ep.port}` : `http://${ep.address}:${ep.port}`;
+export function originOf(ep: EndpointData, pool?: PoolData): string {
+  const scheme = pool?.tls ? 'https' : 'http';
+  return ep.address.includes(':')
+    ? `${scheme}://[${ep.address}]:${ep.port}`
+    : `${scheme}://${ep.address}:${ep.port}`;
 }
 
 export class Upstream {
@@ -22,6 +26,8 @@ export class Upstream {
   /** `address:port`: identity on a consistent-hash ring. */
   readonly ringKey: string;
   readonly weight: number;
+  /** TLS pools: the constant server name every request carries (see upstreamDispatchOptions). */
+  readonly servername: string | undefined;
   /** In-flight requests above which a new one is refused (503): connections × pipelining + pending. */
   readonly capacity: number;
   /** Requests dispatched and not yet settled (least request balancing, pending cap). */
@@ -42,6 +48,7 @@ export class Upstream {
     this.settings = settings;
     this.ringKey = `${endpoint.address}:${endpoint.port}`;
     this.weight = endpoint.weight;
+    this.servername = upstreamDispatchOptions(settings, endpoint).servername;
     this.capacity = settings.maxConnections * settings.pipelining + settings.maxPendingRequests;
   }
 
@@ -49,12 +56,13 @@ export class Upstream {
   get pool(): Pool {
     if (this.#pool === undefined) {
       const s = this.settings;
-      this.#pool = new Pool(originOf(this.endpoint), {
+      this.#pool = new Pool(originOf(this.endpoint, s), {
         connections: s.maxConnections,
         pipelining: s.pipelining,
         keepAliveTimeout: s.keepAliveTimeoutMs,
         keepAliveMaxTimeout: s.keepAliveTimeoutMs,
-        connect: { timeout: s.connectTimeoutMs },
+        connect: upstreamConnect(s),
+        ...(s.protocol === 'h2' ? { allowH2: true } : {}),
         // The gateway's own timeouts are passed per request.
         headersTimeout: 0,
         bodyTimeout: 0,

@@ -170,15 +170,14 @@ export function proxyWebSocket(init: WebSocketProxyInit): void {
   init.upstream.inFlight++;
   init.socket.on('error', () => init.socket.destroy());
   init.socket.once('close', () => tunnel.clientGone());
-  init.upstream.pool.dispatch(
-    {
-      path: init.path,
-      method: 'GET',
-      headers: init.headers,
-      upgrade: 'websocket',
-      headersTimeout: init.connectTimeoutMs,
-      bodyTimeout: init.connectTimeoutMs,
-    },
-    tunnel,
-  );
+  const options: Dispatcher.DispatchOptions & { servername?: string } = {
+    path: init.path,
+    method: 'GET',
+    headers: init.headers,
+    upgrade: 'websocket',
+    servername: init.upstream.servername,
+    headersTimeout: init.connectTimeoutMs,
+    bodyTimeout: init.connectTimeoutMs,
+  };
+  init.upstream.pool.dispatch(options, tunnel);
 }

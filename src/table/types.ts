@@ -43,6 +43,18 @@ export interface PoolData {
   connectTimeoutMs: number;
   /** Requests allowed to wait for a connection beyond maxConnections × pipelining; more get a fast 503. */
   maxPendingRequests: number;
+  /** Upstream TLS (absent: plain HTTP). */
+  tls?: UpstreamTlsData;
+  /** `h2`: HTTP/2 over TLS to the upstream (gRPC); absent: HTTP/1.1. */
+  protocol?: 'h2';
+}
+
+/** How the gateway connects to a TLS upstream. CA certificates are public: they may live in the table. */
+export interface UpstreamTlsData {
+  /** SNI and the name to verify (absent: the endpoint address). */
+  serverName?: string;
+  /** PEM CA bundle (absent: the system trust store). */
+  caBundle?: string;
 }
 
 /** How a rule picks an endpoint inside a backend. Absent: weighted round robin. */

@@ -197,7 +197,7 @@ describe('retry budget', () => {
       });
     const ups = await upstreams(4, failing);
     const gw = await gateway(
-      tableOf(rule({ retry: { attempts: 3, on: ['503', 'connect-failure'] } }), {
+      tableOf(rule({ retry: { attempts: 3, retryOn: ['503', 'connect-failure'] } }), {
         echo: ups.map((u) => u.port),
       }),
       {
@@ -283,7 +283,7 @@ describe('timeouts', () => {
       () => fast.close(),
     );
     const gw = await gateway(
-      tableOf(rule({ timeouts: { backendRequest: '150ms' }, retry: { attempts: 1, on: ['timeout'] } }), {
+      tableOf(rule({ timeouts: { backendRequest: '150ms' }, retry: { attempts: 1, retryOn: ['timeout'] } }), {
         echo: [slow.port, fast.port],
       }),
     );

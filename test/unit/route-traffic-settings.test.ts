@@ -23,7 +23,7 @@ describe('rule traffic settings: validation', () => {
         route({
           loadBalancer: { type: 'ConsistentHash', consistentHash: { cookie: 'session' } },
           timeouts: { request: '10s', backendRequest: '2s', responseHeaders: '1s', idle: '5s' },
-          retry: { attempts: 2, on: ['connect-failure', 'reset', '503'], backoff: '25ms' },
+          retry: { attempts: 2, retryOn: ['connect-failure', 'reset', '503'], backoff: '25ms' },
           backends: [{ consul: { service: 'echo' }, pool: { maxConnections: 8, maxPendingRequests: 16 } }],
         }),
       ),
@@ -49,8 +49,8 @@ describe('rule traffic settings: validation', () => {
   });
 
   it('refuses unknown retry conditions, bad durations and backendRequest above request', () => {
-    expect(errorsOf(route({ retry: { on: ['sometimes'] } }))[0]).toMatch(
-      /^spec\.rules\[0\]\.retry\.on\[0\]: must be one of/,
+    expect(errorsOf(route({ retry: { retryOn: ['sometimes'] } }))[0]).toMatch(
+      /^spec\.rules\[0\]\.retry\.retryOn\[0\]: must be one of/,
     );
     expect(errorsOf(route({ timeouts: { request: 'soon' } }))[0]).toMatch(
       /^spec\.rules\[0\]\.timeouts\.request: invalid value/,
@@ -71,7 +71,7 @@ describe('rule traffic settings: compile', () => {
             backends: [{ consul: { service: 'echo' }, pool: { maxPendingRequests: 7 } }],
             loadBalancer: { type: 'ConsistentHash', consistentHash: { header: 'X-User' } },
             timeouts: { request: '10s', backendRequest: '250ms' },
-            retry: { attempts: 3, on: ['503', 'connect-failure'] },
+            retry: { attempts: 3, retryOn: ['503', 'connect-failure'] },
           },
           {
             matches: [{ path: { type: 'PathPrefix', value: '/b' } }],

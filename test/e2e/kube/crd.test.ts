@@ -138,6 +138,42 @@ const bad: Array<[string, Record<string, unknown>, RegExp]> = [
     { rules: [{ matches: [{ method: 'FETCH' }], backends: [backend] }] },
     /spec\.rules\[0\]\.matches\[0\]\.method: Unsupported value: "FETCH"/,
   ],
+  [
+    'ConsistentHash without a key',
+    { rules: [{ backends: [backend], loadBalancer: { type: 'ConsistentHash' } }] },
+    /spec\.rules\[0\]\.loadBalancer\.consistentHash: .*exactly one of header, cookie or sourceIP/,
+  ],
+  [
+    'ConsistentHash with two keys',
+    {
+      rules: [
+        {
+          backends: [backend],
+          loadBalancer: { type: 'ConsistentHash', consistentHash: { header: 'x-u', cookie: 'c' } },
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.loadBalancer\.consistentHash: .*exactly one of header, cookie or sourceIP/,
+  ],
+  [
+    'consistentHash with another balancer type',
+    {
+      rules: [
+        { backends: [backend], loadBalancer: { type: 'LeastRequest', consistentHash: { header: 'x-u' } } },
+      ],
+    },
+    /spec\.rules\[0\]\.loadBalancer\.consistentHash: Forbidden: consistentHash is only allowed with type ConsistentHash/,
+  ],
+  [
+    'backendRequest above request',
+    { rules: [{ backends: [backend], timeouts: { request: '1s', backendRequest: '2s' } }] },
+    /spec\.rules\[0\]\.timeouts\.backendRequest: .*backendRequest must not exceed request/,
+  ],
+  [
+    'an unknown retry condition',
+    { rules: [{ backends: [backend], retry: { retryOn: ['sometimes'] } }] },
+    /spec\.rules\[0\]\.retry\.retryOn\[0\]: Unsupported value: "sometimes"/,
+  ],
 ];
 
 describe('GatewayRoute CRD on kube-apiserver', () => {
@@ -206,13 +242,16 @@ describe('GatewayRoute CRD on kube-apiserver', () => {
             {
               service: { name: 'web', port: 'http' },
               weight: 3,
-              pool: { maxConnections: 8, keepAliveTimeout: '4s' },
+              pool: { maxConnections: 8, keepAliveTimeout: '4s', maxPendingRequests: 64 },
             },
             {
               consul: { service: 'billing', datacenter: 'dc2', tags: ['v1'], passingOnly: false },
               weight: 0,
             },
           ],
+          loadBalancer: { type: 'ConsistentHash', consistentHash: { cookie: 'session' } },
+          timeouts: { request: '10s', backendRequest: '2s', responseHeaders: '1s', idle: '30s' },
+          retry: { attempts: 2, retryOn: ['connect-failure', 'reset', '503'], backoff: '25ms' },
         },
         {
           matches: [{ path: { type: 'Exact', value: '/old' } }],
