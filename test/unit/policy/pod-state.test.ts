@@ -83,3 +83,34 @@ describe('RateLimiter (worker side)', () => {
     expect(results.filter((r) => r.allowed)).toHaveLength(5);
   });
 });
+
+describe('policy metrics', () => {
+  it('sums the workers per rule and splits auth failures into policy and reason', async () => {
+    const { aggregatePolicyStats, POLICY_METRICS } = await import('../../../src/policy/metrics.ts');
+    const worker = (shed: number, replayed: number, level: number) => ({
+      overload: { level, delayMs: 10, rssBytes: 0, windowsAtLevel: [0, 0, 0, 0] },
+      rules: {
+        'ns/r#0': {
+          ipDenied: 1,
+          rateLimited: 2,
+          shed,
+          concurrencyLimited: 0,
+          passed: 5,
+          inFlight: 1,
+          authFailures: { 'signature:replayed': replayed },
+        },
+      },
+      keySets: {},
+    });
+    const a = aggregatePolicyStats([worker(1, 3, 0), worker(2, 4, 2), undefined]);
+    const family = (name: string) => POLICY_METRICS.find((f) => f.name === name)!.samples(a);
+    expect(family('edgegate_policy_shed_total')).toContainEqual({
+      labels: { rule: 'ns/r#0', cause: 'overload' },
+      value: 3,
+    });
+    expect(family('edgegate_policy_auth_failures_total')).toEqual([
+      { labels: { rule: 'ns/r#0', policy: 'signature', reason: 'replayed' }, value: 7 },
+    ]);
+    expect(family('edgegate_overload_level')).toEqual([{ labels: {}, value: 2 }]);
+  });
+});
