@@ -33,15 +33,19 @@ export function aggregatePolicyStats(
     out.overloadLevel = Math.max(out.overloadLevel, s.overload.level);
     out.overloadDelayMs.push(s.overload.delayMs);
     for (const [rule, c] of Object.entries(s.rules)) {
-      const t = (out.rules[rule] ??= {
-        ipDenied: 0,
-        rateLimited: 0,
-        shed: 0,
-        concurrencyLimited: 0,
-        passed: 0,
-        inFlight: 0,
-        authFailures: {},
-      });
+      let t = out.rules[rule];
+      if (!t) {
+        t = {
+          ipDenied: 0,
+          rateLimited: 0,
+          shed: 0,
+          concurrencyLimited: 0,
+          passed: 0,
+          inFlight: 0,
+          authFailures: {},
+        };
+        out.rules[rule] = t;
+      }
       t.ipDenied += c.ipDenied;
       t.rateLimited += c.rateLimited;
       t.shed += c.shed;
