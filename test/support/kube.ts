@@ -12,7 +12,7 @@ import { binPath } from './bins.ts';
 import { freePort } from './ports.ts';
 import { type CommandResult, formatTail, type ManagedProcess, runCommand, startProcess } from './proc.ts';
 import { logPathFor, makeTempDir, removeDir } from './tmp.ts';
-import { StopWaiting, waitFor } from './wait.ts';
+import { retryOnPortClash, StopWaiting, waitFor } from './wait.ts';
 
 /** Plain, serialisable coordinates of an API server (what global setup provides). */
 export interface KubeInfo {
@@ -93,6 +93,7 @@ function httpsCall(
   token: string,
   body?: string,
   contentType = 'application/json',
+  timeoutMs = 30_000,
 ): Promise<KubeResponse> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -106,7 +107,7 @@ function httpsCall(
           Accept: 'application/json',
           ...(body !== undefined ? { 'Content-Type': contentType } : {}),
         },
-        timeout: 30_000,
+        timeout: timeoutMs,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -199,8 +200,15 @@ current-context: edgegate-test
 `;
 }
 
-/** Starts etcd and kube-apiserver on loopback; resolves when /readyz is ok and a kubeconfig is written. */
-export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer> {
+/**
+ * Starts etcd and kube-apiserver on loopback; resolves when /readyz is ok and a kubeconfig
+ * is written. Retries with new ports if another process took one of the chosen ports first.
+ */
+export function startKube(opts: StartKubeOptions = {}): Promise<KubeServer> {
+  return retryOnPortClash(() => startKubeOnce(opts));
+}
+
+async function startKubeOnce(opts: StartKubeOptions): Promise<KubeServer> {
   const etcdBin = binPath('etcd');
   const apiserverBin = binPath('kube-apiserver');
   binPath('kubectl');
@@ -260,7 +268,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     await waitFor(
       async () => {
         if (!etcd.running()) throw new StopWaiting('etcd exited');
-        const res = await fetch(`${etcdUrl}/health`);
+        const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(5_000) });
         return res.ok && ((await res.json()) as { health?: string }).health === 'true';
       },
       { timeoutMs, message: `etcd at ${etcdUrl} to be healthy`, diagnostics },
@@ -303,7 +311,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     await waitFor(
       async () => {
         if (!proc.running()) throw new StopWaiting('kube-apiserver exited');
-        const res = await httpsCall(url, undefined, 'GET', '/readyz', adminToken);
+        const res = await httpsCall(url, undefined, 'GET', '/readyz', adminToken, undefined, undefined, 5_000);
         return res.status === 200;
       },
       { timeoutMs, intervalMs: 200, message: `kube-apiserver at ${url} to be ready (/readyz)`, diagnostics },
