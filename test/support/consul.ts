@@ -319,7 +319,9 @@ async function startConsulPairOnce(opts: ConsulPairOptions): Promise<ConsulPair>
     await waitFor(
       async () => {
         for (const a of [dc1, dc2]) {
-          const dcs = await a.json<string[]>('/v1/catalog/datacenters', { signal: AbortSignal.timeout(5_000) });
+          const dcs = await a.json<string[]>('/v1/catalog/datacenters', {
+            signal: AbortSignal.timeout(5_000),
+          });
           if (!(dcs.includes('dc1') && dcs.includes('dc2'))) return false;
         }
         if (acl) {

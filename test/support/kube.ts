@@ -90,10 +90,7 @@ function httpsCall(
   ca: string | undefined,
   method: string,
   path: string,
-  token: string,
-  body?: string,
-  contentType = 'application/json',
-  timeoutMs = 30_000,
+  opts: { token: string; body?: string; contentType?: string; timeoutMs?: number },
 ): Promise<KubeResponse> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -103,11 +100,11 @@ function httpsCall(
         ca,
         rejectUnauthorized: ca !== undefined,
         headers: {
-          Authorization: `Bearer ${token}`,
+          Authorization: `Bearer ${opts.token}`,
           Accept: 'application/json',
-          ...(body !== undefined ? { 'Content-Type': contentType } : {}),
+          ...(opts.body !== undefined ? { 'Content-Type': opts.contentType ?? 'application/json' } : {}),
         },
-        timeout: timeoutMs,
+        timeout: opts.timeoutMs ?? 30_000,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -121,7 +118,7 @@ function httpsCall(
     );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
     req.on('error', reject);
-    req.end(body);
+    req.end(opts.body);
   });
 }
 
@@ -145,19 +142,11 @@ export function kubeClient(info: KubeInfo): KubeClient {
     return res;
   };
   const request: KubeClient['request'] = (method, path, opts = {}) =>
-    httpsCall(
-      info.url,
-      info.caPem,
-      method,
-      path,
-      opts.token ?? info.adminToken,
-      opts.body === undefined
-        ? undefined
-        : typeof opts.body === 'string'
-          ? opts.body
-          : JSON.stringify(opts.body),
-      opts.contentType,
-    );
+    httpsCall(info.url, info.caPem, method, path, {
+      token: opts.token ?? info.adminToken,
+      body: opts.body === undefined || typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
+      contentType: opts.contentType,
+    });
   const ensure = async (args: string[]) => {
     const res = await kubectl(args, { allowFailure: true });
     if (res.code !== 0 && !/AlreadyExists|already exists/.test(res.stderr)) {
@@ -311,7 +300,10 @@ async function startKubeOnce(opts: StartKubeOptions): Promise<KubeServer> {
     await waitFor(
       async () => {
         if (!proc.running()) throw new StopWaiting('kube-apiserver exited');
-        const res = await httpsCall(url, undefined, 'GET', '/readyz', adminToken, undefined, undefined, 5_000);
+        const res = await httpsCall(url, undefined, 'GET', '/readyz', {
+          token: adminToken,
+          timeoutMs: 5_000,
+        });
         return res.status === 200;
       },
       { timeoutMs, intervalMs: 200, message: `kube-apiserver at ${url} to be ready (/readyz)`, diagnostics },
@@ -327,7 +319,8 @@ async function startKubeOnce(opts: StartKubeOptions): Promise<KubeServer> {
     writeFileSync(kubeconfigPath, kubeconfigYaml(url, caPem, adminToken), { mode: 0o600 });
     await waitFor(
       async () =>
-        (await httpsCall(url, caPem, 'GET', '/api/v1/namespaces/default', adminToken)).status === 200,
+        (await httpsCall(url, caPem, 'GET', '/api/v1/namespaces/default', { token: adminToken })).status ===
+        200,
       { timeoutMs, message: 'namespace "default" to exist', diagnostics },
     );
   } catch (err) {
