@@ -12,6 +12,7 @@ import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
 import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
+import { policySettingsFrom } from '../src/policy/settings.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
@@ -163,6 +164,35 @@ program
       .default('0'),
   )
   .addOption(
+    new Option('--ip-allow <cidrs>', 'only these client addresses, comma-separated CIDRs (all routes)').env(
+      'EDGEGATE_IP_ALLOW',
+    ),
+  )
+  .addOption(
+    new Option('--ip-deny <cidrs>', 'never these client addresses, comma-separated CIDRs (all routes)').env(
+      'EDGEGATE_IP_DENY',
+    ),
+  )
+  .addOption(
+    new Option('--secrets-dir <dir>', 'key sets for signatures and JWT: <dir>/<set>/<key id>').env(
+      'EDGEGATE_SECRETS_DIR',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--overload-delay <duration>',
+      'event-loop delay (p99) at which low-priority rules are shed; 0: off',
+    )
+      .env('EDGEGATE_OVERLOAD_DELAY')
+      .default('200ms'),
+  )
+  .addOption(
+    new Option(
+      '--overload-memory <bytes>',
+      'resident memory at which Low and Normal rules are shed (e.g. 1536Mi)',
+    ).env('EDGEGATE_OVERLOAD_MEMORY'),
+  )
+  .addOption(
     new Option('--log-level <level>', 'error, warn, info, debug')
       .env('EDGEGATE_LOG_LEVEL')
       .choices(['error', 'warn', 'info', 'debug'])
@@ -217,6 +247,7 @@ program
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,
+        policy: policySettingsFrom(o, process.env, parseDurationFlag),
         listenTls: o.listenTls,
         tlsCerts: ((o.tlsCert as string[] | undefined) ?? []).map((v) => parseCertFlag(v, '--tls-cert')),
         tlsDefaultCert: o.tlsDefaultCert

@@ -16,6 +16,15 @@ export const GatewayErrors = {
   EDGEGATE_MISDIRECTED: { status: 421, message: 'request host does not match the target authority' },
   EDGEGATE_SHUTTING_DOWN: { status: 503, message: 'the gateway is shutting down' },
   EDGEGATE_INTERNAL: { status: 500, message: 'internal gateway error' },
+  // Request policies (src/policy/, docs/policies.md). Auth failures carry a `reason` in the JSON body.
+  EDGEGATE_IP_DENIED: { status: 403, message: 'the client address is not allowed' },
+  EDGEGATE_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
+  EDGEGATE_CONCURRENCY_LIMITED: { status: 503, message: 'too many requests in flight for this route' },
+  EDGEGATE_OVERLOADED: { status: 503, message: 'the gateway is overloaded; lower-priority routes are shed' },
+  EDGEGATE_SIGNATURE_INVALID: { status: 401, message: 'request signature verification failed' },
+  EDGEGATE_JWT_INVALID: { status: 401, message: 'bearer token verification failed' },
+  EDGEGATE_EXTERNAL_AUTH_UNAVAILABLE: { status: 503, message: 'the external auth service did not answer' },
+  EDGEGATE_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the limit of this route' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type GatewayErrorCode = keyof typeof GatewayErrors;
@@ -25,8 +34,16 @@ export function errorStatus(code: GatewayErrorCode): number {
 }
 
 /** The small JSON body every gateway-generated error carries. */
-export function errorBody(code: GatewayErrorCode, requestId: string, message?: string): string {
-  return JSON.stringify({ error: code, message: message ?? GatewayErrors[code].message, requestId });
+export function errorBody(
+  code: GatewayErrorCode,
+  requestId: string,
+  message?: string,
+  reason?: string,
+): string {
+  const body: Record<string, string> = { error: code, message: message ?? GatewayErrors[code].message };
+  if (reason !== undefined) body.reason = reason;
+  body.requestId = requestId;
+  return JSON.stringify(body);
 }
 
 /** Error thrown for bad user input (config files, CLI arguments): the message already names object and field. */

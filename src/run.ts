@@ -24,6 +24,10 @@ import { createLogger, type Logger } from './observe/log.ts';
 import { MetricsHub, type MetricsHubOptions } from './observe/metrics.ts';
 import { observeProxy } from './observe/proxy-observability.ts';
 import { SourceHealth } from './observe/source-health.ts';
+import { LocalCoordinator } from './policy/coordinator.ts';
+import { holdEventLoopBusy } from './policy/overload-guard.ts';
+import { PolicyRuntime } from './policy/policy-runtime.ts';
+import type { PolicySettings } from './policy/types.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer } from './proxy/server.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
@@ -50,6 +54,8 @@ export interface RunOptions {
   /** Local datacenter for consul backends without one (standalone: default dc1). */
   datacenter?: string;
   trustedHops?: number;
+  /** Pod-wide policy settings: global IP lists, secrets dir, overload thresholds, test hooks. */
+  policy?: Partial<PolicySettings>;
   logger?: Logger;
   /** HTTPS listener address (default `:8443`); it opens only when certificates are configured. */
   listenTls?: string;
@@ -356,7 +362,11 @@ function lastKnownGoodNotes(controller: Controller, served: number): string[] {
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
-  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
+  const policies = new PolicyRuntime(
+    { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
+    new LocalCoordinator(),
+  );
+  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 }, policies);
   const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
   const certs = await startCertificates(opts, log, (set) => tls.applyCerts(set));
   const plane = createControlPlane(opts, log, (table) => proxy.setTable(table), certs?.manager);
@@ -367,6 +377,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     worker: '0',
     accessLog: opts.accessLog,
     processMetrics: false,
+    policies: () => policies.stats(),
   });
   const hub = plane.metrics(
     async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
@@ -386,10 +397,18 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
-    workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
+    workers: () => ({
+      mode: 'single-process',
+      pid: process.pid,
+      version: proxy.version,
+      policies: policies.stats(),
+    }),
     sources: () => plane.sourcesView(),
     metrics: () => hub.scrape(),
     upstreams: () => hub.upstreams(),
+    ...(policies.settings.testHooks
+      ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
+      : {}),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const tlsAddress = certs
@@ -471,6 +490,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     port: listenAt.port,
     reusePort,
     proxy: { trustedHops: opts.trustedHops ?? 0 },
+    policy: { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: opts.workers },
     listener: {},
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
@@ -516,10 +536,14 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         pid: process.pid,
         ...primary.stats(),
         workers: primary.workers().map((w) => ({ ...w, stats: w.pid ? live.get(w.pid) : undefined })),
+        policyState: primary.policyState.stats(),
       };
     },
     metrics: () => hub.scrape(),
     upstreams: () => hub.upstreams(),
+    ...(opts.policy?.testHooks
+      ? { testBusy: (ms: number, blockMs: number) => primary.testBusy(ms, blockMs) }
+      : {}),
   });
   const adminAddress = await listen(admin, opts.admin, '--admin');
   let proxyAddress: { address: string; port: number };

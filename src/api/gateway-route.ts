@@ -100,6 +100,19 @@ const HeaderMatch = Type.Object(
   { ...strict, ...cel(celRegexCompiles("self.type == 'RegularExpression'")) },
 );
 
+const CookieMatch = Type.Object(
+  {
+    type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
+    name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
+    value: Type.String({ maxLength: 1024 }),
+  },
+  {
+    ...strict,
+    description: 'A cookie of the Cookie request header (header/cookie canaries).',
+    ...cel(celRegexCompiles("self.type == 'RegularExpression'")),
+  },
+);
+
 const QueryParamMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
@@ -127,6 +140,7 @@ const Match = Type.Object(
     path: Type.Optional(PathMatch),
     headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })),
     queryParams: Type.Optional(Type.Array(QueryParamMatch, { maxItems: 16 })),
+    cookies: Type.Optional(Type.Array(CookieMatch, { maxItems: 16 })),
     method: Type.Optional(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)))),
   },
   {
@@ -488,6 +502,252 @@ const Backend = Type.Object(
   },
 );
 
+// ── Request policies (docs/policies.md): run in a fixed order after the match, before balancing ──────────────
+
+export const POLICY_PRIORITIES = ['Low', 'Normal', 'High', 'Critical'] as const;
+export const RATE_LIMIT_KEYS = ['Route', 'ClientAddress', 'Header'] as const;
+/** JWT algorithms a rule may allow. `none` is deliberately not among them. */
+export const JWT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'HS256',
+  'HS384',
+  'HS512',
+] as const;
+
+const KeySetName = Type.String({
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+  description:
+    'Key set: a directory under --secrets-dir with one file per key id (in Kubernetes: a Secret mounted there).',
+});
+
+const Cidr = Type.String({
+  minLength: 2,
+  maxLength: 64,
+  pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$',
+  description: 'IPv4 or IPv6 CIDR (10.0.0.0/8, 2001:db8::/32) or a single address.',
+});
+
+const HttpUrl = Type.String({
+  minLength: 8,
+  maxLength: 2048,
+  pattern: '^https?://[^\\s]+$',
+  description: 'An http:// or https:// URL.',
+});
+
+const RateLimit = Type.Object(
+  {
+    requests: Type.Integer({ minimum: 1, maximum: 1000000000, description: 'Requests allowed per period.' }),
+    period: Type.Optional(Type.String({ ...Duration, description: 'The period (default 1s).' })),
+    burst: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1000000000,
+        description: 'Requests that may come at once after a quiet spell (default: requests).',
+      }),
+    ),
+    key: Type.Optional(
+      Type.Union(
+        RATE_LIMIT_KEYS.map((k) => Type.Literal(k)),
+        {
+          default: 'Route',
+          description:
+            'One bucket for the whole rule (Route), per client address (ClientAddress, see --trusted-hops), or per value of a header (Header).',
+        },
+      ),
+    ),
+    header: Type.Optional(
+      Type.String({ ...HeaderName, description: 'The header whose value keys the bucket (key: Header).' }),
+    ),
+  },
+  {
+    ...strict,
+    description: 'Token bucket, pod-wide (shared by every worker): 429 with Retry-After beyond it.',
+    ...cel({
+      rule: "has(self.key) && self.key == 'Header' ? has(self.header) : !has(self.header)",
+      message: 'header is required with key Header and only allowed with it',
+      fieldPath: '.header',
+    }),
+  },
+);
+
+const SignaturePolicy = Type.Object(
+  {
+    keySet: KeySetName,
+    header: Type.Optional(
+      Type.String({
+        ...HeaderName,
+        description: 'Header with keyId="…", signature="…" (default x-signature).',
+      }),
+    ),
+    dateHeader: Type.Optional(
+      Type.String({ ...HeaderName, description: 'Signed date header (default date).' }),
+    ),
+    nonceHeader: Type.Optional(
+      Type.String({
+        ...HeaderName,
+        description: 'Optional signed nonce header (default x-signature-nonce).',
+      }),
+    ),
+    clockSkew: Type.Optional(
+      Type.String({
+        ...Duration,
+        description: 'Accepted distance of the date from now, either way (default 5m).',
+      }),
+    ),
+    maxBodySize: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 67108864,
+        description: 'Bodies are held until verified, up to this many bytes (default 1048576); larger: 413.',
+      }),
+    ),
+  },
+  {
+    ...strict,
+    description: 'HMAC-SHA256 request signatures over method, path, query, date and body digest.',
+  },
+);
+
+const ClaimHeader = Type.Object(
+  {
+    claim: Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description: 'Top-level claim name (sub, scope, …).',
+    }),
+    header: HeaderName,
+  },
+  strict,
+);
+
+const JwtPolicy = Type.Object(
+  {
+    jwksUrl: Type.Optional(
+      Type.String({ ...HttpUrl, description: 'JWKS endpoint. One of jwksUrl or keySet.' }),
+    ),
+    jwksCacheDuration: Type.Optional(
+      Type.String({ ...Duration, description: 'How long fetched keys are reused (default 10m).' }),
+    ),
+    keySet: Type.Optional(
+      Type.String({ ...KeySetName, description: 'Static keys, one file per kid. One of jwksUrl or keySet.' }),
+    ),
+    issuer: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'Required iss.' })),
+    audiences: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
+        maxItems: 16,
+        description: 'The aud claim must contain one of these.',
+      }),
+    ),
+    algorithms: Type.Array(Type.Union(JWT_ALGORITHMS.map((a) => Type.Literal(a))), {
+      minItems: 1,
+      maxItems: 13,
+      description: 'Accepted signing algorithms (none is never accepted).',
+    }),
+    clockSkew: Type.Optional(
+      Type.String({ ...Duration, description: 'Leeway for exp and nbf (default 30s).' }),
+    ),
+    header: Type.Optional(
+      Type.String({
+        ...HeaderName,
+        description: 'Header carrying "Bearer <token>" (default authorization).',
+      }),
+    ),
+    forwardClaims: Type.Optional(
+      Type.Array(ClaimHeader, {
+        maxItems: 16,
+        description: 'Claims copied into upstream request headers (client copies are removed).',
+      }),
+    ),
+  },
+  {
+    ...strict,
+    description: 'Bearer JWT verification.',
+    ...cel({
+      rule: 'has(self.jwksUrl) != has(self.keySet)',
+      message: 'exactly one of jwksUrl or keySet must be set',
+    }),
+  },
+);
+
+const ExternalAuthPolicy = Type.Object(
+  {
+    url: Type.String({
+      ...HttpUrl,
+      description: 'Auth service URL; GET with X-Forwarded-Method/-Uri/-Host/-For.',
+    }),
+    timeout: Type.Optional(Type.String({ ...Duration, description: 'Default 1s.' })),
+    failureMode: Type.Optional(
+      Type.Union([Type.Literal('Closed'), Type.Literal('Open')], {
+        default: 'Closed',
+        description: 'Auth service unreachable or slow: Closed answers 503, Open lets the request through.',
+      }),
+    ),
+    requestHeaders: Type.Optional(
+      Type.Array(HeaderName, { maxItems: 32, description: 'Request headers sent to the auth service.' }),
+    ),
+    responseHeaders: Type.Optional(
+      Type.Array(HeaderName, {
+        maxItems: 32,
+        description: 'Auth response headers copied upstream on a 2xx.',
+      }),
+    ),
+    maxResponseBodySize: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 1048576,
+        description: 'Denial body passed on, at most (default 65536).',
+      }),
+    ),
+  },
+  {
+    ...strict,
+    description: 'Ask an auth service; a 2xx lets the request through, anything else is returned.',
+  },
+);
+
+export const Policies = Type.Object(
+  {
+    priority: Type.Optional(
+      Type.Union(
+        POLICY_PRIORITIES.map((p) => Type.Literal(p)),
+        {
+          default: 'Normal',
+          description: 'Overload shedding order: Low first, then Normal, then High; Critical is never shed.',
+        },
+      ),
+    ),
+    ipAllow: Type.Optional(
+      Type.Array(Cidr, {
+        maxItems: 256,
+        description: 'Only these client addresses (after the global lists).',
+      }),
+    ),
+    ipDeny: Type.Optional(Type.Array(Cidr, { maxItems: 256, description: 'Never these client addresses.' })),
+    rateLimit: Type.Optional(RateLimit),
+    maxConcurrentRequests: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1000000,
+        description: 'Requests in flight for this rule (pod-wide, divided among workers); more: 503.',
+      }),
+    ),
+    signature: Type.Optional(SignaturePolicy),
+    jwt: Type.Optional(JwtPolicy),
+    externalAuth: Type.Optional(ExternalAuthPolicy),
+  },
+  { ...strict, description: 'Request policies, applied in a fixed order (docs/policies.md).' },
+);
 const hasRedirect = "has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect')";
 const prefixRewrite = (f: string) =>
   `(has(${f}) && has(${f}.path) && ${f}.path.type == 'ReplacePrefixMatch')`;
@@ -526,6 +786,7 @@ const Rule = Type.Object(
     loadBalancer: Type.Optional(LoadBalancer),
     timeouts: Type.Optional(Timeouts),
     retry: Type.Optional(Retry),
+    policies: Type.Optional(Policies),
   },
   {
     ...strict,
@@ -575,6 +836,7 @@ export const CatalogRoute = Type.Object(
     }),
     passingOnly: Type.Optional(Type.Boolean({ default: true })),
     pool: Type.Optional(PoolSettings),
+    policies: Type.Optional(Policies),
     loadBalancer: Type.Optional(LoadBalancer),
     timeouts: Type.Optional(Timeouts),
     retry: Type.Optional(Retry),
@@ -667,6 +929,7 @@ export type HeaderModifierSpec = Static<typeof HeaderModifier>;
 export type PathModifierSpec = Static<typeof PathModifier>;
 export type CatalogRouteSpec = Static<typeof CatalogRoute>;
 export type PoolSettingsSpec = Static<typeof PoolSettings>;
+export type PoliciesSpec = Static<typeof Policies>;
 export type LoadBalancerSpec = Static<typeof LoadBalancer>;
 export type TimeoutsSpec = Static<typeof Timeouts>;
 export type RetrySpec = Static<typeof Retry>;

@@ -141,6 +141,7 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     for (const [kind, list] of [
       ['headers', m.headers ?? []],
       ['queryParams', m.queryParams ?? []],
+      ['cookies', m.cookies ?? []],
     ] as const) {
       list.forEach((h, hi) => {
         if (h.type === 'RegularExpression') {

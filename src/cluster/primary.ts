@@ -8,6 +8,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.ts';
 import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
+import { PolicyState } from '../policy/coordinator.ts';
 import type { TableData } from '../table/types.ts';
 import type { CertSet } from '../tls/certificate.ts';
 import {
@@ -94,6 +95,8 @@ export class ClusterPrimary {
   readonly #opts: Required<Omit<ClusterPrimaryOptions, 'exec'>> & { exec: string };
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
+  /** Pod-wide policy state shared by the workers over IPC: rate-limit buckets, replay cache of signed requests. */
+  readonly policyState = new PolicyState();
   #table: { version: number; json: string } | undefined;
   #certs: CertSet | undefined;
   #restarts = 0;
@@ -121,6 +124,7 @@ export class ClusterPrimary {
       ...opts,
     };
     this.#log = opts.log;
+    this.policyState.startSweeping();
     // Table messages are one big string: 'advanced' (V8 serialization) copies it as is, where 'json' would
     // escape every quote in it and parse it twice on the other side.
     cluster.setupPrimary({ exec: this.#opts.exec, args: [], serialization: 'advanced' });
@@ -166,6 +170,17 @@ export class ClusterPrimary {
 
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /** Test hook (EDGEGATE_TEST_HOOKS=1, checked by the caller and the workers): hold every worker's loop busy. */
+  testBusy(ms: number, blockMs: number): number {
+    let n = 0;
+    for (const s of this.#slots) {
+      if (!s.worker) continue;
+      this.#send(s, { type: 'test-busy', ms, blockMs });
+      n++;
+    }
+    return n;
   }
 
   /** Sends the HTTPS certificates to every worker (and to each new one on its hello). */
@@ -400,6 +415,15 @@ export class ClusterPrimary {
         else this.#log.error('worker cannot listen', { worker: worker.id, error: m.message });
         return;
       case 'draining':
+        return;
+      case 'policy-call':
+        // Pod-wide policy state (rate-limit buckets, replay cache) lives here: answer at once.
+        this.#send(slot, {
+          type: 'policy-reply',
+          id: m.id,
+          ...(m.lease ? { lease: this.policyState.lease(m.lease) } : {}),
+          ...(m.seen ? { fresh: this.policyState.firstSeen(m.seen.key, m.seen.ttlMs) } : {}),
+        });
         return;
       case 'stats':
         this.#statsWaiters.get(m.id)?.(m.stats);

@@ -11,9 +11,14 @@
  *   worker → `listening`        after its FIRST table is in place: it never accepts traffic without one
  *   primary → `drain`           on SIGTERM/SIGINT; the worker answers `draining`, then exits 0 when done
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
+ *   worker → `policy-call`      pod-wide policy state: a rate-limit token lease or a replay-cache check; the
+ *                               primary answers `policy-reply` with the same `id` (src/policy/coordinator.ts)
+ *   primary → `test-busy`       EDGEGATE_TEST_HOOKS=1 only: hold the event loop busy (overload tests)
  */
 import type { AccessLogSettings } from '../observe/access-log.ts';
 import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
+import type { Lease, LeaseRequest } from '../policy/coordinator.ts';
+import type { PolicySettings } from '../policy/types.ts';
 import type { ListenerSettings } from '../proxy/server.ts';
 import type { CertSet } from '../tls/certificate.ts';
 import type { TlsListenerSettings } from '../tls/tls-settings.ts';
@@ -29,6 +34,8 @@ export interface WorkerConfig {
   /** ProxyPipeline settings (forwarded as given; the pipeline fills in its defaults). */
   proxy: Record<string, unknown>;
   listener: Partial<ListenerSettings>;
+  /** Pod-wide policy settings (IP lists, trusted hops, secrets dir, overload thresholds). */
+  policy?: Partial<PolicySettings>;
   logLevel: string;
   /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
   drain: { delayMs: number; timeoutMs: number };
@@ -72,6 +79,21 @@ export interface MetricsRequestMessage {
   id: number;
 }
 
+export interface PolicyReplyMessage {
+  type: 'policy-reply';
+  id: number;
+  lease?: Lease;
+  /** Replay check: true when the key was not seen within its window. */
+  fresh?: boolean;
+}
+
+/** Test hook (EDGEGATE_TEST_HOOKS=1): block the event loop `blockMs` at a time, for `ms` in total. */
+export interface TestBusyMessage {
+  type: 'test-busy';
+  ms: number;
+  blockMs: number;
+}
+
 /**
  * The certificates for the HTTPS listener, whole. Separate from the table on purpose: the table is persisted to
  * disk as last-known-good and private keys must not be; certificates are re-read from their sources on start.
@@ -86,7 +108,9 @@ export type PrimaryMessage =
   | DrainMessage
   | StatsRequestMessage
   | CertsMessage
-  | MetricsRequestMessage;
+  | MetricsRequestMessage
+  | PolicyReplyMessage
+  | TestBusyMessage;
 
 // ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
 
@@ -140,6 +164,8 @@ export interface WorkerStats {
   /** Pools currently open (one per upstream endpoint and pool settings). */
   pools: number;
   memory: { rss: number; heapUsed: number };
+  /** Per-rule policy counters (limited, shed, denied, auth failures by reason) and the overload level. */
+  policies?: unknown;
   /** HTTPS listener figures (absent without one). */
   tls?: TlsStatsSnapshot & { requests: number; inFlight: number; connections: number; certVersion: number };
 }
@@ -156,6 +182,13 @@ export interface MetricsMessage {
   snapshot: WorkerSnapshot;
 }
 
+export interface PolicyCallMessage {
+  type: 'policy-call';
+  id: number;
+  lease?: LeaseRequest;
+  seen?: { key: string; ttlMs: number };
+}
+
 export type WorkerMessage =
   | HelloMessage
   | TableAckMessage
@@ -164,9 +197,18 @@ export type WorkerMessage =
   | ListenErrorMessage
   | DrainingMessage
   | StatsMessage
-  | MetricsMessage;
+  | MetricsMessage
+  | PolicyCallMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'certs', 'metrics-request']);
+const PRIMARY_TYPES = new Set<string>([
+  'table',
+  'drain',
+  'stats-request',
+  'certs',
+  'metrics-request',
+  'policy-reply',
+  'test-busy',
+]);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',
@@ -176,6 +218,7 @@ const WORKER_TYPES = new Set<string>([
   'draining',
   'stats',
   'metrics',
+  'policy-call',
 ]);
 
 /** Narrowing guards for messages off the wire: anything else (e.g. Node's internal cluster traffic) is ignored. */

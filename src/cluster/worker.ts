@@ -6,6 +6,9 @@
 import cluster from 'node:cluster';
 import { createLogger, type Logger } from '../observe/log.ts';
 import { observeProxy, type ProxyObservability } from '../observe/proxy-observability.ts';
+import { IpcCoordinator } from '../policy/ipc-coordinator.ts';
+import { holdEventLoopBusy } from '../policy/overload-guard.ts';
+import { PolicyRuntime } from '../policy/policy-runtime.ts';
 import { ProxyPipeline } from '../proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from '../proxy/server.ts';
 import type { TableData } from '../table/types.ts';
@@ -26,8 +29,10 @@ const ORPHAN_DRAIN: Omit<DrainMessage, 'type'> = { delayMs: 0, timeoutMs: 5_000 
 /** How long a signalled worker waits for the primary's drain message before draining on its own. */
 const SIGNAL_GRACE_MS = 1_000;
 
-function send(message: WorkerMessage): void {
-  if (process.connected) process.send?.(message);
+function send(message: WorkerMessage): boolean {
+  if (!process.connected || !process.send) return false;
+  process.send(message);
+  return true;
 }
 
 export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -40,6 +45,8 @@ export class ProxyWorker {
   readonly #config: WorkerConfig;
   readonly #log: Logger;
   readonly #proxy: ProxyPipeline;
+  readonly #coordinator: IpcCoordinator;
+  readonly #policies: PolicyRuntime;
   readonly #server;
   readonly #observed: ProxyObservability;
   #table: TableData | undefined;
@@ -51,7 +58,9 @@ export class ProxyWorker {
   constructor(config: WorkerConfig, log: Logger) {
     this.#config = config;
     this.#log = log;
-    this.#proxy = new ProxyPipeline(config.proxy);
+    this.#coordinator = new IpcCoordinator((m) => send(m));
+    this.#policies = new PolicyRuntime(config.policy ?? {}, this.#coordinator);
+    this.#proxy = new ProxyPipeline(config.proxy, this.#policies);
     this.#observed = observeProxy({
       proxy: this.#proxy,
       table: () => this.#table,
@@ -59,6 +68,7 @@ export class ProxyWorker {
       worker: process.env.EDGEGATE_WORKER_SLOT ?? String(cluster.worker?.id ?? process.pid),
       accessLog: config.accessLog,
       processMetrics: true,
+      policies: () => this.#policies.stats(),
     });
     const r = config.httpsRedirect;
     this.#server = createProxyServer(
@@ -92,6 +102,12 @@ export class ProxyWorker {
 
   #onMessage(m: PrimaryMessage): void {
     switch (m.type) {
+      case 'policy-reply':
+        return this.#coordinator.onReply(m);
+      case 'test-busy':
+        // Test hook: only with EDGEGATE_TEST_HOOKS=1 (the primary sends it only then, and the worker checks too).
+        if (this.#policies.settings.testHooks) holdEventLoopBusy(m.ms, m.blockMs);
+        return;
       case 'table':
         return this.#applyTable(m.version, m.json);
       case 'certs':
@@ -114,6 +130,7 @@ export class ProxyWorker {
             connections: l.connections,
             draining: l.draining,
             pools: this.#proxy.pools.size,
+            policies: this.#policies.stats(),
             memory: { rss: mem.rss, heapUsed: mem.heapUsed },
             ...(this.#tls ? { tls: this.#tls.figures() } : {}),
           },

@@ -38,6 +38,7 @@ import {
   type TimeoutsData,
 } from '../table/types.ts';
 import { parseDuration } from './duration.ts';
+import { policyDataOf, routePolicyErrors } from './policies.ts';
 
 export interface CompileSettings {
   defaultPool: PoolData;
@@ -293,6 +294,8 @@ function matchesOf(rule: RouteRule): MatchData[] {
     };
     if (md.path.type === 'PathPrefix') md.path.value = normalizePrefix(md.path.value);
     if (m.method) md.method = m.method;
+    if (m.cookies?.length)
+      md.cookies = m.cookies.map((c) => ({ type: c.type, name: c.name, value: c.value }));
     return md;
   });
 }
@@ -361,6 +364,8 @@ function compileRoute(
       },
       catalog: { prefix: normalizePrefix(c.pathPrefix), services },
     };
+    const policies = policyDataOf(c.policies);
+    if (policies) entry.policies = policies;
     setTraffic(entry, loadBalancerOf(c.loadBalancer), timeoutsOf(c.timeouts), retryOf(c.retry));
     entries.push(entry);
   }
@@ -373,6 +378,7 @@ function compileRoute(
     const rewriteSpec = find('URLRewrite')?.urlRewrite;
     const requestHeaders = headerEdits(find('RequestHeaderModifier')?.requestHeaderModifier);
     const responseHeaders = headerEdits(find('ResponseHeaderModifier')?.responseHeaderModifier);
+    const policies = policyDataOf(rule.policies);
     const lb = loadBalancerOf(rule.loadBalancer);
     const timeouts = timeoutsOf(rule.timeouts);
     const retry = retryOf(rule.retry);
@@ -425,6 +431,7 @@ function compileRoute(
       }
       if (backends) {
         entry.backends = backends;
+        if (policies) entry.policies = policies;
         setTraffic(entry, lb, timeouts, retry);
       }
       entries.push(entry);
@@ -444,13 +451,18 @@ export function comparePrecedence(a: EntryData, b: EntryData): number {
     PATH_RANK[pa.type] - PATH_RANK[pb.type] ||
     (pa.type !== 'RegularExpression' ? pb.value.length - pa.value.length : 0) ||
     (a.matchData.method ? 0 : 1) - (b.matchData.method ? 0 : 1) ||
-    b.matchData.headers.length - a.matchData.headers.length ||
+    conditionCount(b.matchData) - conditionCount(a.matchData) ||
     b.matchData.queryParams.length - a.matchData.queryParams.length ||
     createdRank(a.created) - createdRank(b.created) ||
     cmp(a.route, b.route) ||
     a.rule - b.rule ||
     a.match - b.match
   );
+}
+
+/** Header and cookie matches rank alike: a cookie canary is a header match on one cookie. */
+function conditionCount(m: MatchData): number {
+  return m.headers.length + (m.cookies?.length ?? 0);
 }
 
 /** Unknown creation time (0) sorts after every known one. */
@@ -520,9 +532,10 @@ export function compile(input: CompileInput): CompileResult {
     }
     firstOrigin.set(src.key, src.origin);
     const result = validateRoute(src.raw);
-    if (!result.ok) {
+    const problems = result.ok ? routePolicyErrors(result.route.spec) : result.errors;
+    if (!result.ok || problems.length > 0) {
       const locate = src.locate;
-      status.errors = locate ? result.errors.map((e) => ({ ...e, line: locate(e.path) })) : result.errors;
+      status.errors = locate ? problems.map((e) => ({ ...e, line: locate(e.path) })) : problems;
       continue;
     }
     status.accepted = true;

@@ -15,6 +15,8 @@ export interface AdminState {
   sources?(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
   upstreams?(): unknown | Promise<unknown>;
+  /** EDGEGATE_TEST_HOOKS=1 only: hold the proxy event loop(s) busy (overload tests). */
+  testBusy?(ms: number, blockMs: number): unknown;
   /** Prometheus exposition, for /metrics. */
   metrics?(): Promise<{ contentType: string; body: string }>;
 }
@@ -51,6 +53,15 @@ export function createAdminServer(state: AdminState): Server {
           break;
         case '/debug/upstreams':
           if (state.upstreams) return json(res, 200, await state.upstreams());
+          break;
+        case '/debug/test/busy':
+          // Present only when the gateway runs with EDGEGATE_TEST_HOOKS=1.
+          if (state.testBusy) {
+            const q = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+            const ms = Math.min(60_000, Number(q.get('ms') ?? 1000) || 0);
+            const blockMs = Math.min(1_000, Number(q.get('block') ?? 100) || 0);
+            return json(res, 200, { busyMs: ms, blockMs, workers: state.testBusy(ms, blockMs) ?? 1 });
+          }
           break;
         case '/metrics':
           if (state.metrics) {

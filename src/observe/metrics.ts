@@ -11,6 +11,7 @@
 
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../api/catalog.ts';
+import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from '../policy/metrics.ts';
 import type { TableData } from '../table/types.ts';
 import { type AggregateView, SnapshotAggregator } from './aggregate.ts';
 import type { SourceHealth } from './source-health.ts';
@@ -185,6 +186,22 @@ export class MetricsHub {
     this.#defineTraffic();
     this.#defineUpstreams();
     this.#defineControlPlane();
+    this.#definePolicies();
+  }
+
+  /** edgegate_policy_*: the workers' policy counters, summed (a replaced worker's counts restart from 0). */
+  #definePolicies(): void {
+    let at: AggregateView | undefined;
+    let sum: AggregatedPolicyStats | undefined;
+    const current = () => {
+      const v = this.#view_();
+      if (v !== at || !sum) {
+        at = v;
+        sum = aggregatePolicyStats(v.workers.map((w) => w.policies));
+      }
+      return sum;
+    };
+    for (const f of POLICY_METRICS) this.#add(f.name, f.help, f.type, () => f.samples(current()));
   }
 
   /** A table version was published (for edgegate_table_last_publish_timestamp_seconds). */

@@ -3,6 +3,7 @@
  * events, and the snapshot the primary asks for at scrape time. Used by every process that proxies (a cluster
  * worker, or the single process of `--workers 0`).
  */
+import type { PolicyRuntimeStats } from '../policy/policy-runtime.ts';
 import type { ProxyPipeline } from '../proxy/proxy.ts';
 import { poolKey } from '../proxy/upstream-pools.ts';
 import type { TableData } from '../table/types.ts';
@@ -24,6 +25,8 @@ export interface ProxyObservabilityOptions {
   processMetrics: boolean;
   /** Worker-wide proxy counters (see COUNTER_METRICS). */
   counters?: () => Record<string, number>;
+  /** Policy counters of this process. */
+  policies?: () => PolicyRuntimeStats;
 }
 
 export interface ProxyObservability {
@@ -46,6 +49,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     endpoints: () => endpointFigures(opts.table(), lookupFromPools(opts.proxy.pools.entries(), poolKey)),
     counters: opts.counters ?? (() => opts.proxy.counterValues()),
     processMetrics: opts.processMetrics,
+    ...(opts.policies ? { policies: opts.policies } : {}),
   });
   return {
     metrics,

@@ -3,7 +3,9 @@
  * counters, and Node's default process metrics (from a prom-client registry of its own). Plain data: it crosses
  * the IPC channel to the primary, which sums every worker (aggregate.ts).
  */
+
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { PolicyRuntimeStats } from '../policy/policy-runtime.ts';
 import type { EndpointFigures } from './pool-figures.ts';
 import type { TrafficRecorder, TrafficSnapshot } from './traffic-recorder.ts';
 
@@ -25,6 +27,8 @@ export interface WorkerSnapshot extends TrafficSnapshot {
   /** Monotonic worker-wide counters by name (see COUNTER_METRICS in metrics.ts). */
   counters: Record<string, number>;
   process: ProcessMetric[];
+  /** Policy counters of this worker (policy/policy-runtime.ts `stats()`), summed by the primary. */
+  policies?: PolicyRuntimeStats;
 }
 
 export interface WorkerMetricsOptions {
@@ -33,6 +37,7 @@ export interface WorkerMetricsOptions {
   version: () => number;
   endpoints: () => EndpointFigures[];
   counters?: () => Record<string, number>;
+  policies?: () => PolicyRuntimeStats;
   /** Collect Node's default metrics in this process (default true). */
   processMetrics?: boolean;
 }
@@ -61,6 +66,7 @@ export class WorkerMetrics {
       version: o.version(),
       endpoints: o.endpoints(),
       counters: o.counters?.() ?? {},
+      ...(o.policies ? { policies: o.policies() } : {}),
       process: process_.map((m) => ({
         name: m.name,
         help: m.help,

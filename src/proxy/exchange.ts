@@ -226,7 +226,8 @@ export interface ExchangeInit {
   path: string;
   method: string;
   headers: string[];
-  body: IncomingMessage | null;
+  /** The client's body stream, or the bytes a policy already read and verified (signed requests). */
+  body: IncomingMessage | Buffer | null;
   /** Idempotent method and no body: may be sent again. */
   retryable: boolean;
   /** Consistent-hash key hash, when the rule hashes and the request has a key. */
@@ -247,7 +248,7 @@ export class Exchange {
   readonly #path: string;
   readonly #method: Dispatcher.HttpMethod;
   readonly #headers: string[];
-  readonly #body: IncomingMessage | null;
+  readonly #body: IncomingMessage | Buffer | null;
   readonly #retryable: boolean;
   readonly #hash: number | undefined;
   readonly #h2Client: boolean;

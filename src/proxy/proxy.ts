@@ -9,6 +9,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { GatewayErrorCode } from '../errors.ts';
 import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
+import { applyPassHeaders } from '../policy/pass-headers.ts';
+import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
+import { type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
 import {
   DEFAULT_RETRY,
@@ -106,6 +109,8 @@ function policyOf(e: EntryData, s: ProxySettings): RulePolicy {
 interface RuleRuntime {
   policy: RulePolicy;
   backends: WeightedRoundRobin<ClusterRuntime> | undefined;
+  /** Request policies (IP, limits, shedding, auth) run before the exchange; undefined: none. */
+  gate: RuleGate | undefined;
 }
 
 /** A table made ready for serving: the index plus rule policies and cluster runtimes. */
@@ -119,8 +124,10 @@ class ServedTable {
     pools: UpstreamPools,
     states: Map<string, ClusterState>,
     settings: ProxySettings,
+    policies: PolicyRuntime | undefined,
   ) {
     this.table = new RoutingTable(data);
+    const gates = policies?.buildGates(data.entries);
     for (const c of data.clusters) {
       let state = states.get(c.id);
       if (!state) {
@@ -137,7 +144,7 @@ class ServedTable {
             e.backends.map((b) => b.weight),
           )
         : undefined;
-      this.#rules.set(e.ruleId, { policy: policyOf(e, settings), backends });
+      this.#rules.set(e.ruleId, { policy: policyOf(e, settings), backends, gate: gates?.get(e.ruleId) });
     }
   }
 
@@ -219,10 +226,12 @@ export class ProxyPipeline {
   observer: RequestObserver | undefined;
   readonly #states = new Map<string, ClusterState>();
   readonly #ctx: ExchangeContext;
+  readonly #policies: PolicyRuntime | undefined;
   #served: ServedTable | undefined;
 
-  constructor(settings: Partial<ProxySettings> = {}) {
+  constructor(settings: Partial<ProxySettings> = {}, policies?: PolicyRuntime) {
     this.settings = { ...DEFAULT_PROXY_SETTINGS, ...settings };
+    this.#policies = policies;
     this.outlier = new OutlierDetector(this.settings.outlier);
     this.#ctx = {
       outlier: this.outlier,
@@ -248,7 +257,7 @@ export class ProxyPipeline {
       const prior = this.#states.get(c.id);
       if (prior) states.set(c.id, prior);
     }
-    this.#served = new ServedTable(data, this.pools, states, this.settings);
+    this.#served = new ServedTable(data, this.pools, states, this.settings, this.#policies);
     this.#states.clear();
     for (const [id, st] of states) this.#states.set(id, st);
     this.pools.retain(data.clusters);
@@ -409,12 +418,49 @@ export class ProxyPipeline {
     if (r.error) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
 
+    // The policy hook: after the match, before an endpoint is picked (order: src/policy/policy-runtime.ts).
+    const gate = r.rule!.gate;
+    if (gate === undefined) return this.#forward(req, res, r, requestId, undefined);
+    gate.run(this.#policyRequest(req, requestId, r)).then(
+      (v) => {
+        if (!v.allowed) return respondDenial(res, v, requestId);
+        if (v.release) res.once('close', v.release);
+        if (res.destroyed) return v.release?.();
+        this.#forward(req, res, r, requestId, v);
+      },
+      () => sendError(res, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
+    );
+  }
+
+  #policyRequest(req: IncomingMessage, requestId: string, r: Routed): PolicyRequest {
+    const target = originForm(req.url ?? '');
+    const q = target.indexOf('?');
+    return {
+      req,
+      requestId,
+      method: req.method ?? 'GET',
+      rawPath: q < 0 ? target : target.slice(0, q),
+      rawQuery: q < 0 ? '' : target.slice(q + 1),
+      host: r.host,
+      proto: this.settings.proto,
+    };
+  }
+
+  #forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: Routed,
+    requestId: string,
+    pass: Pass | undefined,
+  ): void {
     const policy = r.rule!.policy;
+    const record = recordOf(res);
     const clientAddress = clientAddressOf(req);
     const hasBody = requestHasBody(req);
     const method = req.method ?? 'GET';
     const cluster = r.cluster!;
-    const upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
+    let upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
+    if (pass) upstreamHeaders = applyPassHeaders(upstreamHeaders, pass);
     // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
     if (cluster.data.pool.protocol === 'h2' && req.headers.te === 'trailers')
       upstreamHeaders.push('te', 'trailers');
@@ -427,7 +473,7 @@ export class ProxyPipeline {
       path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
       method,
       headers: upstreamHeaders,
-      body: hasBody ? req : null,
+      body: pass?.body ?? (hasBody ? req : null),
       retryable: !hasBody && IDEMPOTENT.has(method),
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined,
       record,
@@ -450,17 +496,43 @@ export class ProxyPipeline {
     if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
     if (r.entry!.data.redirect)
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
+    const gate = r.rule!.gate;
+    if (gate === undefined) return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
+    gate.run(this.#policyRequest(req, requestId, r)).then(
+      (v) => {
+        if (!v.allowed) {
+          if (socket.writable) socket.end(rawDenial(v, requestId));
+          else socket.destroy();
+          return;
+        }
+        if (v.release) socket.once('close', v.release);
+        if (socket.destroyed) return v.release?.();
+        this.#forwardUpgrade(req, socket, head, r, requestId, v);
+      },
+      () => refuseUpgrade(socket, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
+    );
+  }
+
+  #forwardUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    r: Routed,
+    requestId: string,
+    pass: Pass | undefined,
+  ): void {
     const clientAddress = clientAddressOf(req);
     const policy = r.rule!.policy;
     const hash = policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined;
     const up = r.cluster!.pick(policy.mode, hash, undefined);
     if (!up) return refuseUpgrade(socket, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    const headers = this.#upstreamHeaders(req, r, requestId, clientAddress);
     proxyWebSocket({
       socket,
       head,
       upstream: up,
       path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
-      headers: this.#upstreamHeaders(req, r, requestId, clientAddress),
+      headers: pass ? applyPassHeaders(headers, pass) : headers,
       requestId,
       connectTimeoutMs: policy.responseHeadersMs,
       idleTimeoutMs: this.settings.websocketIdleTimeoutMs,
@@ -469,6 +541,6 @@ export class ProxyPipeline {
   }
 
   async close(): Promise<void> {
-    await this.pools.close();
+    await Promise.all([this.pools.close(), this.#policies?.close()]);
   }
 }

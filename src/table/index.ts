@@ -14,6 +14,8 @@ export interface CompiledEntry {
   readonly method: string | undefined;
   readonly headers: { name: string; exact?: string; regex?: RegExp }[];
   readonly query: { name: string; exact?: string; regex?: RegExp }[];
+  /** Cookie matches (names case-sensitive); empty for most entries. */
+  readonly cookies: { name: string; exact?: string; regex?: RegExp }[];
   /** Length of the normalized prefix (PathPrefix only), for ReplacePrefixMatch. */
   readonly prefixLength: number;
   readonly unconditional: boolean;
@@ -57,6 +59,7 @@ function compileEntry(data: EntryData): CompiledEntry {
   const headers = data.matchData.headers.map(strMatch);
   // Query parameter names are case-sensitive (Gateway API); keep their case.
   const query = data.matchData.queryParams.map((m) => ({ ...strMatch(m), name: m.name }));
+  const cookies = (data.matchData.cookies ?? []).map((m) => ({ ...strMatch(m), name: m.name }));
   const method = data.matchData.method;
   return {
     data,
@@ -65,7 +68,8 @@ function compileEntry(data: EntryData): CompiledEntry {
     query,
     prefixLength:
       data.matchData.path.type === 'PathPrefix' ? normalizePrefix(data.matchData.path.value).length : 0,
-    unconditional: headers.length === 0 && query.length === 0 && method === undefined,
+    cookies,
+    unconditional: headers.length === 0 && query.length === 0 && cookies.length === 0 && method === undefined,
   };
 }
 
@@ -126,7 +130,28 @@ function conditionsHold(e: CompiledEntry, req: RequestFacts): boolean {
   if (e.method !== undefined && e.method !== req.method) return false;
   for (const h of e.headers) if (!stringMatches(h, req.header(h.name))) return false;
   for (const q of e.query) if (!stringMatches(q, queryParam(req.rawQuery, q.name))) return false;
+  if (e.cookies.length > 0) {
+    const header = req.header('cookie');
+    for (const c of e.cookies) if (!stringMatches(c, cookieOf(header, c.name))) return false;
+  }
   return true;
+}
+
+/** The first value of one cookie in a Cookie header (`a=1; b=2`), without parsing all of them. */
+export function cookieOf(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  let i = 0;
+  while (i < header.length) {
+    let end = header.indexOf(';', i);
+    if (end < 0) end = header.length;
+    const eq = header.indexOf('=', i);
+    if (eq > 0 && eq < end && header.slice(i, eq).trim() === name) {
+      const v = header.slice(eq + 1, end).trim();
+      return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
+    }
+    i = end + 1;
+  }
+  return undefined;
 }
 
 function firstHolding(list: CompiledEntry[] | undefined, req: RequestFacts): CompiledEntry | undefined {

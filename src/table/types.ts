@@ -3,6 +3,8 @@
  * and workers index for the hot path (index.ts). Plain JSON-safe values only, no classes, no functions.
  */
 
+import type { PolicyData } from '../policy/types.ts';
+
 export type PathMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
 export type StringMatchType = 'Exact' | 'RegularExpression';
 
@@ -11,6 +13,8 @@ export interface MatchData {
   headers: { type: StringMatchType; name: string; value: string }[];
   queryParams: { type: StringMatchType; name: string; value: string }[];
   method?: string;
+  /** Cookie matches (absent: none); cookie names are case-sensitive. */
+  cookies?: { type: StringMatchType; name: string; value: string }[];
 }
 
 export interface HeaderEdits {
@@ -133,6 +137,8 @@ export interface EntryData {
   redirect?: RedirectData;
   backends?: BackendRef[];
   catalog?: CatalogAction;
+  /** Request policies of the rule (src/policy/); absent: none. Never holds key material. */
+  policies?: PolicyData;
   loadBalancer?: LoadBalancerData;
   timeouts?: TimeoutsData;
   retry?: RetryData;

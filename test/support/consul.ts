@@ -11,7 +11,7 @@ import { binPath } from './bins.ts';
 import { freePorts } from './ports.ts';
 import { formatTail, type ManagedProcess, startProcess } from './proc.ts';
 import { logPathFor, makeTempDir, removeDir } from './tmp.ts';
-import { StopWaiting, waitFor } from './wait.ts';
+import { retryOnPortClash, StopWaiting, waitFor } from './wait.ts';
 
 export interface ConsulPorts {
   http: number;
@@ -209,11 +209,12 @@ export async function startConsulAgent(opts: ConsulAgentOptions): Promise<Consul
     await waitFor(
       async () => {
         if (p && !p.running()) throw new StopWaiting(`consul ${dc} exited`);
-        const res = await fetch(`${info.httpUrl}/v1/status/leader`);
+        const signal = AbortSignal.timeout(5_000); // the port may belong to someone else
+        const res = await fetch(`${info.httpUrl}/v1/status/leader`, { signal });
         const leader = (await res.json()) as string;
         if (!leader) return false;
         // The agent's own node is in the catalog once it has synced.
-        const nodes = await client.json<Array<{ Node: string }>>('/v1/catalog/nodes');
+        const nodes = await client.json<Array<{ Node: string }>>('/v1/catalog/nodes', { signal });
         return nodes.some((n) => n.Node === nodeName);
       },
       {
@@ -276,8 +277,15 @@ export interface ConsulPairOptions {
   startTimeoutMs?: number;
 }
 
-/** Two datacenters, dc1 and dc2, each one dev-mode server agent, joined over WAN. */
-export async function startConsulPair(opts: ConsulPairOptions = {}): Promise<ConsulPair> {
+/**
+ * Two datacenters, dc1 and dc2, each one dev-mode server agent, joined over WAN.
+ * Retries with new ports if another process took one of the chosen ports first.
+ */
+export function startConsulPair(opts: ConsulPairOptions = {}): Promise<ConsulPair> {
+  return retryOnPortClash(() => startConsulPairOnce(opts));
+}
+
+async function startConsulPairOnce(opts: ConsulPairOptions): Promise<ConsulPair> {
   const acl = resolveAcl(opts.acl);
   const [p1, p2] = await Promise.all([allocateConsulPorts(), allocateConsulPorts()]);
   const started = await Promise.allSettled([
@@ -311,7 +319,9 @@ export async function startConsulPair(opts: ConsulPairOptions = {}): Promise<Con
     await waitFor(
       async () => {
         for (const a of [dc1, dc2]) {
-          const dcs = await a.datacenters();
+          const dcs = await a.json<string[]>('/v1/catalog/datacenters', {
+            signal: AbortSignal.timeout(5_000),
+          });
           if (!(dcs.includes('dc1') && dcs.includes('dc2'))) return false;
         }
         if (acl) {

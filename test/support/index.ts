@@ -47,4 +47,4 @@ export {
 } from './proc.ts';
 export { type SharedConsulPair, type SharedConsulPairInfo, sharedConsulPair, sharedKube } from './shared.ts';
 export { logDir, logPathFor, makeTempDir, removeDir } from './tmp.ts';
-export { errorText, StopWaiting, type WaitOptions, waitFor } from './wait.ts';
+export { errorText, isPortClash, retryOnPortClash, StopWaiting, type WaitOptions, waitFor } from './wait.ts';

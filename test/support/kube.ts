@@ -12,7 +12,7 @@ import { binPath } from './bins.ts';
 import { freePort } from './ports.ts';
 import { type CommandResult, formatTail, type ManagedProcess, runCommand, startProcess } from './proc.ts';
 import { logPathFor, makeTempDir, removeDir } from './tmp.ts';
-import { StopWaiting, waitFor } from './wait.ts';
+import { retryOnPortClash, StopWaiting, waitFor } from './wait.ts';
 
 /** Plain, serialisable coordinates of an API server (what global setup provides). */
 export interface KubeInfo {
@@ -90,9 +90,7 @@ function httpsCall(
   ca: string | undefined,
   method: string,
   path: string,
-  token: string,
-  body?: string,
-  contentType = 'application/json',
+  opts: { token: string; body?: string; contentType?: string; timeoutMs?: number },
 ): Promise<KubeResponse> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -102,11 +100,11 @@ function httpsCall(
         ca,
         rejectUnauthorized: ca !== undefined,
         headers: {
-          Authorization: `Bearer ${token}`,
+          Authorization: `Bearer ${opts.token}`,
           Accept: 'application/json',
-          ...(body !== undefined ? { 'Content-Type': contentType } : {}),
+          ...(opts.body !== undefined ? { 'Content-Type': opts.contentType ?? 'application/json' } : {}),
         },
-        timeout: 30_000,
+        timeout: opts.timeoutMs ?? 30_000,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -120,7 +118,7 @@ function httpsCall(
     );
     req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
     req.on('error', reject);
-    req.end(body);
+    req.end(opts.body);
   });
 }
 
@@ -144,19 +142,11 @@ export function kubeClient(info: KubeInfo): KubeClient {
     return res;
   };
   const request: KubeClient['request'] = (method, path, opts = {}) =>
-    httpsCall(
-      info.url,
-      info.caPem,
-      method,
-      path,
-      opts.token ?? info.adminToken,
-      opts.body === undefined
-        ? undefined
-        : typeof opts.body === 'string'
-          ? opts.body
-          : JSON.stringify(opts.body),
-      opts.contentType,
-    );
+    httpsCall(info.url, info.caPem, method, path, {
+      token: opts.token ?? info.adminToken,
+      body: opts.body === undefined || typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
+      contentType: opts.contentType,
+    });
   const ensure = async (args: string[]) => {
     const res = await kubectl(args, { allowFailure: true });
     if (res.code !== 0 && !/AlreadyExists|already exists/.test(res.stderr)) {
@@ -199,8 +189,15 @@ current-context: edgegate-test
 `;
 }
 
-/** Starts etcd and kube-apiserver on loopback; resolves when /readyz is ok and a kubeconfig is written. */
-export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer> {
+/**
+ * Starts etcd and kube-apiserver on loopback; resolves when /readyz is ok and a kubeconfig
+ * is written. Retries with new ports if another process took one of the chosen ports first.
+ */
+export function startKube(opts: StartKubeOptions = {}): Promise<KubeServer> {
+  return retryOnPortClash(() => startKubeOnce(opts));
+}
+
+async function startKubeOnce(opts: StartKubeOptions): Promise<KubeServer> {
   const etcdBin = binPath('etcd');
   const apiserverBin = binPath('kube-apiserver');
   binPath('kubectl');
@@ -260,7 +257,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     await waitFor(
       async () => {
         if (!etcd.running()) throw new StopWaiting('etcd exited');
-        const res = await fetch(`${etcdUrl}/health`);
+        const res = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(5_000) });
         return res.ok && ((await res.json()) as { health?: string }).health === 'true';
       },
       { timeoutMs, message: `etcd at ${etcdUrl} to be healthy`, diagnostics },
@@ -303,7 +300,10 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     await waitFor(
       async () => {
         if (!proc.running()) throw new StopWaiting('kube-apiserver exited');
-        const res = await httpsCall(url, undefined, 'GET', '/readyz', adminToken);
+        const res = await httpsCall(url, undefined, 'GET', '/readyz', {
+          token: adminToken,
+          timeoutMs: 5_000,
+        });
         return res.status === 200;
       },
       { timeoutMs, intervalMs: 200, message: `kube-apiserver at ${url} to be ready (/readyz)`, diagnostics },
@@ -319,7 +319,8 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeServer
     writeFileSync(kubeconfigPath, kubeconfigYaml(url, caPem, adminToken), { mode: 0o600 });
     await waitFor(
       async () =>
-        (await httpsCall(url, caPem, 'GET', '/api/v1/namespaces/default', adminToken)).status === 200,
+        (await httpsCall(url, caPem, 'GET', '/api/v1/namespaces/default', { token: adminToken })).status ===
+        200,
       { timeoutMs, message: 'namespace "default" to exist', diagnostics },
     );
   } catch (err) {

@@ -66,7 +66,27 @@ export async function waitFor<T>(
       // diagnostics are best effort
     }
   }
-  throw new Error(text);
+  throw lastError instanceof StopWaiting ? new StopWaiting(text) : new Error(text);
+}
+
+/**
+ * True for a start-up that failed because a port picked as free was taken before the
+ * server bound it (another process on the machine won the race); worth a retry.
+ */
+export function isPortClash(err: unknown): boolean {
+  return err instanceof StopWaiting && /address already in use/i.test(err.message);
+}
+
+/** Runs `start` again (with fresh ports: `start` picks them) after a port clash, up to `attempts` times. */
+export async function retryOnPortClash<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (i >= attempts || !isPortClash(err)) throw err;
+      console.error(`[harness] port clash on start-up, retrying with new ports (${i}/${attempts})`);
+    }
+  }
 }
 
 function pause(ms: number): Promise<void> {

@@ -1,0 +1,50 @@
+/**
+ * A token bucket on an injected clock (ms): `burst` tokens at most, refilled at `perMs` tokens per millisecond.
+ * The pod-wide buckets live in the primary (PolicyState); workers lease tokens from them in small batches.
+ */
+export class TokenBucket {
+  readonly perMs: number;
+  readonly burst: number;
+  #tokens: number;
+  #updated: number;
+
+  constructor(perMs: number, burst: number, now: number) {
+    this.perMs = perMs;
+    this.burst = Math.max(1, burst);
+    this.#tokens = this.burst;
+    this.#updated = now;
+  }
+
+  #refill(now: number): void {
+    if (now > this.#updated) {
+      this.#tokens = Math.min(this.burst, this.#tokens + (now - this.#updated) * this.perMs);
+      this.#updated = now;
+    }
+  }
+
+  /** Takes up to `want` whole tokens; returns how many were taken. */
+  take(want: number, now: number): number {
+    this.#refill(now);
+    const n = Math.min(want, Math.floor(this.#tokens));
+    this.#tokens -= n;
+    return n;
+  }
+
+  /** Milliseconds until one whole token is there (0: now). */
+  msUntilToken(now: number): number {
+    this.#refill(now);
+    return this.#tokens >= 1 ? 0 : Math.ceil((1 - this.#tokens) / this.perMs);
+  }
+
+  /** Whole tokens left now. */
+  available(now: number): number {
+    this.#refill(now);
+    return Math.floor(this.#tokens);
+  }
+
+  /** Full again (an idle bucket can be forgotten: a fresh one is the same). */
+  full(now: number): boolean {
+    this.#refill(now);
+    return this.#tokens >= this.burst;
+  }
+}
