@@ -42,6 +42,7 @@ CONSUL_VERSION="$(read_pin CONSUL_VERSION)"
 KUBERNETES_VERSION="$(read_pin KUBERNETES_VERSION)"
 ETCD_VERSION="$(read_pin ETCD_VERSION)"
 HELM_VERSION="$(read_pin HELM_VERSION)"
+H2SPEC_VERSION="$(read_pin H2SPEC_VERSION)"
 CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
 
 mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
@@ -240,11 +241,27 @@ build_helm() {
   log "built $name $version in $((SECONDS - start))s"
 }
 
+build_h2spec() {
+  local name="$1" version="$2"
+  local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
+  local gobin="$BUILD_DIR/h2spec-$version.gobin.$$"
+  : >"$logfile"
+  log "building $name $version (go install github.com/summerwind/h2spec/cmd/h2spec@$version); log: $logfile"
+  local start=$SECONDS
+  mkdir -p "$gobin"
+  (cd "$BUILD_DIR" && run_step "$logfile" env GOFLAGS= GOBIN="$gobin" "${NICE[@]}" go install -trimpath -ldflags "-s -w" \
+    "github.com/summerwind/h2spec/cmd/h2spec@$version")
+  mv -f "$gobin/h2spec" "$dest"
+  rmdir "$gobin"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
 # --- Debian packages -----------------------------------------------------------
 ensure_apt() {
   local missing=() cmd pkg
   # promtool (package prometheus): `promtool check metrics` / `check rules` in test/e2e/observe.
-  for pair in "ip:iproute2" "promtool:prometheus"; do
+  # h2load (nghttp2-client), openssl and curl: test/e2e/tls (certificates, HTTP/2 load, --resolve checks).
+  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" "openssl:openssl" "curl:curl"; do
     cmd="${pair%%:*}"; pkg="${pair#*:}"
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
   done
@@ -267,6 +284,7 @@ ensure helm "$HELM_VERSION" build_helm
 ensure kube-apiserver "$KUBERNETES_VERSION" build_kube_apiserver
 ensure kubectl "$KUBERNETES_VERSION" build_kubectl
 ensure consul "$CONSUL_VERSION" build_consul
+ensure h2spec "$H2SPEC_VERSION" build_h2spec
 
 # Manifest for tools that do not want to parse the versions file.
 manifest_tmp="$BIN_DIR/manifest.json.tmp.$$"
@@ -276,7 +294,8 @@ cat >"$manifest_tmp" <<EOF
   "kube-apiserver": "$BIN_DIR/kube-apiserver-$KUBERNETES_VERSION",
   "kubectl": "$BIN_DIR/kubectl-$KUBERNETES_VERSION",
   "etcd": "$BIN_DIR/etcd-$ETCD_VERSION",
-  "helm": "$BIN_DIR/helm-$HELM_VERSION"
+  "helm": "$BIN_DIR/helm-$HELM_VERSION",
+  "h2spec": "$BIN_DIR/h2spec-$H2SPEC_VERSION"
 }
 EOF
 mv -f "$manifest_tmp" "$BIN_DIR/manifest.json"
@@ -300,3 +319,4 @@ show kube-apiserver "$BIN_DIR/kube-apiserver-$KUBERNETES_VERSION" --version
 show kubectl "$BIN_DIR/kubectl-$KUBERNETES_VERSION" version --client
 show etcd "$BIN_DIR/etcd-$ETCD_VERSION" --version
 show helm "$BIN_DIR/helm-$HELM_VERSION" version --short
+show h2spec "$BIN_DIR/h2spec-$H2SPEC_VERSION" --version

@@ -132,12 +132,19 @@ describe('outlier detection', () => {
     });
     const killed = ups[1]!;
     await killed.close();
-    const up = upstreamOf(gw, killed.port) ?? (await get(gw.port, '/'), upstreamOf(gw, killed.port)!);
+    if (!upstreamOf(gw, killed.port)) await get(gw.port, '/');
+    const up = upstreamOf(gw, killed.port)!;
     for (let round = 1; round <= 2; round++) {
-      await waitFor(async () => (await get(gw.port, '/'), up.ejected), {
-        intervalMs: 10,
-        message: `ejection ${round}`,
-      });
+      await waitFor(
+        async () => {
+          await get(gw.port, '/');
+          return up.ejected;
+        },
+        {
+          intervalMs: 10,
+          message: `ejection ${round}`,
+        },
+      );
       expect(up.ejections).toBe(round);
       const t0 = Date.now();
       await waitFor(() => !up.ejected, { timeoutMs: 3000, intervalMs: 10, message: `re-admission ${round}` });

@@ -10,13 +10,14 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const VERSIONS_FILE = join(REPO_ROOT, 'scripts', 'test-deps.versions');
 
-export type BinaryName = 'consul' | 'kube-apiserver' | 'kubectl' | 'etcd' | 'helm';
+export type BinaryName = 'consul' | 'kube-apiserver' | 'kubectl' | 'etcd' | 'helm' | 'h2spec';
 
 export interface PinnedVersions {
   consul: string;
   kubernetes: string;
   etcd: string;
   helm: string;
+  h2spec: string;
 }
 
 /** The pins in scripts/test-deps.versions. */
@@ -24,7 +25,7 @@ export function pinnedVersions(): PinnedVersions {
   const vars = new Map<string, string>();
   for (const raw of readFileSync(VERSIONS_FILE, 'utf8').split('\n')) {
     const line = raw.replace(/#.*/, '').trim();
-    const m = /^([A-Z_]+)=(\S+)$/.exec(line);
+    const m = /^([A-Z0-9_]+)=(\S+)$/.exec(line);
     if (m) vars.set(m[1]!, m[2]!);
   }
   const get = (k: string): string => {
@@ -37,6 +38,7 @@ export function pinnedVersions(): PinnedVersions {
     kubernetes: get('KUBERNETES_VERSION'),
     etcd: get('ETCD_VERSION'),
     helm: get('HELM_VERSION'),
+    h2spec: get('H2SPEC_VERSION'),
   };
 }
 
@@ -50,7 +52,15 @@ export function binDir(): string {
 export function binPath(name: BinaryName): string {
   const v = pinnedVersions();
   const version =
-    name === 'consul' ? v.consul : name === 'etcd' ? v.etcd : name === 'helm' ? v.helm : v.kubernetes;
+    name === 'consul'
+      ? v.consul
+      : name === 'etcd'
+        ? v.etcd
+        : name === 'helm'
+          ? v.helm
+          : name === 'h2spec'
+            ? v.h2spec
+            : v.kubernetes;
   const path = join(binDir(), `${name}-${version}`);
   try {
     accessSync(path, constants.X_OK);
