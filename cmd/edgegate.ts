@@ -6,10 +6,12 @@ import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import type { RouteSource } from '../src/api/route-source.ts';
+import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
+import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/observe/log.ts';
-import { describeStatus, parseListen, runGateway } from '../src/run.ts';
+import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
@@ -29,6 +31,17 @@ function fail(err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`edgegate: ${message}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
+}
+
+/** `5s`, `250ms`, `1m30s`; a bare number is seconds (as in terminationGracePeriodSeconds). */
+function parseDurationFlag(value: string, flag: string): number {
+  const text = String(value).trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  if (!/^(\d+(ms|h|m|s))+$/.test(text))
+    throw new ConfigError(
+      `${flag}: expected a duration like 5s, 250ms or 1m30s, got ${JSON.stringify(value)}`,
+    );
+  return parseDuration(text);
 }
 
 const program = new Command()
@@ -61,7 +74,20 @@ program
   .addOption(new Option('--kube', 'read GatewayRoutes from Kubernetes').env('EDGEGATE_KUBE'))
   .addOption(new Option('--kubeconfig <file>', 'kubeconfig outside a cluster').env('EDGEGATE_KUBECONFIG'))
   .addOption(
-    new Option('--workers <n>', 'proxy worker processes (default: CPU limit)').env('EDGEGATE_WORKERS'),
+    new Option(
+      '--workers <n>',
+      'proxy worker processes (default: the CPU limit, cgroup-aware; 0: proxy in-process)',
+    ).env('EDGEGATE_WORKERS'),
+  )
+  .addOption(
+    new Option('--drain-delay <duration>', 'on SIGTERM, keep listening this long after readiness fails')
+      .env('EDGEGATE_DRAIN_DELAY')
+      .default('5s'),
+  )
+  .addOption(
+    new Option('--drain-timeout <duration>', 'on SIGTERM, cut requests still running after this long')
+      .env('EDGEGATE_DRAIN_TIMEOUT')
+      .default('25s'),
   )
   .addOption(
     new Option('--state-dir <dir>', 'where the last-known-good table is kept').env('EDGEGATE_STATE_DIR'),
@@ -84,14 +110,21 @@ program
   )
   .action(async (o) => {
     try {
-      if (o.consul || o.kube || o.kubeconfig || o.listenTls || o.workers)
-        throw new ConfigError(
-          '--consul, --kube, --listen-tls and --workers are not available in this build yet',
-        );
+      if (o.consul || o.kube || o.kubeconfig || o.listenTls)
+        throw new ConfigError('--consul, --kube and --listen-tls are not available in this build yet');
       const trustedHops = Number(o.trustedHops);
       if (!Number.isInteger(trustedHops) || trustedHops < 0)
         throw new ConfigError('--trusted-hops: expected a whole number ≥ 0');
-      const gw = await runGateway({
+      const workers = o.workers === undefined ? cpuLimit() : Number(o.workers);
+      if (!Number.isInteger(workers) || workers < 0 || workers > 1024)
+        throw new ConfigError(`--workers: expected a whole number 0…1024, got ${JSON.stringify(o.workers)}`);
+      const drain = {
+        delayMs: parseDurationFlag(o.drainDelay, '--drain-delay'),
+        timeoutMs: parseDurationFlag(o.drainTimeout, '--drain-timeout'),
+      };
+      if (drain.timeoutMs < drain.delayMs)
+        throw new ConfigError('--drain-timeout must not be shorter than --drain-delay');
+      const options = {
         listen: o.listen,
         admin: o.admin,
         routes: o.routes,
@@ -100,12 +133,25 @@ program
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,
-      });
-      const shutdown = () => {
-        gw.stop().then(() => process.exit(0), fail);
       };
-      process.once('SIGTERM', shutdown);
-      process.once('SIGINT', shutdown);
+      const gw =
+        workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });
+      let firstSignal = 0;
+      const shutdown = (signal: string) => {
+        if (firstSignal > 0) {
+          // The same signal often arrives twice at once (group delivery plus a wrapper forwarding it): ignore
+          // that. A second one well after the first is a person insisting: stop now.
+          if (Date.now() - firstSignal < 2000) return;
+          process.stderr.write(`edgegate: ${signal} again; exiting without waiting for the drain\n`);
+          process.exit(1);
+        }
+        firstSignal = Date.now();
+        gw.drain(drain)
+          .then(() => gw.stop())
+          .then(() => process.exit(0), fail);
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
     } catch (err) {
       fail(err);
     }

@@ -43,7 +43,15 @@ const children = upstreams.map((u) =>
 const gateway = spawn(
   process.execPath,
   [cli, 'run', '--routes', join(root, 'examples', 'routes'), '--catalog', catalogFile],
-  { stdio: 'inherit', env: process.env },
+  // Two proxy workers: the real process model, small enough for a laptop; a short drain so Ctrl-C is quick.
+  {
+    stdio: 'inherit',
+    env: {
+      ...process.env,
+      EDGEGATE_WORKERS: process.env.EDGEGATE_WORKERS ?? '2',
+      EDGEGATE_DRAIN_DELAY: process.env.EDGEGATE_DRAIN_DELAY ?? '1s',
+    },
+  },
 );
 children.push(gateway);
 

@@ -1,11 +1,18 @@
 /**
  * `edgegate run`: wires sources → controller → proxy and the admin server. Standalone (files) today; the Consul
  * and Kubernetes sources plug into the same controller.
+ *
+ * Two shapes: `runClusterGateway` (the production one: this process is the primary — sources, compile, publish,
+ * admin — and N worker processes proxy) and `runGateway` (`--workers 0`: everything in this one process, for
+ * tests and debugging).
  */
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { formatPath } from './api/validate.ts';
+import { ClusterPrimary } from './cluster/primary.ts';
+import type { WorkerConfig } from './cluster/protocol.ts';
 import type { RouteStatus } from './compile/compile.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
@@ -13,8 +20,9 @@ import { ConfigError } from './errors.ts';
 import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
-import { createProxyServer } from './proxy/server.ts';
+import { createProxyServer, drainServer } from './proxy/server.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
+import type { TableData } from './table/types.ts';
 
 export interface RunOptions {
   listen: string;
@@ -29,12 +37,40 @@ export interface RunOptions {
   logger?: Logger;
 }
 
-export interface RunningGateway {
-  proxyAddress: AddressInfo;
+export interface DrainSettings {
+  /** Listeners stay open this long after readiness fails, so endpoint removal propagates upstream. */
+  delayMs: number;
+  /** Total budget from the signal: in-flight requests still running then are cut. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_DRAIN: DrainSettings = { delayMs: 5_000, timeoutMs: 25_000 };
+
+export interface ClusterRunOptions extends RunOptions {
+  /** Proxy worker processes (≥ 1). */
+  workers: number;
+  /** SO_REUSEPORT listeners (default: on Linux, FreeBSD; elsewhere the cluster's shared handle). */
+  reusePort?: boolean;
+  /** What a worker does when it alone gets SIGTERM (the primary's drain normally decides). */
+  drain?: DrainSettings;
+}
+
+interface Running {
   adminAddress: AddressInfo;
   controller: Controller;
-  proxy: ProxyPipeline;
+  /** Readiness fails at once; listeners close after the delay; in-flight requests finish up to the timeout. */
+  drain(settings: DrainSettings): Promise<{ clean: boolean }>;
   stop(): Promise<void>;
+}
+
+export interface RunningGateway extends Running {
+  proxyAddress: AddressInfo;
+  proxy: ProxyPipeline;
+}
+
+export interface RunningCluster extends Running {
+  proxyAddress: { address: string; port: number };
+  primary: ClusterPrimary;
 }
 
 /** `:8080`, `8080`, `127.0.0.1:8080`, `[::1]:8080` → host (undefined: every interface) and port. */
@@ -48,6 +84,11 @@ export function parseListen(value: string, flag: string): { host: string | undef
   }
   const host = m[1] ?? (m[2] === '' || m[2] === undefined ? undefined : m[2]);
   return { host, port };
+}
+
+/** Where SO_REUSEPORT exists (Node: Linux 3.9+, FreeBSD 12+, DragonFlyBSD, Solaris 11.4, AIX 7.2.5). */
+export function platformHasReusePort(platform: NodeJS.Platform = process.platform): boolean {
+  return ['linux', 'freebsd', 'sunos', 'aix'].includes(platform);
 }
 
 async function listen(server: Server, value: string, flag: string): Promise<AddressInfo> {
@@ -73,10 +114,9 @@ export function describeStatus(s: RouteStatus): string[] {
   return lines;
 }
 
-export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
-  const log = opts.logger ?? createLogger(opts.logLevel);
+/** Sources → controller, with route problems logged once each. Shared by both process shapes. */
+function createControlPlane(opts: RunOptions, log: Logger, publish: (table: TableData) => void) {
   if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
-  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
   const expect: SourceName[] = ['routes'];
   if (opts.catalog) expect.push('catalog');
   const reported = new Map<string, string>();
@@ -84,7 +124,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
     publish: (table) => {
-      proxy.setTable(table);
+      publish(table);
       log.info('table published', {
         version: table.version,
         hash: table.hash,
@@ -116,50 +156,168 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     },
     onError: (err) => log.error(`rebuild failed: ${(err as Error).stack ?? err}`),
   });
-
-  const restored = await controller.restore();
-  if (restored)
-    log.info('serving the last-known-good table until sources sync', { version: restored.version });
-
   const routeSource = new FileRouteSource(opts.routes, log);
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
-  if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
-  await routeSource.start((r) => controller.setRoutes(r));
-  await controller.rebuild();
+  return {
+    controller,
+    async start() {
+      const restored = await controller.restore();
+      if (restored)
+        log.info('serving the last-known-good table until sources sync', { version: restored.version });
+      if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
+      await routeSource.start((r) => controller.setRoutes(r));
+      await controller.rebuild();
+    },
+    stop() {
+      controller.stop();
+      routeSource.stop();
+      catalogSource?.stop();
+    },
+    routesView(version: number) {
+      return {
+        version,
+        table: controller.current,
+        statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
+      };
+    },
+  };
+}
+
+/** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
+export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
+  const log = opts.logger ?? createLogger(opts.logLevel);
+  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
+  const plane = createControlPlane(opts, log, (table) => proxy.setTable(table));
+  const { controller } = plane;
+  await plane.start();
 
   const proxyServer = createProxyServer(proxy);
+  let draining = false;
   const admin = createAdminServer({
     readiness: () => {
       const reasons: string[] = [];
+      if (draining) reasons.push('draining: the gateway is shutting down');
       if (!controller.synced) reasons.push('sources have not synced yet');
       if (proxy.version === 0) reasons.push('no routing table served yet');
       return { ready: reasons.length === 0, reasons };
     },
-    routes: () => ({
-      version: proxy.version,
-      table: controller.current,
-      statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
-    }),
+    routes: () => plane.routesView(proxy.version),
+    workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
-  log.info('edgegate is serving', { listen: proxyAddress, admin: adminAddress });
+  log.info('edgegate is serving', { listen: proxyAddress, admin: adminAddress, workers: 0 });
 
   return {
     proxyAddress,
     adminAddress,
     controller,
     proxy,
+    async drain(settings) {
+      draining = true;
+      log.info('draining', { ...settings });
+      plane.stop();
+      const r = await drainServer(proxyServer, settings);
+      if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
+      log.info('drained', { ms: r.ms, cut: r.cut });
+      return { clean: r.cut === 0 };
+    },
     async stop() {
-      controller.stop();
-      routeSource.stop();
-      catalogSource?.stop();
+      plane.stop();
       proxyServer.close();
       admin.close();
       proxyServer.closeIdleConnections();
       admin.closeAllConnections();
       await proxy.close();
       proxyServer.closeAllConnections();
+    },
+  };
+}
+
+/** A free TCP port on this host, for `--listen :0` with SO_REUSEPORT workers (each must bind the same one). */
+async function pickPort(host: string | undefined): Promise<number> {
+  const probe = createNetServer();
+  probe.listen({ host, port: 0 });
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/** The production shape: this process is the primary; `workers` processes proxy. */
+export async function runClusterGateway(opts: ClusterRunOptions): Promise<RunningCluster> {
+  const log = opts.logger ?? createLogger(opts.logLevel);
+  const listenAt = parseListen(opts.listen, '--listen');
+  const reusePort = opts.reusePort ?? platformHasReusePort();
+  // Port 0: every SO_REUSEPORT worker must bind the same port, so choose it once here.
+  if (listenAt.port === 0 && reusePort) listenAt.port = await pickPort(listenAt.host);
+  const config: WorkerConfig = {
+    host: listenAt.host,
+    port: listenAt.port,
+    reusePort,
+    proxy: { trustedHops: opts.trustedHops ?? 0 },
+    listener: {},
+    logLevel: opts.logLevel,
+    drain: opts.drain ?? DEFAULT_DRAIN,
+  };
+  const primary = new ClusterPrimary({ workers: opts.workers, config, log });
+  const plane = createControlPlane(opts, log, (table) => primary.publish(table));
+  const { controller } = plane;
+  primary.start();
+  await plane.start();
+
+  const admin = createAdminServer({
+    readiness: () => {
+      const r = primary.readiness();
+      if (!controller.synced) r.reasons.unshift('sources have not synced yet');
+      return { ready: r.reasons.length === 0, reasons: r.reasons };
+    },
+    routes: () => plane.routesView(primary.version),
+    workers: async () => {
+      // Live figures from each worker (asked over IPC), beside what the primary knows of it.
+      const live = new Map((await primary.collectWorkerStats(500)).map((s) => [s.pid, s]));
+      return {
+        mode: 'cluster',
+        pid: process.pid,
+        ...primary.stats(),
+        workers: primary.workers().map((w) => ({ ...w, stats: w.pid ? live.get(w.pid) : undefined })),
+      };
+    },
+  });
+  const adminAddress = await listen(admin, opts.admin, '--admin');
+  let proxyAddress: { address: string; port: number };
+  try {
+    proxyAddress = await primary.listening();
+  } catch (err) {
+    await primary.drain({ delayMs: 0, timeoutMs: 1000 });
+    admin.close();
+    plane.stop();
+    throw new ConfigError(`--listen: cannot listen on ${opts.listen}: ${(err as Error).message}`);
+  }
+  log.info('edgegate is serving', {
+    listen: proxyAddress,
+    admin: adminAddress,
+    workers: opts.workers,
+    reusePort,
+  });
+
+  return {
+    proxyAddress,
+    adminAddress,
+    controller,
+    primary,
+    async drain(settings) {
+      log.info('draining', { ...settings, workers: primary.stats().live });
+      plane.stop();
+      const r = await primary.drain(settings);
+      log.info('drained', { clean: r.clean });
+      return r;
+    },
+    async stop() {
+      plane.stop();
+      await primary.drain({ delayMs: 0, timeoutMs: 2000 });
+      admin.close();
+      admin.closeAllConnections();
     },
   };
 }

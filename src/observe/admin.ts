@@ -7,6 +7,8 @@ import { createServer, type Server } from 'node:http';
 export interface AdminState {
   /** Ready to take traffic, and if not, why. */
   readiness(): { ready: boolean; reasons: string[] };
+  /** Proxy worker processes and the table version each serves, for /debug/workers. */
+  workers?(): unknown | Promise<unknown>;
   /** The served table and route statuses, for /debug/routes. */
   routes(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
@@ -39,6 +41,9 @@ export function createAdminServer(state: AdminState): Server {
         }
         case '/debug/routes':
           return json(res, 200, state.routes());
+        case '/debug/workers':
+          if (state.workers) return json(res, 200, await state.workers());
+          break;
         case '/debug/upstreams':
           if (state.upstreams) return json(res, 200, state.upstreams());
           break;
@@ -53,7 +58,7 @@ export function createAdminServer(state: AdminState): Server {
       }
       json(res, 404, {
         error: 'not found',
-        paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/upstreams'],
+        paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/upstreams', '/debug/workers'],
       });
     } catch (err) {
       json(res, 500, { error: String(err) });

@@ -2,7 +2,9 @@
  * The proxy's HTTP listener: Node's http server with edge defaults, feeding ProxyPipeline.handle. Request-level checks
  * that must happen before routing (duplicate Host, header count) live here.
  */
+import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ProxyPipeline } from './proxy.ts';
 import { sendError } from './proxy.ts';
 
@@ -44,6 +46,7 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
       maxHeaderSize: 16 * 1024,
     },
     (req: IncomingMessage, res: ServerResponse) => {
+      track(server, res);
       if (req.rawHeaders.length > s.maxHeaders * 2) {
         res.shouldKeepAlive = false;
         res.writeHead(431, { 'content-type': 'application/json', connection: 'close' });
@@ -63,6 +66,7 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
     },
   );
   server.maxHeadersCount = s.maxHeaders + 1;
+  trackConnections(server);
   server.on('clientError', (err: Error & { code?: string }, socket) => {
     if (!socket.writable) return socket.destroy();
     const status =
@@ -76,4 +80,149 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
     );
   });
   return server;
+}
+
+// ── Listening and graceful drain ─────────────────────────────────────────────────────────────────────────────
+
+/** Per-server bookkeeping for drain and stats; kept beside the server so the request handler stays flat. */
+interface ServerState {
+  draining: boolean;
+  requests: number;
+  readonly active: Set<ServerResponse>;
+  readonly sockets: Set<Socket>;
+  /** Called whenever a response finishes or a socket closes while draining. */
+  onSettle: (() => void) | undefined;
+}
+
+const states = new WeakMap<Server, ServerState>();
+
+function stateOf(server: Server): ServerState {
+  let st = states.get(server);
+  if (!st) {
+    st = { draining: false, requests: 0, active: new Set(), sockets: new Set(), onSettle: undefined };
+    states.set(server, st);
+  }
+  return st;
+}
+
+function trackConnections(server: Server): void {
+  const st = stateOf(server);
+  server.on('connection', (socket: Socket) => {
+    st.sockets.add(socket);
+    socket.once('close', () => {
+      st.sockets.delete(socket);
+      st.onSettle?.();
+    });
+  });
+}
+
+function track(server: Server, res: ServerResponse): void {
+  const st = stateOf(server);
+  st.requests++;
+  st.active.add(res);
+  // While draining, every response closes its connection: the client reconnects elsewhere.
+  if (st.draining) res.shouldKeepAlive = false;
+  res.once('close', () => {
+    st.active.delete(res);
+    st.onSettle?.();
+  });
+}
+
+export interface ListenerStats {
+  /** Requests received since start. */
+  requests: number;
+  /** Requests whose response has not finished. */
+  inFlight: number;
+  /** Open client connections. */
+  connections: number;
+  draining: boolean;
+}
+
+export function listenerStats(server: Server): ListenerStats {
+  const st = stateOf(server);
+  return {
+    requests: st.requests,
+    inFlight: st.active.size,
+    connections: st.sockets.size,
+    draining: st.draining,
+  };
+}
+
+export interface ListenOptions {
+  host: string | undefined;
+  port: number;
+  /**
+   * A socket of this process's own with SO_REUSEPORT (`exclusive` in a cluster worker), so the kernel balances
+   * connections across workers. Linux, FreeBSD and a few others; elsewhere the caller passes false and a cluster
+   * worker shares the primary's handle instead.
+   */
+  reusePort: boolean;
+}
+
+/** Starts listening; rejects with the listen error (EADDRINUSE…) instead of emitting it. */
+export async function listenProxyServer(server: Server, opts: ListenOptions): Promise<AddressInfo> {
+  server.listen({
+    host: opts.host,
+    port: opts.port,
+    ...(opts.reusePort ? { reusePort: true, exclusive: true } : {}),
+  });
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw err;
+    }),
+  ]);
+  return server.address() as AddressInfo;
+}
+
+export interface DrainOptions {
+  /** Keep the listener open this long after the drain starts (load balancers stop sending meanwhile). */
+  delayMs: number;
+  /** Total budget from the start: requests still running then are cut. */
+  timeoutMs: number;
+  /** Told when the listener closes (after the delay). */
+  onListenerClosed?: () => void;
+}
+
+export interface DrainResult {
+  /** Requests that were still running at the deadline and were cut. */
+  cut: number;
+  ms: number;
+}
+
+/**
+ * Graceful drain. From the start, every response (including those of requests already running) carries
+ * `Connection: close`. After `delayMs` the listener closes and idle keep-alive sockets are closed; requests in
+ * flight run to completion until `timeoutMs`, when whatever is left is cut.
+ */
+export async function drainServer(server: Server, opts: DrainOptions): Promise<DrainResult> {
+  const st = stateOf(server);
+  const started = Date.now();
+  const deadline = started + opts.timeoutMs;
+  st.draining = true;
+  for (const res of st.active) if (!res.headersSent) res.shouldKeepAlive = false;
+
+  await new Promise((r) => setTimeout(r, Math.max(0, Math.min(opts.delayMs, opts.timeoutMs))));
+  if (server.listening) server.close();
+  opts.onListenerClosed?.();
+
+  const settled = new Promise<void>((resolve) => {
+    const check = () => {
+      // A keep-alive response already under way when the drain began leaves its socket idle: close it now.
+      server.closeIdleConnections();
+      if (st.active.size === 0 && st.sockets.size === 0) resolve();
+    };
+    st.onSettle = () => setImmediate(check);
+    check();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((r) => {
+    timer = setTimeout(() => r(true), Math.max(0, deadline - Date.now()));
+  });
+  const late = await Promise.race([settled.then(() => false), timedOut]);
+  clearTimeout(timer);
+  st.onSettle = undefined;
+  const cut = late ? st.active.size : 0;
+  if (late) server.closeAllConnections();
+  return { cut, ms: Date.now() - started };
 }

@@ -1,0 +1,431 @@
+/**
+ * The primary's side of the process model: forks N proxy workers, hands every table version to each of them,
+ * tracks which version each one serves (readiness), replaces workers that exit (with crash-loop backoff), and
+ * coordinates the graceful drain. The primary itself never proxies.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../observe/log.ts';
+import type { TableData } from '../table/types.ts';
+import {
+  isWorkerMessage,
+  type PrimaryMessage,
+  WORKER_CONFIG_ENV,
+  type WorkerConfig,
+  type WorkerMessage,
+  type WorkerStats,
+} from './protocol.ts';
+
+export interface ClusterPrimaryOptions {
+  workers: number;
+  config: WorkerConfig;
+  log: Logger;
+  /** A worker that exits sooner than this after its start is a fast exit (crash loop). Default 10 s. */
+  minUptimeMs?: number;
+  /** Backoff after the 2nd, 3rd… consecutive fast exit of a slot: base · 2^(n-2), capped. Default 250 ms / 30 s. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** Worker script (default: worker-main.ts beside this file). */
+  exec?: string;
+}
+
+/** One worker slot: the process in it now (if any) and its history. */
+interface Slot {
+  index: number;
+  worker: Worker | undefined;
+  pid: number | undefined;
+  startedAt: number;
+  /** Said hello: its IPC handler is installed, tables may be sent. */
+  greeted: boolean;
+  /** Table version it acknowledged (0: none). */
+  version: number;
+  listening: boolean;
+  /** Consecutive fast exits, for the backoff. */
+  fastExits: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  restartAt: number | undefined;
+  lastError: string | undefined;
+}
+
+export interface WorkerInfo {
+  slot: number;
+  id: number | undefined;
+  pid: number | undefined;
+  state: 'starting' | 'listening' | 'restarting' | 'draining';
+  version: number;
+  startedAt: string | undefined;
+  fastExits: number;
+  lastError?: string;
+}
+
+export interface HandoffStats {
+  version: number;
+  /** Size of the table JSON sent to each worker. */
+  bytes: number;
+  workers: number;
+  /** From the first send to the last acknowledgement. */
+  ms: number;
+  /** Slowest worker-side apply (parse + build + swap). */
+  maxApplyMs: number;
+}
+
+export interface ClusterStats {
+  workers: number;
+  live: number;
+  listening: number;
+  restarts: number;
+  version: number;
+  lastHandoff: HandoffStats | undefined;
+}
+
+interface PendingHandoff {
+  version: number;
+  bytes: number;
+  started: number;
+  waiting: Set<number>;
+  workers: number;
+  maxApplyMs: number;
+}
+
+export class ClusterPrimary {
+  readonly #opts: Required<Omit<ClusterPrimaryOptions, 'exec'>> & { exec: string };
+  readonly #log: Logger;
+  readonly #slots: Slot[] = [];
+  #table: { version: number; json: string } | undefined;
+  #restarts = 0;
+  #draining = false;
+  #handoff: PendingHandoff | undefined;
+  #lastHandoff: HandoffStats | undefined;
+  #statsSeq = 0;
+  readonly #statsWaiters = new Map<number, (s: WorkerStats) => void>();
+  #firstListening: PromiseWithResolvers<{ address: string; port: number }> = Promise.withResolvers();
+  #everListened = false;
+  #exited: PromiseWithResolvers<void> | undefined;
+
+  constructor(opts: ClusterPrimaryOptions) {
+    if (!cluster.isPrimary) throw new Error('ClusterPrimary runs in the primary process only');
+    if (!(opts.workers >= 1)) throw new Error('ClusterPrimary needs at least one worker');
+    this.#opts = {
+      minUptimeMs: 10_000,
+      backoffBaseMs: 250,
+      backoffMaxMs: 30_000,
+      exec: fileURLToPath(new URL('./worker-main.ts', import.meta.url)),
+      ...opts,
+    };
+    this.#log = opts.log;
+    // Table messages are one big string: 'advanced' (V8 serialization) copies it as is, where 'json' would
+    // escape every quote in it and parse it twice on the other side.
+    cluster.setupPrimary({ exec: this.#opts.exec, args: [], serialization: 'advanced' });
+    // The first listen error (port taken, no permission) is fatal; avoid an unhandled rejection before anyone awaits.
+    this.#firstListening.promise.catch(() => {});
+  }
+
+  /** Forks every worker. They listen once they hold a table: call `publish` to get them going. */
+  start(): void {
+    for (let i = 0; i < this.#opts.workers; i++) {
+      const slot: Slot = {
+        index: i,
+        worker: undefined,
+        pid: undefined,
+        startedAt: 0,
+        greeted: false,
+        version: 0,
+        listening: false,
+        fastExits: 0,
+        restartTimer: undefined,
+        restartAt: undefined,
+        lastError: undefined,
+      };
+      this.#slots.push(slot);
+      this.#fork(slot);
+    }
+  }
+
+  /** Resolves with the proxy address once the first worker listens; rejects on a listen error. */
+  listening(): Promise<{ address: string; port: number }> {
+    return this.#firstListening.promise;
+  }
+
+  /** The version last published (0: none yet). */
+  get version(): number {
+    return this.#table?.version ?? 0;
+  }
+
+  /** Workers replaced after an exit, since start. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Sends this table to every worker; each acknowledges the version once it serves it. */
+  publish(table: TableData): void {
+    const json = JSON.stringify(table);
+    this.#table = { version: table.version, json };
+    // Every live worker must acknowledge; one that has not greeted yet gets the table when it does.
+    const live = this.#slots.filter((s) => s.worker);
+    this.#handoff = {
+      version: table.version,
+      bytes: Buffer.byteLength(json),
+      started: performance.now(),
+      waiting: new Set(live.map((s) => s.index)),
+      workers: live.length,
+      maxApplyMs: 0,
+    };
+    for (const s of live) if (s.greeted) this.#sendTable(s);
+  }
+
+  /** Ready when not draining, a table is published, and every live worker listens and serves that version. */
+  readiness(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (this.#draining) reasons.push('draining: the gateway is shutting down');
+    const current = this.version;
+    if (current === 0) reasons.push('no routing table published yet');
+    let live = 0;
+    for (const s of this.#slots) {
+      if (!s.worker) continue;
+      live++;
+      const who = `worker ${s.worker.id} (pid ${s.pid})`;
+      if (current !== 0 && s.version !== current)
+        reasons.push(`${who} serves version ${s.version}, current is ${current}`);
+      else if (!s.listening) reasons.push(`${who} is not listening yet`);
+    }
+    if (live === 0) reasons.push('no live worker');
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  workers(): WorkerInfo[] {
+    return this.#slots.map((s) => ({
+      slot: s.index,
+      id: s.worker?.id,
+      pid: s.worker ? s.pid : undefined,
+      state: !s.worker ? 'restarting' : this.#draining ? 'draining' : s.listening ? 'listening' : 'starting',
+      version: s.worker ? s.version : 0,
+      startedAt: s.worker ? new Date(s.startedAt).toISOString() : undefined,
+      fastExits: s.fastExits,
+      ...(s.lastError ? { lastError: s.lastError } : {}),
+    }));
+  }
+
+  stats(): ClusterStats {
+    const live = this.#slots.filter((s) => s.worker);
+    return {
+      workers: this.#slots.length,
+      live: live.length,
+      listening: live.filter((s) => s.listening).length,
+      restarts: this.#restarts,
+      version: this.version,
+      lastHandoff: this.#lastHandoff,
+    };
+  }
+
+  /** Asks every live worker for its figures (for /metrics at scrape time); workers that do not answer in time are left out. */
+  async collectWorkerStats(timeoutMs = 1000): Promise<WorkerStats[]> {
+    const asks = this.#slots
+      .filter((s) => s.worker?.isConnected())
+      .map(
+        (s) =>
+          new Promise<WorkerStats | undefined>((resolve) => {
+            const id = ++this.#statsSeq;
+            const timer = setTimeout(() => {
+              this.#statsWaiters.delete(id);
+              resolve(undefined);
+            }, timeoutMs);
+            this.#statsWaiters.set(id, (stats) => {
+              clearTimeout(timer);
+              this.#statsWaiters.delete(id);
+              resolve(stats);
+            });
+            this.#send(s, { type: 'stats-request', id });
+          }),
+      );
+    return (await Promise.all(asks)).filter((s): s is WorkerStats => s !== undefined);
+  }
+
+  /**
+   * Graceful drain: readiness fails at once, every worker drains (listener open for `delayMs`, then in-flight
+   * requests finish), and this resolves once all workers exited. Workers still alive at `timeoutMs` plus a grace
+   * second are killed; `clean` says whether that was needed.
+   */
+  async drain(opts: { delayMs: number; timeoutMs: number }): Promise<{ clean: boolean }> {
+    if (!this.#draining) {
+      this.#draining = true;
+      this.#exited = Promise.withResolvers();
+      for (const s of this.#slots) {
+        clearTimeout(s.restartTimer);
+        s.restartTimer = undefined;
+        if (s.worker) this.#send(s, { type: 'drain', delayMs: opts.delayMs, timeoutMs: opts.timeoutMs });
+      }
+      this.#checkAllExited();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const clean = await Promise.race([
+      this.#exited!.promise.then(() => true),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), opts.timeoutMs + 1000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!clean) {
+      for (const s of this.#slots) {
+        if (!s.worker) continue;
+        this.#log.warn('worker did not drain in time; killing it', { worker: s.worker.id, pid: s.pid });
+        s.worker.process.kill('SIGKILL');
+      }
+      await this.#exited!.promise;
+    }
+    return { clean };
+  }
+
+  #checkAllExited(): void {
+    if (this.#draining && this.#slots.every((s) => !s.worker)) this.#exited?.resolve();
+  }
+
+  #fork(slot: Slot): void {
+    slot.restartTimer = undefined;
+    slot.restartAt = undefined;
+    const worker = cluster.fork({
+      [WORKER_CONFIG_ENV]: JSON.stringify(this.#opts.config),
+      EDGEGATE_WORKER_SLOT: String(slot.index),
+    });
+    slot.worker = worker;
+    slot.pid = worker.process.pid;
+    slot.startedAt = Date.now();
+    slot.greeted = false;
+    slot.version = 0;
+    slot.listening = false;
+    worker.on('message', (m: unknown) => {
+      if (isWorkerMessage(m)) this.#onMessage(slot, worker, m);
+    });
+    // Without a listener, a failed send to a dying worker would throw in the primary.
+    worker.on('error', (err) =>
+      this.#log.debug('worker IPC error', { worker: worker.id, error: err.message }),
+    );
+    worker.once('exit', (code, signal) => this.#onExit(slot, worker, code, signal));
+  }
+
+  #onMessage(slot: Slot, worker: Worker, m: WorkerMessage): void {
+    if (slot.worker !== worker) return;
+    switch (m.type) {
+      case 'hello':
+        slot.greeted = true;
+        slot.pid = m.pid;
+        // A new worker gets the current table before it listens (it listens once it has one).
+        if (this.#table) {
+          const h = this.#handoff;
+          if (h && h.version === this.#table.version && !h.waiting.has(slot.index)) {
+            h.waiting.add(slot.index);
+            h.workers++;
+          }
+          this.#sendTable(slot);
+        }
+        return;
+      case 'table-ack': {
+        slot.version = m.version;
+        const h = this.#handoff;
+        if (h && h.version === m.version) {
+          h.maxApplyMs = Math.max(h.maxApplyMs, m.applyMs);
+          h.waiting.delete(slot.index);
+          if (h.waiting.size === 0) this.#finishHandoff(h);
+        }
+        return;
+      }
+      case 'table-error':
+        slot.lastError = `table version ${m.version}: ${m.message}`;
+        this.#log.error('worker could not apply the routing table', {
+          worker: worker.id,
+          version: m.version,
+          error: m.message,
+        });
+        return;
+      case 'listening':
+        slot.listening = true;
+        if (!this.#everListened) {
+          this.#everListened = true;
+          this.#firstListening.resolve(m.address);
+          if (!m.reusePort)
+            this.#log.info('workers share the listening socket through the primary (no SO_REUSEPORT here)');
+        }
+        return;
+      case 'listen-error':
+        slot.lastError = `listen: ${m.message}`;
+        if (!this.#everListened) this.#firstListening.reject(new Error(m.message));
+        else this.#log.error('worker cannot listen', { worker: worker.id, error: m.message });
+        return;
+      case 'draining':
+        return;
+      case 'stats':
+        this.#statsWaiters.get(m.id)?.(m.stats);
+        return;
+    }
+  }
+
+  #finishHandoff(h: PendingHandoff): void {
+    this.#handoff = undefined;
+    this.#lastHandoff = {
+      version: h.version,
+      bytes: h.bytes,
+      workers: h.workers,
+      ms: Math.round((performance.now() - h.started) * 100) / 100,
+      maxApplyMs: Math.round(h.maxApplyMs * 100) / 100,
+    };
+    this.#log.info('table handed off to every worker', { ...this.#lastHandoff });
+  }
+
+  #sendTable(slot: Slot): void {
+    const t = this.#table;
+    if (t) this.#send(slot, { type: 'table', version: t.version, json: t.json, sentAt: Date.now() });
+  }
+
+  #send(slot: Slot, m: PrimaryMessage): void {
+    const w = slot.worker;
+    if (!w?.isConnected()) return;
+    try {
+      w.send(m);
+    } catch (err) {
+      this.#log.debug('cannot send to worker', { worker: w.id, error: (err as Error).message });
+    }
+  }
+
+  #onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    slot.listening = false;
+    slot.version = 0;
+    // A worker that was part of a pending hand-off no longer holds it up.
+    if (this.#handoff?.waiting.delete(slot.index) && this.#handoff.waiting.size === 0)
+      this.#finishHandoff(this.#handoff);
+    if (this.#draining) {
+      this.#log.info('worker exited', { worker: worker.id, pid: slot.pid, code, signal });
+      this.#checkAllExited();
+      return;
+    }
+    if (!this.#everListened && code === 2) {
+      // Could not listen at all: restarting would fail the same way. The caller sees listening() reject.
+      return;
+    }
+    const uptimeMs = Date.now() - slot.startedAt;
+    slot.fastExits = uptimeMs < this.#opts.minUptimeMs ? slot.fastExits + 1 : 0;
+    const delayMs =
+      slot.fastExits <= 1
+        ? 0
+        : Math.min(this.#opts.backoffMaxMs, this.#opts.backoffBaseMs * 2 ** (slot.fastExits - 2));
+    this.#log.warn('worker exited; restarting', {
+      worker: worker.id,
+      pid: slot.pid,
+      code,
+      signal,
+      uptimeMs,
+      fastExits: slot.fastExits,
+      restartInMs: delayMs,
+      restarts: this.#restarts + 1,
+    });
+    slot.restartAt = Date.now() + delayMs;
+    slot.restartTimer = setTimeout(() => {
+      this.#restarts++;
+      this.#fork(slot);
+    }, delayMs);
+  }
+}

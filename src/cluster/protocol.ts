@@ -1,0 +1,145 @@
+/**
+ * The primary ⇄ worker IPC protocol, in one place. Every message is a plain object with a `type` discriminator;
+ * the channel uses `serialization: 'advanced'` (structured clone), and the table travels as ONE JSON string
+ * serialized once in the primary, so a large table costs a memcpy per worker rather than a structured clone of
+ * thousands of objects (see docs/processes.md for the measurements).
+ *
+ * Life of a worker:
+ *   worker → `hello`            once its IPC handler is installed
+ *   primary → `table`           the current table, if any (again for every new version)
+ *   worker → `table-ack`        the version it now serves (or `table-error`)
+ *   worker → `listening`        after its FIRST table is in place: it never accepts traffic without one
+ *   primary → `drain`           on SIGTERM/SIGINT; the worker answers `draining`, then exits 0 when done
+ *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
+ */
+import type { ListenerSettings } from '../proxy/server.ts';
+
+/** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
+export interface WorkerConfig {
+  /** Proxy listen address, already parsed. */
+  host: string | undefined;
+  port: number;
+  /** Listen with SO_REUSEPORT on a socket of its own (kernel balancing) instead of the cluster's shared handle. */
+  reusePort: boolean;
+  /** ProxyPipeline settings (forwarded as given; the pipeline fills in its defaults). */
+  proxy: Record<string, unknown>;
+  listener: Partial<ListenerSettings>;
+  logLevel: string;
+  /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
+  drain: { delayMs: number; timeoutMs: number };
+}
+
+export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
+
+// ── primary → worker ────────────────────────────────────────────────────────────────────────────────────────
+
+export interface TableMessage {
+  type: 'table';
+  version: number;
+  /** The TableData as JSON text (parsed by the worker). */
+  json: string;
+  /** Primary's `Date.now()` when it sent the message, for hand-off timing in logs. */
+  sentAt: number;
+}
+
+export interface DrainMessage {
+  type: 'drain';
+  /** Keep accepting connections this long (so endpoint removal propagates upstream). */
+  delayMs: number;
+  /** Total budget from the start of the drain; in-flight requests still running then are cut. */
+  timeoutMs: number;
+}
+
+export interface StatsRequestMessage {
+  type: 'stats-request';
+  id: number;
+}
+
+export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage;
+
+// ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
+
+export interface HelloMessage {
+  type: 'hello';
+  pid: number;
+}
+
+export interface TableAckMessage {
+  type: 'table-ack';
+  version: number;
+  /** Time spent in the worker: JSON.parse + building the RoutingTable + swap. */
+  applyMs: number;
+}
+
+export interface TableErrorMessage {
+  type: 'table-error';
+  version: number;
+  message: string;
+}
+
+export interface ListeningMessage {
+  type: 'listening';
+  address: { address: string; port: number; family: string };
+  reusePort: boolean;
+}
+
+export interface ListenErrorMessage {
+  type: 'listen-error';
+  message: string;
+  code?: string;
+}
+
+export interface DrainingMessage {
+  type: 'draining';
+}
+
+/** A worker's figures, polled by the primary (e.g. for /metrics); extend with more fields as needed. */
+export interface WorkerStats {
+  pid: number;
+  version: number;
+  /** Requests received by this worker since it started. */
+  requests: number;
+  /** Requests whose response has not finished yet. */
+  inFlight: number;
+  /** Open client connections. */
+  connections: number;
+  draining: boolean;
+  /** Pools currently open (one per upstream endpoint and pool settings). */
+  pools: number;
+  memory: { rss: number; heapUsed: number };
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  id: number;
+  stats: WorkerStats;
+}
+
+export type WorkerMessage =
+  | HelloMessage
+  | TableAckMessage
+  | TableErrorMessage
+  | ListeningMessage
+  | ListenErrorMessage
+  | DrainingMessage
+  | StatsMessage;
+
+const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request']);
+const WORKER_TYPES = new Set<string>([
+  'hello',
+  'table-ack',
+  'table-error',
+  'listening',
+  'listen-error',
+  'draining',
+  'stats',
+]);
+
+/** Narrowing guards for messages off the wire: anything else (e.g. Node's internal cluster traffic) is ignored. */
+export function isPrimaryMessage(m: unknown): m is PrimaryMessage {
+  return typeof m === 'object' && m !== null && PRIMARY_TYPES.has((m as { type?: unknown }).type as string);
+}
+
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && WORKER_TYPES.has((m as { type?: unknown }).type as string);
+}
