@@ -70,10 +70,21 @@ const result = {
   targets: {
     'route match < 1 µs median (10,000 routes)': `${matchOut.matchNsMedian} ns — ${matchOut.matchNsMedian < 1000 ? 'met' : 'missed'}`,
     'compile 10,000 routes / 50,000 endpoints < 1 s': `${compileOut.compileMsMedian} ms median — ${compileOut.compileMsMedian < 1000 ? 'met' : 'missed'}`,
-    'compile < 300 MB': `peak RSS ${compileOut.peakRssMB} MB (heap: inputs ${compileOut.heapInputsMB} MB + table ${compileOut.heapTableMB} MB) — ${compileOut.peakRssMB < 300 ? 'met' : 'missed (RSS)'}`,
+    ...(typeof consul === 'string'
+      ? {}
+      : {
+          'Consul change → served table p99 < 500 ms': `${(consul as ConsulOut).all.p99Ms} ms — ${(consul as ConsulOut).all.p99Ms < 500 ? 'met' : 'missed'}`,
+        }),
+    'compile < 300 MB': `peak RSS of the process after one compile ${compileOut.peakRssFirstCompileMB} MB, after ${compileOut.runs ?? 6} compiles ${compileOut.peakRssMB} MB (heap retained: inputs ${compileOut.heapInputsMB} MB + table ${compileOut.heapTableMB} MB) — ${compileOut.peakRssFirstCompileMB < 300 ? 'met' : 'missed (RSS)'}`,
   },
 };
 
+interface ConsulOut {
+  changes: number;
+  all: { p50Ms: number; p99Ms: number; maxMs: number };
+}
+const consulText = (c: ConsulOut) =>
+  `${c.changes} changes: p50 ${c.all.p50Ms} ms, p99 ${c.all.p99Ms} ms, max ${c.all.maxMs} ms`;
 const h = typeof handoff === 'string' ? handoff : handoff;
 const md = [
   '# edgegate control-plane benchmarks',
@@ -83,10 +94,10 @@ const md = [
   '| measurement | value |',
   '| --- | --- |',
   `| compile: ${compileOut.routes.toLocaleString('en-US')} routes, ${compileOut.endpoints.toLocaleString('en-US')} endpoints, ${compileOut.datacenters} DCs → ${compileOut.entries.toLocaleString('en-US')} entries, ${compileOut.clusters.toLocaleString('en-US')} clusters | ${compileOut.compileMsMedian} ms median (min ${compileOut.compileMsMin} ms); worker index build ${compileOut.indexBuildMs} ms |`,
-  `| compile memory | heap: inputs ${compileOut.heapInputsMB} MB, table ${compileOut.heapTableMB} MB (JSON ${compileOut.tableJsonMB} MB); RSS ${compileOut.rssMB} MB, peak RSS ${compileOut.peakRssMB} MB |`,
+  `| compile memory | heap retained: inputs ${compileOut.heapInputsMB} MB, table ${compileOut.heapTableMB} MB (JSON ${compileOut.tableJsonMB} MB); process peak RSS ${compileOut.peakRssFirstCompileMB} MB after one compile, ${compileOut.peakRssMB} MB after all runs |`,
   `| route match, ${matchOut.routes.toLocaleString('en-US')} routes (exact/prefix/regex/host mix) | ${matchOut.matchNsMedian} ns/op median (min ${matchOut.matchNsMin}) |`,
   `| table hand-off to 2 workers (10,000 routes) | ${typeof h === 'string' ? h : h.medianMs !== undefined ? `${h.medianMs} ms send → all acks (worker parse+build+swap ${h.applyMs} ms, ${h.payloadMiB} MiB)` : 'see JSON'} |`,
-  `| Consul change → served table | ${typeof consul === 'string' ? consul : JSON.stringify(consul)} |`,
+  `| Consul change → served table (real Consul dc1 + dc2, default coalescing) | ${typeof consul === 'string' ? consul : consulText(consul as ConsulOut)} |`,
   '',
   ...Object.entries(result.targets).map(([k, v]) => `- ${k}: ${v}`),
   '',

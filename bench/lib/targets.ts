@@ -114,7 +114,7 @@ http {
 function haproxyConf(port: number, upstream: number): string {
   return `global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s

@@ -8,6 +8,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import { CatalogFile } from './catalog.ts';
+import { compileDefaults } from './defaults.ts';
 import { GatewayRoute, type RouteFilter, type RouteRule } from './gateway-route.ts';
 
 export type FieldPath = (string | number)[];
@@ -88,6 +89,7 @@ function schemaErrors(
 }
 
 const routeCheck = TypeCompiler.Compile(GatewayRoute);
+const routeDefaults = compileDefaults(GatewayRoute);
 const catalogCheck = TypeCompiler.Compile(CatalogFile);
 
 function compiles(pattern: string): string | undefined {
@@ -227,7 +229,7 @@ export interface InvalidRoute {
  * input is not changed).
  */
 export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
-  const route = Value.Default(GatewayRoute, structuredClone(raw)) as GatewayRoute;
+  const route = routeDefaults(structuredClone(raw)) as GatewayRoute;
   // The compiled Check is fast; walking Errors() is not, so only do it when there is something to report.
   const errors = routeCheck.Check(route) ? [] : schemaErrors(routeCheck, route);
   if (errors.length > 0) return { ok: false, errors };
