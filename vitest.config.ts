@@ -7,5 +7,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     reporters: ['default'],
+    // One shared Consul pair and one kube-apiserver for the run, started only if a
+    // selected test file uses them (see test/support/README.md).
+    globalSetup: ['test/support/global-setup.ts'],
   },
 });

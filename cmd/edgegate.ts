@@ -12,7 +12,9 @@ import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
+import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
+import { kubeOptionsFrom } from '../src/sources/kube/kube-flags.ts';
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
 
@@ -74,6 +76,25 @@ program
   .addOption(new Option('--kube', 'read GatewayRoutes from Kubernetes').env('EDGEGATE_KUBE'))
   .addOption(new Option('--kubeconfig <file>', 'kubeconfig outside a cluster').env('EDGEGATE_KUBECONFIG'))
   .addOption(
+    new Option('--watch-namespaces <list>', 'comma-separated namespaces to watch (default: all)').env(
+      'EDGEGATE_WATCH_NAMESPACES',
+    ),
+  )
+  .addOption(
+    new Option('--lease-namespace <ns>', 'namespace of the leader Lease (default: POD_NAMESPACE)').env(
+      'EDGEGATE_LEASE_NAMESPACE',
+    ),
+  )
+  .addOption(
+    new Option('--lease-duration <d>', 'leader lease duration').env('EDGEGATE_LEASE_DURATION').default('15s'),
+  )
+  .addOption(
+    new Option('--renew-deadline <d>', 'leader renew deadline').env('EDGEGATE_RENEW_DEADLINE').default('10s'),
+  )
+  .addOption(
+    new Option('--retry-period <d>', 'leader retry period').env('EDGEGATE_RETRY_PERIOD').default('2s'),
+  )
+  .addOption(
     new Option(
       '--workers <n>',
       'proxy worker processes (default: the CPU limit, cgroup-aware; 0: proxy in-process)',
@@ -110,8 +131,7 @@ program
   )
   .action(async (o) => {
     try {
-      if (o.consul || o.kube || o.kubeconfig || o.listenTls)
-        throw new ConfigError('--consul, --kube and --listen-tls are not available in this build yet');
+      if (o.listenTls) throw new ConfigError('--listen-tls is not available in this build yet');
       const trustedHops = Number(o.trustedHops);
       if (!Number.isInteger(trustedHops) || trustedHops < 0)
         throw new ConfigError('--trusted-hops: expected a whole number ≥ 0');
@@ -129,10 +149,12 @@ program
         admin: o.admin,
         routes: o.routes,
         catalog: o.catalog,
+        consul: consulOption(o, process.env),
         stateDir: o.stateDir,
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,
+        ...(o.kube || o.kubeconfig ? { kube: kubeOptionsFrom(o) } : {}),
       };
       const gw =
         workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });

@@ -6,5 +6,7 @@ echo "== lint (biome)"
 npx biome check .
 echo "== typecheck (tsc)"
 npx tsc -p tsconfig.json --noEmit
+echo "== real servers (scripts/test-deps.sh; instant when cached)"
+bash scripts/test-deps.sh
 echo "== tests (vitest)"
 npx vitest run "$@"

@@ -21,7 +21,10 @@ import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer } from './proxy/server.ts';
+import type { ConsulSettings } from './sources/consul/settings.ts';
+import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
+import { type KubeOptions, type KubeSources, startKubeSources } from './sources/kube/start-kube.ts';
 import type { TableData } from './table/types.ts';
 
 export interface RunOptions {
@@ -29,12 +32,16 @@ export interface RunOptions {
   admin: string;
   routes?: string;
   catalog?: string;
+  /** Discover services from Consul (exclusive with `catalog`). */
+  consul?: ConsulSettings;
   stateDir?: string;
   logLevel: string;
   /** Local datacenter for consul backends without one (standalone: default dc1). */
   datacenter?: string;
   trustedHops?: number;
   logger?: Logger;
+  /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
+  kube?: KubeOptions;
 }
 
 export interface DrainSettings {
@@ -58,6 +65,8 @@ export interface ClusterRunOptions extends RunOptions {
 interface Running {
   adminAddress: AddressInfo;
   controller: Controller;
+  /** The Kubernetes source, leader election and status writer (with --kube). */
+  kube?: KubeSources;
   /** Readiness fails at once; listeners close after the delay; in-flight requests finish up to the timeout. */
   drain(settings: DrainSettings): Promise<{ clean: boolean }>;
   stop(): Promise<void>;
@@ -116,15 +125,21 @@ export function describeStatus(s: RouteStatus): string[] {
 
 /** Sources → controller, with route problems logged once each. Shared by both process shapes. */
 function createControlPlane(opts: RunOptions, log: Logger, publish: (table: TableData) => void) {
-  if (!opts.routes) throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
+  if (!opts.routes && !opts.kube)
+    throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
+  if (opts.routes && opts.kube) throw new ConfigError('--routes and --kube cannot be combined');
   const expect: SourceName[] = ['routes'];
-  if (opts.catalog) expect.push('catalog');
+  if (opts.catalog || opts.consul) expect.push('catalog');
+  if (opts.kube) expect.push('kube');
+  let kube: KubeSources | undefined;
   const reported = new Map<string, string>();
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
     publish: (table) => {
       publish(table);
+      // Programmed: for now the published version; the workers' acknowledged version would be more exact.
+      kube?.served(table.version);
       log.info('table published', {
         version: table.version,
         hash: table.hash,
@@ -132,7 +147,8 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
         clusters: table.clusters.length,
       });
     },
-    onStatuses: (statuses) => {
+    onStatuses: (statuses, table) => {
+      kube?.onStatuses(statuses, table);
       // Log each route's problems once, when they change.
       const seen = new Set<string>();
       for (const s of statuses) {
@@ -156,8 +172,9 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
     },
     onError: (err) => log.error(`rebuild failed: ${(err as Error).stack ?? err}`),
   });
-  const routeSource = new FileRouteSource(opts.routes, log);
+  const routeSource = opts.routes ? new FileRouteSource(opts.routes, log) : undefined;
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
+  let consul: ReturnType<typeof startConsulSource> | undefined;
   return {
     controller,
     async start() {
@@ -165,13 +182,25 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       if (restored)
         log.info('serving the last-known-good table until sources sync', { version: restored.version });
       if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
-      await routeSource.start((r) => controller.setRoutes(r));
+      if (opts.consul) consul = startConsulSource(controller, opts.consul, log);
+      await routeSource?.start((r) => controller.setRoutes(r));
+      // Informers sync in the background: an API server down at start-up leaves the last-known-good table.
+      if (opts.kube) kube = startKubeSources(controller, opts.kube, log);
       await controller.rebuild();
     },
-    stop() {
+    get kube() {
+      return kube;
+    },
+    /** Resolves once the leader Lease is released (graceful shutdown). */
+    async stop() {
       controller.stop();
-      routeSource.stop();
+      routeSource?.stop();
       catalogSource?.stop();
+      void consul?.stop();
+      await kube?.stop();
+    },
+    sourcesView() {
+      return { consul: consul?.stats(), kube: kube?.stats() };
     },
     routesView(version: number) {
       return {
@@ -181,6 +210,15 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       };
     },
   };
+}
+
+/**
+ * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
+ * last-known-good table and stays ready (the edge must not go dark); the note says so.
+ */
+function lastKnownGoodNotes(controller: Controller, served: number): string[] {
+  if (controller.synced || served === 0) return [];
+  return [`serving the last-known-good table (version ${served}) until the sources sync`];
 }
 
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
@@ -197,12 +235,12 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
-      if (!controller.synced) reasons.push('sources have not synced yet');
-      if (proxy.version === 0) reasons.push('no routing table served yet');
-      return { ready: reasons.length === 0, reasons };
+      if (proxy.version === 0) reasons.push('no routing table served yet: sources have not synced');
+      return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
+    sources: () => plane.sourcesView(),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const adminAddress = await listen(admin, opts.admin, '--admin');
@@ -212,18 +250,19 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     proxyAddress,
     adminAddress,
     controller,
+    ...(plane.kube ? { kube: plane.kube } : {}),
     proxy,
     async drain(settings) {
       draining = true;
       log.info('draining', { ...settings });
-      plane.stop();
+      await plane.stop();
       const r = await drainServer(proxyServer, settings);
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
     async stop() {
-      plane.stop();
+      await plane.stop();
       proxyServer.close();
       admin.close();
       proxyServer.closeIdleConnections();
@@ -267,10 +306,14 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   await plane.start();
 
   const admin = createAdminServer({
+    sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
-      if (!controller.synced) r.reasons.unshift('sources have not synced yet');
-      return { ready: r.reasons.length === 0, reasons: r.reasons };
+      return {
+        ready: r.reasons.length === 0,
+        reasons: r.reasons,
+        notes: lastKnownGoodNotes(controller, primary.version),
+      };
     },
     routes: () => plane.routesView(primary.version),
     workers: async () => {
@@ -291,7 +334,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   } catch (err) {
     await primary.drain({ delayMs: 0, timeoutMs: 1000 });
     admin.close();
-    plane.stop();
+    await plane.stop();
     throw new ConfigError(`--listen: cannot listen on ${opts.listen}: ${(err as Error).message}`);
   }
   log.info('edgegate is serving', {
@@ -305,16 +348,17 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     proxyAddress,
     adminAddress,
     controller,
+    ...(plane.kube ? { kube: plane.kube } : {}),
     primary,
     async drain(settings) {
       log.info('draining', { ...settings, workers: primary.stats().live });
-      plane.stop();
+      await plane.stop();
       const r = await primary.drain(settings);
       log.info('drained', { clean: r.clean });
       return r;
     },
     async stop() {
-      plane.stop();
+      await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();
       admin.closeAllConnections();

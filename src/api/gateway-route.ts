@@ -15,6 +15,33 @@ export const KIND = 'GatewayRoute';
 
 const strict = { additionalProperties: false } as const;
 
+/**
+ * CEL rules for the CRD (`x-kubernetes-validations`): what the schema alone cannot say. The API server enforces
+ * them at `kubectl apply`; validate.ts checks the same rules for routes from files (and names the same fields).
+ * `fieldPath` points the API server's message at the offending field.
+ */
+interface CelRule {
+  rule: string;
+  message: string;
+  fieldPath?: string;
+  reason?: 'FieldValueInvalid' | 'FieldValueRequired' | 'FieldValueForbidden' | 'FieldValueDuplicate';
+}
+function cel(...rules: CelRule[]): { 'x-kubernetes-validations': CelRule[] } {
+  return { 'x-kubernetes-validations': rules };
+}
+
+/**
+ * A regex compiles: CEL in the API server has no isRegex(); `matches` with an invalid pattern is an evaluation
+ * error, which the API server reports as a rejection of this field. The API server checks RE2 syntax (no
+ * lookaround or backreferences); the proxy compiles JS RegExp, so validate.ts still checks for routes that
+ * reach it from files.
+ */
+const celRegexCompiles = (when: string): CelRule => ({
+  rule: `!(${when}) || type(''.matches(self.value)) == bool`,
+  message: 'value must be a valid regular expression',
+  fieldPath: '.value',
+});
+
 /** A duration as Gateway API writes it: `1h`, `30s`, `250ms`, `1m30s`. */
 export const Duration = Type.String({
   pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$',
@@ -50,25 +77,37 @@ const PathMatch = Type.Object(
     }),
     value: Type.String({ minLength: 1, maxLength: 1024, default: '/', description: 'The path or pattern.' }),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      {
+        rule: "self.type == 'RegularExpression' || self.value.startsWith('/')",
+        message: 'path must start with "/"',
+        fieldPath: '.value',
+      },
+      celRegexCompiles("self.type == 'RegularExpression'"),
+    ),
+  },
 );
 
 const HeaderMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
     name: HeaderName,
-    value: Type.String({ maxLength: 4096 }),
+    // 1024 (not 4096): keeps the CRD's CEL regex check within the API server's cost budget.
+    value: Type.String({ maxLength: 1024 }),
   },
-  strict,
+  { ...strict, ...cel(celRegexCompiles("self.type == 'RegularExpression'")) },
 );
 
 const QueryParamMatch = Type.Object(
   {
     type: Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
     name: Type.String({ minLength: 1, maxLength: 256 }),
-    value: Type.String({ maxLength: 4096 }),
+    // 1024 (not 4096): keeps the CRD's CEL regex check within the API server's cost budget.
+    value: Type.String({ maxLength: 1024 }),
   },
-  strict,
+  { ...strict, ...cel(celRegexCompiles("self.type == 'RegularExpression'")) },
 );
 
 export const HTTP_METHODS = [
@@ -113,7 +152,28 @@ const PathModifier = Type.Object(
     replaceFullPath: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
     replacePrefixMatch: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      ...(['ReplaceFullPath', 'ReplacePrefixMatch'] as const).flatMap((t) => {
+        const field = t === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
+        return [
+          {
+            rule: `self.type != '${t}' || has(self.${field})`,
+            message: `${field} is required with type ${t}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueRequired' as const,
+          },
+          {
+            rule: `self.type == '${t}' || !has(self.${field})`,
+            message: `${field} is only allowed with type ${t}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueForbidden' as const,
+          },
+        ];
+      }),
+    ),
+  },
 );
 
 const URLRewrite = Type.Object(
@@ -157,7 +217,31 @@ const Filter = Type.Object(
     urlRewrite: Type.Optional(URLRewrite),
     requestRedirect: Type.Optional(RequestRedirect),
   },
-  { ...strict, description: 'Exactly the field named by type must be set.' },
+  {
+    ...strict,
+    description: 'Exactly the field named by type must be set.',
+    ...cel(
+      ...FILTER_TYPES.map((t) => [
+        t,
+        t === 'URLRewrite' ? 'urlRewrite' : t.charAt(0).toLowerCase() + t.slice(1),
+      ]).flatMap(([t, field]) => {
+        return [
+          {
+            rule: `self.type != '${t}' || has(self.${field})`,
+            message: `filter of type ${t} needs ${field}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueRequired' as const,
+          },
+          {
+            rule: `self.type == '${t}' || !has(self.${field})`,
+            message: `${field} is only allowed with type ${t}`,
+            fieldPath: `.${field}`,
+            reason: 'FieldValueForbidden' as const,
+          },
+        ];
+      }),
+    ),
+  },
 );
 
 /** Kubernetes int-or-string, the one union a structural schema allows. */
@@ -236,8 +320,19 @@ const Backend = Type.Object(
     ),
     pool: Type.Optional(PoolSettings),
   },
-  { ...strict, description: 'Exactly one of consul or service.' },
+  {
+    ...strict,
+    description: 'Exactly one of consul or service.',
+    ...cel({
+      rule: 'has(self.consul) != has(self.service)',
+      message: 'exactly one of consul or service must be set',
+    }),
+  },
 );
+
+const hasRedirect = "has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect')";
+const prefixRewrite = (f: string) =>
+  `(has(${f}) && has(${f}.path) && ${f}.path.type == 'ReplacePrefixMatch')`;
 
 const Rule = Type.Object(
   {
@@ -245,12 +340,57 @@ const Rule = Type.Object(
     matches: Type.Optional(
       Type.Array(Match, { maxItems: 8, description: 'Default: one PathPrefix / match (everything).' }),
     ),
-    filters: Type.Optional(Type.Array(Filter, { maxItems: 16 })),
+    filters: Type.Optional(
+      Type.Array(Filter, {
+        maxItems: 16,
+        ...cel(
+          {
+            rule: 'self.all(f, self.exists_one(g, g.type == f.type))',
+            message: 'each filter type may appear once per rule',
+          },
+          {
+            rule: "!(self.exists(f, f.type == 'URLRewrite') && self.exists(f, f.type == 'RequestRedirect'))",
+            message: 'URLRewrite and RequestRedirect cannot be combined',
+          },
+        ),
+      }),
+    ),
     backends: Type.Optional(
-      Type.Array(Backend, { maxItems: 16, description: 'Required unless a RequestRedirect filter answers.' }),
+      Type.Array(Backend, {
+        maxItems: 16,
+        description: 'Required unless a RequestRedirect filter answers.',
+        ...cel({
+          rule: 'size(self) == 0 || self.exists(b, !has(b.weight) || b.weight > 0)',
+          message: 'the weights of a rule must sum above zero',
+        }),
+      }),
     ),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      {
+        rule: `!(${hasRedirect}) || !has(self.backends) || size(self.backends) == 0`,
+        message: 'a rule with a RequestRedirect filter has no backends',
+        fieldPath: '.backends',
+        reason: 'FieldValueForbidden',
+      },
+      {
+        rule: `(${hasRedirect}) || (has(self.backends) && size(self.backends) > 0)`,
+        message: 'at least one backend is required',
+        fieldPath: '.backends',
+        reason: 'FieldValueRequired',
+      },
+      {
+        rule:
+          `!has(self.filters) || !self.filters.exists(f, ${prefixRewrite('f.urlRewrite')} || ` +
+          `${prefixRewrite('f.requestRedirect')}) || !has(self.matches) || ` +
+          "self.matches.all(m, !has(m.path) || m.path.type == 'PathPrefix')",
+        message: 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
+        fieldPath: '.matches',
+      },
+    ),
+  },
 );
 
 export const CatalogRoute = Type.Object(
@@ -286,13 +426,21 @@ export const GatewayRouteSpec = Type.Object(
     hostnames: Type.Optional(
       Type.Array(Hostname, {
         maxItems: 16,
+        'x-kubernetes-list-type': 'set',
         description: 'Hosts this route serves; empty: every host not claimed by a more specific route.',
       }),
     ),
     rules: Type.Optional(Type.Array(Rule, { maxItems: 64 })),
     catalog: Type.Optional(CatalogRoute),
   },
-  { ...strict, description: 'Either rules or catalog.' },
+  {
+    ...strict,
+    description: 'Either rules or catalog.',
+    ...cel({
+      rule: 'has(self.rules) != has(self.catalog)',
+      message: 'a route has either rules or catalog, not both',
+    }),
+  },
 );
 
 export const ObjectMeta = Type.Object(

@@ -40,6 +40,7 @@ export class Controller {
   #maxDelay: NodeJS.Timeout | undefined;
   #building: Promise<void> = Promise.resolve();
   #stopped = false;
+  readonly #routeListeners: ((routes: RouteSource[]) => void)[] = [];
 
   constructor(opts: ControllerOptions) {
     this.#opts = { holdOffMs: 50, maxDelayMs: 250, ...opts };
@@ -71,6 +72,13 @@ export class Controller {
   setRoutes(routes: RouteSource[]): void {
     this.#routes = routes;
     this.#mark('routes');
+    for (const l of this.#routeListeners) l(routes);
+  }
+
+  /** Sources whose watches depend on the routes (Consul's watch set) follow them here; called at once if known. */
+  onRoutes(listener: (routes: RouteSource[]) => void): void {
+    this.#routeListeners.push(listener);
+    if (this.#synced.has('routes')) listener(this.#routes);
   }
 
   setCatalog(catalog: CatalogSnapshot): void {

@@ -5,12 +5,14 @@
 import { createServer, type Server } from 'node:http';
 
 export interface AdminState {
-  /** Ready to take traffic, and if not, why. */
-  readiness(): { ready: boolean; reasons: string[] };
+  /** Ready to take traffic, and if not, why; `notes` say what is degraded without failing readiness. */
+  readiness(): { ready: boolean; reasons: string[]; notes?: string[] };
   /** Proxy worker processes and the table version each serves, for /debug/workers. */
   workers?(): unknown | Promise<unknown>;
   /** The served table and route statuses, for /debug/routes. */
   routes(): unknown;
+  /** Source state (up, data age, watches), for /debug/sources. */
+  sources?(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
   upstreams?(): unknown;
   /** Prometheus exposition, for /metrics. */
@@ -37,10 +39,13 @@ export function createAdminServer(state: AdminState): Server {
           return json(res, 200, { status: 'ok' });
         case '/readyz': {
           const r = state.readiness();
-          return json(res, r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons });
+          return json(res, r.ready ? 200 : 503, { ready: r.ready, reasons: r.reasons, notes: r.notes ?? [] });
         }
         case '/debug/routes':
           return json(res, 200, state.routes());
+        case '/debug/sources':
+          if (state.sources) return json(res, 200, state.sources());
+          break;
         case '/debug/workers':
           if (state.workers) return json(res, 200, await state.workers());
           break;
@@ -58,7 +63,15 @@ export function createAdminServer(state: AdminState): Server {
       }
       json(res, 404, {
         error: 'not found',
-        paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/upstreams', '/debug/workers'],
+        paths: [
+          '/healthz',
+          '/readyz',
+          '/metrics',
+          '/debug/routes',
+          '/debug/sources',
+          '/debug/upstreams',
+          '/debug/workers',
+        ],
       });
     } catch (err) {
       json(res, 500, { error: String(err) });

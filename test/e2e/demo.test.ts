@@ -36,7 +36,7 @@ beforeAll(async () => {
     output += d;
   });
   await waitFor(async () => (await fetch(`http://127.0.0.1:${admin}/readyz`)).status === 200, {
-    timeoutMs: 20_000,
+    timeoutMs: 60_000,
     message: 'demo ready',
     diagnostics: () => output,
   });

@@ -3,7 +3,7 @@
  * without a restart; a file that fails to parse keeps the previous good state and is logged with file and line;
  * a request in flight during a reload completes.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,6 +102,37 @@ describe('hot reload from files', () => {
     rmSync(join(dir, 'two.yaml'));
     await waitFor(async () => (await answer('/two/x')).status === 404, { timeoutMs: 10_000, intervalMs: 10 });
     reloadTimes.push(performance.now() - started);
+  });
+
+  it('follows files replaced by rename (as editors and config tools do), again and again, and new subdirectories', async () => {
+    for (const service of ['other', 'svc', 'other', 'svc']) {
+      const started = performance.now();
+      writeFileSync(join(dir, '.one.yaml.tmp'), routeYaml('one', { rules: [rule('/one', service)] }));
+      renameSync(join(dir, '.one.yaml.tmp'), join(dir, 'one.yaml'));
+      const want = service === 'svc' ? 'a' : 'b';
+      await waitFor(async () => (await answer('/one/x')).name === want, {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+        message: `rename → ${service}`,
+      });
+      reloadTimes.push(performance.now() - started);
+    }
+    mkdirSync(join(dir, 'team', 'nested'), { recursive: true });
+    await changeAndWait(
+      join('team', 'nested', 'three.yaml'),
+      routeYaml('three', { rules: [rule('/three', 'other')] }),
+      async () => (await answer('/three/x')).name === 'b',
+    );
+    await changeAndWait(
+      join('team', 'nested', 'three.yaml'),
+      routeYaml('three', { rules: [rule('/three', 'svc')] }),
+      async () => (await answer('/three/x')).name === 'a',
+    );
+    rmSync(join(dir, 'team'), { recursive: true });
+    await waitFor(async () => (await answer('/three/x')).status === 404, {
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
   });
 
   it('follows catalog edits', async () => {

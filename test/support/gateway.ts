@@ -80,7 +80,7 @@ export async function startGateway(
         const r = await fetch(`${gw.adminUrl}/readyz`);
         return r.status === 200;
       },
-      { timeoutMs: 20_000, message: 'edgegate ready', diagnostics: () => out },
+      { timeoutMs: 60_000, message: 'edgegate ready', diagnostics: () => out },
     );
   }
   return gw;

@@ -15,6 +15,14 @@ export interface WaitOptions {
 }
 
 /**
+ * Thrown by a condition to stop waiting at once (e.g. the server process exited):
+ * waitFor rethrows it, with the diagnostics appended, instead of retrying.
+ */
+export class StopWaiting extends Error {
+  override name = 'StopWaiting';
+}
+
+/**
  * Calls `condition` until it returns a value other than `undefined`, `null` or `false`,
  * and returns that value. A throwing attempt counts as "not yet"; the last error is
  * reported if the deadline passes.
@@ -35,13 +43,22 @@ export async function waitFor<T>(
       if (v !== undefined && v !== null && v !== false) return v;
       lastError = undefined;
     } catch (err) {
+      if (err instanceof StopWaiting) {
+        lastError = err;
+        break;
+      }
       lastError = err;
     }
     if (Date.now() >= deadline) break;
     await pause(Math.min(intervalMs, Math.max(0, deadline - Date.now())));
   }
-  let text = `timed out after ${timeoutMs} ms (${attempts} attempts) waiting for ${opts.message ?? 'condition'}`;
-  if (lastError !== undefined) text += `\nlast error: ${errorText(lastError)}`;
+  const what = opts.message ?? 'condition';
+  let text =
+    lastError instanceof StopWaiting
+      ? `gave up waiting for ${what}: ${lastError.message}`
+      : `timed out after ${timeoutMs} ms (${attempts} attempts) waiting for ${what}`;
+  if (lastError !== undefined && !(lastError instanceof StopWaiting))
+    text += `\nlast error: ${errorText(lastError)}`;
   if (opts.diagnostics) {
     try {
       text += `\n${await opts.diagnostics()}`;

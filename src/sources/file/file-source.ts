@@ -19,14 +19,17 @@ export interface SourceLog {
 
 const YAML_FILE = /\.ya?ml$/i;
 
-async function listYamlFiles(path: string): Promise<string[]> {
+/** The YAML files under a path (itself if it is a file) and the directories to watch for changes. */
+async function listTree(path: string): Promise<{ files: string[]; dirs: string[] }> {
   const st = await stat(path);
-  if (st.isFile()) return [path];
+  if (st.isFile()) return { files: [path], dirs: [dirname(path)] };
   const entries = await readdir(path, { recursive: true, withFileTypes: true });
-  return entries
+  const files = entries
     .filter((e) => e.isFile() && YAML_FILE.test(e.name) && !e.name.startsWith('.'))
     .map((e) => join(e.parentPath, e.name))
     .sort();
+  const dirs = [path, ...entries.filter((e) => e.isDirectory()).map((e) => join(e.parentPath, e.name))];
+  return { files, dirs };
 }
 
 /** Routes read from one YAML file, as RouteSources. Throws YamlSyntaxError. */
@@ -68,28 +71,50 @@ export async function readCatalogFile(file: string, localDatacenter?: string): P
   return { localDatacenter: local, datacenters };
 }
 
-/** Calls `onChange` (debounced) whenever something under these paths changes. */
-class PathWatcher {
-  readonly #watchers: FSWatcher[] = [];
+/**
+ * Calls `onChange` (debounced) whenever something in these directories changes. Each directory gets its own
+ * non-recursive watch: Node's recursive watch on Linux loses track of a file after it is replaced by rename (what
+ * editors and config-management tools do), a directory watch does not. `setDirs` follows a changing tree.
+ */
+class DirWatcher {
+  readonly #watchers = new Map<string, FSWatcher>();
+  readonly #fire: () => void;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(paths: { path: string; isDir: boolean }[], onChange: () => void, debounceMs = 20) {
-    const fire = () => {
+  constructor(dirs: string[], onChange: () => void, debounceMs = 20) {
+    this.#fire = () => {
       clearTimeout(this.#timer);
       this.#timer = setTimeout(onChange, debounceMs);
     };
-    for (const p of paths) {
-      // A file is watched through its directory: editors replace files by rename, which a file watch misses.
-      const dir = p.isDir ? p.path : dirname(p.path);
-      const w = watch(dir, { recursive: p.isDir, persistent: false }, fire);
-      w.on('error', () => {});
-      this.#watchers.push(w);
+    this.setDirs(dirs);
+  }
+
+  setDirs(dirs: Iterable<string>): void {
+    const want = new Set(dirs);
+    for (const [dir, w] of this.#watchers) {
+      if (want.has(dir)) continue;
+      w.close();
+      this.#watchers.delete(dir);
+    }
+    for (const dir of want) {
+      if (this.#watchers.has(dir)) continue;
+      try {
+        const w = watch(dir, { persistent: false }, this.#fire);
+        w.on('error', () => {
+          w.close();
+          this.#watchers.delete(dir);
+        });
+        this.#watchers.set(dir, w);
+      } catch {
+        // Gone between listing and watching: the next change of its parent rescans.
+      }
     }
   }
 
   close(): void {
     clearTimeout(this.#timer);
-    for (const w of this.#watchers) w.close();
+    for (const w of this.#watchers.values()) w.close();
+    this.#watchers.clear();
   }
 }
 
@@ -97,7 +122,8 @@ export class FileRouteSource {
   readonly #path: string;
   readonly #log: SourceLog;
   readonly #lastGood = new Map<string, { mtimeMs: number; size: number; routes: RouteSource[] }>();
-  #watcher: PathWatcher | undefined;
+  #watcher: DirWatcher | undefined;
+  #dirs: string[] = [];
   #running: Promise<void> = Promise.resolve();
 
   constructor(path: string, log: SourceLog) {
@@ -108,10 +134,13 @@ export class FileRouteSource {
 
   /** Reads every file once, reports, then reports again on every change. Resolves after the first report. */
   async start(onSnapshot: (routes: RouteSource[]) => void): Promise<void> {
-    const reload = async () => onSnapshot(await this.read());
+    const reload = async () => {
+      const routes = await this.read();
+      this.#watcher?.setDirs(this.#dirs);
+      onSnapshot(routes);
+    };
     await reload();
-    const isDir = (await stat(this.#path)).isDirectory();
-    this.#watcher = new PathWatcher([{ path: this.#path, isDir }], () => {
+    this.#watcher = new DirWatcher(this.#dirs, () => {
       this.#running = this.#running
         .then(reload)
         .catch((err) => this.#log.error(`reading routes failed: ${err}`));
@@ -121,7 +150,9 @@ export class FileRouteSource {
   async read(): Promise<RouteSource[]> {
     let files: string[];
     try {
-      files = await listYamlFiles(this.#path);
+      const tree = await listTree(this.#path);
+      files = tree.files;
+      this.#dirs = tree.dirs;
     } catch (err) {
       this.#log.error(`cannot read routes from ${this.#path}: ${(err as Error).message}`);
       files = [...this.#lastGood.keys()];
@@ -165,7 +196,7 @@ export class FileCatalogSource {
   readonly #log: SourceLog;
   readonly #localDatacenter: string | undefined;
   #last: CatalogSnapshot | undefined;
-  #watcher: PathWatcher | undefined;
+  #watcher: DirWatcher | undefined;
   #running: Promise<void> = Promise.resolve();
 
   constructor(path: string, log: SourceLog, localDatacenter?: string) {
@@ -181,7 +212,8 @@ export class FileCatalogSource {
     };
     await reload();
     if (!this.#last) throw new Error(`the catalog file ${this.#path} could not be read`);
-    this.#watcher = new PathWatcher([{ path: this.#path, isDir: false }], () => {
+    // Watched through its directory: a file watch misses a replace by rename.
+    this.#watcher = new DirWatcher([dirname(this.#path)], () => {
       this.#running = this.#running
         .then(reload)
         .catch((err) => this.#log.error(`reading catalog failed: ${err}`));

@@ -1,0 +1,116 @@
+{{/* Names, labels and the few values every template derives the same way. */}}
+
+{{- define "edgegate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "edgegate.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "edgegate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "edgegate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "edgegate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "edgegate.labels" -}}
+helm.sh/chart: {{ include "edgegate.chart" . }}
+{{ include "edgegate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "edgegate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "edgegate.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "edgegate.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The ports the process listens on. With hostNetwork the pod shares the node's network namespace, so it listens on
+the node ports directly (hostPorts.*, falling back to ports.* when a hostPort is 0). Without it, it listens on the
+unprivileged ports.* and the kubelet maps hostPorts.* onto them.
+*/}}
+{{- define "edgegate.httpListenPort" -}}
+{{- if and .Values.hostNetwork (gt (int .Values.hostPorts.http) 0) -}}
+{{- .Values.hostPorts.http -}}
+{{- else -}}
+{{- .Values.ports.http -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "edgegate.httpsListenPort" -}}
+{{- if and .Values.hostNetwork (gt (int .Values.hostPorts.https) 0) -}}
+{{- .Values.hostPorts.https -}}
+{{- else -}}
+{{- .Values.ports.https -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the process itself must bind a port below 1024 (then, and only then, NET_BIND_SERVICE). */}}
+{{- define "edgegate.bindsPrivilegedPort" -}}
+{{- $low := false -}}
+{{- if lt (int (include "edgegate.httpListenPort" .)) 1024 -}}{{- $low = true -}}{{- end -}}
+{{- if and .Values.tls.enabled (lt (int (include "edgegate.httpsListenPort" .)) 1024) -}}{{- $low = true -}}{{- end -}}
+{{- if lt (int .Values.ports.admin) 1024 -}}{{- $low = true -}}{{- end -}}
+{{- ternary "true" "" $low -}}
+{{- end -}}
+
+{{/*
+Pod shutdown budget: preStop sleep + drain delay (still listening, /readyz failing) + drain timeout (in-flight
+requests finish) + a margin for process exit. terminationGracePeriodSeconds must exceed it, or the kubelet
+SIGKILLs requests that were still draining.
+*/}}
+{{- define "edgegate.shutdownBudgetSeconds" -}}
+{{- add .Values.drain.preStopSleepSeconds .Values.drain.delaySeconds .Values.drain.timeoutSeconds -}}
+{{- end -}}
+
+{{- define "edgegate.terminationGracePeriodSeconds" -}}
+{{- $budget := int (include "edgegate.shutdownBudgetSeconds" .) -}}
+{{- if .Values.terminationGracePeriodSeconds -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) $budget -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be greater than drain.preStopSleepSeconds + drain.delaySeconds + drain.timeoutSeconds (%d), or the kubelet kills requests that are still draining" (int .Values.terminationGracePeriodSeconds) $budget) -}}
+{{- end -}}
+{{- .Values.terminationGracePeriodSeconds -}}
+{{- else -}}
+{{- add $budget 5 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The controller's API rights, generated from src/sources/kube/rbac.ts (npm run gen:rbac); never hand-copied. */}}
+{{- define "edgegate.rbacRules" -}}
+{{- $raw := .Files.Get "files/rbac-rules.json" -}}
+{{- if not $raw -}}
+{{- fail "files/rbac-rules.json is missing from the chart: run npm run gen:rbac" -}}
+{{- end -}}
+{{- $raw | fromJson | toJson -}}
+{{- end -}}
+
+{{/* An int-or-string value (1 or "10%") as YAML: a number bare, a percentage quoted. */}}
+{{- define "edgegate.intOrString" -}}
+{{- if kindIs "string" . -}}{{- quote . -}}{{- else -}}{{- int . -}}{{- end -}}
+{{- end -}}

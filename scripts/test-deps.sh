@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# Provides the real servers the tests run against, at the versions pinned in
+# scripts/test-deps.versions:
+#   consul, kube-apiserver, kubectl, etcd  - built from their published Go modules
+#   helm                                   - go install helm.sh/helm/v3/cmd/helm@<pin>
+# plus the Debian packages the tests need (iproute2).
+#
+# Binaries are cached by version in ${EDGEGATE_CACHE_DIR:-~/.cache/edgegate}/bin/<name>-<version>;
+# a fully cached run only checks that they exist and prints their versions.
+# Needs: the Go toolchain (go.mod-compatible with the pins, see the 'go' lines
+# upstream), network access to the Go module proxy, and apt for Debian packages.
+#
+# Usage: bash scripts/test-deps.sh [--force NAME]...   (rebuild NAME even if cached)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VERSIONS_FILE="$ROOT/scripts/test-deps.versions"
+CACHE_DIR="${EDGEGATE_CACHE_DIR:-$HOME/.cache/edgegate}"
+BIN_DIR="$CACHE_DIR/bin"
+BUILD_DIR="$CACHE_DIR/build"
+LOG_DIR="$CACHE_DIR/logs"
+
+FORCE=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --force) FORCE+=("$2"); shift 2 ;;
+    *) echo "test-deps: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf 'test-deps: %s\n' "$*" >&2; }
+die() { printf 'test-deps: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# --- pinned versions ---------------------------------------------------------
+read_pin() {
+  local v
+  v="$(sed -n "s/^$1=\\([^[:space:]#]*\\).*/\\1/p" "$VERSIONS_FILE" | tail -n 1)"
+  [[ -n "$v" ]] || die "$1 is not set in $VERSIONS_FILE"
+  printf '%s' "$v"
+}
+CONSUL_VERSION="$(read_pin CONSUL_VERSION)"
+KUBERNETES_VERSION="$(read_pin KUBERNETES_VERSION)"
+ETCD_VERSION="$(read_pin ETCD_VERSION)"
+HELM_VERSION="$(read_pin HELM_VERSION)"
+CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
+
+mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
+
+# --- Go toolchain ------------------------------------------------------------
+command -v go >/dev/null 2>&1 || die "the Go toolchain is required (go not found in PATH)"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export CGO_ENABLED=0
+export GOFLAGS="-mod=mod"
+NICE=(nice -n 10)
+
+# Run a build step with its output in a log file; on failure print the exact
+# command and the tail of its output, and stop.
+run_step() {
+  local logfile="$1"; shift
+  printf '+ %s\n' "$*" >>"$logfile"
+  if ! "$@" >>"$logfile" 2>&1; then
+    log "step failed: $*"
+    log "(in $(pwd); full log: $logfile)"
+    tail -n 40 "$logfile" >&2
+    die "$*"
+  fi
+}
+
+forced() {
+  local n
+  for n in "${FORCE[@]+"${FORCE[@]}"}"; do [[ "$n" == "$1" ]] && return 0; done
+  return 1
+}
+
+# --- wrapper modules -----------------------------------------------------------
+# prepare_wrapper DIR MODULE VERSION STAGING_MAP [OVERRIDES]
+# Creates DIR/go.mod: a copy of MODULE@VERSION's go.mod (same requirements,
+# excludes and non-local replaces, so the build resolves exactly what upstream
+# tested) renamed to a wrapper module that requires MODULE@VERSION, with every
+# local-path replace ("=> ./api", "=> ../client/v3") rewritten to the published
+# version of that module: the version upstream requires, or, where upstream
+# requires the placeholder v0.0.0 (k8s staging), STAGING_MAP applied to VERSION
+# ("k8s": v1.X.Y -> v0.X.Y; "same": VERSION). OVERRIDES ("mod@version ...")
+# win over both, for upstream go.mod files whose required version is stale.
+prepare_wrapper() {
+  local dir="$1" module="$2" version="$3" staging_map="$4" overrides="${5:-}"
+  local logfile="$dir/prepare.log"
+  local stamp="$module@$version $staging_map $overrides"
+  if [[ -f "$dir/.prepared" && "$(cat "$dir/.prepared")" == "$stamp" ]]; then return 0; fi
+  rm -f "$dir/go.mod" "$dir/go.sum" "$dir/.prepared"
+  mkdir -p "$dir"
+  : >"$logfile"
+  log "preparing wrapper module for $module@$version in $dir"
+  local json srcdir
+  (cd "$dir" && run_step "$logfile" go mod download -json "$module@$version")
+  json="$(cd "$dir" && go mod download -json "$module@$version")"
+  srcdir="$(printf '%s' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -n "$srcdir" && -f "$srcdir/go.mod" ]] || die "could not locate the source of $module@$version (go mod download -json)"
+  cp "$srcdir/go.mod" "$dir/go.mod"
+  chmod u+w "$dir/go.mod"
+  if [[ -f "$srcdir/go.sum" ]]; then cp "$srcdir/go.sum" "$dir/go.sum"; chmod u+w "$dir/go.sum"; fi
+  (
+    cd "$dir"
+    run_step "$logfile" go mod edit -module "edgegate.local/test-deps/wrapper" -require "$module@$version"
+    # 'tool' directives name packages of the upstream module itself; they mean nothing here.
+    local t
+    for t in $(go mod edit -json | sed -n '/"Tool": \[/,/\]/s/^[[:space:]]*"Path": "\(.*\)".*/\1/p'); do
+      run_step "$logfile" go mod edit -droptool "$t"
+    done
+    # Local-path replaces -> published versions.
+    local lhs req pub
+    while read -r lhs; do
+      [[ -n "$lhs" ]] || continue
+      req="$(awk -v m="$lhs" '
+        /^require[ \t]*\(/ { inb = 1; next }
+        inb && /^\)/ { inb = 0; next }
+        inb && $1 == m { print $2; exit }
+        /^require[ \t]/ && $2 == m { print $3; exit }' go.mod)"
+      local o
+      pub=""
+      for o in $overrides; do [[ "${o%@*}" == "$lhs" ]] && pub="${o#*@}"; done
+      if [[ -n "$pub" ]]; then
+        :
+      elif [[ -n "$req" && "$req" != "v0.0.0" ]]; then
+        pub="$req"
+      else
+        case "$staging_map" in
+          k8s) pub="v0.${version#v1.}" ;;
+          same) pub="$version" ;;
+          *) die "no published version known for $lhs (required: '${req:-none}')" ;;
+        esac
+      fi
+      printf 'replace %s => %s %s\n' "$lhs" "$lhs" "$pub" >>"$logfile"
+      run_step "$logfile" go mod edit -dropreplace "$lhs" -replace "$lhs=$lhs@$pub"
+    done < <(awk '
+      /^replace[ \t]*\(/ { inb = 1; next }
+      inb && /^\)/ { inb = 0; next }
+      inb { line = $0 }
+      !inb && /^replace[ \t]/ { line = $0; sub(/^replace[ \t]+/, "", line) }
+      line != "" {
+        n = split(line, parts, "=>")
+        if (n == 2) {
+          split(parts[1], l, " "); split(parts[2], r, " ")
+          if (r[1] ~ /^\.\.?\//) print l[1]
+        }
+        line = ""
+      }' go.mod)
+  )
+  printf '%s' "$stamp" >"$dir/.prepared"
+}
+
+# go_build_to NAME VERSION DIR PKG LDFLAGS
+# Builds PKG inside wrapper DIR into the cache as NAME-VERSION (via a temp name
+# and an atomic rename, so concurrent runs never see a half-written binary).
+go_build_to() {
+  local name="$1" version="$2" dir="$3" pkg="$4" ldflags="$5"
+  local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
+  local tmp="$dest.tmp.$$"
+  : >"$logfile"
+  log "building $name $version ($pkg); log: $logfile"
+  local start=$SECONDS
+  (cd "$dir" && run_step "$logfile" "${NICE[@]}" go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp" "$pkg")
+  mv -f "$tmp" "$dest"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
+# ensure NAME VERSION BUILD_FUNCTION: build unless cached; serialise concurrent
+# runs on a per-binary lock so the second one reuses the first one's result.
+BUILT=()
+ensure() {
+  local name="$1" version="$2" fn="$3"
+  local dest="$BIN_DIR/$name-$version"
+  if [[ -x "$dest" ]] && ! forced "$name"; then
+    log "cached: $name $version ($dest)"
+    return 0
+  fi
+  exec {lockfd}>"$BIN_DIR/.$name-$version.lock"
+  flock "$lockfd"
+  if [[ -x "$dest" ]] && ! forced "$name"; then
+    log "cached (built by a concurrent run): $name $version"
+  else
+    "$fn" "$name" "$version"
+    BUILT+=("$name")
+  fi
+  flock -u "$lockfd"
+  exec {lockfd}>&-
+}
+
+# --- the binaries --------------------------------------------------------------
+build_consul() {
+  local name="$1" version="$2" dir="$BUILD_DIR/consul-$2"
+  prepare_wrapper "$dir" github.com/hashicorp/consul "$version" same "$CONSUL_SUBMODULE_OVERRIDES"
+  go_build_to "$name" "$version" "$dir" github.com/hashicorp/consul \
+    "-X github.com/hashicorp/consul/version.GitCommit=${version}-edgegate -X github.com/hashicorp/consul/version.BuildDate=1970-01-01T00:00:00Z"
+}
+
+kube_ldflags() {
+  local v="$KUBERNETES_VERSION" minor major flags="" pkg
+  major="${v#v}"; major="${major%%.*}"
+  minor="${v#v*.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  printf '%s' "$flags"
+}
+
+build_kube_apiserver() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags)"
+}
+
+build_kubectl() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kubectl "$(kube_ldflags)"
+}
+
+build_etcd() {
+  local dir="$BUILD_DIR/etcd-$2"
+  prepare_wrapper "$dir" go.etcd.io/etcd/server/v3 "$2" same
+  go_build_to "$1" "$2" "$dir" go.etcd.io/etcd/server/v3 \
+    "-X go.etcd.io/etcd/api/v3/version.GitSHA=${2}-edgegate"
+}
+
+build_helm() {
+  local name="$1" version="$2"
+  local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
+  local gobin="$BUILD_DIR/helm-$version.gobin.$$"
+  : >"$logfile"
+  log "building $name $version (go install helm.sh/helm/v3/cmd/helm@$version); log: $logfile"
+  local start=$SECONDS
+  mkdir -p "$gobin"
+  (cd "$BUILD_DIR" && run_step "$logfile" env GOFLAGS= GOBIN="$gobin" "${NICE[@]}" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$version")
+  mv -f "$gobin/helm" "$dest"
+  rmdir "$gobin"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
+# --- Debian packages -----------------------------------------------------------
+ensure_apt() {
+  local missing=() cmd pkg
+  for pair in "ip:iproute2"; do
+    cmd="${pair%%:*}"; pkg="${pair#*:}"
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "missing packages ${missing[*]} and no apt-get to install them"
+  local sudo=()
+  [[ "$(id -u)" -eq 0 ]] || sudo=(sudo -n)
+  log "installing Debian packages: ${missing[*]}"
+  local logfile="$LOG_DIR/apt.log"
+  : >"$logfile"
+  run_step "$logfile" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  run_step "$logfile" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# --- main ------------------------------------------------------------------------
+START=$SECONDS
+ensure_apt
+ensure etcd "$ETCD_VERSION" build_etcd
+ensure helm "$HELM_VERSION" build_helm
+ensure kube-apiserver "$KUBERNETES_VERSION" build_kube_apiserver
+ensure kubectl "$KUBERNETES_VERSION" build_kubectl
+ensure consul "$CONSUL_VERSION" build_consul
+
+# Manifest for tools that do not want to parse the versions file.
+manifest_tmp="$BIN_DIR/manifest.json.tmp.$$"
+cat >"$manifest_tmp" <<EOF
+{
+  "consul": "$BIN_DIR/consul-$CONSUL_VERSION",
+  "kube-apiserver": "$BIN_DIR/kube-apiserver-$KUBERNETES_VERSION",
+  "kubectl": "$BIN_DIR/kubectl-$KUBERNETES_VERSION",
+  "etcd": "$BIN_DIR/etcd-$ETCD_VERSION",
+  "helm": "$BIN_DIR/helm-$HELM_VERSION"
+}
+EOF
+mv -f "$manifest_tmp" "$BIN_DIR/manifest.json"
+
+if [[ ${#BUILT[@]} -gt 0 ]]; then
+  log "built: ${BUILT[*]} in $((SECONDS - START))s"
+else
+  log "everything cached ($((SECONDS - START))s)"
+fi
+
+# Each binary's own idea of its version: proves it runs.
+show() {
+  local name="$1" out
+  shift
+  out="$("$@" 2>&1)" || die "$name does not run: $* -> $out"
+  printf '  %-15s %s\n' "$name" "$(printf '%s' "$out" | grep -v '^[[:space:]]*$' | head -n 1)"
+}
+echo "test-deps: binaries in $BIN_DIR"
+show consul "$BIN_DIR/consul-$CONSUL_VERSION" version
+show kube-apiserver "$BIN_DIR/kube-apiserver-$KUBERNETES_VERSION" --version
+show kubectl "$BIN_DIR/kubectl-$KUBERNETES_VERSION" version --client
+show etcd "$BIN_DIR/etcd-$ETCD_VERSION" --version
+show helm "$BIN_DIR/helm-$HELM_VERSION" version --short

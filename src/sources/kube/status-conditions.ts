@@ -1,0 +1,127 @@
+/**
+ * Compile diagnostics → GatewayRoute `.status`: conditions Accepted, ResolvedRefs and Programmed, each with
+ * observedGeneration, plus healthy endpoint counts per backend and datacenter. Pure: the status writer supplies
+ * the time and the conditions already on the object (whose lastTransitionTime is kept while the status holds).
+ */
+import type { Condition, ConditionType, GatewayRouteStatus } from '../../api/gateway-route-status.ts';
+import { formatPath } from '../../api/validate.ts';
+import type { RouteStatus } from '../../compile/compile.ts';
+
+/** Kubernetes caps condition messages at 32 KiB; keep them readable in `kubectl describe` too. */
+const MAX_MESSAGE = 4096;
+
+function clip(message: string): string {
+  return message.length <= MAX_MESSAGE ? message : `${message.slice(0, MAX_MESSAGE - 1)}…`;
+}
+
+type Draft = Omit<Condition, 'lastTransitionTime'>;
+
+/**
+ * @param programmed the route's table version is served by the workers (for an accepted route).
+ * @param servedVersion for the message of a pending route.
+ */
+export function desiredStatus(
+  s: RouteStatus,
+  programmed: boolean,
+  tableVersion: number,
+  existing: ReadonlyArray<Condition>,
+  now: string,
+): GatewayRouteStatus {
+  const g = s.generation !== undefined ? { observedGeneration: s.generation } : {};
+  const drafts: Draft[] = [];
+  if (s.accepted) {
+    drafts.push({
+      type: 'Accepted',
+      status: 'True',
+      reason: 'Accepted',
+      message: 'the route is valid',
+      ...g,
+    });
+  } else {
+    const problems = s.errors.map((e) => `${formatPath(e.path)}: ${e.message}`);
+    drafts.push({
+      type: 'Accepted',
+      status: 'False',
+      reason: 'Invalid',
+      message: clip(problems.join('; ') || 'the route is invalid'),
+      ...g,
+    });
+  }
+  if (!s.accepted)
+    drafts.push({
+      type: 'ResolvedRefs',
+      status: 'Unknown',
+      reason: 'Invalid',
+      message: 'backends are resolved once the route is valid',
+      ...g,
+    });
+  else if (s.unresolved.length > 0)
+    drafts.push({
+      type: 'ResolvedRefs',
+      status: 'False',
+      reason: 'BackendNotFound',
+      message: clip(s.unresolved.join('; ')),
+      ...g,
+    });
+  else
+    drafts.push({
+      type: 'ResolvedRefs',
+      status: 'True',
+      reason: 'ResolvedRefs',
+      message: 'every backend resolves',
+      ...g,
+    });
+  if (!s.accepted)
+    drafts.push({
+      type: 'Programmed',
+      status: 'False',
+      reason: 'Invalid',
+      message: 'an invalid route is not served',
+      ...g,
+    });
+  else if (programmed)
+    drafts.push({
+      type: 'Programmed',
+      status: 'True',
+      reason: 'Programmed',
+      message: `served in routing table version ${tableVersion}`,
+      ...g,
+    });
+  else
+    drafts.push({
+      type: 'Programmed',
+      status: 'False',
+      reason: 'Pending',
+      message: `waiting for the workers to serve routing table version ${tableVersion}`,
+      ...g,
+    });
+
+  const conditions: Condition[] = drafts.map((d) => {
+    const prior = existing.find((c) => c.type === d.type);
+    const lastTransitionTime = prior && prior.status === d.status ? prior.lastTransitionTime : now;
+    return { ...d, lastTransitionTime };
+  });
+  return {
+    ...g,
+    conditions,
+    backends: s.backends.map((b) => ({ ref: b.ref, healthyEndpoints: { ...b.healthy } })),
+  };
+}
+
+/** Same status, ignoring key order (the API server may reorder map keys). */
+export function sameStatus(a: unknown, b: unknown): boolean {
+  return canonical(a) === canonical(b);
+}
+
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, value) =>
+    value && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
+      : value,
+  );
+}
+
+export function conditionOf(status: unknown, type: ConditionType): Condition | undefined {
+  const list = (status as { conditions?: Condition[] } | undefined)?.conditions;
+  return Array.isArray(list) ? list.find((c) => c.type === type) : undefined;
+}

@@ -1,0 +1,230 @@
+// The generated CRD on the real kube-apiserver: every example manifest applies; the schema and the CEL rules
+// reject bad manifests with a message naming the field.
+import { readdirSync, readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../support/bins.ts';
+import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
+import { sharedKube } from '../../support/shared.ts';
+import { apply, ensureNamespace, installCrd, rand, routeYaml } from './helpers.ts';
+
+const kube = sharedKube();
+printLogsOnFailure(() => kubeLogs(kube));
+const ns = `eg-crd-${rand()}`;
+
+beforeAll(async () => {
+  await installCrd(kube);
+  await ensureNamespace(kube, ns);
+});
+
+const backend = { service: { name: 'web', port: 80 } };
+
+/** Manifests that must be refused, each with the field path (and words) the API server's message must name. */
+const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+  [
+    'unknown field',
+    { rules: [{ backends: [{ ...backend, wieght: 3 }] }] },
+    /unknown field "spec\.rules\[0\]\.backends\[0\]\.wieght"/,
+  ],
+  [
+    'consul and service',
+    { rules: [{ backends: [{ ...backend, consul: { service: 'billing' } }] }] },
+    /spec\.rules\[0\]\.backends\[0\]: .*exactly one of consul or service/,
+  ],
+  [
+    'neither consul nor service',
+    { rules: [{ backends: [{ weight: 1 }] }] },
+    /spec\.rules\[0\]\.backends\[0\]: .*exactly one of consul or service/,
+  ],
+  [
+    'rules and catalog',
+    { rules: [{ backends: [backend] }], catalog: { pathPrefix: '/' } },
+    /spec: .*either rules or catalog/,
+  ],
+  ['no rules, no catalog', { hostnames: ['a.example.com'] }, /spec: .*either rules or catalog/],
+  [
+    'no backends',
+    { rules: [{ matches: [{ path: { value: '/a' } }] }] },
+    /spec\.rules\[0\]\.backends: Required value: at least one backend/,
+  ],
+  [
+    'redirect with backends',
+    {
+      rules: [
+        { filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 301 } }], backends: [backend] },
+      ],
+    },
+    /spec\.rules\[0\]\.backends: Forbidden: a rule with a RequestRedirect filter has no backends/,
+  ],
+  [
+    'filter field not matching its type',
+    {
+      rules: [
+        { filters: [{ type: 'URLRewrite', requestRedirect: { statusCode: 301 } }], backends: [backend] },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.urlRewrite: Required value: filter of type URLRewrite needs urlRewrite/,
+  ],
+  [
+    'weights summing to zero',
+    { rules: [{ backends: [{ ...backend, weight: 0 }] }] },
+    /spec\.rules\[0\]\.backends: .*weights of a rule must sum above zero/,
+  ],
+  [
+    'a regex that does not compile',
+    { rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/a(b' } }], backends: [backend] }] },
+    /spec\.rules\[0\]\.matches\[0\]\.path: .*missing closing \).*valid regular expression/,
+  ],
+  [
+    'a header regex that does not compile',
+    {
+      rules: [
+        {
+          matches: [{ headers: [{ type: 'RegularExpression', name: 'x', value: '[a' }] }],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.matches\[0\]\.headers\[0\]: .*valid regular expression/,
+  ],
+  [
+    'duplicate hostnames',
+    { hostnames: ['a.example.com', 'a.example.com'], rules: [{ backends: [backend] }] },
+    /spec\.hostnames\[1\]: Duplicate value: "a\.example\.com"/,
+  ],
+  [
+    'a port out of range',
+    { rules: [{ backends: [{ service: { name: 'web', port: 70000 } }] }] },
+    /spec\.rules\[0\]\.backends\[0\]\.service\.port: .*less than or equal to 65535/,
+  ],
+  [
+    'a bad hostname',
+    { hostnames: ['Bad_Host'], rules: [{ backends: [backend] }] },
+    /spec\.hostnames\[0\]: .*should match/,
+  ],
+  [
+    'a path without a slash',
+    { rules: [{ matches: [{ path: { type: 'Exact', value: 'a' } }], backends: [backend] }] },
+    /spec\.rules\[0\]\.matches\[0\]\.path\.value: .*must start with "\/"/,
+  ],
+  [
+    'ReplacePrefixMatch without its value',
+    {
+      rules: [
+        {
+          filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch' } } }],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.urlRewrite\.path\.replacePrefixMatch: Required value/,
+  ],
+  [
+    'a filter type twice',
+    {
+      rules: [
+        {
+          filters: [
+            { type: 'RequestHeaderModifier', requestHeaderModifier: {} },
+            { type: 'RequestHeaderModifier', requestHeaderModifier: {} },
+          ],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters: .*each filter type may appear once per rule/,
+  ],
+  [
+    'an unknown method',
+    { rules: [{ matches: [{ method: 'FETCH' }], backends: [backend] }] },
+    /spec\.rules\[0\]\.matches\[0\]\.method: Unsupported value: "FETCH"/,
+  ],
+];
+
+describe('GatewayRoute CRD on kube-apiserver', () => {
+  it('accepts every example manifest (kubectl apply)', async () => {
+    const dir = `${REPO_ROOT}/examples/routes`;
+    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const text = readFileSync(`${dir}/${f}`, 'utf8');
+      for (const m of text.matchAll(/namespace: ([a-z0-9-]+)/g)) await ensureNamespace(kube, m[1]!);
+      const r = await kube.kubectl(['apply', '-f', `${dir}/${f}`]);
+      expect(r.stdout, f).toMatch(/gatewayroute\.edgegate\.io\/\S+ (created|configured|unchanged)/);
+    }
+    const names = await kube.kubectl(['get', 'gr', '-A', '-o', 'name']);
+    expect(names.stdout).toContain('gatewayroute.edgegate.io/billing');
+    expect(names.stdout).toContain('gatewayroute.edgegate.io/edge-catalog');
+  });
+
+  it.each(bad)('rejects %s, naming the field', async (what, spec, message) => {
+    const name = `bad-${rand()}`;
+    const r = await kube.kubectl(['apply', '-f', '-'], {
+      input: routeYaml(ns, name, spec),
+      allowFailure: true,
+    });
+    expect(r.code, `${what} was accepted`).not.toBe(0);
+    expect(r.stderr).toMatch(message);
+    const gone = await kube.kubectl(['get', 'gr', name, '-n', ns, '--ignore-not-found', '-o', 'name']);
+    expect(gone.stdout.trim()).toBe('');
+  });
+
+  it('applies a valid route using every kind of filter and match, and lists it by short name', async () => {
+    const spec = {
+      hostnames: ['all.example.com', '*.all.example.com'],
+      rules: [
+        {
+          name: 'everything',
+          matches: [
+            {
+              path: { type: 'RegularExpression', value: '^/v[0-9]+/.*$' },
+              headers: [
+                { name: 'x-a', value: '1' },
+                { type: 'RegularExpression', name: 'x-b', value: '^b+$' },
+              ],
+              queryParams: [{ name: 'q', value: 'v' }],
+              method: 'GET',
+            },
+          ],
+          filters: [
+            {
+              type: 'RequestHeaderModifier',
+              requestHeaderModifier: { set: [{ name: 'x-s', value: 's' }], remove: ['x-r'] },
+            },
+            {
+              type: 'ResponseHeaderModifier',
+              responseHeaderModifier: { add: [{ name: 'x-o', value: 'o' }] },
+            },
+            {
+              type: 'URLRewrite',
+              urlRewrite: {
+                hostname: 'up.example.com',
+                path: { type: 'ReplaceFullPath', replaceFullPath: '/x' },
+              },
+            },
+          ],
+          backends: [
+            {
+              service: { name: 'web', port: 'http' },
+              weight: 3,
+              pool: { maxConnections: 8, keepAliveTimeout: '4s' },
+            },
+            {
+              consul: { service: 'billing', datacenter: 'dc2', tags: ['v1'], passingOnly: false },
+              weight: 0,
+            },
+          ],
+        },
+        {
+          matches: [{ path: { type: 'Exact', value: '/old' } }],
+          filters: [
+            { type: 'RequestRedirect', requestRedirect: { scheme: 'https', port: 8443, statusCode: 308 } },
+          ],
+        },
+      ],
+    };
+    await apply(kube, routeYaml(ns, 'full', spec));
+    const got = await kube.kubectl(['get', 'gr', '-n', ns, 'full']);
+    expect(got.stdout).toMatch(/NAME\s+HOSTNAMES\s+ACCEPTED\s+PROGRAMMED\s+AGE/);
+    expect(got.stdout).toContain('all.example.com');
+  });
+});
