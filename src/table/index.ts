@@ -29,6 +29,8 @@ interface RegexEntry {
 interface HostIndex {
   exact: Map<string, CompiledEntry[]>;
   prefix: Map<string, CompiledEntry[]>;
+  /** prefixLengths[n] is 1 when some prefix of this host has n characters: probes of other lengths are skipped. */
+  prefixLengths: Uint8Array;
   /** Regexes whose first path segment is a literal (`/orders/[0-9]+`), by that segment (`orders`). */
   regexBySegment: Map<string, RegexEntry[]>;
   /** Every other regex: tried for every path. */
@@ -109,7 +111,13 @@ function firstSegment(path: string): string {
 }
 
 function buildHost(entries: CompiledEntry[]): HostIndex {
-  const index: HostIndex = { exact: new Map(), prefix: new Map(), regexBySegment: new Map(), regex: [] };
+  const index: HostIndex = {
+    exact: new Map(),
+    prefix: new Map(),
+    prefixLengths: new Uint8Array(0),
+    regexBySegment: new Map(),
+    regex: [],
+  };
   entries.forEach((e, order) => {
     const p = e.data.matchData.path;
     if (p.type === 'Exact') push(index.exact, p.value, e);
@@ -121,6 +129,10 @@ function buildHost(entries: CompiledEntry[]): HostIndex {
       else push(index.regexBySegment, segment, r);
     }
   });
+  let longest = 0;
+  for (const key of index.prefix.keys()) longest = Math.max(longest, key.length);
+  index.prefixLengths = new Uint8Array(longest + 1);
+  for (const key of index.prefix.keys()) index.prefixLengths[key.length] = 1;
   return index;
 }
 
@@ -186,10 +198,13 @@ function matchHost(index: HostIndex, req: RequestFacts): CompiledEntry | undefin
   if (index.prefix.size > 0) {
     let end = path.length;
     while (end > 1 && path.charCodeAt(end - 1) === 47) end--;
+    const lengths = index.prefixLengths;
     for (;;) {
-      const candidate = end === path.length ? path : path.slice(0, end);
-      const hit = firstHolding(index.prefix.get(candidate), req);
-      if (hit) return hit;
+      // Slicing and hashing a candidate costs more than the match: only probe lengths some prefix has.
+      if (end < lengths.length && lengths[end] === 1) {
+        const hit = firstHolding(index.prefix.get(end === path.length ? path : path.slice(0, end)), req);
+        if (hit) return hit;
+      }
       if (end <= 1) break;
       end = path.lastIndexOf('/', end - 1);
       if (end <= 0) {
