@@ -95,7 +95,7 @@ const md = [
   '| --- | --- |',
   `| compile: ${compileOut.routes.toLocaleString('en-US')} routes, ${compileOut.endpoints.toLocaleString('en-US')} endpoints, ${compileOut.datacenters} DCs → ${compileOut.entries.toLocaleString('en-US')} entries, ${compileOut.clusters.toLocaleString('en-US')} clusters | ${compileOut.compileMsMedian} ms median (min ${compileOut.compileMsMin} ms); worker index build ${compileOut.indexBuildMs} ms |`,
   `| compile memory | heap retained: inputs ${compileOut.heapInputsMB} MB, table ${compileOut.heapTableMB} MB (JSON ${compileOut.tableJsonMB} MB); process peak RSS ${compileOut.peakRssFirstCompileMB} MB after one compile, ${compileOut.peakRssMB} MB after all runs |`,
-  `| route match, ${matchOut.routes.toLocaleString('en-US')} routes (exact/prefix/regex/host mix) | ${matchOut.matchNsMedian} ns/op median (min ${matchOut.matchNsMin}) |`,
+  `| route match, ${matchOut.routes.toLocaleString('en-US')} routes (exact/prefix/regex/host mix) | ${matchOut.matchNsMedian} ns/op median wall-clock (min ${matchOut.matchNsMin}), ${matchOut.matchCpuNsMedian} ns/op CPU |`,
   `| table hand-off to 2 workers (10,000 routes) | ${typeof h === 'string' ? h : h.medianMs !== undefined ? `${h.medianMs} ms send → all acks (worker parse+build+swap ${h.applyMs} ms, ${h.payloadMiB} MiB)` : 'see JSON'} |`,
   `| Consul change → served table (real Consul dc1 + dc2, default coalescing) | ${typeof consul === 'string' ? consul : consulText(consul as ConsulOut)} |`,
   '',
