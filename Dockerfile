@@ -6,8 +6,7 @@
 FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY scripts/npm-install-locked.sh ./scripts/
-RUN sh scripts/npm-install-locked.sh all
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY cmd ./cmd
 COPY src ./src
@@ -28,8 +27,7 @@ RUN apt-get update \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY scripts/npm-install-locked.sh ./scripts/
-RUN sh scripts/npm-install-locked.sh prod && rm -rf scripts && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # Numeric, so the kubelet can check runAsNonRoot against the image (the image's `node` user is 1000).
 USER 1000:1000

@@ -10,12 +10,14 @@ import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
 import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
+import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
 import { kubeOptionsFrom } from '../src/sources/kube/kube-flags.ts';
 import { formatTable } from '../src/table/format.ts';
+import { parseCertFlag } from '../src/tls/file-certs.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
 
 /** package.json is one level up from cmd/ (source) or two from dist/cmd/ (built image). */
@@ -58,7 +60,38 @@ program
   .command('run')
   .description('run the gateway (standalone from files, or with --kube / --consul)')
   .addOption(new Option('--listen <addr>', 'HTTP proxy address').env('EDGEGATE_LISTEN').default(':8080'))
-  .addOption(new Option('--listen-tls <addr>', 'HTTPS proxy address').env('EDGEGATE_LISTEN_TLS'))
+  .addOption(
+    new Option('--listen-tls <addr>', 'HTTPS proxy address (opens only when certificates are configured)')
+      .env('EDGEGATE_LISTEN_TLS')
+      .default(':8443'),
+  )
+  .addOption(
+    new Option(
+      '--tls-cert <spec>',
+      'certificate for HTTPS, [HOST[,HOST…]=]CERT.pem,KEY.pem (repeatable; hosts default to the certificate’s DNS names; env: ;-separated)',
+    )
+      .env('EDGEGATE_TLS_CERT')
+      .argParser((v: string, prev: string[] | undefined) => [
+        ...(prev ?? []),
+        ...v.split(';').filter(Boolean),
+      ]),
+  )
+  .addOption(
+    new Option(
+      '--tls-default-cert <spec>',
+      'certificate for unknown hostnames and clients without SNI: CERT.pem,KEY.pem',
+    ).env('EDGEGATE_TLS_DEFAULT_CERT'),
+  )
+  .addOption(
+    new Option('--https-redirect <status>', 'redirect every HTTP request to HTTPS with this status')
+      .env('EDGEGATE_HTTPS_REDIRECT')
+      .choices(['301', '308']),
+  )
+  .addOption(
+    new Option('--https-port <port>', 'public HTTPS port used in redirects (443: omitted from the URL)')
+      .env('EDGEGATE_HTTPS_PORT')
+      .default('443'),
+  )
   .addOption(
     new Option('--admin <addr>', 'admin address (/healthz, /readyz, /metrics, /debug/*)')
       .env('EDGEGATE_ADMIN')
@@ -129,9 +162,31 @@ program
       .choices(['error', 'warn', 'info', 'debug'])
       .default('info'),
   )
+  .addOption(
+    new Option('--access-log <on|off>', 'one JSON line per request on stdout')
+      .env('EDGEGATE_ACCESS_LOG')
+      .choices(['on', 'off'])
+      .default('on'),
+  )
+  .addOption(
+    new Option('--access-log-sample <rate>', 'share of requests logged, 0 to 1 (answers >= 500 always)')
+      .env('EDGEGATE_ACCESS_LOG_SAMPLE')
+      .default('1'),
+  )
+  .addOption(
+    new Option(
+      '--access-log-headers <names>',
+      'comma-separated request headers whose values are logged (credentials are refused)',
+    )
+      .env('EDGEGATE_ACCESS_LOG_HEADERS')
+      .default('user-agent'),
+  )
   .action(async (o) => {
     try {
-      if (o.listenTls) throw new ConfigError('--listen-tls is not available in this build yet');
+      const httpsPort = Number(o.httpsPort);
+      if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535)
+        throw new ConfigError('--https-port: expected a port 1…65535');
+      parseListen(o.listenTls, '--listen-tls');
       const trustedHops = Number(o.trustedHops);
       if (!Number.isInteger(trustedHops) || trustedHops < 0)
         throw new ConfigError('--trusted-hops: expected a whole number ≥ 0');
@@ -154,7 +209,20 @@ program
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,
+        listenTls: o.listenTls,
+        tlsCerts: ((o.tlsCert as string[] | undefined) ?? []).map((v) => parseCertFlag(v, '--tls-cert')),
+        tlsDefaultCert: o.tlsDefaultCert
+          ? parseCertFlag(o.tlsDefaultCert, '--tls-default-cert', false)
+          : undefined,
+        httpsRedirect: o.httpsRedirect
+          ? { statusCode: Number(o.httpsRedirect) as 301 | 308, port: httpsPort }
+          : undefined,
         ...(o.kube || o.kubeconfig ? { kube: kubeOptionsFrom(o) } : {}),
+        accessLog: accessLogSettings({
+          enabled: o.accessLog === 'on',
+          sampleRate: o.accessLogSample,
+          headers: o.accessLogHeaders,
+        }),
       };
       const gw =
         workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });

@@ -3,7 +3,7 @@
 # scripts/test-deps.versions:
 #   consul, kube-apiserver, kubectl, etcd  - built from their published Go modules
 #   helm                                   - go install helm.sh/helm/v3/cmd/helm@<pin>
-# plus the Debian packages the tests need (iproute2).
+# plus the Debian packages the tests need (iproute2, prometheus for promtool).
 #
 # Binaries are cached by version in ${EDGEGATE_CACHE_DIR:-~/.cache/edgegate}/bin/<name>-<version>;
 # a fully cached run only checks that they exist and prints their versions.
@@ -243,7 +243,8 @@ build_helm() {
 # --- Debian packages -----------------------------------------------------------
 ensure_apt() {
   local missing=() cmd pkg
-  for pair in "ip:iproute2"; do
+  # promtool (package prometheus): `promtool check metrics` / `check rules` in test/e2e/observe.
+  for pair in "ip:iproute2" "promtool:prometheus"; do
     cmd="${pair%%:*}"; pkg="${pair#*:}"
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
   done

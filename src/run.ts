@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createNetServer } from 'node:net';
+import type { CatalogSnapshot } from './api/catalog.ts';
 import { formatPath } from './api/validate.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
 import type { WorkerConfig } from './cluster/protocol.ts';
@@ -17,8 +18,12 @@ import type { RouteStatus } from './compile/compile.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
 import { ConfigError } from './errors.ts';
+import type { AccessLogSettings } from './observe/access-log.ts';
 import { createAdminServer } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
+import { MetricsHub, type MetricsHubOptions } from './observe/metrics.ts';
+import { observeProxy } from './observe/proxy-observability.ts';
+import { SourceHealth } from './observe/source-health.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer } from './proxy/server.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
@@ -26,6 +31,12 @@ import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
 import { type KubeOptions, type KubeSources, startKubeSources } from './sources/kube/start-kube.ts';
 import type { TableData } from './table/types.ts';
+import { CertManager } from './tls/cert-manager.ts';
+import type { CertSet } from './tls/certificate.ts';
+import { type CertFileSpec, FileCertSource } from './tls/file-certs.ts';
+import { HttpsRedirector } from './tls/https-redirect.ts';
+import { TlsListener } from './tls/tls-listener.ts';
+import type { TlsListenerSettings } from './tls/tls-settings.ts';
 
 export interface RunOptions {
   listen: string;
@@ -40,8 +51,19 @@ export interface RunOptions {
   datacenter?: string;
   trustedHops?: number;
   logger?: Logger;
+  /** HTTPS listener address (default `:8443`); it opens only when certificates are configured. */
+  listenTls?: string;
+  /** `--tls-cert` values, parsed. */
+  tlsCerts?: CertFileSpec[];
+  /** `--tls-default-cert`, parsed. */
+  tlsDefaultCert?: CertFileSpec;
+  tlsSettings?: Partial<TlsListenerSettings>;
+  /** `--https-redirect`: the HTTP listener redirects everything to HTTPS. */
+  httpsRedirect?: { statusCode: 301 | 308; port: number };
   /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
   kube?: KubeOptions;
+  /** Access log settings (default: on, every request, user-agent only). */
+  accessLog?: AccessLogSettings;
 }
 
 export interface DrainSettings {
@@ -75,11 +97,16 @@ interface Running {
 export interface RunningGateway extends Running {
   proxyAddress: AddressInfo;
   proxy: ProxyPipeline;
+  /** HTTPS listener address (undefined: no certificates configured, no listener). */
+  tlsAddress: AddressInfo | undefined;
+  tls: TlsListener;
+  certificates: CertManager | undefined;
 }
 
 export interface RunningCluster extends Running {
   proxyAddress: { address: string; port: number };
   primary: ClusterPrimary;
+  certificates: CertManager | undefined;
 }
 
 /** `:8080`, `8080`, `127.0.0.1:8080`, `[::1]:8080` → host (undefined: every interface) and port. */
@@ -132,12 +159,21 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
   if (opts.catalog || opts.consul) expect.push('catalog');
   if (opts.kube) expect.push('kube');
   let kube: KubeSources | undefined;
+  // Metrics: source health (file sources report here; consul and kube are read from their stats()), the last
+  // catalog (endpoint totals), compile and publish events.
+  const sources = new SourceHealth();
+  if (opts.routes) sources.expect('routes');
+  if (opts.catalog) sources.expect('catalog');
+  let catalog: CatalogSnapshot | undefined;
+  let hub: MetricsHub | undefined;
   const reported = new Map<string, string>();
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
+    onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
     publish: (table) => {
       publish(table);
+      hub?.published();
       // Programmed: for now the published version; the workers' acknowledged version would be more exact.
       kube?.served(table.version);
       log.info('table published', {
@@ -181,11 +217,49 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       const restored = await controller.restore();
       if (restored)
         log.info('serving the last-known-good table until sources sync', { version: restored.version });
-      if (catalogSource) await catalogSource.start((c) => controller.setCatalog(c));
-      if (opts.consul) consul = startConsulSource(controller, opts.consul, log);
-      await routeSource?.start((r) => controller.setRoutes(r));
+      if (catalogSource)
+        await catalogSource.start((c) => {
+          catalog = c;
+          sources.reported('catalog');
+          controller.setCatalog(c);
+        });
+      if (opts.consul) {
+        const sink = {
+          setCatalog: (c: CatalogSnapshot) => {
+            catalog = c;
+            controller.setCatalog(c);
+          },
+          onRoutes: controller.onRoutes.bind(controller),
+        };
+        const source = startConsulSource(sink, opts.consul, log);
+        consul = source;
+        sources.register('consul', () => {
+          const st = source.stats();
+          return {
+            up: st.up === 1,
+            lastUpdate: Date.now() - st.dataAgeSeconds * 1000,
+            updates: st.snapshots,
+          };
+        });
+      }
+      await routeSource?.start((r) => {
+        sources.reported('routes');
+        controller.setRoutes(r);
+      });
       // Informers sync in the background: an API server down at start-up leaves the last-known-good table.
-      if (opts.kube) kube = startKubeSources(controller, opts.kube, log);
+      if (opts.kube) {
+        const k = startKubeSources(controller, opts.kube, log);
+        kube = k;
+        sources.register('kube', () => {
+          const st = k.stats();
+          // Synced informers watch continuously: their data is current while synced.
+          return {
+            up: st.synced === true,
+            lastUpdate: st.synced ? Date.now() : 0,
+            updates: Number(st.snapshots ?? 0),
+          };
+        });
+      }
       await controller.rebuild();
     },
     get kube() {
@@ -202,6 +276,34 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
     sourcesView() {
       return { consul: consul?.stats(), kube: kube?.stats() };
     },
+    /** The primary's registry; `collect` asks the proxy processes for their snapshots. */
+    metrics(collect: MetricsHubOptions['collect'], workers: MetricsHubOptions['workers']): MetricsHub {
+      hub = new MetricsHub({
+        collect,
+        workers,
+        sources,
+        table: () => controller.current,
+        catalog: () => catalog,
+        consul: () => {
+          const st = consul?.stats();
+          return st && { watches: st.serviceWatches + st.serviceListWatches, watchErrors: st.errors };
+        },
+        kube: () => {
+          const st = kube?.stats();
+          if (!st) return undefined;
+          const n = (k: string) => Number(st[k] ?? 0);
+          return {
+            informers: { gatewayroutes_services_endpointslices: st.synced === true },
+            statusWrites: {
+              ok: n('status_writes'),
+              unchanged: n('status_unchanged'),
+              error: n('status_failures'),
+            },
+          };
+        },
+      });
+      return hub;
+    },
     routesView(version: number) {
       return {
         version,
@@ -210,6 +312,18 @@ function createControlPlane(opts: RunOptions, log: Logger, publish: (table: Tabl
       };
     },
   };
+}
+
+/** Certificate files → CertManager → `publish` (workers or the in-process listener). Undefined: no HTTPS. */
+async function startCertificates(opts: RunOptions, log: Logger, publish: (set: CertSet) => void) {
+  const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
+  if (!files.configured) return undefined;
+  const manager = new CertManager((set) => {
+    publish(set);
+    log.info('certificates published', { version: set.version, certificates: set.bundles.length });
+  });
+  await files.start((bundles, def) => manager.set('files', bundles, def));
+  return { manager, stop: () => files.stop() };
 }
 
 /**
@@ -227,9 +341,24 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 });
   const plane = createControlPlane(opts, log, (table) => proxy.setTable(table));
   const { controller } = plane;
+  const observed = observeProxy({
+    proxy,
+    table: () => controller.current,
+    worker: '0',
+    accessLog: opts.accessLog,
+    processMetrics: false,
+  });
+  const hub = plane.metrics(
+    async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
+    () => ({ live: 1, current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0, restarts: 0 }),
+  );
   await plane.start();
 
-  const proxyServer = createProxyServer(proxy);
+  const proxyServer = createProxyServer(
+    opts.httpsRedirect ? new HttpsRedirector(opts.httpsRedirect.statusCode, opts.httpsRedirect.port) : proxy,
+  );
+  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
+  const certs = await startCertificates(opts, log, (set) => tls.applyCerts(set));
   let draining = false;
   const admin = createAdminServer({
     readiness: () => {
@@ -241,13 +370,30 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     routes: () => plane.routesView(proxy.version),
     workers: () => ({ mode: 'single-process', pid: process.pid, version: proxy.version }),
     sources: () => plane.sourcesView(),
+    metrics: () => hub.scrape(),
+    upstreams: () => hub.upstreams(),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
+  const tlsAddress = certs
+    ? await tls
+        .listen({ ...parseListen(opts.listenTls ?? ':8443', '--listen-tls'), reusePort: false })
+        .catch((err: Error) => {
+          throw new ConfigError(`--listen-tls: cannot listen on ${opts.listenTls}: ${err.message}`);
+        })
+    : undefined;
   const adminAddress = await listen(admin, opts.admin, '--admin');
-  log.info('edgegate is serving', { listen: proxyAddress, admin: adminAddress, workers: 0 });
+  log.info('edgegate is serving', {
+    listen: proxyAddress,
+    listenTls: tlsAddress,
+    admin: adminAddress,
+    workers: 0,
+  });
 
   return {
     proxyAddress,
+    tlsAddress,
+    tls,
+    certificates: certs?.manager,
     adminAddress,
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
@@ -255,13 +401,20 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     async drain(settings) {
       draining = true;
       log.info('draining', { ...settings });
+      certs?.stop();
       await plane.stop();
-      const r = await drainServer(proxyServer, settings);
+      const [r, rt] = await Promise.all([
+        drainServer(proxyServer, settings),
+        tlsAddress ? tls.drain(settings) : undefined,
+      ]);
+      r.cut += rt?.cut ?? 0;
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
     async stop() {
+      certs?.stop();
+      tls.close();
       await plane.stop();
       proxyServer.close();
       admin.close();
@@ -269,6 +422,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       admin.closeAllConnections();
       await proxy.close();
       proxyServer.closeAllConnections();
+      observed.stop();
     },
   };
 }
@@ -290,6 +444,9 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   const reusePort = opts.reusePort ?? platformHasReusePort();
   // Port 0: every SO_REUSEPORT worker must bind the same port, so choose it once here.
   if (listenAt.port === 0 && reusePort) listenAt.port = await pickPort(listenAt.host);
+  const hasCerts = (opts.tlsCerts?.length ?? 0) > 0 || opts.tlsDefaultCert !== undefined;
+  const tlsAt = hasCerts ? parseListen(opts.listenTls ?? ':8443', '--listen-tls') : undefined;
+  if (tlsAt && tlsAt.port === 0 && reusePort) tlsAt.port = await pickPort(tlsAt.host);
   const config: WorkerConfig = {
     host: listenAt.host,
     port: listenAt.port,
@@ -298,10 +455,26 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     listener: {},
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
+    accessLog: opts.accessLog,
+    ...(tlsAt ? { tls: { host: tlsAt.host, port: tlsAt.port, settings: opts.tlsSettings ?? {} } } : {}),
+    ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
   };
   const primary = new ClusterPrimary({ workers: opts.workers, config, log });
+  const certs = await startCertificates(opts, log, (set) => primary.publishCerts(set));
   const plane = createControlPlane(opts, log, (table) => primary.publish(table));
   const { controller } = plane;
+  const hub = plane.metrics(
+    (timeoutMs) => primary.collectWorkerMetrics(timeoutMs),
+    () => {
+      const all = primary.workers();
+      const current = primary.version;
+      return {
+        live: all.filter((w) => w.pid !== undefined).length,
+        current: all.filter((w) => w.pid !== undefined && current !== 0 && w.version === current).length,
+        restarts: primary.restarts,
+      };
+    },
+  );
   primary.start();
   await plane.start();
 
@@ -326,6 +499,8 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         workers: primary.workers().map((w) => ({ ...w, stats: w.pid ? live.get(w.pid) : undefined })),
       };
     },
+    metrics: () => hub.scrape(),
+    upstreams: () => hub.upstreams(),
   });
   const adminAddress = await listen(admin, opts.admin, '--admin');
   let proxyAddress: { address: string; port: number };
@@ -350,14 +525,17 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
     primary,
+    certificates: certs?.manager,
     async drain(settings) {
       log.info('draining', { ...settings, workers: primary.stats().live });
+      certs?.stop();
       await plane.stop();
       const r = await primary.drain(settings);
       log.info('drained', { clean: r.clean });
       return r;
     },
     async stop() {
+      certs?.stop();
       await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();

@@ -311,6 +311,28 @@ const KubeServiceBackend = Type.Object(
   strict,
 );
 
+/** TLS from the gateway to the backend (upstream TLS). */
+export const BackendTLS = Type.Object(
+  {
+    serverName: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 253,
+        description: 'SNI and the name the upstream certificate must carry (default: the endpoint address).',
+      }),
+    ),
+    caBundle: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 65536,
+        description:
+          'PEM CA certificates that sign the upstream certificate (default: the system trust store).',
+      }),
+    ),
+  },
+  { ...strict, description: 'Connect to the backend over TLS.' },
+);
+
 const Backend = Type.Object(
   {
     consul: Type.Optional(ConsulBackend),
@@ -319,6 +341,13 @@ const Backend = Type.Object(
       Type.Integer({ minimum: 0, maximum: 1000000, default: 1, description: 'Relative share of requests.' }),
     ),
     pool: Type.Optional(PoolSettings),
+    tls: Type.Optional(BackendTLS),
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('http1'), Type.Literal('h2')], {
+        default: 'http1',
+        description: 'Protocol to the backend: h2 (HTTP/2 over TLS, e.g. gRPC) needs tls.',
+      }),
+    ),
   },
   {
     ...strict,
@@ -421,6 +450,25 @@ export const CatalogRoute = Type.Object(
   },
 );
 
+/** A certificate for some of the route's hostnames, from a `kubernetes.io/tls` Secret in the route's namespace. */
+export const RouteTLS = Type.Object(
+  {
+    hostnames: Type.Optional(
+      Type.Array(Hostname, {
+        maxItems: 16,
+        description: 'Which of spec.hostnames this certificate serves (default: all of them).',
+      }),
+    ),
+    secretName: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+      description: 'A kubernetes.io/tls Secret (tls.crt, tls.key) in the route’s namespace.',
+    }),
+  },
+  strict,
+);
+
 export const GatewayRouteSpec = Type.Object(
   {
     hostnames: Type.Optional(
@@ -432,6 +480,9 @@ export const GatewayRouteSpec = Type.Object(
     ),
     rules: Type.Optional(Type.Array(Rule, { maxItems: 64 })),
     catalog: Type.Optional(CatalogRoute),
+    tls: Type.Optional(
+      Type.Array(RouteTLS, { maxItems: 16, description: 'Certificates for the HTTPS listener (SNI).' }),
+    ),
   },
   {
     ...strict,
@@ -481,3 +532,5 @@ export type HeaderModifierSpec = Static<typeof HeaderModifier>;
 export type PathModifierSpec = Static<typeof PathModifier>;
 export type CatalogRouteSpec = Static<typeof CatalogRoute>;
 export type PoolSettingsSpec = Static<typeof PoolSettings>;
+export type RouteTLSSpec = Static<typeof RouteTLS>;
+export type BackendTLSSpec = Static<typeof BackendTLS>;

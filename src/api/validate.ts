@@ -210,6 +210,16 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     const kinds = [b.consul ? 'consul' : undefined, b.service ? 'service' : undefined].filter(Boolean);
     if (kinds.length !== 1)
       errors.push({ path: bp, message: 'exactly one of consul or service must be set' });
+    if (b.protocol === 'h2' && !b.tls)
+      errors.push({
+        path: [...bp, 'protocol'],
+        message: 'h2 to a backend needs tls (HTTP/2 without TLS is not supported)',
+      });
+    if (b.tls?.caBundle !== undefined && !b.tls.caBundle.includes('-----BEGIN CERTIFICATE-----'))
+      errors.push({
+        path: [...bp, 'tls', 'caBundle'],
+        message: 'expected PEM certificates (-----BEGIN CERTIFICATE-----)',
+      });
   });
   if (backends.length > 0 && backends.every((b) => (b.weight ?? 1) === 0))
     errors.push({ path: [...base, 'backends'], message: 'the weights of a rule must sum above zero' });
@@ -252,6 +262,33 @@ export interface InvalidRoute {
  * Validates one GatewayRoute object. On success the returned route has every default filled in (a copy: the
  * input is not changed).
  */
+/** spec.tls: names only hostnames the route serves; a route without hostnames cannot claim a certificate. */
+function checkRouteTls(
+  tls: { hostnames?: string[]; secretName: string }[] | undefined,
+  hostnames: string[] | undefined,
+  errors: FieldError[],
+): void {
+  if (!tls) return;
+  if (!hostnames || hostnames.length === 0) {
+    if (tls.length > 0)
+      errors.push({
+        path: ['spec', 'tls'],
+        message: 'a route with tls needs spec.hostnames (the default certificate serves every other host)',
+      });
+    return;
+  }
+  const own = new Set(hostnames.map((h) => h.toLowerCase()));
+  tls.forEach((t, i) => {
+    (t.hostnames ?? []).forEach((h, j) => {
+      if (!own.has(h.toLowerCase()))
+        errors.push({
+          path: ['spec', 'tls', i, 'hostnames', j],
+          message: `${h} is not one of this route's spec.hostnames`,
+        });
+    });
+  });
+}
+
 export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
   const route = routeDefaults(clonePlain(raw)) as GatewayRoute;
   // The compiled Check is fast; walking Errors() is not, so only do it when there is something to report.
@@ -276,6 +313,7 @@ export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
     checkRule(rule, ['spec', 'rules', ri], errors);
   });
   if (spec.catalog) checkPathValue(spec.catalog.pathPrefix, ['spec', 'catalog', 'pathPrefix'], errors);
+  checkRouteTls(spec.tls, spec.hostnames, errors);
   return errors.length > 0 ? { ok: false, errors } : { ok: true, route };
 }
 

@@ -4,9 +4,12 @@
  * coordinates the graceful drain. The primary itself never proxies.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../observe/log.ts';
+import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
 import type { TableData } from '../table/types.ts';
+import type { CertSet } from '../tls/certificate.ts';
 import {
   isWorkerMessage,
   type PrimaryMessage,
@@ -92,12 +95,14 @@ export class ClusterPrimary {
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
   #table: { version: number; json: string } | undefined;
+  #certs: CertSet | undefined;
   #restarts = 0;
   #draining = false;
   #handoff: PendingHandoff | undefined;
   #lastHandoff: HandoffStats | undefined;
   #statsSeq = 0;
   readonly #statsWaiters = new Map<number, (s: WorkerStats) => void>();
+  readonly #metricsWaiters = new Map<number, (s: WorkerSnapshot) => void>();
   #firstListening: PromiseWithResolvers<{ address: string; port: number }> = Promise.withResolvers();
   #everListened = false;
   #exited: PromiseWithResolvers<void> | undefined;
@@ -109,7 +114,10 @@ export class ClusterPrimary {
       minUptimeMs: 10_000,
       backoffBaseMs: 250,
       backoffMaxMs: 30_000,
-      exec: fileURLToPath(new URL('./worker-main.ts', import.meta.url)),
+      // Beside this file, with this file's extension: .ts from source (type stripping), .js in the built image.
+      exec: fileURLToPath(
+        new URL(`./worker-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+      ),
       ...opts,
     };
     this.#log = opts.log;
@@ -158,6 +166,12 @@ export class ClusterPrimary {
 
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /** Sends the HTTPS certificates to every worker (and to each new one on its hello). */
+  publishCerts(set: CertSet): void {
+    this.#certs = set;
+    for (const s of this.#slots) if (s.worker && s.greeted) this.#send(s, { type: 'certs', set });
   }
 
   /** Sends this table to every worker; each acknowledges the version once it serves it. */
@@ -245,6 +259,35 @@ export class ClusterPrimary {
   }
 
   /**
+   * Every live worker's metrics snapshot, asked at scrape time. A worker that does not answer within `timeoutMs`
+   * is left out of `answers` (the caller reports it) but listed in `live`.
+   */
+  async collectWorkerMetrics(timeoutMs = 1000): Promise<{ answers: WorkerSnapshot[]; live: number[] }> {
+    const live: number[] = [];
+    for (const s of this.#slots) if (s.worker && s.pid !== undefined) live.push(s.pid);
+    const asks = this.#slots
+      .filter((s) => s.worker?.isConnected())
+      .map(
+        (s) =>
+          new Promise<WorkerSnapshot | undefined>((resolve) => {
+            const id = ++this.#statsSeq;
+            const timer = setTimeout(() => {
+              this.#metricsWaiters.delete(id);
+              resolve(undefined);
+            }, timeoutMs);
+            this.#metricsWaiters.set(id, (snapshot) => {
+              clearTimeout(timer);
+              this.#metricsWaiters.delete(id);
+              resolve(snapshot);
+            });
+            this.#send(s, { type: 'metrics-request', id });
+          }),
+      );
+    const answers = (await Promise.all(asks)).filter((s): s is WorkerSnapshot => s !== undefined);
+    return { answers, live };
+  }
+
+  /**
    * Graceful drain: readiness fails at once, every worker drains (listener open for `delayMs`, then in-flight
    * requests finish), and this resolves once all workers exited. Workers still alive at `timeoutMs` plus a grace
    * second are killed; `clean` says whether that was needed.
@@ -312,6 +355,8 @@ export class ClusterPrimary {
       case 'hello':
         slot.greeted = true;
         slot.pid = m.pid;
+        // Certificates first, so a new worker's HTTPS listener has them from its first handshake.
+        if (this.#certs) this.#send(slot, { type: 'certs', set: this.#certs });
         // A new worker gets the current table before it listens (it listens once it has one).
         if (this.#table) {
           const h = this.#handoff;
@@ -358,6 +403,9 @@ export class ClusterPrimary {
         return;
       case 'stats':
         this.#statsWaiters.get(m.id)?.(m.stats);
+        return;
+      case 'metrics':
+        this.#metricsWaiters.get(m.id)?.(m.snapshot);
         return;
     }
   }

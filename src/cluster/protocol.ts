@@ -12,7 +12,12 @@
  *   primary → `drain`           on SIGTERM/SIGINT; the worker answers `draining`, then exits 0 when done
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
  */
+import type { AccessLogSettings } from '../observe/access-log.ts';
+import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
 import type { ListenerSettings } from '../proxy/server.ts';
+import type { CertSet } from '../tls/certificate.ts';
+import type { TlsListenerSettings } from '../tls/tls-settings.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 
 /** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
 export interface WorkerConfig {
@@ -27,6 +32,12 @@ export interface WorkerConfig {
   logLevel: string;
   /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
   drain: { delayMs: number; timeoutMs: number };
+  /** Access log of this worker (default: on, every request). */
+  accessLog?: AccessLogSettings;
+  /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
+  tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
+  /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
+  httpsRedirect?: { statusCode: 301 | 308; port: number };
 }
 
 export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
@@ -55,7 +66,27 @@ export interface StatsRequestMessage {
   id: number;
 }
 
-export type PrimaryMessage = TableMessage | DrainMessage | StatsRequestMessage;
+/** Scrape time: the worker answers `metrics` with its counters and gauges (observe/worker-metrics.ts). */
+export interface MetricsRequestMessage {
+  type: 'metrics-request';
+  id: number;
+}
+
+/**
+ * The certificates for the HTTPS listener, whole. Separate from the table on purpose: the table is persisted to
+ * disk as last-known-good and private keys must not be; certificates are re-read from their sources on start.
+ */
+export interface CertsMessage {
+  type: 'certs';
+  set: CertSet;
+}
+
+export type PrimaryMessage =
+  | TableMessage
+  | DrainMessage
+  | StatsRequestMessage
+  | CertsMessage
+  | MetricsRequestMessage;
 
 // ── worker → primary ────────────────────────────────────────────────────────────────────────────────────────
 
@@ -81,6 +112,8 @@ export interface ListeningMessage {
   type: 'listening';
   address: { address: string; port: number; family: string };
   reusePort: boolean;
+  /** The HTTPS listener's address, when the worker has one. */
+  tlsAddress?: { address: string; port: number; family: string };
 }
 
 export interface ListenErrorMessage {
@@ -107,12 +140,20 @@ export interface WorkerStats {
   /** Pools currently open (one per upstream endpoint and pool settings). */
   pools: number;
   memory: { rss: number; heapUsed: number };
+  /** HTTPS listener figures (absent without one). */
+  tls?: TlsStatsSnapshot & { requests: number; inFlight: number; connections: number; certVersion: number };
 }
 
 export interface StatsMessage {
   type: 'stats';
   id: number;
   stats: WorkerStats;
+}
+
+export interface MetricsMessage {
+  type: 'metrics';
+  id: number;
+  snapshot: WorkerSnapshot;
 }
 
 export type WorkerMessage =
@@ -122,9 +163,10 @@ export type WorkerMessage =
   | ListeningMessage
   | ListenErrorMessage
   | DrainingMessage
-  | StatsMessage;
+  | StatsMessage
+  | MetricsMessage;
 
-const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request']);
+const PRIMARY_TYPES = new Set<string>(['table', 'drain', 'stats-request', 'certs', 'metrics-request']);
 const WORKER_TYPES = new Set<string>([
   'hello',
   'table-ack',
@@ -133,6 +175,7 @@ const WORKER_TYPES = new Set<string>([
   'listen-error',
   'draining',
   'stats',
+  'metrics',
 ]);
 
 /** Narrowing guards for messages off the wire: anything else (e.g. Node's internal cluster traffic) is ignored. */

@@ -5,9 +5,12 @@
  */
 import cluster from 'node:cluster';
 import { createLogger, type Logger } from '../observe/log.ts';
+import { observeProxy, type ProxyObservability } from '../observe/proxy-observability.ts';
 import { ProxyPipeline } from '../proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from '../proxy/server.ts';
 import type { TableData } from '../table/types.ts';
+import { HttpsRedirector } from '../tls/https-redirect.ts';
+import { TlsListener } from '../tls/tls-listener.ts';
 import {
   type DrainMessage,
   isPrimaryMessage,
@@ -38,6 +41,10 @@ export class ProxyWorker {
   readonly #log: Logger;
   readonly #proxy: ProxyPipeline;
   readonly #server;
+  readonly #observed: ProxyObservability;
+  #table: TableData | undefined;
+  /** The HTTPS listener, when configured. */
+  readonly #tls: TlsListener | undefined;
   #listening: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
 
@@ -45,7 +52,20 @@ export class ProxyWorker {
     this.#config = config;
     this.#log = log;
     this.#proxy = new ProxyPipeline(config.proxy);
-    this.#server = createProxyServer(this.#proxy, config.listener);
+    this.#observed = observeProxy({
+      proxy: this.#proxy,
+      table: () => this.#table,
+      // The slot, not the pid: a replacement worker keeps the label (bounded across restarts).
+      worker: process.env.EDGEGATE_WORKER_SLOT ?? String(cluster.worker?.id ?? process.pid),
+      accessLog: config.accessLog,
+      processMetrics: true,
+    });
+    const r = config.httpsRedirect;
+    this.#server = createProxyServer(
+      r ? new HttpsRedirector(r.statusCode, r.port) : this.#proxy,
+      config.listener,
+    );
+    this.#tls = config.tls ? new TlsListener(this.#proxy, config.tls.settings, log) : undefined;
   }
 
   /** Installs the IPC and signal handlers and greets the primary, which answers with the current table. */
@@ -74,6 +94,9 @@ export class ProxyWorker {
     switch (m.type) {
       case 'table':
         return this.#applyTable(m.version, m.json);
+      case 'certs':
+        this.#tls?.applyCerts(m.set);
+        return;
       case 'drain':
         void this.drain(m);
         return;
@@ -92,10 +115,17 @@ export class ProxyWorker {
             draining: l.draining,
             pools: this.#proxy.pools.size,
             memory: { rss: mem.rss, heapUsed: mem.heapUsed },
+            ...(this.#tls ? { tls: this.#tls.figures() } : {}),
           },
         });
         return;
       }
+      case 'metrics-request':
+        void this.#observed.metrics.snapshot().then(
+          (snapshot) => send({ type: 'metrics', id: m.id, snapshot }),
+          (err) => this.#log.warn('cannot take a metrics snapshot', { error: (err as Error).message }),
+        );
+        return;
     }
   }
 
@@ -104,6 +134,7 @@ export class ProxyWorker {
     try {
       const data = JSON.parse(json) as TableData;
       this.#proxy.setTable(data);
+      this.#table = data;
     } catch (err) {
       this.#log.error('cannot apply routing table', { version, error: (err as Error).message });
       send({ type: 'table-error', version, message: (err as Error).message });
@@ -119,7 +150,9 @@ export class ProxyWorker {
     const { host, port, reusePort } = this.#config;
     try {
       const address = await listenProxyServer(this.#server, { host, port, reusePort });
-      send({ type: 'listening', address, reusePort });
+      const t = this.#config.tls;
+      const tlsAddress = t && (await this.#tls!.listen({ host: t.host, port: t.port, reusePort }));
+      send({ type: 'listening', address, reusePort, ...(tlsAddress ? { tlsAddress } : {}) });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       send({ type: 'listen-error', message: e.message, code: e.code });
@@ -134,11 +167,15 @@ export class ProxyWorker {
     this.#draining ??= (async () => {
       send({ type: 'draining' });
       const started = Date.now();
-      const result = await drainServer(this.#server, {
-        delayMs: opts.delayMs,
-        timeoutMs: opts.timeoutMs,
-        onListenerClosed: () => this.#log.debug('listener closed'),
-      });
+      const [result, tlsResult] = await Promise.all([
+        drainServer(this.#server, {
+          delayMs: opts.delayMs,
+          timeoutMs: opts.timeoutMs,
+          onListenerClosed: () => this.#log.debug('listener closed'),
+        }),
+        this.#tls?.drain(opts),
+      ]);
+      result.cut += tlsResult?.cut ?? 0;
       if (result.cut > 0) this.#log.warn('drain timeout: cut requests still running', { cut: result.cut });
       // Pools close gracefully; bounded by what is left of the budget.
       const left = Math.max(0, opts.timeoutMs - (Date.now() - started));

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
 import type {
+  BackendTLSSpec,
   GatewayRoute,
   HeaderModifierSpec,
   PathModifierSpec,
@@ -99,7 +100,34 @@ function poolOf(spec: PoolSettingsSpec | undefined, base: PoolData): PoolData {
 }
 
 function poolKey(p: PoolData): string {
-  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}`;
+  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}${upstreamTlsKey(p)}`;
+}
+
+/** Backend tls/protocol → pool data; a distinct TLS setup is a distinct cluster (and pool). */
+function withUpstreamTls(
+  pool: PoolData,
+  tls: BackendTLSSpec | undefined,
+  protocol: 'http1' | 'h2' | undefined,
+): PoolData {
+  if (!tls) return pool;
+  const out: PoolData = { ...pool, tls: {} };
+  if (tls.serverName !== undefined) out.tls!.serverName = tls.serverName;
+  if (tls.caBundle !== undefined) out.tls!.caBundle = tls.caBundle;
+  if (protocol === 'h2') out.protocol = 'h2';
+  return out;
+}
+
+function upstreamTlsKey(p: PoolData): string {
+  if (!p.tls) return '';
+  const ca = p.tls.caBundle ? `ca${fnv1a(p.tls.caBundle)}` : 'system';
+  return `|tls:${p.tls.serverName ?? ''}:${ca}${p.protocol === 'h2' ? ':h2' : ''}`;
+}
+
+/** Short stable digest for ids (compile has no node:crypto dependency). */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16);
 }
 
 function endpointOf(i: Instance): EndpointData {
@@ -288,7 +316,7 @@ function compileRoute(
     if (!redirectSpec) {
       backends = [];
       for (const b of rule.backends ?? []) {
-        const pool = poolOf(b.pool, ctx.settings.defaultPool);
+        const pool = withUpstreamTls(poolOf(b.pool, ctx.settings.defaultPool), b.tls, b.protocol);
         const ref = backendRef(b, namespace, localDc);
         const { cluster, known } = b.consul
           ? consulCluster(

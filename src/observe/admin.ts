@@ -14,7 +14,7 @@ export interface AdminState {
   /** Source state (up, data age, watches), for /debug/sources. */
   sources?(): unknown;
   /** Endpoints, health and pool figures, for /debug/upstreams. */
-  upstreams?(): unknown;
+  upstreams?(): unknown | Promise<unknown>;
   /** Prometheus exposition, for /metrics. */
   metrics?(): Promise<{ contentType: string; body: string }>;
 }
@@ -50,7 +50,7 @@ export function createAdminServer(state: AdminState): Server {
           if (state.workers) return json(res, 200, await state.workers());
           break;
         case '/debug/upstreams':
-          if (state.upstreams) return json(res, 200, state.upstreams());
+          if (state.upstreams) return json(res, 200, await state.upstreams());
           break;
         case '/metrics':
           if (state.metrics) {

@@ -78,6 +78,8 @@ export function upstreamRequestHeaders(
   const out: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers to forward.
+    if (name.charCodeAt(0) === 58) continue;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || GATEWAY_OWNED.has(lower)) continue;
     if (named?.has(lower)) continue;

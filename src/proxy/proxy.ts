@@ -7,12 +7,20 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
+import {
+  noteGatewayError,
+  type RequestObserver,
+  type RequestRecord,
+  recordOf,
+} from '../observe/request-observer.ts';
 import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
 import type { ClusterData, EndpointData, PathRewrite, TableData } from '../table/types.ts';
 import { WeightedRoundRobin } from './balancer.ts';
+import { forwardedTrailers, requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, clientResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { UpstreamPools } from './upstream-pools.ts';
+import { upstreamDispatchOptions } from './upstream-tls.ts';
 
 export interface ProxySettings {
   /** How many proxies in front of the gateway are trusted to set X-Forwarded-For (0: none, the peer is the client). */
@@ -93,6 +101,7 @@ export function sendError(
   requestId: string,
   message?: string,
 ): void {
+  noteGatewayError(res, code);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -135,16 +144,28 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #entry: CompiledEntry;
   readonly #requestId: string;
+  readonly #record: RequestRecord | undefined;
+  /** HTTP/2 client: upstream trailers (gRPC status) are passed on; HTTP/1.1 clients get none (as before). */
+  readonly #h2Client: boolean;
   #controller: Dispatcher.DispatchController | undefined;
   #clientGone = false;
   #onDrain = () => this.#controller?.resume();
 
-  constructor(req: IncomingMessage, res: ServerResponse, entry: CompiledEntry, requestId: string) {
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    entry: CompiledEntry,
+    requestId: string,
+    record: RequestRecord | undefined,
+  ) {
     this.#res = res;
+    this.#record = record;
     this.#entry = entry;
     this.#requestId = requestId;
+    this.#h2Client = req.httpVersionMajor === 2;
     res.on('close', () => {
-      if (!res.writableFinished) {
+      // (HTTP/2 compat responses have no writableFinished; writableEnded says the same once end() ran.)
+      if (!res.writableFinished && !res.writableEnded) {
         this.#clientGone = true;
         this.#controller?.abort(new Error('client closed the connection'));
       }
@@ -166,6 +187,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     const res = this.#res;
+    this.#record?.answered();
     if (res.destroyed) return;
     try {
       res.writeHead(
@@ -190,7 +212,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(
+    _controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[]>,
+  ): void {
+    if (this.#h2Client) {
+      const t = forwardedTrailers(trailers);
+      if (t) (this.#res as unknown as { addTrailers(t: Record<string, string>): void }).addTrailers(t);
+    }
     this.#res.end();
   }
 
@@ -208,6 +237,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export class ProxyPipeline {
   readonly settings: ProxySettings;
   readonly pools = new UpstreamPools();
+  /** Metrics and access log (observe/): set before the first table. */
+  observer: RequestObserver | undefined;
   #served: ServedTable | undefined;
 
   constructor(settings: Partial<ProxySettings> = {}) {
@@ -224,6 +255,7 @@ export class ProxyPipeline {
 
   /** Swap in a new table. Requests already running keep the table they started with. */
   setTable(data: TableData): void {
+    this.observer?.recorder.install(data);
     this.#served = new ServedTable(data);
     this.pools.retain(data.clusters);
   }
@@ -232,6 +264,8 @@ export class ProxyPipeline {
     const incomingId = req.headers['x-request-id'];
     const requestId =
       typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const record = recordOf(res);
+    if (record !== undefined) record.requestId = requestId;
     const served = this.#served;
     if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
 
@@ -257,19 +291,17 @@ export class ProxyPipeline {
     });
     if (!entry) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId);
     const data = entry.data;
+    if (record !== undefined) record.entry = data;
 
     if (data.redirect) {
       const rd = data.redirect;
-      const scheme = rd.scheme ?? this.settings.proto;
+      const proto = requestProto(req, this.settings.proto);
+      const scheme = rd.scheme ?? proto;
       const colon = hostHeader.lastIndexOf(':');
       const requestPort =
         colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
       const port =
-        rd.port !== undefined
-          ? String(rd.port)
-          : rd.scheme && rd.scheme !== this.settings.proto
-            ? ''
-            : requestPort;
+        rd.port !== undefined ? String(rd.port) : rd.scheme && rd.scheme !== proto ? '' : requestPort;
       const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
       const location = `${scheme}://${rd.hostname ?? host}${port && !defaultPort ? `:${port}` : ''}${
         rd.path ? rewritePath(path, rd.path, entry.prefixLength) : path
@@ -317,6 +349,7 @@ export class ProxyPipeline {
       if (data.rewrite?.path) upstreamPath = rewritePath(path, data.rewrite.path, entry.prefixLength);
     }
     if (!cluster) return sendError(res, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    if (record !== undefined) record.cluster = cluster;
     const endpoint = served.pickEndpoint(cluster);
     if (!endpoint)
       return sendError(
@@ -333,19 +366,19 @@ export class ProxyPipeline {
       {
         host: data.rewrite?.hostname ?? (hostHeader || `${endpoint.address}:${endpoint.port}`),
         clientAddress,
-        proto: this.settings.proto,
+        proto: requestProto(req, this.settings.proto),
         originalHost: hostHeader,
         requestId,
         priorForwardedFor: this.settings.trustedHops > 0 && typeof xff === 'string' ? xff : undefined,
       },
       data.requestHeaders,
     );
-    const hasBody =
-      headers['content-length'] !== undefined
-        ? headers['content-length'] !== '0'
-        : headers['transfer-encoding'] !== undefined;
+    // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
+    if (cluster.pool.protocol === 'h2' && headers.te === 'trailers') upstreamHeaders.push('te', 'trailers');
+    const hasBody = requestHasBody(req);
     const pool = this.pools.get(endpoint, cluster.pool);
-    const handler = new ForwardHandler(req, res, entry, requestId);
+    const handler = new ForwardHandler(req, res, entry, requestId, record);
+    record?.dispatched(endpoint);
     pool.dispatch(
       {
         path: rawQuery ? `${upstreamPath}?${rawQuery}` : upstreamPath,
@@ -354,6 +387,7 @@ export class ProxyPipeline {
         body: hasBody ? req : null,
         headersTimeout: this.settings.upstreamHeadersTimeoutMs,
         bodyTimeout: this.settings.upstreamBodyTimeoutMs,
+        ...upstreamDispatchOptions(cluster.pool, endpoint),
       },
       handler,
     );

@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { noteGatewayError } from '../observe/request-observer.ts';
 import type { ProxyPipeline } from './proxy.ts';
 import { sendError } from './proxy.ts';
 
@@ -32,7 +33,10 @@ function countHeader(raw: string[], lowerName: string): number {
   return n;
 }
 
-export function createProxyServer(proxy: ProxyPipeline, settings: Partial<ListenerSettings> = {}): Server {
+export function createProxyServer(
+  proxy: Pick<ProxyPipeline, 'handle'> & Partial<Pick<ProxyPipeline, 'observer'>>,
+  settings: Partial<ListenerSettings> = {},
+): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
   const server = createServer(
     {
@@ -47,7 +51,9 @@ export function createProxyServer(proxy: ProxyPipeline, settings: Partial<Listen
     },
     (req: IncomingMessage, res: ServerResponse) => {
       track(server, res);
+      proxy.observer?.begin(req, res);
       if (req.rawHeaders.length > s.maxHeaders * 2) {
+        noteGatewayError(res, 'EDGEGATE_BAD_REQUEST');
         res.shouldKeepAlive = false;
         res.writeHead(431, { 'content-type': 'application/json', connection: 'close' });
         res.end(

@@ -5,13 +5,17 @@
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../table/types.ts';
+import { upstreamConnect, upstreamTlsPoolKey } from './upstream-tls.ts';
 
 export function poolKey(ep: EndpointData, pool: PoolData): string {
-  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}`;
+  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}${upstreamTlsPoolKey(pool)}`;
 }
 
-export function originOf(ep: EndpointData): string {
-  return ep.address.includes(':') ? `http://[${ep.address}]:${ep.port}` : `http://${ep.address}:${ep.port}`;
+export function originOf(ep: EndpointData, pool?: PoolData): string {
+  const scheme = pool?.tls ? 'https' : 'http';
+  return ep.address.includes(':')
+    ? `${scheme}://[${ep.address}]:${ep.port}`
+    : `${scheme}://${ep.address}:${ep.port}`;
 }
 
 export class UpstreamPools {
@@ -26,12 +30,13 @@ export class UpstreamPools {
     const key = poolKey(ep, settings);
     let pool = this.#pools.get(key);
     if (pool === undefined) {
-      pool = new Pool(originOf(ep), {
+      pool = new Pool(originOf(ep, settings), {
         connections: settings.maxConnections,
         pipelining: settings.pipelining,
         keepAliveTimeout: settings.keepAliveTimeoutMs,
         keepAliveMaxTimeout: settings.keepAliveTimeoutMs,
-        connect: { timeout: settings.connectTimeoutMs },
+        connect: upstreamConnect(settings),
+        ...(settings.protocol === 'h2' ? { allowH2: true } : {}),
         // The gateway's own timeouts are passed per request.
         headersTimeout: 0,
         bodyTimeout: 0,

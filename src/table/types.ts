@@ -37,6 +37,18 @@ export interface PoolData {
   keepAliveTimeoutMs: number;
   pipelining: number;
   connectTimeoutMs: number;
+  /** Upstream TLS (absent: plain HTTP). */
+  tls?: UpstreamTlsData;
+  /** `h2`: HTTP/2 over TLS to the upstream (gRPC); absent: HTTP/1.1. */
+  protocol?: 'h2';
+}
+
+/** How the gateway connects to a TLS upstream. CA certificates are public: they may live in the table. */
+export interface UpstreamTlsData {
+  /** SNI and the name to verify (absent: the endpoint address). */
+  serverName?: string;
+  /** PEM CA bundle (absent: the system trust store). */
+  caBundle?: string;
 }
 
 export interface EndpointData {

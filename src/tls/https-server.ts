@@ -1,0 +1,311 @@
+/**
+ * The HTTPS listener: Node's HTTP/2 secure server with HTTP/1.1 fallback (ALPN `h2`, `http/1.1`), certificates
+ * picked per handshake by SNI from the CertStore, feeding the SAME ProxyPipeline.handle as the HTTP listener.
+ *
+ * HTTP/2 requests arrive as Http2ServerRequest/Response compat objects. The few places where they differ from
+ * node:http's are bridged here, before the pipeline sees them: `:authority` becomes the Host header (the pipeline
+ * and the route match read `req.headers.host`); pseudo-headers are skipped by the upstream header builder; hop-by-hop
+ * headers cannot occur in HTTP/2 (Node rejects them) and the response side never emits them.
+ *
+ * Flood protection on HTTP/2: Node/nghttp2 limits (concurrent streams, header list size, invalid frames, refused
+ * streams, session memory, CONTINUATION frames) plus an explicit rapid-reset guard: more than
+ * `maxResetsPerSecond` client-cancelled streams in one second → GOAWAY(ENHANCE_YOUR_CALM) and the session is closed.
+ */
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  constants as h2,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContext, TLSSocket } from 'node:tls';
+import { sendError } from '../proxy/proxy.ts';
+import type { CertStore } from './cert-store.ts';
+import { secureContextOptions } from './cert-store.ts';
+import {
+  DEFAULT_TLS_LISTENER_SETTINGS,
+  ECDH_CURVES,
+  INTERMEDIATE_CIPHERS,
+  MAX_TLS_VERSION,
+  MIN_TLS_VERSION,
+  type TlsListenerSettings,
+} from './tls-settings.ts';
+import { handshakeErrorReason, type TlsStats } from './tls-stats.ts';
+
+export interface RequestHandler {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Metrics and access log (observe/), when the handler is the proxy pipeline. */
+  observer?: { begin(req: IncomingMessage, res: ServerResponse): unknown };
+}
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/** Bookkeeping for drain and stats of one HTTPS server. */
+interface HttpsState {
+  draining: boolean;
+  requests: number;
+  readonly active: Set<AnyResponse>;
+  readonly sessions: Set<Http2Session>;
+  /** HTTP/1.1 connections, with their count of unfinished responses. */
+  readonly h1: Map<Socket, number>;
+  onSettle: (() => void) | undefined;
+}
+
+const states = new WeakMap<Http2SecureServer, HttpsState>();
+
+function stateOf(server: Http2SecureServer): HttpsState {
+  const st = states.get(server);
+  if (!st) throw new Error('not an edgegate HTTPS server');
+  return st;
+}
+
+function countHeader(raw: string[], lowerName: string): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) n++;
+  return n;
+}
+
+function noCertificate(servername: string): Error {
+  return Object.assign(new Error(`no certificate for ${JSON.stringify(servername)} and no default`), {
+    code: 'ERR_EDGEGATE_NO_CERTIFICATE',
+  });
+}
+
+/** Counts client-cancelled streams per session; true when the session exceeds the budget of this second. */
+function rapidResetGuard(limit: number): (session: Http2Session) => boolean {
+  const windows = new WeakMap<Http2Session, { start: number; n: number }>();
+  return (session) => {
+    const now = Date.now();
+    let w = windows.get(session);
+    if (!w || now - w.start >= 1000) {
+      w = { start: now, n: 0 };
+      windows.set(session, w);
+    }
+    return ++w.n > limit;
+  };
+}
+
+export function createHttpsProxyServer(
+  proxy: RequestHandler,
+  store: CertStore,
+  stats: TlsStats,
+  settings: Partial<TlsListenerSettings> = {},
+): Http2SecureServer {
+  const s = { ...DEFAULT_TLS_LISTENER_SETTINGS, ...settings };
+  const def = store.defaultCert;
+  const server = createSecureServer({
+    allowHTTP1: true,
+    minVersion: MIN_TLS_VERSION,
+    maxVersion: MAX_TLS_VERSION,
+    ciphers: INTERMEDIATE_CIPHERS,
+    ecdhCurve: ECDH_CURVES,
+    honorCipherOrder: true,
+    handshakeTimeout: s.handshakeTimeoutMs,
+    SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
+      const c = store.resolve(servername);
+      if (c) cb(null, c.context);
+      else cb(noCertificate(servername));
+    },
+    settings: {
+      maxConcurrentStreams: s.maxConcurrentStreams,
+      maxHeaderListSize: s.maxHeaderListSize,
+      enablePush: false,
+    },
+    maxHeaderListPairs: s.maxHeaders + 8,
+    maxSessionInvalidFrames: s.maxSessionInvalidFrames,
+    maxSessionRejectedStreams: s.maxSessionRejectedStreams,
+    maxSessionMemory: s.maxSessionMemoryMb,
+  });
+  // Clients without SNI (an IP address in the URL) get the default certificate, when there is one.
+  if (def) server.setSecureContext(secureContextOptionsOfDefault(store));
+  // HTTP/1.1 over TLS goes through node:http's connection handling, which reads these from the server object.
+  Object.assign(server, {
+    headersTimeout: s.headersTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: s.idleTimeoutMs,
+    maxHeadersCount: s.maxHeaders + 1,
+  });
+  server.setTimeout(s.idleTimeoutMs);
+
+  const st: HttpsState = {
+    draining: false,
+    requests: 0,
+    active: new Set(),
+    sessions: new Set(),
+    h1: new Map(),
+    onSettle: undefined,
+  };
+  states.set(server, st);
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    stats.handshake(socket.alpnProtocol || 'http/1.1');
+    if (socket.alpnProtocol !== 'h2') {
+      st.h1.set(socket, 0);
+      socket.once('close', () => {
+        st.h1.delete(socket);
+        st.onSettle?.();
+      });
+    }
+  });
+  server.on('tlsClientError', (err: Error) => stats.handshakeError(handshakeErrorReason(err)));
+
+  const tooManyResets = rapidResetGuard(s.maxResetsPerSecond);
+  server.on('session', (session: Http2Session) => {
+    st.sessions.add(session);
+    session.once('close', () => {
+      st.sessions.delete(session);
+      st.onSettle?.();
+    });
+    session.on('error', () => {});
+    if (st.draining) session.close();
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      stream.once('close', () => {
+        // A stream that ended in a reset (the rapid-reset pattern: HEADERS then RST_STREAM at once).
+        if (stream.rstCode !== h2.NGHTTP2_NO_ERROR && tooManyResets(session)) {
+          if (!session.destroyed) {
+            stats.floodStopped();
+            session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+            session.destroy();
+          }
+        }
+      });
+    });
+  });
+  // Node tears down sessions over maxSessionInvalidFrames / maxSessionRejectedStreams with this error.
+  server.on('sessionError', (err: Error & { code?: string }) => {
+    if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES' || err.code === 'ERR_HTTP2_SESSION_ERROR')
+      stats.floodStopped();
+  });
+
+  server.on('request', (req: AnyRequest, res: AnyResponse) => {
+    proxy.observer?.begin(req as IncomingMessage, res as ServerResponse);
+    st.requests++;
+    st.active.add(res);
+    const h1Socket = req.httpVersionMajor === 2 ? undefined : (req.socket as Socket);
+    if (h1Socket) st.h1.set(h1Socket, (st.h1.get(h1Socket) ?? 0) + 1);
+    if (st.draining && h1Socket) (res as ServerResponse).shouldKeepAlive = false;
+    res.once('close', () => {
+      st.active.delete(res);
+      if (h1Socket && st.h1.has(h1Socket)) st.h1.set(h1Socket, Math.max(0, st.h1.get(h1Socket)! - 1));
+      st.onSettle?.();
+    });
+
+    const raw = req.rawHeaders;
+    if (req.httpVersionMajor === 2) {
+      const r2 = req as Http2ServerRequest;
+      // HTTP/2 has :authority instead of Host (RFC 9113 §8.3.1); when both are sent :authority wins.
+      if (r2.authority) r2.headers.host = r2.authority;
+    } else if (countHeader(raw, 'host') > 1) {
+      (res as ServerResponse).shouldKeepAlive = false;
+      return sendError(res as ServerResponse, 'EDGEGATE_BAD_REQUEST', '-', 'duplicate Host header');
+    }
+    const pseudo = req.httpVersionMajor === 2 ? 4 : 0;
+    if (raw.length > (s.maxHeaders + pseudo) * 2) {
+      const r = res as ServerResponse;
+      r.writeHead(431, { 'content-type': 'application/json' });
+      r.end(
+        JSON.stringify({
+          error: 'EDGEGATE_BAD_REQUEST',
+          message: `more than ${s.maxHeaders} request headers`,
+        }),
+      );
+      return;
+    }
+    proxy.handle(req as IncomingMessage, res as ServerResponse);
+  });
+  return server;
+}
+
+function secureContextOptionsOfDefault(store: CertStore) {
+  const d = store.defaultCert!;
+  return secureContextOptions(d.pems.cert, d.pems.key);
+}
+
+export interface HttpsListenerStats {
+  requests: number;
+  inFlight: number;
+  connections: number;
+  draining: boolean;
+}
+
+export function httpsListenerStats(server: Http2SecureServer): HttpsListenerStats {
+  const st = stateOf(server);
+  return {
+    requests: st.requests,
+    inFlight: st.active.size,
+    connections: st.sessions.size + st.h1.size,
+    draining: st.draining,
+  };
+}
+
+/** After a CertSet change: clients without SNI get the new default certificate. */
+export function refreshDefaultCertificate(server: Http2SecureServer, store: CertStore): void {
+  if (store.defaultCert) server.setSecureContext(secureContextOptionsOfDefault(store));
+}
+
+export async function listenHttpsServer(
+  server: Http2SecureServer,
+  opts: { host: string | undefined; port: number; reusePort: boolean },
+): Promise<AddressInfo> {
+  server.listen({
+    host: opts.host,
+    port: opts.port,
+    ...(opts.reusePort ? { reusePort: true, exclusive: true } : {}),
+  });
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw err;
+    }),
+  ]);
+  return server.address() as AddressInfo;
+}
+
+/**
+ * Graceful drain, same contract as the HTTP listener's: from the start HTTP/2 sessions get GOAWAY (streams under
+ * way finish, new ones go to a new connection) and HTTP/1.1 responses carry `Connection: close`; after `delayMs`
+ * the listener closes and idle connections are closed; at `timeoutMs` whatever is left is cut.
+ */
+export async function drainHttpsServer(
+  server: Http2SecureServer,
+  opts: { delayMs: number; timeoutMs: number },
+): Promise<{ cut: number; ms: number }> {
+  const st = stateOf(server);
+  const started = Date.now();
+  st.draining = true;
+  for (const session of st.sessions) session.close();
+  for (const res of st.active)
+    if ('shouldKeepAlive' in res && !res.headersSent) (res as ServerResponse).shouldKeepAlive = false;
+  await new Promise((r) => setTimeout(r, Math.max(0, Math.min(opts.delayMs, opts.timeoutMs))));
+  if (server.listening) server.close();
+  const settled = new Promise<void>((resolve) => {
+    const check = () => {
+      for (const [socket, n] of st.h1) if (n === 0) socket.destroy();
+      if (st.active.size === 0 && st.sessions.size === 0 && st.h1.size === 0) resolve();
+    };
+    st.onSettle = () => setImmediate(check);
+    check();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([
+    settled.then(() => false),
+    new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(true), Math.max(0, started + opts.timeoutMs - Date.now()));
+    }),
+  ]);
+  clearTimeout(timer);
+  st.onSettle = undefined;
+  const cut = late ? st.active.size : 0;
+  if (late) {
+    for (const session of st.sessions) session.destroy();
+    for (const socket of st.h1.keys()) socket.destroy();
+  }
+  return { cut, ms: Date.now() - started };
+}
