@@ -7,6 +7,7 @@
  * its numbers show what a second core buys on this machine, not a clean 2× scaling).
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCatalog, makeRoute, type ScenarioSize } from './scenario.ts';
 import {
@@ -270,18 +271,17 @@ export function detectEdgegateFeatures(node: string): EdgegateFeatures {
   const help = r.stdout ?? '';
   const observeArgs: string[] = [];
   const notes: string[] = [];
-  // Metrics: on by default when the build has them (served on the admin port); nothing to add.
+  // Metrics are always on in builds that have them (served on the admin port); nothing to add.
+  if (/--access-log <on\|off>/.test(help)) observeArgs.push('--access-log', 'on');
   if (/--access-log-sample\b/.test(help)) observeArgs.push('--access-log-sample', '0.01');
-  else if (/--access-log-sample-rate\b/.test(help)) observeArgs.push('--access-log-sample-rate', '0.01');
   else notes.push('no access-log sampling flag in this build');
-  if (/--access-log\b(?!-)/.test(help)) observeArgs.push('--access-log', 'stdout');
-  const hasMetrics = /metrics/i.test(help);
+  const hasMetrics = /\/metrics/.test(help) && existsSync(join(REPO_DIR, 'src', 'observe', 'metrics.ts'));
   if (!hasMetrics) notes.push('metrics not in this build');
   return {
     // The foundation lists --workers but refuses it; the process-model build describes a number of workers.
     workers: /--workers <n>/.test(help) && !/not available/.test(help) && r.status === 0 && workersWork(node),
     observeArgs,
-    observeNote: notes.join('; ') || 'metrics on, access log sampled 1%',
+    observeNote: notes.join('; ') || 'metrics on, access log on and sampled at 1%',
   };
 }
 
