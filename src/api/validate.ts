@@ -8,6 +8,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
 import { CatalogFile } from './catalog.ts';
+import { compileDefaults } from './defaults.ts';
 import { parseDuration } from './duration.ts';
 import {
   GatewayRoute,
@@ -95,6 +96,7 @@ function schemaErrors(
 }
 
 const routeCheck = TypeCompiler.Compile(GatewayRoute);
+const routeDefaults = compileDefaults(GatewayRoute);
 const catalogCheck = TypeCompiler.Compile(CatalogFile);
 
 function compiles(pattern: string): string | undefined {
@@ -267,6 +269,30 @@ function checkTraffic(
   }
 }
 
+/**
+ * A deep copy of parsed YAML/JSON (plain objects, arrays, primitives), several times faster than structuredClone,
+ * which serializes. Anything else (Dates, Maps, class instances) and very deep or cyclic data take structuredClone,
+ * so the result is what structuredClone would give.
+ */
+function clonePlain(value: unknown, depth = 0): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 64) return structuredClone(value);
+  if (Array.isArray(value)) {
+    const out = new Array(value.length);
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value)) return structuredClone(value); // sparse: keep the holes
+      out[i] = clonePlain(value[i], depth + 1);
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return structuredClone(value);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value))
+    out[key] = clonePlain((value as Record<string, unknown>)[key], depth + 1);
+  return out;
+}
+
 export interface ValidRoute {
   ok: true;
   route: GatewayRoute;
@@ -308,8 +334,9 @@ function checkRouteTls(
 }
 
 export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
-  const route = Value.Default(GatewayRoute, structuredClone(raw)) as GatewayRoute;
-  const errors = schemaErrors(routeCheck, route);
+  const route = routeDefaults(clonePlain(raw)) as GatewayRoute;
+  // The compiled Check is fast; walking Errors() is not, so only do it when there is something to report.
+  const errors = routeCheck.Check(route) ? [] : schemaErrors(routeCheck, route);
   if (errors.length > 0) return { ok: false, errors };
   const spec = route.spec;
   if (spec.rules && spec.catalog)

@@ -21,10 +21,22 @@ export interface CompiledEntry {
   readonly unconditional: boolean;
 }
 
+interface RegexEntry {
+  re: RegExp;
+  entry: CompiledEntry;
+  /** Position in the host's precedence order: merges the two regex lists back into that order. */
+  order: number;
+}
+
 interface HostIndex {
   exact: Map<string, CompiledEntry[]>;
   prefix: Map<string, CompiledEntry[]>;
-  regex: { re: RegExp; entry: CompiledEntry }[];
+  /** prefixLengths[n] is 1 when some prefix of this host has n characters: probes of other lengths are skipped. */
+  prefixLengths: Uint8Array;
+  /** Regexes whose first path segment is a literal (`/orders/[0-9]+`), by that segment (`orders`). */
+  regexBySegment: Map<string, RegexEntry[]>;
+  /** Every other regex: tried for every path. */
+  regex: RegexEntry[];
 }
 
 export type HeaderGetter = (name: string) => string | undefined;
@@ -73,14 +85,58 @@ function compileEntry(data: EntryData): CompiledEntry {
   };
 }
 
+/** Characters that stand for themselves in a regex outside a class (no escapes, no metacharacters). */
+const LITERAL = /[A-Za-z0-9/_~%!&',;=@-]/;
+
+/**
+ * The first path segment every match of an anchored path regex must have, when the regex fixes it literally:
+ * `/orders/[0-9]+` → `orders`, `/health` → `health`; undefined when it does not (`/ord.*`, `/a?/x`, `(/a|/b)`,
+ * or any alternation, which could bypass the literal start). Conservative: undefined only costs speed.
+ */
+export function literalFirstSegment(source: string): string | undefined {
+  if (source.includes('|') || source.charCodeAt(0) !== 47 /* / */) return undefined;
+  let end = 1;
+  while (end < source.length && LITERAL.test(source[end]!)) end++;
+  // A quantifier after the literal run makes its last character optional or repeatable: drop it.
+  const next = source[end];
+  if (next === '*' || next === '+' || next === '?' || next === '{') end--;
+  const literal = source.slice(0, end);
+  const slash = literal.indexOf('/', 1);
+  if (slash > 1) return literal.slice(1, slash);
+  // The whole regex is literal (`/health`): the path equals it.
+  if (end === source.length && end > 1) return literal.slice(1);
+  return undefined;
+}
+
+/** First segment of a normalized path, without its slash: `/orders/42` → `orders`, `/` → ``. */
+function firstSegment(path: string): string {
+  const slash = path.indexOf('/', 1);
+  return slash < 0 ? path.slice(1) : path.slice(1, slash);
+}
+
 function buildHost(entries: CompiledEntry[]): HostIndex {
-  const index: HostIndex = { exact: new Map(), prefix: new Map(), regex: [] };
-  for (const e of entries) {
+  const index: HostIndex = {
+    exact: new Map(),
+    prefix: new Map(),
+    prefixLengths: new Uint8Array(0),
+    regexBySegment: new Map(),
+    regex: [],
+  };
+  entries.forEach((e, order) => {
     const p = e.data.matchData.path;
     if (p.type === 'Exact') push(index.exact, p.value, e);
     else if (p.type === 'PathPrefix') push(index.prefix, normalizePrefix(p.value), e);
-    else index.regex.push({ re: new RegExp(`^(?:${p.value})$`), entry: e });
-  }
+    else {
+      const r: RegexEntry = { re: new RegExp(`^(?:${p.value})$`), entry: e, order };
+      const segment = literalFirstSegment(p.value);
+      if (segment === undefined) index.regex.push(r);
+      else push(index.regexBySegment, segment, r);
+    }
+  });
+  let longest = 0;
+  for (const key of index.prefix.keys()) longest = Math.max(longest, key.length);
+  index.prefixLengths = new Uint8Array(longest + 1);
+  for (const key of index.prefix.keys()) index.prefixLengths[key.length] = 1;
   return index;
 }
 
@@ -167,10 +223,13 @@ function matchHost(index: HostIndex, req: RequestFacts): CompiledEntry | undefin
   if (index.prefix.size > 0) {
     let end = path.length;
     while (end > 1 && path.charCodeAt(end - 1) === 47) end--;
+    const lengths = index.prefixLengths;
     for (;;) {
-      const candidate = end === path.length ? path : path.slice(0, end);
-      const hit = firstHolding(index.prefix.get(candidate), req);
-      if (hit) return hit;
+      // Slicing and hashing a candidate costs more than the match: only probe lengths some prefix has.
+      if (end < lengths.length && lengths[end] === 1) {
+        const hit = firstHolding(index.prefix.get(end === path.length ? path : path.slice(0, end)), req);
+        if (hit) return hit;
+      }
       if (end <= 1) break;
       end = path.lastIndexOf('/', end - 1);
       if (end <= 0) {
@@ -180,7 +239,27 @@ function matchHost(index: HostIndex, req: RequestFacts): CompiledEntry | undefin
       }
     }
   }
-  for (const r of index.regex) if (r.re.test(path) && conditionsHold(r.entry, req)) return r.entry;
+  return matchRegex(index, req);
+}
+
+/** The first regex entry in precedence order among the general list and the path's first-segment list. */
+function matchRegex(index: HostIndex, req: RequestFacts): CompiledEntry | undefined {
+  const path = req.path;
+  const general = index.regex;
+  const bySegment = index.regexBySegment.size > 0 ? index.regexBySegment.get(firstSegment(path)) : undefined;
+  if (bySegment === undefined) {
+    for (const r of general) if (r.re.test(path) && conditionsHold(r.entry, req)) return r.entry;
+    return undefined;
+  }
+  let i = 0;
+  let j = 0;
+  while (i < general.length || j < bySegment.length) {
+    const r =
+      j >= bySegment.length || (i < general.length && general[i]!.order < bySegment[j]!.order)
+        ? general[i++]!
+        : bySegment[j++]!;
+    if (r.re.test(path) && conditionsHold(r.entry, req)) return r.entry;
+  }
   return undefined;
 }
 

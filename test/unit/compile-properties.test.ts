@@ -15,7 +15,7 @@ import { RoutingTable } from '../../src/table/index.ts';
 
 const HOSTNAMES = ['a.example.com', '*.example.com', 'b.a.example.com', '*.a.example.com'];
 const PREFIXES = ['/', '/a', '/a/b', '/a/b/c', '/b', '/ab'];
-const REGEXES = ['/a.*', '/[ab]/.*', '.*', '/a/b'];
+const REGEXES = ['/a.*', '/[ab]/.*', '.*', '/a/b', '/a/b/.*', '/a/[bc]+', '/ab?/.*', '/b/x|/a/b', '/a/(b|c)'];
 const HEADERS = [
   { name: 'x-a', value: '1' },
   { name: 'x-b', value: '2' },

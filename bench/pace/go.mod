@@ -1,0 +1,3 @@
+module edgegate.io/bench/pace
+
+go 1.22
