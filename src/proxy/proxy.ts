@@ -12,7 +12,7 @@ import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
 import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
 import { type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
-import { type CompiledEntry, normalizeHost, RoutingTable } from '../table/index.ts';
+import { type CompiledEntry, cookieOf, normalizeHost, RoutingTable } from '../table/index.ts';
 import {
   DEFAULT_RETRY,
   type EntryData,
@@ -164,20 +164,6 @@ function rewritePath(path: string, rewrite: PathRewrite, prefixLength: number): 
   const base = rewrite.value.endsWith('/') ? rewrite.value.slice(0, -1) : rewrite.value;
   const joined = base + (rest === '' || rest.startsWith('/') ? rest : `/${rest}`);
   return joined === '' ? '/' : joined;
-}
-
-/** The value of one cookie, without building a map of all of them. */
-export function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  let i = 0;
-  while (i < header.length) {
-    let end = header.indexOf(';', i);
-    if (end < 0) end = header.length;
-    const eq = header.indexOf('=', i);
-    if (eq > 0 && eq < end && header.slice(i, eq).trim() === name) return header.slice(eq + 1, end).trim();
-    i = end + 1;
-  }
-  return undefined;
 }
 
 /** The origin-form part of a request target: `/p?q` as is; `http://h/p?q` → `/p?q`; anything else ''. */
@@ -397,7 +383,7 @@ export class ProxyPipeline {
     if (policy.hashHeader !== undefined) {
       const v = req.headers[policy.hashHeader];
       key = Array.isArray(v) ? v[0] : v;
-    } else if (policy.hashCookie !== undefined) key = cookieValue(req.headers.cookie, policy.hashCookie);
+    } else if (policy.hashCookie !== undefined) key = cookieOf(req.headers.cookie, policy.hashCookie);
     else if (policy.hashSourceIP) key = clientAddress;
     return key === undefined || key === '' ? undefined : hash32(key);
   }

@@ -10,7 +10,7 @@
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { noteGatewayError } from '../observe/request-observer.ts';
 import type { ProxyPipeline } from './proxy.ts';
@@ -193,8 +193,11 @@ export interface ListenOptions {
   reusePort: boolean;
 }
 
-/** Starts listening; rejects with the listen error (EADDRINUSE…) instead of emitting it. */
-export async function listenProxyServer(server: Server, opts: ListenOptions): Promise<AddressInfo> {
+/**
+ * Starts listening (the HTTP and the HTTPS listener alike); rejects with the listen error (EADDRINUSE…) instead of
+ * emitting it.
+ */
+export async function listenProxyServer(server: NetServer, opts: ListenOptions): Promise<AddressInfo> {
   server.listen({
     host: opts.host,
     port: opts.port,

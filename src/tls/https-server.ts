@@ -250,24 +250,6 @@ export function refreshDefaultCertificate(server: Http2SecureServer, store: Cert
   if (store.defaultCert) server.setSecureContext(secureContextOptionsOfDefault(store));
 }
 
-export async function listenHttpsServer(
-  server: Http2SecureServer,
-  opts: { host: string | undefined; port: number; reusePort: boolean },
-): Promise<AddressInfo> {
-  server.listen({
-    host: opts.host,
-    port: opts.port,
-    ...(opts.reusePort ? { reusePort: true, exclusive: true } : {}),
-  });
-  await Promise.race([
-    once(server, 'listening'),
-    once(server, 'error').then(([err]) => {
-      throw err;
-    }),
-  ]);
-  return server.address() as AddressInfo;
-}
-
 /**
  * Graceful drain, same contract as the HTTP listener's: from the start HTTP/2 sessions get GOAWAY (streams under
  * way finish, new ones go to a new connection) and HTTP/1.1 responses carry `Connection: close`; after `delayMs`

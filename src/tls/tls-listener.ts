@@ -5,13 +5,13 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../observe/log.ts';
+import { listenProxyServer } from '../proxy/server.ts';
 import { CertStore } from './cert-store.ts';
 import type { CertSet } from './certificate.ts';
 import {
   createHttpsProxyServer,
   drainHttpsServer,
   httpsListenerStats,
-  listenHttpsServer,
   type RequestHandler,
   refreshDefaultCertificate,
 } from './https-server.ts';
@@ -39,7 +39,7 @@ export class TlsListener {
   }
 
   listen(opts: { host: string | undefined; port: number; reusePort: boolean }): Promise<AddressInfo> {
-    return listenHttpsServer(this.server, opts);
+    return listenProxyServer(this.server, opts);
   }
 
   drain(opts: { delayMs: number; timeoutMs: number }): Promise<{ cut: number; ms: number }> {
