@@ -225,35 +225,29 @@ build_etcd() {
     "-X go.etcd.io/etcd/api/v3/version.GitSHA=${2}-edgegate"
 }
 
-build_helm() {
-  local name="$1" version="$2"
+# `go install PACKAGE@VERSION` (a module that builds as published) into the cache as NAME-VERSION.
+go_install_to() {
+  local name="$1" version="$2" pkg="$3" ldflags="$4"
   local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
-  local gobin="$BUILD_DIR/helm-$version.gobin.$$"
+  local gobin="$BUILD_DIR/$name-$version.gobin.$$"
   : >"$logfile"
-  log "building $name $version (go install helm.sh/helm/v3/cmd/helm@$version); log: $logfile"
+  log "building $name $version (go install $pkg@$version); log: $logfile"
   local start=$SECONDS
   mkdir -p "$gobin"
   (cd "$BUILD_DIR" && run_step "$logfile" env GOFLAGS= GOBIN="$gobin" "${NICE[@]}" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    "helm.sh/helm/v3/cmd/helm@$version")
-  mv -f "$gobin/helm" "$dest"
+    -ldflags "-s -w $ldflags" "$pkg@$version")
+  mv -f "$gobin/${pkg##*/}" "$dest"
   rmdir "$gobin"
   log "built $name $version in $((SECONDS - start))s"
 }
 
+build_helm() {
+  go_install_to "$1" "$2" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$2 -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
 build_h2spec() {
-  local name="$1" version="$2"
-  local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
-  local gobin="$BUILD_DIR/h2spec-$version.gobin.$$"
-  : >"$logfile"
-  log "building $name $version (go install github.com/summerwind/h2spec/cmd/h2spec@$version); log: $logfile"
-  local start=$SECONDS
-  mkdir -p "$gobin"
-  (cd "$BUILD_DIR" && run_step "$logfile" env GOFLAGS= GOBIN="$gobin" "${NICE[@]}" go install -trimpath -ldflags "-s -w" \
-    "github.com/summerwind/h2spec/cmd/h2spec@$version")
-  mv -f "$gobin/h2spec" "$dest"
-  rmdir "$gobin"
-  log "built $name $version in $((SECONDS - start))s"
+  go_install_to "$1" "$2" github.com/summerwind/h2spec/cmd/h2spec ""
 }
 
 # --- Debian packages -----------------------------------------------------------

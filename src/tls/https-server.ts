@@ -1,17 +1,3 @@
-/**
- * The HTTPS listener: Node's HTTP/2 secure server with HTTP/1.1 fallback (ALPN `h2`, `http/1.1`), certificates
- * picked per handshake by SNI from the CertStore, feeding the SAME ProxyPipeline.handle as the HTTP listener.
- *
- * HTTP/2 requests arrive as Http2ServerRequest/Response compat objects. The few places where they differ from
- * node:http's are bridged here, before the pipeline sees them: `:authority` becomes the Host header (the pipeline
- * and the route match read `req.headers.host`); pseudo-headers are skipped by the upstream header builder; hop-by-hop
- * headers cannot occur in HTTP/2 (Node rejects them) and the response side never emits them.
- *
- * Flood protection on HTTP/2: Node/nghttp2 limits (concurrent streams, header list size, invalid frames, refused
- * streams, session memory, CONTINUATION frames) plus an explicit rapid-reset guard: more than
- * `maxResetsPerSecond` client-cancelled streams in one second → GOAWAY(ENHANCE_YOUR_CALM) and the session is closed.
- */
-import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   createSecureServer,
@@ -22,7 +8,7 @@ import {
   constants as h2,
   type ServerHttp2Stream,
 } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { sendError } from '../proxy/proxy.ts';
 import type { CertStore } from './cert-store.ts';

@@ -4,49 +4,30 @@
  * deadline, and a small bounded keep-alive load generator.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
+import { freePort as supportFreePort } from '../../support/ports.ts';
+import { waitFor as waitForCondition } from '../../support/wait.ts';
 
 export const root = fileURLToPath(new URL('../../..', import.meta.url));
 export const cli = join(root, 'cmd', 'edgegate.ts');
 
-/** Polls `check` until it returns something truthy; throws with `what` and the last error at the deadline. */
-export async function waitFor<T>(
+/** test/support's waitFor, in the (what, check, timeout) shape these tests use. */
+export function waitFor<T>(
   what: string,
   check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   timeoutMs = 20_000,
   intervalMs = 25,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== null && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  return waitForCondition(check, { timeoutMs, intervalMs, message: what });
 }
 
-/** A port that was free a moment ago: bind 0, read it, release it. */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen({ host: '127.0.0.1', port: 0 });
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
+/** A free TCP port on 127.0.0.1 (test/support's, never handed out twice). */
+export function freePort(): Promise<number> {
+  return supportFreePort({ udp: false });
 }
 
 export function tempDir(prefix: string): { dir: string; remove(): void } {
@@ -62,7 +43,7 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, detached = false): Proc {
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, detached = false): Proc {
   const child = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,7 +7,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type PeerCertificate } from 'node:tls';
 import { request } from 'undici';
-import { cli, freePort, type Proc, waitFor } from '../cluster/helpers.ts';
+import { freePort, type Proc, spawnCli, waitFor } from '../cluster/helpers.ts';
 
 export interface TestCert {
   cert: string;
@@ -136,29 +136,7 @@ export async function startTlsGateway(opts: {
 }
 
 function spawnGateway(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [cli, ...args], {
-    env: { ...process.env, EDGEGATE_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-  return {
-    child,
-    output: () => out,
-    exited,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return spawnCli(args, { EDGEGATE_LOG_LEVEL: 'info', ...env });
 }
 
 /** Runs a command; resolves with its exit code and output (never rejects on a non-zero exit). */
