@@ -162,6 +162,8 @@ function createControlPlane(
   log: Logger,
   publish: (table: TableData) => void,
   certificates: CertManager | undefined,
+  /** True when publishing is serving (one process); workers report serving through `served()` instead. */
+  servedOnPublish = true,
 ) {
   if (!opts.routes && !opts.kube)
     throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
@@ -185,8 +187,8 @@ function createControlPlane(
     publish: (table) => {
       publish(table);
       hub?.published();
-      // Programmed: for now the published version; the workers' acknowledged version would be more exact.
-      kube?.served(table.version);
+      // Programmed: in one process the published table is the served one; with workers, once all acknowledged it.
+      if (servedOnPublish) kube?.served(table.version);
       log.info('table published', {
         version: table.version,
         hash: table.hash,
@@ -224,6 +226,10 @@ function createControlPlane(
   let consul: ReturnType<typeof startConsulSource> | undefined;
   return {
     controller,
+    /** The workers serve this version (Programmed in the routes' status). */
+    served(version: number) {
+      kube?.served(version);
+    },
     async start() {
       const restored = await controller.restore();
       if (restored)
@@ -498,9 +504,15 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     ...(tlsAt ? { tls: { host: tlsAt.host, port: tlsAt.port, settings: opts.tlsSettings ?? {} } } : {}),
     ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
   };
-  const primary = new ClusterPrimary({ workers: opts.workers, config, log });
+  let plane: ReturnType<typeof createControlPlane> | undefined;
+  const primary = new ClusterPrimary({
+    workers: opts.workers,
+    config,
+    log,
+    onServed: (version) => plane?.served(version),
+  });
   const certs = await startCertificates(opts, log, (set) => primary.publishCerts(set));
-  const plane = createControlPlane(opts, log, (table) => primary.publish(table), certs?.manager);
+  plane = createControlPlane(opts, log, (table) => primary.publish(table), certs?.manager, false);
   const { controller } = plane;
   const hub = plane.metrics(
     (timeoutMs) => primary.collectWorkerMetrics(timeoutMs),

@@ -31,6 +31,8 @@ export interface ClusterPrimaryOptions {
   backoffMaxMs?: number;
   /** Worker script (default: worker-main.ts beside this file). */
   exec?: string;
+  /** Every live worker acknowledged this table version: it is what the gateway serves (Programmed). */
+  onServed?: (version: number) => void;
 }
 
 /** One worker slot: the process in it now (if any) and its history. */
@@ -92,7 +94,8 @@ interface PendingHandoff {
 }
 
 export class ClusterPrimary {
-  readonly #opts: Required<Omit<ClusterPrimaryOptions, 'exec'>> & { exec: string };
+  readonly #opts: Required<Omit<ClusterPrimaryOptions, 'exec' | 'onServed'>> &
+    Pick<ClusterPrimaryOptions, 'onServed'> & { exec: string };
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
   /** Pod-wide policy state shared by the workers over IPC: rate-limit buckets, replay cache of signed requests. */
@@ -444,6 +447,7 @@ export class ClusterPrimary {
       maxApplyMs: Math.round(h.maxApplyMs * 100) / 100,
     };
     this.#log.info('table handed off to every worker', { ...this.#lastHandoff });
+    this.#opts.onServed?.(h.version);
   }
 
   #sendTable(slot: Slot): void {
