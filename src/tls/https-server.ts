@@ -11,6 +11,7 @@ import {
 import type { Socket } from 'node:net';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { sendError } from '../proxy/proxy.ts';
+import type { ListenerStats } from '../proxy/server.ts';
 import type { CertStore } from './cert-store.ts';
 import { secureContextOptions } from './cert-store.ts';
 import {
@@ -214,14 +215,8 @@ function secureContextOptionsOfDefault(store: CertStore) {
   return secureContextOptions(d.pems.cert, d.pems.key);
 }
 
-export interface HttpsListenerStats {
-  requests: number;
-  inFlight: number;
-  connections: number;
-  draining: boolean;
-}
-
-export function httpsListenerStats(server: Http2SecureServer): HttpsListenerStats {
+/** The same figures as the HTTP listener's; connections count HTTP/2 sessions and HTTP/1.1 sockets. */
+export function httpsListenerStats(server: Http2SecureServer): ListenerStats {
   const st = stateOf(server);
   return {
     requests: st.requests,

@@ -4,8 +4,10 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { connect, type PeerCertificate } from 'node:tls';
+import { connect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { request } from 'undici';
 import { freePort, type Proc, spawnCli, waitFor } from '../cluster/helpers.ts';
 
@@ -173,4 +175,48 @@ spec:
     - backends:
         - consul: { service: echo, datacenter: dc1 }
 ${extra}`;
+}
+
+export interface HeldDownload {
+  /** The response, paused after its first bytes: the connection stays open until the test resumes it. */
+  response: IncomingMessage;
+  /** Status, bytes received and the organisation of the certificate the connection was set up with. */
+  done: Promise<{ status: number; bytes: number; org: string }>;
+  close(): void;
+}
+
+/** Starts a large HTTPS download from the echo upstream behind `host` and holds it open (backpressure). */
+export async function startHeldDownload(port: number, host: string, size: number): Promise<HeldDownload> {
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1 });
+  const started = Promise.withResolvers<IncomingMessage>();
+  let received = 0;
+  const done = new Promise<{ status: number; bytes: number; org: string }>((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        servername: host,
+        path: `/big?size=${size}&chunks=256`,
+        headers: { host },
+        rejectUnauthorized: false,
+        agent,
+      },
+      (res) => {
+        const org = String((res.socket as TLSSocket).getPeerCertificate().subject?.O);
+        res.on('data', (c: Buffer) => {
+          received += c.length;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes: received, org }));
+        res.on('error', reject);
+        res.pause();
+        started.resolve(res);
+      },
+    );
+    req.on('error', (err) => {
+      reject(err);
+      started.reject(err);
+    });
+    req.end();
+  });
+  return { response: await started.promise, done, close: () => agent.destroy() };
 }
