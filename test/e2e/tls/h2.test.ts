@@ -112,6 +112,23 @@ describe('HTTP/2 at the HTTPS listener', () => {
       .map((l) => `                ${l}`)
       .join('\n');
     writeFileSync(join(tmp.dir, 'routes', 'site.yaml'), routeYaml('site', ['h2.test']));
+    // h2spec's target (any host, it sends :authority 127.0.0.1:PORT): an upstream that answers only at the end of
+    // the request body. A request that never gets an answer is the point: its invalid frames (a DATA frame with bad
+    // padding after HEADERS without END_STREAM, …) must meet an open stream. Against an immediate answer (a 404)
+    // the gateway may finish and reset the stream before the bad frame arrives, and h2spec sees RST_STREAM first.
+    writeFileSync(
+      join(tmp.dir, 'routes', 'h2spec.yaml'),
+      `apiVersion: edgegate.io/v1alpha1
+kind: GatewayRoute
+metadata: { name: h2spec, namespace: tls }
+spec:
+  rules:
+    - matches:
+        - path: { type: PathPrefix, value: /h2spec }
+      backends:
+        - consul: { service: echo, datacenter: dc1 }
+`,
+    );
     writeFileSync(
       join(tmp.dir, 'routes', 'grpc.yaml'),
       `apiVersion: edgegate.io/v1alpha1
@@ -192,7 +209,7 @@ ${caIndented}
     // Installed by scripts/test-deps.sh; binPath throws with the fix when it is missing.
     const r = await run(
       binPath('h2spec'),
-      ['-h', '127.0.0.1', '-p', String(gw.tlsPort), '-t', '-k', '-o', '2', '--strict'],
+      ['-h', '127.0.0.1', '-p', String(gw.tlsPort), '-P', '/h2spec', '-t', '-k', '-o', '2', '--strict'],
       240_000,
     );
     const tail = r.stdout.split('\n').filter((l) => /tests, .* passed|×|failed/.test(l));
