@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { noteGatewayError } from '../observe/request-observer.ts';
+import { InFlight } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
 import { sendError } from './proxy.ts';
 import { checkRequest, isWebSocketUpgrade, type RequestCheckSettings } from './request-checks.ts';
@@ -122,7 +123,7 @@ export function createProxyServer(
 interface ServerState {
   draining: boolean;
   requests: number;
-  readonly active: Set<ServerResponse>;
+  readonly active: InFlight<ServerResponse>;
   readonly sockets: Set<Socket>;
   /** Called whenever a response finishes or a socket closes while draining. */
   onSettle: (() => void) | undefined;
@@ -133,7 +134,7 @@ const states = new WeakMap<Server, ServerState>();
 function stateOf(server: Server): ServerState {
   let st = states.get(server);
   if (!st) {
-    st = { draining: false, requests: 0, active: new Set(), sockets: new Set(), onSettle: undefined };
+    st = { draining: false, requests: 0, active: new InFlight(), sockets: new Set(), onSettle: undefined };
     states.set(server, st);
   }
   return st;
@@ -153,11 +154,11 @@ function trackConnections(server: Server): void {
 function track(server: Server, res: ServerResponse): void {
   const st = stateOf(server);
   st.requests++;
-  st.active.add(res);
+  const entry = st.active.add(res);
   // While draining, every response closes its connection: the client reconnects elsewhere.
   if (st.draining) res.shouldKeepAlive = false;
   res.once('close', () => {
-    st.active.delete(res);
+    st.active.delete(entry);
     st.onSettle?.();
   });
 }

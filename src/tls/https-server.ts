@@ -10,6 +10,7 @@ import {
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { SecureContext, TLSSocket } from 'node:tls';
+import { InFlight } from '../proxy/in-flight.ts';
 import { sendError } from '../proxy/proxy.ts';
 import type { ListenerStats } from '../proxy/server.ts';
 import type { CertStore } from './cert-store.ts';
@@ -37,7 +38,7 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
 interface HttpsState {
   draining: boolean;
   requests: number;
-  readonly active: Set<AnyResponse>;
+  readonly active: InFlight<AnyResponse>;
   readonly sessions: Set<Http2Session>;
   /** HTTP/1.1 connections, with their count of unfinished responses. */
   readonly h1: Map<Socket, number>;
@@ -124,7 +125,7 @@ export function createHttpsProxyServer(
   const st: HttpsState = {
     draining: false,
     requests: 0,
-    active: new Set(),
+    active: new InFlight(),
     sessions: new Set(),
     h1: new Map(),
     onSettle: undefined,
@@ -174,12 +175,12 @@ export function createHttpsProxyServer(
   server.on('request', (req: AnyRequest, res: AnyResponse) => {
     proxy.observer?.begin(req as IncomingMessage, res as ServerResponse);
     st.requests++;
-    st.active.add(res);
+    const entry = st.active.add(res);
     const h1Socket = req.httpVersionMajor === 2 ? undefined : (req.socket as Socket);
     if (h1Socket) st.h1.set(h1Socket, (st.h1.get(h1Socket) ?? 0) + 1);
     if (st.draining && h1Socket) (res as ServerResponse).shouldKeepAlive = false;
     res.once('close', () => {
-      st.active.delete(res);
+      st.active.delete(entry);
       if (h1Socket && st.h1.has(h1Socket)) st.h1.set(h1Socket, Math.max(0, st.h1.get(h1Socket)! - 1));
       st.onSettle?.();
     });
