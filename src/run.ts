@@ -248,7 +248,10 @@ function createControlPlane(
           },
           onRoutes: controller.onRoutes.bind(controller),
         };
-        const source = startConsulSource(sink, opts.consul, log);
+        // The hub exists by now (metrics() is called before start()); a query answered before it does is not counted.
+        const source = startConsulSource(sink, opts.consul, log, (seconds) =>
+          hub?.consulBlockingQuery.observe(seconds),
+        );
         consul = source;
         sources.register('consul', () => {
           const st = source.stats();
@@ -306,9 +309,10 @@ function createControlPlane(
         sources,
         table: () => controller.current,
         catalog: () => catalog,
+        ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {
           const st = consul?.stats();
-          return st && { watches: st.serviceWatches + st.serviceListWatches, watchErrors: st.errors };
+          return st && { watches: st.serviceWatches + st.serviceListWatches, watchErrors: st.errorsByKind };
         },
         kube: () => {
           const st = kube?.stats();
@@ -384,6 +388,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     accessLog: opts.accessLog,
     processMetrics: false,
     policies: () => policies.stats(),
+    // The HTTPS listener exists only with certificates.
+    tls: () => (certs ? tls.stats.snapshot() : undefined),
   });
   const hub = plane.metrics(
     async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),

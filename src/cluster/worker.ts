@@ -69,6 +69,7 @@ export class ProxyWorker {
       accessLog: config.accessLog,
       processMetrics: true,
       policies: () => this.#policies.stats(),
+      tls: () => this.#tls?.stats.snapshot(),
     });
     const r = config.httpsRedirect;
     this.#server = createProxyServer(

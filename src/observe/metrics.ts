@@ -13,6 +13,7 @@ import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../api/catalog.ts';
 import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from '../policy/metrics.ts';
 import type { TableData } from '../table/types.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 import { type AggregateView, SnapshotAggregator } from './aggregate.ts';
 import type { SourceHealth } from './source-health.ts';
 import {
@@ -133,8 +134,8 @@ export interface WorkerCounts {
 export interface ConsulFigures {
   /** Blocking-query watches running. */
   watches: number;
-  /** Failed watch requests since start. */
-  watchErrors: number;
+  /** Failed watch requests since start, by kind (network, timeout, forbidden, http, invalid). */
+  watchErrors: Record<string, number>;
 }
 
 export interface KubeFigures {
@@ -153,6 +154,8 @@ export interface MetricsHubOptions {
   sources: SourceHealth;
   consul?: () => ConsulFigures | undefined;
   kube?: () => KubeFigures | undefined;
+  /** Served certificates and their expiry (absent: no HTTPS listener). */
+  certificates?: () => { hostname: string; notAfterSeconds: number }[];
   /** Per-worker answer timeout at scrape time (default 1000 ms). */
   scrapeTimeoutMs?: number;
 }
@@ -187,6 +190,52 @@ export class MetricsHub {
     this.#defineUpstreams();
     this.#defineControlPlane();
     this.#definePolicies();
+    this.#defineTls();
+  }
+
+  /**
+   * edgegate_tls_*: the workers' handshake counters, summed (a replaced worker's counts restart from 0, as for
+   * the policy counters), and the expiry of every served certificate from the primary's certificate set.
+   */
+  #defineTls(): void {
+    const o = this.#opts;
+    const sum = (pick: (t: TlsStatsSnapshot) => Record<string, number>, label: string): Sample[] => {
+      const totals = new Map<string, number>();
+      for (const w of this.#view_().workers)
+        if (w.tls) for (const [k, n] of Object.entries(pick(w.tls))) totals.set(k, (totals.get(k) ?? 0) + n);
+      return [...totals].map(([k, value]) => ({ labels: { [label]: k }, value }));
+    };
+    this.#add(
+      'edgegate_tls_handshakes_total',
+      'Completed TLS handshakes on the HTTPS listener, by negotiated protocol (h2, http/1.1).',
+      'counter',
+      () => sum((t) => t.handshakes, 'protocol'),
+    );
+    this.#add(
+      'edgegate_tls_handshake_errors_total',
+      'Failed TLS handshakes, by reason: unknown_servername, no_shared_cipher, unsupported_protocol, plain_http, no_alpn_match, client_alert, client_reset, timeout, other.',
+      'counter',
+      () => sum((t) => t.handshakeErrors, 'reason'),
+    );
+    this.#add(
+      'edgegate_http2_floods_stopped_total',
+      'HTTP/2 connections torn down for flooding (rapid reset, invalid frames, refused streams).',
+      'counter',
+      () => {
+        const ws = this.#view_().workers.filter((w) => w.tls);
+        return ws.length ? [{ labels: {}, value: ws.reduce((n, w) => n + w.tls!.floodsStopped, 0) }] : [];
+      },
+    );
+    this.#add(
+      'edgegate_tls_certificate_expiry_seconds',
+      'Expiry (notAfter, seconds since the epoch) of the certificate served for each hostname ("(default)": the default certificate).',
+      'gauge',
+      () =>
+        (o.certificates?.() ?? []).map((c) => ({
+          labels: { hostname: c.hostname },
+          value: c.notAfterSeconds,
+        })),
+    );
   }
 
   /** edgegate_policy_*: the workers' policy counters, summed (a replaced worker's counts restart from 0). */
@@ -488,9 +537,13 @@ export class MetricsHub {
     this.#add('edgegate_consul_watches', 'Consul blocking-query watches running.', 'gauge', () => [
       { labels: {}, value: o.consul?.()?.watches ?? 0 },
     ]);
-    this.#add('edgegate_consul_watch_errors_total', 'Failed Consul watch requests.', 'counter', () => [
-      { labels: {}, value: o.consul?.()?.watchErrors ?? 0 },
-    ]);
+    this.#add(
+      'edgegate_consul_watch_errors_total',
+      'Failed Consul watch requests, by kind: network, timeout, forbidden (403: the ACL token), http, invalid.',
+      'counter',
+      () =>
+        Object.entries(o.consul?.()?.watchErrors ?? {}).map(([kind, value]) => ({ labels: { kind }, value })),
+    );
     this.#add(
       'edgegate_kube_informer_synced',
       'Whether a Kubernetes informer finished its first list and is watching (1) or not (0).',

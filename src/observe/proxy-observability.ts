@@ -7,6 +7,7 @@ import type { PolicyRuntimeStats } from '../policy/policy-runtime.ts';
 import type { ProxyPipeline } from '../proxy/proxy.ts';
 import { poolKey } from '../proxy/upstream-pools.ts';
 import type { TableData } from '../table/types.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 import { AccessLog, type AccessLogSettings, DEFAULT_ACCESS_LOG } from './access-log.ts';
 import { watchUpstreamConnections } from './pool-events.ts';
 import { endpointFigures, lookupFromPools } from './pool-figures.ts';
@@ -27,6 +28,8 @@ export interface ProxyObservabilityOptions {
   counters?: () => Record<string, number>;
   /** Policy counters of this process. */
   policies?: () => PolicyRuntimeStats;
+  /** TLS counters of this process's HTTPS listener (undefined: none). */
+  tls?: () => TlsStatsSnapshot | undefined;
 }
 
 export interface ProxyObservability {
@@ -50,6 +53,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     counters: opts.counters ?? (() => opts.proxy.counterValues()),
     processMetrics: opts.processMetrics,
     ...(opts.policies ? { policies: opts.policies } : {}),
+    ...(opts.tls ? { tls: opts.tls } : {}),
   });
   return {
     metrics,

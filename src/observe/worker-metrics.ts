@@ -6,6 +6,7 @@
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { PolicyRuntimeStats } from '../policy/policy-runtime.ts';
+import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 import type { EndpointFigures } from './pool-figures.ts';
 import type { TrafficRecorder, TrafficSnapshot } from './traffic-recorder.ts';
 
@@ -29,6 +30,8 @@ export interface WorkerSnapshot extends TrafficSnapshot {
   process: ProcessMetric[];
   /** Policy counters of this worker (policy/policy-runtime.ts `stats()`), summed by the primary. */
   policies?: PolicyRuntimeStats;
+  /** TLS handshake counters of this worker's HTTPS listener (absent: no HTTPS listener). */
+  tls?: TlsStatsSnapshot;
 }
 
 export interface WorkerMetricsOptions {
@@ -38,8 +41,14 @@ export interface WorkerMetricsOptions {
   endpoints: () => EndpointFigures[];
   counters?: () => Record<string, number>;
   policies?: () => PolicyRuntimeStats;
+  tls?: () => TlsStatsSnapshot | undefined;
   /** Collect Node's default metrics in this process (default true). */
   processMetrics?: boolean;
+}
+
+function tlsOf(read: (() => TlsStatsSnapshot | undefined) | undefined): { tls?: TlsStatsSnapshot } {
+  const tls = read?.();
+  return tls ? { tls } : {};
 }
 
 export class WorkerMetrics {
@@ -67,6 +76,7 @@ export class WorkerMetrics {
       endpoints: o.endpoints(),
       counters: o.counters?.() ?? {},
       ...(o.policies ? { policies: o.policies() } : {}),
+      ...tlsOf(o.tls),
       process: process_.map((m) => ({
         name: m.name,
         help: m.help,

@@ -41,6 +41,8 @@ export interface BlockingQueryOptions {
   onError: (err: WatchError, consecutive: number) => void;
   /** Every successful answer (even without a change): the watch is in contact. */
   onOk?: (res: ConsulResponse) => void;
+  /** Every blocking request (one sent with `index`) that got an answer, ok or not: its duration in seconds. */
+  onBlockingQuery?: (seconds: number) => void;
   random?: () => number;
 }
 
@@ -124,11 +126,13 @@ export class BlockingQuery {
       ? o.waitMs + Math.ceil(o.waitMs / 16) + slack
       : slack + Math.min(o.waitMs, 25_000);
     this.#requests++;
+    const started = performance.now();
     let res: ConsulResponse;
     try {
       res = await o.http.get(o.path, query, { signal, timeoutMs });
     } catch (err) {
       if (signal.aborted) return 'error';
+      if (blocking) o.onBlockingQuery?.((performance.now() - started) / 1000);
       const e = err as Error & { code?: string; status?: number };
       const timeout =
         e.name === 'TimeoutError' ||
@@ -140,6 +144,7 @@ export class BlockingQuery {
         message: `${o.path}: ${timeout ? `no answer within ${timeoutMs} ms` : e.message || e.code || String(err)}`,
       });
     }
+    if (blocking) o.onBlockingQuery?.((performance.now() - started) / 1000);
     if (res.status === 403)
       return this.#fail({
         kind: 'forbidden',

@@ -9,7 +9,7 @@ import type { CatalogSnapshot, Instance } from '../../api/catalog.ts';
 import type { GatewayRoute } from '../../api/gateway-route.ts';
 import type { RouteSource } from '../../api/route-source.ts';
 import { validateRoute } from '../../api/validate.ts';
-import { BlockingQuery, type WatchError } from './blocking-query.ts';
+import { BlockingQuery, type WatchError, type WatchErrorKind } from './blocking-query.ts';
 import { ConsulHttp } from './consul-http.ts';
 import { instancesFromHealth } from './health.ts';
 import type { ConsulSettings } from './settings.ts';
@@ -26,6 +26,8 @@ export interface ConsulSourceOptions {
   settings: ConsulSettings;
   log: ConsulLog;
   onSnapshot: (catalog: CatalogSnapshot) => void;
+  /** Duration of every answered blocking query, in seconds (edgegate_consul_blocking_query_seconds). */
+  onBlockingQuery?: (seconds: number) => void;
   now?: () => number;
 }
 
@@ -50,6 +52,8 @@ export interface ConsulSourceStats {
   serviceListWatches: number;
   requests: number;
   errors: number;
+  /** Failed requests by kind (network, timeout, forbidden, http, invalid); they sum to `errors`. */
+  errorsByKind: Record<WatchErrorKind, number>;
   /** 403 answers (ACL): counted, logged once per episode. */
   forbidden: number;
   /** Snapshots reported to the controller. */
@@ -77,6 +81,7 @@ export class ConsulSource {
   readonly #s: ConsulSettings;
   readonly #log: ConsulLog;
   readonly #onSnapshot: (c: CatalogSnapshot) => void;
+  readonly #onBlockingQuery: ((seconds: number) => void) | undefined;
   readonly #now: () => number;
   readonly #http: ConsulHttp;
   readonly #lists = new Map<string, ListEntry>();
@@ -97,6 +102,13 @@ export class ConsulSource {
   #lastReported: string | undefined;
   #overLimit = 0;
   #errors = 0;
+  readonly #errorsByKind: Record<WatchErrorKind, number> = {
+    network: 0,
+    timeout: 0,
+    forbidden: 0,
+    http: 0,
+    invalid: 0,
+  };
   #forbidden = 0;
   #forbiddenLogged = false;
   #snapshots = 0;
@@ -106,6 +118,7 @@ export class ConsulSource {
     this.#s = opts.settings;
     this.#log = opts.log;
     this.#onSnapshot = opts.onSnapshot;
+    this.#onBlockingQuery = opts.onBlockingQuery;
     this.#now = opts.now ?? Date.now;
     this.#http = new ConsulHttp(opts.settings);
     this.#staleSince = this.#now();
@@ -174,6 +187,7 @@ export class ConsulSource {
       serviceListWatches: this.#lists.size,
       requests: this.#http.requests,
       errors: this.#errors,
+      errorsByKind: { ...this.#errorsByKind },
       forbidden: this.#forbidden,
       snapshots: this.#snapshots,
       failing: Object.fromEntries([...this.#failing].map(([k, e]) => [k, e.message])),
@@ -210,6 +224,7 @@ export class ConsulSource {
       pollMs,
       onOk: () => this.#onOk(key),
       onError: (err, n) => this.#onError(key, err, n),
+      ...(this.#onBlockingQuery ? { onBlockingQuery: this.#onBlockingQuery } : {}),
       onData: (body) => {
         if (this.#stopped) return;
         try {
@@ -246,6 +261,7 @@ export class ConsulSource {
   #onError(key: string, err: WatchError, consecutive: number): void {
     if (this.#stopped) return;
     this.#errors++;
+    this.#errorsByKind[err.kind]++;
     const firstFailure = this.#failing.size === 0;
     if (firstFailure && (this.#contacted || this.#synced)) this.#staleSince = this.#now();
     this.#failing.set(key, err);

@@ -17,8 +17,14 @@ export function startConsulSource(
   controller: CatalogSink,
   settings: ConsulSettings,
   log: ConsulLog,
+  onBlockingQuery?: (seconds: number) => void,
 ): ConsulSource {
-  const source = new ConsulSource({ settings, log, onSnapshot: (c) => controller.setCatalog(c) });
+  const source = new ConsulSource({
+    settings,
+    log,
+    onSnapshot: (c) => controller.setCatalog(c),
+    ...(onBlockingQuery ? { onBlockingQuery } : {}),
+  });
   source.start();
   controller.onRoutes((routes) => source.setRoutes(routes));
   log.info('consul source started', {

@@ -182,6 +182,15 @@ describe('edgegate run --consul (dc1 + dc2)', () => {
     );
     // generous correctness bound, not a performance assertion
     expect(percentile(all, 50)).toBeLessThan(2000);
+    // Every change woke the billing health watch: its blocking queries are in the histogram, mostly short ones.
+    const text = await (await fetch(`http://127.0.0.1:${gw!.adminPort}/metrics`)).text();
+    const sample = (name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    const count = sample('edgegate_consul_blocking_query_seconds_count');
+    expect(count).toBeGreaterThanOrEqual(all.length);
+    expect(sample('edgegate_consul_blocking_query_seconds_bucket\\{le="1"\\}')).toBeGreaterThanOrEqual(
+      all.length,
+    );
   });
 
   it('the HTTP check on the echo decides too: 500 is critical, 429 is warning (not served), 200 brings it back', async () => {

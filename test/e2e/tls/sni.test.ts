@@ -3,6 +3,7 @@
  * protocols through the same pipeline, rotation of a certificate file while a download on an existing connection
  * completes, and the global HTTP → HTTPS redirect.
  */
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,6 +122,39 @@ describe('HTTPS listener with certificate files', () => {
       `https://b.test:${gw.tlsPort}/p`,
     ]);
     expect(old.code).not.toBe(0);
+  });
+
+  it('exposes handshakes by protocol, failed handshakes by reason and certificate expiry on /metrics', async () => {
+    // A plain-HTTP request to the HTTPS port: a failed handshake with a known reason.
+    await run('curl', ['-s', '--max-time', '5', `http://127.0.0.1:${gw.tlsPort}/`]);
+    const sample = (text: string, series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    const text = await waitFor(
+      'the plain_http handshake error on /metrics',
+      async () => {
+        const t = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`)).text();
+        return (sample(t, 'edgegate_tls_handshake_errors_total{reason="plain_http"}') ?? 0) >= 1
+          ? t
+          : undefined;
+      },
+      10_000,
+    );
+    // The earlier tests negotiated both protocols (summed over the 2 workers).
+    expect(sample(text, 'edgegate_tls_handshakes_total{protocol="h2"}')).toBeGreaterThanOrEqual(3);
+    expect(sample(text, 'edgegate_tls_handshakes_total{protocol="http/1.1"}')).toBeGreaterThanOrEqual(1);
+    expect(sample(text, 'edgegate_http2_floods_stopped_total')).toBe(0);
+    const notAfter = (c: TestCert) => Math.floor(new X509Certificate(c.certPem).validToDate.getTime() / 1000);
+    expect(sample(text, 'edgegate_tls_certificate_expiry_seconds{hostname="a.test"}')).toBe(
+      notAfter(certs.a!),
+    );
+    expect(sample(text, 'edgegate_tls_certificate_expiry_seconds{hostname="*.w.test"}')).toBe(
+      notAfter(certs.wild!),
+    );
+    expect(sample(text, 'edgegate_tls_certificate_expiry_seconds{hostname="(default)"}')).toBe(
+      notAfter(certs.def!),
+    );
   });
 
   it('rotating a certificate file changes the served certificate within a second; a download on an existing connection completes', async () => {

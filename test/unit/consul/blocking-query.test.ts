@@ -98,6 +98,29 @@ describe('BlockingQuery against a misbehaving Consul', () => {
     expect(rec.errors).toEqual([]);
   });
 
+  it('reports the duration of each answered blocking request, not of the first non-blocking read', async () => {
+    const h = holder();
+    let n = 0;
+    server = await startFakeServer((_req, res) => {
+      n++;
+      // First read: at once (no index). Then one blocking request held ~150 ms, then one answering 500 after ~50 ms.
+      if (n === 1) reply(res, 200, ['a'], 10);
+      else if (n === 2) setTimeout(() => reply(res, 200, ['b'], 11), 150);
+      else if (n === 3) setTimeout(() => reply(res, 500, 'boom'), 50);
+      else h.hold(res);
+    });
+    const durations: number[] = [];
+    const rec = startWatch(server.url, { onBlockingQuery: (s) => durations.push(s) });
+    // After the 500 the index resets: request 4 is a plain read (held), so exactly two blocking requests answered.
+    await waitFor(() => h.count >= 1, { timeoutMs: 5000 });
+    expect(rec.data).toEqual([['a'], ['b']]);
+    expect(server.requests.map((r) => r.query.get('index'))).toEqual([null, '10', '11', null]);
+    expect(durations).toHaveLength(2);
+    expect(durations[0]).toBeGreaterThanOrEqual(0.14);
+    expect(durations[1]).toBeGreaterThanOrEqual(0.04);
+    expect(durations[1]).toBeLessThan(durations[0]!);
+  });
+
   it('never sends index 0 as a blocking index and stays paced when the server keeps answering 0', async () => {
     let body: unknown = ['v1'];
     server = await startFakeServer((_req, res) => reply(res, 200, body, 0));

@@ -156,7 +156,11 @@ describe('ConsulSource', () => {
     expect(denied).toHaveLength(1);
     expect(denied[0]!.message).toContain('CONSUL_HTTP_TOKEN');
     expect(snapshots).toHaveLength(1);
-    expect(source!.stats().up).toBe(0);
+    const st = source!.stats();
+    expect(st.up).toBe(0);
+    // The metric's `kind` label: every 403 is a `forbidden` error, and the kinds add up to the total.
+    expect(st.errorsByKind.forbidden).toBe(st.forbidden);
+    expect(Object.values(st.errorsByKind).reduce((a, b) => a + b, 0)).toBe(st.errors);
     consul.forbidden = false;
     await waitFor(() => source!.stats().up === 1, { timeoutMs: 5000 });
     expect(logs.some((l) => l.message.includes('access granted again'))).toBe(true);
