@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  CATALOG_ROUTE_YAML,
   type Echo,
   type Gateway,
   percentile,
@@ -39,13 +40,7 @@ const generated = Array.from({ length: 1000 }, (_, i) => {
 });
 writeRoutes(routesDir, {
   'generated.yaml': generated.join('\n---\n'),
-  'catalog.yaml': `apiVersion: edgegate.io/v1alpha1
-kind: GatewayRoute
-metadata: { name: edge-catalog, namespace: edge }
-spec:
-  hostnames: [catalog.test]
-  catalog: { pathPrefix: /, requiredTags: [edge] }
-`,
+  'catalog.yaml': CATALOG_ROUTE_YAML,
 });
 
 let pair: ConsulPair | undefined;

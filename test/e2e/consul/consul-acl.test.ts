@@ -13,6 +13,7 @@ import { type ConsulPair, startConsulPair } from '../../support/consul.ts';
 import { consulLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
+  CATALOG_ROUTE_YAML,
   type Echo,
   type Gateway,
   register,
@@ -85,13 +86,7 @@ beforeAll(async () => {
     body: JSON.stringify({ Name: 'edgegate-read', Rules: READ_RULES }),
   });
   writeRoutes(dir, {
-    'catalog.yaml': `apiVersion: edgegate.io/v1alpha1
-kind: GatewayRoute
-metadata: { name: edge-catalog, namespace: edge }
-spec:
-  hostnames: [catalog.test]
-  catalog: { pathPrefix: /, requiredTags: [edge] }
-`,
+    'catalog.yaml': CATALOG_ROUTE_YAML,
   });
 }, 180_000);
 

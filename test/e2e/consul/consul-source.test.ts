@@ -14,6 +14,7 @@ import { type ConsulPair, startConsulPair } from '../../support/consul.ts';
 import { consulLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
+  CATALOG_ROUTE_YAML,
   deregister,
   type Echo,
   type Gateway,
@@ -29,13 +30,7 @@ import {
 } from './helpers.ts';
 
 const ROUTES = {
-  'catalog.yaml': `apiVersion: edgegate.io/v1alpha1
-kind: GatewayRoute
-metadata: { name: edge-catalog, namespace: edge }
-spec:
-  hostnames: [catalog.test]
-  catalog: { pathPrefix: /, requiredTags: [edge] }
-`,
+  'catalog.yaml': CATALOG_ROUTE_YAML,
   'canary.yaml': `apiVersion: edgegate.io/v1alpha1
 kind: GatewayRoute
 metadata: { name: shop, namespace: edge }

@@ -170,6 +170,15 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** The resty-gate catalog route the Consul tests share: every `edge`-tagged service under /{dc}/{service}/. */
+export const CATALOG_ROUTE_YAML = `apiVersion: edgegate.io/v1alpha1
+kind: GatewayRoute
+metadata: { name: edge-catalog, namespace: edge }
+spec:
+  hostnames: [catalog.test]
+  catalog: { pathPrefix: /, requiredTags: [edge] }
+`;
+
 export function writeRoutes(dir: string, files: Record<string, string>): void {
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
 }
