@@ -4,9 +4,9 @@
  * Not a `Set`: a Set that gains and loses one entry per request makes V8 rebuild its hash table every few dozen
  * operations, and the abandoned copies that had reached the old generation keep pointing at finished responses.
  * A scavenge treats every old-to-new pointer as a root, dead holder or not, so those responses and everything
- * they reach (request, headers, buffers, the undici handler) survive and are promoted, and the next copies are
- * promoted with them. Measured on a proxy worker at saturation: ~25 % of each young generation promoted instead
- * of ~1 %, scavenges of ~20 ms instead of ~2 ms, about a third less throughput (bench/results, docs/benchmarks.md).
+ * they reach (request, headers, buffers, the undici handler) survive and are promoted. Measured on a proxy worker
+ * at saturation: ~25 % of each young generation promoted instead of ~1 %, scavenges of ~18 ms instead of ~2 ms,
+ * 15.4k instead of 18.4k requests/s (docs/benchmarks.md, "What was made faster").
  *
  * This list links its entries through small nodes and clears a node's links when it leaves, so a finished
  * request is referenced by nothing the list still holds, live or dead.

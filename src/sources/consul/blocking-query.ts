@@ -41,7 +41,7 @@ export interface BlockingQueryOptions {
   onError: (err: WatchError, consecutive: number) => void;
   /** Every successful answer (even without a change): the watch is in contact. */
   onOk?: (res: ConsulResponse) => void;
-  /** Every blocking request (one sent with `index`) that got an answer, ok or not: its duration in seconds. */
+  /** Every blocking request (one sent with `index`) that finished — answered, failed or timed out, not stopped: its duration in seconds. */
   onBlockingQuery?: (seconds: number) => void;
   random?: () => number;
 }

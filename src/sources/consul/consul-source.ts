@@ -26,7 +26,7 @@ export interface ConsulSourceOptions {
   settings: ConsulSettings;
   log: ConsulLog;
   onSnapshot: (catalog: CatalogSnapshot) => void;
-  /** Duration of every answered blocking query, in seconds (edgegate_consul_blocking_query_seconds). */
+  /** Duration of every finished blocking query, in seconds (edgegate_consul_blocking_query_seconds). */
   onBlockingQuery?: (seconds: number) => void;
   now?: () => number;
 }
