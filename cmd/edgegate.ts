@@ -18,7 +18,7 @@ import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
 import { kubeOptionsFrom } from '../src/sources/kube/kube-flags.ts';
 import { formatTable } from '../src/table/format.ts';
-import { parseCertFlag } from '../src/tls/file-certs.ts';
+import { parseCertFlag, parseClientCertFlag } from '../src/tls/file-certs.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
 
 /** package.json is one level up from cmd/ (source) or two from dist/cmd/ (built image). */
@@ -82,6 +82,17 @@ program
       '--tls-default-cert <spec>',
       'certificate for unknown hostnames and clients without SNI: CERT.pem,KEY.pem',
     ).env('EDGEGATE_TLS_DEFAULT_CERT'),
+  )
+  .addOption(
+    new Option(
+      '--upstream-client-cert <spec>',
+      'client certificate for mTLS to upstreams, NAMESPACE/NAME=CERT.pem,KEY.pem: what a backend’s tls.clientCertificateRef { name: NAME } in a route of NAMESPACE presents (repeatable; env: ;-separated)',
+    )
+      .env('EDGEGATE_UPSTREAM_CLIENT_CERT')
+      .argParser((v: string, prev: string[] | undefined) => [
+        ...(prev ?? []),
+        ...v.split(';').filter(Boolean),
+      ]),
   )
   .addOption(
     new Option('--https-redirect <status>', 'redirect every HTTP request to HTTPS with this status')
@@ -253,6 +264,7 @@ program
         tlsDefaultCert: o.tlsDefaultCert
           ? parseCertFlag(o.tlsDefaultCert, '--tls-default-cert', false)
           : undefined,
+        upstreamClientCerts: ((o.upstreamClientCert as string[] | undefined) ?? []).map(parseClientCertFlag),
         httpsRedirect: o.httpsRedirect
           ? { statusCode: Number(o.httpsRedirect) as 301 | 308, port: httpsPort }
           : undefined,

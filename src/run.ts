@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createNetServer } from 'node:net';
 import type { CatalogSnapshot } from './api/catalog.ts';
+import type { CertificateRefSnapshot } from './api/certificate-refs.ts';
 import { formatPath } from './api/validate.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
 import type { WorkerConfig } from './cluster/protocol.ts';
@@ -33,11 +34,12 @@ import { createProxyServer, drainServer } from './proxy/server.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
 import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
+import { certificateRefsOf } from './sources/kube/secret-certs.ts';
 import { type KubeOptions, type KubeSources, startKubeSources } from './sources/kube/start-kube.ts';
 import type { TableData } from './table/types.ts';
 import { CertManager } from './tls/cert-manager.ts';
 import type { CertSet } from './tls/certificate.ts';
-import { type CertFileSpec, FileCertSource } from './tls/file-certs.ts';
+import { type CertFileSpec, type ClientCertFileSpec, FileCertSource } from './tls/file-certs.ts';
 import { HttpsRedirector } from './tls/https-redirect.ts';
 import { TlsListener } from './tls/tls-listener.ts';
 import type { TlsListenerSettings } from './tls/tls-settings.ts';
@@ -63,6 +65,8 @@ export interface RunOptions {
   tlsCerts?: CertFileSpec[];
   /** `--tls-default-cert`, parsed. */
   tlsDefaultCert?: CertFileSpec;
+  /** `--upstream-client-cert NAMESPACE/NAME=CERT,KEY`, parsed: client certificates for mTLS to upstreams. */
+  upstreamClientCerts?: ClientCertFileSpec[];
   tlsSettings?: Partial<TlsListenerSettings>;
   /** `--https-redirect`: the HTTP listener redirects everything to HTTPS. */
   httpsRedirect?: { statusCode: 301 | 308; port: number };
@@ -222,6 +226,24 @@ function createControlPlane(
     onError: (err) => log.error(`rebuild failed: ${(err as Error).stack ?? err}`),
   });
   const routeSource = opts.routes ? new FileRouteSource(opts.routes, log) : undefined;
+  // Standalone, a backend's client certificate (mTLS to the upstream) comes from --upstream-client-cert: a route
+  // that names one no flag gives gets it in its status (ResolvedRefs), as a missing Secret does with --kube.
+  if (!opts.kube) {
+    const given = new Set((opts.upstreamClientCerts ?? []).map((c) => c.key));
+    controller.onRoutes((routes) => {
+      const secrets: CertificateRefSnapshot['secrets'] = {};
+      for (const r of certificateRefsOf(routes))
+        if (r.client)
+          secrets[r.secret] = given.has(r.secret)
+            ? { ok: true }
+            : {
+                ok: false,
+                reason: 'NotFound',
+                message: `no --upstream-client-cert ${r.secret}=CERT.pem,KEY.pem is given`,
+              };
+      controller.setCertificateRefs({ secrets });
+    });
+  }
   const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
   let consul: ReturnType<typeof startConsulSource> | undefined;
   return {
@@ -272,7 +294,10 @@ function createControlPlane(
           controller,
           opts.kube,
           log,
-          certificates && ((bundles) => certificates.set('secrets', bundles)),
+          certificates && {
+            bundles: (bundles) => certificates.set('secrets', bundles),
+            clients: (clients) => certificates.setClients('secrets', clients),
+          },
         );
         kube = k;
         sources.register('kube', () => {
@@ -351,13 +376,34 @@ function secretCertificatesOn(opts: RunOptions): boolean {
  */
 async function startCertificates(opts: RunOptions, log: Logger, publish: (set: CertSet) => void) {
   const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
-  if (!files.configured && !secretCertificatesOn(opts)) return undefined;
+  const clientSpecs = opts.upstreamClientCerts ?? [];
+  const clientFiles = new FileCertSource(clientSpecs, undefined, log);
+  if (!files.configured && !secretCertificatesOn(opts) && !clientFiles.configured) return undefined;
   const manager = new CertManager((set) => {
     publish(set);
-    log.info('certificates published', { version: set.version, certificates: set.bundles.length });
+    log.info('certificates published', {
+      version: set.version,
+      certificates: set.bundles.length,
+      clientCertificates: Object.keys(set.clients ?? {}).length,
+    });
   });
   if (files.configured) await files.start((bundles, def) => manager.set('files', bundles, def));
-  return { manager, stop: () => files.stop() };
+  if (clientFiles.configured)
+    await clientFiles.start((bundles) => {
+      // Bundles come back in spec order, each tagged with its spec's key.
+      const clients: Record<string, { certPem: string; keyPem: string }> = {};
+      for (const b of bundles) if (b.key) clients[b.key] = { certPem: b.certPem, keyPem: b.keyPem };
+      manager.setClients('files', clients);
+    });
+  return {
+    manager,
+    /** Certificates to serve (an HTTPS listener): files or Secrets; client certificates alone open none. */
+    serving: files.configured || secretCertificatesOn(opts),
+    stop: () => {
+      files.stop();
+      clientFiles.stop();
+    },
+  };
 }
 
 /**
@@ -378,7 +424,10 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   );
   const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 }, policies);
   const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
-  const certs = await startCertificates(opts, log, (set) => tls.applyCerts(set));
+  const certs = await startCertificates(opts, log, (set) => {
+    tls.applyCerts(set);
+    proxy.pools.clientCertificates.set(set.clients);
+  });
   const plane = createControlPlane(opts, log, (table) => proxy.setTable(table), certs?.manager);
   const { controller } = plane;
   const observed = observeProxy({
@@ -389,7 +438,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     processMetrics: false,
     policies: () => policies.stats(),
     // The HTTPS listener exists only with certificates.
-    tls: () => (certs ? tls.stats.snapshot() : undefined),
+    tls: () => (certs?.serving ? tls.stats.snapshot() : undefined),
   });
   const hub = plane.metrics(
     async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
@@ -423,7 +472,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       : {}),
   });
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
-  const tlsAddress = certs
+  const tlsAddress = certs?.serving
     ? await tls
         .listen({ ...parseListen(opts.listenTls ?? ':8443', '--listen-tls'), reusePort: false })
         .catch((err: Error) => {

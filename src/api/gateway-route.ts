@@ -472,6 +472,24 @@ export const BackendTLS = Type.Object(
           'PEM CA certificates that sign the upstream certificate (default: the system trust store).',
       }),
     ),
+    clientCertificateRef: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({
+            minLength: 1,
+            maxLength: 253,
+            pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+            description:
+              'Secret name (Kubernetes) or the NAME of a --upstream-client-cert NAMESPACE/NAME=… flag.',
+          }),
+        },
+        {
+          ...strict,
+          description:
+            'Client certificate the gateway presents to the upstream (mTLS): a kubernetes.io/tls Secret in the route’s namespace, or in standalone mode the --upstream-client-cert entry of that namespace and name. The key never enters the routing table.',
+        },
+      ),
+    ),
   },
   { ...strict, description: 'Connect to the backend over TLS.' },
 );

@@ -113,6 +113,7 @@ export class ProxyWorker {
         return this.#applyTable(m.version, m.json);
       case 'certs':
         this.#tls?.applyCerts(m.set);
+        this.#proxy.pools.clientCertificates.set(m.set.clients);
         return;
       case 'drain':
         void this.drain(m);

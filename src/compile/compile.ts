@@ -168,11 +168,14 @@ function withUpstreamTls(
   pool: PoolData,
   tls: BackendTLSSpec | undefined,
   protocol: 'http1' | 'h2' | undefined,
+  namespace: string,
 ): PoolData {
   if (!tls) return pool;
   const out: PoolData = { ...pool, tls: {} };
   if (tls.serverName !== undefined) out.tls!.serverName = tls.serverName;
   if (tls.caBundle !== undefined) out.tls!.caBundle = tls.caBundle;
+  if (tls.clientCertificateRef !== undefined)
+    out.tls!.clientCertificate = `${namespace}/${tls.clientCertificateRef.name}`;
   if (protocol === 'h2') out.protocol = 'h2';
   return out;
 }
@@ -180,7 +183,8 @@ function withUpstreamTls(
 function upstreamTlsKey(p: PoolData): string {
   if (!p.tls) return '';
   const ca = p.tls.caBundle ? `ca${fnv1a(p.tls.caBundle)}` : 'system';
-  return `|tls:${p.tls.serverName ?? ''}:${ca}${p.protocol === 'h2' ? ':h2' : ''}`;
+  const client = p.tls.clientCertificate ? `:client=${p.tls.clientCertificate}` : '';
+  return `|tls:${p.tls.serverName ?? ''}:${ca}${client}${p.protocol === 'h2' ? ':h2' : ''}`;
 }
 
 /** Short stable digest for ids (compile has no node:crypto dependency). */
@@ -386,7 +390,7 @@ function compileRoute(
     if (!redirectSpec) {
       backends = [];
       for (const b of rule.backends ?? []) {
-        const pool = withUpstreamTls(poolOf(b.pool, ctx.settings.defaultPool), b.tls, b.protocol);
+        const pool = withUpstreamTls(poolOf(b.pool, ctx.settings.defaultPool), b.tls, b.protocol, namespace);
         const ref = backendRef(b, namespace, localDc);
         const { cluster, known } = b.consul
           ? consulCluster(
@@ -474,16 +478,27 @@ function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
-/** spec.tls Secrets the certificate source found missing or invalid → unresolved (no entry: not known yet). */
+/**
+ * spec.tls Secrets and backends' client certificates (`tls.clientCertificateRef`) the certificate sources found
+ * missing or invalid → unresolved (no entry: not known yet).
+ */
 function checkCertificateRefs(
-  tls: ReadonlyArray<{ secretName: string }> | undefined,
+  route: GatewayRoute,
   namespace: string,
   refs: CertificateRefSnapshot | undefined,
   status: RouteStatus,
 ): void {
-  if (!tls || !refs) return;
-  for (const t of tls) {
-    const key = `${namespace}/${t.secretName}`;
+  if (!refs) return;
+  const names = [
+    ...(route.spec.tls ?? []).map((t) => t.secretName),
+    ...(route.spec.rules ?? []).flatMap((r) =>
+      (r.backends ?? []).flatMap((b) =>
+        b.tls?.clientCertificateRef ? [b.tls.clientCertificateRef.name] : [],
+      ),
+    ),
+  ];
+  for (const name of names) {
+    const key = `${namespace}/${name}`;
     const state = refs.secrets[key];
     if (!state || state.ok) continue;
     const line = certificateRefProblem(key, state);
@@ -549,12 +564,7 @@ export function compile(input: CompileInput): CompileResult {
       ctx,
       status,
     );
-    checkCertificateRefs(
-      route.spec.tls,
-      route.metadata.namespace ?? 'default',
-      input.certificateRefs,
-      status,
-    );
+    checkCertificateRefs(route, route.metadata.namespace ?? 'default', input.certificateRefs, status);
     const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
     for (const e of routeEntries) {
       entries.push(e);

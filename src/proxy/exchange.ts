@@ -101,6 +101,8 @@ function classify(err: Error & { code?: string }): number {
     // The pool was closed or destroyed (the endpoint left the table): the request never left the gateway.
     case 'UND_ERR_CLOSED':
     case 'UND_ERR_DESTROYED':
+    // mTLS to the upstream without its client certificate loaded: no connection was opened.
+    case 'EDGEGATE_NO_CLIENT_CERTIFICATE':
       return FAIL_CONNECT;
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':

@@ -6,7 +6,12 @@
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../table/types.ts';
-import { upstreamConnect, upstreamDispatchOptions, upstreamTlsPoolKey } from './upstream-tls.ts';
+import {
+  ClientCertificates,
+  upstreamConnect,
+  upstreamDispatchOptions,
+  upstreamTlsPoolKey,
+} from './upstream-tls.ts';
 
 export function poolKey(ep: EndpointData, pool: PoolData): string {
   return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}/${pool.maxPendingRequests}${upstreamTlsPoolKey(pool)}`;
@@ -41,8 +46,15 @@ export class Upstream {
   /** Left the table: never picked again, its pool is closing. */
   retired = false;
   #pool: Pool | undefined;
+  readonly #clientCerts: ClientCertificates;
 
-  constructor(key: string, endpoint: EndpointData, settings: PoolData) {
+  constructor(
+    key: string,
+    endpoint: EndpointData,
+    settings: PoolData,
+    clientCerts = new ClientCertificates(),
+  ) {
+    this.#clientCerts = clientCerts;
     this.key = key;
     this.endpoint = endpoint;
     this.settings = settings;
@@ -61,7 +73,7 @@ export class Upstream {
         pipelining: s.pipelining,
         keepAliveTimeout: s.keepAliveTimeoutMs,
         keepAliveMaxTimeout: s.keepAliveTimeoutMs,
-        connect: upstreamConnect(s),
+        connect: upstreamConnect(s, this.#clientCerts),
         ...(s.protocol === 'h2' ? { allowH2: true } : {}),
         // The gateway's own timeouts are passed per request.
         headersTimeout: 0,
@@ -101,6 +113,8 @@ export interface UpstreamStats {
 export class UpstreamPools {
   readonly #upstreams = new Map<string, Upstream>();
   #retired = 0;
+  /** Client certificates for mTLS to upstreams (`tls.clientCertificate`), from the certificate set. */
+  readonly clientCertificates = new ClientCertificates();
 
   get size(): number {
     return this.#upstreams.size;
@@ -111,7 +125,7 @@ export class UpstreamPools {
     const key = poolKey(ep, settings);
     let up = this.#upstreams.get(key);
     if (up === undefined) {
-      up = new Upstream(key, ep, settings);
+      up = new Upstream(key, ep, settings, this.clientCertificates);
       this.#upstreams.set(key, up);
     }
     return up;

@@ -55,6 +55,11 @@ export interface UpstreamTlsData {
   serverName?: string;
   /** PEM CA bundle (absent: the system trust store). */
   caBundle?: string;
+  /**
+   * Client certificate to present (mTLS), by key `namespace/name`: the certificate and key travel in the workers'
+   * certificate set (`CertSet.clients`), never in the table.
+   */
+  clientCertificate?: string;
 }
 
 /** How a rule picks an endpoint inside a backend. Absent: weighted round robin. */

@@ -13,8 +13,11 @@ export interface CertExpiry {
   notAfterSeconds: number;
 }
 
+type Clients = Record<string, { certPem: string; keyPem: string }>;
+
 export class CertManager {
   readonly #providers = new Map<string, { bundles: CertBundle[]; defaultBundle?: CertBundle }>();
+  readonly #clients = new Map<string, Clients>();
   readonly #publish: (set: CertSet) => void;
   #version = 0;
   #signature = '';
@@ -31,6 +34,19 @@ export class CertManager {
   /** A provider's full list (replaces what it reported before). Bundles must already be valid. */
   set(provider: string, bundles: CertBundle[], defaultBundle?: CertBundle): void {
     this.#providers.set(provider, defaultBundle ? { bundles, defaultBundle } : { bundles });
+    this.#merge();
+  }
+
+  /** A provider's client certificates for mTLS to upstreams, by `namespace/name` (replaces its previous ones). */
+  setClients(provider: string, clients: Clients): void {
+    this.#clients.set(provider, clients);
+    this.#merge();
+  }
+
+  #merge(): void {
+    const clients: Clients = {};
+    for (const n of [...this.#clients.keys()].sort())
+      for (const [k, v] of Object.entries(this.#clients.get(n)!)) clients[k] ??= v;
     const names = [...this.#providers.keys()].sort();
     const all: CertBundle[] = [];
     let def: CertBundle | undefined;
@@ -39,10 +55,10 @@ export class CertManager {
       all.push(...p.bundles);
       def ??= p.defaultBundle;
     }
-    const signature = JSON.stringify([all, def ?? null]);
+    const signature = JSON.stringify([all, def ?? null, clients]);
     if (signature === this.#signature) return;
     this.#signature = signature;
-    this.#current = { version: ++this.#version, bundles: all, defaultBundle: def };
+    this.#current = { version: ++this.#version, bundles: all, defaultBundle: def, clients };
     this.#publish(this.#current);
   }
 

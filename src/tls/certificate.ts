@@ -12,6 +12,8 @@ export interface CertBundle {
   hostnames: string[];
   certPem: string;
   keyPem: string;
+  /** A client certificate for mTLS to upstreams (not served): its `namespace/name`. */
+  key?: string;
 }
 
 /** What the primary sends to every worker (IPC `certs` message); the worker swaps it in whole. */
@@ -21,6 +23,8 @@ export interface CertSet {
   bundles: CertBundle[];
   /** Served when SNI names no known host, or is absent. */
   defaultBundle: CertBundle | undefined;
+  /** Client certificates for mTLS to upstreams, by key `namespace/name` (a backend's `tls.clientCertificate`). */
+  clients?: Record<string, { certPem: string; keyPem: string }>;
 }
 
 export interface CertInfo {

@@ -14,6 +14,23 @@ export interface CertFileSpec {
   hostnames: string[];
   certFile: string;
   keyFile: string;
+  /** A client certificate for mTLS to upstreams: its `namespace/name` (no hostnames). */
+  key?: string;
+}
+
+export type ClientCertFileSpec = CertFileSpec & { key: string };
+
+const NAME = '[a-z0-9]([-a-z0-9.]*[a-z0-9])?';
+
+/** Parses one `--upstream-client-cert NAMESPACE/NAME=CERT.pem,KEY.pem` value. */
+export function parseClientCertFlag(value: string): ClientCertFileSpec {
+  const flag = '--upstream-client-cert';
+  const m = new RegExp(`^(${NAME})/(${NAME})=([^,]+),([^,]+)$`).exec(value);
+  if (!m)
+    throw new ConfigError(
+      `${flag}: expected NAMESPACE/NAME=CERT.pem,KEY.pem (the NAME a backend's tls.clientCertificateRef names, in the route's namespace), got ${JSON.stringify(value)}`,
+    );
+  return { key: `${m[1]}/${m[3]}`, hostnames: [], certFile: m[5]!, keyFile: m[6]! };
 }
 
 /** Parses one `--tls-cert` / `--tls-default-cert` value. */
@@ -108,7 +125,13 @@ export class FileCertSource {
         inspectCertificate(certPem, keyPem);
         const prev = this.#good.get(i);
         if (!prev || prev.certPem !== certPem || prev.keyPem !== keyPem) {
-          this.#good.set(i, { source, hostnames: spec.hostnames, certPem, keyPem });
+          this.#good.set(i, {
+            source,
+            hostnames: spec.hostnames,
+            certPem,
+            keyPem,
+            ...(spec.key ? { key: spec.key } : {}),
+          });
           if (prev) this.#log.info('certificate reloaded', { source });
         }
       } catch (err) {

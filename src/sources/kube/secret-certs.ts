@@ -1,6 +1,7 @@
 /**
- * Certificates from the `kubernetes.io/tls` Secrets that GatewayRoutes name in `spec.tls[].secretName` (in the
- * route's own namespace). Only those Secrets are read: one list+watch per referenced Secret, narrowed with
+ * Certificates from the `kubernetes.io/tls` Secrets that GatewayRoutes name in `spec.tls[].secretName` and, as
+ * client certificates for mTLS to upstreams, in a backend's `tls.clientCertificateRef` (in the route's own
+ * namespace). Only those Secrets are read: one list+watch per referenced Secret, narrowed with
  * `fieldSelector=metadata.name=…`, started when a route names it and stopped when none does — never a
  * namespace-wide or cluster-wide Secret list. Secrets are read only in the namespaces of
  * `--tls-secret-namespaces` (the namespaces the chart grants); a Secret elsewhere is reported, not requested.
@@ -48,18 +49,30 @@ export function clientNodeSecretWatches(kc: KubeConfig): SecretWatchFactory {
   };
 }
 
-/** A route's certificate reference: which hostnames a Secret serves. */
+/** A route's certificate reference: which hostnames a Secret serves, or a backend's client certificate. */
 interface TlsRef {
   secret: string;
   hostnames: string[];
+  /** A client certificate for mTLS to an upstream (served to no client). */
+  client?: boolean;
+}
+
+/** Does the raw route name a client certificate in some backend (cheap check before validation)? */
+function hasClientCertificateRef(spec: { rules?: unknown } | undefined): boolean {
+  if (!Array.isArray(spec?.rules)) return false;
+  return spec.rules.some(
+    (r: { backends?: unknown }) =>
+      Array.isArray(r?.backends) &&
+      r.backends.some((b: { tls?: { clientCertificateRef?: unknown } }) => b?.tls?.clientCertificateRef),
+  );
 }
 
 /** The spec.tls references of the valid routes, oldest route first (HTTPRoute's tie-break), then by name. */
 export function certificateRefsOf(routes: ReadonlyArray<RouteSource>): TlsRef[] {
   const found: { created: number; key: string; refs: TlsRef[] }[] = [];
   for (const r of routes) {
-    const spec = (r.raw as { spec?: { tls?: unknown } } | null)?.spec;
-    if (!Array.isArray(spec?.tls) || spec.tls.length === 0) continue;
+    const spec = (r.raw as { spec?: { tls?: unknown; rules?: unknown } } | null)?.spec;
+    if ((!Array.isArray(spec?.tls) || spec.tls.length === 0) && !hasClientCertificateRef(spec)) continue;
     // Only valid routes get certificates (an invalid route is not served either).
     const v = validateRoute(r.raw);
     if (!v.ok) continue;
@@ -68,12 +81,22 @@ export function certificateRefsOf(routes: ReadonlyArray<RouteSource>): TlsRef[] 
     found.push({
       created: Number.isFinite(created) ? created : 0,
       key: `${ns}/${v.route.metadata.name}`,
-      refs: (v.route.spec.tls ?? []).map((t) => ({
-        secret: `${ns}/${t.secretName}`,
-        hostnames: (t.hostnames && t.hostnames.length > 0 ? t.hostnames : (v.route.spec.hostnames ?? [])).map(
-          (h) => h.toLowerCase(),
+      refs: [
+        ...(v.route.spec.tls ?? []).map((t) => ({
+          secret: `${ns}/${t.secretName}`,
+          hostnames: (t.hostnames && t.hostnames.length > 0
+            ? t.hostnames
+            : (v.route.spec.hostnames ?? [])
+          ).map((h) => h.toLowerCase()),
+        })),
+        ...(v.route.spec.rules ?? []).flatMap((rule) =>
+          (rule.backends ?? []).flatMap((b) =>
+            b.tls?.clientCertificateRef
+              ? [{ secret: `${ns}/${b.tls.clientCertificateRef.name}`, hostnames: [], client: true }]
+              : [],
+          ),
         ),
-      })),
+      ],
     });
   }
   found.sort((a, b) => a.created - b.created || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -117,6 +140,8 @@ export interface SecretCertSourceOptions {
   factory: SecretWatchFactory;
   /** Every certificate the referenced Secrets give (last good ones included). */
   onBundles: (bundles: CertBundle[]) => void;
+  /** Client certificates for mTLS to upstreams, by `namespace/name` (last good ones included). */
+  onClients?: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
   /** Per-Secret verdicts (compile's certificateRefs). */
   onRefs: (refs: CertificateRefSnapshot) => void;
   log: Logger;
@@ -147,6 +172,7 @@ export class SecretCertSource {
   #scheduled = false;
   #stopped = false;
   #lastBundles = '';
+  #lastClients = '';
   #lastRefs = '';
   #reloads = 0;
   #counts = { valid: 0, invalid: 0 };
@@ -279,6 +305,16 @@ export class SecretCertSource {
       const good = this.#good.get(r.secret);
       if (good && r.hostnames.length > 0)
         bundles.push({ source: `secret:${r.secret}`, hostnames: r.hostnames, ...good });
+    }
+    const clients: Record<string, { certPem: string; keyPem: string }> = {};
+    for (const r of this.#refs) {
+      const good = r.client ? this.#good.get(r.secret) : undefined;
+      if (good) clients[r.secret] = good;
+    }
+    const clientsKey = JSON.stringify(clients);
+    if (clientsKey !== this.#lastClients) {
+      this.#lastClients = clientsKey;
+      this.#opts.onClients?.(clients);
     }
     const bundlesKey = JSON.stringify(bundles);
     if (bundlesKey !== this.#lastBundles) {

@@ -86,7 +86,10 @@ export function startKubeSources(
   controller: Controller,
   opts: KubeOptions,
   log: Logger,
-  certificates?: (bundles: CertBundle[]) => void,
+  certificates?: {
+    bundles: (bundles: CertBundle[]) => void;
+    clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
+  },
 ): KubeSources {
   const kc = loadKubeConfig(opts.kubeconfig);
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
@@ -99,7 +102,8 @@ export function startKubeSources(
   const secrets = new SecretCertSource({
     namespaces: opts.tlsSecretNamespaces ?? [],
     factory: clientNodeSecretWatches(kc),
-    onBundles: (bundles) => certificates?.(bundles),
+    onBundles: (bundles) => certificates?.bundles(bundles),
+    onClients: (clients) => certificates?.clients(clients),
     onRefs: (refs) => controller.setCertificateRefs(refs),
     log,
   });

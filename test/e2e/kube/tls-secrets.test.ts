@@ -6,9 +6,13 @@
 // condition and serves it), an invalid Secret keeps the previous certificate, and the token reads no other
 // namespace's Secrets and lists none cluster-wide.
 
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { LEASE_RULES, SECRET_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
@@ -264,6 +268,74 @@ describe('certificates from Kubernetes Secrets', () => {
     expect(gw!.output()).toContain(
       'certificate Secret cannot be served; its hostnames keep the previous certificate',
     );
+  });
+
+  it('a backend presents the client certificate of the Secret its tls.clientCertificateRef names (mTLS to the upstream)', async () => {
+    // An HTTPS upstream that requires a client certificate signed by (here: equal to) the one in the Secret.
+    const up = makeCert(tmp.dir, 'mtls-upstream', 'mtls.upstream.test');
+    const client = makeCert(tmp.dir, 'gateway-client', 'gateway-client');
+    const upstream = createHttpsServer(
+      { cert: up.certPem, key: up.keyPem, ca: [client.certPem], requestCert: true, rejectUnauthorized: true },
+      (req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+        res.end(
+          JSON.stringify({ client: (req.socket as TLSSocket).getPeerCertificate().subject?.O ?? null }),
+        );
+      },
+    );
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    try {
+      const port = (upstream.address() as AddressInfo).port;
+      writeFileSync(
+        join(tmp.dir, 'catalog.yaml'),
+        `${catalogYaml([{ port: echo!.port }])}      mtls:\n        - { address: 127.0.0.1, port: ${port} }\n`,
+      );
+      const backend = (secret: string) => ({
+        consul: { service: 'mtls', datacenter: 'dc1' },
+        tls: {
+          serverName: 'mtls.upstream.test',
+          caBundle: up.certPem,
+          clientCertificateRef: { name: secret },
+        },
+      });
+      await apply(kube, secretYaml('upstream-client', client));
+      await apply(
+        kube,
+        routeYaml(ns, 'mtls', {
+          hostnames: ['mtls.test'],
+          rules: [{ backends: [backend('upstream-client')] }],
+        }),
+      );
+      const answer = await waitFor(
+        async () => {
+          const r = await request(`http://127.0.0.1:${gw!.port}/`, { headers: { host: 'mtls.test' } });
+          const body = await r.body.text();
+          return r.statusCode === 200 ? JSON.parse(body) : undefined;
+        },
+        {
+          timeoutMs: 20_000,
+          message: 'mtls.test answered by the upstream that requires the client certificate',
+        },
+      );
+      expect(answer).toEqual({ client: 'gateway-client' });
+      await waitForCondition(kube, ns, 'mtls', 'ResolvedRefs', 'True', 20_000);
+      // A reference to a Secret that does not exist: ResolvedRefs=False naming it, and no connection without it.
+      await apply(
+        kube,
+        routeYaml(ns, 'mtls-missing', {
+          hostnames: ['mtls-missing.test'],
+          rules: [{ backends: [backend('no-such-client')] }],
+        }),
+      );
+      const c = await waitForCondition(kube, ns, 'mtls-missing', 'ResolvedRefs', 'False', 20_000);
+      expect(c.message).toBe(`Secret ${ns}/no-such-client: not found`);
+      const r = await request(`http://127.0.0.1:${gw!.port}/`, { headers: { host: 'mtls-missing.test' } });
+      expect(JSON.parse(await r.body.text()).error).toBe('EDGEGATE_UPSTREAM_CONNECT');
+    } finally {
+      upstream.closeAllConnections();
+      upstream.close();
+    }
   });
 
   it('the controller token reads no Secret outside the TLS namespaces and lists none cluster-wide', async () => {

@@ -86,7 +86,12 @@ class FakeSecretWatch implements InformerLike<KubernetesObject> {
 
 function setup(namespaces: string[], secrets: Record<string, V1Secret | undefined>, now?: () => number) {
   const watches = new Map<string, FakeSecretWatch>();
-  const out = { bundles: [] as CertBundle[], refs: { secrets: {} } as CertificateRefSnapshot, emits: 0 };
+  const out = {
+    bundles: [] as CertBundle[],
+    clients: {} as Record<string, { certPem: string; keyPem: string }>,
+    refs: { secrets: {} } as CertificateRefSnapshot,
+    emits: 0,
+  };
   const source = new SecretCertSource({
     namespaces,
     factory: (ns, name) => {
@@ -97,6 +102,9 @@ function setup(namespaces: string[], secrets: Record<string, V1Secret | undefine
     onBundles: (bundles) => {
       out.bundles = bundles;
       out.emits++;
+    },
+    onClients: (clients) => {
+      out.clients = clients;
     },
     onRefs: (refs) => {
       out.refs = refs;
@@ -235,6 +243,95 @@ describe('readTlsSecret', () => {
       reason: 'InvalidCertificate',
     });
     expect(readTlsSecret(tlsSecret('n', 's', a.certPem, 'not pem'))).toMatchObject({ reason: 'InvalidKey' });
+  });
+});
+
+/** A route whose backend presents a client certificate (mTLS to the upstream) from Secret `secret`. */
+function mtlsRoute(ns: string, name: string, secret: string): RouteSource {
+  return {
+    origin: 'kube',
+    raw: {
+      apiVersion: 'edgegate.io/v1alpha1',
+      kind: 'GatewayRoute',
+      metadata: { name, namespace: ns },
+      spec: {
+        hostnames: ['api.test'],
+        rules: [
+          {
+            backends: [
+              {
+                consul: { service: 'echo' },
+                tls: { serverName: 'up.test', clientCertificateRef: { name: secret } },
+              },
+            ],
+          },
+        ],
+      },
+    },
+  };
+}
+
+describe('client certificates for mTLS to upstreams (tls.clientCertificateRef)', () => {
+  it('watches the Secret a backend names and hands its certificate on as a client, never as a served bundle', async () => {
+    const { source, watches, out } = setup(['shop'], {
+      'shop/upstream-client': tlsSecret('shop', 'upstream-client', a.certPem, a.keyPem),
+    });
+    source.setRoutes([mtlsRoute('shop', 'api', 'upstream-client')]);
+    await waitFor(() => Object.keys(out.clients).length === 1, { timeoutMs: 2000 });
+    expect(out.clients).toEqual({ 'shop/upstream-client': { certPem: a.certPem, keyPem: a.keyPem } });
+    expect(out.bundles).toEqual([]);
+    expect(out.refs.secrets['shop/upstream-client']).toEqual({ ok: true });
+    // Rotation: the new certificate replaces the old one.
+    watches.get('shop/upstream-client')!.set(tlsSecret('shop', 'upstream-client', b.certPem, b.keyPem));
+    await waitFor(() => out.clients['shop/upstream-client']?.certPem === b.certPem, { timeoutMs: 2000 });
+    // No route names it any more: the watch stops and the client certificate is gone.
+    source.setRoutes([]);
+    await waitFor(() => Object.keys(out.clients).length === 0, { timeoutMs: 2000 });
+    expect(watches.get('shop/upstream-client')!.stopped).toBe(true);
+    await source.stop();
+  });
+
+  it('compile keys the pool by the reference (namespace/name), keeps the key out of the table and reports a bad Secret', () => {
+    const routes = [mtlsRoute('shop', 'api', 'upstream-client')];
+    const catalog = {
+      localDatacenter: 'dc1',
+      datacenters: {
+        dc1: {
+          services: {
+            echo: [
+              {
+                id: 'e1',
+                address: '10.0.0.1',
+                port: 443,
+                tags: [],
+                meta: {},
+                health: 'passing' as const,
+                weight: 1,
+              },
+            ],
+          },
+        },
+      },
+    };
+    const { table, statuses } = compile({ routes, catalog });
+    expect(table.clusters).toHaveLength(1);
+    expect(table.clusters[0]!.pool.tls).toEqual({
+      serverName: 'up.test',
+      clientCertificate: 'shop/upstream-client',
+    });
+    expect(JSON.stringify(table)).not.toContain('PRIVATE KEY');
+    expect(statuses[0]!.unresolved).toEqual([]);
+    const bad = {
+      secrets: { 'shop/upstream-client': { ok: false, reason: 'WrongType', message: 'type is Opaque' } },
+    };
+    expect(compile({ routes, catalog, certificateRefs: bad }).statuses[0]!.unresolved).toEqual([
+      'Secret shop/upstream-client: type is Opaque',
+    ]);
+    // Another client certificate is another cluster (and pool).
+    const two = compile({ routes: [...routes, mtlsRoute('shop', 'api2', 'other-client')], catalog });
+    expect(new Set(two.table.clusters.map((c) => c.pool.tls?.clientCertificate))).toEqual(
+      new Set(['shop/upstream-client', 'shop/other-client']),
+    );
   });
 });
 
