@@ -344,7 +344,11 @@ function createControlPlane(
           if (!st) return undefined;
           const n = (k: string) => Number(st[k] ?? 0);
           return {
-            informers: { gatewayroutes_services_endpointslices: st.synced === true },
+            informers: {
+              gatewayroutes: st.synced_gatewayroutes === true,
+              services: st.synced_services === true,
+              endpointslices: st.synced_endpointslices === true,
+            },
             statusWrites: {
               ok: n('status_writes'),
               unchanged: n('status_unchanged'),

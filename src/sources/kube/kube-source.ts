@@ -247,13 +247,26 @@ export class KubeSource {
     return undefined;
   }
 
-  stats(): { informerRestarts: number; informerErrors: number; snapshots: number; synced: boolean } {
+  stats(): {
+    informerRestarts: number;
+    informerErrors: number;
+    snapshots: number;
+    synced: boolean;
+    /** Per resource (every namespace's informer of it finished its first list): edgegate_kube_informer_synced. */
+    synced_gatewayroutes: boolean;
+    synced_services: boolean;
+    synced_endpointslices: boolean;
+  } {
     const all = this.#all().map((i) => i.stats());
+    const every = (list: ResilientInformer[]) => list.every((i) => i.synced);
     return {
       informerRestarts: all.reduce((n, s) => n + s.restarts, 0),
       informerErrors: all.reduce((n, s) => n + s.errors, 0),
       snapshots: this.#emits,
       synced: this.synced,
+      synced_gatewayroutes: every(this.#routes),
+      synced_services: every(this.#services),
+      synced_endpointslices: every(this.#slices),
     };
   }
 

@@ -338,6 +338,13 @@ describe('certificates from Kubernetes Secrets', () => {
     }
   });
 
+  it('/metrics: the sync state of each informer, and the expiry of the served certificates', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${gw!.adminPort}/metrics`)).text();
+    for (const resource of ['gatewayroutes', 'services', 'endpointslices'])
+      expect(text).toContain(`edgegate_kube_informer_synced{resource="${resource}"} 1\n`);
+    expect(text).toMatch(/^edgegate_tls_certificate_expiry_seconds\{hostname="a\.test"\} \d{10}$/m);
+  });
+
   it('the controller token reads no Secret outside the TLS namespaces and lists none cluster-wide', async () => {
     const as = (path: string) => kube.request('GET', path, { token });
     expect((await as(`/api/v1/namespaces/${other}/secrets/unreferenced`)).status).toBe(403);
