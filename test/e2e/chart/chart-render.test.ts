@@ -267,6 +267,29 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'TLS with tls.secretNames: the Secret Roles name exactly those Secrets',
+    values: {
+      tls: {
+        enabled: true,
+        secretNamespaces: [`tls-n-${run}`],
+        secretNames: ['shop-tls', 'upstream-client'],
+      },
+    },
+    namespaces: [`tls-n-${run}`],
+    check(objects) {
+      const secretRoles = find(objects, 'Role').filter((r) => JSON.stringify(r.rules).includes('secrets'));
+      expect(secretRoles.map((r) => r.metadata.namespace)).toEqual([`tls-n-${run}`]);
+      expect(secretRoles[0]!.rules).toEqual([
+        {
+          apiGroups: [''],
+          resources: ['secrets'],
+          verbs: ['list', 'watch'],
+          resourceNames: ['shop-tls', 'upstream-client'],
+        },
+      ]);
+    },
+  },
+  {
     name: 'watched namespaces, fixed workers, hostPath state, NetworkPolicy and PDB',
     values: {
       kubernetes: { watchNamespaces: [`apps-${run}`] },

@@ -47,6 +47,9 @@ afterEach((ctx) => {
   if (ctx.task.result?.state === 'fail' && gw) console.error(`gateway output:\n${gw.output().slice(-6000)}`);
 });
 
+/** The Secrets the routes of these tests name (tls.secretNames of the chart). */
+const REFERENCED_SECRETS = ['a-tls', 'm-tls', 'upstream-client', 'no-such-client'];
+
 const id = rand();
 const ns = `eg-tls-${id}`;
 const other = `eg-tls-other-${id}`;
@@ -101,11 +104,15 @@ beforeAll(async () => {
       subjects: subject,
     },
   ];
-  // As the chart renders them with kubernetes.watchNamespaces=[ns], tls.secretNamespaces=[ns].
+  // As the chart renders them with kubernetes.watchNamespaces=[ns], tls.secretNamespaces=[ns] and tls.secretNames
+  // listing the Secrets these tests reference (resourceNames: the token can read those and no other Secret).
   const manifests = [
     ...role('edgegate', WATCH_RULES),
     ...role('edgegate-lease', LEASE_RULES),
-    ...role('edgegate-tls-secrets', SECRET_RULES),
+    ...role(
+      'edgegate-tls-secrets',
+      SECRET_RULES.map((r) => ({ ...r, resourceNames: REFERENCED_SECRETS })),
+    ),
   ];
   await apply(kube, manifests.map((m) => stringify(m)).join('---\n'));
   // A Secret no route references, in a namespace TLS is not enabled for.
@@ -113,6 +120,8 @@ beforeAll(async () => {
     input: secretYaml('unreferenced', certs.other!).replace(`namespace: ${ns}`, `namespace: ${other}`),
   });
   await apply(kube, secretYaml('a-tls', certs.a!));
+  // A Secret no route references, in the TLS namespace itself.
+  await apply(kube, secretYaml('not-referenced', certs.other!));
   await apply(kube, tlsRoute('web', ['a.test'], [{ secretName: 'a-tls' }]));
 
   echo = await startEcho('tls-secrets-echo');
@@ -351,6 +360,15 @@ describe('certificates from Kubernetes Secrets', () => {
     expect((await as(`/api/v1/namespaces/${other}/secrets`)).status).toBe(403);
     expect((await as('/api/v1/secrets')).status).toBe(403);
     expect((await as(`/api/v1/secrets?fieldSelector=metadata.name%3Dunreferenced`)).status).toBe(403);
+    // Not even in the TLS namespace: a Secret no route references, by name or in a plain list.
+    expect(
+      (await as(`/api/v1/namespaces/${ns}/secrets?fieldSelector=metadata.name%3Dnot-referenced`)).status,
+    ).toBe(403);
+    expect((await as(`/api/v1/namespaces/${ns}/secrets`)).status).toBe(403);
+    expect(
+      (await as(`/api/v1/namespaces/${ns}/secrets?watch=1&fieldSelector=metadata.name%3Dnot-referenced`))
+        .status,
+    ).toBe(403);
     // `get` by name is not granted either (the gateway lists and watches one Secret by name instead).
     expect((await as(`/api/v1/namespaces/${ns}/secrets/a-tls`)).status).toBe(403);
     // What it does use: list+watch of one Secret by name in the TLS namespace.
