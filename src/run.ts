@@ -337,7 +337,14 @@ function createControlPlane(
         ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {
           const st = consul?.stats();
-          return st && { watches: st.serviceWatches + st.serviceListWatches, watchErrors: st.errorsByKind };
+          return (
+            st && {
+              watches: st.serviceWatches + st.serviceListWatches,
+              watchLimit: st.serviceWatchLimit,
+              watchesOverLimit: st.serviceWatchesOverLimit,
+              watchErrors: st.errorsByKind,
+            }
+          );
         },
         kube: () => {
           const st = kube?.stats();

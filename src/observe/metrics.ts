@@ -134,6 +134,9 @@ export interface WorkerCounts {
 export interface ConsulFigures {
   /** Blocking-query watches running. */
   watches: number;
+  /** The cap on service watches (EDGEGATE_CONSUL_MAX_WATCHES) and the services it leaves unwatched now. */
+  watchLimit: number;
+  watchesOverLimit: number;
   /** Failed watch requests since start, by kind (network, timeout, forbidden, http, invalid). */
   watchErrors: Record<string, number>;
 }
@@ -537,6 +540,24 @@ export class MetricsHub {
     this.#add('edgegate_consul_watches', 'Consul blocking-query watches running.', 'gauge', () => [
       { labels: {}, value: o.consul?.()?.watches ?? 0 },
     ]);
+    this.#add(
+      'edgegate_consul_watch_limit',
+      'The cap on concurrent Consul service watches (EDGEGATE_CONSUL_MAX_WATCHES).',
+      'gauge',
+      () => {
+        const c = o.consul?.();
+        return c ? [{ labels: {}, value: c.watchLimit }] : [];
+      },
+    );
+    this.#add(
+      'edgegate_consul_watches_over_limit',
+      'Services the routes need that are not watched because of the cap (their instances are not served).',
+      'gauge',
+      () => {
+        const c = o.consul?.();
+        return c ? [{ labels: {}, value: c.watchesOverLimit }] : [];
+      },
+    );
     this.#add(
       'edgegate_consul_watch_errors_total',
       'Failed Consul watch requests, by kind: network, timeout, forbidden (403: the ACL token), http, invalid.',

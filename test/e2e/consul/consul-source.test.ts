@@ -183,6 +183,10 @@ describe('edgegate run --consul (dc1 + dc2)', () => {
       Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
     const count = sample('edgegate_consul_blocking_query_seconds_count');
     expect(count).toBeGreaterThanOrEqual(all.length);
+    // Watches: billing, ledger and shop health + the service lists of dc1 and dc2; none left out by the cap.
+    expect(sample('edgegate_consul_watches')).toBeGreaterThanOrEqual(3);
+    expect(sample('edgegate_consul_watch_limit')).toBeGreaterThan(0);
+    expect(sample('edgegate_consul_watches_over_limit')).toBe(0);
     expect(sample('edgegate_consul_blocking_query_seconds_bucket\\{le="1"\\}')).toBeGreaterThanOrEqual(
       all.length,
     );
