@@ -86,6 +86,52 @@ describe('compile', () => {
     expect(match('example.com', '/a')?.ruleId).toBe('ns/any#0');
   });
 
+  it('matches header RegularExpression and query-parameter matches (anchored, all of a match at once)', () => {
+    const { match } = matcher([
+      route('hdr', {
+        hostnames: ['api.example.com'],
+        rules: [
+          {
+            name: 'mobile',
+            matches: [
+              {
+                path: { value: '/' },
+                headers: [{ type: 'RegularExpression', name: 'user-agent', value: '(iPhone|Android).*' }],
+              },
+            ],
+            backends: [be('echo')],
+          },
+          {
+            name: 'beta',
+            matches: [
+              {
+                path: { value: '/' },
+                headers: [{ type: 'RegularExpression', name: 'x-version', value: 'v[2-9]' }],
+                queryParams: [{ name: 'beta', value: '1' }],
+              },
+            ],
+            backends: [be('echo')],
+          },
+          { name: 'rest', matches: [{ path: { value: '/' } }], backends: [be('echo')] },
+        ],
+      }),
+    ]);
+    expect(match('api.example.com', '/x', { 'user-agent': 'iPhone OS 17' })?.ruleId).toBe('ns/hdr#mobile');
+    expect(match('api.example.com', '/x', { 'user-agent': 'Android 14' })?.ruleId).toBe('ns/hdr#mobile');
+    // Anchored: the whole value must match (Gateway API semantics), not a substring.
+    expect(match('api.example.com', '/x', { 'user-agent': 'Mozilla (iPhone)' })?.ruleId).toBe('ns/hdr#rest');
+    expect(match('api.example.com', '/x', { 'x-version': 'v3' }, 'GET', 'beta=1')?.ruleId).toBe(
+      'ns/hdr#beta',
+    );
+    expect(match('api.example.com', '/x', { 'x-version': 'v3' })?.ruleId).toBe('ns/hdr#rest');
+    expect(match('api.example.com', '/x', { 'x-version': 'v1' }, 'GET', 'beta=1')?.ruleId).toBe(
+      'ns/hdr#rest',
+    );
+    expect(match('api.example.com', '/x', { 'x-version': 'v3x' }, 'GET', 'beta=1')?.ruleId).toBe(
+      'ns/hdr#rest',
+    );
+  });
+
   it('breaks ties by creation time, then namespace/name', () => {
     const spec = { rules: [{ matches: [{ path: { value: '/x' } }], backends: [be('echo')] }] };
     const { match } = matcher([
