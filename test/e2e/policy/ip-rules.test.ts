@@ -20,6 +20,8 @@ let direct: PolicyGateway;
 /** behind one trusted proxy, global deny of 192.0.2.0/24, listening dual-stack on [::]. */
 let behindProxy: PolicyGateway;
 let dualStackPort: number;
+/** behind one trusted proxy, a global allow list: only 198.51.100.0/24 gets anywhere. */
+let allowOnly: PolicyGateway;
 
 const rule = (name: string, prefix: string, policies: unknown) => ({
   name,
@@ -49,11 +51,17 @@ beforeAll(async () => {
     routes,
     args: ['--trusted-hops', '1', '--ip-deny', '192.0.2.0/24', '--listen', `[::]:${dualStackPort}`],
   });
+  allowOnly = await startPolicyGateway({
+    services: { api: [{ port: up.port }] },
+    routes,
+    args: ['--trusted-hops', '1', '--ip-allow', '198.51.100.0/24'],
+  });
 });
 
 afterAll(async () => {
   await direct?.stop();
   await behindProxy?.stop();
+  await allowOnly?.stop();
   await up?.close();
 });
 
@@ -99,6 +107,19 @@ describe('IP rules behind one trusted proxy', () => {
     expect(a.status).toBe(403);
     expect(a.json<{ reason: string }>().reason).toBe('denied');
     expect(await status(dualStackPort, '/open', '198.51.100.1')).toBe(200);
+  });
+
+  it('global --ip-allow admits only its networks, on every route', async () => {
+    const before = up.seen.length;
+    expect(await status(allowOnly.gw.port, '/open', '198.51.100.7')).toBe(200);
+    const denied = await call(allowOnly.gw.port, '/open', { headers: { 'x-forwarded-for': '203.0.113.9' } });
+    expect(denied.status).toBe(403);
+    expect(denied.json<{ reason: string }>().reason).toBe('not-allowed');
+    // No X-Forwarded-For: the peer (127.0.0.1) is the client, and it is not on the list.
+    expect(await status(allowOnly.gw.port, '/open')).toBe(403);
+    // A rule's own allow list cannot widen the global one.
+    expect(await status(allowOnly.gw.port, '/office', '10.1.2.3')).toBe(403);
+    expect(up.seen.length - before).toBe(1);
   });
 
   it('a spoofed entry prepended by the client behind a trusted proxy is not used', async () => {
