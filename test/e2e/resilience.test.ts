@@ -230,6 +230,52 @@ describe('retry budget', () => {
   });
 });
 
+describe('what is retried', () => {
+  it('a reset is retried for GET, never for POST (the upstream may have acted on it); a 5xx POST is passed on', async () => {
+    const seen: string[] = [];
+    const flaky = (name: string) =>
+      startUpstream(name, (req: IncomingMessage, res: ServerResponse) => {
+        seen.push(`${name} ${req.method} ${req.headers['x-edgegate-attempt'] ?? '1'}`);
+        req.resume();
+        req.on('end', () => {
+          // u0 drops the connection without an answer (a reset); u1 answers 503.
+          if (name === 'u0') req.socket.destroy();
+          else {
+            res.writeHead(503, { 'content-length': 0 });
+            res.end();
+          }
+        });
+      });
+    const ups = await upstreams(2, flaky);
+    const gw = await gateway(
+      tableOf(rule({ retry: { attempts: 3, retryOn: ['reset', 'connect-failure'] } }), {
+        echo: ups.map((u) => u.port),
+      }),
+      { outlier: { ...outlier503Off } },
+    );
+    // GET: the reset on u0 is retried on u1 (503 is not in retryOn, so that answer is final).
+    for (let i = 0; i < 4; i++) expect((await get(gw.port, '/g')).status).toBe(503);
+    expect(seen.filter((l) => l.startsWith('u0 GET')).length).toBeGreaterThan(0);
+    expect(seen.filter((l) => l.startsWith('u1 GET') && !l.endsWith(' 1')).length).toBeGreaterThan(0);
+    // POST with a body: whichever endpoint it lands on, it is sent exactly once.
+    seen.length = 0;
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await fetch(`http://127.0.0.1:${gw.port}/p`, {
+        method: 'POST',
+        headers: { host: 'test.local' },
+        body: 'order=1',
+      });
+      statuses.push(r.status);
+      await r.arrayBuffer();
+    }
+    expect(seen.filter((l) => l.includes(' POST ')).length).toBe(6);
+    expect(seen.some((l) => !l.endsWith(' 1'))).toBe(false);
+    // u0's resets reach the client as 502, u1's 503 as is.
+    expect(new Set(statuses)).toEqual(new Set([502, 503]));
+  });
+});
+
 const outlier503Off = {
   consecutiveFailures: 0,
   baseEjectionMs: 1000,
