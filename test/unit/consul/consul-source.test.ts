@@ -143,6 +143,38 @@ describe('ConsulSource', () => {
     expect(source!.stats().serviceWatches).toBe(0);
   });
 
+  it('starts and stops watches as the routes change, without a restart', async () => {
+    consul = await FakeConsul.start();
+    consul.services = {
+      dc2: { billing: [{ id: 'b-1', port: 9003 }], ledger: [{ id: 'l-1', port: 9004 }] },
+    };
+    const { snapshots } = start([ROUTES[1]!]);
+    await waitFor(() => snapshots.length === 1, { timeoutMs: 5000 });
+    expect(source!.stats().serviceWatches).toBe(1);
+    expect(names(snapshots[0]).dc2).toEqual(['billing']);
+    // A route to ledger appears: its watch starts and its instances are reported.
+    const ledger = route('ledger', {
+      rules: [{ backends: [{ consul: { service: 'ledger', datacenter: 'dc2' } }] }],
+    });
+    source!.setRoutes([ROUTES[1]!, ledger]);
+    await waitFor(() => names(snapshots.at(-1)).dc2?.includes('ledger'), { timeoutMs: 5000 });
+    expect(source!.stats().serviceWatches).toBe(2);
+    // The billing route goes: its watch stops and billing leaves the snapshot.
+    source!.setRoutes([ledger]);
+    await waitFor(() => !names(snapshots.at(-1)).dc2?.includes('billing'), { timeoutMs: 5000 });
+    expect(source!.stats().serviceWatches).toBe(1);
+    const count = (svc: string) =>
+      consul!.requests.filter((r) => r.path === `/v1/health/service/${svc}`).length;
+    const billingBefore = count('billing');
+    const ledgerBefore = count('ledger');
+    consul.change((c) => {
+      c.services.dc2!.billing![0]!.port = 9999;
+    });
+    // The change wakes the ledger watch; nothing watches billing any more, so nothing asks for it.
+    await waitFor(() => count('ledger') > ledgerBefore, { timeoutMs: 5000 });
+    expect(count('billing')).toBe(billingBefore);
+  });
+
   it('a 403 logs one error line however often it retries, counts, and keeps the last state', async () => {
     consul = await FakeConsul.start();
     consul.services = { dc2: { billing: [{ id: 'b-1', port: 9003 }] } };
