@@ -172,6 +172,43 @@ describe('hot reload from files', () => {
     expect((await answer('/one/x')).name).toBe('a');
   });
 
+  it('keeps the previous catalog when the catalog file breaks, and when it is deleted', async () => {
+    const file = join(catalogDir, 'catalog.yaml');
+    expect((await answer('/one/x')).name).toBe('a');
+    writeFileSync(file, 'datacenters:\n  dc1: { services: [\n');
+    await waitFor(() => gw.output().includes('keeping the previous catalog'), {
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
+    expect((await answer('/one/x')).name).toBe('a');
+    // Parseable but wrong: a port out of range is refused with its field, the previous catalog stays.
+    const marker = gw.output().length;
+    writeFileSync(file, catalogWith({ svc: [70000] }));
+    await waitFor(() => gw.output().slice(marker).includes('keeping the previous catalog'), {
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
+    expect((await answer('/one/x')).name).toBe('a');
+    const marker2 = gw.output().length;
+    rmSync(file);
+    await waitFor(() => gw.output().slice(marker2).includes('keeping the previous catalog'), {
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
+    expect((await answer('/one/x')).name).toBe('a');
+    // Back: the file returns and is followed again.
+    await changeAndWait(
+      'catalog.yaml',
+      catalogWith({ svc: [b.port], other: [b.port] }),
+      async () => (await answer('/one/x')).name === 'b',
+    );
+    await changeAndWait(
+      'catalog.yaml',
+      catalogWith({ svc: [a.port], other: [a.port] }),
+      async () => (await answer('/one/x')).name === 'a',
+    );
+  });
+
   it('lets a request in flight finish across a reload', async () => {
     writeFileSync(join(catalogDir, 'catalog.yaml'), catalogWith({ svc: [a.port], other: [b.port] }));
     writeFileSync(join(dir, 'one.yaml'), routeYaml('one', { rules: [rule('/one', 'svc')] }));
