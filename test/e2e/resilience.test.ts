@@ -436,6 +436,35 @@ describe('consistent hash through the gateway', () => {
   });
 });
 
+describe('consistent hash on a cookie and on the client address', () => {
+  it('a cookie keeps its endpoint, different cookies spread; a request without it is still served', async () => {
+    const ups = await upstreams(5);
+    const spec = rule({ loadBalancer: { type: 'ConsistentHash', consistentHash: { cookie: 'session' } } });
+    const gw = await gateway(tableOf(spec, { echo: ups.map((u) => u.port) }, 1));
+    const owner = async (cookie?: string) =>
+      JSON.parse((await get(gw.port, '/', cookie ? { cookie } : {})).body).name as string;
+    const owners = new Set<string>();
+    for (let k = 0; k < 40; k++) {
+      const first = await owner(`theme=dark; session=s-${k}; lang=en`);
+      // The same session, wherever the cookie sits in the header, goes to the same endpoint.
+      expect(await owner(`session=s-${k}`)).toBe(first);
+      expect(await owner(`a=1; session=s-${k}`)).toBe(first);
+      owners.add(first);
+    }
+    expect(owners.size).toBeGreaterThanOrEqual(4);
+    expect(ups.map((u) => u.name)).toContain(await owner());
+  });
+
+  it('sourceIP: every request of one client address lands on one endpoint', async () => {
+    const ups = await upstreams(5);
+    const spec = rule({ loadBalancer: { type: 'ConsistentHash', consistentHash: { sourceIP: true } } });
+    const gw = await gateway(tableOf(spec, { echo: ups.map((u) => u.port) }, 1));
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) seen.add(JSON.parse((await get(gw.port, '/')).body).name as string);
+    expect(seen.size).toBe(1);
+  });
+});
+
 describe('pools across table versions', () => {
   it('table updates that keep an endpoint open no new upstream connections (no reconnect storm)', async () => {
     const ups = await upstreams(2);
