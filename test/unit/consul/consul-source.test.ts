@@ -175,6 +175,40 @@ describe('ConsulSource', () => {
     expect(count('billing')).toBe(billingBefore);
   });
 
+  it('sends CONSUL_NAMESPACE / CONSUL_PARTITION and the token on every request', async () => {
+    consul = await FakeConsul.start();
+    consul.services = { dc2: { billing: [{ id: 'b-1', port: 9003 }] } };
+    const { snapshots } = start(ROUTES, {
+      ...consulSettingsFromEnv({
+        CONSUL_HTTP_ADDR: consul.url,
+        CONSUL_NAMESPACE: 'team-a',
+        CONSUL_PARTITION: 'edge',
+        CONSUL_HTTP_TOKEN: 'secret-token',
+      }),
+    });
+    await waitFor(() => snapshots.length === 1, { timeoutMs: 5000 });
+    const health = consul.requests.filter((r) => r.path.startsWith('/v1/health/service/'));
+    expect(health.length).toBeGreaterThan(0);
+    for (const r of consul.requests) {
+      if (r.path === '/v1/agent/self' || r.path === '/v1/catalog/datacenters') continue;
+      expect([r.path, r.query.get('ns'), r.query.get('partition')]).toEqual([r.path, 'team-a', 'edge']);
+    }
+    for (const r of consul.requests) expect(r.headers['x-consul-token']).toBe('secret-token');
+  });
+
+  it('a datacenter that joins the WAN later is picked up without a restart', async () => {
+    consul = await FakeConsul.start();
+    consul.services = { dc2: { billing: [{ id: 'b-1', port: 9003 }] } };
+    const { snapshots } = start(ROUTES, { datacenterPollMs: 50 });
+    await waitFor(() => snapshots.length === 1, { timeoutMs: 5000 });
+    expect(Object.keys(snapshots[0]!.datacenters).sort()).toEqual(['dc1', 'dc2']);
+    consul.change((c) => {
+      c.datacenters = ['dc1', 'dc2', 'dc3'];
+      c.services.dc3 = { web: [{ id: 'w-1', port: 9005, tags: ['edge'] }] };
+    });
+    await waitFor(() => names(snapshots.at(-1)).dc3?.includes('web'), { timeoutMs: 5000 });
+  });
+
   it('a 403 logs one error line however often it retries, counts, and keeps the last state', async () => {
     consul = await FakeConsul.start();
     consul.services = { dc2: { billing: [{ id: 'b-1', port: 9003 }] } };
