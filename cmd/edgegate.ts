@@ -13,6 +13,7 @@ import { ConfigError } from '../src/errors.ts';
 import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { policySettingsFrom } from '../src/policy/settings.ts';
+import { EDGE_FLAGS, edgeSettingsFrom } from '../src/proxy/edge-flags.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
@@ -57,7 +58,17 @@ const program = new Command()
   .version(pkg.version, '-v, --version')
   .showHelpAfterError();
 
-program
+/** The edge defaults of the data plane as flags (src/proxy/edge-flags.ts). */
+function edgeOptions(): Option[] {
+  return EDGE_FLAGS.map((f) =>
+    new Option(
+      f.parse === 'switch' ? f.flag : `${f.flag} <${f.parse === 'duration' ? 'duration' : 'n'}>`,
+      f.help,
+    ).env(f.env),
+  );
+}
+
+const runCommand = program
   .command('run')
   .description('run the gateway (standalone from files, or with --kube / --consul)')
   .addOption(new Option('--listen <addr>', 'HTTP proxy address').env('EDGEGATE_LISTEN').default(':8080'))
@@ -258,6 +269,7 @@ program
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,
+        ...edgeSettingsOf(o),
         policy: policySettingsFrom(o, process.env, parseDurationFlag),
         listenTls: o.listenTls,
         tlsCerts: ((o.tlsCert as string[] | undefined) ?? []).map((v) => parseCertFlag(v, '--tls-cert')),
@@ -309,6 +321,14 @@ async function readRoutesArg(paths: string[]): Promise<RouteSource[]> {
     else out.push(...(await readRouteFile(p)));
   }
   return out;
+}
+
+for (const option of edgeOptions()) runCommand.addOption(option);
+
+/** Listener and proxy settings from the edge flags. */
+function edgeSettingsOf(o: Record<string, unknown>) {
+  const { listener, proxy } = edgeSettingsFrom(o, parseDurationFlag);
+  return { listenerSettings: listener, proxySettings: proxy };
 }
 
 program

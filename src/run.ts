@@ -29,8 +29,8 @@ import { LocalCoordinator } from './policy/coordinator.ts';
 import { holdEventLoopBusy } from './policy/overload-guard.ts';
 import { PolicyRuntime } from './policy/policy-runtime.ts';
 import type { PolicySettings } from './policy/types.ts';
-import { ProxyPipeline } from './proxy/proxy.ts';
-import { createProxyServer, drainServer } from './proxy/server.ts';
+import { ProxyPipeline, type ProxySettings } from './proxy/proxy.ts';
+import { createProxyServer, drainServer, type ListenerSettings } from './proxy/server.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
 import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
@@ -65,6 +65,10 @@ export interface RunOptions {
   tlsCerts?: CertFileSpec[];
   /** `--tls-default-cert`, parsed. */
   tlsDefaultCert?: CertFileSpec;
+  /** Edge flags (src/proxy/edge-flags.ts): client timeouts, limits and request checks of the listener. */
+  listenerSettings?: Partial<ListenerSettings>;
+  /** Edge flags: upstream timeouts, retry budget, WebSocket idle time, encoded slashes. */
+  proxySettings?: Partial<ProxySettings>;
   /** `--upstream-client-cert NAMESPACE/NAME=CERT,KEY`, parsed: client certificates for mTLS to upstreams. */
   upstreamClientCerts?: ClientCertFileSpec[];
   tlsSettings?: Partial<TlsListenerSettings>;
@@ -433,7 +437,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
     new LocalCoordinator(),
   );
-  const proxy = new ProxyPipeline({ trustedHops: opts.trustedHops ?? 0 }, policies);
+  const proxy = new ProxyPipeline({ ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 }, policies);
   const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
   const certs = await startCertificates(opts, log, (set) => {
     tls.applyCerts(set);
@@ -459,6 +463,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
 
   const proxyServer = createProxyServer(
     opts.httpsRedirect ? new HttpsRedirector(opts.httpsRedirect.statusCode, opts.httpsRedirect.port) : proxy,
+    opts.listenerSettings,
   );
   let draining = false;
   const admin = createAdminServer({
@@ -561,9 +566,9 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     host: listenAt.host,
     port: listenAt.port,
     reusePort,
-    proxy: { trustedHops: opts.trustedHops ?? 0 },
+    proxy: { ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 },
     policy: { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: opts.workers },
-    listener: {},
+    listener: opts.listenerSettings ?? {},
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
     accessLog: opts.accessLog,

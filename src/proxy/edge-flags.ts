@@ -1,0 +1,175 @@
+/**
+ * The data plane's edge defaults as `edgegate run` flags (each also an environment variable): client timeouts and
+ * limits of the listener, the request checks (each can be turned off), and the proxy's upstream timeouts, retry
+ * budget and WebSocket idle time. Absent flags keep the defaults of server.ts / proxy.ts.
+ */
+import { ConfigError } from '../errors.ts';
+import type { ProxySettings } from './proxy.ts';
+import type { ListenerSettings } from './server.ts';
+
+type Parse = (text: string, flag: string) => number | boolean;
+
+export interface EdgeFlag {
+  flag: string;
+  env: string;
+  help: string;
+  /** Where the value goes. */
+  target: 'listener' | 'proxy';
+  key: keyof ListenerSettings | keyof ProxySettings;
+  parse: 'duration' | 'count' | 'switch';
+  /** For a switch: the setting's value when the flag is given (the flags turn a default off). */
+  whenSet?: boolean;
+}
+
+export const EDGE_FLAGS: EdgeFlag[] = [
+  {
+    flag: '--client-header-timeout',
+    env: 'EDGEGATE_CLIENT_HEADER_TIMEOUT',
+    help: 'time a client has to send the request headers (slowloris guard; default 15s)',
+    target: 'listener',
+    key: 'headersTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--client-request-timeout',
+    env: 'EDGEGATE_CLIENT_REQUEST_TIMEOUT',
+    help: 'time a client has to send the whole request, body included; 0: none (default 5m)',
+    target: 'listener',
+    key: 'requestTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--client-keepalive-timeout',
+    env: 'EDGEGATE_CLIENT_KEEPALIVE_TIMEOUT',
+    help: 'idle keep-alive time of client connections (default 75s, above common load balancers’ 60s)',
+    target: 'listener',
+    key: 'keepAliveTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--max-request-headers',
+    env: 'EDGEGATE_MAX_REQUEST_HEADERS',
+    help: 'more request headers than this: 431 (default 100)',
+    target: 'listener',
+    key: 'maxHeaders',
+    parse: 'count',
+  },
+  {
+    flag: '--max-client-connections',
+    env: 'EDGEGATE_MAX_CLIENT_CONNECTIONS',
+    help: 'open client connections per worker, more are refused at accept; 0: no cap (default 10000)',
+    target: 'listener',
+    key: 'maxConnections',
+    parse: 'count',
+  },
+  {
+    flag: '--allow-underscore-headers',
+    env: 'EDGEGATE_ALLOW_UNDERSCORE_HEADERS',
+    help: 'accept header names with underscores (refused with 400 by default: they alias dashes in CGI-style upstreams)',
+    target: 'listener',
+    key: 'rejectUnderscoreHeaders',
+    parse: 'switch',
+    whenSet: false,
+  },
+  {
+    flag: '--allow-authority-mismatch',
+    env: 'EDGEGATE_ALLOW_AUTHORITY_MISMATCH',
+    help: 'accept an absolute-form request target whose host differs from Host (refused by default)',
+    target: 'listener',
+    key: 'rejectAuthorityMismatch',
+    parse: 'switch',
+    whenSet: false,
+  },
+  {
+    flag: '--allow-control-characters',
+    env: 'EDGEGATE_ALLOW_CONTROL_CHARACTERS',
+    help: 'accept control characters in header values (refused by default)',
+    target: 'listener',
+    key: 'rejectControlCharacters',
+    parse: 'switch',
+    whenSet: false,
+  },
+  {
+    flag: '--allow-encoded-slash',
+    env: 'EDGEGATE_ALLOW_ENCODED_SLASH',
+    help: 'keep %2F / %5C in paths, opaque (refused with 400 by default)',
+    target: 'proxy',
+    key: 'allowEncodedSlash',
+    parse: 'switch',
+    whenSet: true,
+  },
+  {
+    flag: '--upstream-header-timeout',
+    env: 'EDGEGATE_UPSTREAM_HEADER_TIMEOUT',
+    help: 'default per try: time for the upstream to send response headers (route: timeouts.responseHeaders; default 60s)',
+    target: 'proxy',
+    key: 'upstreamHeadersTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--upstream-idle-timeout',
+    env: 'EDGEGATE_UPSTREAM_IDLE_TIMEOUT',
+    help: 'default per try: longest pause in the upstream’s response body (route: timeouts.idle; default 60s)',
+    target: 'proxy',
+    key: 'upstreamBodyTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--retry-budget-percent',
+    env: 'EDGEGATE_RETRY_BUDGET_PERCENT',
+    help: 'retries in progress per backend at most this % of its active requests (default 20)',
+    target: 'proxy',
+    key: 'retryBudgetPercent',
+    parse: 'count',
+  },
+  {
+    flag: '--retry-budget-min',
+    env: 'EDGEGATE_RETRY_BUDGET_MIN',
+    help: '…or this many, whichever is larger (default 3)',
+    target: 'proxy',
+    key: 'retryBudgetMinConcurrent',
+    parse: 'count',
+  },
+  {
+    flag: '--websocket-idle-timeout',
+    env: 'EDGEGATE_WEBSOCKET_IDLE_TIMEOUT',
+    help: 'close a proxied WebSocket idle both ways this long (default 5m)',
+    target: 'proxy',
+    key: 'websocketIdleTimeoutMs',
+    parse: 'duration',
+  },
+];
+
+const COUNT_MAX: Partial<Record<string, number>> = { retryBudgetPercent: 100 };
+
+/**
+ * The settings the given flags set, by target. `values` holds commander's option values (camelCase of the flag,
+ * string or true); `duration` parses `5s`, `250ms`, a bare number of seconds.
+ */
+export function edgeSettingsFrom(
+  values: Record<string, unknown>,
+  duration: (text: string, flag: string) => number,
+): { listener: Partial<ListenerSettings>; proxy: Partial<ProxySettings> } {
+  const out = { listener: {} as Record<string, unknown>, proxy: {} as Record<string, unknown> };
+  for (const f of EDGE_FLAGS) {
+    const name = f.flag.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    const raw = values[name];
+    if (raw === undefined || raw === false) continue;
+    const parse: Parse =
+      f.parse === 'duration'
+        ? duration
+        : f.parse === 'switch'
+          ? () => f.whenSet!
+          : (text, flag) => {
+              const n = Number(text);
+              const max = COUNT_MAX[f.key] ?? 1_000_000;
+              if (!/^\d+$/.test(String(text).trim()) || n > max)
+                throw new ConfigError(
+                  `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,
+                );
+              return n;
+            };
+    out[f.target][f.key] = parse(String(raw), f.flag);
+  }
+  return out as { listener: Partial<ListenerSettings>; proxy: Partial<ProxySettings> };
+}
