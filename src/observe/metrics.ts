@@ -12,6 +12,7 @@
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../api/catalog.ts';
 import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from '../policy/metrics.ts';
+import { EJECTIONS_BY_SERVICE, REFUSED_BY_SERVICE } from '../proxy/outlier.ts';
 import type { TableData } from '../table/types.ts';
 import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
 import { type AggregateView, SnapshotAggregator } from './aggregate.ts';
@@ -50,15 +51,21 @@ export const COUNTER_METRICS: Record<string, { name: string; help: string }> = {
     name: 'edgegate_request_timeouts_total',
     help: 'Requests that hit their whole-request timeout.',
   },
-  ejections: {
-    name: 'edgegate_outlier_ejections_total',
-    help: 'Upstream endpoints ejected by passive outlier detection.',
-  },
-  ejectionsRefusedByCap: {
-    name: 'edgegate_outlier_ejections_refused_total',
-    help: 'Ejections not done because the cluster already had its maximum share of endpoints ejected.',
-  },
 };
+
+/** Per service and datacenter counters (WorkerSnapshot.counters keys `prefix\0service\0datacenter`). */
+const SERVICE_COUNTER_METRICS = [
+  {
+    prefix: EJECTIONS_BY_SERVICE,
+    name: 'edgegate_outlier_ejections_total',
+    help: 'Upstream endpoints ejected by passive outlier detection, by service and datacenter.',
+  },
+  {
+    prefix: REFUSED_BY_SERVICE,
+    name: 'edgegate_outlier_ejections_refused_total',
+    help: 'Ejections not done because the cluster already had its maximum share of endpoints ejected, by service and datacenter.',
+  },
+];
 
 const POOL_FIGURES = [
   ['connected', 'Open connections to the upstream endpoints.'],
@@ -358,6 +365,16 @@ export class MetricsHub {
     );
     for (const [key, m] of Object.entries(COUNTER_METRICS))
       this.#add(m.name, m.help, 'counter', () => [{ labels: {}, value: v().counters[key] ?? 0 }]);
+    for (const m of SERVICE_COUNTER_METRICS)
+      this.#add(m.name, m.help, 'counter', () => {
+        const out: Sample[] = [];
+        for (const [key, value] of Object.entries(v().counters)) {
+          const [prefix, service, datacenter] = key.split('\u0000');
+          if (prefix === m.prefix && service !== undefined && datacenter !== undefined)
+            out.push({ labels: { service, datacenter }, value });
+        }
+        return out;
+      });
   }
 
   #defineUpstreams(): void {

@@ -32,10 +32,28 @@ function readmit(up: Upstream): void {
   up.lastReadmitted = Date.now();
 }
 
+/** Counter-name prefixes of the per-service outlier counters (observe/metrics.ts turns them into labels). */
+export const EJECTIONS_BY_SERVICE = 'ejectionsBy';
+export const REFUSED_BY_SERVICE = 'ejectionsRefusedBy';
+
+/** Per service and datacenter: `service\u0000datacenter` → [ejections, refused by the cap]. */
+export type OutlierCounts = Map<string, [number, number]>;
+
 export class OutlierDetector {
   readonly settings: OutlierSettings;
   #ejections = 0;
   #refusedByCap = 0;
+  readonly #byService: OutlierCounts = new Map();
+
+  #count(cluster: ClusterRuntime, which: 0 | 1): void {
+    const key = `${cluster.data.service}\u0000${cluster.data.datacenter}`;
+    let c = this.#byService.get(key);
+    if (c === undefined) {
+      c = [0, 0];
+      this.#byService.set(key, c);
+    }
+    c[which]++;
+  }
 
   constructor(settings: OutlierSettings) {
     this.settings = settings;
@@ -55,6 +73,7 @@ export class OutlierDetector {
     for (const u of list) if (u.ejected) ejected++;
     if (ejected + 1 > Math.floor((list.length * s.maxEjectionPercent) / 100)) {
       this.#refusedByCap++;
+      this.#count(cluster, 1);
       return;
     }
     const now = Date.now();
@@ -62,13 +81,14 @@ export class OutlierDetector {
     up.ejections++;
     up.ejected = true;
     this.#ejections++;
+    this.#count(cluster, 0);
     const ms = Math.min(s.baseEjectionMs * up.ejections, s.maxEjectionMs);
     up.ejectionTimer = setTimeout(readmit, ms, up);
     up.ejectionTimer.unref();
   }
 
-  /** Plain counters for metrics (edgegate_outlier_ejections_total, …). */
-  stats(): { ejections: number; refusedByCap: number } {
-    return { ejections: this.#ejections, refusedByCap: this.#refusedByCap };
+  /** Plain counters for metrics (edgegate_outlier_ejections_total, …), in total and per service and datacenter. */
+  stats(): { ejections: number; refusedByCap: number; byService: OutlierCounts } {
+    return { ejections: this.#ejections, refusedByCap: this.#refusedByCap, byService: this.#byService };
   }
 }

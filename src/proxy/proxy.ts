@@ -33,7 +33,13 @@ import {
 import { requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
-import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
+import {
+  DEFAULT_OUTLIER_SETTINGS,
+  EJECTIONS_BY_SERVICE,
+  OutlierDetector,
+  type OutlierSettings,
+  REFUSED_BY_SERVICE,
+} from './outlier.ts';
 import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
@@ -264,6 +270,13 @@ export class ProxyPipeline {
       upstreamErrors: c.upstreamErrors,
       ejections: o.ejections,
       ejectionsRefusedByCap: o.refusedByCap,
+      // Per service and datacenter, as `name\u0000service\u0000datacenter` (summed across workers like the rest).
+      ...Object.fromEntries(
+        [...o.byService].flatMap(([key, [ejected, refused]]) => [
+          [`${EJECTIONS_BY_SERVICE}\u0000${key}`, ejected],
+          [`${REFUSED_BY_SERVICE}\u0000${key}`, refused],
+        ]),
+      ),
     };
   }
 

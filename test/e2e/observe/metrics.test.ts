@@ -78,6 +78,7 @@ beforeAll(async () => {
   beta = await startEcho('beta');
   pooled = await startEcho('pooled');
   const dead = await freePort({ udp: false });
+  const deadToo = await freePort({ udp: false });
   dir = mkdtempSync(join(tmpdir(), 'edgegate-observe-'));
   const inst = (port: number) => [{ address: '127.0.0.1', port }];
   writeFileSync(
@@ -90,6 +91,7 @@ beforeAll(async () => {
             beta: inst(beta.port),
             pooled: inst(pooled.port),
             gone: inst(dead),
+            flaky: [...inst(alpha.port), ...inst(deadToo)],
           },
         },
       },
@@ -102,6 +104,10 @@ beforeAll(async () => {
   writeFileSync(
     join(routes, 'gone.yaml'),
     routeYaml('route-gone', { rules: [rule('/gone', 'gone')] }, 'obs'),
+  );
+  writeFileSync(
+    join(routes, 'flaky.yaml'),
+    routeYaml('route-flaky', { rules: [rule('/flaky', 'flaky')] }, 'obs'),
   );
   writeFileSync(
     join(routes, 'p.yaml'),
@@ -249,6 +255,21 @@ describe('pool gauges', () => {
 });
 
 describe('exposition', () => {
+  it('counts outlier ejections, and ejections refused by the cap, per service and datacenter', async () => {
+    // flaky: one live and one dead endpoint; connect failures are retried on the live one (200) until the dead
+    // one is ejected in each worker. gone: its only endpoint is dead, and the cap (50 %) refuses to eject it.
+    for (let i = 0; i < 30; i++) expect(await get('/flaky/x')).toBe(200);
+    for (let i = 0; i < 12; i++) expect(await get('/gone/x')).toBe(502);
+    const { prom } = await scrape();
+    const flaky = { service: 'flaky', datacenter: 'dc1' };
+    const gone = { service: 'gone', datacenter: 'dc1' };
+    expect(sumOf(prom, 'edgegate_outlier_ejections_total', flaky)).toBeGreaterThanOrEqual(1);
+    expect(sumOf(prom, 'edgegate_outlier_ejections_total', flaky)).toBeLessThanOrEqual(2);
+    expect(sumOf(prom, 'edgegate_outlier_ejections_refused_total', gone)).toBeGreaterThanOrEqual(1);
+    expect(sumOf(prom, 'edgegate_outlier_ejections_total', gone)).toBe(0);
+    expect(sumOf(prom, 'edgegate_outlier_ejections_total', { service: 'alpha' })).toBe(0);
+  });
+
   it('passes promtool check metrics and every metric family has HELP', async () => {
     const { text, prom } = await scrape();
     const r = promtoolCheckMetrics(text);
