@@ -4,7 +4,7 @@
  * configuration error naming the flag. Through `edgegate run --workers 2`, so the settings reach the workers.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,9 +12,9 @@ import {
   CLI,
   type EchoUpstream,
   type GatewayProcess,
-  routeYaml,
   startEcho,
   startGateway,
+  writeOneServiceConfig,
 } from '../support/gateway.ts';
 
 let echo: EchoUpstream;
@@ -25,20 +25,8 @@ let dir: string;
 beforeAll(async () => {
   echo = await startEcho('edge-flags');
   dir = mkdtempSync(join(tmpdir(), 'eg-edge-flags-'));
-  mkdirSync(join(dir, 'routes'));
-  writeFileSync(
-    join(dir, 'catalog.yaml'),
-    JSON.stringify({
-      datacenters: { dc1: { services: { echo: [{ address: '127.0.0.1', port: echo.port }] } } },
-    }),
-  );
-  writeFileSync(
-    join(dir, 'routes', 'r.yaml'),
-    routeYaml('r', {
-      rules: [{ matches: [{ path: { value: '/' } }], backends: [{ consul: { service: 'echo' } }] }],
-    }),
-  );
-  const base = ['--routes', join(dir, 'routes'), '--catalog', join(dir, 'catalog.yaml'), '--workers', '2'];
+  const config = writeOneServiceConfig(dir, echo.port);
+  const base = ['--routes', config.routes, '--catalog', config.catalog, '--workers', '2'];
   strict = await startGateway(base);
   relaxed = await startGateway([
     ...base,

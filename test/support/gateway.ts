@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -123,4 +123,29 @@ export async function startEcho(name: string, port = 0): Promise<EchoUpstream> {
 /** A GatewayRoute manifest as YAML text. */
 export function routeYaml(name: string, spec: unknown, namespace = 'default'): string {
   return `${JSON.stringify({ apiVersion: 'edgegate.io/v1alpha1', kind: 'GatewayRoute', metadata: { name, namespace }, spec })}\n`;
+}
+
+/**
+ * Standalone config under `dir`: a catalog file with one instance of `service` on 127.0.0.1:`port`, and a routes
+ * directory with one catch-all route (named like the service) to it. Returns the two paths for `run`.
+ */
+export function writeOneServiceConfig(
+  dir: string,
+  port: number,
+  service = 'echo',
+): { routes: string; catalog: string } {
+  const routes = join(dir, 'routes');
+  const catalog = join(dir, 'catalog.yaml');
+  mkdirSync(routes, { recursive: true });
+  writeFileSync(
+    catalog,
+    JSON.stringify({ datacenters: { dc1: { services: { [service]: [{ address: '127.0.0.1', port }] } } } }),
+  );
+  writeFileSync(
+    join(routes, `${service}.yaml`),
+    routeYaml(service, {
+      rules: [{ matches: [{ path: { value: '/' } }], backends: [{ consul: { service } }] }],
+    }),
+  );
+  return { routes, catalog };
 }

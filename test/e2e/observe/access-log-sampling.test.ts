@@ -2,16 +2,16 @@
  * The access log's sampling and off switch through `edgegate run --workers 2`: `--access-log-sample 0` logs no
  * ordinary request but every answer ≥ 500; `--access-log off` logs none at all; the default logs every request.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type EchoUpstream,
   type GatewayProcess,
-  routeYaml,
   startEcho,
   startGateway,
+  writeOneServiceConfig,
 } from '../../support/gateway.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -22,19 +22,7 @@ const gateways: GatewayProcess[] = [];
 beforeAll(async () => {
   echo = await startEcho('sampling');
   dir = mkdtempSync(join(tmpdir(), 'eg-access-sampling-'));
-  mkdirSync(join(dir, 'routes'));
-  writeFileSync(
-    join(dir, 'catalog.yaml'),
-    JSON.stringify({
-      datacenters: { dc1: { services: { echo: [{ address: '127.0.0.1', port: echo.port }] } } },
-    }),
-  );
-  writeFileSync(
-    join(dir, 'routes', 'r.yaml'),
-    routeYaml('r', {
-      rules: [{ matches: [{ path: { value: '/' } }], backends: [{ consul: { service: 'echo' } }] }],
-    }),
-  );
+  writeOneServiceConfig(dir, echo.port);
 });
 
 afterAll(async () => {

@@ -4,7 +4,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,9 +12,9 @@ import {
   type EchoUpstream,
   type GatewayProcess,
   ROOT,
-  routeYaml,
   startEcho,
   startGateway,
+  writeOneServiceConfig,
 } from '../../support/gateway.ts';
 import { parsePromText } from '../../support/prom-text.ts';
 import { findPromtool, PROMTOOL_HINT } from '../../support/promtool.ts';
@@ -62,27 +62,8 @@ let dir: string;
 beforeAll(async () => {
   echo = await startEcho('dash');
   dir = mkdtempSync(join(tmpdir(), 'edgegate-dashboard-'));
-  mkdirSync(join(dir, 'routes'));
-  writeFileSync(
-    join(dir, 'catalog.yaml'),
-    JSON.stringify({
-      datacenters: { dc1: { services: { dash: [{ address: '127.0.0.1', port: echo.port }] } } },
-    }),
-  );
-  writeFileSync(
-    join(dir, 'routes', 'r.yaml'),
-    routeYaml('dash', {
-      rules: [{ matches: [{ path: { value: '/' } }], backends: [{ consul: { service: 'dash' } }] }],
-    }),
-  );
-  gw = await startGateway([
-    '--routes',
-    join(dir, 'routes'),
-    '--catalog',
-    join(dir, 'catalog.yaml'),
-    '--workers',
-    '2',
-  ]);
+  const config = writeOneServiceConfig(dir, echo.port, 'dash');
+  gw = await startGateway(['--routes', config.routes, '--catalog', config.catalog, '--workers', '2']);
   for (let i = 0; i < 3; i++) await (await fetch(`${gw.url}/x`)).arrayBuffer();
 });
 
