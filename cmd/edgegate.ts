@@ -13,7 +13,7 @@ import { ConfigError } from '../src/errors.ts';
 import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { policySettingsFrom } from '../src/policy/settings.ts';
-import { EDGE_FLAGS, edgeSettingsFrom } from '../src/proxy/edge-flags.ts';
+import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/proxy/edge-flags.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { consulOption } from '../src/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
@@ -58,12 +58,17 @@ const program = new Command()
   .version(pkg.version, '-v, --version')
   .showHelpAfterError();
 
+/** A repeatable flag whose environment variable holds several values separated by `;`. */
+function collectSpecs(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(';').filter(Boolean)];
+}
+
 /** The edge defaults of the data plane as flags (src/proxy/edge-flags.ts). */
 function edgeOptions(): Option[] {
   return EDGE_FLAGS.map((f) =>
     new Option(
       f.parse === 'switch' ? f.flag : `${f.flag} <${f.parse === 'duration' ? 'duration' : 'n'}>`,
-      f.help,
+      edgeFlagHelp(f),
     ).env(f.env),
   );
 }
@@ -83,10 +88,7 @@ const runCommand = program
       'certificate for HTTPS, [HOST[,HOST…]=]CERT.pem,KEY.pem (repeatable; hosts default to the certificate’s DNS names; env: ;-separated)',
     )
       .env('EDGEGATE_TLS_CERT')
-      .argParser((v: string, prev: string[] | undefined) => [
-        ...(prev ?? []),
-        ...v.split(';').filter(Boolean),
-      ]),
+      .argParser(collectSpecs),
   )
   .addOption(
     new Option(
@@ -100,10 +102,7 @@ const runCommand = program
       'client certificate for mTLS to upstreams, NAMESPACE/NAME=CERT.pem,KEY.pem: what a backend’s tls.clientCertificateRef { name: NAME } in a route of NAMESPACE presents (repeatable; env: ;-separated)',
     )
       .env('EDGEGATE_UPSTREAM_CLIENT_CERT')
-      .argParser((v: string, prev: string[] | undefined) => [
-        ...(prev ?? []),
-        ...v.split(';').filter(Boolean),
-      ]),
+      .argParser(collectSpecs),
   )
   .addOption(
     new Option('--https-redirect <status>', 'redirect every HTTP request to HTTPS with this status')

@@ -3,6 +3,8 @@
  * (`namespace/name`) once its watch has synced. Compile reads it to report a missing or invalid Secret in the
  * route's ResolvedRefs condition; the certificates themselves never enter compile or the table.
  */
+import type { GatewayRoute } from './gateway-route.ts';
+
 export interface CertificateRefSnapshot {
   /** Key `namespace/name`. A Secret without an entry is not known yet (its watch is starting): no verdict. */
   secrets: Record<string, CertificateRefState>;
@@ -15,6 +17,13 @@ export interface CertificateRefState {
   message?: string;
   /** Not ok, and the hostnames still get the last good certificate of this Secret. */
   servingPrevious?: boolean;
+}
+
+/** The Secret names a route's backends present as client certificates (`tls.clientCertificateRef`), in order. */
+export function clientCertificateNames(route: GatewayRoute): string[] {
+  return (route.spec.rules ?? []).flatMap((r) =>
+    (r.backends ?? []).flatMap((b) => (b.tls?.clientCertificateRef ? [b.tls.clientCertificateRef.name] : [])),
+  );
 }
 
 const PREFIX = 'Secret ';

@@ -4,7 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
-import { type CertificateRefSnapshot, certificateRefProblem } from '../api/certificate-refs.ts';
+import {
+  type CertificateRefSnapshot,
+  certificateRefProblem,
+  clientCertificateNames,
+} from '../api/certificate-refs.ts';
 import type {
   BackendTLSSpec,
   GatewayRoute,
@@ -489,14 +493,7 @@ function checkCertificateRefs(
   status: RouteStatus,
 ): void {
   if (!refs) return;
-  const names = [
-    ...(route.spec.tls ?? []).map((t) => t.secretName),
-    ...(route.spec.rules ?? []).flatMap((r) =>
-      (r.backends ?? []).flatMap((b) =>
-        b.tls?.clientCertificateRef ? [b.tls.clientCertificateRef.name] : [],
-      ),
-    ),
-  ];
+  const names = [...(route.spec.tls ?? []).map((t) => t.secretName), ...clientCertificateNames(route)];
   for (const name of names) {
     const key = `${namespace}/${name}`;
     const state = refs.secrets[key];

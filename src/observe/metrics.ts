@@ -557,23 +557,20 @@ export class MetricsHub {
     this.#add('edgegate_consul_watches', 'Consul blocking-query watches running.', 'gauge', () => [
       { labels: {}, value: o.consul?.()?.watches ?? 0 },
     ]);
-    this.#add(
+    const consulGauge = (name: string, help: string, pick: (c: ConsulFigures) => number) =>
+      this.#add(name, help, 'gauge', () => {
+        const c = o.consul?.();
+        return c ? [{ labels: {}, value: pick(c) }] : [];
+      });
+    consulGauge(
       'edgegate_consul_watch_limit',
       'The cap on concurrent Consul service watches (EDGEGATE_CONSUL_MAX_WATCHES).',
-      'gauge',
-      () => {
-        const c = o.consul?.();
-        return c ? [{ labels: {}, value: c.watchLimit }] : [];
-      },
+      (c) => c.watchLimit,
     );
-    this.#add(
+    consulGauge(
       'edgegate_consul_watches_over_limit',
       'Services the routes need that are not watched because of the cap (their instances are not served).',
-      'gauge',
-      () => {
-        const c = o.consul?.();
-        return c ? [{ labels: {}, value: c.watchesOverLimit }] : [];
-      },
+      (c) => c.watchesOverLimit,
     );
     this.#add(
       'edgegate_consul_watch_errors_total',

@@ -4,8 +4,8 @@
  * budget and WebSocket idle time. Absent flags keep the defaults of server.ts / proxy.ts.
  */
 import { ConfigError } from '../errors.ts';
-import type { ProxySettings } from './proxy.ts';
-import type { ListenerSettings } from './server.ts';
+import { DEFAULT_PROXY_SETTINGS, type ProxySettings } from './proxy.ts';
+import { DEFAULT_LISTENER_SETTINGS, type ListenerSettings } from './server.ts';
 
 type Parse = (text: string, flag: string) => number | boolean;
 
@@ -25,7 +25,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--client-header-timeout',
     env: 'EDGEGATE_CLIENT_HEADER_TIMEOUT',
-    help: 'time a client has to send the request headers (slowloris guard; default 15s)',
+    help: 'time a client has to send the request headers (slowloris guard)',
     target: 'listener',
     key: 'headersTimeoutMs',
     parse: 'duration',
@@ -33,7 +33,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--client-request-timeout',
     env: 'EDGEGATE_CLIENT_REQUEST_TIMEOUT',
-    help: 'time a client has to send the whole request, body included; 0: none (default 5m)',
+    help: 'time a client has to send the whole request, body included; 0: none',
     target: 'listener',
     key: 'requestTimeoutMs',
     parse: 'duration',
@@ -41,7 +41,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--client-keepalive-timeout',
     env: 'EDGEGATE_CLIENT_KEEPALIVE_TIMEOUT',
-    help: 'idle keep-alive time of client connections (default 75s, above common load balancers’ 60s)',
+    help: 'idle keep-alive time of client connections; keep it above the idle timeout of load balancers in front',
     target: 'listener',
     key: 'keepAliveTimeoutMs',
     parse: 'duration',
@@ -49,7 +49,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--max-request-headers',
     env: 'EDGEGATE_MAX_REQUEST_HEADERS',
-    help: 'more request headers than this: 431 (default 100)',
+    help: 'more request headers than this: 431',
     target: 'listener',
     key: 'maxHeaders',
     parse: 'count',
@@ -57,7 +57,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--max-client-connections',
     env: 'EDGEGATE_MAX_CLIENT_CONNECTIONS',
-    help: 'open client connections per worker, more are refused at accept; 0: no cap (default 10000)',
+    help: 'open client connections per worker, more are refused at accept; 0: no cap',
     target: 'listener',
     key: 'maxConnections',
     parse: 'count',
@@ -101,7 +101,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--upstream-header-timeout',
     env: 'EDGEGATE_UPSTREAM_HEADER_TIMEOUT',
-    help: 'default per try: time for the upstream to send response headers (route: timeouts.responseHeaders; default 60s)',
+    help: 'default per try: time for the upstream to send response headers (route: timeouts.responseHeaders)',
     target: 'proxy',
     key: 'upstreamHeadersTimeoutMs',
     parse: 'duration',
@@ -109,7 +109,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--upstream-idle-timeout',
     env: 'EDGEGATE_UPSTREAM_IDLE_TIMEOUT',
-    help: 'default per try: longest pause in the upstream’s response body (route: timeouts.idle; default 60s)',
+    help: 'default per try: longest pause in the upstream’s response body (route: timeouts.idle)',
     target: 'proxy',
     key: 'upstreamBodyTimeoutMs',
     parse: 'duration',
@@ -117,7 +117,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--retry-budget-percent',
     env: 'EDGEGATE_RETRY_BUDGET_PERCENT',
-    help: 'retries in progress per backend at most this % of its active requests (default 20)',
+    help: 'retries in progress per backend at most this % of its active requests',
     target: 'proxy',
     key: 'retryBudgetPercent',
     parse: 'count',
@@ -125,7 +125,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--retry-budget-min',
     env: 'EDGEGATE_RETRY_BUDGET_MIN',
-    help: '…or this many, whichever is larger (default 3)',
+    help: '…or this many, whichever is larger',
     target: 'proxy',
     key: 'retryBudgetMinConcurrent',
     parse: 'count',
@@ -133,12 +133,30 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--websocket-idle-timeout',
     env: 'EDGEGATE_WEBSOCKET_IDLE_TIMEOUT',
-    help: 'close a proxied WebSocket idle both ways this long (default 5m)',
+    help: 'close a proxied WebSocket idle both ways this long',
     target: 'proxy',
     key: 'websocketIdleTimeoutMs',
     parse: 'duration',
   },
 ];
+
+/** The help text of a flag with its default, read from the settings' defaults (the one place they are written). */
+export function edgeFlagHelp(f: EdgeFlag): string {
+  if (f.parse === 'switch') return f.help;
+  const defaults = (f.target === 'listener'
+    ? DEFAULT_LISTENER_SETTINGS
+    : DEFAULT_PROXY_SETTINGS) as unknown as Record<string, unknown>;
+  const value = Number(defaults[f.key]);
+  const shown =
+    f.parse === 'count'
+      ? String(value)
+      : value % 60_000 === 0 && value > 0
+        ? `${value / 60_000}m`
+        : value % 1000 === 0
+          ? `${value / 1000}s`
+          : `${value}ms`;
+  return `${f.help} (default ${shown})`;
+}
 
 const COUNT_MAX: Partial<Record<string, number>> = { retryBudgetPercent: 100 };
 

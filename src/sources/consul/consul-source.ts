@@ -101,7 +101,6 @@ export class ConsulSource {
   #staleDropped = false;
   #lastReported: string | undefined;
   #overLimit = 0;
-  #errors = 0;
   readonly #errorsByKind: Record<WatchErrorKind, number> = {
     network: 0,
     timeout: 0,
@@ -109,7 +108,6 @@ export class ConsulSource {
     http: 0,
     invalid: 0,
   };
-  #forbidden = 0;
   #forbiddenLogged = false;
   #snapshots = 0;
   #stopped = false;
@@ -186,9 +184,9 @@ export class ConsulSource {
       serviceWatchesOverLimit: this.#overLimit,
       serviceListWatches: this.#lists.size,
       requests: this.#http.requests,
-      errors: this.#errors,
+      errors: Object.values(this.#errorsByKind).reduce((a, b) => a + b, 0),
       errorsByKind: { ...this.#errorsByKind },
-      forbidden: this.#forbidden,
+      forbidden: this.#errorsByKind.forbidden,
       snapshots: this.#snapshots,
       failing: Object.fromEntries([...this.#failing].map(([k, e]) => [k, e.message])),
     };
@@ -260,13 +258,11 @@ export class ConsulSource {
 
   #onError(key: string, err: WatchError, consecutive: number): void {
     if (this.#stopped) return;
-    this.#errors++;
     this.#errorsByKind[err.kind]++;
     const firstFailure = this.#failing.size === 0;
     if (firstFailure && (this.#contacted || this.#synced)) this.#staleSince = this.#now();
     this.#failing.set(key, err);
     if (err.kind === 'forbidden') {
-      this.#forbidden++;
       const reloaded = this.#http.reloadToken();
       if (!this.#forbiddenLogged) {
         this.#forbiddenLogged = true;

@@ -19,7 +19,11 @@ import {
   type V1Secret,
   Watch,
 } from '@kubernetes/client-node';
-import type { CertificateRefSnapshot, CertificateRefState } from '../../api/certificate-refs.ts';
+import {
+  type CertificateRefSnapshot,
+  type CertificateRefState,
+  clientCertificateNames,
+} from '../../api/certificate-refs.ts';
 import type { RouteSource } from '../../api/route-source.ts';
 import { validateRoute } from '../../api/validate.ts';
 import type { Logger } from '../../observe/log.ts';
@@ -89,13 +93,11 @@ export function certificateRefsOf(routes: ReadonlyArray<RouteSource>): TlsRef[] 
             : (v.route.spec.hostnames ?? [])
           ).map((h) => h.toLowerCase()),
         })),
-        ...(v.route.spec.rules ?? []).flatMap((rule) =>
-          (rule.backends ?? []).flatMap((b) =>
-            b.tls?.clientCertificateRef
-              ? [{ secret: `${ns}/${b.tls.clientCertificateRef.name}`, hostnames: [], client: true }]
-              : [],
-          ),
-        ),
+        ...clientCertificateNames(v.route).map((name) => ({
+          secret: `${ns}/${name}`,
+          hostnames: [],
+          client: true,
+        })),
       ],
     });
   }
