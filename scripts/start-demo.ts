@@ -1,11 +1,11 @@
 /**
  * `npm start`: the standalone demo. Starts an `edgegate echo` upstream for every loopback instance in
- * examples/catalog.yaml, then `edgegate run` with examples/routes and that catalog.
+ * examples/catalog.yaml, waits until each listens, then `edgegate run` with examples/routes and that catalog.
  *
  * Environment: EDGEGATE_LISTEN / EDGEGATE_ADMIN as for `run`; EDGEGATE_DEMO_PORT_OFFSET shifts the echo ports
  * (the catalog is rewritten to a temp file), so tests can run the demo beside other servers.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -35,11 +35,46 @@ if (offset !== 0) {
   writeFileSync(catalogFile, stringify(catalog));
 }
 
-const children = upstreams.map((u) =>
-  spawn(process.execPath, [cli, 'echo', '--listen', `127.0.0.1:${u.port}`, '--name', u.name], {
-    stdio: 'inherit',
-  }),
-);
+const children: ChildProcess[] = [];
+let stopping = false;
+const stop = () => {
+  stopping = true;
+  for (const c of children) c.kill('SIGTERM');
+};
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);
+
+/** Starts one echo upstream; resolves once it says it listens, rejects if it exits first (port taken). */
+function startEcho(u: { name: string; port: number }): Promise<void> {
+  const child = spawn(process.execPath, [cli, 'echo', '--listen', `127.0.0.1:${u.port}`, '--name', u.name], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    child.stdout.on('data', (d: Buffer) => {
+      process.stdout.write(d);
+      seen += d;
+      if (seen.includes('listening on')) resolve();
+    });
+    child.once('exit', (code) =>
+      reject(
+        new Error(`echo upstream ${u.name} on 127.0.0.1:${u.port} exited (code ${code}) before listening`),
+      ),
+    );
+  });
+}
+
+// The gateway starts only once every upstream listens, so the first curl never meets a closed port.
+try {
+  await Promise.all(upstreams.map(startEcho));
+} catch (err) {
+  if (!stopping) process.stderr.write(`edgegate demo: ${(err as Error).message}\n`);
+  const code = stopping ? 0 : 1;
+  stop();
+  process.exit(code);
+}
+
 const gateway = spawn(
   process.execPath,
   [cli, 'run', '--routes', join(root, 'examples', 'routes'), '--catalog', catalogFile],
@@ -54,12 +89,6 @@ const gateway = spawn(
   },
 );
 children.push(gateway);
-
-const stop = () => {
-  for (const c of children) c.kill('SIGTERM');
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
 gateway.on('exit', (code) => {
   stop();
   process.exitCode = code ?? 0;

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from '../support/gateway.ts';
@@ -18,8 +18,9 @@ let output = '';
 beforeAll(async () => {
   port = await freePort({ udp: false });
   const admin = await freePort({ udp: false });
-  // Echo ports in examples/catalog.yaml are 9001–9021; shift them into a random high range.
-  const offset = 20000 + Math.floor(Math.random() * 20000);
+  // Echo ports in examples/catalog.yaml are 9001–9021; shift them to 28001–31720, below the kernel's ephemeral
+  // range (32768+), where the free ports of the other tests and every outgoing connection live.
+  const offset = 19000 + Math.floor(Math.random() * 3700);
   demo = spawn(process.execPath, [join(ROOT, 'scripts', 'start-demo.ts')], {
     env: {
       ...process.env,
@@ -40,7 +41,7 @@ beforeAll(async () => {
     message: 'demo ready',
     diagnostics: () => output,
   });
-  // The echo upstreams start in parallel with the gateway; wait for the first one to answer through it.
+  // The launcher starts the gateway only once every echo upstream listens; readiness is the workers' first table.
   await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/dc1/echo/hello`)).status === 200, {
     timeoutMs: 10_000,
   });
@@ -104,5 +105,40 @@ describe('npm start demo', () => {
     const [code] = await once(demo, 'exit');
     expect(code).toBe(0);
     await expect(fetch(`http://127.0.0.1:${port}/dc1/echo/hello`)).rejects.toThrow();
+  });
+});
+
+describe('npm start demo with a taken echo port', () => {
+  it('exits 1 naming the upstream and its port, and leaves no echo upstream behind', async () => {
+    const offset = 19000 + Math.floor(Math.random() * 3700);
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen({ host: '127.0.0.1', port: 9003 + offset }, resolve));
+    try {
+      const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start-demo.ts')], {
+        env: { ...process.env, EDGEGATE_DEMO_PORT_OFFSET: String(offset) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(1);
+      expect(err).toContain(`edgegate demo: echo upstream echo-dc2-1 on 127.0.0.1:${9003 + offset} exited`);
+      // The upstreams that did start were stopped with it.
+      await waitFor(
+        async () => {
+          try {
+            await fetch(`http://127.0.0.1:${9001 + offset}/`);
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        { timeoutMs: 10_000, message: 'echo-dc1-1 stopped' },
+      );
+    } finally {
+      taken.close();
+    }
   });
 });
