@@ -1,9 +1,11 @@
 /**
  * The data plane's edge defaults as `edgegate run` flags (each also an environment variable): client timeouts and
  * limits of the listener, the request checks (each can be turned off), and the proxy's upstream timeouts, retry
- * budget and WebSocket idle time. Absent flags keep the defaults of server.ts / proxy.ts.
+ * budget, WebSocket idle time and passive outlier detection. Absent flags keep the defaults of server.ts / proxy.ts
+ * / outlier.ts.
  */
 import { ConfigError } from '../errors.ts';
+import { DEFAULT_OUTLIER_SETTINGS, type OutlierSettings } from './outlier.ts';
 import { DEFAULT_PROXY_SETTINGS, type ProxySettings } from './proxy.ts';
 import { DEFAULT_LISTENER_SETTINGS, type ListenerSettings } from './server.ts';
 
@@ -13,9 +15,9 @@ export interface EdgeFlag {
   flag: string;
   env: string;
   help: string;
-  /** Where the value goes. */
-  target: 'listener' | 'proxy';
-  key: keyof ListenerSettings | keyof ProxySettings;
+  /** Where the value goes (`outlier`: the proxy's outlier-detection settings). */
+  target: 'listener' | 'proxy' | 'outlier';
+  key: keyof ListenerSettings | keyof ProxySettings | keyof OutlierSettings;
   parse: 'duration' | 'count' | 'switch';
   /** For a switch: the setting's value when the flag is given (the flags turn a default off). */
   whenSet?: boolean;
@@ -138,15 +140,50 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     key: 'websocketIdleTimeoutMs',
     parse: 'duration',
   },
+  {
+    flag: '--outlier-consecutive-failures',
+    env: 'EDGEGATE_OUTLIER_CONSECUTIVE_FAILURES',
+    help: 'failures in a row (5xx, connect failure, reset, timeout) that eject an endpoint; 0: no outlier detection',
+    target: 'outlier',
+    key: 'consecutiveFailures',
+    parse: 'count',
+  },
+  {
+    flag: '--outlier-base-ejection',
+    env: 'EDGEGATE_OUTLIER_BASE_EJECTION',
+    help: 'first ejection time; each further ejection of the endpoint adds this much',
+    target: 'outlier',
+    key: 'baseEjectionMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--outlier-max-ejection',
+    env: 'EDGEGATE_OUTLIER_MAX_EJECTION',
+    help: 'longest ejection',
+    target: 'outlier',
+    key: 'maxEjectionMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--outlier-max-ejection-percent',
+    env: 'EDGEGATE_OUTLIER_MAX_EJECTION_PERCENT',
+    help: 'at most this % of a backend’s endpoints ejected at once (rounded down; a cluster-wide failure is not ejected)',
+    target: 'outlier',
+    key: 'maxEjectionPercent',
+    parse: 'count',
+  },
 ];
+
+const DEFAULTS: Record<EdgeFlag['target'], object> = {
+  listener: DEFAULT_LISTENER_SETTINGS,
+  proxy: DEFAULT_PROXY_SETTINGS,
+  outlier: DEFAULT_OUTLIER_SETTINGS,
+};
 
 /** The help text of a flag with its default, read from the settings' defaults (the one place they are written). */
 export function edgeFlagHelp(f: EdgeFlag): string {
   if (f.parse === 'switch') return f.help;
-  const defaults = (f.target === 'listener'
-    ? DEFAULT_LISTENER_SETTINGS
-    : DEFAULT_PROXY_SETTINGS) as unknown as Record<string, unknown>;
-  const value = Number(defaults[f.key]);
+  const value = Number((DEFAULTS[f.target] as Record<string, unknown>)[f.key]);
   const shown =
     f.parse === 'count'
       ? String(value)
@@ -158,7 +195,7 @@ export function edgeFlagHelp(f: EdgeFlag): string {
   return `${f.help} (default ${shown})`;
 }
 
-const COUNT_MAX: Partial<Record<string, number>> = { retryBudgetPercent: 100 };
+const COUNT_MAX: Partial<Record<string, number>> = { retryBudgetPercent: 100, maxEjectionPercent: 100 };
 
 /**
  * The settings the given flags set, by target. `values` holds commander's option values (camelCase of the flag,
@@ -168,7 +205,11 @@ export function edgeSettingsFrom(
   values: Record<string, unknown>,
   duration: (text: string, flag: string) => number,
 ): { listener: Partial<ListenerSettings>; proxy: Partial<ProxySettings> } {
-  const out = { listener: {} as Record<string, unknown>, proxy: {} as Record<string, unknown> };
+  const out = {
+    listener: {} as Record<string, unknown>,
+    proxy: {} as Record<string, unknown>,
+    outlier: {} as Record<string, unknown>,
+  };
   for (const f of EDGE_FLAGS) {
     const name = f.flag.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
     const raw = values[name];
@@ -189,5 +230,14 @@ export function edgeSettingsFrom(
             };
     out[f.target][f.key] = parse(String(raw), f.flag);
   }
-  return out as { listener: Partial<ListenerSettings>; proxy: Partial<ProxySettings> };
+  const outlier = { ...DEFAULT_OUTLIER_SETTINGS, ...out.outlier };
+  if (outlier.maxEjectionMs < outlier.baseEjectionMs)
+    throw new ConfigError(
+      `--outlier-max-ejection (${outlier.maxEjectionMs} ms) is shorter than --outlier-base-ejection (${outlier.baseEjectionMs} ms)`,
+    );
+  if (Object.keys(out.outlier).length > 0) out.proxy.outlier = outlier;
+  return { listener: out.listener, proxy: out.proxy } as {
+    listener: Partial<ListenerSettings>;
+    proxy: Partial<ProxySettings>;
+  };
 }

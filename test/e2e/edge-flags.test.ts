@@ -2,6 +2,8 @@
  * The edge defaults are configurable from the command line (src/proxy/edge-flags.ts): the same requests that the
  * defaults refuse are served once their check is turned off, a lowered limit applies, and a bad value is a clear
  * configuration error naming the flag. Through `edgegate run --workers 2`, so the settings reach the workers.
+ * The outlier flags are checked on a service whose only endpoint is dead: by default the 50 % cap refuses to eject
+ * it; with the cap at 100 % it is ejected, and with `--outlier-consecutive-failures 0` nothing is even counted.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,10 +18,14 @@ import {
   startGateway,
   writeOneServiceConfig,
 } from '../support/gateway.ts';
+import { freePort } from '../support/ports.ts';
+import { parsePromText, sumOf } from '../support/prom-text.ts';
 
 let echo: EchoUpstream;
 let strict: GatewayProcess;
 let relaxed: GatewayProcess;
+let ejecting: GatewayProcess;
+let neverEjecting: GatewayProcess;
 let dir: string;
 
 beforeAll(async () => {
@@ -35,11 +41,35 @@ beforeAll(async () => {
     '--max-request-headers',
     '12',
   ]);
+  const dead = writeOneServiceConfig(join(dir, 'dead'), await freePort({ udp: false }), 'dead');
+  const deadBase = ['--routes', dead.routes, '--catalog', dead.catalog, '--workers', '2'];
+  [ejecting, neverEjecting] = await Promise.all([
+    startGateway([
+      ...deadBase,
+      '--outlier-consecutive-failures',
+      '2',
+      '--outlier-max-ejection-percent',
+      '100',
+      '--outlier-base-ejection',
+      '10m',
+      '--outlier-max-ejection',
+      '1h',
+    ]),
+    startGateway([
+      ...deadBase,
+      '--outlier-consecutive-failures',
+      '0',
+      '--outlier-max-ejection-percent',
+      '100',
+    ]),
+  ]);
 });
 
 afterAll(async () => {
   await strict?.stop();
   await relaxed?.stop();
+  await ejecting?.stop();
+  await neverEjecting?.stop();
   await echo?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -74,6 +104,8 @@ describe('edge flags', () => {
       ['--max-request-headers', 'many'],
       ['--client-header-timeout', 'soon'],
       ['--retry-budget-percent', '150'],
+      ['--outlier-max-ejection-percent', '101'],
+      ['--outlier-base-ejection', 'later'],
     ] as const) {
       const r = spawnSync(process.execPath, [CLI, 'run', '--routes', join(dir, 'routes'), flag, value], {
         encoding: 'utf8',
@@ -82,5 +114,49 @@ describe('edge flags', () => {
       expect(r.status).toBe(2);
       expect(r.stderr).toContain(flag);
     }
+  });
+
+  it('--outlier-max-ejection shorter than --outlier-base-ejection is refused naming both', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        'run',
+        '--routes',
+        join(dir, 'routes'),
+        '--outlier-base-ejection',
+        '1m',
+        '--outlier-max-ejection',
+        '10s',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(
+      '--outlier-max-ejection (10000 ms) is shorter than --outlier-base-ejection (60000 ms)',
+    );
+  });
+
+  it('--outlier-max-ejection-percent 100 ejects a lone dead endpoint; --outlier-consecutive-failures 0 never counts', async () => {
+    const ejections = async (gw: GatewayProcess) => {
+      const prom = parsePromText(await (await fetch(`${gw.adminUrl}/metrics`)).text());
+      const labels = { service: 'dead', datacenter: 'dc1' };
+      return [
+        sumOf(prom, 'edgegate_outlier_ejections_total', labels),
+        sumOf(prom, 'edgegate_outlier_ejections_refused_total', labels),
+      ];
+    };
+    // 12 requests over 2 workers: one worker sees at least 6 failures in a row, enough to eject with the
+    // default of 5 or with 2, so only --outlier-consecutive-failures 0 keeps neverEjecting at zero.
+    for (let i = 0; i < 12; i++) {
+      expect(await status(neverEjecting, '/x', { connection: 'close' })).toBe(502);
+      // Ejected or not, the lone endpoint is still tried (panic mode), so the answer stays 502.
+      expect(await status(ejecting, '/x', { connection: 'close' })).toBe(502);
+    }
+    const [ejected, refused] = await ejections(ejecting);
+    expect(ejected).toBeGreaterThanOrEqual(1);
+    expect(ejected).toBeLessThanOrEqual(2); // one per worker: ejected for 10 minutes
+    expect(refused).toBe(0);
+    expect(await ejections(neverEjecting)).toEqual([0, 0]);
   });
 });

@@ -5,7 +5,7 @@
  * in its log, and nothing more allowed (no Secrets, no spec writes, no Leases outside its namespace).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -40,10 +40,6 @@ const POD_NAME = 'edgegate-test-pod';
  * Does this build's `run` take --workers (the process model, branch dataplane-proc)? Until it is merged with the
  * Kubernetes source, `run` refuses the flag, so the test leaves EDGEGATE_WORKERS out rather than fail on it.
  */
-const cliTakesWorkers = !/--workers (are|is) not available/.test(
-  readFileSync(join(REPO_ROOT, 'cmd/edgegate.ts'), 'utf8'),
-);
-
 /** The container env as the kubelet would set it, on loopback ports, with a kubeconfig instead of in-cluster. */
 function podEnv(container: Manifest, ns: string, overrides: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
@@ -59,7 +55,6 @@ function podEnv(container: Manifest, ns: string, overrides: Record<string, strin
     else if (e.valueFrom?.resourceFieldRef) env[name] = '1';
     else throw new Error(`env ${name}: no value source this test knows`);
   }
-  if (!cliTakesWorkers) delete env.EDGEGATE_WORKERS;
   return { ...env, ...overrides };
 }
 

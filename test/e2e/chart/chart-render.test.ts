@@ -335,19 +335,17 @@ const cases: Case[] = [
 ];
 
 const dashboardsDir = join(CHART_DIR, 'dashboards');
-{
-  cases.push({
-    name: 'Grafana dashboard ConfigMap',
-    values: { dashboards: { enabled: true } },
-    check(objects) {
-      const cm = only(objects, 'ConfigMap');
-      expect(cm.metadata.labels!.grafana_dashboard).toBe('1');
-      const files = readdirSync(dashboardsDir).filter((n) => n.endsWith('.json'));
-      expect(files).toContain('edgegate.json');
-      for (const f of files) expect(() => JSON.parse(cm.data[f])).not.toThrow();
-    },
-  });
-}
+cases.push({
+  name: 'Grafana dashboard ConfigMap',
+  values: { dashboards: { enabled: true } },
+  check(objects) {
+    const cm = only(objects, 'ConfigMap');
+    expect(cm.metadata.labels!.grafana_dashboard).toBe('1');
+    const files = readdirSync(dashboardsDir).filter((n) => n.endsWith('.json'));
+    expect(files).toContain('edgegate.json');
+    for (const f of files) expect(() => JSON.parse(cm.data[f])).not.toThrow();
+  },
+});
 
 describe('chart against helm and the real kube-apiserver', () => {
   it.each(cases.map((c, i) => [c.name, c, i] as const))(
