@@ -268,6 +268,12 @@ describe('exposition', () => {
     expect(sumOf(prom, 'edgegate_outlier_ejections_refused_total', gone)).toBeGreaterThanOrEqual(1);
     expect(sumOf(prom, 'edgegate_outlier_ejections_total', gone)).toBe(0);
     expect(sumOf(prom, 'edgegate_outlier_ejections_total', { service: 'alpha' })).toBe(0);
+    // Every failed try on flaky's dead endpoint was retried on the live one: as many retries as connect failures,
+    // at least the 5 failures in a row that ejected it in one worker, at most 5 per worker.
+    const retries = sumOf(prom, 'edgegate_retries_total', { route: 'obs/route-flaky', service: 'flaky' });
+    expect(retries).toBe(sumOf(prom, 'edgegate_upstream_connection_failures_total', flaky));
+    expect(retries).toBeGreaterThanOrEqual(5);
+    expect(retries).toBeLessThanOrEqual(10);
   });
 
   it('passes promtool check metrics and every metric family has HELP', async () => {

@@ -1,0 +1,196 @@
+/**
+ * Metrics checked by value against what the test did, on a real `edgegate run --workers 2` with real upstreams:
+ * the worker gauges, source updates and data age after a route file changes, tries and retries refused by a zero
+ * retry budget, whole-request and per-try timeouts, and a stopped worker reported as stale at scrape time (its last
+ * counts kept) until it answers again.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type EchoUpstream,
+  type GatewayProcess,
+  routeYaml,
+  startEcho,
+  startGateway,
+} from '../../support/gateway.ts';
+import { freePort } from '../../support/ports.ts';
+import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { waitFor } from '../../support/wait.ts';
+
+let echo: EchoUpstream;
+let gw: GatewayProcess;
+let dir: string;
+let routes: string;
+
+const rule = (path: string, service: string, extra: Record<string, unknown> = {}) => ({
+  matches: [{ path: { type: 'PathPrefix', value: path } }],
+  backends: [{ consul: { service } }],
+  ...extra,
+});
+
+/** One GET on a new connection (so the kernel spreads them over both workers); returns the status. */
+function get(path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    request(`${gw.url}${path}`, { agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+  const r = await fetch(`${gw.adminUrl}/metrics`);
+  expect(r.status).toBe(200);
+  return sumOf(parsePromText(await r.text()), name, labels);
+}
+
+beforeAll(async () => {
+  echo = await startEcho('values');
+  const dead = await freePort({ udp: false });
+  dir = mkdtempSync(join(tmpdir(), 'edgegate-metric-values-'));
+  writeFileSync(
+    join(dir, 'catalog.yaml'),
+    JSON.stringify({
+      datacenters: {
+        dc1: {
+          services: {
+            live: [{ address: '127.0.0.1', port: echo.port }],
+            half: [
+              { address: '127.0.0.1', port: echo.port },
+              { address: '127.0.0.1', port: dead },
+            ],
+          },
+        },
+      },
+    }),
+  );
+  routes = join(dir, 'routes');
+  mkdirSync(routes);
+  writeFileSync(
+    join(routes, 'values.yaml'),
+    routeYaml(
+      'values',
+      {
+        rules: [
+          rule('/half', 'half', { retry: { attempts: 1, retryOn: ['connect-failure'] } }),
+          rule('/whole', 'live', { timeouts: { request: '300ms' } }),
+          rule('/try', 'live', { timeouts: { responseHeaders: '300ms' }, retry: { attempts: 0 } }),
+          rule('/live', 'live'),
+        ],
+      },
+      'values',
+    ),
+  );
+  // A zero retry budget refuses every retry; outlier detection off keeps the dead endpoint in rotation.
+  gw = await startGateway([
+    '--routes',
+    routes,
+    '--catalog',
+    join(dir, 'catalog.yaml'),
+    '--workers',
+    '2',
+    '--retry-budget-percent',
+    '0',
+    '--retry-budget-min',
+    '0',
+    '--outlier-consecutive-failures',
+    '0',
+  ]);
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await echo?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('metric values', () => {
+  it('edgegate_workers and edgegate_workers_current count the live workers on the current table', async () => {
+    expect(await metric('edgegate_workers')).toBe(2);
+    expect(await metric('edgegate_workers_current')).toBe(2);
+  });
+
+  it('counts tries, and retries refused by the budget, exactly', async () => {
+    const before = {
+      tries: await metric('edgegate_upstream_tries_total'),
+      refused: await metric('edgegate_retries_refused_total'),
+    };
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push(await get('/half/x'));
+    const failed = statuses.filter((s) => s === 502).length;
+    // Round robin over a live and a dead endpoint: both answers occur, nothing else.
+    expect(failed).toBeGreaterThan(0);
+    expect(failed).toBeLessThan(20);
+    expect(statuses.filter((s) => s === 200).length).toBe(20 - failed);
+    expect((await metric('edgegate_upstream_tries_total')) - before.tries).toBe(20);
+    expect((await metric('edgegate_retries_refused_total')) - before.refused).toBe(failed);
+    expect(await metric('edgegate_retries_total', { route: 'values/values' })).toBe(0);
+  });
+
+  it('counts whole-request and per-try timeouts', async () => {
+    expect(await get('/whole/x?delay=5000')).toBe(504);
+    expect(await metric('edgegate_request_timeouts_total')).toBe(1);
+    expect(await metric('edgegate_upstream_try_timeouts_total')).toBe(0);
+    expect(await get('/try/x?delay=5000')).toBe(504);
+    expect(await metric('edgegate_upstream_try_timeouts_total')).toBe(1);
+    expect(await metric('edgegate_request_timeouts_total')).toBe(1);
+  });
+
+  it('counts source updates and resets the data age when a route file changes', async () => {
+    const routesSource = { source: 'routes' };
+    expect(await metric('edgegate_source_data_age_seconds', { source: 'catalog' })).toBeGreaterThanOrEqual(0);
+    const updates = await metric('edgegate_source_updates_total', routesSource);
+    expect(updates).toBeGreaterThanOrEqual(1);
+    // Let the data age grow past a second, so a reset is visible.
+    const age = await waitFor(
+      async () => {
+        const a = await metric('edgegate_source_data_age_seconds', routesSource);
+        return a >= 1 && a;
+      },
+      { timeoutMs: 10_000, message: 'routes data older than 1 s' },
+    );
+    writeFileSync(join(routes, 'more.yaml'), routeYaml('more', { rules: [rule('/more', 'live')] }, 'values'));
+    await waitFor(async () => (await get('/more/x')) === 200, {
+      timeoutMs: 10_000,
+      message: 'new route served',
+    });
+    expect(await metric('edgegate_source_updates_total', routesSource)).toBeGreaterThan(updates);
+    const fresh = await metric('edgegate_source_data_age_seconds', routesSource);
+    expect(fresh).toBeGreaterThanOrEqual(0);
+    expect(fresh).toBeLessThan(age);
+  });
+
+  it('reports a stopped worker as stale with its last counts kept, until it answers again', async () => {
+    for (let i = 0; i < 10; i++) expect(await get('/live/x')).toBe(200);
+    const requests = await metric('edgegate_requests_total');
+    expect(await metric('edgegate_metrics_stale_workers')).toBe(0);
+    const missed = await metric('edgegate_metrics_missed_answers_total');
+    const view = (await (await fetch(`${gw.adminUrl}/debug/workers`)).json()) as {
+      workers: { pid?: number }[];
+    };
+    const pid = view.workers.find((w) => w.pid !== undefined)!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // No proxied request while it is stopped: the kernel could hand it to the stopped worker.
+      const r = await fetch(`${gw.adminUrl}/metrics`);
+      expect(r.status).toBe(200);
+      const prom = parsePromText(await r.text());
+      expect(sumOf(prom, 'edgegate_metrics_stale_workers')).toBe(1);
+      expect(sumOf(prom, 'edgegate_metrics_missed_answers_total')).toBe(missed + 1);
+      expect(sumOf(prom, 'edgegate_requests_total')).toBe(requests);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitFor(async () => (await metric('edgegate_metrics_stale_workers')) === 0, {
+      timeoutMs: 10_000,
+      message: 'the worker answers scrapes again',
+    });
+    expect(await get('/live/x')).toBe(200);
+    expect(await metric('edgegate_requests_total')).toBe(requests + 1);
+  });
+});
