@@ -1,5 +1,7 @@
 // Two controllers against one API server: every pod serves, exactly one (the Lease holder) writes status.
 // Controller A runs as its own process (so it can be SIGKILLed), B in this process (so its counters can be read).
+// A second pair with a 60 s lease shows a leader that gets SIGTERM releasing the Lease at the start of its drain,
+// so the other takes over long before the lease could have expired.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningGateway } from '../../../src/run.ts';
 import { REPO_ROOT } from '../../support/bins.ts';
@@ -23,15 +25,16 @@ import {
 
 const kube = sharedKube();
 const ns = `eg-leader-${rand()}`;
+const releaseNs = `eg-leader-release-${rand()}`;
 const timing = { leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 };
 let a: ManagedProcess | undefined;
 let b: RunningGateway | undefined;
 printLogsOnFailure(() => [...kubeLogs(kube), ...(a ? [{ name: 'edgegate-a', logPath: a.logPath }] : [])]);
 
-async function lease(): Promise<{ holderIdentity?: string; renewTime?: string } | undefined> {
+async function lease(leaseNs = ns): Promise<{ holderIdentity?: string; renewTime?: string } | undefined> {
   const r = await kube.request(
     'GET',
-    `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/edgegate-controller`,
+    `/apis/coordination.k8s.io/v1/namespaces/${leaseNs}/leases/edgegate-controller`,
   );
   return r.status === 200
     ? r.json<{ spec: { holderIdentity?: string; renewTime?: string } }>().spec
@@ -61,35 +64,16 @@ beforeAll(async () => {
   await ensureNamespace(kube, ns);
   await apply(kube, route('one', 'missing'));
   const [listen, admin] = await freePorts(2);
-  a = startProcess({
-    name: 'edgegate-a',
-    command: process.execPath,
-    args: [
-      `${REPO_ROOT}/cmd/edgegate.ts`,
-      'run',
-      '--kube',
-      '--kubeconfig',
-      kube.kubeconfigPath,
-      '--watch-namespaces',
-      ns,
-      '--lease-namespace',
-      ns,
-      '--lease-duration',
-      '4s',
-      '--renew-deadline',
-      '3s',
-      '--retry-period',
-      '500ms',
-      '--workers',
-      '0',
-      '--listen',
-      `127.0.0.1:${listen}`,
-      '--admin',
-      `127.0.0.1:${admin}`,
-    ],
-    env: { ...process.env, POD_NAME: 'ctl-a' },
-    logPath: logPathFor('edgegate-a'),
-  });
+  a = startController('edgegate-a', 'ctl-a', ns, [
+    '--lease-duration',
+    '4s',
+    '--renew-deadline',
+    '3s',
+    '--listen',
+    `127.0.0.1:${listen}`,
+    '--admin',
+    `127.0.0.1:${admin}`,
+  ]);
   await waitFor(async () => (await holder()) === 'ctl-a', {
     timeoutMs: 30_000,
     diagnostics: () => a!.tail(20),
@@ -103,10 +87,37 @@ beforeAll(async () => {
   await waitFor(() => b!.controller.synced, { timeoutMs: 15_000 });
 }, 120_000);
 
+/** `edgegate run --kube` as its own process, watching `watchNs` and competing for the Lease there. */
+function startController(name: string, identity: string, watchNs: string, extra: string[]): ManagedProcess {
+  return startProcess({
+    name,
+    command: process.execPath,
+    args: [
+      `${REPO_ROOT}/cmd/edgegate.ts`,
+      'run',
+      '--kube',
+      '--kubeconfig',
+      kube.kubeconfigPath,
+      '--watch-namespaces',
+      watchNs,
+      '--lease-namespace',
+      watchNs,
+      '--retry-period',
+      '500ms',
+      '--workers',
+      '0',
+      ...extra,
+    ],
+    env: { ...process.env, POD_NAME: identity },
+    logPath: logPathFor(name),
+  });
+}
+
 afterAll(async () => {
   await a?.kill();
   await b?.stop();
-  await kube.kubectl(['delete', 'namespace', ns, '--wait=false'], { allowFailure: true });
+  for (const n of [ns, releaseNs])
+    await kube.kubectl(['delete', 'namespace', n, '--wait=false'], { allowFailure: true });
 });
 
 it('only the leader writes status; after the leader is killed the other takes over within the lease duration', async () => {
@@ -145,4 +156,50 @@ it('only the leader writes status; after the leader is killed the other takes ov
   expect((await getRoute(kube, ns, 'two'))!.metadata.resourceVersion).not.toBe(rvBefore);
   expect(await statusManagers('two')).toEqual(['edgegate-ctl-a', 'edgegate-ctl-b']);
   expect(b!.kube!.stats().status_writes).toBeGreaterThan(0);
+}, 120_000);
+
+it('a leader that gets SIGTERM releases the Lease as its drain starts, and the other takes over at once', async () => {
+  await ensureNamespace(kube, releaseNs);
+  const [listen, admin] = await freePorts(2);
+  // A 60 s lease and a 20 s drain delay: only a release lets the other lead within the 20 s waited below.
+  const leader = startController('edgegate-release', 'ctl-r1', releaseNs, [
+    '--lease-duration',
+    '60s',
+    '--renew-deadline',
+    '40s',
+    '--drain-delay',
+    '20s',
+    '--listen',
+    `127.0.0.1:${listen}`,
+    '--admin',
+    `127.0.0.1:${admin}`,
+  ]);
+  let candidate: RunningGateway | undefined;
+  try {
+    await waitFor(async () => (await lease(releaseNs))?.holderIdentity === 'ctl-r1', {
+      timeoutMs: 30_000,
+      diagnostics: () => leader.tail(20),
+    });
+    candidate = await startGateway(kube.kubeconfigPath, {
+      namespaces: [releaseNs],
+      leaseNamespace: releaseNs,
+      identity: 'ctl-r2',
+      leaseDurationMs: 60_000,
+      renewDeadlineMs: 40_000,
+    });
+    await waitFor(() => candidate!.controller.synced, { timeoutMs: 15_000 });
+    expect(candidate.kube!.isLeader).toBe(false);
+    process.kill(leader.pid, 'SIGTERM');
+    await waitFor(() => candidate!.kube!.isLeader, {
+      timeoutMs: 20_000,
+      message: 'the candidate leads after the SIGTERMed leader released the Lease',
+      diagnostics: () => leader.tail(20),
+    });
+    expect((await lease(releaseNs))?.holderIdentity).toBe('ctl-r2');
+    // The old leader is still draining (20 s delay) while the other already leads.
+    expect(leader.running()).toBe(true);
+  } finally {
+    await candidate?.stop();
+    await leader.kill();
+  }
 }, 120_000);
