@@ -1,11 +1,12 @@
 /**
  * The rendered ServiceAccount, ClusterRole/Roles and bindings are what the controller needs: install them on the
- * real kube-apiserver, run `edgegate run` as the pod would (the rendered container env, the ServiceAccount's
- * token) and watch it list, watch, write status, create Events and hold the leader Lease — with nothing forbidden
+ * real kube-apiserver, run `edgegate run` as the pod would (the rendered container env; in-cluster config from
+ * KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount's token, CA and namespace under
+ * /var/run/secrets/kubernetes.io/serviceaccount, mounted in a private mount namespace) and watch it list, watch, write status, create Events and hold the leader Lease — with nothing forbidden
  * in its log, and nothing more allowed (no Secrets, no spec writes, no Leases outside its namespace).
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -36,11 +37,7 @@ afterAll(async () => {
 const rand = () => randomBytes(3).toString('hex');
 const POD_NAME = 'edgegate-test-pod';
 
-/**
- * Does this build's `run` take --workers (the process model, branch dataplane-proc)? Until it is merged with the
- * Kubernetes source, `run` refuses the flag, so the test leaves EDGEGATE_WORKERS out rather than fail on it.
- */
-/** The container env as the kubelet would set it, on loopback ports, with a kubeconfig instead of in-cluster. */
+/** The container env as the kubelet would set it (the overrides put the ports on loopback). */
 function podEnv(container: Manifest, ns: string, overrides: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   const fields: Record<string, string> = {
@@ -120,41 +117,45 @@ describe.each([
       }),
     });
 
+    // The kubelet's service-account volume, as files; the gateway sees them at the in-cluster path through a
+    // tmpfs over /run in a mount namespace of its own (nothing on this machine's /run changes).
     const dir = makeTempDir('chart-rbac');
-    const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          {
-            name: 'test',
-            cluster: {
-              server: kube.url,
-              'certificate-authority-data': Buffer.from(kube.caPem).toString('base64'),
-            },
-          },
-        ],
-        users: [{ name: sa, user: { token } }],
-        contexts: [{ name: 'sa', context: { cluster: 'test', user: sa, namespace: ns } }],
-        'current-context': 'sa',
-      }),
-    );
+    const saDir = join(dir, 'serviceaccount');
+    mkdirSync(saDir);
+    writeFileSync(join(saDir, 'token'), token);
+    writeFileSync(join(saDir, 'ca.crt'), kube.caPem);
+    writeFileSync(join(saDir, 'namespace'), ns);
+    const apiserver = new URL(kube.url);
     const [httpPort, adminPort] = await freePorts(2);
     const env = podEnv(gatewayContainer(objects), ns, {
       EDGEGATE_LISTEN: `127.0.0.1:${httpPort}`,
       EDGEGATE_ADMIN: `127.0.0.1:${adminPort}`,
       EDGEGATE_STATE_DIR: join(dir, 'state'),
-      EDGEGATE_KUBECONFIG: kubeconfig,
       EDGEGATE_LOG_LEVEL: 'debug',
+      KUBERNETES_SERVICE_HOST: apiserver.hostname,
+      KUBERNETES_SERVICE_PORT: apiserver.port,
     });
+    expect(env.EDGEGATE_KUBECONFIG).toBeUndefined();
+    // What puts those files into the real pod.
+    expect(only(objects, 'DaemonSet').spec.template.spec.automountServiceAccountToken).toBe(true);
     expect(env.EDGEGATE_KUBE).toBe('true');
     expect(env.POD_NAMESPACE).toBe(ns);
     const gw = startProcess({
       name: `edgegate-rbac-${id}`,
-      command: process.execPath,
-      args: [join(REPO_ROOT, 'cmd/edgegate.ts'), 'run'],
+      command: 'unshare',
+      args: [
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        'mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io && ' +
+          'cp -r "$0" /run/secrets/kubernetes.io/serviceaccount && exec "$@"',
+        saDir,
+        process.execPath,
+        join(REPO_ROOT, 'cmd/edgegate.ts'),
+        'run',
+      ],
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
       cwd: dir,
       logPath: logPathFor(`edgegate-rbac-${id}`),
