@@ -1,6 +1,7 @@
 // The controller runs with a ServiceAccount token bound to exactly the rules in src/sources/kube/rbac.ts, and
 // works (routes served, status written, Lease held); the same token is refused Secrets, other namespaces'
-// Leases and GatewayRoute spec writes.
+// Leases and GatewayRoute spec writes. A token without the EndpointSlice rights keeps a gateway from ever
+// publishing a table (half the informers synced is not a routing table): not ready, nothing served, no status.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { RunningGateway } from '../../../src/run.ts';
@@ -88,7 +89,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
-  await kube.kubectl(['delete', 'clusterrolebinding,clusterrole', `edgegate-${id}`], { allowFailure: true });
+  for (const name of [`edgegate-${id}`, `edgegate-noslices-${id}`])
+    await kube.kubectl(['delete', 'clusterrolebinding,clusterrole', name], { allowFailure: true });
   await kube.kubectl(['delete', 'namespace', ns, other, '--wait=false'], { allowFailure: true });
 });
 
@@ -131,4 +133,72 @@ it('refuses the same token Secrets, other namespaces’ Leases and GatewayRoute 
   expect(
     (await as('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/edgegate-controller`)).status,
   ).toBe(200);
+});
+
+it('never publishes a table while an informer is forbidden (no EndpointSlice rights)', async () => {
+  // Its own ServiceAccount and Lease namespace (`other`), the same routes to watch in `ns`.
+  const noSlicesToken = await kube.createServiceAccountToken(other, 'edgegate-noslices');
+  const subject = [{ kind: 'ServiceAccount', name: 'edgegate-noslices', namespace: other }];
+  const name = `edgegate-noslices-${id}`;
+  const manifests = [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name },
+      rules: WATCH_RULES.filter((r) => !r.resources.includes('endpointslices')),
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: subject,
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'edgegate-lease', namespace: other },
+      rules: LEASE_RULES,
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'edgegate-lease', namespace: other },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'edgegate-lease' },
+      subjects: subject,
+    },
+  ];
+  await apply(kube, manifests.map((m) => stringify(m)).join('---\n'));
+  const blind = await startGateway(tokenKubeconfig(kube, noSlicesToken, other), {
+    namespaces: [ns],
+    leaseNamespace: other,
+    identity: 'rbac-noslices',
+  });
+  try {
+    // Two refused EndpointSlice lists (a restart after the first) while the other informers synced: by then a
+    // gateway that published on a partial sync would have done so.
+    await waitFor(
+      () => {
+        const st = blind.kube!.stats();
+        return (
+          st.synced_gatewayroutes === true && st.synced_services === true && Number(st.informerErrors) >= 2
+        );
+      },
+      { timeoutMs: 30_000, message: 'routes and services synced, EndpointSlices refused twice' },
+    );
+    const st = blind.kube!.stats();
+    expect(st.synced_endpointslices).toBe(false);
+    expect(blind.controller.synced).toBe(false);
+    expect(blind.proxy.version).toBe(0);
+    const ready = await fetch(`http://127.0.0.1:${blind.adminAddress.port}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.text()).toContain('no routing table served yet');
+    // The route the fully-privileged gateway serves is not served here, and no status was written from a
+    // half-known cluster.
+    expect((await get(blind.proxyAddress.port, 'rbac.example.com')).status).not.toBe(200);
+    expect(blind.proxy.version).toBe(0);
+    expect(st.status_writes ?? 0).toBe(0);
+  } finally {
+    await blind.stop();
+  }
 });
