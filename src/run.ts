@@ -330,6 +330,19 @@ function createControlPlane(
     sourcesView() {
       return { consul: consul?.stats(), kube: kube?.stats() };
     },
+    /** The sources the first table waits for, with the Kubernetes informers not synced named (readiness). */
+    waitingFor(): string[] {
+      // With --kube the routes come from the kube source: naming it says it.
+      const pending = controller.pending.filter((s) => !(opts.kube && s === 'routes'));
+      return pending.map((s) => {
+        if (s !== 'kube' || !kube) return s;
+        const st = kube.stats();
+        const behind = ['gatewayroutes', 'services', 'endpointslices'].filter(
+          (r) => st[`synced_${r}`] !== true,
+        );
+        return behind.length > 0 ? `kube (${behind.join(', ')} not synced; see the log)` : s;
+      });
+    },
     /** The primary's registry; `collect` asks the proxy processes for their snapshots. */
     metrics(collect: MetricsHubOptions['collect'], workers: MetricsHubOptions['workers']): MetricsHub {
       hub = new MetricsHub({
@@ -470,7 +483,10 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
-      if (proxy.version === 0) reasons.push('no routing table served yet: sources have not synced');
+      if (proxy.version === 0)
+        reasons.push(
+          `no routing table served yet: waiting for ${plane.waitingFor().join(', ') || 'compile'}`,
+        );
       return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
@@ -604,6 +620,10 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
+      if (primary.version === 0) {
+        const waiting = plane.waitingFor();
+        if (waiting.length > 0) r.reasons.push(`waiting for ${waiting.join(', ')}`);
+      }
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,

@@ -57,6 +57,11 @@ export class Controller {
     return this.#statuses;
   }
 
+  /** Expected sources that have not reported yet. */
+  get pending(): SourceName[] {
+    return this.#opts.expect.filter((s) => !this.#synced.has(s));
+  }
+
   /** True once every expected source reported and the result was published. */
   get synced(): boolean {
     return this.#opts.expect.every((s) => this.#synced.has(s)) && this.#current !== undefined;

@@ -319,8 +319,31 @@ export function describeError(err: unknown): string {
   if (err && typeof err === 'object') {
     const e = err as { code?: unknown; statusCode?: unknown; message?: unknown; body?: unknown };
     const code = e.statusCode ?? e.code;
+    const status = apiStatusOf(e.body);
+    // The API server's Status says what was refused and why; client-node's message around it does not.
+    if (status) return `${code ?? status.code ?? ''} ${status.reason ?? ''}: ${status.message}`.trim();
     const msg = typeof e.message === 'string' ? e.message : String(err);
     return code !== undefined ? `${code}: ${msg}` : msg;
   }
   return String(err);
+}
+
+/** A Kubernetes `Status` object from an error body (object or JSON text), if it is one with a message. */
+function apiStatusOf(body: unknown): { code?: number; reason?: string; message: string } | undefined {
+  let b = body;
+  if (typeof b === 'string') {
+    try {
+      b = JSON.parse(b);
+    } catch {
+      return undefined;
+    }
+  }
+  if (!b || typeof b !== 'object') return undefined;
+  const st = b as { kind?: unknown; code?: unknown; reason?: unknown; message?: unknown };
+  if (st.kind !== 'Status' || typeof st.message !== 'string') return undefined;
+  return {
+    message: st.message,
+    ...(typeof st.code === 'number' ? { code: st.code } : {}),
+    ...(typeof st.reason === 'string' ? { reason: st.reason } : {}),
+  };
 }

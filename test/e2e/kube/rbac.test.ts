@@ -192,7 +192,7 @@ it('never publishes a table while an informer is forbidden (no EndpointSlice rig
     expect(blind.proxy.version).toBe(0);
     const ready = await fetch(`http://127.0.0.1:${blind.adminAddress.port}/readyz`);
     expect(ready.status).toBe(503);
-    expect(await ready.text()).toContain('no routing table served yet');
+    expect(await ready.text()).toContain('waiting for kube (endpointslices not synced; see the log)');
     // The route the fully-privileged gateway serves is not served here, and no status was written from a
     // half-known cluster.
     expect((await get(blind.proxyAddress.port, 'rbac.example.com')).status).not.toBe(200);

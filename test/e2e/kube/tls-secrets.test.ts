@@ -378,4 +378,19 @@ describe('certificates from Kubernetes Secrets', () => {
     // Nothing the gateway tried was refused.
     expect(gw!.output()).not.toMatch(/forbidden|\b403\b/i);
   });
+
+  // Last: it makes the gateway meet a 403 (the test above checks there was none before).
+  it('a route naming a Secret its Role does not list: ResolvedRefs=False with the API server’s refusal', async () => {
+    await apply(kube, tlsRoute('unlisted', ['u.test'], [{ secretName: 'not-referenced' }]));
+    const c = await waitForCondition(kube, ns, 'unlisted', 'ResolvedRefs', 'False', 20_000);
+    expect(c.reason).toBe('InvalidCertificateRef');
+    // The Status the API server sent, not client-node's wrapper around it.
+    expect(c.message).toMatch(
+      new RegExp(
+        `^Secret ${ns}/not-referenced: cannot be read: 403 Forbidden: secrets "not-referenced" is forbidden: .*cannot (list|watch) resource "secrets"`,
+      ),
+    );
+    expect(c.message).not.toContain('Unknown API Status Code');
+    await expect(servedCert(gw!.tlsPort, 'u.test')).rejects.toThrow();
+  });
 });
