@@ -196,6 +196,13 @@ interface Routed {
   host: string;
 }
 
+/** A request that matched a route but cannot be forwarded: the route's policies still run first. */
+function failedAfterMatch(r: Routed, code: GatewayErrorCode, message?: string): Routed {
+  r.error = code;
+  r.message = message;
+  return r;
+}
+
 function failed(code: GatewayErrorCode, message?: string): Routed {
   return {
     error: code,
@@ -326,17 +333,25 @@ export class ProxyPipeline {
       const dc = s1 < 0 ? rest.slice(1) : rest.slice(1, s1);
       const s2 = s1 < 0 ? -1 : rest.indexOf('/', s1 + 1);
       const service = s1 < 0 ? '' : s2 < 0 ? rest.slice(s1 + 1) : rest.slice(s1 + 1, s2);
+      // Lookup failures are answered after the route's policies: a denied client learns nothing of the catalog,
+      // and probing for services counts against a rate limit.
       if (dc === '' || service === '')
-        return failed(
+        return failedAfterMatch(
+          routed,
           'EDGEGATE_NO_ROUTE',
           `expected ${data.catalog.prefix === '/' ? '' : data.catalog.prefix}/{datacenter}/{service}/{path}`,
         );
       const services = data.catalog.services[dc];
       if (!services)
-        return failed('EDGEGATE_CATALOG_UNKNOWN_DATACENTER', `datacenter ${dc} is unknown or not exposed`);
+        return failedAfterMatch(
+          routed,
+          'EDGEGATE_CATALOG_UNKNOWN_DATACENTER',
+          `datacenter ${dc} is unknown or not exposed`,
+        );
       const clusterId = services[service];
       if (!clusterId)
-        return failed(
+        return failedAfterMatch(
+          routed,
           'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
           `service ${service} is unknown or not exposed in datacenter ${dc}`,
         );
@@ -346,7 +361,8 @@ export class ProxyPipeline {
       routed.cluster = rule?.backends?.pick();
       if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry.prefixLength);
     }
-    if (!routed.cluster || !rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
+    if (!rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
+    if (!routed.cluster) return failedAfterMatch(routed, 'EDGEGATE_NO_HEALTHY_UPSTREAM');
     return routed;
   }
 
@@ -414,17 +430,19 @@ export class ProxyPipeline {
       record.entry = r.entry?.data;
       record.cluster = r.cluster?.data;
     }
-    if (r.error) return sendError(res, r.error, requestId, r.message);
+    // The policy hook: after the match, before an endpoint is picked (order: src/policy/policy-runtime.ts). A
+    // matched request that cannot be forwarded (unknown catalog service, no healthy upstream) meets the policies
+    // first, then gets its error.
+    const gate = r.rule?.gate;
+    if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
-
-    // The policy hook: after the match, before an endpoint is picked (order: src/policy/policy-runtime.ts).
-    const gate = r.rule!.gate;
     if (gate === undefined) return this.#forward(req, res, r, requestId, undefined);
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
         if (!v.allowed) return respondDenial(res, v, requestId);
         if (v.release) res.once('close', v.release);
         if (res.destroyed) return v.release?.();
+        if (r.error) return sendError(res, r.error, requestId, r.message);
         this.#forward(req, res, r, requestId, v);
       },
       () => sendError(res, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
