@@ -510,10 +510,11 @@ export class ProxyPipeline {
     if (req.method !== 'GET')
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'a WebSocket upgrade must be a GET');
     const r = this.#route(served, req);
-    if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
+    // As for plain requests: a matched route's policies run before its lookup errors.
+    const gate = r.rule?.gate;
+    if (r.error && gate === undefined) return refuseUpgrade(socket, r.error, requestId, r.message);
     if (r.entry!.data.redirect)
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
-    const gate = r.rule!.gate;
     if (gate === undefined) return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
@@ -524,6 +525,7 @@ export class ProxyPipeline {
         }
         if (v.release) socket.once('close', v.release);
         if (socket.destroyed) return v.release?.();
+        if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
         this.#forwardUpgrade(req, socket, head, r, requestId, v);
       },
       () => refuseUpgrade(socket, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
