@@ -32,6 +32,8 @@ import { SignatureVerifier } from './signature.ts';
 import { DEFAULT_POLICY_SETTINGS, type PolicyData, type PolicySettings, priorityRank } from './types.ts';
 import { type Denial, deny, type Pass, type Verdict } from './verdict.ts';
 
+const NORMAL_RANK = priorityRank('Normal');
+
 /** What a gate needs to know about a request besides the request object. */
 export interface PolicyRequest {
   req: IncomingMessage;
@@ -259,6 +261,18 @@ export class PolicyRuntime {
   get authAgent(): Dispatcher {
     this.#authAgent ??= createAuthAgent();
     return this.#authAgent;
+  }
+
+  /**
+   * Load shedding for a rule without policies, which has no gate: its priority is the default, Normal. Synchronous
+   * and free while the worker is not overloaded, so rules without policies keep their fast path.
+   */
+  shedUngated(ruleId: string, requestId: string): Denial | undefined {
+    if (!this.guard.sheds(NORMAL_RANK)) return undefined;
+    this.counters(ruleId).shed++;
+    return deny('EDGEGATE_OVERLOADED', requestId, {
+      headers: { 'retry-after': String(this.guard.retryAfterS()) },
+    });
   }
 
   counters(ruleId: string): RuleCounters {

@@ -436,7 +436,11 @@ export class ProxyPipeline {
     const gate = r.rule?.gate;
     if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
-    if (gate === undefined) return this.#forward(req, res, r, requestId, undefined);
+    if (gate === undefined) {
+      const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
+      if (shed !== undefined) return respondDenial(res, shed, requestId);
+      return this.#forward(req, res, r, requestId, undefined);
+    }
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
         if (!v.allowed) return respondDenial(res, v, requestId);
@@ -515,7 +519,15 @@ export class ProxyPipeline {
     if (r.error && gate === undefined) return refuseUpgrade(socket, r.error, requestId, r.message);
     if (r.entry!.data.redirect)
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
-    if (gate === undefined) return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
+    if (gate === undefined) {
+      const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
+      if (shed !== undefined) {
+        if (socket.writable) socket.end(rawDenial(shed, requestId));
+        else socket.destroy();
+        return;
+      }
+      return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
+    }
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
         if (!v.allowed) {

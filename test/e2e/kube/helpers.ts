@@ -92,6 +92,8 @@ export async function startGateway(
     logLevel: 'warn',
     logger: createLogger(process.env.EDGEGATE_TEST_LOG_LEVEL ?? 'warn'),
     ...(catalog ? { catalog } : {}),
+    // In this process: the test code's own pauses must not count as gateway overload (vitest.config.ts).
+    policy: { overloadDelayMs: 0 },
     kube: { kubeconfig, retryPeriodMs: 500, renewDeadlineMs: 3000, leaseDurationMs: 4000, ...kube },
   });
 }
