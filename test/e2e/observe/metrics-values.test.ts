@@ -115,6 +115,28 @@ describe('metric values', () => {
     expect(await metric('edgegate_workers_current')).toBe(2);
   });
 
+  it('has Node process series for the primary and each worker, labelled by worker', async () => {
+    const prom = parsePromText(await (await fetch(`${gw.adminUrl}/metrics`)).text());
+    const view = (await (await fetch(`${gw.adminUrl}/debug/workers`)).json()) as {
+      workers: { pid?: number }[];
+    };
+    const rss = prom.samples.filter((x) => x.name === 'process_resident_memory_bytes');
+    const workers = rss.map((x) => x.labels.worker).sort();
+    // One series per worker slot (stable across worker restarts, so the label set stays bounded) and the primary.
+    expect(view.workers).toHaveLength(2);
+    expect(workers).toEqual(['0', '1', 'primary']);
+    for (const w of rss) expect(w.value).toBeGreaterThan(10 * 1024 * 1024);
+  });
+
+  it('the admin API is read-only: writes get 405', async () => {
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH'])
+      for (const path of ['/metrics', '/debug/routes', '/readyz']) {
+        const r = await fetch(`${gw.adminUrl}${path}`, { method });
+        expect(r.status, `${method} ${path}`).toBe(405);
+        await r.arrayBuffer();
+      }
+  });
+
   it('counts tries, and retries refused by the budget, exactly', async () => {
     const before = {
       tries: await metric('edgegate_upstream_tries_total'),
