@@ -3,6 +3,7 @@
  * through the gateway to a gRPC (HTTP/2 over TLS) upstream, and the two HTTP/2 floods — rapid reset and
  * CONTINUATION — leaving the gateway serving other clients.
  */
+import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import {
   type ClientHttp2Session,
@@ -203,6 +204,26 @@ ${caIndented}
       contentType: 'application/grpc',
     });
     // An unknown method: the upstream's non-zero grpc-status reaches the client as a trailer.
+  });
+
+  it('advertises its HTTP/2 limits (100 concurrent streams, 16 KiB header list) and serves a client that keeps to them', async () => {
+    const session = h2connect(`https://127.0.0.1:${gw.tlsPort}`, {
+      servername: 'h2.test',
+      rejectUnauthorized: false,
+    });
+    session.on('error', () => {});
+    try {
+      await once(session, 'remoteSettings');
+      expect(session.remoteSettings.maxConcurrentStreams).toBe(100);
+      expect(session.remoteSettings.maxHeaderListSize).toBe(16 * 1024);
+      // 120 slow requests at once on one connection: the client queues beyond 100, and every one is answered.
+      const statuses = await Promise.all(
+        Array.from({ length: 120 }, (_, i) => h2Get(session, `/slow/${i}?delay=300`, 'h2.test')),
+      );
+      expect(statuses).toEqual(Array(120).fill(200));
+    } finally {
+      session.close();
+    }
   });
 
   it('h2spec against the listener (result recorded)', async () => {
