@@ -29,40 +29,34 @@ const other = `eg-rbac-other-${id}`;
 let token = '';
 let gw: RunningGateway | undefined;
 
+/**
+ * The RBAC objects that bind a ServiceAccount to the controller's rights: `watchRules` cluster-wide (a ClusterRole
+ * named `clusterRole`) and the Lease rules in the ServiceAccount's namespace.
+ */
+function controllerRbac(sa: { name: string; namespace: string }, clusterRole: string, watchRules: unknown[]) {
+  const subjects = [{ kind: 'ServiceAccount', ...sa }];
+  const ref = (kind: string, name: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind, name });
+  const rbac = (kind: string, name: string, body: object, namespace?: string) => ({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind,
+    metadata: { name, ...(namespace ? { namespace } : {}) },
+    ...body,
+  });
+  return [
+    rbac('ClusterRole', clusterRole, { rules: watchRules }),
+    rbac('ClusterRoleBinding', clusterRole, { roleRef: ref('ClusterRole', clusterRole), subjects }),
+    rbac('Role', 'edgegate-lease', { rules: LEASE_RULES }, sa.namespace),
+    rbac('RoleBinding', 'edgegate-lease', { roleRef: ref('Role', 'edgegate-lease'), subjects }, sa.namespace),
+  ]
+    .map((m) => stringify(m))
+    .join('---\n');
+}
+
 beforeAll(async () => {
   await installCrd(kube);
   await ensureNamespace(kube, other);
   token = await kube.createServiceAccountToken(ns, 'edgegate');
-  const subject = [{ kind: 'ServiceAccount', name: 'edgegate', namespace: ns }];
-  const manifests = [
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name: `edgegate-${id}` },
-      rules: WATCH_RULES,
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: `edgegate-${id}` },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `edgegate-${id}` },
-      subjects: subject,
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: 'edgegate-lease', namespace: ns },
-      rules: LEASE_RULES,
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'edgegate-lease', namespace: ns },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'edgegate-lease' },
-      subjects: subject,
-    },
-  ];
-  await apply(kube, manifests.map((m) => stringify(m)).join('---\n'));
+  await apply(kube, controllerRbac({ name: 'edgegate', namespace: ns }, `edgegate-${id}`, WATCH_RULES));
   await apply(
     kube,
     routeYaml(ns, 'web', {
@@ -138,37 +132,14 @@ it('refuses the same token Secrets, other namespaces’ Leases and GatewayRoute 
 it('never publishes a table while an informer is forbidden (no EndpointSlice rights)', async () => {
   // Its own ServiceAccount and Lease namespace (`other`), the same routes to watch in `ns`.
   const noSlicesToken = await kube.createServiceAccountToken(other, 'edgegate-noslices');
-  const subject = [{ kind: 'ServiceAccount', name: 'edgegate-noslices', namespace: other }];
-  const name = `edgegate-noslices-${id}`;
-  const manifests = [
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name },
-      rules: WATCH_RULES.filter((r) => !r.resources.includes('endpointslices')),
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
-      subjects: subject,
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: 'edgegate-lease', namespace: other },
-      rules: LEASE_RULES,
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'edgegate-lease', namespace: other },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'edgegate-lease' },
-      subjects: subject,
-    },
-  ];
-  await apply(kube, manifests.map((m) => stringify(m)).join('---\n'));
+  await apply(
+    kube,
+    controllerRbac(
+      { name: 'edgegate-noslices', namespace: other },
+      `edgegate-noslices-${id}`,
+      WATCH_RULES.filter((r) => !r.resources.includes('endpointslices')),
+    ),
+  );
   const blind = await startGateway(tokenKubeconfig(kube, noSlicesToken, other), {
     namespaces: [ns],
     leaseNamespace: other,
