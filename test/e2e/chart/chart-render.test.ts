@@ -334,6 +334,47 @@ const cases: Case[] = [
   },
 ];
 
+cases.push({
+  name: 'edge nodes only: nodeSelector, tolerations, affinity, priority class and resources',
+  values: {
+    nodeSelector: { 'node-role.kubernetes.io/edge': '' },
+    tolerations: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' }],
+    affinity: {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [
+            {
+              matchExpressions: [{ key: 'topology.kubernetes.io/zone', operator: 'In', values: ['edge-a'] }],
+            },
+          ],
+        },
+      },
+    },
+    priorityClassName: 'system-node-critical',
+    resources: { requests: { cpu: '500m', memory: '128Mi' }, limits: { cpu: '3', memory: '2Gi' } },
+  },
+  check(objects) {
+    const pod = only(objects, 'DaemonSet').spec.template.spec;
+    // The chart's own Linux selector stays beside the user's.
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/edge': '' });
+    expect(pod.tolerations).toEqual([
+      { key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' },
+    ]);
+    expect(
+      pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]
+        .matchExpressions[0],
+    ).toEqual({ key: 'topology.kubernetes.io/zone', operator: 'In', values: ['edge-a'] });
+    expect(pod.priorityClassName).toBe('system-node-critical');
+    const c = gatewayContainer(objects);
+    expect(c.resources).toEqual({
+      requests: { cpu: '500m', memory: '128Mi' },
+      limits: { cpu: '3', memory: '2Gi' },
+    });
+    // The worker count still follows the CPU limit (the kubelet resolves it to 3 here).
+    expect(envOf(c).get('EDGEGATE_WORKERS')!.valueFrom.resourceFieldRef.resource).toBe('limits.cpu');
+  },
+});
+
 const dashboardsDir = join(CHART_DIR, 'dashboards');
 cases.push({
   name: 'Grafana dashboard ConfigMap',
