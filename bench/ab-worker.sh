@@ -13,7 +13,8 @@ REPO=$(cd "${1:-.}" && pwd)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 DUR=${DUR:-8}
 WORK=$(mktemp -d /tmp/edgegate-ab.XXXXXX)
-trap 'kill $EG 2>/dev/null || true; [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+# SIGKILL, not a drain: a draining gateway would hold the port into the next run.
+trap 'kill -9 $(pgrep -P $EG) $EG 2>/dev/null || true; [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 NODE="$HERE/node_modules/.bin/node"
 PORT=18100
 cat > "$WORK/nginx.conf" <<NGINX
