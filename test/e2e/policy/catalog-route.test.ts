@@ -4,6 +4,7 @@
  * pod-wide over every service the route exposes, and the catalog's own answers (unknown service) are unchanged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePromText, sumOf } from '../../support/prom-text.ts';
 import {
   call,
   type PolicyGateway,
@@ -42,6 +43,15 @@ afterAll(async () => {
 
 const get = (host: string, path: string) => call(gw.gw.port, path, { headers: { host } });
 
+/** A policy counter from /metrics, summed over the rules of one route (the rule label starts with its key). */
+async function policyMetric(name: string, route: string): Promise<number> {
+  const prom = parsePromText(await (await fetch(`${gw.gw.adminUrl}/metrics`)).text());
+  const rules = new Set(prom.samples.filter((x) => x.name === name).map((x) => x.labels.rule!));
+  let total = 0;
+  for (const rule of rules) if (rule.includes(`/${route}`)) total += sumOf(prom, name, { rule });
+  return total;
+}
+
 describe('policies on the catalog route', () => {
   it('an IP deny answers 403 before the catalog lookup, and nothing reaches the upstream', async () => {
     const before = up.seen.length;
@@ -52,6 +62,8 @@ describe('policies on the catalog route', () => {
       expect(r.json<{ error: string }>().error).toBe('EDGEGATE_IP_DENIED');
     }
     expect(up.seen.length).toBe(before);
+    expect(await policyMetric('edgegate_policy_ip_denied_total', 'denied')).toBe(4);
+    expect(await policyMetric('edgegate_policy_passed_total', 'denied')).toBe(0);
   });
 
   it('a rate limit is shared by every service of the route over both workers, probes for services included', async () => {
@@ -74,5 +86,8 @@ describe('policies on the catalog route', () => {
       perWorker.reduce((n, w) => n + Object.values(w.rules).reduce((m, r) => m + r[k], 0), 0);
     expect(sum('rateLimited')).toBe(4);
     expect(sum('passed')).toBe(4);
+    // The same on /metrics, where the primary sums the workers.
+    expect(await policyMetric('edgegate_policy_rate_limited_total', 'limited')).toBe(4);
+    expect(await policyMetric('edgegate_policy_passed_total', 'limited')).toBe(4);
   });
 });

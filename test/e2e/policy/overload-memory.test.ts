@@ -37,6 +37,10 @@ beforeAll(async () => {
           rule('normal', '/normal'),
           rule('high', '/high', 'High'),
           rule('critical', '/critical', 'Critical'),
+          {
+            ...rule('capped', '/capped', 'Critical'),
+            policies: { priority: 'Critical', maxConcurrentRequests: 4 },
+          },
         ],
       },
     },
@@ -82,5 +86,23 @@ describe('overload guard, memory threshold', () => {
     const prom = parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
     expect(sumOf(prom, 'edgegate_overload_level')).toBe(2);
     expect(sumOf(prom, 'edgegate_policy_shed_total', { cause: 'overload' })).toBe(12);
+  });
+
+  it('edgegate_policy_in_flight shows the requests held under a concurrency cap, and 0 once they are done', async () => {
+    const inFlight = async () =>
+      sumOf(
+        parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text()),
+        'edgegate_policy_in_flight',
+      );
+    expect(await inFlight()).toBe(0);
+    // Two slow requests fit the cap (4, two per worker) wherever the kernel puts them.
+    const held = [call(pg.gw.port, '/capped?delay=3000'), call(pg.gw.port, '/capped?delay=3000')];
+    await waitFor(async () => (await inFlight()) === 2, {
+      timeoutMs: 10_000,
+      message: 'two requests in flight',
+    });
+    expect((await Promise.all(held)).map((a) => a.status)).toEqual([200, 200]);
+    // Released when each response closes, just after the client has it.
+    await waitFor(async () => (await inFlight()) === 0, { timeoutMs: 10_000, message: 'slots released' });
   });
 });
