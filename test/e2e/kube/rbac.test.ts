@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import type { RunningGateway } from '../../../src/run.ts';
 import { LEASE_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
+import { parsePromText, sumOf } from '../../support/prom-text.ts';
 import { sharedKube } from '../../support/shared.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
@@ -103,6 +104,10 @@ it('works with the ServiceAccount token bound to the RBAC rules', async () => {
   );
   expect(gw!.kube!.isLeader).toBe(true);
   expect(gw!.kube!.stats().informerErrors).toBe(0); // no 403 on the way
+  // Both statuses were written (one write at least each) and none failed, as /metrics counts them.
+  const prom = parsePromText(await (await fetch(`http://127.0.0.1:${gw!.adminAddress.port}/metrics`)).text());
+  expect(sumOf(prom, 'edgegate_kube_status_writes_total', { result: 'ok' })).toBeGreaterThanOrEqual(2);
+  expect(sumOf(prom, 'edgegate_kube_status_writes_total', { result: 'error' })).toBe(0);
 });
 
 it('refuses the same token Secrets, other namespaces’ Leases and GatewayRoute spec writes', async () => {
