@@ -60,6 +60,7 @@ beforeAll(async () => {
         dc1: {
           services: {
             live: [{ address: '127.0.0.1', port: echo.port }],
+            capped: [{ address: '127.0.0.1', port: echo.port }],
             half: [
               { address: '127.0.0.1', port: echo.port },
               { address: '127.0.0.1', port: dead },
@@ -81,6 +82,10 @@ beforeAll(async () => {
           rule('/whole', 'live', { timeouts: { request: '300ms' } }),
           rule('/try', 'live', { timeouts: { responseHeaders: '300ms' }, retry: { attempts: 0 } }),
           rule('/live', 'live'),
+          {
+            matches: [{ path: { type: 'PathPrefix', value: '/capped' } }],
+            backends: [{ consul: { service: 'capped' }, pool: { maxConnections: 1 } }],
+          },
         ],
       },
       'values',
@@ -161,6 +166,41 @@ describe('metric values', () => {
     expect(await get('/try/x?delay=5000')).toBe(504);
     expect(await metric('edgegate_upstream_try_timeouts_total')).toBe(1);
     expect(await metric('edgegate_request_timeouts_total')).toBe(1);
+  });
+
+  it('pool gauges: with one connection per endpoint, the requests beyond it wait as pending', async () => {
+    const pool = async () => {
+      const prom = parsePromText(await (await fetch(`${gw.adminUrl}/metrics`)).text());
+      const figure = (f: string) => sumOf(prom, `edgegate_upstream_pool_${f}`, { service: 'capped' });
+      return {
+        connected: figure('connected'),
+        running: figure('running'),
+        pending: figure('pending'),
+        size: figure('size'),
+      };
+    };
+    // Four slow requests over two workers, one connection per worker's pool: one or two run, the rest wait.
+    const held = Array.from({ length: 4 }, () => get('/capped/x?delay=1500'));
+    const during = await waitFor(
+      async () => {
+        const p = await pool();
+        // Until a connection is open all four are pending; wait for one to run.
+        return p.running >= 1 && p.running + p.pending === 4 && p;
+      },
+      { timeoutMs: 10_000, intervalMs: 20, message: 'four requests in the capped pools' },
+    );
+    expect(during.running).toBeLessThanOrEqual(2);
+    expect(during.connected).toBe(during.running);
+    expect(during.pending).toBe(4 - during.running);
+    expect(during.size).toBe(4);
+    expect(await Promise.all(held)).toEqual([200, 200, 200, 200]);
+    await waitFor(
+      async () => {
+        const p = await pool();
+        return p.running === 0 && p.pending === 0 && p.size === 0;
+      },
+      { timeoutMs: 10_000, message: 'the capped pools empty again' },
+    );
   });
 
   it('counts source updates and resets the data age when a route file changes', async () => {
