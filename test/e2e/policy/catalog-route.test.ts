@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { waitFor } from '../../support/wait.ts';
 import {
   call,
   type PolicyGateway,
@@ -64,6 +65,21 @@ describe('policies on the catalog route', () => {
     expect(up.seen.length).toBe(before);
     expect(await policyMetric('edgegate_policy_ip_denied_total', 'denied')).toBe(4);
     expect(await policyMetric('edgegate_policy_passed_total', 'denied')).toBe(0);
+    // A refusal the gateway wrote is counted under its error code, like any answer the gateway generated.
+    const prom = parsePromText(await (await fetch(`${gw.gw.adminUrl}/metrics`)).text());
+    expect(sumOf(prom, 'edgegate_gateway_errors_total', { code: 'EDGEGATE_IP_DENIED' })).toBe(4);
+    expect(
+      sumOf(prom, 'edgegate_requests_total', { route: 'default/denied', code: 'EDGEGATE_IP_DENIED' }),
+    ).toBe(4);
+    expect(sumOf(prom, 'edgegate_requests_total', { route: 'default/denied', code: '4xx' })).toBe(0);
+    // …and logged with it.
+    await waitFor(
+      () => /"status":403,.*"route":"default\/denied".*"code":"EDGEGATE_IP_DENIED"/.test(gw.gw.output()),
+      {
+        timeoutMs: 10_000,
+        message: 'the access log line of a denied request, with its code',
+      },
+    );
   });
 
   it('a rate limit is shared by every service of the route over both workers, probes for services included', async () => {
@@ -89,5 +105,17 @@ describe('policies on the catalog route', () => {
     // The same on /metrics, where the primary sums the workers.
     expect(await policyMetric('edgegate_policy_rate_limited_total', 'limited')).toBe(4);
     expect(await policyMetric('edgegate_policy_passed_total', 'limited')).toBe(4);
+    // The 404 counts against the route it matched (docs/observability.md), with no backend.
+    const prom = parsePromText(await (await fetch(`${gw.gw.adminUrl}/metrics`)).text());
+    expect(
+      sumOf(prom, 'edgegate_requests_total', {
+        route: 'default/limited',
+        service: '',
+        code: 'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
+      }),
+    ).toBe(1);
+    expect(
+      sumOf(prom, 'edgegate_requests_total', { route: 'default/limited', code: 'EDGEGATE_RATE_LIMITED' }),
+    ).toBe(4);
   });
 });
