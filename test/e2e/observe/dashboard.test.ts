@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GatewayErrors } from '../../../src/errors.ts';
 import {
   type EchoUpstream,
   type GatewayProcess,
@@ -82,6 +83,16 @@ describe('Grafana dashboard', () => {
     const titles = JSON.stringify(dashboard.panels.map((p: Panel) => p.title));
     for (const t of ['Traffic', 'Errors', 'Latency', 'Pools and upstreams', 'Control plane freshness'])
       expect(titles).toContain(t);
+  });
+
+  it('counts every 5xx the gateway writes in the error ratio, and nothing below 500', () => {
+    const ratio = exprs.find((e) => e.where.includes('Error ratio'))!;
+    const re = /code=~"([^"]+)"/.exec(ratio.expr)![1]!;
+    const matches = (code: string) => new RegExp(`^(?:${re})$`).test(code);
+    expect(matches('5xx')).toBe(true);
+    expect(matches('4xx')).toBe(false);
+    for (const [code, { status }] of Object.entries(GatewayErrors))
+      expect(matches(code), code).toBe(status >= 500);
   });
 
   it('references only metrics that /metrics exposes', async () => {
