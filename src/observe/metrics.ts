@@ -151,7 +151,7 @@ export interface ConsulFigures {
 export interface KubeFigures {
   /** Informer → synced (finished its first list and is watching). */
   informers: Record<string, boolean>;
-  /** Status writes by result (`ok`, `conflict`, `error`). */
+  /** Status writes by result: `ok` (written), `unchanged` (skipped: already current), `error` (failed). */
   statusWrites: Record<string, number>;
 }
 
@@ -589,11 +589,15 @@ export class MetricsHub {
           value: synced ? 1 : 0,
         })),
     );
-    this.#add('edgegate_kube_status_writes_total', 'GatewayRoute status writes, by result.', 'counter', () =>
-      Object.entries(o.kube?.()?.statusWrites ?? {}).map(([result, value]) => ({
-        labels: { result },
-        value,
-      })),
+    this.#add(
+      'edgegate_kube_status_writes_total',
+      'GatewayRoute status writes by result: ok (written), unchanged (skipped, already current), error (failed).',
+      'counter',
+      () =>
+        Object.entries(o.kube?.()?.statusWrites ?? {}).map(([result, value]) => ({
+          labels: { result },
+          value,
+        })),
     );
   }
 

@@ -209,10 +209,11 @@ export class StatusWriter {
       this.#written.set(key, { uid: obj.metadata?.uid, status: desired });
       this.#stats.writes++;
     } catch (err) {
-      this.#stats.failures++;
       const code = (err as { code?: number }).code;
       this.#written.delete(key);
-      if (code === 404) return; // deleted
+      // Deleted since the informer saw it: nothing to write, and not a failure (edgegate_kube_status_writes_total).
+      if (code === 404) return;
+      this.#stats.failures++;
       this.#opts.log.warn(`cannot write the status of GatewayRoute ${key}`, { error: describeError(err) });
       this.#retryLater(key);
       return;

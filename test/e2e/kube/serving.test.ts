@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../../src/run.ts';
 import { createEchoServer } from '../../../src/tools/echo-server.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
+import { parsePromText } from '../../support/prom-text.ts';
 import { sharedKube } from '../../support/shared.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
@@ -53,6 +54,35 @@ afterAll(async () => {
   echo.close();
   await kube.kubectl(['delete', 'namespace', ns, '--wait=false'], { allowFailure: true });
 });
+
+/** edgegate_kube_status_writes_total by result, from the gateway's admin /metrics (each series must be there). */
+async function statusWrites(): Promise<{ ok: number; error: number }> {
+  const prom = parsePromText(await (await fetch(`http://127.0.0.1:${gw.adminAddress.port}/metrics`)).text());
+  const value = (result: string) => {
+    const s = prom.samples.find(
+      (x) => x.name === 'edgegate_kube_status_writes_total' && x.labels.result === result,
+    );
+    if (!s) throw new Error(`edgegate_kube_status_writes_total{result="${result}"} is not exposed`);
+    return s.value;
+  };
+  return { ok: value('ok'), error: value('error') };
+}
+
+/**
+ * Waits until /metrics counts at least `n` more successful status writes than `before` (the counter moves when the
+ * API server's answer to the patch is back, which can be just after the test reads the new status), and checks that
+ * none failed.
+ */
+async function expectStatusWrites(before: number, n: number): Promise<void> {
+  const now = await waitFor(
+    async () => {
+      const w = await statusWrites();
+      return w.ok >= before + n && w;
+    },
+    { timeoutMs: 10_000, message: `edgegate_kube_status_writes_total{result="ok"} ≥ ${before} + ${n}` },
+  );
+  expect(now.error).toBe(0);
+}
 
 describe('kubectl apply programs edgegate', () => {
   it('serves an applied route, follows 20 updates (apply-to-served p50/p99 printed), and a delete removes it', async () => {
@@ -110,6 +140,7 @@ describe('kubectl apply programs edgegate', () => {
 
   it('a backend Service that does not exist: ResolvedRefs=False naming it, the others keep serving, a fix flips it', async () => {
     const host = 'broken.example.com';
+    const writesBefore = (await statusWrites()).ok;
     await apply(
       kube,
       routeYaml(ns, 'broken', {
@@ -120,6 +151,8 @@ describe('kubectl apply programs edgegate', () => {
     const c = await waitForCondition(kube, ns, 'broken', 'ResolvedRefs', 'False');
     expect(c.reason).toBe('BackendNotFound');
     expect(c.message).toContain(`Service ${ns}/nope not found`);
+    // The route is new: the status the test just read was written once at least.
+    await expectStatusWrites(writesBefore, 1);
     const obj = await getRoute(kube, ns, 'broken');
     expect(obj?.status?.conditions?.find((x) => x.type === 'Accepted')?.status).toBe('True');
     expect((await get(port, 'steady.example.com')).status).toBe(200);
@@ -131,10 +164,13 @@ describe('kubectl apply programs edgegate', () => {
     const fixed = await waitForCondition(kube, ns, 'broken', 'ResolvedRefs', 'True');
     expect(fixed.reason).toBe('ResolvedRefs');
     expect((await get(port, 'steady.example.com')).status).toBe(200);
+    // ResolvedRefs False, then True: two different statuses, two writes at least.
+    await expectStatusWrites(writesBefore, 2);
   });
 
   it('an invalid route: Accepted=False naming the field, a Warning event, and a Normal event once fixed', async () => {
     const host = 'invalid.example.com';
+    const writesBefore = (await statusWrites()).ok;
     // The CRD cannot see this one (a path that is not normalized); the controller's validation does.
     await apply(
       kube,
@@ -147,6 +183,7 @@ describe('kubectl apply programs edgegate', () => {
     expect(c.reason).toBe('Invalid');
     expect(c.message).toContain('spec.rules[0].matches[0].path.value');
     expect((await get(port, 'steady.example.com')).status).toBe(200);
+    await expectStatusWrites(writesBefore, 1);
     const events = async () =>
       (await kube.request('GET', `/apis/events.k8s.io/v1/namespaces/${ns}/events`)).json<{
         items: Array<{ reason: string; type: string; note: string; regarding: { name: string } }>;
@@ -177,5 +214,7 @@ describe('kubectl apply programs edgegate', () => {
     );
     expect(valid.type).toBe('Normal');
     expect((await get(port, host, '/a/b')).status).toBe(200);
+    // Accepted=False, then Accepted=True and Programmed=True: two different statuses, two writes at least.
+    await expectStatusWrites(writesBefore, 2);
   });
 });

@@ -6,10 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../support/ports.ts';
+import { parsePromText } from '../../support/prom-text.ts';
 import {
-  call,
+  type Answer,
   type PolicyGateway,
   type RecordingUpstream,
+  call as rawCall,
   startPolicyGateway,
   startRecordingUpstream,
 } from './helpers.ts';
@@ -65,6 +67,49 @@ afterAll(async () => {
   await up?.close();
 });
 
+/** The rule each path prefix of `routes` matches, as the `rule` label names it. */
+const ruleOf = (path: string): string => {
+  const r = routes.ip.rules.find((x) => path.startsWith(x.matches[0]!.path.value));
+  if (!r) throw new Error(`no rule for ${path}`);
+  return `default/ip#${r.name}`;
+};
+
+/** The 403 EDGEGATE_IP_DENIED answers each gateway (by its listening port) gave this file's tests, by rule. */
+const denials = new Map<number, Record<string, number>>();
+
+/** `call`, tallying the IP denials it receives. */
+async function call(port: number, path: string, opts: Parameters<typeof rawCall>[2] = {}): Promise<Answer> {
+  const a = await rawCall(port, path, opts);
+  if (a.status === 403 && a.json<{ error?: string }>().error === 'EDGEGATE_IP_DENIED') {
+    const byRule = denials.get(port) ?? {};
+    const rule = ruleOf(path);
+    byRule[rule] = (byRule[rule] ?? 0) + 1;
+    denials.set(port, byRule);
+  }
+  return a;
+}
+
+/**
+ * Each gateway's edgegate_policy_ip_denied_total (the primary's sum over its 2 workers), by rule, equals the 403s
+ * the tests got from it so far — no more, no fewer, and under the rule that matched.
+ */
+async function expectIpDeniedMetric(): Promise<void> {
+  for (const [port, pg] of [
+    [direct.gw.port, direct],
+    [dualStackPort, behindProxy],
+    [allowOnly.gw.port, allowOnly],
+  ] as const) {
+    const prom = parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+    const counted: Record<string, number> = {};
+    for (const x of prom.samples)
+      if (x.name === 'edgegate_policy_ip_denied_total' && x.value !== 0)
+        counted[x.labels.rule!] = (counted[x.labels.rule!] ?? 0) + x.value;
+    expect(counted, `edgegate_policy_ip_denied_total of the gateway on port ${port}`).toEqual(
+      denials.get(port) ?? {},
+    );
+  }
+}
+
 const status = async (port: number, path: string, xff?: string) =>
   (await call(port, path, xff ? { headers: { 'x-forwarded-for': xff } } : {})).status;
 
@@ -78,6 +123,7 @@ describe('IP rules, direct clients (no trusted hops)', () => {
     });
     expect(await status(direct.gw.port, '/no-loopback')).toBe(403);
     expect(await status(direct.gw.port, '/open')).toBe(200);
+    await expectIpDeniedMetric();
   });
 
   it('spoofed X-Forwarded-For from an untrusted peer is ignored (cannot get allowed, cannot dodge a deny)', async () => {
@@ -89,6 +135,7 @@ describe('IP rules, direct clients (no trusted hops)', () => {
     // and the upstream is told the real peer, not the spoofed chain
     await call(direct.gw.port, '/open', { headers: { 'x-forwarded-for': '10.1.2.3' } });
     expect(up.seen.at(-1)!.headers['x-forwarded-for']).toBe('127.0.0.1');
+    await expectIpDeniedMetric();
   });
 });
 
@@ -100,6 +147,7 @@ describe('IP rules behind one trusted proxy', () => {
     expect(await status(p, '/office', '203.0.113.9')).toBe(403);
     expect(await status(p, '/allow-deny', '198.51.100.5')).toBe(200);
     expect(await status(p, '/allow-deny', '198.51.100.66')).toBe(403);
+    await expectIpDeniedMetric();
   });
 
   it('global --ip-deny applies to every route', async () => {
@@ -107,6 +155,7 @@ describe('IP rules behind one trusted proxy', () => {
     expect(a.status).toBe(403);
     expect(a.json<{ reason: string }>().reason).toBe('denied');
     expect(await status(dualStackPort, '/open', '198.51.100.1')).toBe(200);
+    await expectIpDeniedMetric();
   });
 
   it('global --ip-allow admits only its networks, on every route', async () => {
@@ -120,6 +169,7 @@ describe('IP rules behind one trusted proxy', () => {
     // A rule's own allow list cannot widen the global one.
     expect(await status(allowOnly.gw.port, '/office', '10.1.2.3')).toBe(403);
     expect(up.seen.length - before).toBe(1);
+    await expectIpDeniedMetric();
   });
 
   it('a spoofed entry prepended by the client behind a trusted proxy is not used', async () => {
@@ -127,18 +177,21 @@ describe('IP rules behind one trusted proxy', () => {
     expect(await status(dualStackPort, '/office', '10.1.2.3, 203.0.113.9')).toBe(403);
     // …and cannot hide a globally denied address behind an allowed one.
     expect(await status(dualStackPort, '/open', '198.51.100.1, 192.0.2.44')).toBe(403);
+    await expectIpDeniedMetric();
   });
 
   it('IPv4-mapped IPv6 in X-Forwarded-For is matched as IPv4', async () => {
     expect(await status(dualStackPort, '/open', '::ffff:192.0.2.44')).toBe(403);
     expect(await status(dualStackPort, '/open', '::ffff:c000:22c')).toBe(403);
     expect(await status(dualStackPort, '/office', '::ffff:10.1.2.3')).toBe(200);
+    await expectIpDeniedMetric();
   });
 
   it('garbage in X-Forwarded-For never matches an allow list', async () => {
     expect(await status(dualStackPort, '/office', 'not-an-ip')).toBe(403);
     expect(await status(dualStackPort, '/office', '10.1')).toBe(403);
     expect(await status(dualStackPort, '/office', '012.001.002.003')).toBe(403);
+    await expectIpDeniedMetric();
   });
 });
 
@@ -150,5 +203,6 @@ describe('IP rules on a dual-stack listener', () => {
     expect(await status(dualStackPort, '/open')).toBe(200);
     // the same over IPv6 loopback is a different address
     expect((await call(dualStackPort, '/no-loopback', { host: '::1' })).status).toBe(200);
+    await expectIpDeniedMetric();
   });
 });

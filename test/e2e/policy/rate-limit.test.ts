@@ -6,6 +6,7 @@
 import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePromText, sumOf } from '../../support/prom-text.ts';
 import {
   call,
   type PolicyGateway,
@@ -53,6 +54,20 @@ afterAll(async () => {
   await up?.close();
 });
 
+/**
+ * One rule's `edgegate_policy_*` counter on the admin /metrics (the primary's sum over both workers). Fails if the
+ * rule has no series at all, so an expected 0 cannot pass on a missing label.
+ */
+async function ruleMetric(name: string, rule: string): Promise<number> {
+  const prom = parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+  const label = `default/limits#${rule}`;
+  expect(
+    prom.samples.some((x) => x.name === name && x.labels.rule === label),
+    `${name}{rule="${label}"} exposed`,
+  ).toBe(true);
+  return sumOf(prom, name, { rule: label });
+}
+
 describe('rate limits', () => {
   it('answers 429 with Retry-After and RateLimit / RateLimit-Policy beyond the limit, pod-wide', async () => {
     const before = up.seen.length;
@@ -72,18 +87,33 @@ describe('rate limits', () => {
     expect(retryAfter).toBeLessThanOrEqual(10);
     expect(limited!.headers['ratelimit-policy']).toBe('"default/limits#small";q=3;w=10');
     expect(limited!.headers.ratelimit).toBe(`"default/limits#small";r=0;t=${retryAfter}`);
+    // /metrics counts exactly the 429s and the 200s this test received, summed over both workers.
+    expect(await ruleMetric('edgegate_policy_rate_limited_total', 'small')).toBe(
+      statuses.filter((s) => s === 429).length,
+    );
+    expect(await ruleMetric('edgegate_policy_passed_total', 'small')).toBe(
+      statuses.filter((s) => s === 200).length,
+    );
   });
 
   it('keeps a bucket per header value, and one for requests without the header', async () => {
+    const all: number[] = [];
     const run = async (key: string | undefined) => {
       const out: number[] = [];
       for (let i = 0; i < 4; i++)
         out.push((await call(pg.gw.port, '/per-key', { headers: key ? { 'x-api-key': key } : {} })).status);
+      all.push(...out);
       return out;
     };
     expect(await run('alice')).toEqual([200, 200, 429, 429]);
     expect(await run('bob')).toEqual([200, 200, 429, 429]);
     expect(await run(undefined)).toEqual([200, 200, 429, 429]);
+    expect(await ruleMetric('edgegate_policy_rate_limited_total', 'per-key')).toBe(
+      all.filter((s) => s === 429).length,
+    );
+    expect(await ruleMetric('edgegate_policy_passed_total', 'per-key')).toBe(
+      all.filter((s) => s === 200).length,
+    );
   });
 
   it('keys by the peer address: a spoofed X-Forwarded-For from an untrusted peer does not buy a new bucket', async () => {
@@ -93,6 +123,9 @@ describe('rate limits', () => {
         (await call(pg.gw.port, '/per-client', { headers: { 'x-forwarded-for': `203.0.113.${i}` } })).status,
       );
     expect(out).toEqual([200, 200, 429, 429, 429]);
+    expect(await ruleMetric('edgegate_policy_rate_limited_total', 'per-client')).toBe(
+      out.filter((s) => s === 429).length,
+    );
   });
 
   it('holds the configured rate within ±10% at 2× the limit for 10 s across 2 workers', async () => {
@@ -141,6 +174,9 @@ describe('rate limits', () => {
     expect(admittedRate).toBeGreaterThanOrEqual(RATE * 0.9);
     expect(admittedRate).toBeLessThanOrEqual(RATE * 1.1);
     expect(total(w, 'default/limits#accuracy', (c) => c.rateLimited)).toBe(limited);
+    // The statistical part is the admitted rate; the counters are exact: every 429 and every 200 of the run.
+    expect(await ruleMetric('edgegate_policy_rate_limited_total', 'accuracy')).toBe(limited);
+    expect(await ruleMetric('edgegate_policy_passed_total', 'accuracy')).toBe(admitted);
   }, 60_000);
 });
 

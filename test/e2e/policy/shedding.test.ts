@@ -4,6 +4,7 @@
  * /debug/test/busy), High-priority routes keep answering while Low-priority ones get 503 with Retry-After.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePromText, sumOf } from '../../support/prom-text.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   call,
@@ -50,7 +51,30 @@ afterAll(async () => {
 
 describe('load shedding', () => {
   it('caps requests in flight per rule (divided among the workers) with 503 + Retry-After, and frees the slots', async () => {
-    const answers = await Promise.all(Array.from({ length: 8 }, () => call(pg.gw.port, '/slow?delay=1500')));
+    const slow = 'default/shed#slow';
+    const metrics = async () => parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+    // undefined when the rule has no series: an expected 0 must not pass on a missing one.
+    const inFlight = async () =>
+      (await metrics()).samples.find((x) => x.name === 'edgegate_policy_in_flight' && x.labels.rule === slow)
+        ?.value;
+    expect(await inFlight()).toBe(0);
+    let settled = false;
+    const pending = Promise.all(
+      Array.from({ length: 8 }, () => call(pg.gw.port, '/slow?delay=1500')),
+    ).finally(() => {
+      settled = true;
+    });
+    // Sample the gauge on /metrics for as long as the requests are out: the admitted ones are all held for 1.5 s.
+    const gauge: number[] = [];
+    await waitFor(
+      async () => {
+        if (settled) return true;
+        gauge.push((await inFlight()) ?? Number.NaN);
+        return false;
+      },
+      { timeoutMs: 15_000, intervalMs: 20, message: 'the 8 concurrent requests answered' },
+    );
+    const answers = await pending;
     const ok = answers.filter((a) => a.status === 200).length;
     const capped = answers.filter((a) => a.status === 503);
     console.log(
@@ -61,10 +85,28 @@ describe('load shedding', () => {
     expect(capped.length).toBe(8 - ok);
     expect(capped[0]!.json<{ error: string }>().error).toBe('EDGEGATE_CONCURRENCY_LIMITED');
     expect(capped[0]!.headers['retry-after']).toBe('1');
-    // Slots are released when the responses finish.
-    const w = await pg.workerPolicies();
-    expect(total(w, 'default/shed#slow', (c) => c.inFlight)).toBe(0);
+    // While they were held, edgegate_policy_in_flight (summed over the workers by the primary) showed exactly the
+    // requests admitted under the cap — never more.
+    console.log(`edgegate_policy_in_flight while held: ${gauge.join(',')}`);
+    expect(Math.max(...gauge)).toBe(ok);
+    // Every refusal is counted under cause="concurrency" (none under "overload"), every admitted one as passed.
+    const held = await metrics();
+    expect(sumOf(held, 'edgegate_policy_shed_total', { rule: slow, cause: 'concurrency' })).toBe(
+      capped.length,
+    );
+    expect(sumOf(held, 'edgegate_policy_shed_total', { rule: slow, cause: 'overload' })).toBe(0);
+    expect(sumOf(held, 'edgegate_policy_passed_total', { rule: slow })).toBe(ok);
+    // Slots are released when the responses close, which can be just after the client has them.
+    await waitFor(async () => total(await pg.workerPolicies(), slow, (c) => c.inFlight) === 0, {
+      timeoutMs: 10_000,
+      message: 'the slots released in the workers',
+    });
     expect((await call(pg.gw.port, '/slow')).status).toBe(200);
+    expect(sumOf(await metrics(), 'edgegate_policy_passed_total', { rule: slow })).toBe(ok + 1);
+    await waitFor(async () => (await inFlight()) === 0, {
+      timeoutMs: 10_000,
+      message: 'edgegate_policy_in_flight back to 0',
+    });
   });
 
   it('under overload (event loops held busy), High-priority routes answer and Low-priority ones get 503', async () => {

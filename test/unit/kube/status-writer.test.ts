@@ -115,6 +115,23 @@ describe('StatusWriter', () => {
     expect(cluster.events).toHaveLength(0); // a new valid route needs no event
   });
 
+  it('a route deleted before its write (404) is no failure; another error is one', async () => {
+    const { cluster, writer } = setup();
+    cluster.patchStatus = async () => {
+      throw Object.assign(new Error('not found'), { code: 404 });
+    };
+    writer.update([ok], 1);
+    await waitFor(() => writer.idle, { timeoutMs: 2000 });
+    expect(writer.stats().failures).toBe(0);
+    cluster.patchStatus = async () => {
+      throw Object.assign(new Error('internal error'), { code: 500 });
+    };
+    writer.update([broken], 1);
+    await waitFor(() => writer.stats().failures >= 1, { timeoutMs: 2000 });
+    expect(writer.stats().writes).toBe(0);
+    writer.stop(); // no retry after the test
+  });
+
   it('emits Warning Invalid and Normal Valid events when Accepted flips', async () => {
     const { cluster, writer } = setup();
     writer.setServedVersion(9);
