@@ -164,6 +164,15 @@ export function describeStatus(s: RouteStatus): string[] {
   return lines;
 }
 
+/** Each Kubernetes informer → synced, from the kube source's figures (metrics and readiness). */
+function kubeInformersSynced(st: Record<string, number | boolean>): Record<string, boolean> {
+  return Object.fromEntries(
+    Object.entries(st)
+      .filter(([k]) => k.startsWith('synced_'))
+      .map(([k, v]) => [k.slice('synced_'.length), v === true]),
+  );
+}
+
 /** Sources → controller, with route problems logged once each. Shared by both process shapes. */
 function createControlPlane(
   opts: RunOptions,
@@ -330,18 +339,22 @@ function createControlPlane(
     sourcesView() {
       return { consul: consul?.stats(), kube: kube?.stats() };
     },
-    /** The sources the first table waits for, with the Kubernetes informers not synced named (readiness). */
-    waitingFor(): string[] {
+    /**
+     * Readiness while nothing is served yet (`version` 0): the sources the first table waits for, the Kubernetes
+     * informers not synced named. Both process shapes add these lines to their own reasons.
+     */
+    waitingReasons(version: number): string[] {
+      if (version !== 0) return [];
       // With --kube the routes come from the kube source: naming it says it.
-      const pending = controller.pending.filter((s) => !(opts.kube && s === 'routes'));
-      return pending.map((s) => {
-        if (s !== 'kube' || !kube) return s;
-        const st = kube.stats();
-        const behind = ['gatewayroutes', 'services', 'endpointslices'].filter(
-          (r) => st[`synced_${r}`] !== true,
-        );
-        return behind.length > 0 ? `kube (${behind.join(', ')} not synced; see the log)` : s;
-      });
+      const waiting = controller.pending
+        .filter((s) => !(opts.kube && s === 'routes'))
+        .map((s) => {
+          if (s !== 'kube' || !kube) return s;
+          const synced = kubeInformersSynced(kube.stats());
+          const behind = Object.keys(synced).filter((r) => !synced[r]);
+          return behind.length > 0 ? `kube (${behind.join(', ')} not synced; see the log)` : s;
+        });
+      return waiting.length > 0 ? [`waiting for ${waiting.join(', ')}`] : [];
     },
     /** The primary's registry; `collect` asks the proxy processes for their snapshots. */
     metrics(collect: MetricsHubOptions['collect'], workers: MetricsHubOptions['workers']): MetricsHub {
@@ -368,11 +381,7 @@ function createControlPlane(
           if (!st) return undefined;
           const n = (k: string) => Number(st[k] ?? 0);
           return {
-            informers: {
-              gatewayroutes: st.synced_gatewayroutes === true,
-              services: st.synced_services === true,
-              endpointslices: st.synced_endpointslices === true,
-            },
+            informers: kubeInformersSynced(st),
             statusWrites: {
               ok: n('status_writes'),
               unchanged: n('status_unchanged'),
@@ -483,10 +492,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
-      if (proxy.version === 0)
-        reasons.push(
-          `no routing table served yet: waiting for ${plane.waitingFor().join(', ') || 'compile'}`,
-        );
+      if (proxy.version === 0) reasons.push('no routing table served yet');
+      reasons.push(...plane.waitingReasons(proxy.version));
       return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
     },
     routes: () => plane.routesView(proxy.version),
@@ -620,10 +627,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
-      if (primary.version === 0) {
-        const waiting = plane.waitingFor();
-        if (waiting.length > 0) r.reasons.push(`waiting for ${waiting.join(', ')}`);
-      }
+      r.reasons.push(...plane.waitingReasons(primary.version));
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,

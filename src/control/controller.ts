@@ -64,7 +64,7 @@ export class Controller {
 
   /** True once every expected source reported and the result was published. */
   get synced(): boolean {
-    return this.#opts.expect.every((s) => this.#synced.has(s)) && this.#current !== undefined;
+    return this.pending.length === 0 && this.#current !== undefined;
   }
 
   /** Serve the persisted last-known-good table until the live sources have synced. */
@@ -125,7 +125,7 @@ export class Controller {
 
   /** Compile now and publish if the content changed. Normally driven by the timers. */
   async rebuild(): Promise<void> {
-    if (!this.#opts.expect.every((s) => this.#synced.has(s))) return;
+    if (this.pending.length > 0) return;
     const started = performance.now();
     const { table, statuses } = compile({
       routes: this.#routes,

@@ -4,6 +4,7 @@
  */
 import { type ServerResponse, STATUS_CODES } from 'node:http';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
+import { noteGatewayError } from '../observe/request-observer.ts';
 
 export interface Pass {
   allowed: true;
@@ -53,8 +54,13 @@ export function deny(
   };
 }
 
-/** Writes a denial as the response (headers already sent: the connection is cut instead). */
+/**
+ * Writes a denial as the response (headers already sent: the connection is cut instead). One the gateway wrote
+ * (403, 429, 401, 503…) is counted and logged under its error code like every gateway answer; an external auth
+ * service's own answer (no code) under its status class.
+ */
 export function respondDenial(res: ServerResponse, d: Denial, requestId: string): void {
+  if (d.code !== undefined) noteGatewayError(res, d.code);
   if (res.headersSent) {
     res.destroy();
     return;

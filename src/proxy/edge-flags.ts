@@ -21,6 +21,8 @@ export interface EdgeFlag {
   parse: 'duration' | 'count' | 'switch';
   /** For a switch: the setting's value when the flag is given (the flags turn a default off). */
   whenSet?: boolean;
+  /** For a count: the largest value accepted (default 1,000,000). */
+  max?: number;
 }
 
 export const EDGE_FLAGS: EdgeFlag[] = [
@@ -123,6 +125,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     target: 'proxy',
     key: 'retryBudgetPercent',
     parse: 'count',
+    max: 100,
   },
   {
     flag: '--retry-budget-min',
@@ -171,6 +174,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     target: 'outlier',
     key: 'maxEjectionPercent',
     parse: 'count',
+    max: 100,
   },
 ];
 
@@ -194,8 +198,6 @@ export function edgeFlagHelp(f: EdgeFlag): string {
           : `${value}ms`;
   return `${f.help} (default ${shown})`;
 }
-
-const COUNT_MAX: Partial<Record<string, number>> = { retryBudgetPercent: 100, maxEjectionPercent: 100 };
 
 /**
  * The settings the given flags set, by target. `values` holds commander's option values (camelCase of the flag,
@@ -221,7 +223,7 @@ export function edgeSettingsFrom(
           ? () => f.whenSet!
           : (text, flag) => {
               const n = Number(text);
-              const max = COUNT_MAX[f.key] ?? 1_000_000;
+              const max = f.max ?? 1_000_000;
               if (!/^\d+$/.test(String(text).trim()) || n > max)
                 throw new ConfigError(
                   `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { GatewayErrorCode } from '../errors.ts';
-import { noteGatewayError, type RequestObserver, recordOf } from '../observe/request-observer.ts';
+import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
 import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
 import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
@@ -196,13 +196,10 @@ interface Routed {
   host: string;
 }
 
-/**
- * A policy's refusal as the answer. One the gateway wrote (429, 403, 401, 503…) is counted and logged under its
- * error code like any gateway answer; an external auth service's own answer (no code) under its status class.
- */
-function answerDenial(res: ServerResponse, d: Denial, requestId: string): void {
-  if (d.code !== undefined) noteGatewayError(res, d.code);
-  respondDenial(res, d, requestId);
+/** A policy's refusal of a WebSocket upgrade, written on the raw connection, which then closes. */
+function denyUpgrade(socket: Duplex, d: Denial, requestId: string): void {
+  if (socket.writable) socket.end(rawDenial(d, requestId));
+  else socket.destroy();
 }
 
 /** A request that matched a route but cannot be forwarded: the route's policies still run first. */
@@ -447,12 +444,12 @@ export class ProxyPipeline {
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
     if (gate === undefined) {
       const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
-      if (shed !== undefined) return answerDenial(res, shed, requestId);
+      if (shed !== undefined) return respondDenial(res, shed, requestId);
       return this.#forward(req, res, r, requestId, undefined);
     }
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
-        if (!v.allowed) return answerDenial(res, v, requestId);
+        if (!v.allowed) return respondDenial(res, v, requestId);
         if (v.release) res.once('close', v.release);
         if (res.destroyed) return v.release?.();
         if (r.error) return sendError(res, r.error, requestId, r.message);
@@ -530,20 +527,12 @@ export class ProxyPipeline {
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
     if (gate === undefined) {
       const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
-      if (shed !== undefined) {
-        if (socket.writable) socket.end(rawDenial(shed, requestId));
-        else socket.destroy();
-        return;
-      }
+      if (shed !== undefined) return denyUpgrade(socket, shed, requestId);
       return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
     }
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
-        if (!v.allowed) {
-          if (socket.writable) socket.end(rawDenial(v, requestId));
-          else socket.destroy();
-          return;
-        }
+        if (!v.allowed) return denyUpgrade(socket, v, requestId);
         if (v.release) socket.once('close', v.release);
         if (socket.destroyed) return v.release?.();
         if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);

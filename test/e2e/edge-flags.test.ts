@@ -19,7 +19,7 @@ import {
   writeOneServiceConfig,
 } from '../support/gateway.ts';
 import { freePort } from '../support/ports.ts';
-import { parsePromText, sumOf } from '../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../support/prom-text.ts';
 
 let echo: EchoUpstream;
 let strict: GatewayProcess;
@@ -139,7 +139,7 @@ describe('edge flags', () => {
 
   it('--outlier-max-ejection-percent 100 ejects a lone dead endpoint; --outlier-consecutive-failures 0 never counts', async () => {
     const ejections = async (gw: GatewayProcess) => {
-      const prom = parsePromText(await (await fetch(`${gw.adminUrl}/metrics`)).text());
+      const prom = await scrapeMetrics(gw.adminUrl);
       const labels = { service: 'dead', datacenter: 'dc1' };
       return [
         sumOf(prom, 'edgegate_outlier_ejections_total', labels),

@@ -15,6 +15,7 @@ import {
   routeYaml,
   startEcho,
   startGateway,
+  writeLoopbackCatalog,
 } from '../support/gateway.ts';
 
 const MB = 1024 * 1024;
@@ -59,21 +60,12 @@ beforeAll(async () => {
   await new Promise<void>((r) => closed.close(() => r()));
 
   const dir = mkdtempSync(join(tmpdir(), 'eg-stream-'));
-  writeFileSync(
-    join(dir, 'catalog.yaml'),
-    JSON.stringify({
-      datacenters: {
-        dc1: {
-          services: {
-            echo: [{ address: '127.0.0.1', port: echo.port }],
-            dying: [{ address: '127.0.0.1', port: dyingPort }],
-            hop: [{ address: '127.0.0.1', port: hopPort }],
-            gone: [{ address: '127.0.0.1', port: gonePort }],
-          },
-        },
-      },
-    }),
-  );
+  writeLoopbackCatalog(join(dir, 'catalog.yaml'), {
+    echo: [echo.port],
+    dying: [dyingPort],
+    hop: [hopPort],
+    gone: [gonePort],
+  });
   writeFileSync(join(dir, 'routes.yaml'), routeYaml('catalog', { catalog: { pathPrefix: '/' } }));
   // One worker: every byte goes through the process whose memory the streaming test measures.
   gw = await startGateway([

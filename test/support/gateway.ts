@@ -125,6 +125,17 @@ export function routeYaml(name: string, spec: unknown, namespace = 'default'): s
   return `${JSON.stringify({ apiVersion: 'edgegate.io/v1alpha1', kind: 'GatewayRoute', metadata: { name, namespace }, spec })}\n`;
 }
 
+/** A standalone catalog file: datacenter dc1, each service's instances on 127.0.0.1 at the given ports. */
+export function writeLoopbackCatalog(file: string, services: Record<string, number[]>): void {
+  const dc1 = Object.fromEntries(
+    Object.entries(services).map(([name, ports]) => [
+      name,
+      ports.map((port) => ({ address: '127.0.0.1', port })),
+    ]),
+  );
+  writeFileSync(file, JSON.stringify({ datacenters: { dc1: { services: dc1 } } }));
+}
+
 /**
  * Standalone config under `dir`: a catalog file with one instance of `service` on 127.0.0.1:`port`, and a routes
  * directory with one catch-all route (named like the service) to it. Returns the two paths for `run`.
@@ -137,10 +148,7 @@ export function writeOneServiceConfig(
   const routes = join(dir, 'routes');
   const catalog = join(dir, 'catalog.yaml');
   mkdirSync(routes, { recursive: true });
-  writeFileSync(
-    catalog,
-    JSON.stringify({ datacenters: { dc1: { services: { [service]: [{ address: '127.0.0.1', port }] } } } }),
-  );
+  writeLoopbackCatalog(catalog, { [service]: [port] });
   writeFileSync(
     join(routes, `${service}.yaml`),
     routeYaml(service, {

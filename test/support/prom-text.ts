@@ -68,3 +68,10 @@ export function sumOf(p: PromText, name: string, match: Record<string, string> =
   }
   return n;
 }
+
+/** GET `/metrics` of an admin server (`http://host:port`) and parse it; a non-200 answer is an error. */
+export async function scrapeMetrics(adminUrl: string): Promise<PromText> {
+  const r = await fetch(`${adminUrl}/metrics`);
+  if (r.status !== 200) throw new Error(`GET ${adminUrl}/metrics: ${r.status}`);
+  return parsePromText(await r.text());
+}

@@ -41,8 +41,8 @@ async function lease(leaseNs = ns): Promise<{ holderIdentity?: string; renewTime
     : undefined;
 }
 
-async function holder(): Promise<string | undefined> {
-  return (await lease())?.holderIdentity;
+async function holder(leaseNs = ns): Promise<string | undefined> {
+  return (await lease(leaseNs))?.holderIdentity;
 }
 
 async function statusManagers(name: string): Promise<string[]> {
@@ -63,17 +63,7 @@ beforeAll(async () => {
   await installCrd(kube);
   await ensureNamespace(kube, ns);
   await apply(kube, route('one', 'missing'));
-  const [listen, admin] = await freePorts(2);
-  a = startController('edgegate-a', 'ctl-a', ns, [
-    '--lease-duration',
-    '4s',
-    '--renew-deadline',
-    '3s',
-    '--listen',
-    `127.0.0.1:${listen}`,
-    '--admin',
-    `127.0.0.1:${admin}`,
-  ]);
+  a = await startController('edgegate-a', 'ctl-a', ns, ['--lease-duration', '4s', '--renew-deadline', '3s']);
   await waitFor(async () => (await holder()) === 'ctl-a', {
     timeoutMs: 30_000,
     diagnostics: () => a!.tail(20),
@@ -87,8 +77,14 @@ beforeAll(async () => {
   await waitFor(() => b!.controller.synced, { timeoutMs: 15_000 });
 }, 120_000);
 
-/** `edgegate run --kube` as its own process, watching `watchNs` and competing for the Lease there. */
-function startController(name: string, identity: string, watchNs: string, extra: string[]): ManagedProcess {
+/** `edgegate run --kube` as its own process on free loopback ports, watching `watchNs` and competing for its Lease. */
+async function startController(
+  name: string,
+  identity: string,
+  watchNs: string,
+  extra: string[],
+): Promise<ManagedProcess> {
+  const [listen, admin] = await freePorts(2);
   return startProcess({
     name,
     command: process.execPath,
@@ -106,6 +102,10 @@ function startController(name: string, identity: string, watchNs: string, extra:
       '500ms',
       '--workers',
       '0',
+      '--listen',
+      `127.0.0.1:${listen}`,
+      '--admin',
+      `127.0.0.1:${admin}`,
       ...extra,
     ],
     env: { ...process.env, POD_NAME: identity },
@@ -160,23 +160,18 @@ it('only the leader writes status; after the leader is killed the other takes ov
 
 it('a leader that gets SIGTERM releases the Lease as its drain starts, and the other takes over at once', async () => {
   await ensureNamespace(kube, releaseNs);
-  const [listen, admin] = await freePorts(2);
   // A 60 s lease and a 20 s drain delay: only a release lets the other lead within the 20 s waited below.
-  const leader = startController('edgegate-release', 'ctl-r1', releaseNs, [
+  const leader = await startController('edgegate-release', 'ctl-r1', releaseNs, [
     '--lease-duration',
     '60s',
     '--renew-deadline',
     '40s',
     '--drain-delay',
     '20s',
-    '--listen',
-    `127.0.0.1:${listen}`,
-    '--admin',
-    `127.0.0.1:${admin}`,
   ]);
   let candidate: RunningGateway | undefined;
   try {
-    await waitFor(async () => (await lease(releaseNs))?.holderIdentity === 'ctl-r1', {
+    await waitFor(async () => (await holder(releaseNs)) === 'ctl-r1', {
       timeoutMs: 30_000,
       diagnostics: () => leader.tail(20),
     });
@@ -195,7 +190,7 @@ it('a leader that gets SIGTERM releases the Lease as its drain starts, and the o
       message: 'the candidate leads after the SIGTERMed leader released the Lease',
       diagnostics: () => leader.tail(20),
     });
-    expect((await lease(releaseNs))?.holderIdentity).toBe('ctl-r2');
+    expect(await holder(releaseNs)).toBe('ctl-r2');
     // The old leader is still draining (20 s delay) while the other already leads.
     expect(leader.running()).toBe(true);
   } finally {

@@ -7,7 +7,7 @@ import { stringify } from 'yaml';
 import type { RunningGateway } from '../../../src/run.ts';
 import { LEASE_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
-import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import { sharedKube } from '../../support/shared.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
@@ -108,9 +108,7 @@ it('works with the ServiceAccount token bound to the RBAC rules', async () => {
   // moves when the API server's answer is back, which can be just after the status is visible.
   const prom = await waitFor(
     async () => {
-      const p = parsePromText(
-        await (await fetch(`http://127.0.0.1:${gw!.adminAddress.port}/metrics`)).text(),
-      );
+      const p = await scrapeMetrics(`http://127.0.0.1:${gw!.adminAddress.port}`);
       return sumOf(p, 'edgegate_kube_status_writes_total', { result: 'ok' }) >= 2 && p;
     },
     { timeoutMs: 10_000, message: 'two status writes counted' },

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningGateway } from '../../../src/run.ts';
 import { createEchoServer } from '../../../src/tools/echo-server.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
-import { parsePromText } from '../../support/prom-text.ts';
+import { scrapeMetrics } from '../../support/prom-text.ts';
 import { sharedKube } from '../../support/shared.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
@@ -57,7 +57,7 @@ afterAll(async () => {
 
 /** edgegate_kube_status_writes_total by result, from the gateway's admin /metrics (each series must be there). */
 async function statusWrites(): Promise<{ ok: number; error: number }> {
-  const prom = parsePromText(await (await fetch(`http://127.0.0.1:${gw.adminAddress.port}/metrics`)).text());
+  const prom = await scrapeMetrics(`http://127.0.0.1:${gw.adminAddress.port}`);
   const value = (result: string) => {
     const s = prom.samples.find(
       (x) => x.name === 'edgegate_kube_status_writes_total' && x.labels.result === result,

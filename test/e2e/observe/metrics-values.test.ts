@@ -15,9 +15,10 @@ import {
   routeYaml,
   startEcho,
   startGateway,
+  writeLoopbackCatalog,
 } from '../../support/gateway.ts';
 import { freePort } from '../../support/ports.ts';
-import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import { waitFor } from '../../support/wait.ts';
 
 let echo: EchoUpstream;
@@ -44,32 +45,18 @@ function get(path: string): Promise<number> {
 }
 
 async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-  const r = await fetch(`${gw.adminUrl}/metrics`);
-  expect(r.status).toBe(200);
-  return sumOf(parsePromText(await r.text()), name, labels);
+  return sumOf(await scrapeMetrics(gw.adminUrl), name, labels);
 }
 
 beforeAll(async () => {
   echo = await startEcho('values');
   const dead = await freePort({ udp: false });
   dir = mkdtempSync(join(tmpdir(), 'edgegate-metric-values-'));
-  writeFileSync(
-    join(dir, 'catalog.yaml'),
-    JSON.stringify({
-      datacenters: {
-        dc1: {
-          services: {
-            live: [{ address: '127.0.0.1', port: echo.port }],
-            capped: [{ address: '127.0.0.1', port: echo.port }],
-            half: [
-              { address: '127.0.0.1', port: echo.port },
-              { address: '127.0.0.1', port: dead },
-            ],
-          },
-        },
-      },
-    }),
-  );
+  writeLoopbackCatalog(join(dir, 'catalog.yaml'), {
+    live: [echo.port],
+    capped: [echo.port],
+    half: [echo.port, dead],
+  });
   routes = join(dir, 'routes');
   mkdirSync(routes);
   writeFileSync(
@@ -121,7 +108,7 @@ describe('metric values', () => {
   });
 
   it('has Node process series for the primary and each worker, labelled by worker', async () => {
-    const prom = parsePromText(await (await fetch(`${gw.adminUrl}/metrics`)).text());
+    const prom = await scrapeMetrics(gw.adminUrl);
     const view = (await (await fetch(`${gw.adminUrl}/debug/workers`)).json()) as {
       workers: { pid?: number }[];
     };
@@ -170,7 +157,7 @@ describe('metric values', () => {
 
   it('pool gauges: with one connection per endpoint, the requests beyond it wait as pending', async () => {
     const pool = async () => {
-      const prom = parsePromText(await (await fetch(`${gw.adminUrl}/metrics`)).text());
+      const prom = await scrapeMetrics(gw.adminUrl);
       const figure = (f: string) => sumOf(prom, `edgegate_upstream_pool_${f}`, { service: 'capped' });
       return {
         connected: figure('connected'),
@@ -239,9 +226,8 @@ describe('metric values', () => {
     process.kill(pid, 'SIGSTOP');
     try {
       // No proxied request while it is stopped: the kernel could hand it to the stopped worker.
-      const r = await fetch(`${gw.adminUrl}/metrics`);
-      expect(r.status).toBe(200);
-      const prom = parsePromText(await r.text());
+      // The scrape still answers 200 (scrapeMetrics throws otherwise).
+      const prom = await scrapeMetrics(gw.adminUrl);
       expect(sumOf(prom, 'edgegate_metrics_stale_workers')).toBe(1);
       expect(sumOf(prom, 'edgegate_metrics_missed_answers_total')).toBe(missed + 1);
       expect(sumOf(prom, 'edgegate_requests_total')).toBe(requests);

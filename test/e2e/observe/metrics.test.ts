@@ -15,6 +15,7 @@ import {
   routeYaml,
   startEcho,
   startGateway,
+  writeLoopbackCatalog,
 } from '../../support/gateway.ts';
 import { freePort } from '../../support/ports.ts';
 import { familyOf, type PromText, parsePromText, sumOf } from '../../support/prom-text.ts';
@@ -80,23 +81,13 @@ beforeAll(async () => {
   const dead = await freePort({ udp: false });
   const deadToo = await freePort({ udp: false });
   dir = mkdtempSync(join(tmpdir(), 'edgegate-observe-'));
-  const inst = (port: number) => [{ address: '127.0.0.1', port }];
-  writeFileSync(
-    join(dir, 'catalog.yaml'),
-    JSON.stringify({
-      datacenters: {
-        dc1: {
-          services: {
-            alpha: inst(alpha.port),
-            beta: inst(beta.port),
-            pooled: inst(pooled.port),
-            gone: inst(dead),
-            flaky: [...inst(alpha.port), ...inst(deadToo)],
-          },
-        },
-      },
-    }),
-  );
+  writeLoopbackCatalog(join(dir, 'catalog.yaml'), {
+    alpha: [alpha.port],
+    beta: [beta.port],
+    pooled: [pooled.port],
+    gone: [dead],
+    flaky: [alpha.port, deadToo],
+  });
   const routes = join(dir, 'routes');
   mkdirSync(routes);
   writeFileSync(join(routes, 'a.yaml'), routeYaml('route-a', { rules: [rule('/a', 'alpha')] }, 'obs'));

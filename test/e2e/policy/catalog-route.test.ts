@@ -4,7 +4,7 @@
  * pod-wide over every service the route exposes, and the catalog's own answers (unknown service) are unchanged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   call,
@@ -44,13 +44,9 @@ afterAll(async () => {
 
 const get = (host: string, path: string) => call(gw.gw.port, path, { headers: { host } });
 
-/** A policy counter from /metrics, summed over the rules of one route (the rule label starts with its key). */
+/** A policy counter of a route's one catalog rule (`namespace/name#catalog`), from /metrics. */
 async function policyMetric(name: string, route: string): Promise<number> {
-  const prom = parsePromText(await (await fetch(`${gw.gw.adminUrl}/metrics`)).text());
-  const rules = new Set(prom.samples.filter((x) => x.name === name).map((x) => x.labels.rule!));
-  let total = 0;
-  for (const rule of rules) if (rule.includes(`/${route}`)) total += sumOf(prom, name, { rule });
-  return total;
+  return sumOf(await scrapeMetrics(gw.gw.adminUrl), name, { rule: `default/${route}#catalog` });
 }
 
 describe('policies on the catalog route', () => {
@@ -66,7 +62,7 @@ describe('policies on the catalog route', () => {
     expect(await policyMetric('edgegate_policy_ip_denied_total', 'denied')).toBe(4);
     expect(await policyMetric('edgegate_policy_passed_total', 'denied')).toBe(0);
     // A refusal the gateway wrote is counted under its error code, like any answer the gateway generated.
-    const prom = parsePromText(await (await fetch(`${gw.gw.adminUrl}/metrics`)).text());
+    const prom = await scrapeMetrics(gw.gw.adminUrl);
     expect(sumOf(prom, 'edgegate_gateway_errors_total', { code: 'EDGEGATE_IP_DENIED' })).toBe(4);
     expect(
       sumOf(prom, 'edgegate_requests_total', { route: 'default/denied', code: 'EDGEGATE_IP_DENIED' }),
@@ -106,7 +102,7 @@ describe('policies on the catalog route', () => {
     expect(await policyMetric('edgegate_policy_rate_limited_total', 'limited')).toBe(4);
     expect(await policyMetric('edgegate_policy_passed_total', 'limited')).toBe(4);
     // The 404 counts against the route it matched (docs/observability.md), with no backend.
-    const prom = parsePromText(await (await fetch(`${gw.gw.adminUrl}/metrics`)).text());
+    const prom = await scrapeMetrics(gw.gw.adminUrl);
     expect(
       sumOf(prom, 'edgegate_requests_total', {
         route: 'default/limited',

@@ -12,6 +12,7 @@ import { freePort } from '../../support/ports.ts';
 import {
   call,
   type PolicyGateway,
+  prefixRule,
   type RecordingUpstream,
   startPolicyGateway,
   startRecordingUpstream,
@@ -58,12 +59,7 @@ beforeAll(async () => {
     },
   });
   const web = [{ consul: { service: 'web', tags: ['stable'] } }];
-  const rule = (name: string, prefix: string, policies: unknown) => ({
-    name,
-    matches: [{ path: { type: 'PathPrefix', value: prefix } }],
-    backends: web,
-    policies,
-  });
+  const rule = (name: string, prefix: string, policies: unknown) => prefixRule(name, prefix, policies, web);
   pg = await startPolicyGateway({
     services: {
       web: [

@@ -60,6 +60,16 @@ export async function startRecordingUpstream(name: string): Promise<RecordingUps
   };
 }
 
+/** A rule of a test route: PathPrefix `prefix` to `backends` (default: Consul service `api`), with `policies`. */
+export function prefixRule(
+  name: string,
+  prefix: string,
+  policies?: unknown,
+  backends: unknown[] = [{ consul: { service: 'api' } }],
+) {
+  return { name, matches: [{ path: { type: 'PathPrefix', value: prefix } }], backends, policies };
+}
+
 export interface PolicyGateway {
   gw: GatewayProcess;
   dir: string;

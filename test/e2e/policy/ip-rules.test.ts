@@ -6,10 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../support/ports.ts';
-import { parsePromText } from '../../support/prom-text.ts';
+import { scrapeMetrics } from '../../support/prom-text.ts';
 import {
   type Answer,
   type PolicyGateway,
+  prefixRule,
   type RecordingUpstream,
   call as rawCall,
   startPolicyGateway,
@@ -25,21 +26,17 @@ let dualStackPort: number;
 /** behind one trusted proxy, a global allow list: only 198.51.100.0/24 gets anywhere. */
 let allowOnly: PolicyGateway;
 
-const rule = (name: string, prefix: string, policies: unknown) => ({
-  name,
-  matches: [{ path: { type: 'PathPrefix', value: prefix } }],
-  backends: [{ consul: { service: 'api' } }],
-  policies,
-});
-
 const routes = {
   ip: {
     rules: [
-      rule('office-only', '/office', { ipAllow: ['10.0.0.0/8', '2001:db8::/32'] }),
-      rule('no-loopback', '/no-loopback', { ipDeny: ['127.0.0.1/32'] }),
-      rule('no-loopback-mapped', '/no-mapped', { ipDeny: ['::ffff:127.0.0.0/104'] }),
-      rule('allow-but-deny', '/allow-deny', { ipAllow: ['198.51.100.0/24'], ipDeny: ['198.51.100.66'] }),
-      rule('open', '/open', undefined),
+      prefixRule('office-only', '/office', { ipAllow: ['10.0.0.0/8', '2001:db8::/32'] }),
+      prefixRule('no-loopback', '/no-loopback', { ipDeny: ['127.0.0.1/32'] }),
+      prefixRule('no-loopback-mapped', '/no-mapped', { ipDeny: ['::ffff:127.0.0.0/104'] }),
+      prefixRule('allow-but-deny', '/allow-deny', {
+        ipAllow: ['198.51.100.0/24'],
+        ipDeny: ['198.51.100.66'],
+      }),
+      prefixRule('open', '/open'),
     ],
   },
 };
@@ -99,7 +96,7 @@ async function expectIpDeniedMetric(): Promise<void> {
     [dualStackPort, behindProxy],
     [allowOnly.gw.port, allowOnly],
   ] as const) {
-    const prom = parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+    const prom = await scrapeMetrics(pg.gw.adminUrl);
     const counted: Record<string, number> = {};
     for (const x of prom.samples)
       if (x.name === 'edgegate_policy_ip_denied_total' && x.value !== 0)

@@ -5,11 +5,12 @@
  * The event-loop delay signal is off here, so memory alone decides.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   call,
   type PolicyGateway,
+  prefixRule,
   type RecordingUpstream,
   startPolicyGateway,
   startRecordingUpstream,
@@ -18,13 +19,6 @@ import {
 let up: RecordingUpstream;
 let pg: PolicyGateway;
 
-const rule = (name: string, prefix: string, priority?: string) => ({
-  name,
-  matches: [{ path: { type: 'PathPrefix', value: prefix } }],
-  backends: [{ consul: { service: 'api' } }],
-  ...(priority ? { policies: { priority } } : {}),
-});
-
 beforeAll(async () => {
   up = await startRecordingUpstream('memory-upstream');
   pg = await startPolicyGateway({
@@ -32,15 +26,12 @@ beforeAll(async () => {
     routes: {
       memory: {
         rules: [
-          rule('low', '/low', 'Low'),
+          prefixRule('low', '/low', { priority: 'Low' }),
           // No policies at all: Normal by default, and shed like any Normal rule.
-          rule('normal', '/normal'),
-          rule('high', '/high', 'High'),
-          rule('critical', '/critical', 'Critical'),
-          {
-            ...rule('capped', '/capped', 'Critical'),
-            policies: { priority: 'Critical', maxConcurrentRequests: 4 },
-          },
+          prefixRule('normal', '/normal'),
+          prefixRule('high', '/high', { priority: 'High' }),
+          prefixRule('critical', '/critical', { priority: 'Critical' }),
+          prefixRule('capped', '/capped', { priority: 'Critical', maxConcurrentRequests: 4 }),
         ],
       },
     },
@@ -83,17 +74,13 @@ describe('overload guard, memory threshold', () => {
     }
     expect(up.seen.length - before).toBe(12);
 
-    const prom = parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+    const prom = await scrapeMetrics(pg.gw.adminUrl);
     expect(sumOf(prom, 'edgegate_overload_level')).toBe(2);
     expect(sumOf(prom, 'edgegate_policy_shed_total', { cause: 'overload' })).toBe(12);
   });
 
   it('edgegate_policy_in_flight shows the requests held under a concurrency cap, and 0 once they are done', async () => {
-    const inFlight = async () =>
-      sumOf(
-        parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text()),
-        'edgegate_policy_in_flight',
-      );
+    const inFlight = async () => sumOf(await scrapeMetrics(pg.gw.adminUrl), 'edgegate_policy_in_flight');
     expect(await inFlight()).toBe(0);
     // Two slow requests fit the cap (4, two per worker) wherever the kernel puts them.
     const held = [call(pg.gw.port, '/capped?delay=3000'), call(pg.gw.port, '/capped?delay=3000')];

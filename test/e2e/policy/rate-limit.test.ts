@@ -6,10 +6,11 @@
 import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import {
   call,
   type PolicyGateway,
+  prefixRule,
   type RecordingUpstream,
   startPolicyGateway,
   startRecordingUpstream,
@@ -24,25 +25,19 @@ const BURST = 20;
 
 beforeAll(async () => {
   up = await startRecordingUpstream('limited-upstream');
-  const rule = (name: string, prefix: string, policies: unknown) => ({
-    name,
-    matches: [{ path: { type: 'PathPrefix', value: prefix } }],
-    backends: [{ consul: { service: 'api' } }],
-    policies,
-  });
   pg = await startPolicyGateway({
     services: { api: [{ port: up.port }] },
     routes: {
       limits: {
         rules: [
-          rule('small', '/small', { rateLimit: { requests: 3, period: '10s' } }),
-          rule('per-key', '/per-key', {
+          prefixRule('small', '/small', { rateLimit: { requests: 3, period: '10s' } }),
+          prefixRule('per-key', '/per-key', {
             rateLimit: { requests: 2, period: '10s', key: 'Header', header: 'x-api-key' },
           }),
-          rule('per-client', '/per-client', {
+          prefixRule('per-client', '/per-client', {
             rateLimit: { requests: 2, period: '10s', key: 'ClientAddress' },
           }),
-          rule('accuracy', '/accuracy', { rateLimit: { requests: RATE, period: '1s', burst: BURST } }),
+          prefixRule('accuracy', '/accuracy', { rateLimit: { requests: RATE, period: '1s', burst: BURST } }),
         ],
       },
     },
@@ -59,7 +54,7 @@ afterAll(async () => {
  * rule has no series at all, so an expected 0 cannot pass on a missing label.
  */
 async function ruleMetric(name: string, rule: string): Promise<number> {
-  const prom = parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+  const prom = await scrapeMetrics(pg.gw.adminUrl);
   const label = `default/limits#${rule}`;
   expect(
     prom.samples.some((x) => x.name === name && x.labels.rule === label),

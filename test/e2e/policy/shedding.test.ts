@@ -4,11 +4,12 @@
  * /debug/test/busy), High-priority routes keep answering while Low-priority ones get 503 with Retry-After.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePromText, sumOf } from '../../support/prom-text.ts';
+import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   call,
   type PolicyGateway,
+  prefixRule,
   type RecordingUpstream,
   startPolicyGateway,
   startRecordingUpstream,
@@ -18,13 +19,6 @@ import {
 let up: RecordingUpstream;
 let pg: PolicyGateway;
 
-const rule = (name: string, prefix: string, policies: unknown) => ({
-  name,
-  matches: [{ path: { type: 'PathPrefix', value: prefix } }],
-  backends: [{ consul: { service: 'api' } }],
-  policies,
-});
-
 beforeAll(async () => {
   up = await startRecordingUpstream('shed-upstream');
   pg = await startPolicyGateway({
@@ -32,10 +26,10 @@ beforeAll(async () => {
     routes: {
       shed: {
         rules: [
-          rule('checkout', '/checkout', { priority: 'High' }),
-          rule('recommendations', '/recommendations', { priority: 'Low' }),
+          prefixRule('checkout', '/checkout', { priority: 'High' }),
+          prefixRule('recommendations', '/recommendations', { priority: 'Low' }),
           // Critical: never shed by the overload guard, so this rule shows the concurrency cap alone.
-          rule('slow', '/slow', { maxConcurrentRequests: 2, priority: 'Critical' }),
+          prefixRule('slow', '/slow', { maxConcurrentRequests: 2, priority: 'Critical' }),
         ],
       },
     },
@@ -52,7 +46,7 @@ afterAll(async () => {
 describe('load shedding', () => {
   it('caps requests in flight per rule (divided among the workers) with 503 + Retry-After, and frees the slots', async () => {
     const slow = 'default/shed#slow';
-    const metrics = async () => parsePromText(await (await fetch(`${pg.gw.adminUrl}/metrics`)).text());
+    const metrics = () => scrapeMetrics(pg.gw.adminUrl);
     // undefined when the rule has no series: an expected 0 must not pass on a missing one.
     const inFlight = async () =>
       (await metrics()).samples.find((x) => x.name === 'edgegate_policy_in_flight' && x.labels.rule === slow)
@@ -163,7 +157,7 @@ describe('load shedding', () => {
   it('the test hook exists only with EDGEGATE_TEST_HOOKS=1', async () => {
     const other = await startPolicyGateway({
       services: { api: [{ port: up.port }] },
-      routes: { plain: { rules: [rule('any', '/', undefined)] } },
+      routes: { plain: { rules: [prefixRule('any', '/')] } },
       workers: 1,
     });
     try {
