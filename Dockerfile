@@ -2,8 +2,12 @@
 # edgegate image: `docker build -t edgegate .` (the Helm chart's default image is edgegate/edgegate:<appVersion>).
 # test/e2e/chart/runtime-image.test.ts runs the runtime stage's steps without Docker.
 
+# The base image is a build argument: the real node tests build a stand-in base of the same name without a
+# registry (docs/testing.md). Its Node major agrees with the `node` devDependency and `engines` (a test checks).
+ARG NODE_BASE=node:26-slim
+
 # Build stage: compile TypeScript to dist/.
-FROM node:24-slim AS build
+FROM ${NODE_BASE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -13,7 +17,7 @@ COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
 # Runtime stage: production dependencies only, non-root, the CLI as entrypoint.
-FROM node:24-slim
+FROM ${NODE_BASE}
 ENV NODE_ENV=production
 # For pods that bind ports below 1024 themselves (hostNetwork with 80/443): a copy of node with the one file
 # capability cap_net_bind_service. Kubernetes gives a non-root process no ambient capabilities, so adding

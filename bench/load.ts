@@ -72,8 +72,8 @@ const settings = {
 const outDir = values.out ?? join(BENCH_DIR, 'results');
 const node = process.execPath;
 
-if (Number(process.versions.node.split('.')[0]) < 24)
-  throw new Error(`Node 24 is needed (this is ${process.version}); run it with npm run bench`);
+if (Number(process.versions.node.split('.')[0]) < 26)
+  throw new Error(`Node 26 is needed (this is ${process.version}); run it with npm run bench`);
 
 type Body = 'small' | 'large';
 const BODIES: Body[] = ['small', 'large'];

@@ -62,7 +62,17 @@ describe('the runtime stage of the image, without Docker', () => {
     expect(dockerfile).toContain('ENTRYPOINT ["node", "dist/cmd/edgegate.js", "run"]');
     expect(dockerfile).toMatch(/^USER 1000:1000$/m);
     const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
-    expect(runtime).toMatch(/^FROM node:24-slim$/m);
+    expect(runtime).toMatch(/^FROM \$\{NODE_BASE\}$/m);
+    // The base's Node major, the `node` devDependency and `engines` always agree.
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {
+      engines: { node: string };
+      devDependencies: Record<string, string>;
+    };
+    const major = /^ARG NODE_BASE=node:(\d+)-slim$/m.exec(dockerfile)?.[1];
+    expect(major, 'ARG NODE_BASE=node:<major>-slim').toBeDefined();
+    expect(pkg.devDependencies.node?.split('.')[0]).toBe(major);
+    expect(pkg.engines.node).toBe(`>=${major} <${Number(major) + 1}`);
+    expect(process.versions.node.split('.')[0]).toBe(major);
   });
 
   it('has production dependencies only', () => {

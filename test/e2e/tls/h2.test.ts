@@ -10,6 +10,7 @@ import {
   createSecureServer,
   constants as h2,
   connect as h2connect,
+  type ServerHttp2Stream,
 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -24,7 +25,7 @@ import { makeCert, routeYaml, run, startTlsGateway, type TlsGateway } from './he
 function startGrpcHealthServer(cert: { certPem: string; keyPem: string }) {
   const server = createSecureServer({ cert: cert.certPem, key: cert.keyPem, allowHTTP1: false });
   const calls: { path: string; te: string | undefined; contentType: string | undefined }[] = [];
-  server.on('stream', (stream, headers) => {
+  server.on('stream', (stream: ServerHttp2Stream, headers) => {
     calls.push({
       path: String(headers[':path']),
       te: headers.te as string | undefined,
