@@ -8,8 +8,8 @@ import { Command, Option } from 'commander';
 import type { RouteSource } from '../src/api/route-source.ts';
 import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
-import { parseDuration } from '../src/compile/duration.ts';
 import { ConfigError } from '../src/errors.ts';
+import { DurationError, parseDurationSetting } from '../src/lib/duration.ts';
 import { accessLogSettings } from '../src/observe/access-log.ts';
 import { createLogger } from '../src/observe/log.ts';
 import { policySettingsFrom } from '../src/policy/settings.ts';
@@ -39,15 +39,14 @@ function fail(err: unknown): never {
   process.exit(err instanceof ConfigError ? 2 : 1);
 }
 
-/** `5s`, `250ms`, `1m30s`; a bare number is seconds (as in terminationGracePeriodSeconds). */
+/** A duration flag (src/lib/duration.ts: `5s`, `250ms`, `1m30s`, or `0`), refused as a ConfigError naming it. */
 function parseDurationFlag(value: string, flag: string): number {
-  const text = String(value).trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  if (!/^(\d+(ms|h|m|s))+$/.test(text))
-    throw new ConfigError(
-      `${flag}: expected a duration like 5s, 250ms or 1m30s, got ${JSON.stringify(value)}`,
-    );
-  return parseDuration(text);
+  try {
+    return parseDurationSetting(value, flag);
+  } catch (err) {
+    if (err instanceof DurationError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 const program = new Command()

@@ -7,7 +7,9 @@
  * - "one of" choices are optional sibling objects plus a `type` discriminator, checked in validate.ts and by CEL
  *   rules (`x-kubernetes-validations`) in the CRD, as Gateway API does for HTTPRoute filters.
  */
+
 import { type Static, Type } from '@sinclair/typebox';
+import { DURATION_PATTERN } from '../lib/duration.ts';
 
 export const API_GROUP = 'edgegate.io';
 export const API_VERSION = 'v1alpha1';
@@ -44,7 +46,7 @@ const celRegexCompiles = (when: string): CelRule => ({
 
 /** A duration as Gateway API writes it: `1h`, `30s`, `250ms`, `1m30s`. */
 export const Duration = Type.String({
-  pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$',
+  pattern: DURATION_PATTERN,
   description: 'Duration such as 250ms, 5s, 1m30s.',
 });
 

@@ -7,9 +7,9 @@ import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type ValueError, ValueErrorType } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
+import { parseDuration } from '../lib/duration.ts';
 import { CatalogFile } from './catalog.ts';
 import { compileDefaults } from './defaults.ts';
-import { parseDuration } from './duration.ts';
 import {
   GatewayRoute,
   type LoadBalancerSpec,

@@ -23,6 +23,7 @@ import type {
 } from '../api/gateway-route.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { type FieldError, routeKey, validateRoute } from '../api/validate.ts';
+import { parseDuration } from '../lib/duration.ts';
 import { normalizePrefix } from '../table/index.ts';
 import {
   type BackendRef,
@@ -41,7 +42,6 @@ import {
   type TableData,
   type TimeoutsData,
 } from '../table/types.ts';
-import { parseDuration } from './duration.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
 export interface CompileSettings {

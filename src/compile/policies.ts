@@ -4,9 +4,9 @@
  */
 import type { PoliciesSpec } from '../api/gateway-route.ts';
 import type { FieldError, FieldPath } from '../api/validate.ts';
+import { parseDuration } from '../lib/duration.ts';
 import { parseCidr } from '../policy/ip-rules.ts';
 import type { PolicyData } from '../policy/types.ts';
-import { parseDuration } from './duration.ts';
 
 export const POLICY_DEFAULTS = {
   ratePeriodMs: 1000,

@@ -4,7 +4,7 @@
  * `--workers 0` — so a limit holds for the pod and a signed request is accepted once per pod, whichever worker
  * the kernel hands the connection to.
  */
-import { TokenBucket } from './token-bucket.ts';
+import { TokenBucket } from '../lib/token-bucket.ts';
 
 export interface LeaseRequest {
   /** Bucket identity: rule, key kind and key value, plus the limit itself (a changed limit is a new bucket). */

@@ -8,8 +8,9 @@
  * When the primary does not answer (IPC timeout), the worker decides alone with a local bucket of
  * rate ÷ workers: less accurate, never unlimited.
  */
+
+import { TokenBucket } from '../lib/token-bucket.ts';
 import type { PolicyCoordinator } from './coordinator.ts';
-import { TokenBucket } from './token-bucket.ts';
 import type { RateLimitData } from './types.ts';
 
 const LEASE_TTL_MS = 1_000;

@@ -12,9 +12,9 @@
  * Data is handed on only when the index moved (or on the first answer, or after a reset); a timed-out wait with
  * the same index hands on nothing.
  */
-import { backoffDelay, pause } from './backoff.ts';
+import { backoffDelay, pause } from '../../lib/backoff.ts';
+import { TokenBucket } from '../../lib/token-bucket.ts';
 import type { ConsulHttp, ConsulResponse } from './consul-http.ts';
-import { TokenBucket } from './token-bucket.ts';
 
 export type WatchErrorKind = 'network' | 'timeout' | 'forbidden' | 'http' | 'invalid';
 
@@ -58,7 +58,7 @@ export class BlockingQuery {
 
   constructor(opts: BlockingQueryOptions) {
     this.#o = opts;
-    this.#bucket = new TokenBucket(opts.ratePerSecond, opts.rateBurst);
+    this.#bucket = TokenBucket.perSecond(opts.ratePerSecond, opts.rateBurst, performance.now());
   }
 
   /** The index the next request will send (0: none). */
@@ -94,7 +94,7 @@ export class BlockingQuery {
   async #run(): Promise<void> {
     const signal = this.#abort.signal;
     while (!signal.aborted) {
-      const wait = this.#bucket.tryTake();
+      const wait = this.#bucket.tryTake(performance.now());
       if (wait > 0) {
         await pause(wait, signal);
         continue;
@@ -103,7 +103,11 @@ export class BlockingQuery {
       if (signal.aborted) return;
       if (outcome === 'error') {
         await pause(
-          backoffDelay(this.#failures, this.#o.backoffBaseMs, this.#o.backoffMaxMs, this.#o.random),
+          backoffDelay(
+            this.#failures,
+            { baseMs: this.#o.backoffBaseMs, maxMs: this.#o.backoffMaxMs },
+            this.#o.random,
+          ),
           signal,
         );
       } else if (outcome === 'poll') {

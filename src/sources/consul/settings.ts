@@ -4,6 +4,7 @@
  * variable, before anything starts.
  */
 import { readFileSync } from 'node:fs';
+import { DurationError, parseDurationSetting } from '../../lib/duration.ts';
 
 export type Consistency = 'stale' | 'default' | 'consistent';
 
@@ -77,14 +78,14 @@ function bool(env: Env, name: string): boolean | undefined {
   throw new ConsulSettingsError(`${name}: expected true or false, got ${JSON.stringify(env[name])}`);
 }
 
-/** `250ms`, `5s`, `1m`, `1h`, or a bare number of milliseconds. */
-export function parseDurationMs(value: string, name: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m)
-    throw new ConsulSettingsError(`${name}: invalid duration ${JSON.stringify(value)} (e.g. 500ms, 30s, 5m)`);
-  const n = Number(m[1]);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(n * unit);
+/** A duration variable (src/lib/duration.ts), refused as a ConsulSettingsError naming it. */
+function parseDurationMs(value: string, name: string): number {
+  try {
+    return parseDurationSetting(value, name);
+  } catch (err) {
+    if (err instanceof DurationError) throw new ConsulSettingsError(err.message);
+    throw err;
+  }
 }
 
 function duration(env: Env, name: string, fallback: number, min: number, max: number): number {

@@ -19,8 +19,9 @@ import type { KubeService, KubeServiceSnapshot } from '../../api/catalog.ts';
 import { CRD_PLURAL } from '../../api/crd.ts';
 import { API_GROUP, API_VERSION, KIND } from '../../api/gateway-route.ts';
 import type { RouteSource } from '../../api/route-source.ts';
+import type { BackoffOptions } from '../../lib/backoff.ts';
 import type { Logger } from '../../observe/log.ts';
-import { type BackoffOptions, type InformerLike, ResilientInformer } from './resilient-informer.ts';
+import { type InformerLike, ResilientInformer } from './resilient-informer.ts';
 
 export const KUBE_ORIGIN = 'kube';
 

@@ -6,6 +6,7 @@
  * state while the API server is away.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
+import { type BackoffOptions, backoffDelay } from '../../lib/backoff.ts';
 
 /** The part of client-node's ListWatch this uses (a fake in unit tests). */
 export interface InformerLike<T> {
@@ -15,11 +16,6 @@ export interface InformerLike<T> {
   stop(): Promise<void>;
   list(): ReadonlyArray<T>;
   get(name: string, namespace?: string): T | undefined;
-}
-
-export interface BackoffOptions {
-  baseMs: number;
-  maxMs: number;
 }
 
 export interface ResilientInformerOptions<T> {
@@ -35,12 +31,6 @@ export interface ResilientInformerOptions<T> {
 }
 
 export const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 500, maxMs: 30_000 };
-
-/** Exponential backoff with equal jitter: half the step fixed, half random, so restarts never synchronise. */
-export function backoffDelay(failures: number, opts: BackoffOptions, random: () => number): number {
-  const step = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.max(0, failures - 1));
-  return Math.round(step / 2 + (random() * step) / 2);
-}
 
 export class ResilientInformer<T extends KubernetesObject = KubernetesObject> {
   readonly name: string;

@@ -26,10 +26,11 @@ import {
 } from '../../api/certificate-refs.ts';
 import type { RouteSource } from '../../api/route-source.ts';
 import { validateRoute } from '../../api/validate.ts';
+import type { BackoffOptions } from '../../lib/backoff.ts';
 import type { Logger } from '../../observe/log.ts';
 import { type CertBundle, CertificateError, inspectCertificate } from '../../tls/certificate.ts';
 import { describeError, LIST_TIMEOUT_MS, withTimeout } from './kube-source.ts';
-import { type BackoffOptions, type InformerLike, ResilientInformer } from './resilient-informer.ts';
+import { type InformerLike, ResilientInformer } from './resilient-informer.ts';
 
 export const SECRET_TYPE_TLS = 'kubernetes.io/tls';
 

@@ -9,6 +9,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { RouteStatus } from '../../compile/compile.ts';
 import type { Controller } from '../../control/controller.ts';
 import { ConfigError } from '../../errors.ts';
+import { DurationError, parseDurationSetting } from '../../lib/duration.ts';
 import type { Logger } from '../../observe/log.ts';
 import type { TableData } from '../../table/types.ts';
 import type { CertBundle } from '../../tls/certificate.ts';
@@ -69,13 +70,15 @@ export function loadKubeConfig(file: string | undefined): KubeConfig {
   return kc;
 }
 
-/** `15s`, `500ms`, `1m`, or a plain number of seconds → milliseconds. */
+/** An optional duration flag (src/lib/duration.ts), refused as a ConfigError naming it. */
 export function parseDurationMs(value: string | undefined, flag: string): number | undefined {
   if (value === undefined || value === '') return undefined;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
-  if (!m) throw new ConfigError(`${flag}: invalid duration ${JSON.stringify(value)} (e.g. 15s, 500ms)`);
-  const n = Number(m[1]);
-  return Math.round(m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000);
+  try {
+    return parseDurationSetting(value, flag);
+  } catch (err) {
+    if (err instanceof DurationError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 /**

@@ -3,7 +3,8 @@
 // is reported before the first list completed.
 import { type KubernetesObject, ListWatch, type Watch } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, ResilientInformer } from '../../../src/sources/kube/resilient-informer.ts';
+import { backoffDelay } from '../../../src/lib/backoff.ts';
+import { ResilientInformer } from '../../../src/sources/kube/resilient-informer.ts';
 import { waitFor } from '../../support/wait.ts';
 
 type Done = (err: unknown) => void;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { TokenBucket } from '../../../src/lib/token-bucket.ts';
 import type { Lease, LeaseRequest, PolicyCoordinator } from '../../../src/policy/coordinator.ts';
 import { PolicyState } from '../../../src/policy/coordinator.ts';
 import { RateLimiter } from '../../../src/policy/rate-limiter.ts';
-import { TokenBucket } from '../../../src/policy/token-bucket.ts';
 
 describe('TokenBucket', () => {
   it('starts full, refills at the rate, never above the burst', () => {

@@ -1,15 +1,22 @@
 /**
- * Exponential backoff with jitter: attempt n waits between half and all of min(max, base·2ⁿ⁻¹). The random half
- * spreads the retries of many watches (and many edge nodes) after a shared outage; the fixed half keeps a
- * lower bound so a run of errors can never turn into a tight loop.
+ * Retry pacing for everything that reconnects (Consul watches, Kubernetes informers, the status writer).
+ *
+ * Exponential backoff with equal jitter: attempt n waits between half and all of min(max, base·2ⁿ⁻¹). The random
+ * half spreads the retries of many watches (and many edge nodes) after a shared outage; the fixed half keeps a lower
+ * bound so a run of errors can never turn into a tight loop.
  */
+
+export interface BackoffOptions {
+  baseMs: number;
+  maxMs: number;
+}
+
 export function backoffDelay(
   attempt: number,
-  baseMs: number,
-  maxMs: number,
+  opts: BackoffOptions,
   random: () => number = Math.random,
 ): number {
-  const cap = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(0, attempt - 1), 30));
+  const cap = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.min(Math.max(0, attempt - 1), 30));
   return Math.round(cap / 2 + random() * (cap / 2));
 }
 

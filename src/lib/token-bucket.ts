@@ -1,6 +1,7 @@
 /**
- * A token bucket on an injected clock (ms): `burst` tokens at most, refilled at `perMs` tokens per millisecond.
- * The pod-wide buckets live in the primary (PolicyState); workers lease tokens from them in small batches.
+ * The one token bucket (rate limits, Consul watch pacing, status writes): `burst` tokens at most, refilled at
+ * `perMs` tokens per millisecond, on a clock the caller passes in (ms), so it is exact in tests and costs no clock
+ * read of its own. The pod-wide rate-limit buckets live in the primary; workers lease tokens from them in batches.
  */
 export class TokenBucket {
   readonly perMs: number;
@@ -13,6 +14,11 @@ export class TokenBucket {
     this.burst = Math.max(1, burst);
     this.#tokens = this.burst;
     this.#updated = now;
+  }
+
+  /** `perSecond` tokens a second. */
+  static perSecond(perSecond: number, burst: number, now: number): TokenBucket {
+    return new TokenBucket(perSecond / 1000, burst, now);
   }
 
   #refill(now: number): void {
@@ -28,6 +34,11 @@ export class TokenBucket {
     const n = Math.min(want, Math.floor(this.#tokens));
     this.#tokens -= n;
     return n;
+  }
+
+  /** Takes one token if there is one and returns 0; otherwise takes none and returns the ms until there is one. */
+  tryTake(now: number): number {
+    return this.take(1, now) === 1 ? 0 : this.msUntilToken(now);
   }
 
   /** Milliseconds until one whole token is there (0: now). */
