@@ -8,9 +8,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AccessLog } from '../src/observe/access-log.ts';
-import { RequestObserver } from '../src/observe/request-observer.ts';
-import { TrafficRecorder } from '../src/observe/traffic-recorder.ts';
+import { AccessLog } from '../src/dataplane/observe/access-log.ts';
+import { RequestObserver } from '../src/dataplane/observe/request-observer.ts';
+import { TrafficRecorder } from '../src/dataplane/observe/traffic-recorder.ts';
 import type { TableData } from '../src/table/types.ts';
 
 const ROUTES = Number(process.argv[2] ?? 1000);

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { serialize } from 'node:v8';
 import { ClusterPrimary } from '../src/cluster/primary.ts';
 import { compile } from '../src/compile/compile.ts';
-import { silentLogger } from '../src/observe/log.ts';
-import { readCatalogFile } from '../src/sources/file/file-source.ts';
+import { readCatalogFile } from '../src/control/sources/file/file-source.ts';
+import { silentLogger } from '../src/lib/log.ts';
 import type { TableData } from '../src/table/types.ts';
 
 const ROUTES = Number(process.argv[2] ?? 10_000);

@@ -8,18 +8,18 @@ import { Command, Option } from 'commander';
 import type { RouteSource } from '../src/api/route-source.ts';
 import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
-import { ConfigError } from '../src/errors.ts';
+import { parseCertFlag, parseClientCertFlag } from '../src/control/certificates/file-certs.ts';
+import { kubeOptionsFrom } from '../src/control/kube-flags.ts';
+import { consulOption } from '../src/control/sources/consul/cli.ts';
+import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/control/sources/file/file-source.ts';
+import { accessLogSettings } from '../src/dataplane/observe/access-log.ts';
+import { policySettingsFrom } from '../src/dataplane/policy/settings.ts';
+import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/dataplane/proxy/edge-flags.ts';
 import { DurationError, parseDurationSetting } from '../src/lib/duration.ts';
-import { accessLogSettings } from '../src/observe/access-log.ts';
-import { createLogger } from '../src/observe/log.ts';
-import { policySettingsFrom } from '../src/policy/settings.ts';
-import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/proxy/edge-flags.ts';
+import { ConfigError } from '../src/lib/errors.ts';
+import { createLogger } from '../src/lib/log.ts';
 import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
-import { consulOption } from '../src/sources/consul/cli.ts';
-import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/sources/file/file-source.ts';
-import { kubeOptionsFrom } from '../src/sources/kube/kube-flags.ts';
 import { formatTable } from '../src/table/format.ts';
-import { parseCertFlag, parseClientCertFlag } from '../src/tls/file-certs.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
 
 /** package.json is one level up from cmd/ (source) or two from dist/cmd/ (built image). */
@@ -62,7 +62,7 @@ function collectSpecs(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), ...value.split(';').filter(Boolean)];
 }
 
-/** The edge defaults of the data plane as flags (src/proxy/edge-flags.ts). */
+/** The edge defaults of the data plane as flags (src/dataplane/proxy/edge-flags.ts). */
 function edgeOptions(): Option[] {
   return EDGE_FLAGS.map((f) =>
     new Option(

@@ -1,9 +1,9 @@
 /**
- * `npm run gen:rbac`: writes charts/edgegate/files/rbac-rules.json from src/sources/kube/rbac.ts (the one place
+ * `npm run gen:rbac`: writes charts/edgegate/files/rbac-rules.json from src/control/sources/kube/rbac.ts (the one place
  * the controller's API rights are written). `--check` exits 1 when the committed file is out of date.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { rbacRulesJson } from '../src/sources/kube/rbac.ts';
+import { rbacRulesJson } from '../src/control/sources/kube/rbac.ts';
 
 const target = new URL('../charts/edgegate/files/rbac-rules.json', import.meta.url);
 const text = rbacRulesJson();

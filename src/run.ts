@@ -11,38 +11,42 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createNetServer } from 'node:net';
 import type { CatalogSnapshot } from './api/catalog.ts';
+import type { CertSet } from './api/certificate.ts';
 import type { CertificateRefSnapshot } from './api/certificate-refs.ts';
 import { formatPath } from './api/validate.ts';
+import { LocalCoordinator } from './cluster/policy-state.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
 import type { WorkerConfig } from './cluster/protocol.ts';
 import type { RouteStatus } from './compile/compile.ts';
+import { createAdminServer } from './control/admin.ts';
+import { CertManager } from './control/certificates/cert-manager.ts';
+import {
+  type CertFileSpec,
+  type ClientCertFileSpec,
+  FileCertSource,
+} from './control/certificates/file-certs.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
-import { ConfigError } from './errors.ts';
-import type { AccessLogSettings } from './observe/access-log.ts';
-import { createAdminServer } from './observe/admin.ts';
-import { createLogger, type Logger } from './observe/log.ts';
-import { MetricsHub, type MetricsHubOptions } from './observe/metrics.ts';
-import { observeProxy } from './observe/proxy-observability.ts';
-import { SourceHealth } from './observe/source-health.ts';
-import { LocalCoordinator } from './policy/coordinator.ts';
-import { holdEventLoopBusy } from './policy/overload-guard.ts';
-import { PolicyRuntime } from './policy/policy-runtime.ts';
-import type { PolicySettings } from './policy/types.ts';
-import { ProxyPipeline, type ProxySettings } from './proxy/proxy.ts';
-import { createProxyServer, drainServer, type ListenerSettings } from './proxy/server.ts';
-import type { ConsulSettings } from './sources/consul/settings.ts';
-import { startConsulSource } from './sources/consul/start-consul-source.ts';
-import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
-import { certificateRefsOf } from './sources/kube/secret-certs.ts';
-import { type KubeOptions, type KubeSources, startKubeSources } from './sources/kube/start-kube.ts';
+import { MetricsHub, type MetricsHubOptions } from './control/metrics/metrics.ts';
+import { SourceHealth } from './control/metrics/source-health.ts';
+import type { ConsulSettings } from './control/sources/consul/settings.ts';
+import { startConsulSource } from './control/sources/consul/start-consul-source.ts';
+import { FileCatalogSource, FileRouteSource } from './control/sources/file/file-source.ts';
+import { certificateRefsOf } from './control/sources/kube/secret-certs.ts';
+import { type KubeOptions, type KubeSources, startKubeSources } from './control/start-kube.ts';
+import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
+import { holdEventLoopBusy } from './dataplane/policy/overload-guard.ts';
+import { PolicyRuntime } from './dataplane/policy/policy-runtime.ts';
+import { ProxyPipeline, type ProxySettings } from './dataplane/proxy/proxy.ts';
+import { createProxyServer, drainServer, type ListenerSettings } from './dataplane/proxy/server.ts';
+import { observeProxy } from './dataplane/proxy-observability.ts';
+import { HttpsRedirector } from './dataplane/tls/https-redirect.ts';
+import { TlsListener } from './dataplane/tls/tls-listener.ts';
+import type { TlsListenerSettings } from './dataplane/tls/tls-settings.ts';
+import { ConfigError } from './lib/errors.ts';
+import { createLogger, type Logger } from './lib/log.ts';
+import type { PolicySettings } from './table/policy-types.ts';
 import type { TableData } from './table/types.ts';
-import { CertManager } from './tls/cert-manager.ts';
-import type { CertSet } from './tls/certificate.ts';
-import { type CertFileSpec, type ClientCertFileSpec, FileCertSource } from './tls/file-certs.ts';
-import { HttpsRedirector } from './tls/https-redirect.ts';
-import { TlsListener } from './tls/tls-listener.ts';
-import type { TlsListenerSettings } from './tls/tls-settings.ts';
 
 export interface RunOptions {
   listen: string;
@@ -65,7 +69,7 @@ export interface RunOptions {
   tlsCerts?: CertFileSpec[];
   /** `--tls-default-cert`, parsed. */
   tlsDefaultCert?: CertFileSpec;
-  /** Edge flags (src/proxy/edge-flags.ts): client timeouts, limits and request checks of the listener. */
+  /** Edge flags (src/dataplane/proxy/edge-flags.ts): client timeouts, limits and request checks of the listener. */
   listenerSettings?: Partial<ListenerSettings>;
   /** Edge flags: upstream timeouts, retry budget, WebSocket idle time, encoded slashes. */
   proxySettings?: Partial<ProxySettings>;

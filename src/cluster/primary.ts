@@ -6,11 +6,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '../observe/log.ts';
-import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
-import { PolicyState } from '../policy/coordinator.ts';
+import type { CertSet } from '../api/certificate.ts';
+import type { WorkerSnapshot } from '../dataplane/worker-metrics.ts';
+import type { Logger } from '../lib/log.ts';
 import type { TableData } from '../table/types.ts';
-import type { CertSet } from '../tls/certificate.ts';
+import { PolicyState } from './policy-state.ts';
 import {
   isWorkerMessage,
   type PrimaryMessage,
@@ -29,7 +29,7 @@ export interface ClusterPrimaryOptions {
   /** Backoff after the 2nd, 3rd… consecutive fast exit of a slot: base · 2^(n-2), capped. Default 250 ms / 30 s. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
-  /** Worker script (default: worker-main.ts beside this file). */
+  /** Worker script (default: src/dataplane/worker-main.ts). */
   exec?: string;
   /** Every live worker acknowledged this table version: it is what the gateway serves (Programmed). */
   onServed?: (version: number) => void;
@@ -122,7 +122,7 @@ export class ClusterPrimary {
       backoffMaxMs: 30_000,
       // Beside this file, with this file's extension: .ts from source (type stripping), .js in the built image.
       exec: fileURLToPath(
-        new URL(`./worker-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+        new URL(`../dataplane/worker-main${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
       ),
       ...opts,
     };

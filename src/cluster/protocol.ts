@@ -12,17 +12,18 @@
  *   primary → `drain`           on SIGTERM/SIGINT; the worker answers `draining`, then exits 0 when done
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
  *   worker → `policy-call`      pod-wide policy state: a rate-limit token lease or a replay-cache check; the
- *                               primary answers `policy-reply` with the same `id` (src/policy/coordinator.ts)
+ *                               primary answers `policy-reply` with the same `id` (src/cluster/policy-state.ts)
  *   primary → `test-busy`       EDGEGATE_TEST_HOOKS=1 only: hold the event loop busy (overload tests)
  */
-import type { AccessLogSettings } from '../observe/access-log.ts';
-import type { WorkerSnapshot } from '../observe/worker-metrics.ts';
-import type { Lease, LeaseRequest } from '../policy/coordinator.ts';
-import type { PolicySettings } from '../policy/types.ts';
-import type { ListenerSettings } from '../proxy/server.ts';
-import type { CertSet } from '../tls/certificate.ts';
-import type { TlsListenerSettings } from '../tls/tls-settings.ts';
-import type { TlsStatsSnapshot } from '../tls/tls-stats.ts';
+
+import type { CertSet } from '../api/certificate.ts';
+import type { AccessLogSettings } from '../dataplane/observe/access-log.ts';
+import type { ListenerSettings } from '../dataplane/proxy/server.ts';
+import type { TlsListenerSettings } from '../dataplane/tls/tls-settings.ts';
+import type { TlsStatsSnapshot } from '../dataplane/tls/tls-stats.ts';
+import type { WorkerSnapshot } from '../dataplane/worker-metrics.ts';
+import type { PolicySettings } from '../table/policy-types.ts';
+import type { Lease, LeaseRequest } from './policy-state.ts';
 
 /** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
 export interface WorkerConfig {

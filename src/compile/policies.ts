@@ -5,8 +5,8 @@
 import type { PoliciesSpec } from '../api/gateway-route.ts';
 import type { FieldError, FieldPath } from '../api/validate.ts';
 import { parseDuration } from '../lib/duration.ts';
-import { parseCidr } from '../policy/ip-rules.ts';
-import type { PolicyData } from '../policy/types.ts';
+import { parseCidr } from '../table/ip-rules.ts';
+import type { PolicyData } from '../table/policy-types.ts';
 
 export const POLICY_DEFAULTS = {
   ratePeriodMs: 1000,

@@ -3,7 +3,7 @@
  * and workers index for the hot path (index.ts). Plain JSON-safe values only, no classes, no functions.
  */
 
-import type { PolicyData } from '../policy/types.ts';
+import type { PolicyData } from './policy-types.ts';
 
 export type PathMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
 export type StringMatchType = 'Exact' | 'RegularExpression';
@@ -142,7 +142,7 @@ export interface EntryData {
   redirect?: RedirectData;
   backends?: BackendRef[];
   catalog?: CatalogAction;
-  /** Request policies of the rule (src/policy/); absent: none. Never holds key material. */
+  /** Request policies of the rule (src/dataplane/policy/); absent: none. Never holds key material. */
   policies?: PolicyData;
   loadBalancer?: LoadBalancerData;
   timeouts?: TimeoutsData;

@@ -1,5 +1,5 @@
 /**
- * The edge defaults are configurable from the command line (src/proxy/edge-flags.ts): the same requests that the
+ * The edge defaults are configurable from the command line (src/dataplane/proxy/edge-flags.ts): the same requests that the
  * defaults refuse are served once their check is turned off, a lowered limit applies, and a bad value is a clear
  * configuration error naming the flag. Through `edgegate run --workers 2`, so the settings reach the workers.
  * The outlier flags are checked on a service whose only endpoint is dead: by default the 50 % cap refuses to eject

@@ -3,7 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Upstream as GatewayUpstream } from '../../src/proxy/upstream-pools.ts';
+import type { Upstream as GatewayUpstream } from '../../src/dataplane/proxy/upstream-pools.ts';
 import {
   type Gateway,
   get,

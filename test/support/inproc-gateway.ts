@@ -7,8 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { type AddressInfo, connect } from 'node:net';
 import type { Instance } from '../../src/api/catalog.ts';
 import { compile } from '../../src/compile/compile.ts';
-import { ProxyPipeline, type ProxySettings } from '../../src/proxy/proxy.ts';
-import { createProxyServer, type ListenerSettings } from '../../src/proxy/server.ts';
+import { ProxyPipeline, type ProxySettings } from '../../src/dataplane/proxy/proxy.ts';
+import { createProxyServer, type ListenerSettings } from '../../src/dataplane/proxy/server.ts';
 import type { TableData } from '../../src/table/types.ts';
 import { createEchoServer } from '../../src/tools/echo-server.ts';
 

@@ -101,7 +101,7 @@ SIGKILLs requests that were still draining.
 {{- end -}}
 {{- end -}}
 
-{{/* The controller's API rights, generated from src/sources/kube/rbac.ts (npm run gen:rbac); never hand-copied. */}}
+{{/* The controller's API rights, generated from src/control/sources/kube/rbac.ts (npm run gen:rbac); never hand-copied. */}}
 {{- define "edgegate.rbacRules" -}}
 {{- $raw := .Files.Get "files/rbac-rules.json" -}}
 {{- if not $raw -}}

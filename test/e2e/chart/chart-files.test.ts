@@ -1,13 +1,13 @@
 /**
  * The chart's files agree with their one source: the CRD with the generated top-level crds/, the RBAC rules with
- * src/sources/kube/rbac.ts, appVersion with package.json; values.yaml documents every value and the schema closes
+ * src/control/sources/kube/rbac.ts, appVersion with package.json; values.yaml documents every value and the schema closes
  * every object. No servers: plain file checks.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { rbacRulesJson } from '../../../src/sources/kube/rbac.ts';
+import { rbacRulesJson } from '../../../src/control/sources/kube/rbac.ts';
 import { REPO_ROOT } from '../../support/bins.ts';
 import { CHART_DIR } from './chart-support.ts';
 
@@ -26,7 +26,7 @@ describe('chart files', () => {
     }
   });
 
-  it('renders RBAC from files/rbac-rules.json, which is current with src/sources/kube/rbac.ts', () => {
+  it('renders RBAC from files/rbac-rules.json, which is current with src/control/sources/kube/rbac.ts', () => {
     // Compared as data: Biome may lay the committed file out differently from JSON.stringify.
     expect(JSON.parse(read(join(CHART_DIR, 'files', 'rbac-rules.json')))).toEqual(
       JSON.parse(rbacRulesJson()),

@@ -1,11 +1,11 @@
-// The controller runs with a ServiceAccount token bound to exactly the rules in src/sources/kube/rbac.ts, and
+// The controller runs with a ServiceAccount token bound to exactly the rules in src/control/sources/kube/rbac.ts, and
 // works (routes served, status written, Lease held); the same token is refused Secrets, other namespaces'
 // Leases and GatewayRoute spec writes. A token without the EndpointSlice rights keeps a gateway from ever
 // publishing a table (half the informers synced is not a routing table): not ready, nothing served, no status.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { LEASE_RULES, WATCH_RULES } from '../../../src/control/sources/kube/rbac.ts';
 import type { RunningGateway } from '../../../src/run.ts';
-import { LEASE_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { scrapeMetrics, sumOf } from '../../support/prom-text.ts';
 import { sharedKube } from '../../support/shared.ts';

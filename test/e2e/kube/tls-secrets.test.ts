@@ -15,7 +15,7 @@ import type { TLSSocket } from 'node:tls';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { LEASE_RULES, SECRET_RULES, WATCH_RULES } from '../../../src/sources/kube/rbac.ts';
+import { LEASE_RULES, SECRET_RULES, WATCH_RULES } from '../../../src/control/sources/kube/rbac.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { sharedKube } from '../../support/shared.ts';
 import { waitFor } from '../../support/wait.ts';

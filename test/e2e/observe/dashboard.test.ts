@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GatewayErrors } from '../../../src/errors.ts';
+import { GatewayErrors } from '../../../src/lib/errors.ts';
 import {
   type EchoUpstream,
   type GatewayProcess,

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { contentDigestOf, signRequest } from '../../../src/policy/signature.ts';
+import { contentDigestOf, signRequest } from '../../../src/dataplane/policy/signature.ts';
 import {
   type Answer,
   call,

@@ -1,0 +1,40 @@
+/** `edgegate run` flags of the Kubernetes source → KubeOptions (kept here so the CLI stays wiring only). */
+import { ConfigError } from '../lib/errors.ts';
+import { type KubeOptions, parseDurationMs } from './start-kube.ts';
+
+export interface KubeFlags {
+  kubeconfig?: string;
+  watchNamespaces?: string;
+  leaseNamespace?: string;
+  leaseDuration?: string;
+  renewDeadline?: string;
+  retryPeriod?: string;
+  tlsSecretNamespaces?: string;
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+}
+
+export function kubeOptionsFrom(o: KubeFlags): KubeOptions {
+  const namespaces = list(o.watchNamespaces);
+  const secretNamespaces = list(o.tlsSecretNamespaces);
+  for (const ns of secretNamespaces)
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63)
+      throw new ConfigError(`--tls-secret-namespaces: invalid namespace ${JSON.stringify(ns)}`);
+  const out: KubeOptions = {};
+  if (o.kubeconfig) out.kubeconfig = o.kubeconfig;
+  if (namespaces.length > 0) out.namespaces = namespaces;
+  if (o.leaseNamespace) out.leaseNamespace = o.leaseNamespace;
+  if (secretNamespaces.length > 0) out.tlsSecretNamespaces = [...new Set(secretNamespaces)];
+  const lease = parseDurationMs(o.leaseDuration, '--lease-duration');
+  const renew = parseDurationMs(o.renewDeadline, '--renew-deadline');
+  const retry = parseDurationMs(o.retryPeriod, '--retry-period');
+  if (lease !== undefined) out.leaseDurationMs = lease;
+  if (renew !== undefined) out.renewDeadlineMs = renew;
+  if (retry !== undefined) out.retryPeriodMs = retry;
+  return out;
+}

@@ -1,0 +1,83 @@
+/**
+ * Which services to watch in which datacenters, derived from the validated routes and what Consul lists:
+ * - every Consul service a backend references (in its datacenter, or the local one);
+ * - every service a catalog route exposes: in its allowed datacenters (all known ones when the list is empty),
+ *   each service whose tags (as `/v1/catalog/services` lists them, the union over its instances) include all
+ *   the route's required tags.
+ * The service lists of those datacenters are watched too: they tell a service that does not exist from one
+ * with no instance, and they reveal new services for catalog routes. Only known datacenters are watched
+ * (Consul answers 500 for an unknown one). Pure: only api/ types.
+ */
+import type { GatewayRoute } from '../../../api/gateway-route.ts';
+
+export interface ConsulView {
+  localDatacenter: string;
+  /** Datacenters Consul knows (`/v1/catalog/datacenters`). */
+  datacenters: readonly string[];
+  /** Per datacenter, its services and their tags, where the list is known yet. */
+  services: Readonly<Record<string, Readonly<Record<string, readonly string[]>> | undefined>>;
+}
+
+export interface ServiceWatchKey {
+  datacenter: string;
+  service: string;
+}
+
+export interface WatchSet {
+  /** Datacenters whose service list is watched. */
+  datacenters: string[];
+  /** Service watches, sorted; those a backend names first, then catalog ones. */
+  services: ServiceWatchKey[];
+}
+
+export function watchKey(k: ServiceWatchKey): string {
+  return `${k.datacenter}/${k.service}`;
+}
+
+const byKey = (a: ServiceWatchKey, b: ServiceWatchKey) =>
+  a.datacenter < b.datacenter
+    ? -1
+    : a.datacenter > b.datacenter
+      ? 1
+      : a.service < b.service
+        ? -1
+        : a.service > b.service
+          ? 1
+          : 0;
+
+export function deriveWatchSet(routes: readonly GatewayRoute[], view: ConsulView): WatchSet {
+  const known = new Set(view.datacenters);
+  const dcs = new Set<string>();
+  const named = new Map<string, ServiceWatchKey>();
+  const exposed = new Map<string, ServiceWatchKey>();
+  for (const route of routes) {
+    for (const rule of route.spec.rules ?? []) {
+      for (const b of rule.backends ?? []) {
+        if (!b.consul) continue;
+        const datacenter = b.consul.datacenter ?? view.localDatacenter;
+        if (!known.has(datacenter)) continue;
+        dcs.add(datacenter);
+        const k = { datacenter, service: b.consul.service };
+        named.set(watchKey(k), k);
+      }
+    }
+    const c = route.spec.catalog;
+    if (!c) continue;
+    const allowed = c.datacenters.length > 0 ? c.datacenters.filter((d) => known.has(d)) : view.datacenters;
+    for (const datacenter of allowed) {
+      dcs.add(datacenter);
+      const list = view.services[datacenter];
+      if (!list) continue;
+      for (const [service, tags] of Object.entries(list)) {
+        if (!c.requiredTags.every((t) => tags.includes(t))) continue;
+        const k = { datacenter, service };
+        exposed.set(watchKey(k), k);
+      }
+    }
+  }
+  for (const key of named.keys()) exposed.delete(key);
+  return {
+    datacenters: [...dcs].sort(),
+    services: [...[...named.values()].sort(byKey), ...[...exposed.values()].sort(byKey)],
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * `edgegate run --kube`: wires the Kubernetes source, leader election and the status writer to a controller.
+ * Every pod serves traffic from the informers' view; only the Lease holder writes status and Events.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { CertBundle } from '../api/certificate.ts';
+import type { RouteStatus } from '../compile/compile.ts';
+import { DurationError, parseDurationSetting } from '../lib/duration.ts';
+import { ConfigError } from '../lib/errors.ts';
+import type { Logger } from '../lib/log.ts';
+import type { TableData } from '../table/types.ts';
+import type { Controller } from './controller.ts';
+import { clientNodeInformers, KubeSource } from './sources/kube/kube-source.ts';
+import { clientNodeSecretWatches, SecretCertSource } from './sources/kube/secret-certs.ts';
+import { clientNodeLeaseApi, LEASE_DEFAULTS, LeaderElector } from './status/leader-election.ts';
+import { clientNodeStatusApi, StatusWriter } from './status/status-writer.ts';
+
+export interface KubeOptions {
+  /** kubeconfig file; without it, the in-cluster service account (KUBERNETES_SERVICE_HOST). */
+  kubeconfig?: string;
+  /** Namespaces to watch for GatewayRoutes (and their Services); empty: all. */
+  namespaces?: string[];
+  /** Namespace of the leader Lease (default: POD_NAMESPACE, else the kubeconfig context's, else default). */
+  leaseNamespace?: string;
+  leaseName?: string;
+  /** This pod in the Lease (default: POD_NAME, else hostname + random suffix). */
+  identity?: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  /** Status writes per second (default 10). */
+  statusQps?: number;
+  /**
+   * `--tls-secret-namespaces`: namespaces whose spec.tls Secrets the gateway reads (the chart grants exactly
+   * these). Empty or unset: TLS from Secrets is off, and a route naming a Secret gets ResolvedRefs=False.
+   */
+  tlsSecretNamespaces?: string[];
+}
+
+export interface KubeSources {
+  /** Pass the controller's onStatuses here. */
+  onStatuses(statuses: RouteStatus[], table: TableData): void;
+  /** The routing table version the workers serve (Programmed). */
+  served(version: number): void;
+  readonly isLeader: boolean;
+  readonly identity: string;
+  stats(): Record<string, number | boolean>;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_LEASE_NAME = 'edgegate-controller';
+
+export function loadKubeConfig(file: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (file) kc.loadFromFile(file);
+    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+    else
+      throw new ConfigError(
+        '--kube outside a cluster needs --kubeconfig FILE (no KUBERNETES_SERVICE_HOST set)',
+      );
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`--kubeconfig ${file}: ${(err as Error).message}`);
+  }
+  if (!kc.getCurrentCluster()) throw new ConfigError(`--kubeconfig ${file}: no current cluster`);
+  return kc;
+}
+
+/** An optional duration flag (src/lib/duration.ts), refused as a ConfigError naming it. */
+export function parseDurationMs(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  try {
+    return parseDurationSetting(value, flag);
+  } catch (err) {
+    if (err instanceof DurationError) throw new ConfigError(err.message);
+    throw err;
+  }
+}
+
+/**
+ * @param certificates where the spec.tls Secrets' certificates go (`CertManager.set('secrets', …)`); undefined
+ * when the gateway has no HTTPS listener.
+ */
+export function startKubeSources(
+  controller: Controller,
+  opts: KubeOptions,
+  log: Logger,
+  certificates?: {
+    bundles: (bundles: CertBundle[]) => void;
+    clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
+  },
+): KubeSources {
+  const kc = loadKubeConfig(opts.kubeconfig);
+  const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
+  const leaseNamespace =
+    opts.leaseNamespace ??
+    process.env.POD_NAMESPACE ??
+    kc.getContextObject(kc.getCurrentContext())?.namespace ??
+    'default';
+
+  const secrets = new SecretCertSource({
+    namespaces: opts.tlsSecretNamespaces ?? [],
+    factory: clientNodeSecretWatches(kc),
+    onBundles: (bundles) => certificates?.bundles(bundles),
+    onClients: (clients) => certificates?.clients(clients),
+    onRefs: (refs) => controller.setCertificateRefs(refs),
+    log,
+  });
+  const source = new KubeSource({
+    ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
+    factory: clientNodeInformers(kc),
+    onRoutes: (routes) => {
+      controller.setRoutes(routes);
+      secrets.setRoutes(routes);
+    },
+    onKube: (kube) => controller.setKube(kube),
+    log,
+  });
+  let elector: LeaderElector | undefined;
+  const writer = new StatusWriter({
+    api: clientNodeStatusApi(kc, identity),
+    current: (ns, name) => source.route(ns, name),
+    isLeader: () => elector?.isLeader ?? false,
+    log,
+    ...(opts.statusQps ? { qps: opts.statusQps, burst: Math.max(1, opts.statusQps * 2) } : {}),
+  });
+  elector = new LeaderElector({
+    api: clientNodeLeaseApi(kc),
+    namespace: leaseNamespace,
+    name: opts.leaseName ?? DEFAULT_LEASE_NAME,
+    identity,
+    leaseDurationMs: opts.leaseDurationMs ?? LEASE_DEFAULTS.leaseDurationMs,
+    renewDeadlineMs: opts.renewDeadlineMs ?? LEASE_DEFAULTS.renewDeadlineMs,
+    retryPeriodMs: opts.retryPeriodMs ?? LEASE_DEFAULTS.retryPeriodMs,
+    onStartedLeading: () => writer.resync(),
+    log,
+  });
+
+  log.info('kubernetes source starting', {
+    server: kc.getCurrentCluster()?.server,
+    namespaces: opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : 'all',
+    lease: `${leaseNamespace}/${opts.leaseName ?? DEFAULT_LEASE_NAME}`,
+    identity,
+    tlsSecretNamespaces: opts.tlsSecretNamespaces ?? [],
+  });
+  source.start();
+  elector.start();
+
+  return {
+    onStatuses: (statuses, table) => writer.update(statuses, table.version),
+    served: (version) => writer.setServedVersion(version),
+    get isLeader() {
+      return elector?.isLeader ?? false;
+    },
+    identity,
+    stats: () => ({
+      ...source.stats(),
+      ...Object.fromEntries(Object.entries(writer.stats()).map(([k, v]) => [`status_${k}`, v])),
+      leader: elector?.isLeader ?? false,
+      leaderTransitions: elector?.stats().transitions ?? 0,
+      ...Object.fromEntries(Object.entries(secrets.stats()).map(([k, v]) => [`tlsSecret_${k}`, v])),
+    }),
+    async stop() {
+      writer.stop();
+      await elector?.stop();
+      await Promise.all([source.stop(), secrets.stop()]);
+    },
+  };
+}

@@ -1,0 +1,245 @@
+/**
+ * The data plane's edge defaults as `edgegate run` flags (each also an environment variable): client timeouts and
+ * limits of the listener, the request checks (each can be turned off), and the proxy's upstream timeouts, retry
+ * budget, WebSocket idle time and passive outlier detection. Absent flags keep the defaults of server.ts / proxy.ts
+ * / outlier.ts.
+ */
+import { ConfigError } from '../../lib/errors.ts';
+import { DEFAULT_OUTLIER_SETTINGS, type OutlierSettings } from './outlier.ts';
+import { DEFAULT_PROXY_SETTINGS, type ProxySettings } from './proxy.ts';
+import { DEFAULT_LISTENER_SETTINGS, type ListenerSettings } from './server.ts';
+
+type Parse = (text: string, flag: string) => number | boolean;
+
+export interface EdgeFlag {
+  flag: string;
+  env: string;
+  help: string;
+  /** Where the value goes (`outlier`: the proxy's outlier-detection settings). */
+  target: 'listener' | 'proxy' | 'outlier';
+  key: keyof ListenerSettings | keyof ProxySettings | keyof OutlierSettings;
+  parse: 'duration' | 'count' | 'switch';
+  /** For a switch: the setting's value when the flag is given (the flags turn a default off). */
+  whenSet?: boolean;
+  /** For a count: the largest value accepted (default 1,000,000). */
+  max?: number;
+}
+
+export const EDGE_FLAGS: EdgeFlag[] = [
+  {
+    flag: '--client-header-timeout',
+    env: 'EDGEGATE_CLIENT_HEADER_TIMEOUT',
+    help: 'time a client has to send the request headers (slowloris guard)',
+    target: 'listener',
+    key: 'headersTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--client-request-timeout',
+    env: 'EDGEGATE_CLIENT_REQUEST_TIMEOUT',
+    help: 'time a client has to send the whole request, body included; 0: none',
+    target: 'listener',
+    key: 'requestTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--client-keepalive-timeout',
+    env: 'EDGEGATE_CLIENT_KEEPALIVE_TIMEOUT',
+    help: 'idle keep-alive time of client connections; keep it above the idle timeout of load balancers in front',
+    target: 'listener',
+    key: 'keepAliveTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--max-request-headers',
+    env: 'EDGEGATE_MAX_REQUEST_HEADERS',
+    help: 'more request headers than this: 431',
+    target: 'listener',
+    key: 'maxHeaders',
+    parse: 'count',
+  },
+  {
+    flag: '--max-client-connections',
+    env: 'EDGEGATE_MAX_CLIENT_CONNECTIONS',
+    help: 'open client connections per worker, more are refused at accept; 0: no cap',
+    target: 'listener',
+    key: 'maxConnections',
+    parse: 'count',
+  },
+  {
+    flag: '--allow-underscore-headers',
+    env: 'EDGEGATE_ALLOW_UNDERSCORE_HEADERS',
+    help: 'accept header names with underscores (refused with 400 by default: they alias dashes in CGI-style upstreams)',
+    target: 'listener',
+    key: 'rejectUnderscoreHeaders',
+    parse: 'switch',
+    whenSet: false,
+  },
+  {
+    flag: '--allow-authority-mismatch',
+    env: 'EDGEGATE_ALLOW_AUTHORITY_MISMATCH',
+    help: 'accept an absolute-form request target whose host differs from Host (refused by default)',
+    target: 'listener',
+    key: 'rejectAuthorityMismatch',
+    parse: 'switch',
+    whenSet: false,
+  },
+  {
+    flag: '--allow-control-characters',
+    env: 'EDGEGATE_ALLOW_CONTROL_CHARACTERS',
+    help: 'accept control characters in header values (refused by default)',
+    target: 'listener',
+    key: 'rejectControlCharacters',
+    parse: 'switch',
+    whenSet: false,
+  },
+  {
+    flag: '--allow-encoded-slash',
+    env: 'EDGEGATE_ALLOW_ENCODED_SLASH',
+    help: 'keep %2F / %5C in paths, opaque (refused with 400 by default)',
+    target: 'proxy',
+    key: 'allowEncodedSlash',
+    parse: 'switch',
+    whenSet: true,
+  },
+  {
+    flag: '--upstream-header-timeout',
+    env: 'EDGEGATE_UPSTREAM_HEADER_TIMEOUT',
+    help: 'default per try: time for the upstream to send response headers (route: timeouts.responseHeaders)',
+    target: 'proxy',
+    key: 'upstreamHeadersTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--upstream-idle-timeout',
+    env: 'EDGEGATE_UPSTREAM_IDLE_TIMEOUT',
+    help: 'default per try: longest pause in the upstream’s response body (route: timeouts.idle)',
+    target: 'proxy',
+    key: 'upstreamBodyTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--retry-budget-percent',
+    env: 'EDGEGATE_RETRY_BUDGET_PERCENT',
+    help: 'retries in progress per backend at most this % of its active requests',
+    target: 'proxy',
+    key: 'retryBudgetPercent',
+    parse: 'count',
+    max: 100,
+  },
+  {
+    flag: '--retry-budget-min',
+    env: 'EDGEGATE_RETRY_BUDGET_MIN',
+    help: '…or this many, whichever is larger',
+    target: 'proxy',
+    key: 'retryBudgetMinConcurrent',
+    parse: 'count',
+  },
+  {
+    flag: '--websocket-idle-timeout',
+    env: 'EDGEGATE_WEBSOCKET_IDLE_TIMEOUT',
+    help: 'close a proxied WebSocket idle both ways this long',
+    target: 'proxy',
+    key: 'websocketIdleTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--outlier-consecutive-failures',
+    env: 'EDGEGATE_OUTLIER_CONSECUTIVE_FAILURES',
+    help: 'failures in a row (5xx, connect failure, reset, timeout) that eject an endpoint; 0: no outlier detection',
+    target: 'outlier',
+    key: 'consecutiveFailures',
+    parse: 'count',
+  },
+  {
+    flag: '--outlier-base-ejection',
+    env: 'EDGEGATE_OUTLIER_BASE_EJECTION',
+    help: 'first ejection time; each further ejection of the endpoint adds this much',
+    target: 'outlier',
+    key: 'baseEjectionMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--outlier-max-ejection',
+    env: 'EDGEGATE_OUTLIER_MAX_EJECTION',
+    help: 'longest ejection',
+    target: 'outlier',
+    key: 'maxEjectionMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--outlier-max-ejection-percent',
+    env: 'EDGEGATE_OUTLIER_MAX_EJECTION_PERCENT',
+    help: 'at most this % of a backend’s endpoints ejected at once (rounded down; a cluster-wide failure is not ejected)',
+    target: 'outlier',
+    key: 'maxEjectionPercent',
+    parse: 'count',
+    max: 100,
+  },
+];
+
+const DEFAULTS: Record<EdgeFlag['target'], object> = {
+  listener: DEFAULT_LISTENER_SETTINGS,
+  proxy: DEFAULT_PROXY_SETTINGS,
+  outlier: DEFAULT_OUTLIER_SETTINGS,
+};
+
+/** The help text of a flag with its default, read from the settings' defaults (the one place they are written). */
+export function edgeFlagHelp(f: EdgeFlag): string {
+  if (f.parse === 'switch') return f.help;
+  const value = Number((DEFAULTS[f.target] as Record<string, unknown>)[f.key]);
+  const shown =
+    f.parse === 'count'
+      ? String(value)
+      : value % 60_000 === 0 && value > 0
+        ? `${value / 60_000}m`
+        : value % 1000 === 0
+          ? `${value / 1000}s`
+          : `${value}ms`;
+  return `${f.help} (default ${shown})`;
+}
+
+/**
+ * The settings the given flags set, by target. `values` holds commander's option values (camelCase of the flag,
+ * string or true); `duration` parses `5s`, `250ms`, a bare number of seconds.
+ */
+export function edgeSettingsFrom(
+  values: Record<string, unknown>,
+  duration: (text: string, flag: string) => number,
+): { listener: Partial<ListenerSettings>; proxy: Partial<ProxySettings> } {
+  const out = {
+    listener: {} as Record<string, unknown>,
+    proxy: {} as Record<string, unknown>,
+    outlier: {} as Record<string, unknown>,
+  };
+  for (const f of EDGE_FLAGS) {
+    const name = f.flag.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    const raw = values[name];
+    if (raw === undefined || raw === false) continue;
+    const parse: Parse =
+      f.parse === 'duration'
+        ? duration
+        : f.parse === 'switch'
+          ? () => f.whenSet!
+          : (text, flag) => {
+              const n = Number(text);
+              const max = f.max ?? 1_000_000;
+              if (!/^\d+$/.test(String(text).trim()) || n > max)
+                throw new ConfigError(
+                  `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,
+                );
+              return n;
+            };
+    out[f.target][f.key] = parse(String(raw), f.flag);
+  }
+  const outlier = { ...DEFAULT_OUTLIER_SETTINGS, ...out.outlier };
+  if (outlier.maxEjectionMs < outlier.baseEjectionMs)
+    throw new ConfigError(
+      `--outlier-max-ejection (${outlier.maxEjectionMs} ms) is shorter than --outlier-base-ejection (${outlier.baseEjectionMs} ms)`,
+    );
+  if (Object.keys(out.outlier).length > 0) out.proxy.outlier = outlier;
+  return { listener: out.listener, proxy: out.proxy } as {
+    listener: Partial<ListenerSettings>;
+    proxy: Partial<ProxySettings>;
+  };
+}

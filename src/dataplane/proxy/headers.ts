@@ -1,0 +1,133 @@
+/**
+ * Header hygiene between client and upstream: hop-by-hop headers (RFC 9110 §7.6.1) and every header a
+ * `Connection` header names are removed; forwarded headers the gateway owns are rebuilt after that removal, so
+ * `Connection: close, X-Forwarded-For` cannot strip them.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderEdits } from '../../table/types.ts';
+
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Headers the gateway sets itself on the way to the upstream; the client's copies are dropped. */
+const GATEWAY_OWNED = new Set([
+  'host',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+  'forwarded',
+  'x-real-ip',
+]);
+
+/** Names listed in Connection header values (lower-case), excluding the hop-by-hop keywords themselves. */
+export function connectionTokens(values: string | string[] | undefined): Set<string> | undefined {
+  if (values === undefined) return undefined;
+  const list = Array.isArray(values) ? values : [values];
+  let out: Set<string> | undefined;
+  for (const v of list) {
+    for (const raw of v.split(',')) {
+      const t = raw.trim().toLowerCase();
+      if (t === '' || t === 'close' || t === 'keep-alive') continue;
+      if (!out) out = new Set();
+      out.add(t);
+    }
+  }
+  return out;
+}
+
+export interface ForwardedFacts {
+  /** Host header value the upstream should see. */
+  host: string;
+  clientAddress: string;
+  proto: 'http' | 'https';
+  originalHost: string;
+  requestId: string;
+  /** X-Forwarded-For received from a trusted peer, to be extended; undefined from an untrusted one. */
+  priorForwardedFor: string | undefined;
+}
+
+/**
+ * Builds the upstream request headers as a flat [name, value, …] list from the client's raw headers.
+ */
+export function upstreamRequestHeaders(
+  rawHeaders: string[],
+  facts: ForwardedFacts,
+  edits: HeaderEdits | undefined,
+): string[] {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toLowerCase() === 'connection') {
+      const t = connectionTokens(rawHeaders[i + 1]);
+      if (t) {
+        named ??= new Set();
+        for (const x of t) named.add(x);
+      }
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers to forward.
+    if (name.charCodeAt(0) === 58) continue;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || GATEWAY_OWNED.has(lower)) continue;
+    if (named?.has(lower)) continue;
+    if (edits && (edits.remove.includes(lower) || edits.set.some((s) => s[0] === lower))) continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  out.push('host', facts.host);
+  out.push(
+    'x-forwarded-for',
+    facts.priorForwardedFor ? `${facts.priorForwardedFor}, ${facts.clientAddress}` : facts.clientAddress,
+  );
+  out.push('x-forwarded-proto', facts.proto);
+  out.push('x-forwarded-host', facts.originalHost);
+  out.push('x-request-id', facts.requestId);
+  if (edits) {
+    for (const [n, v] of edits.set) out.push(n, v);
+    for (const [n, v] of edits.add) out.push(n, v);
+  }
+  return out;
+}
+
+/** Upstream response headers → client response headers: hop-by-hop removed, route edits applied. */
+export function clientResponseHeaders(
+  headers: IncomingHttpHeaders,
+  edits: HeaderEdits | undefined,
+  requestId: string,
+): Record<string, string | string[]> {
+  const named = connectionTokens(headers.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    const v = headers[name];
+    if (v !== undefined) out[name] = v;
+  }
+  if (edits) {
+    for (const n of edits.remove) delete out[n];
+    for (const [n, v] of edits.set) out[n] = v;
+    for (const [n, v] of edits.add) {
+      const prior = out[n];
+      out[n] = prior === undefined ? v : Array.isArray(prior) ? [...prior, v] : [prior, v];
+    }
+  }
+  out['x-request-id'] ??= requestId;
+  return out;
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+export function acceptableRequestId(value: string | undefined): value is string {
+  return value !== undefined && REQUEST_ID.test(value);
+}

@@ -1,0 +1,575 @@
+/**
+ * The request pipeline of a worker: normalize → match → redirect | pick backend → hand the request to an Exchange
+ * (pick endpoint per try, forward over the endpoint's undici Pool, stream both ways with backpressure, retries,
+ * timeouts). Tables arrive whole and are swapped in between requests: a request keeps the table it started with.
+ * Per-endpoint state (pools, in-flight counts, outlier ejection) and per-cluster retry budgets outlive tables.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { GatewayErrorCode } from '../../lib/errors.ts';
+import { type CompiledEntry, cookieOf, normalizeHost, RoutingTable } from '../../table/index.ts';
+import {
+  DEFAULT_RETRY,
+  type EntryData,
+  type PathRewrite,
+  type RetryData,
+  type TableData,
+} from '../../table/types.ts';
+import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
+import { applyPassHeaders } from '../policy/pass-headers.ts';
+import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
+import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
+import { WeightedRoundRobin } from './balancer.ts';
+import { ClusterRuntime, ClusterState, LB_CONSISTENT_HASH, lbMode } from './cluster-runtime.ts';
+import {
+  Exchange,
+  type ExchangeContext,
+  ProxyCounters,
+  RETRY_ON_BITS,
+  type RulePolicy,
+  sendError,
+} from './exchange.ts';
+import { requestHasBody, requestProto } from './h2-compat.ts';
+import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
+import { normalizePath } from './normalize-path.ts';
+import {
+  DEFAULT_OUTLIER_SETTINGS,
+  EJECTIONS_BY_SERVICE,
+  OutlierDetector,
+  type OutlierSettings,
+  REFUSED_BY_SERVICE,
+} from './outlier.ts';
+import { hash32 } from './ring-hash.ts';
+import { UpstreamPools } from './upstream-pools.ts';
+import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
+
+export { sendError };
+
+export interface ProxySettings {
+  /** How many proxies in front of the gateway are trusted to set X-Forwarded-For (0: none, the peer is the client). */
+  trustedHops: number;
+  /** Default per try: time for the upstream to send response headers (route: timeouts.responseHeaders). */
+  upstreamHeadersTimeoutMs: number;
+  /** Default per try: longest pause between two chunks of the upstream's response body (route: timeouts.idle). */
+  upstreamBodyTimeoutMs: number;
+  /** Default whole-request timeout, retries included; 0: none (route: timeouts.request). */
+  requestTimeoutMs: number;
+  /** Default per-try timeout until the response is complete; 0: none (route: timeouts.backendRequest). */
+  backendRequestTimeoutMs: number;
+  /** Retry policy of rules that set none. */
+  retry: RetryData;
+  /** Retries in progress per cluster may be at most this share of its active requests… */
+  retryBudgetPercent: number;
+  /** …or this many, whichever is larger (so a quiet cluster can still retry). */
+  retryBudgetMinConcurrent: number;
+  outlier: OutlierSettings;
+  /** A proxied WebSocket with no traffic either way for this long is closed. */
+  websocketIdleTimeoutMs: number;
+  /** Keep `%2F` / `%5C` in paths (opaque) instead of refusing them with 400. */
+  allowEncodedSlash: boolean;
+  /** Scheme of the listener, for X-Forwarded-Proto and redirects. */
+  proto: 'http' | 'https';
+}
+
+export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
+  trustedHops: 0,
+  upstreamHeadersTimeoutMs: 60_000,
+  upstreamBodyTimeoutMs: 60_000,
+  requestTimeoutMs: 0,
+  backendRequestTimeoutMs: 0,
+  retry: DEFAULT_RETRY,
+  retryBudgetPercent: 20,
+  retryBudgetMinConcurrent: 3,
+  outlier: DEFAULT_OUTLIER_SETTINGS,
+  websocketIdleTimeoutMs: 300_000,
+  allowEncodedSlash: false,
+  proto: 'http',
+};
+
+/** Methods that may be sent twice (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+function policyOf(e: EntryData, s: ProxySettings): RulePolicy {
+  const t = e.timeouts ?? {};
+  const retry = e.retry ?? s.retry;
+  let retryMask = 0;
+  for (const on of retry.on) retryMask |= RETRY_ON_BITS[on] ?? 0;
+  return {
+    mode: lbMode(e.loadBalancer),
+    hashHeader: e.loadBalancer?.hash?.header,
+    hashCookie: e.loadBalancer?.hash?.cookie,
+    hashSourceIP: e.loadBalancer?.hash?.sourceIP === true,
+    requestMs: t.requestMs ?? s.requestTimeoutMs,
+    backendRequestMs: t.backendRequestMs ?? s.backendRequestTimeoutMs,
+    responseHeadersMs: t.responseHeadersMs ?? s.upstreamHeadersTimeoutMs,
+    idleMs: t.idleMs ?? s.upstreamBodyTimeoutMs,
+    attempts: retry.attempts,
+    retryMask,
+    backoffMs: retry.backoffMs,
+    responseHeaders: e.responseHeaders,
+  };
+}
+
+/** What a rule needs at request time, built once per table. */
+interface RuleRuntime {
+  policy: RulePolicy;
+  backends: WeightedRoundRobin<ClusterRuntime> | undefined;
+  /** Request policies (IP, limits, shedding, auth) run before the exchange; undefined: none. */
+  gate: RuleGate | undefined;
+}
+
+/** A table made ready for serving: the index plus rule policies and cluster runtimes. */
+class ServedTable {
+  readonly table: RoutingTable;
+  readonly clusters = new Map<string, ClusterRuntime>();
+  readonly #rules = new Map<string, RuleRuntime>();
+
+  constructor(
+    data: TableData,
+    pools: UpstreamPools,
+    states: Map<string, ClusterState>,
+    settings: ProxySettings,
+    policies: PolicyRuntime | undefined,
+  ) {
+    this.table = new RoutingTable(data);
+    const gates = policies?.buildGates(data.entries);
+    for (const c of data.clusters) {
+      let state = states.get(c.id);
+      if (!state) {
+        state = new ClusterState();
+        states.set(c.id, state);
+      }
+      this.clusters.set(c.id, new ClusterRuntime(c, pools, state));
+    }
+    for (const e of data.entries) {
+      if (this.#rules.has(e.ruleId) || (!e.backends && !e.catalog)) continue;
+      const backends = e.backends
+        ? new WeightedRoundRobin(
+            e.backends.map((b) => this.clusters.get(b.cluster)!),
+            e.backends.map((b) => b.weight),
+          )
+        : undefined;
+      this.#rules.set(e.ruleId, { policy: policyOf(e, settings), backends, gate: gates?.get(e.ruleId) });
+    }
+  }
+
+  rule(entry: CompiledEntry): RuleRuntime | undefined {
+    return this.#rules.get(entry.data.ruleId);
+  }
+}
+
+function clientAddressOf(req: IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+function rewritePath(path: string, rewrite: PathRewrite, prefixLength: number): string {
+  if (rewrite.type === 'ReplaceFullPath') return rewrite.value;
+  const rest = path.slice(prefixLength);
+  const base = rewrite.value.endsWith('/') ? rewrite.value.slice(0, -1) : rewrite.value;
+  const joined = base + (rest === '' || rest.startsWith('/') ? rest : `/${rest}`);
+  return joined === '' ? '/' : joined;
+}
+
+/** The origin-form part of a request target: `/p?q` as is; `http://h/p?q` → `/p?q`; anything else ''. */
+export function originForm(target: string): string {
+  if (target.charCodeAt(0) === 0x2f) return target;
+  const scheme = target.startsWith('http://') ? 7 : target.startsWith('https://') ? 8 : -1;
+  if (scheme < 0) return '';
+  let i = scheme;
+  while (i < target.length && target[i] !== '/' && target[i] !== '?') i++;
+  if (i === target.length) return '/';
+  return target[i] === '?' ? `/${target.slice(i)}` : target.slice(i);
+}
+
+/** Where a matched request goes: an error, a redirect, or a rule + cluster + upstream path. */
+interface Routed {
+  error: GatewayErrorCode | undefined;
+  message: string | undefined;
+  entry: CompiledEntry | undefined;
+  rule: RuleRuntime | undefined;
+  cluster: ClusterRuntime | undefined;
+  /** Normalized request path (redirects) or upstream path (forwarding); no query. */
+  path: string;
+  rawQuery: string;
+  host: string;
+}
+
+/** A policy's refusal of a WebSocket upgrade, written on the raw connection, which then closes. */
+function denyUpgrade(socket: Duplex, d: Denial, requestId: string): void {
+  if (socket.writable) socket.end(rawDenial(d, requestId));
+  else socket.destroy();
+}
+
+/** A request that matched a route but cannot be forwarded: the route's policies still run first. */
+function failedAfterMatch(r: Routed, code: GatewayErrorCode, message?: string): Routed {
+  r.error = code;
+  r.message = message;
+  return r;
+}
+
+function failed(code: GatewayErrorCode, message?: string): Routed {
+  return {
+    error: code,
+    message,
+    entry: undefined,
+    rule: undefined,
+    cluster: undefined,
+    path: '',
+    rawQuery: '',
+    host: '',
+  };
+}
+
+export class ProxyPipeline {
+  readonly settings: ProxySettings;
+  readonly pools = new UpstreamPools();
+  readonly outlier: OutlierDetector;
+  readonly counters = new ProxyCounters();
+  /** Metrics and access log (observe/): set before the first table. */
+  observer: RequestObserver | undefined;
+  readonly #states = new Map<string, ClusterState>();
+  readonly #ctx: ExchangeContext;
+  readonly #policies: PolicyRuntime | undefined;
+  #served: ServedTable | undefined;
+
+  constructor(settings: Partial<ProxySettings> = {}, policies?: PolicyRuntime) {
+    this.settings = { ...DEFAULT_PROXY_SETTINGS, ...settings };
+    this.#policies = policies;
+    this.outlier = new OutlierDetector(this.settings.outlier);
+    this.#ctx = {
+      outlier: this.outlier,
+      budgetPercent: this.settings.retryBudgetPercent,
+      budgetMinConcurrent: this.settings.retryBudgetMinConcurrent,
+      counters: this.counters,
+    };
+  }
+
+  get version(): number {
+    return this.#served?.table.version ?? 0;
+  }
+
+  get table(): RoutingTable | undefined {
+    return this.#served?.table;
+  }
+
+  /** Swap in a new table. Requests already running keep the table they started with. */
+  setTable(data: TableData): void {
+    this.observer?.recorder.install(data);
+    const states = new Map<string, ClusterState>();
+    for (const c of data.clusters) {
+      const prior = this.#states.get(c.id);
+      if (prior) states.set(c.id, prior);
+    }
+    this.#served = new ServedTable(data, this.pools, states, this.settings, this.#policies);
+    this.#states.clear();
+    for (const [id, st] of states) this.#states.set(id, st);
+    this.pools.retain(data.clusters);
+  }
+
+  /** Worker-wide counters by the names observe/ turns into metrics (COUNTER_METRICS). */
+  counterValues(): Record<string, number> {
+    const c = this.counters;
+    const o = this.outlier.stats();
+    return {
+      requests: c.requests,
+      tries: c.tries,
+      retries: c.retries,
+      retriesRefusedByBudget: c.retriesRefusedByBudget,
+      overloaded: c.overloaded,
+      tryTimeouts: c.tryTimeouts,
+      requestTimeouts: c.requestTimeouts,
+      upstreamErrors: c.upstreamErrors,
+      ejections: o.ejections,
+      ejectionsRefusedByCap: o.refusedByCap,
+      // Per service and datacenter, as `name\u0000service\u0000datacenter` (summed across workers like the rest).
+      ...Object.fromEntries(
+        [...o.byService].flatMap(([key, [ejected, refused]]) => [
+          [`${EJECTIONS_BY_SERVICE}\u0000${key}`, ejected],
+          [`${REFUSED_BY_SERVICE}\u0000${key}`, refused],
+        ]),
+      ),
+    };
+  }
+
+  /** Retry-budget counters of a cluster (metrics, tests). */
+  clusterState(id: string): ClusterState | undefined {
+    return this.#states.get(id);
+  }
+
+  #route(served: ServedTable, req: IncomingMessage): Routed {
+    const target = originForm(req.url ?? '');
+    const q = target.indexOf('?');
+    const rawPath = q < 0 ? target : target.slice(0, q);
+    const rawQuery = q < 0 ? '' : target.slice(q + 1);
+    const path = normalizePath(rawPath, { allowEncodedSlash: this.settings.allowEncodedSlash });
+    if (path === undefined) return failed('EDGEGATE_BAD_REQUEST', 'invalid request path');
+
+    const host = normalizeHost(req.headers.host);
+    const headers = req.headers;
+    const entry = served.table.match({
+      host,
+      path,
+      method: req.method ?? 'GET',
+      rawQuery,
+      header: (name) => {
+        const v = headers[name];
+        return Array.isArray(v) ? v.join(', ') : v;
+      },
+    });
+    if (!entry) return failed('EDGEGATE_NO_ROUTE');
+    const data = entry.data;
+    const routed: Routed = {
+      error: undefined,
+      message: undefined,
+      entry,
+      rule: undefined,
+      cluster: undefined,
+      path,
+      rawQuery,
+      host,
+    };
+    if (data.redirect) return routed;
+    const rule = served.rule(entry);
+    routed.rule = rule;
+    if (data.catalog) {
+      const rest = data.catalog.prefix === '/' ? path : path.slice(data.catalog.prefix.length);
+      const s1 = rest.indexOf('/', 1);
+      const dc = s1 < 0 ? rest.slice(1) : rest.slice(1, s1);
+      const s2 = s1 < 0 ? -1 : rest.indexOf('/', s1 + 1);
+      const service = s1 < 0 ? '' : s2 < 0 ? rest.slice(s1 + 1) : rest.slice(s1 + 1, s2);
+      // Lookup failures are answered after the route's policies: a denied client learns nothing of the catalog,
+      // and probing for services counts against a rate limit.
+      if (dc === '' || service === '')
+        return failedAfterMatch(
+          routed,
+          'EDGEGATE_NO_ROUTE',
+          `expected ${data.catalog.prefix === '/' ? '' : data.catalog.prefix}/{datacenter}/{service}/{path}`,
+        );
+      const services = data.catalog.services[dc];
+      if (!services)
+        return failedAfterMatch(
+          routed,
+          'EDGEGATE_CATALOG_UNKNOWN_DATACENTER',
+          `datacenter ${dc} is unknown or not exposed`,
+        );
+      const clusterId = services[service];
+      if (!clusterId)
+        return failedAfterMatch(
+          routed,
+          'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
+          `service ${service} is unknown or not exposed in datacenter ${dc}`,
+        );
+      routed.cluster = served.clusters.get(clusterId);
+      routed.path = s2 < 0 ? '/' : rest.slice(s2);
+    } else {
+      routed.cluster = rule?.backends?.pick();
+      if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry.prefixLength);
+    }
+    if (!rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
+    if (!routed.cluster) return failedAfterMatch(routed, 'EDGEGATE_NO_HEALTHY_UPSTREAM');
+    return routed;
+  }
+
+  #redirect(req: IncomingMessage, res: ServerResponse, r: Routed, requestId: string): void {
+    const hostHeader = req.headers.host ?? '';
+    const rd = r.entry!.data.redirect!;
+    const proto = requestProto(req, this.settings.proto);
+    const scheme = rd.scheme ?? proto;
+    const colon = hostHeader.lastIndexOf(':');
+    const requestPort = colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
+    const port =
+      rd.port !== undefined ? String(rd.port) : rd.scheme && rd.scheme !== proto ? '' : requestPort;
+    const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
+    const location = `${scheme}://${rd.hostname ?? r.host}${port && !defaultPort ? `:${port}` : ''}${
+      rd.path ? rewritePath(r.path, rd.path, r.entry!.prefixLength) : r.path
+    }${r.rawQuery ? `?${r.rawQuery}` : ''}`;
+    res.writeHead(rd.statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
+    res.end();
+  }
+
+  #upstreamHeaders(req: IncomingMessage, r: Routed, requestId: string, clientAddress: string): string[] {
+    const h = req.headers;
+    const hostHeader = h.host ?? '';
+    const data = r.entry!.data;
+    // From an untrusted peer (trustedHops 0, the default) every forwarded header is rebuilt from what the
+    // gateway saw; from a trusted proxy the chain is extended and its scheme and host are kept.
+    const trusted = this.settings.trustedHops > 0;
+    const xff = h['x-forwarded-for'];
+    const xfp = h['x-forwarded-proto'];
+    const xfh = h['x-forwarded-host'];
+    return upstreamRequestHeaders(
+      req.rawHeaders,
+      {
+        host: data.rewrite?.hostname ?? (hostHeader || r.cluster!.data.service),
+        clientAddress,
+        proto: trusted && (xfp === 'https' || xfp === 'http') ? xfp : requestProto(req, this.settings.proto),
+        originalHost: trusted && typeof xfh === 'string' && xfh !== '' ? xfh : hostHeader,
+        requestId,
+        priorForwardedFor: trusted && typeof xff === 'string' ? xff : undefined,
+      },
+      data.requestHeaders,
+    );
+  }
+
+  #hashOf(policy: RulePolicy, req: IncomingMessage, clientAddress: string): number | undefined {
+    let key: string | undefined;
+    if (policy.hashHeader !== undefined) {
+      const v = req.headers[policy.hashHeader];
+      key = Array.isArray(v) ? v[0] : v;
+    } else if (policy.hashCookie !== undefined) key = cookieOf(req.headers.cookie, policy.hashCookie);
+    else if (policy.hashSourceIP) key = clientAddress;
+    return key === undefined || key === '' ? undefined : hash32(key);
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const incomingId = req.headers['x-request-id'];
+    const requestId =
+      typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const record = recordOf(res);
+    if (record !== undefined) record.requestId = requestId;
+    const served = this.#served;
+    if (!served) return sendError(res, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
+    const r = this.#route(served, req);
+    if (record !== undefined) {
+      record.entry = r.entry?.data;
+      record.cluster = r.cluster?.data;
+    }
+    // The policy hook: after the match, before an endpoint is picked (order: src/dataplane/policy/policy-runtime.ts). A
+    // matched request that cannot be forwarded (unknown catalog service, no healthy upstream) meets the policies
+    // first, then gets its error.
+    const gate = r.rule?.gate;
+    if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
+    if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
+    if (gate === undefined) {
+      const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
+      if (shed !== undefined) return respondDenial(res, shed, requestId);
+      return this.#forward(req, res, r, requestId, undefined);
+    }
+    gate.run(this.#policyRequest(req, requestId, r)).then(
+      (v) => {
+        if (!v.allowed) return respondDenial(res, v, requestId);
+        if (v.release) res.once('close', v.release);
+        if (res.destroyed) return v.release?.();
+        if (r.error) return sendError(res, r.error, requestId, r.message);
+        this.#forward(req, res, r, requestId, v);
+      },
+      () => sendError(res, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
+    );
+  }
+
+  #policyRequest(req: IncomingMessage, requestId: string, r: Routed): PolicyRequest {
+    const target = originForm(req.url ?? '');
+    const q = target.indexOf('?');
+    return {
+      req,
+      requestId,
+      method: req.method ?? 'GET',
+      rawPath: q < 0 ? target : target.slice(0, q),
+      rawQuery: q < 0 ? '' : target.slice(q + 1),
+      host: r.host,
+      proto: this.settings.proto,
+    };
+  }
+
+  #forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: Routed,
+    requestId: string,
+    pass: Pass | undefined,
+  ): void {
+    const policy = r.rule!.policy;
+    const record = recordOf(res);
+    const clientAddress = clientAddressOf(req);
+    const hasBody = requestHasBody(req);
+    const method = req.method ?? 'GET';
+    const cluster = r.cluster!;
+    let upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
+    if (pass) upstreamHeaders = applyPassHeaders(upstreamHeaders, pass);
+    // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
+    if (cluster.data.pool.protocol === 'h2' && req.headers.te === 'trailers')
+      upstreamHeaders.push('te', 'trailers');
+    new Exchange(this.#ctx, {
+      req,
+      res,
+      policy,
+      cluster,
+      requestId,
+      path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
+      method,
+      headers: upstreamHeaders,
+      body: pass?.body ?? (hasBody ? req : null),
+      retryable: !hasBody && IDEMPOTENT.has(method),
+      hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined,
+      record,
+    }).start();
+  }
+
+  /**
+   * A WebSocket upgrade (the server only routes `Upgrade: websocket` here): same matching and balancing as
+   * plain requests, then a byte tunnel once the upstream answers 101.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const incomingId = req.headers['x-request-id'];
+    const requestId =
+      typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    const served = this.#served;
+    if (!served) return refuseUpgrade(socket, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
+    if (req.method !== 'GET')
+      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'a WebSocket upgrade must be a GET');
+    const r = this.#route(served, req);
+    // As for plain requests: a matched route's policies run before its lookup errors.
+    const gate = r.rule?.gate;
+    if (r.error && gate === undefined) return refuseUpgrade(socket, r.error, requestId, r.message);
+    if (r.entry!.data.redirect)
+      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
+    if (gate === undefined) {
+      const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
+      if (shed !== undefined) return denyUpgrade(socket, shed, requestId);
+      return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
+    }
+    gate.run(this.#policyRequest(req, requestId, r)).then(
+      (v) => {
+        if (!v.allowed) return denyUpgrade(socket, v, requestId);
+        if (v.release) socket.once('close', v.release);
+        if (socket.destroyed) return v.release?.();
+        if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
+        this.#forwardUpgrade(req, socket, head, r, requestId, v);
+      },
+      () => refuseUpgrade(socket, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
+    );
+  }
+
+  #forwardUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    r: Routed,
+    requestId: string,
+    pass: Pass | undefined,
+  ): void {
+    const clientAddress = clientAddressOf(req);
+    const policy = r.rule!.policy;
+    const hash = policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined;
+    const up = r.cluster!.pick(policy.mode, hash, undefined);
+    if (!up) return refuseUpgrade(socket, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    const headers = this.#upstreamHeaders(req, r, requestId, clientAddress);
+    proxyWebSocket({
+      socket,
+      head,
+      upstream: up,
+      path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
+      headers: pass ? applyPassHeaders(headers, pass) : headers,
+      requestId,
+      connectTimeoutMs: policy.responseHeadersMs,
+      idleTimeoutMs: this.settings.websocketIdleTimeoutMs,
+      responseHeaders: policy.responseHeaders,
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.pools.close(), this.#policies?.close()]);
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * One Upstream per endpoint (and pool settings): its undici Pool plus the per-endpoint state the worker keeps
+ * (in-flight count, outlier ejection). Upstreams outlive table versions: an endpoint that stays in the table keeps
+ * its warm keep-alive connections and its ejection state; one that leaves is retired and its pool closed gracefully
+ * (in-flight requests finish) once no table references it.
+ */
+import { Pool } from 'undici';
+import type { ClusterData, EndpointData, PoolData } from '../../table/types.ts';
+import {
+  ClientCertificates,
+  upstreamConnect,
+  upstreamDispatchOptions,
+  upstreamTlsPoolKey,
+} from './upstream-tls.ts';
+
+export function poolKey(ep: EndpointData, pool: PoolData): string {
+  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}/${pool.maxPendingRequests}${upstreamTlsPoolKey(pool)}`;
+}
+
+export function originOf(ep: EndpointData, pool?: PoolData): string {
+  const scheme = pool?.tls ? 'https' : 'http';
+  return ep.address.includes(':')
+    ? `${scheme}://[${ep.address}]:${ep.port}`
+    : `${scheme}://${ep.address}:${ep.port}`;
+}
+
+export class Upstream {
+  readonly key: string;
+  readonly endpoint: EndpointData;
+  readonly settings: PoolData;
+  /** `address:port`: identity on a consistent-hash ring. */
+  readonly ringKey: string;
+  readonly weight: number;
+  /** TLS pools: the constant server name every request carries (see upstreamDispatchOptions). */
+  readonly servername: string | undefined;
+  /** In-flight requests above which a new one is refused (503): connections × pipelining + pending. */
+  readonly capacity: number;
+  /** Requests dispatched and not yet settled (least request balancing, pending cap). */
+  inFlight = 0;
+  /** Outlier detection state (outlier.ts). */
+  consecutiveFailures = 0;
+  ejected = false;
+  ejections = 0;
+  lastReadmitted = 0;
+  ejectionTimer: NodeJS.Timeout | undefined;
+  /** Left the table: never picked again, its pool is closing. */
+  retired = false;
+  #pool: Pool | undefined;
+  readonly #clientCerts: ClientCertificates;
+
+  constructor(
+    key: string,
+    endpoint: EndpointData,
+    settings: PoolData,
+    clientCerts = new ClientCertificates(),
+  ) {
+    this.#clientCerts = clientCerts;
+    this.key = key;
+    this.endpoint = endpoint;
+    this.settings = settings;
+    this.ringKey = `${endpoint.address}:${endpoint.port}`;
+    this.weight = endpoint.weight;
+    this.servername = upstreamDispatchOptions(settings, endpoint).servername;
+    this.capacity = settings.maxConnections * settings.pipelining + settings.maxPendingRequests;
+  }
+
+  /** The pool, created on first use (a table may list many endpoints that never get traffic in this worker). */
+  get pool(): Pool {
+    if (this.#pool === undefined) {
+      const s = this.settings;
+      this.#pool = new Pool(originOf(this.endpoint, s), {
+        connections: s.maxConnections,
+        pipelining: s.pipelining,
+        keepAliveTimeout: s.keepAliveTimeoutMs,
+        keepAliveMaxTimeout: s.keepAliveTimeoutMs,
+        connect: upstreamConnect(s, this.#clientCerts),
+        ...(s.protocol === 'h2' ? { allowH2: true } : {}),
+        // The gateway's own timeouts are passed per request.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      });
+    }
+    return this.#pool;
+  }
+
+  get hasPool(): boolean {
+    return this.#pool !== undefined;
+  }
+
+  retire(): Promise<void> {
+    this.retired = true;
+    clearTimeout(this.ejectionTimer);
+    const pool = this.#pool;
+    if (!pool) return Promise.resolve();
+    return pool.close().catch(() => pool.destroy());
+  }
+
+  destroy(): Promise<void> {
+    this.retired = true;
+    clearTimeout(this.ejectionTimer);
+    return this.#pool ? this.#pool.destroy().catch(() => {}) : Promise.resolve();
+  }
+}
+
+export interface UpstreamStats {
+  upstreams: number;
+  pools: number;
+  inFlight: number;
+  ejected: number;
+  retired: number;
+}
+
+export class UpstreamPools {
+  readonly #upstreams = new Map<string, Upstream>();
+  #retired = 0;
+  /** Client certificates for mTLS to upstreams (`tls.clientCertificate`), from the certificate set. */
+  readonly clientCertificates = new ClientCertificates();
+
+  get size(): number {
+    return this.#upstreams.size;
+  }
+
+  /** The upstream for an endpoint with these pool settings, created on first use. */
+  get(ep: EndpointData, settings: PoolData): Upstream {
+    const key = poolKey(ep, settings);
+    let up = this.#upstreams.get(key);
+    if (up === undefined) {
+      up = new Upstream(key, ep, settings, this.clientCertificates);
+      this.#upstreams.set(key, up);
+    }
+    return up;
+  }
+
+  /** Keeps the upstreams of these clusters; retires the others (their pools close gracefully). */
+  retain(clusters: Iterable<ClusterData>): void {
+    const keep = new Set<string>();
+    for (const c of clusters) for (const ep of c.endpoints) keep.add(poolKey(ep, c.pool));
+    for (const [key, up] of this.#upstreams) {
+      if (keep.has(key)) continue;
+      this.#upstreams.delete(key);
+      this.#retired++;
+      void up.retire();
+    }
+  }
+
+  entries(): IterableIterator<[string, Upstream]> {
+    return this.#upstreams.entries();
+  }
+
+  /** Plain numbers for metrics (edgegate_upstream_*). */
+  stats(): UpstreamStats {
+    let pools = 0;
+    let inFlight = 0;
+    let ejected = 0;
+    for (const up of this.#upstreams.values()) {
+      if (up.hasPool) pools++;
+      inFlight += up.inFlight;
+      if (up.ejected) ejected++;
+    }
+    return { upstreams: this.#upstreams.size, pools, inFlight, ejected, retired: this.#retired };
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.#upstreams.values()];
+    this.#upstreams.clear();
+    await Promise.allSettled(all.map((u) => u.retire()));
+  }
+
+  async destroy(): Promise<void> {
+    const all = [...this.#upstreams.values()];
+    this.#upstreams.clear();
+    await Promise.allSettled(all.map((u) => u.destroy()));
+  }
+}
