@@ -5,7 +5,13 @@
  * routing table: each test sets the rule policy and the cluster it needs.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import {
   type AddressInfo,
   createServer as createNetServer,
@@ -30,6 +36,7 @@ import {
 import { OutlierDetector, type OutlierSettings } from '../../../src/proxy/outlier.ts';
 import { type Upstream, UpstreamPools } from '../../../src/proxy/upstream-pools.ts';
 import type { PoolData } from '../../../src/table/types.ts';
+import { startGateway, tableOf } from '../../support/inproc-gateway.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -638,7 +645,7 @@ describe('timeouts', () => {
     const a2 = await endpoint(held().handler);
     const h = await harness({
       ports: [a1.port, a2.port],
-      policy: { requestMs: 400, backendRequestMs: 100, attempts: 50, retryMask: FAIL_TIMEOUT },
+      policy: { requestMs: 600, backendRequestMs: 100, attempts: 50, retryMask: FAIL_TIMEOUT },
     });
     const a = await send(h);
     expect(a.status).toBe(504);
@@ -931,5 +938,61 @@ describe('backpressure', () => {
     expect(received).toBe(limit);
     expect(finished).toBe(true);
     await settled(h, 1);
+  });
+});
+
+describe('which requests ProxyPipeline lets retry', () => {
+  /** An endpoint that resets every first try and answers the retry; a pipeline with the default retry policy. */
+  async function pipeline() {
+    const e = await endpoint((req, res) => {
+      if (req.headers['x-edgegate-attempt'] === undefined) req.socket.destroy();
+      else {
+        req.resume();
+        req.on('end', () => res.end('retried'));
+      }
+    });
+    const gw = await startGateway(
+      tableOf({ rules: [{ backends: [{ consul: { service: 'svc' } }] }] }, { svc: [e.port] }),
+    );
+    cleanup.push(() => gw.close());
+    return { e, port: gw.port };
+  }
+
+  function call(
+    port: number,
+    method: string,
+    headers: Record<string, string>,
+    body?: string,
+  ): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port, method, path: '/', headers: { host: 'a.test', ...headers }, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  it.each<{ method: string; headers: Record<string, string>; body?: string; retried: boolean }>([
+    { method: 'GET', headers: {}, retried: true },
+    { method: 'HEAD', headers: {}, retried: true },
+    { method: 'OPTIONS', headers: {}, retried: true },
+    { method: 'TRACE', headers: {}, retried: true },
+    { method: 'PUT', headers: { 'content-length': '0' }, retried: true },
+    { method: 'DELETE', headers: {}, retried: true },
+    { method: 'POST', headers: { 'content-length': '0' }, retried: false },
+    { method: 'PATCH', headers: { 'content-length': '0' }, retried: false },
+    { method: 'GET', headers: { 'content-length': '3' }, body: 'abc', retried: false },
+    { method: 'PUT', headers: { 'content-length': '3' }, body: 'abc', retried: false },
+    { method: 'DELETE', headers: { 'transfer-encoding': 'chunked' }, body: '', retried: false },
+  ])('$method $headers → retried: $retried', async ({ method, headers, body, retried }) => {
+    const { e, port } = await pipeline();
+    const code = await call(port, method, headers, body);
+    expect(code).toBe(retried ? 200 : 502);
+    expect(e.received).toHaveLength(retried ? 2 : 1);
   });
 });
