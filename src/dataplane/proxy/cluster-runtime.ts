@@ -104,9 +104,10 @@ export class ClusterRuntime {
     if (!aOk || !bOk) {
       if (aOk) return a;
       if (bOk) return b;
-      // Both out: scan from a rotating start.
+      // Both out: scan every endpoint once, from a rotating start.
+      const start = this.#fallback++;
       for (let k = 0; k < n; k++) {
-        const c = list[(this.#fallback++ + k) % n]!;
+        const c = list[(start + k) % n]!;
         if (!unavailable(c, exclude)) return c;
       }
       return undefined;

@@ -136,3 +136,84 @@ describe('ClusterRuntime picking', () => {
     await pools.destroy();
   });
 });
+
+describe('ring hash edge cases', () => {
+  it('hash32 is pinned: a changed hash would move every session when workers of two versions serve together', () => {
+    expect([hash32(''), hash32('a'), hash32('user-42'), hash32('127.0.0.1:8080#0')]).toEqual([
+      2872998923, 444641715, 2083131798, 4072591966,
+    ]);
+  });
+
+  it('an empty ring, or one whose members are all skipped, picks nothing', () => {
+    expect(new RingHash([]).pick(1, never, undefined)).toBeUndefined();
+    const ring = new RingHash(endpoints(3).map(member));
+    expect(ring.pick(1, () => true, undefined)).toBeUndefined();
+  });
+
+  it('a hash past the last point wraps around to the first', () => {
+    const ring = new RingHash(endpoints(3).map(member), 4);
+    expect(ring.pick(0xffffffff, never, undefined)).toBe(ring.pick(0, never, undefined));
+  });
+
+  it('points scale with weight; weight 0 takes no keys', () => {
+    const heavy = { ringKey: 'h:1', weight: 2 };
+    const light = { ringKey: 'l:1', weight: 1 };
+    const none = { ringKey: 'n:1', weight: 0 };
+    const ring = new RingHash([heavy, light, none]);
+    expect(ring.size).toBe(256 + 128);
+    const counts = new Map<string, number>();
+    for (let k = 0; k < 30000; k++) {
+      const o = ring.pick(hash32(`k${k}`), never, undefined)!.ringKey;
+      counts.set(o, (counts.get(o) ?? 0) + 1);
+    }
+    expect(counts.get('n:1')).toBeUndefined();
+    const ratio = counts.get('h:1')! / counts.get('l:1')!;
+    expect(ratio).toBeGreaterThan(1.5);
+    expect(ratio).toBeLessThan(2.6);
+  });
+});
+
+describe('ClusterRuntime consistent-hash edge cases', () => {
+  it('a request without a key is spread round robin', () => {
+    const c = new ClusterRuntime(cluster(endpoints(3)), new UpstreamPools(), new ClusterState());
+    const picked = new Set(Array.from({ length: 3 }, () => c.pick(LB_CONSISTENT_HASH, undefined, undefined)));
+    expect(picked.size).toBe(3);
+  });
+
+  it('every endpoint ejected: the key keeps its own endpoint (panic mode), a retry still avoids the failed one', () => {
+    const c = new ClusterRuntime(cluster(endpoints(3)), new UpstreamPools(), new ClusterState());
+    const h = hash32('session-7');
+    const owner = c.pick(LB_CONSISTENT_HASH, h, undefined)!;
+    for (const u of c.upstreams) u.ejected = true;
+    expect(c.pick(LB_CONSISTENT_HASH, h, undefined)).toBe(owner);
+    const retry = c.pick(LB_CONSISTENT_HASH, h, owner);
+    expect(retry).toBeDefined();
+    expect(retry).not.toBe(owner);
+  });
+
+  it('a lone endpoint that failed is tried again rather than answering 503; retired ones never', () => {
+    const c = new ClusterRuntime(cluster(endpoints(1)), new UpstreamPools(), new ClusterState());
+    const only = c.upstreams[0]!;
+    const h = hash32('k');
+    expect(c.pick(LB_CONSISTENT_HASH, h, only)).toBe(only);
+    expect(c.pick(LB_ROUND_ROBIN, undefined, only)).toBe(only);
+    only.retired = true;
+    expect(c.pick(LB_CONSISTENT_HASH, h, undefined)).toBeUndefined();
+    expect(c.pick(LB_ROUND_ROBIN, undefined, undefined)).toBeUndefined();
+    expect(c.pick(LB_LEAST_REQUEST, undefined, undefined)).toBeUndefined();
+  });
+
+  // Was a bug: the fallback scan advanced its start on every step, so it visited every other endpoint only, found
+  // none admitted half the time and fell into panic mode, sending about a third of requests to ejected endpoints.
+  it('least request never picks an ejected or excluded endpoint while another is available', () => {
+    const c = new ClusterRuntime(cluster(endpoints(4)), new UpstreamPools(), new ClusterState());
+    const [a, b, d, e] = c.upstreams;
+    a!.ejected = true;
+    d!.retired = true;
+    for (let i = 0; i < 500; i++) expect(c.pick(LB_LEAST_REQUEST, undefined, e)).toBe(b);
+    d!.retired = false;
+    d!.ejected = true;
+    b!.ejected = true;
+    for (let i = 0; i < 500; i++) expect(c.pick(LB_LEAST_REQUEST, undefined, undefined)).toBe(e);
+  });
+});

@@ -48,3 +48,40 @@ describe('normalizePath', () => {
     );
   });
 });
+
+describe('normalizePath edge cases', () => {
+  it.each([
+    // Decoded once only: an encoded percent sign stays, so `%252e%252e` never becomes a dot segment.
+    ['/%252e%252e/x', '/%252e%252e/x'],
+    // A trailing `..` or `.` leaves a trailing slash (RFC 3986 §5.2.4).
+    ['/a/b/..', '/a/'],
+    ['/a/b/.', '/a/b/'],
+    ['/%2e', '/'],
+    ['/a/%2e%2e', '/'],
+    // Names that merely start with dots are not dot segments.
+    ['/...', '/...'],
+    ['/.well-known/x', '/.well-known/x'],
+    ['/..a/b', '/..a/b'],
+    ['/a%2eb', '/a.b'],
+    // Every unreserved class is decoded; reserved and non-ASCII escapes are upper-cased and kept.
+    ['/%41%5a%61%7a%30%39%2d%5f%7e', '/AZaz09-_~'],
+    ['/%c3%a9%3f%23', '/%C3%A9%3F%23'],
+    ['/./../a', '/a'],
+    ['/a/..//b', '/b'],
+  ])('%s → %s', (input, output) => {
+    expect(normalizePath(input)).toBe(output);
+  });
+
+  it.each(['/a%7fb', '/a\x7fb', '/a%1fb', '/a\x00b', '/a%0d%0ab', '/a\rb'])(
+    'refuses control characters %j',
+    (input) => {
+      expect(normalizePath(input)).toBeUndefined();
+      expect(normalizePath(input, { allowEncodedSlash: true })).toBeUndefined();
+    },
+  );
+
+  it('an opaque encoded slash is one segment for dot-segment removal', () => {
+    expect(normalizePath('/a%2Fb/..', { allowEncodedSlash: true })).toBe('/');
+    expect(normalizePath('/x/a%2f..%2fb', { allowEncodedSlash: true })).toBe('/x/a%2F..%2Fb');
+  });
+});
