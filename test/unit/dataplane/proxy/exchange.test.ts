@@ -20,7 +20,11 @@ import {
 } from 'node:net';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ClusterRuntime, ClusterState, LB_ROUND_ROBIN } from '../../../src/proxy/cluster-runtime.ts';
+import {
+  ClusterRuntime,
+  ClusterState,
+  LB_ROUND_ROBIN,
+} from '../../../../src/dataplane/proxy/cluster-runtime.ts';
 import {
   Exchange,
   type ExchangeContext,
@@ -32,12 +36,12 @@ import {
   FAIL_TIMEOUT,
   ProxyCounters,
   type RulePolicy,
-} from '../../../src/proxy/exchange.ts';
-import { OutlierDetector, type OutlierSettings } from '../../../src/proxy/outlier.ts';
-import { type Upstream, UpstreamPools } from '../../../src/proxy/upstream-pools.ts';
-import type { PoolData } from '../../../src/table/types.ts';
-import { startGateway, tableOf } from '../../support/inproc-gateway.ts';
-import { waitFor } from '../../support/wait.ts';
+} from '../../../../src/dataplane/proxy/exchange.ts';
+import { OutlierDetector, type OutlierSettings } from '../../../../src/dataplane/proxy/outlier.ts';
+import { type Upstream, UpstreamPools } from '../../../../src/dataplane/proxy/upstream-pools.ts';
+import type { PoolData } from '../../../../src/table/types.ts';
+import { startGateway, tableOf } from '../../../support/inproc-gateway.ts';
+import { waitFor } from '../../../support/wait.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -5,7 +5,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { forwardedTrailers, requestHasBody } from '../../../src/proxy/h2-compat.ts';
+import { forwardedTrailers, requestHasBody } from '../../../../src/dataplane/proxy/h2-compat.ts';
 import {
   acceptableRequestId,
   clientResponseHeaders,
@@ -13,10 +13,10 @@ import {
   type ForwardedFacts,
   HOP_BY_HOP,
   upstreamRequestHeaders,
-} from '../../../src/proxy/headers.ts';
-import type { ProxySettings } from '../../../src/proxy/proxy.ts';
-import type { HeaderEdits } from '../../../src/table/types.ts';
-import { rawExchange, startEcho, startGateway, tableOf } from '../../support/inproc-gateway.ts';
+} from '../../../../src/dataplane/proxy/headers.ts';
+import type { ProxySettings } from '../../../../src/dataplane/proxy/proxy.ts';
+import type { HeaderEdits } from '../../../../src/table/types.ts';
+import { rawExchange, startEcho, startGateway, tableOf } from '../../../support/inproc-gateway.ts';
 
 const FACTS: ForwardedFacts = {
   host: 'upstream.host',

@@ -4,13 +4,17 @@
  * timers, so ejection lengths are checked to the millisecond without waiting.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ClusterRuntime, ClusterState, LB_ROUND_ROBIN } from '../../../src/proxy/cluster-runtime.ts';
+import {
+  ClusterRuntime,
+  ClusterState,
+  LB_ROUND_ROBIN,
+} from '../../../../src/dataplane/proxy/cluster-runtime.ts';
 import {
   DEFAULT_OUTLIER_SETTINGS,
   OutlierDetector,
   type OutlierSettings,
-} from '../../../src/proxy/outlier.ts';
-import { type Upstream, UpstreamPools } from '../../../src/proxy/upstream-pools.ts';
+} from '../../../../src/dataplane/proxy/outlier.ts';
+import { type Upstream, UpstreamPools } from '../../../../src/dataplane/proxy/upstream-pools.ts';
 
 const BASE = 1000;
 const MAX = 5000;

@@ -6,8 +6,8 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProxySettings } from '../../../src/proxy/proxy.ts';
-import { type Gateway, rawExchange, startGateway, tableOf } from '../../support/inproc-gateway.ts';
+import type { ProxySettings } from '../../../../src/dataplane/proxy/proxy.ts';
+import { type Gateway, rawExchange, startGateway, tableOf } from '../../../support/inproc-gateway.ts';
 
 /** One rule per case: matched by its path prefix, answered by its redirect filter. */
 function redirectRule(prefix: string, requestRedirect: Record<string, unknown>) {
