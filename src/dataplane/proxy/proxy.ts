@@ -379,8 +379,9 @@ export class ProxyPipeline {
     const scheme = rd.scheme ?? proto;
     const colon = hostHeader.lastIndexOf(':');
     const requestPort = colon > hostHeader.lastIndexOf(']') && colon >= 0 ? hostHeader.slice(colon + 1) : '';
-    const port =
-      rd.port !== undefined ? String(rd.port) : rd.scheme && rd.scheme !== proto ? '' : requestPort;
+    // Gateway API: without a port, a redirect that names a scheme goes to that scheme's well-known port (80/443);
+    // one that names none keeps the port the client used.
+    const port = rd.port !== undefined ? String(rd.port) : rd.scheme ? '' : requestPort;
     const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
     const location = `${scheme}://${rd.hostname ?? r.host}${port && !defaultPort ? `:${port}` : ''}${
       rd.path ? rewritePath(r.path, rd.path, r.entry!.prefixLength) : r.path

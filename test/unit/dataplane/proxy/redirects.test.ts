@@ -123,12 +123,9 @@ describe('scheme and port (http listener)', () => {
     expect(await location(httpGw, path, host)).toBe(expected);
   });
 
-  // BUG (reported, not fixed here): Gateway API's HTTPRequestRedirectFilter says that without a port, "if the
-  // redirect scheme is not-empty, the redirect port MUST be the well-known port associated with the redirect
-  // scheme" (http → 80). DESIGN.md promises HTTPRoute semantics. Today a scheme equal to the listener's keeps the
-  // request's port (proxy.ts #redirect: `rd.scheme && rd.scheme !== proto ? '' : requestPort`), so this gives
-  // http://example.org:8080/to-http/x.
-  it.fails('scheme http without a port on an http listener → port 80 (omitted)', async () => {
+  // Gateway API's HTTPRequestRedirectFilter: without a port, "if the redirect scheme is not-empty, the redirect
+  // port MUST be the well-known port associated with the redirect scheme" (http → 80).
+  it('scheme http without a port on an http listener → port 80 (omitted)', async () => {
     expect(await location(httpGw, '/to-http/x', 'example.org:8080')).toBe('http://example.org/to-http/x');
   });
 });
@@ -145,8 +142,8 @@ describe('scheme and port (https listener)', () => {
     expect(await location(httpsGw, path, host)).toBe(expected);
   });
 
-  // Same BUG as above, from the other side: `scheme: https` on an https listener should mean port 443.
-  it.fails('scheme https without a port on an https listener → port 443 (omitted)', async () => {
+  // The same rule from the other side: `scheme: https` on an https listener means port 443.
+  it('scheme https without a port on an https listener → port 443 (omitted)', async () => {
     expect(await location(httpsGw, '/to-https/x', 'example.org:8443')).toBe('https://example.org/to-https/x');
   });
 });
