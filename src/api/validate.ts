@@ -17,6 +17,7 @@ import {
   type RouteRule,
   type TimeoutsSpec,
 } from './gateway-route.ts';
+import { reservedRequestHeader, reservedResponseHeader } from './reserved-headers.ts';
 
 export type FieldPath = (string | number)[];
 
@@ -172,6 +173,21 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
       errors.push({ path: [...fp, 'type'], message: `${f.type} may appear once per rule` });
     seenTypes.add(f.type);
     if (f.type === 'RequestRedirect') redirect = true;
+    const edits = f.requestHeaderModifier ?? f.responseHeaderModifier;
+    if (edits) {
+      const field = f.requestHeaderModifier ? 'requestHeaderModifier' : 'responseHeaderModifier';
+      const reserved = f.requestHeaderModifier ? reservedRequestHeader : reservedResponseHeader;
+      for (const op of ['set', 'add', 'remove'] as const)
+        edits[op]?.forEach((e, ei) => {
+          const name = typeof e === 'string' ? e : e.name;
+          const why = reserved(name.toLowerCase());
+          if (why)
+            errors.push({
+              path: [...fp, field, op, ei, ...(typeof e === 'string' ? [] : ['name'])],
+              message: `header ${JSON.stringify(name)} cannot be edited by a route: ${why}`,
+            });
+        });
+    }
     const pathMod = f.urlRewrite?.path ?? f.requestRedirect?.path;
     if (pathMod) {
       const pp = [...fp, f.urlRewrite ? 'urlRewrite' : 'requestRedirect', 'path'];

@@ -4,31 +4,17 @@
  * `Connection: close, X-Forwarded-For` cannot strip them.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import {
+  GATEWAY_REQUEST_HEADERS,
+  HOP_BY_HOP_HEADERS,
+  reservedRequestHeader,
+  reservedResponseHeader,
+} from '../../api/reserved-headers.ts';
 import type { HeaderEdits } from '../../table/types.ts';
 
-export const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-/** Headers the gateway sets itself on the way to the upstream; the client's copies are dropped. */
-const GATEWAY_OWNED = new Set([
-  'host',
-  'expect',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-request-id',
-  'forwarded',
-  'x-real-ip',
-]);
+/** Hop-by-hop headers, and those the gateway sets itself (src/api/reserved-headers.ts: routes may edit neither). */
+export const HOP_BY_HOP = HOP_BY_HOP_HEADERS;
+const GATEWAY_OWNED = GATEWAY_REQUEST_HEADERS;
 
 /** Names listed in Connection header values (lower-case), excluding the hop-by-hop keywords themselves. */
 export function connectionTokens(values: string | string[] | undefined): Set<string> | undefined {
@@ -95,8 +81,9 @@ export function upstreamRequestHeaders(
   out.push('x-forwarded-host', facts.originalHost);
   out.push('x-request-id', facts.requestId);
   if (edits) {
-    for (const [n, v] of edits.set) out.push(n, v);
-    for (const [n, v] of edits.add) out.push(n, v);
+    // Validation refuses edits of reserved names; a table that carries one anyway never gets it through.
+    for (const [n, v] of edits.set) if (reservedRequestHeader(n) === undefined) out.push(n, v);
+    for (const [n, v] of edits.add) if (reservedRequestHeader(n) === undefined) out.push(n, v);
   }
   return out;
 }
@@ -116,8 +103,9 @@ export function clientResponseHeaders(
   }
   if (edits) {
     for (const n of edits.remove) delete out[n];
-    for (const [n, v] of edits.set) out[n] = v;
+    for (const [n, v] of edits.set) if (reservedResponseHeader(n) === undefined) out[n] = v;
     for (const [n, v] of edits.add) {
+      if (reservedResponseHeader(n) !== undefined) continue;
       const prior = out[n];
       out[n] = prior === undefined ? v : Array.isArray(prior) ? [...prior, v] : [prior, v];
     }

@@ -155,3 +155,65 @@ describe('validateRoute', () => {
     expect(errs[0]).toMatch(/spec\.rules\[0\]\.matches\[0\]\.path\.value: .*normalized/);
   });
 });
+
+describe('header modifiers cannot edit what the gateway owns', () => {
+  const rule = (filter: unknown) =>
+    base({ rules: [{ filters: [filter], backends: [{ consul: { service: 's' } }] }] });
+
+  it('refuses Host, the forwarded set, the request id, x-edgegate-*, hop-by-hop and content-length on requests', () => {
+    const names = [
+      'Host',
+      'X-Forwarded-For',
+      'x-request-id',
+      'X-Edgegate-Attempt',
+      'Transfer-Encoding',
+      'Connection',
+    ];
+    const errs = errorsOf(
+      rule({
+        type: 'RequestHeaderModifier',
+        requestHeaderModifier: {
+          set: names.map((name) => ({ name, value: 'x' })),
+          add: [{ name: 'Upgrade', value: 'h2c' }],
+          remove: ['content-length', 'x-ok'],
+        },
+      }),
+    );
+    expect(errs).toHaveLength(names.length + 2);
+    expect(errs[0]).toBe(
+      'spec.rules[0].filters[0].requestHeaderModifier.set[0].name: header "Host" cannot be edited by a route: set by the gateway (use urlRewrite.hostname to change the Host an upstream sees)',
+    );
+    expect(errs).toContain(
+      'spec.rules[0].filters[0].requestHeaderModifier.add[0].name: header "Upgrade" cannot be edited by a route: a hop-by-hop header',
+    );
+    expect(errs).toContain(
+      'spec.rules[0].filters[0].requestHeaderModifier.remove[0]: header "content-length" cannot be edited by a route: the gateway frames the request',
+    );
+  });
+
+  it('refuses hop-by-hop and content-length on responses, and allows the rest', () => {
+    expect(
+      errorsOf(
+        rule({
+          type: 'ResponseHeaderModifier',
+          responseHeaderModifier: {
+            set: [
+              { name: 'transfer-encoding', value: 'chunked' },
+              { name: 'x-a', value: '1' },
+            ],
+          },
+        }),
+      ),
+    ).toEqual([
+      'spec.rules[0].filters[0].responseHeaderModifier.set[0].name: header "transfer-encoding" cannot be edited by a route: a hop-by-hop header',
+    ]);
+    expect(
+      errorsOf(
+        rule({
+          type: 'ResponseHeaderModifier',
+          responseHeaderModifier: { set: [{ name: 'x-request-id', value: '1' }] },
+        }),
+      ),
+    ).toEqual([]);
+  });
+});
