@@ -161,7 +161,21 @@ export function describeStatus(s: RouteStatus): string[] {
       `${e.line !== undefined ? `${file}:${e.line}` : s.origin}: ${s.route}: ${formatPath(e.path)}: ${e.message}`,
   );
   for (const u of s.unresolved) lines.push(`${s.origin}: ${s.route}: unresolved: ${u}`);
+  if (s.fallback) lines.push(`${s.origin}: ${s.route}: ${fallbackText(s.fallback)}`);
   return lines;
+}
+
+/** What is served for an invalid route that was valid before (fail closed). */
+function fallbackText(f: NonNullable<RouteStatus['fallback']>): string {
+  const which = f.generation !== undefined ? `generation ${f.generation}` : `the version from ${f.origin}`;
+  return `still serving its last valid version (${which}${f.since ? `, valid since ${f.since}` : ''})`;
+}
+
+/** Routes by state, for edgegate_routes: accepted, fallback (invalid, last valid version served), invalid. */
+function routeStates(statuses: readonly RouteStatus[]): Record<'accepted' | 'fallback' | 'invalid', number> {
+  const out = { accepted: 0, fallback: 0, invalid: 0 };
+  for (const s of statuses) out[s.accepted ? 'accepted' : s.fallback ? 'fallback' : 'invalid']++;
+  return out;
 }
 
 /** Each Kubernetes informer → synced, from the kube source's figures (metrics and readiness). */
@@ -222,7 +236,13 @@ function createControlPlane(
         const text = describeStatus(s).join('\n');
         if (reported.get(s.route + s.origin) === text) continue;
         reported.set(s.route + s.origin, text);
-        if (!s.accepted)
+        if (!s.accepted && s.fallback)
+          log.error(`route ${s.route} is invalid; ${fallbackText(s.fallback)}`, {
+            route: s.route,
+            problems: describeStatus(s),
+            ...(s.fallback.generation !== undefined ? { servedGeneration: s.fallback.generation } : {}),
+          });
+        else if (!s.accepted)
           log.error(`route ${s.route} is invalid and skipped`, {
             route: s.route,
             problems: describeStatus(s),
@@ -363,6 +383,7 @@ function createControlPlane(
         workers,
         sources,
         table: () => controller.current,
+        routes: () => routeStates(controller.statuses),
         catalog: () => catalog,
         ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {

@@ -159,6 +159,8 @@ export interface MetricsHubOptions {
   /** Ask the workers for their snapshots (bounded by `timeoutMs`). */
   collect: (timeoutMs: number) => Promise<WorkerCollection>;
   table: () => TableData | undefined;
+  /** Routes by state: accepted, fallback (invalid; its last valid version is served), invalid (not served). */
+  routes?: () => Record<string, number>;
   catalog?: () => CatalogSnapshot | undefined;
   workers: () => WorkerCounts;
   sources: SourceHealth;
@@ -505,6 +507,12 @@ export class MetricsHub {
       'When the routing table was last published (Unix time; 0: never).',
       'gauge',
       () => [{ labels: {}, value: this.#lastPublish }],
+    );
+    this.#add(
+      'edgegate_routes',
+      'Routes by state: accepted; fallback (the current version is invalid, the last valid one is served); invalid (never valid, not served).',
+      'gauge',
+      () => Object.entries(o.routes?.() ?? {}).map(([state, value]) => ({ labels: { state }, value })),
     );
     this.#add('edgegate_workers', 'Proxy worker processes alive.', 'gauge', () => [
       { labels: {}, value: o.workers().live },
