@@ -15,12 +15,13 @@ import type { CertificateRefSnapshot } from './api/certificate-refs.ts';
 import { formatPath } from './api/validate.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
 import type { WorkerConfig } from './cluster/protocol.ts';
+import { DEFAULT_BLOCK_TIMEOUT_MS, watchdogSettings } from './cluster/watchdog.ts';
 import type { RouteStatus } from './compile/compile.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
 import { ConfigError } from './errors.ts';
 import type { AccessLogSettings } from './observe/access-log.ts';
-import { createAdminServer } from './observe/admin.ts';
+import { type AdminState, openAdminListeners } from './observe/admin.ts';
 import { createLogger, type Logger } from './observe/log.ts';
 import { MetricsHub, type MetricsHubOptions } from './observe/metrics.ts';
 import { observeProxy } from './observe/proxy-observability.ts';
@@ -46,7 +47,10 @@ import type { TlsListenerSettings } from './tls/tls-settings.ts';
 
 export interface RunOptions {
   listen: string;
+  /** `/healthz`, `/readyz`, `/metrics` (and `/debug/*` when this is a loopback address). */
   admin: string;
+  /** `/debug/*`: an address, `off`, or undefined (loopback `--admin`, else 127.0.0.1:9902); see observe/admin.ts. */
+  adminDebug?: string;
   routes?: string;
   catalog?: string;
   /** Discover services from Consul (exclusive with `catalog`). */
@@ -96,10 +100,14 @@ export interface ClusterRunOptions extends RunOptions {
   reusePort?: boolean;
   /** What a worker does when it alone gets SIGTERM (the primary's drain normally decides). */
   drain?: DrainSettings;
+  /** `--worker-block-timeout`: a worker whose event loop is blocked this long is replaced (0: never; default 5 s). */
+  workerBlockTimeoutMs?: number;
 }
 
 interface Running {
   adminAddress: AddressInfo;
+  /** The loopback debug listener (`--admin-debug`), when it is separate from `--admin`. */
+  adminDebugAddress: AddressInfo | undefined;
   controller: Controller;
   /** The Kubernetes source, leader election and status writer (with --kube). */
   kube?: KubeSources;
@@ -423,6 +431,11 @@ function createControlPlane(
   };
 }
 
+/** Values no debug view may show, wherever they turn up (observe/redact.ts). */
+function secretValues(opts: RunOptions): string[] {
+  return opts.consul?.token ? [opts.consul.token] : [];
+}
+
 /** Certificates from Kubernetes Secrets (spec.tls of GatewayRoutes) are on: `--kube --tls-secret-namespaces`. */
 function secretCertificatesOn(opts: RunOptions): boolean {
   return (opts.kube?.tlsSecretNamespaces?.length ?? 0) > 0;
@@ -509,7 +522,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     opts.listenerSettings,
   );
   let draining = false;
-  const admin = createAdminServer({
+  const adminState: AdminState = {
+    secrets: () => secretValues(opts),
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
@@ -530,7 +544,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     ...(policies.settings.testHooks
       ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
       : {}),
-  });
+  };
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const tlsAddress = certs?.serving
     ? await tls
@@ -539,11 +553,13 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
           throw new ConfigError(`--listen-tls: cannot listen on ${opts.listenTls}: ${err.message}`);
         })
     : undefined;
-  const adminAddress = await listen(admin, opts.admin, '--admin');
+  const admin = await openAdminListeners(adminState, opts, parseListen, (m, meta) => log.warn(m, meta));
+  const adminAddress = admin.address;
   log.info('edgegate is serving', {
     listen: proxyAddress,
     listenTls: tlsAddress,
     admin: adminAddress,
+    adminDebug: admin.debugAddress ?? admin.debug,
     workers: 0,
   });
 
@@ -553,6 +569,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     tls,
     certificates: certs?.manager,
     adminAddress,
+    adminDebugAddress: admin.debugAddress,
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
     proxy,
@@ -577,7 +594,6 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       proxyServer.close();
       admin.close();
       proxyServer.closeIdleConnections();
-      admin.closeAllConnections();
       await proxy.close();
       proxyServer.closeAllConnections();
       observed.stop();
@@ -624,6 +640,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     workers: opts.workers,
     config,
     log,
+    watchdog: watchdogSettings(opts.workerBlockTimeoutMs ?? DEFAULT_BLOCK_TIMEOUT_MS),
     onServed: (version) => plane?.served(version),
   });
   const certs = await startCertificates(opts, log, (set) => primary.publishCerts(set));
@@ -638,13 +655,16 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         live: all.filter((w) => w.pid !== undefined).length,
         current: all.filter((w) => w.pid !== undefined && current !== 0 && w.version === current).length,
         restarts: primary.restarts,
+        blocked: primary.blockedReplacements,
+        heartbeatAges: primary.heartbeatAges(),
       };
     },
   );
   primary.start();
   await plane.start();
 
-  const admin = createAdminServer({
+  const adminState: AdminState = {
+    secrets: () => secretValues(opts),
     sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
@@ -652,7 +672,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,
-        notes: lastKnownGoodNotes(controller, primary.version),
+        notes: [...lastKnownGoodNotes(controller, primary.version), ...primary.notes()],
       };
     },
     routes: () => plane.routesView(primary.version),
@@ -670,10 +690,20 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     metrics: () => hub.scrape(),
     upstreams: () => hub.upstreams(),
     ...(opts.policy?.testHooks
-      ? { testBusy: (ms: number, blockMs: number) => primary.testBusy(ms, blockMs) }
+      ? {
+          testBusy: (ms: number, blockMs: number, slot?: number) => primary.testBusy(ms, blockMs, slot),
+        }
       : {}),
-  });
-  const adminAddress = await listen(admin, opts.admin, '--admin');
+  };
+  let admin: Awaited<ReturnType<typeof openAdminListeners>>;
+  try {
+    admin = await openAdminListeners(adminState, opts, parseListen, (m, meta) => log.warn(m, meta));
+  } catch (err) {
+    await primary.drain({ delayMs: 0, timeoutMs: 1000 });
+    await plane.stop();
+    throw err;
+  }
+  const adminAddress = admin.address;
   let proxyAddress: { address: string; port: number };
   try {
     proxyAddress = await primary.listening();
@@ -686,6 +716,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   log.info('edgegate is serving', {
     listen: proxyAddress,
     admin: adminAddress,
+    adminDebug: admin.debugAddress ?? admin.debug,
     workers: opts.workers,
     reusePort,
   });
@@ -693,6 +724,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   return {
     proxyAddress,
     adminAddress,
+    adminDebugAddress: admin.debugAddress,
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
     primary,
@@ -710,7 +742,6 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();
-      admin.closeAllConnections();
     },
   };
 }
