@@ -32,6 +32,8 @@ const SECRET_KEY_SUFFIXES = [
 ];
 
 const SECRET_NAME = /auth|token|secret|key|passw|cookie|session|signature|credential/i;
+/** A header name (RFC 9110 token): what the first item of a `[name, value]` header edit looks like. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 
 const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@"'<>]+@/gi;
 const URL_QUERY = /(:\/\/[^\s?#"'<>]*\?)([^\s#"'<>]*)/g;
@@ -79,7 +81,13 @@ export function redactSecrets(value: unknown, known: readonly string[] = []): un
     if (typeof v === 'string') return redactString(v, known);
     if (Array.isArray(v)) {
       // [name, value] pairs: header edits.
-      if (v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' && SECRET_NAME.test(v[0]))
+      if (
+        v.length === 2 &&
+        typeof v[0] === 'string' &&
+        typeof v[1] === 'string' &&
+        HEADER_NAME.test(v[0]) &&
+        SECRET_NAME.test(v[0])
+      )
         return [v[0], blank(v[1])];
       return v.map(walk);
     }

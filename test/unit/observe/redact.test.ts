@@ -53,6 +53,8 @@ describe('redactSecrets', () => {
         remove: ['cookie'],
       },
       nested: { list: [{ clientSecret: ['a', 'b'] }] },
+      // Two strings that are not a header edit: each is redacted as text, neither is blanked.
+      problems: ['x.yaml:1: spec.jwt.jwksUrl: invalid value "https://u:pw@h/k?token=t"', 'another problem'],
     });
     expect(out).toEqual({
       consulToken: '[redacted]',
@@ -76,6 +78,10 @@ describe('redactSecrets', () => {
         remove: ['cookie'],
       },
       nested: { list: [{ clientSecret: ['[redacted]', '[redacted]'] }] },
+      problems: [
+        'x.yaml:1: spec.jwt.jwksUrl: invalid value "https://[redacted]@h/k?token=[redacted]"',
+        'another problem',
+      ],
     });
   });
 });
