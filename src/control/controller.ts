@@ -47,8 +47,6 @@ export class Controller {
   #statuses: RouteStatus[] = [];
   /** Each route's last valid version: served while its current version is invalid (fail closed). */
   #lastValid = new Map<string, LastValidRoute>();
-  /** What the last-known-good file holds of #lastValid (saved again when it changes). */
-  #savedLastValid = '';
   /** Fallback versions last handed to the route listeners, beside the sources' routes. */
   #notifiedFallbacks: unknown[] = [];
   #holdOff: NodeJS.Timeout | undefined;
@@ -95,7 +93,6 @@ export class Controller {
     this.#current = lkg.table;
     if (this.#lastValid.size === 0 && lkg.routes) {
       this.#lastValid = new Map(Object.entries(lkg.routes));
-      this.#savedLastValid = lastValidSignature(this.#lastValid);
     }
     await this.#opts.publish(lkg.table);
     return lkg.table;
@@ -188,7 +185,7 @@ export class Controller {
       ...(this.#certificateRefs ? { certificateRefs: this.#certificateRefs } : {}),
     });
     this.#opts.onCompiled?.(performance.now() - started, table);
-    this.#stampSince(lastValid, statuses);
+    const lastValidChanged = this.#stampSince(lastValid, statuses);
     this.#lastValid = lastValid;
     this.#statuses = statuses;
     const fallbacks = this.#fallbackSources();
@@ -202,32 +199,41 @@ export class Controller {
       this.#notifyRoutes(fallbacks);
     }
     const prior = this.#current;
-    const signature = lastValidSignature(lastValid);
     if (prior && prior.hash === table.hash) {
       this.#opts.onStatuses?.(statuses, prior);
-      if (signature !== this.#savedLastValid) await this.#save(prior, signature);
+      // The last-known-good file keeps the last valid versions too: save it when one of them changed.
+      if (lastValidChanged) await this.#save(prior);
       return;
     }
     table.version = (prior?.version ?? 0) + 1;
     this.#current = table;
     await this.#opts.publish(table);
     this.#opts.onStatuses?.(statuses, table);
-    await this.#save(table, signature);
+    await this.#save(table);
   }
 
-  async #save(table: TableData, signature: string): Promise<void> {
-    this.#savedLastValid = signature;
+  async #save(table: TableData): Promise<void> {
     await this.#opts.lastKnownGood?.save(table, Object.fromEntries(this.#lastValid));
   }
 
-  /** A version that was already the last valid one keeps its time; a new one gets now. */
-  #stampSince(next: Map<string, LastValidRoute>, statuses: RouteStatus[]): void {
+  /**
+   * A version that was already the last valid one keeps its time; a new one gets now. True when the set of last
+   * valid versions changed (a route added, removed, or with a new valid version).
+   */
+  #stampSince(next: Map<string, LastValidRoute>, statuses: RouteStatus[]): boolean {
     const now = new Date().toISOString();
+    // Equal sizes and every key known before: the same keys.
+    let changed = next.size !== this.#lastValid.size;
     for (const [key, v] of next) {
       const prev = this.#lastValid.get(key);
-      v.since = prev && (prev === v || sameVersion(prev, v.raw)) ? (prev.since ?? now) : now;
+      if (prev && (prev === v || sameVersion(prev, v.raw))) v.since = prev.since ?? now;
+      else {
+        v.since = now;
+        changed = true;
+      }
     }
     for (const s of statuses) if (s.fallback) s.fallback.since = next.get(s.route)?.since;
+    return changed;
   }
 
   /** Resolves when no rebuild is pending or running. */
@@ -258,11 +264,4 @@ function sameVersion(last: LastValidRoute, raw: unknown): boolean {
 
 function sameList(a: unknown[], b: unknown[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-/** Changes when a route's last valid version does (for saving the last-known-good file). */
-function lastValidSignature(m: ReadonlyMap<string, LastValidRoute>): string {
-  let out = '';
-  for (const [k, v] of m) out += `${k}\u0000${v.generation ?? ''}\u0000${v.since ?? ''}\n`;
-  return out;
 }
