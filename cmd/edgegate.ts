@@ -114,9 +114,18 @@ const runCommand = program
       .default('443'),
   )
   .addOption(
-    new Option('--admin <addr>', 'admin address (/healthz, /readyz, /metrics, /debug/*)')
+    new Option(
+      '--admin <addr>',
+      'admin address: /healthz, /readyz, /metrics (and /debug/* when it is a loopback address)',
+    )
       .env('EDGEGATE_ADMIN')
       .default(':9901'),
+  )
+  .addOption(
+    new Option(
+      '--admin-debug <addr>',
+      'address of the debug endpoints (/debug/*, secrets redacted), or off (default: --admin when it is loopback, else 127.0.0.1:9902)',
+    ).env('EDGEGATE_ADMIN_DEBUG'),
   )
   .addOption(
     new Option('--routes <path>', 'GatewayRoute YAML file or directory (standalone)').env('EDGEGATE_ROUTES'),
@@ -159,6 +168,14 @@ const runCommand = program
       '--workers <n>',
       'proxy worker processes (default: the CPU limit, cgroup-aware; 0: proxy in-process)',
     ).env('EDGEGATE_WORKERS'),
+  )
+  .addOption(
+    new Option(
+      '--worker-block-timeout <duration>',
+      'replace a proxy worker whose event loop is blocked (no heartbeat) this long; 0: never',
+    )
+      .env('EDGEGATE_WORKER_BLOCK_TIMEOUT')
+      .default('5s'),
   )
   .addOption(
     new Option('--drain-delay <duration>', 'on SIGTERM, keep listening this long after readiness fails')
@@ -257,9 +274,15 @@ const runCommand = program
         throw new ConfigError('--drain-timeout must not be shorter than --drain-delay');
       if (o.tlsSecretNamespaces && !(o.kube || o.kubeconfig))
         throw new ConfigError('--tls-secret-namespaces needs --kube (Secrets are read from Kubernetes)');
+      const workerBlockTimeoutMs = parseDurationFlag(o.workerBlockTimeout, '--worker-block-timeout');
+      if (workerBlockTimeoutMs > 0 && workerBlockTimeoutMs < 500)
+        throw new ConfigError('--worker-block-timeout: at least 500ms (or 0: off)');
+      if (o.adminDebug !== undefined && String(o.adminDebug).trim().toLowerCase() !== 'off')
+        parseListen(o.adminDebug, '--admin-debug');
       const options = {
         listen: o.listen,
         admin: o.admin,
+        ...(o.adminDebug !== undefined ? { adminDebug: String(o.adminDebug) } : {}),
         routes: o.routes,
         catalog: o.catalog,
         consul: consulOption(o, process.env),
@@ -286,7 +309,9 @@ const runCommand = program
         }),
       };
       const gw =
-        workers === 0 ? await runGateway(options) : await runClusterGateway({ ...options, workers, drain });
+        workers === 0
+          ? await runGateway(options)
+          : await runClusterGateway({ ...options, workers, drain, workerBlockTimeoutMs });
       let firstSignal = 0;
       const shutdown = (signal: string) => {
         if (firstSignal > 0) {

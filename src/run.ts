@@ -8,8 +8,7 @@
  */
 import { once } from 'node:events';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createServer as createNetServer } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import type { CatalogSnapshot } from './api/catalog.ts';
 import type { CertSet } from './api/certificate.ts';
 import type { CertificateRefSnapshot } from './api/certificate-refs.ts';
@@ -17,8 +16,9 @@ import { formatPath } from './api/validate.ts';
 import { LocalCoordinator } from './cluster/policy-state.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
 import type { WorkerConfig } from './cluster/protocol.ts';
+import { DEFAULT_BLOCK_TIMEOUT_MS, watchdogSettings } from './cluster/watchdog.ts';
 import type { RouteStatus } from './compile/compile.ts';
-import { createAdminServer } from './control/admin.ts';
+import { type AdminState, openAdminListeners } from './control/admin.ts';
 import { CertManager } from './control/certificates/cert-manager.ts';
 import {
   type CertFileSpec,
@@ -50,7 +50,10 @@ import type { TableData } from './table/types.ts';
 
 export interface RunOptions {
   listen: string;
+  /** `/healthz`, `/readyz`, `/metrics` (and `/debug/*` when this is a loopback address). */
   admin: string;
+  /** `/debug/*`: an address, `off`, or undefined (loopback `--admin`, else 127.0.0.1:9902); see observe/admin.ts. */
+  adminDebug?: string;
   routes?: string;
   catalog?: string;
   /** Discover services from Consul (exclusive with `catalog`). */
@@ -100,10 +103,14 @@ export interface ClusterRunOptions extends RunOptions {
   reusePort?: boolean;
   /** What a worker does when it alone gets SIGTERM (the primary's drain normally decides). */
   drain?: DrainSettings;
+  /** `--worker-block-timeout`: a worker whose event loop is blocked this long is replaced (0: never; default 5 s). */
+  workerBlockTimeoutMs?: number;
 }
 
 interface Running {
   adminAddress: AddressInfo;
+  /** The loopback debug listener (`--admin-debug`), when it is separate from `--admin`. */
+  adminDebugAddress: AddressInfo | undefined;
   controller: Controller;
   /** The Kubernetes source, leader election and status writer (with --kube). */
   kube?: KubeSources;
@@ -165,7 +172,21 @@ export function describeStatus(s: RouteStatus): string[] {
       `${e.line !== undefined ? `${file}:${e.line}` : s.origin}: ${s.route}: ${formatPath(e.path)}: ${e.message}`,
   );
   for (const u of s.unresolved) lines.push(`${s.origin}: ${s.route}: unresolved: ${u}`);
+  if (s.fallback) lines.push(`${s.origin}: ${s.route}: ${fallbackText(s.fallback)}`);
   return lines;
+}
+
+/** What is served for an invalid route that was valid before (fail closed). */
+function fallbackText(f: NonNullable<RouteStatus['fallback']>): string {
+  const which = f.generation !== undefined ? `generation ${f.generation}` : `the version from ${f.origin}`;
+  return `still serving its last valid version (${which}${f.since ? `, valid since ${f.since}` : ''})`;
+}
+
+/** Routes by state, for edgegate_routes: accepted, fallback (invalid, last valid version served), invalid. */
+function routeStates(statuses: readonly RouteStatus[]): Record<'accepted' | 'fallback' | 'invalid', number> {
+  const out = { accepted: 0, fallback: 0, invalid: 0 };
+  for (const s of statuses) out[s.accepted ? 'accepted' : s.fallback ? 'fallback' : 'invalid']++;
+  return out;
 }
 
 /** Each Kubernetes informer → synced, from the kube source's figures (metrics and readiness). */
@@ -226,7 +247,13 @@ function createControlPlane(
         const text = describeStatus(s).join('\n');
         if (reported.get(s.route + s.origin) === text) continue;
         reported.set(s.route + s.origin, text);
-        if (!s.accepted)
+        if (!s.accepted && s.fallback)
+          log.error(`route ${s.route} is invalid; ${fallbackText(s.fallback)}`, {
+            route: s.route,
+            problems: describeStatus(s),
+            ...(s.fallback.generation !== undefined ? { servedGeneration: s.fallback.generation } : {}),
+          });
+        else if (!s.accepted)
           log.error(`route ${s.route} is invalid and skipped`, {
             route: s.route,
             problems: describeStatus(s),
@@ -367,6 +394,7 @@ function createControlPlane(
         workers,
         sources,
         table: () => controller.current,
+        routes: () => routeStates(controller.statuses),
         catalog: () => catalog,
         ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {
@@ -404,6 +432,11 @@ function createControlPlane(
       };
     },
   };
+}
+
+/** Values no debug view may show, wherever they turn up (observe/redact.ts). */
+function secretValues(opts: RunOptions): string[] {
+  return opts.consul?.token ? [opts.consul.token] : [];
 }
 
 /** Certificates from Kubernetes Secrets (spec.tls of GatewayRoutes) are on: `--kube --tls-secret-namespaces`. */
@@ -492,7 +525,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     opts.listenerSettings,
   );
   let draining = false;
-  const admin = createAdminServer({
+  const adminState: AdminState = {
+    secrets: () => secretValues(opts),
     readiness: () => {
       const reasons: string[] = [];
       if (draining) reasons.push('draining: the gateway is shutting down');
@@ -513,7 +547,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     ...(policies.settings.testHooks
       ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
       : {}),
-  });
+  };
   const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
   const tlsAddress = certs?.serving
     ? await tls
@@ -522,11 +556,13 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
           throw new ConfigError(`--listen-tls: cannot listen on ${opts.listenTls}: ${err.message}`);
         })
     : undefined;
-  const adminAddress = await listen(admin, opts.admin, '--admin');
+  const admin = await openAdminListeners(adminState, opts, parseListen, (m, meta) => log.warn(m, meta));
+  const adminAddress = admin.address;
   log.info('edgegate is serving', {
     listen: proxyAddress,
     listenTls: tlsAddress,
     admin: adminAddress,
+    adminDebug: admin.debugAddress ?? admin.debug,
     workers: 0,
   });
 
@@ -536,6 +572,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     tls,
     certificates: certs?.manager,
     adminAddress,
+    adminDebugAddress: admin.debugAddress,
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
     proxy,
@@ -560,7 +597,6 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       proxyServer.close();
       admin.close();
       proxyServer.closeIdleConnections();
-      admin.closeAllConnections();
       await proxy.close();
       proxyServer.closeAllConnections();
       observed.stop();
@@ -607,6 +643,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     workers: opts.workers,
     config,
     log,
+    watchdog: watchdogSettings(opts.workerBlockTimeoutMs ?? DEFAULT_BLOCK_TIMEOUT_MS),
     onServed: (version) => plane?.served(version),
   });
   const certs = await startCertificates(opts, log, (set) => primary.publishCerts(set));
@@ -621,13 +658,16 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         live: all.filter((w) => w.pid !== undefined).length,
         current: all.filter((w) => w.pid !== undefined && current !== 0 && w.version === current).length,
         restarts: primary.restarts,
+        blocked: primary.blockedReplacements,
+        heartbeatAges: primary.heartbeatAges(),
       };
     },
   );
   primary.start();
   await plane.start();
 
-  const admin = createAdminServer({
+  const adminState: AdminState = {
+    secrets: () => secretValues(opts),
     sources: () => plane.sourcesView(),
     readiness: () => {
       const r = primary.readiness();
@@ -635,7 +675,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,
-        notes: lastKnownGoodNotes(controller, primary.version),
+        notes: [...lastKnownGoodNotes(controller, primary.version), ...primary.notes()],
       };
     },
     routes: () => plane.routesView(primary.version),
@@ -653,10 +693,20 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     metrics: () => hub.scrape(),
     upstreams: () => hub.upstreams(),
     ...(opts.policy?.testHooks
-      ? { testBusy: (ms: number, blockMs: number) => primary.testBusy(ms, blockMs) }
+      ? {
+          testBusy: (ms: number, blockMs: number, slot?: number) => primary.testBusy(ms, blockMs, slot),
+        }
       : {}),
-  });
-  const adminAddress = await listen(admin, opts.admin, '--admin');
+  };
+  let admin: Awaited<ReturnType<typeof openAdminListeners>>;
+  try {
+    admin = await openAdminListeners(adminState, opts, parseListen, (m, meta) => log.warn(m, meta));
+  } catch (err) {
+    await primary.drain({ delayMs: 0, timeoutMs: 1000 });
+    await plane.stop();
+    throw err;
+  }
+  const adminAddress = admin.address;
   let proxyAddress: { address: string; port: number };
   try {
     proxyAddress = await primary.listening();
@@ -669,6 +719,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   log.info('edgegate is serving', {
     listen: proxyAddress,
     admin: adminAddress,
+    adminDebug: admin.debugAddress ?? admin.debug,
     workers: opts.workers,
     reusePort,
   });
@@ -676,6 +727,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   return {
     proxyAddress,
     adminAddress,
+    adminDebugAddress: admin.debugAddress,
     controller,
     ...(plane.kube ? { kube: plane.kube } : {}),
     primary,
@@ -693,7 +745,6 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();
-      admin.closeAllConnections();
     },
   };
 }

@@ -37,6 +37,13 @@ export const BackendHealth = Type.Object(
 export const GatewayRouteStatus = Type.Object(
   {
     observedGeneration: Type.Optional(Type.Integer({ minimum: 0 })),
+    servedGeneration: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'metadata.generation of the version the gateway serves: observedGeneration while the route is valid, the last valid generation while an invalid update is refused (fail closed), absent when no version is valid.',
+      }),
+    ),
     conditions: Type.Optional(
       Type.Array(Condition, {
         maxItems: 8,

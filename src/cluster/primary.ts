@@ -1,7 +1,8 @@
 /**
  * The primary's side of the process model: forks N proxy workers, hands every table version to each of them,
- * tracks which version each one serves (readiness), replaces workers that exit (with crash-loop backoff), and
- * coordinates the graceful drain. The primary itself never proxies.
+ * tracks which version each one serves (readiness), replaces workers that exit (with crash-loop backoff) and
+ * workers whose event loop is blocked (the watchdog: cluster/watchdog.ts), and coordinates the graceful drain.
+ * The primary itself never proxies.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { extname } from 'node:path';
@@ -19,6 +20,7 @@ import {
   type WorkerMessage,
   type WorkerStats,
 } from './protocol.ts';
+import { Watchdog, type WatchdogSettings, watchdogSettings } from './watchdog.ts';
 
 export interface ClusterPrimaryOptions {
   workers: number;
@@ -33,7 +35,20 @@ export interface ClusterPrimaryOptions {
   exec?: string;
   /** Every live worker acknowledged this table version: it is what the gateway serves (Programmed). */
   onServed?: (version: number) => void;
+  /** The event-loop watchdog (default: watchdogSettings(), a 5 s block timeout; blockTimeoutMs 0: off). */
+  watchdog?: WatchdogSettings;
 }
+
+/** A worker the watchdog replaced, for readiness notes and /debug/workers. */
+export interface BlockedWorker {
+  slot: number;
+  pid: number | undefined;
+  at: string;
+  silentMs: number;
+}
+
+/** Replacements of blocked workers are named in readiness notes this long. */
+const BLOCKED_NOTE_MS = 10 * 60_000;
 
 /** One worker slot: the process in it now (if any) and its history. */
 interface Slot {
@@ -80,6 +95,9 @@ export interface ClusterStats {
   live: number;
   listening: number;
   restarts: number;
+  /** Workers replaced by the watchdog (event loop blocked), and the latest of them. */
+  blockedReplacements: number;
+  blockedRecent: BlockedWorker[];
   version: number;
   lastHandoff: HandoffStats | undefined;
 }
@@ -94,8 +112,13 @@ interface PendingHandoff {
 }
 
 export class ClusterPrimary {
-  readonly #opts: Required<Omit<ClusterPrimaryOptions, 'exec' | 'onServed'>> &
+  readonly #opts: Required<Omit<ClusterPrimaryOptions, 'exec' | 'onServed' | 'watchdog'>> &
     Pick<ClusterPrimaryOptions, 'onServed'> & { exec: string };
+  readonly #watchdog: Watchdog<number>;
+  #watchdogTimer: NodeJS.Timeout | undefined;
+  /** Workers replaced because their event loop was blocked: the count and the latest ones. */
+  #blockedTotal = 0;
+  readonly #blockedRecent: BlockedWorker[] = [];
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
   /** Pod-wide policy state shared by the workers over IPC: rate-limit buckets, replay cache of signed requests. */
@@ -127,6 +150,7 @@ export class ClusterPrimary {
       ...opts,
     };
     this.#log = opts.log;
+    this.#watchdog = new Watchdog(opts.watchdog ?? watchdogSettings());
     this.policyState.startSweeping();
     // Table messages are one big string: 'advanced' (V8 serialization) copies it as is, where 'json' would
     // escape every quote in it and parse it twice on the other side.
@@ -154,6 +178,63 @@ export class ClusterPrimary {
       this.#slots.push(slot);
       this.#fork(slot);
     }
+    if (this.#watchdog.enabled) {
+      this.#watchdogTimer = setInterval(() => this.#checkBlocked(), this.#watchdog.settings.heartbeatMs);
+      this.#watchdogTimer.unref();
+    }
+  }
+
+  /** Workers the watchdog replaced since start. */
+  get blockedReplacements(): number {
+    return this.#blockedTotal;
+  }
+
+  /** Seconds since each live worker (by slot) was last heard from, for edgegate_worker_heartbeat_age_seconds. */
+  heartbeatAges(): Record<string, number> {
+    const now = Date.now();
+    const out: Record<string, number> = {};
+    for (const s of this.#slots) {
+      const silent = s.worker ? this.#watchdog.silentMs(s.index, now) : undefined;
+      if (silent !== undefined) out[String(s.index)] = silent / 1000;
+    }
+    return out;
+  }
+
+  /** Degraded but ready: the workers the watchdog replaced in the last ten minutes. */
+  notes(): string[] {
+    const since = Date.now() - BLOCKED_NOTE_MS;
+    return this.#blockedRecent
+      .filter((b) => Date.parse(b.at) >= since)
+      .map(
+        (b) =>
+          `worker slot ${b.slot} (pid ${b.pid}) was replaced at ${b.at}: its event loop was blocked for ${(b.silentMs / 1000).toFixed(1)} s`,
+      );
+  }
+
+  #checkBlocked(): void {
+    if (this.#draining) return;
+    const { blockTimeoutMs } = this.#watchdog.settings;
+    for (const { key, silentMs } of this.#watchdog.check(Date.now())) {
+      const slot = this.#slots[key];
+      const worker = slot?.worker;
+      if (!slot || !worker) continue;
+      this.#blockedTotal++;
+      const entry: BlockedWorker = { slot: key, pid: slot.pid, at: new Date().toISOString(), silentMs };
+      this.#blockedRecent.push(entry);
+      if (this.#blockedRecent.length > 16) this.#blockedRecent.shift();
+      slot.lastError = `event loop blocked for ${(silentMs / 1000).toFixed(1)} s; replaced`;
+      this.#log.error('worker event loop blocked; replacing it', {
+        worker: worker.id,
+        slot: key,
+        pid: slot.pid,
+        silentMs,
+        blockTimeoutMs,
+        blockedReplacements: this.#blockedTotal,
+      });
+      // A blocked loop runs no signal handler and no drain: only SIGKILL ends it. Its connections are cut; the
+      // other workers keep serving, and #onExit forks the replacement.
+      worker.process.kill('SIGKILL');
+    }
   }
 
   /** Resolves with the proxy address once the first worker listens; rejects on a listen error. */
@@ -175,11 +256,14 @@ export class ClusterPrimary {
     return this.#draining;
   }
 
-  /** Test hook (EDGEGATE_TEST_HOOKS=1, checked by the caller and the workers): hold every worker's loop busy. */
-  testBusy(ms: number, blockMs: number): number {
+  /**
+   * Test hook (EDGEGATE_TEST_HOOKS=1, checked by the caller and the workers): hold every worker's loop busy, or the
+   * one in `slot`.
+   */
+  testBusy(ms: number, blockMs: number, slot?: number): number {
     let n = 0;
     for (const s of this.#slots) {
-      if (!s.worker) continue;
+      if (!s.worker || (slot !== undefined && s.index !== slot)) continue;
       this.#send(s, { type: 'test-busy', ms, blockMs });
       n++;
     }
@@ -220,7 +304,9 @@ export class ClusterPrimary {
       if (!s.worker) continue;
       live++;
       const who = `worker ${s.worker.id} (pid ${s.pid})`;
-      if (current !== 0 && s.version !== current)
+      if (this.#watchdog.isBlocked(s.index))
+        reasons.push(`${who}: event loop blocked (no heartbeat); replacing it`);
+      else if (current !== 0 && s.version !== current)
         reasons.push(`${who} serves version ${s.version}, current is ${current}`);
       else if (!s.listening) reasons.push(`${who} is not listening yet`);
     }
@@ -248,6 +334,8 @@ export class ClusterPrimary {
       live: live.length,
       listening: live.filter((s) => s.listening).length,
       restarts: this.#restarts,
+      blockedReplacements: this.#blockedTotal,
+      blockedRecent: [...this.#blockedRecent],
       version: this.version,
       lastHandoff: this.#lastHandoff,
     };
@@ -320,6 +408,7 @@ export class ClusterPrimary {
         if (s.worker) this.#send(s, { type: 'drain', delayMs: opts.delayMs, timeoutMs: opts.timeoutMs });
       }
       this.#checkAllExited();
+      clearInterval(this.#watchdogTimer);
     }
     let timer: NodeJS.Timeout | undefined;
     const clean = await Promise.race([
@@ -347,8 +436,12 @@ export class ClusterPrimary {
   #fork(slot: Slot): void {
     slot.restartTimer = undefined;
     slot.restartAt = undefined;
+    this.#watchdog.forget(slot.index);
+    const beat = this.#watchdog.enabled ? this.#watchdog.settings.heartbeatMs : 0;
+    const config: WorkerConfig =
+      beat > 0 ? { ...this.#opts.config, watchdog: { heartbeatMs: beat } } : this.#opts.config;
     const worker = cluster.fork({
-      [WORKER_CONFIG_ENV]: JSON.stringify(this.#opts.config),
+      [WORKER_CONFIG_ENV]: JSON.stringify(config),
       EDGEGATE_WORKER_SLOT: String(slot.index),
     });
     slot.worker = worker;
@@ -373,6 +466,7 @@ export class ClusterPrimary {
       case 'hello':
         slot.greeted = true;
         slot.pid = m.pid;
+        this.#watchdog.beat(slot.index, Date.now());
         // Certificates first, so a new worker's HTTPS listener has them from its first handshake.
         if (this.#certs) this.#send(slot, { type: 'certs', set: this.#certs });
         // A new worker gets the current table before it listens (it listens once it has one).
@@ -385,7 +479,12 @@ export class ClusterPrimary {
           this.#sendTable(slot);
         }
         return;
+      case 'heartbeat':
+        this.#watchdog.beat(slot.index, Date.now());
+        return;
       case 'table-ack': {
+        this.#watchdog.applying(slot.index, false);
+        this.#watchdog.beat(slot.index, Date.now());
         slot.version = m.version;
         const h = this.#handoff;
         if (h && h.version === m.version) {
@@ -396,6 +495,7 @@ export class ClusterPrimary {
         return;
       }
       case 'table-error':
+        this.#watchdog.applying(slot.index, false);
         slot.lastError = `table version ${m.version}: ${m.message}`;
         this.#log.error('worker could not apply the routing table', {
           worker: worker.id,
@@ -452,7 +552,9 @@ export class ClusterPrimary {
 
   #sendTable(slot: Slot): void {
     const t = this.#table;
-    if (t) this.#send(slot, { type: 'table', version: t.version, json: t.json, sentAt: Date.now() });
+    if (!t) return;
+    this.#watchdog.applying(slot.index, true);
+    this.#send(slot, { type: 'table', version: t.version, json: t.json, sentAt: Date.now() });
   }
 
   #send(slot: Slot, m: PrimaryMessage): void {
@@ -470,6 +572,7 @@ export class ClusterPrimary {
     slot.worker = undefined;
     slot.listening = false;
     slot.version = 0;
+    this.#watchdog.forget(slot.index);
     // A worker that was part of a pending hand-off no longer holds it up.
     if (this.#handoff?.waiting.delete(slot.index) && this.#handoff.waiting.size === 0)
       this.#finishHandoff(this.#handoff);

@@ -13,7 +13,10 @@
  *   primary → `stats-request`   any time; the worker answers `stats` with the same `id` (metrics at scrape time)
  *   worker → `policy-call`      pod-wide policy state: a rate-limit token lease or a replay-cache check; the
  *                               primary answers `policy-reply` with the same `id` (src/cluster/policy-state.ts)
- *   primary → `test-busy`       EDGEGATE_TEST_HOOKS=1 only: hold the event loop busy (overload tests)
+ *   worker → `heartbeat`        every `watchdog.heartbeatMs` from the worker's event loop: a worker whose beats stop
+ *                               for longer than the primary's block timeout is reported and replaced
+ *                               (cluster/watchdog.ts)
+ *   primary → `test-busy`       EDGEGATE_TEST_HOOKS=1 only: hold the event loop busy (overload and watchdog tests)
  */
 
 import type { CertSet } from '../api/certificate.ts';
@@ -46,6 +49,8 @@ export interface WorkerConfig {
   tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
   /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
   httpsRedirect?: { statusCode: 301 | 308; port: number };
+  /** Heartbeats to the primary's watchdog (absent or 0: none, the watchdog is off). */
+  watchdog?: { heartbeatMs: number };
 }
 
 export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
@@ -151,6 +156,11 @@ export interface DrainingMessage {
   type: 'draining';
 }
 
+/** Sent from the worker's event loop every `watchdog.heartbeatMs`: proof that the loop turns. */
+export interface HeartbeatMessage {
+  type: 'heartbeat';
+}
+
 /** A worker's figures, polled by the primary (e.g. for /metrics); extend with more fields as needed. */
 export interface WorkerStats {
   pid: number;
@@ -197,6 +207,7 @@ export type WorkerMessage =
   | ListeningMessage
   | ListenErrorMessage
   | DrainingMessage
+  | HeartbeatMessage
   | StatsMessage
   | MetricsMessage
   | PolicyCallMessage;
@@ -217,6 +228,7 @@ const WORKER_TYPES = new Set<string>([
   'listening',
   'listen-error',
   'draining',
+  'heartbeat',
   'stats',
   'metrics',
   'policy-call',

@@ -67,6 +67,23 @@ export interface CompileInput {
   settings?: CompileSettings;
   /** Secrets named in spec.tls (Kubernetes): a missing or invalid one makes the route's refs unresolved. */
   certificateRefs?: CertificateRefSnapshot;
+  /**
+   * The last valid version of each route (by `namespace/name`), from the previous compile (`CompileResult.lastValid`)
+   * or the last-known-good file. A route whose current version is invalid is compiled from this version instead
+   * of being dropped (fail closed: its paths never fall through to a less specific route without its policies).
+   */
+  lastValid?: ReadonlyMap<string, LastValidRoute>;
+}
+
+/** A route's last valid version: what is served while its current version is invalid. */
+export interface LastValidRoute {
+  /** The raw object as the source reported it (validated again before use). */
+  raw: unknown;
+  origin: string;
+  /** metadata.generation (Kubernetes). */
+  generation?: number;
+  /** When this version became the last valid one (ISO time, stamped by the controller; absent in compile). */
+  since?: string;
 }
 
 export interface BackendStatus {
@@ -90,11 +107,21 @@ export interface RouteStatus {
    */
   unresolved: string[];
   backends: BackendStatus[];
+  /**
+   * Accepted=false, and the route's last valid version is served in its place (its generation, where it came from,
+   * since when). Absent: an accepted route, or an invalid one with no valid version to fall back to (not served).
+   */
+  fallback?: { generation?: number; origin: string; since?: string };
 }
 
 export interface CompileResult {
   table: TableData;
   statuses: RouteStatus[];
+  /**
+   * The last valid version of every route in the input (routes no longer in the input are gone: a deleted route is
+   * never served again). The input of the next compile's `lastValid`.
+   */
+  lastValid: Map<string, LastValidRoute>;
 }
 
 interface Ctx {
@@ -516,6 +543,7 @@ export function compile(input: CompileInput): CompileResult {
     .sort((a, b) => cmp(a.key, b.key) || cmp(a.origin, b.origin));
 
   const statuses: RouteStatus[] = [];
+  const lastValid = new Map<string, LastValidRoute>();
   const entries: EntryData[] = [];
   const hostMap = new Map<string, EntryData[]>();
   const firstOrigin = new Map<string, string>();
@@ -530,8 +558,8 @@ export function compile(input: CompileInput): CompileResult {
       backends: [],
     };
     statuses.push(status);
-    const generation = (src.raw as { metadata?: { generation?: unknown } } | null)?.metadata?.generation;
-    if (typeof generation === 'number') status.generation = generation;
+    const generation = generationOf(src.raw);
+    if (generation !== undefined) status.generation = generation;
     const prior = firstOrigin.get(src.key);
     if (prior !== undefined) {
       const line = src.locate?.(['metadata', 'name']);
@@ -543,29 +571,35 @@ export function compile(input: CompileInput): CompileResult {
       continue;
     }
     firstOrigin.set(src.key, src.origin);
-    const result = validateRoute(src.raw);
-    const problems = result.ok ? routePolicyErrors(result.route.spec) : result.errors;
-    if (!result.ok || problems.length > 0) {
+    let built = buildRoute(src.raw, src.key, ctx, input.certificateRefs, status);
+    if ('errors' in built) {
       const locate = src.locate;
-      status.errors = locate ? problems.map((e) => ({ ...e, line: locate(e.path) })) : problems;
-      continue;
+      status.errors = locate ? built.errors.map((e) => ({ ...e, line: locate(e.path) })) : built.errors;
+      // Fail closed: an invalid update keeps the route's last valid version (the same object, for Kubernetes).
+      const last = input.lastValid?.get(src.key);
+      if (!last || !sameObject(last.raw, src.raw)) continue;
+      const fallbackStatus: RouteStatus = { ...status, errors: [], unresolved: [], backends: [] };
+      built = buildRoute(last.raw, src.key, ctx, input.certificateRefs, fallbackStatus);
+      if ('errors' in built) continue;
+      status.unresolved = fallbackStatus.unresolved;
+      status.backends = fallbackStatus.backends;
+      status.fallback = {
+        ...(last.generation !== undefined ? { generation: last.generation } : {}),
+        origin: last.origin,
+        ...(last.since ? { since: last.since } : {}),
+      };
+      lastValid.set(src.key, last);
+    } else {
+      status.accepted = true;
+      lastValid.set(src.key, {
+        raw: src.raw,
+        origin: src.origin,
+        ...(generation !== undefined ? { generation } : {}),
+      });
     }
-    status.accepted = true;
-    const route = result.route;
-    const createdIso = route.metadata.creationTimestamp;
-    const createdMs = createdIso ? Date.parse(createdIso) : Number.NaN;
-    const routeEntries = compileRoute(
-      route,
-      src.key,
-      Number.isFinite(createdMs) ? createdMs : 0,
-      ctx,
-      status,
-    );
-    checkCertificateRefs(route, route.metadata.namespace ?? 'default', input.certificateRefs, status);
-    const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
-    for (const e of routeEntries) {
+    for (const e of built.entries) {
       entries.push(e);
-      for (const h of hosts) {
+      for (const h of built.hosts) {
         const list = hostMap.get(h);
         if (list) list.push(e);
         else hostMap.set(h, [e]);
@@ -581,5 +615,55 @@ export function compile(input: CompileInput): CompileResult {
   const clusters = [...ctx.clusters.values()].sort((a, b) => cmp(a.id, b.id));
   const body = { entries, hosts, clusters };
   const table: TableData = { hash: hashOf(body), version: 0, ...body };
-  return { table, statuses };
+  return { table, statuses, lastValid };
+}
+
+function generationOf(raw: unknown): number | undefined {
+  const g = (raw as { metadata?: { generation?: unknown } } | null)?.metadata?.generation;
+  return typeof g === 'number' ? g : undefined;
+}
+
+/**
+ * The fallback is the same object in another version: for Kubernetes, the same uid (a route deleted and created
+ * again under its name within one batch is a new route, never valid yet); files have no uid.
+ */
+function sameObject(last: unknown, current: unknown): boolean {
+  const uid = (raw: unknown) => (raw as { metadata?: { uid?: unknown } } | null)?.metadata?.uid;
+  const a = uid(last);
+  const b = uid(current);
+  return a === undefined || b === undefined || a === b;
+}
+
+/**
+ * Validates one raw route and compiles its entries (against the shared clusters of `ctx`), or returns every problem.
+ * An exception while compiling a valid route is that route's problem (reported, and the route falls back), never
+ * the end of the whole compile.
+ */
+function buildRoute(
+  raw: unknown,
+  key: string,
+  ctx: Ctx,
+  certificateRefs: CertificateRefSnapshot | undefined,
+  status: RouteStatus,
+): { entries: EntryData[]; hosts: string[] } | { errors: FieldError[] } {
+  const result = validateRoute(raw);
+  const problems = result.ok ? routePolicyErrors(result.route.spec) : result.errors;
+  if (!result.ok || problems.length > 0) return { errors: problems };
+  const route = result.route;
+  const createdIso = route.metadata.creationTimestamp;
+  const createdMs = createdIso ? Date.parse(createdIso) : Number.NaN;
+  const clustersBefore = ctx.clusters.size;
+  try {
+    const entries = compileRoute(route, key, Number.isFinite(createdMs) ? createdMs : 0, ctx, status);
+    checkCertificateRefs(route, route.metadata.namespace ?? 'default', certificateRefs, status);
+    const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
+    return { entries, hosts };
+  } catch (err) {
+    // Clusters this route added before it failed are not part of the table (a Map keeps insertion order).
+    let i = 0;
+    for (const id of [...ctx.clusters.keys()]) if (i++ >= clustersBefore) ctx.clusters.delete(id);
+    status.unresolved = [];
+    status.backends = [];
+    return { errors: [{ path: ['spec'], message: `cannot be compiled: ${(err as Error).message}` }] };
+  }
 }

@@ -8,7 +8,14 @@
 import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
 import type { RouteSource } from '../api/route-source.ts';
-import { type CompileSettings, compile, DEFAULT_SETTINGS, type RouteStatus } from '../compile/compile.ts';
+import { routeKey } from '../api/validate.ts';
+import {
+  type CompileSettings,
+  compile,
+  DEFAULT_SETTINGS,
+  type LastValidRoute,
+  type RouteStatus,
+} from '../compile/compile.ts';
 import type { TableData } from '../table/types.ts';
 import type { LastKnownGood } from './last-known-good.ts';
 
@@ -38,6 +45,10 @@ export class Controller {
   #certificateRefs: CertificateRefSnapshot | undefined;
   #current: TableData | undefined;
   #statuses: RouteStatus[] = [];
+  /** Each route's last valid version: served while its current version is invalid (fail closed). */
+  #lastValid = new Map<string, LastValidRoute>();
+  /** Fallback versions last handed to the route listeners, beside the sources' routes. */
+  #notifiedFallbacks: unknown[] = [];
   #holdOff: NodeJS.Timeout | undefined;
   #maxDelay: NodeJS.Timeout | undefined;
   #building: Promise<void> = Promise.resolve();
@@ -67,25 +78,63 @@ export class Controller {
     return this.pending.length === 0 && this.#current !== undefined;
   }
 
-  /** Serve the persisted last-known-good table until the live sources have synced. */
+  /** Each route's last valid version (by `namespace/name`), for /debug/routes. */
+  get lastValid(): ReadonlyMap<string, LastValidRoute> {
+    return this.#lastValid;
+  }
+
+  /**
+   * Serve the persisted last-known-good table until the live sources have synced; its routes' last valid versions
+   * keep serving a route whose version in the live source is invalid (fail closed across restarts).
+   */
   async restore(): Promise<TableData | undefined> {
-    const lkg = await this.#opts.lastKnownGood?.load();
+    const lkg = await this.#opts.lastKnownGood?.loadState();
     if (!lkg || this.#current) return undefined;
-    this.#current = lkg;
-    await this.#opts.publish(lkg);
-    return lkg;
+    this.#current = lkg.table;
+    if (this.#lastValid.size === 0 && lkg.routes) {
+      this.#lastValid = new Map(Object.entries(lkg.routes));
+    }
+    await this.#opts.publish(lkg.table);
+    return lkg.table;
   }
 
   setRoutes(routes: RouteSource[]): void {
     this.#routes = routes;
     this.#mark('routes');
-    for (const l of this.#routeListeners) l(routes);
+    // Until the rebuild knows which routes are invalid, the listeners also get every last valid version that
+    // differs from the reported one: the services a fallback needs stay watched through the update.
+    const fallbacks: RouteSource[] = [];
+    for (const r of routes) {
+      const last = this.#lastValid.get(routeKey(r.raw));
+      if (last && !sameVersion(last, r.raw)) fallbacks.push({ raw: last.raw, origin: last.origin });
+    }
+    this.#notifiedFallbacks = fallbacks.map((f) => f.raw);
+    this.#notifyRoutes(fallbacks);
   }
 
-  /** Sources whose watches depend on the routes (Consul's watch set) follow them here; called at once if known. */
+  /**
+   * Sources whose watches depend on the routes (Consul's watch set, certificate Secrets) follow them here; called
+   * at once if known. They get the routes as reported plus the last valid version of each invalid route (what is
+   * served for it).
+   */
   onRoutes(listener: (routes: RouteSource[]) => void): void {
     this.#routeListeners.push(listener);
-    if (this.#synced.has('routes')) listener(this.#routes);
+    if (this.#synced.has('routes')) listener([...this.#routes, ...this.#fallbackSources()]);
+  }
+
+  #fallbackSources(): RouteSource[] {
+    const out: RouteSource[] = [];
+    for (const s of this.#statuses) {
+      const last = s.fallback && this.#lastValid.get(s.route);
+      if (last) out.push({ raw: last.raw, origin: last.origin });
+    }
+    return out;
+  }
+
+  #notifyRoutes(fallbacks: RouteSource[]): void {
+    if (this.#routeListeners.length === 0) return;
+    const all = fallbacks.length > 0 ? [...this.#routes, ...fallbacks] : this.#routes;
+    for (const l of this.#routeListeners) l(all);
   }
 
   setCatalog(catalog: CatalogSnapshot): void {
@@ -127,25 +176,64 @@ export class Controller {
   async rebuild(): Promise<void> {
     if (this.pending.length > 0) return;
     const started = performance.now();
-    const { table, statuses } = compile({
+    const { table, statuses, lastValid } = compile({
       routes: this.#routes,
       catalog: this.#catalog,
       kube: this.#kube,
       settings: this.#opts.settings ?? DEFAULT_SETTINGS,
+      lastValid: this.#lastValid,
       ...(this.#certificateRefs ? { certificateRefs: this.#certificateRefs } : {}),
     });
     this.#opts.onCompiled?.(performance.now() - started, table);
+    const lastValidChanged = this.#stampSince(lastValid, statuses);
+    this.#lastValid = lastValid;
     this.#statuses = statuses;
+    const fallbacks = this.#fallbackSources();
+    if (
+      !sameList(
+        fallbacks.map((f) => f.raw),
+        this.#notifiedFallbacks,
+      )
+    ) {
+      this.#notifiedFallbacks = fallbacks.map((f) => f.raw);
+      this.#notifyRoutes(fallbacks);
+    }
     const prior = this.#current;
     if (prior && prior.hash === table.hash) {
       this.#opts.onStatuses?.(statuses, prior);
+      // The last-known-good file keeps the last valid versions too: save it when one of them changed.
+      if (lastValidChanged) await this.#save(prior);
       return;
     }
     table.version = (prior?.version ?? 0) + 1;
     this.#current = table;
     await this.#opts.publish(table);
     this.#opts.onStatuses?.(statuses, table);
-    await this.#opts.lastKnownGood?.save(table);
+    await this.#save(table);
+  }
+
+  async #save(table: TableData): Promise<void> {
+    await this.#opts.lastKnownGood?.save(table, Object.fromEntries(this.#lastValid));
+  }
+
+  /**
+   * A version that was already the last valid one keeps its time; a new one gets now. True when the set of last
+   * valid versions changed (a route added, removed, or with a new valid version).
+   */
+  #stampSince(next: Map<string, LastValidRoute>, statuses: RouteStatus[]): boolean {
+    const now = new Date().toISOString();
+    // Equal sizes and every key known before: the same keys.
+    let changed = next.size !== this.#lastValid.size;
+    for (const [key, v] of next) {
+      const prev = this.#lastValid.get(key);
+      if (prev && (prev === v || sameVersion(prev, v.raw))) v.since = prev.since ?? now;
+      else {
+        v.since = now;
+        changed = true;
+      }
+    }
+    for (const s of statuses) if (s.fallback) s.fallback.since = next.get(s.route)?.since;
+    return changed;
   }
 
   /** Resolves when no rebuild is pending or running. */
@@ -159,4 +247,21 @@ export class Controller {
     clearTimeout(this.#holdOff);
     clearTimeout(this.#maxDelay);
   }
+}
+
+function metaOf(raw: unknown): { generation?: unknown; uid?: unknown } | undefined {
+  return (raw as { metadata?: { generation?: unknown; uid?: unknown } } | null)?.metadata;
+}
+
+/** Same version of a route: the same object, or (Kubernetes) the same uid and generation. */
+function sameVersion(last: LastValidRoute, raw: unknown): boolean {
+  if (last.raw === raw) return true;
+  const m = metaOf(raw);
+  return (
+    typeof m?.generation === 'number' && m.generation === last.generation && m.uid === metaOf(last.raw)?.uid
+  );
+}
+
+function sameList(a: unknown[], b: unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

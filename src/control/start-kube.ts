@@ -110,13 +110,13 @@ export function startKubeSources(
     onRefs: (refs) => controller.setCertificateRefs(refs),
     log,
   });
+  controller.onRoutes((routes) => secrets.setRoutes(routes));
   const source = new KubeSource({
     ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
     factory: clientNodeInformers(kc),
-    onRoutes: (routes) => {
-      controller.setRoutes(routes);
-      secrets.setRoutes(routes);
-    },
+    // The Secrets to watch follow the controller's routes: those reported plus the last valid version of each
+    // invalid one (still served, so its certificates are still needed).
+    onRoutes: (routes) => controller.setRoutes(routes),
     onKube: (kube) => controller.setKube(kube),
     log,
   });

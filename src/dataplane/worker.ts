@@ -99,6 +99,9 @@ export class ProxyWorker {
     process.on('SIGINT', () => onSignal('SIGINT'));
     process.on('SIGTERM', () => onSignal('SIGTERM'));
     send({ type: 'hello', pid: process.pid });
+    // The watchdog's heartbeat: a timer of this event loop, so it stops when the loop is blocked.
+    const beatMs = this.#config.watchdog?.heartbeatMs ?? 0;
+    if (beatMs > 0) setInterval(() => send({ type: 'heartbeat' }), beatMs).unref();
   }
 
   #onMessage(m: PrimaryMessage): void {
@@ -107,7 +110,10 @@ export class ProxyWorker {
         return this.#coordinator.onReply(m);
       case 'test-busy':
         // Test hook: only with EDGEGATE_TEST_HOOKS=1 (the primary sends it only then, and the worker checks too).
-        if (this.#policies.settings.testHooks) holdEventLoopBusy(m.ms, m.blockMs);
+        if (this.#policies.settings.testHooks)
+          holdEventLoopBusy(m.ms, m.blockMs, () =>
+            this.#log.info('test hook: busy period over', { ms: m.ms, blockMs: m.blockMs }),
+          );
         return;
       case 'table':
         return this.#applyTable(m.version, m.json);

@@ -77,6 +77,7 @@ unprivileged ports.* and the kubelet maps hostPorts.* onto them.
 {{- if lt (int (include "edgegate.httpListenPort" .)) 1024 -}}{{- $low = true -}}{{- end -}}
 {{- if and .Values.tls.enabled (lt (int (include "edgegate.httpsListenPort" .)) 1024) -}}{{- $low = true -}}{{- end -}}
 {{- if lt (int .Values.ports.admin) 1024 -}}{{- $low = true -}}{{- end -}}
+{{- if lt (int .Values.ports.adminDebug) 1024 -}}{{- $low = true -}}{{- end -}}
 {{- ternary "true" "" $low -}}
 {{- end -}}
 

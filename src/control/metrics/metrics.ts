@@ -140,6 +140,10 @@ export interface WorkerCounts {
   current: number;
   /** Workers replaced after an exit since start. */
   restarts: number;
+  /** Of those, workers the watchdog replaced because their event loop was blocked (cluster only). */
+  blocked?: number;
+  /** Seconds since each live worker (by slot) last sent a heartbeat (cluster only). */
+  heartbeatAges?: Record<string, number>;
 }
 
 export interface ConsulFigures {
@@ -163,6 +167,8 @@ export interface MetricsHubOptions {
   /** Ask the workers for their snapshots (bounded by `timeoutMs`). */
   collect: (timeoutMs: number) => Promise<WorkerCollection>;
   table: () => TableData | undefined;
+  /** Routes by state: accepted, fallback (invalid; its last valid version is served), invalid (not served). */
+  routes?: () => Record<string, number>;
   catalog?: () => CatalogSnapshot | undefined;
   workers: () => WorkerCounts;
   sources: SourceHealth;
@@ -510,6 +516,12 @@ export class MetricsHub {
       'gauge',
       () => [{ labels: {}, value: this.#lastPublish }],
     );
+    this.#add(
+      'edgegate_routes',
+      'Routes by state: accepted; fallback (the current version is invalid, the last valid one is served); invalid (never valid, not served).',
+      'gauge',
+      () => Object.entries(o.routes?.() ?? {}).map(([state, value]) => ({ labels: { state }, value })),
+    );
     this.#add('edgegate_workers', 'Proxy worker processes alive.', 'gauge', () => [
       { labels: {}, value: o.workers().live },
     ]);
@@ -524,6 +536,22 @@ export class MetricsHub {
       'Proxy worker processes replaced after they exited.',
       'counter',
       () => [{ labels: {}, value: o.workers().restarts }],
+    );
+    this.#add(
+      'edgegate_worker_blocked_total',
+      'Proxy worker processes replaced by the watchdog because their event loop was blocked longer than --worker-block-timeout (also counted in edgegate_worker_restarts_total).',
+      'counter',
+      () => [{ labels: {}, value: o.workers().blocked ?? 0 }],
+    );
+    this.#add(
+      'edgegate_worker_heartbeat_age_seconds',
+      'Seconds since each proxy worker (by slot) last sent its event-loop heartbeat to the primary.',
+      'gauge',
+      () =>
+        Object.entries(o.workers().heartbeatAges ?? {}).map(([worker, value]) => ({
+          labels: { worker },
+          value,
+        })),
     );
     this.#add(
       'edgegate_metrics_stale_workers',

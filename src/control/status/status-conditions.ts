@@ -1,7 +1,13 @@
 /**
  * Compile diagnostics → GatewayRoute `.status`: conditions Accepted, ResolvedRefs and Programmed, each with
- * observedGeneration, plus healthy endpoint counts per backend and datacenter. Pure: the status writer supplies
- * the time and the conditions already on the object (whose lastTransitionTime is kept while the status holds).
+ * observedGeneration, plus healthy endpoint counts per backend and datacenter, and `servedGeneration`. Pure: the
+ * status writer supplies the time and the conditions already on the object (whose lastTransitionTime is kept while
+ * the status holds).
+ *
+ * An invalid update of a route that was valid before keeps serving that last valid version (fail closed): Accepted
+ * is False for the current generation (reason Invalid, the message names the generation served), Programmed is
+ * True with observedGeneration set to the generation served (that is the generation it was computed from, as in
+ * Gateway API's "Fall Back" approach), and `servedGeneration` says the same as a field.
  */
 import { isCertificateRefProblem } from '../../api/certificate-refs.ts';
 import type { Condition, ConditionType, GatewayRouteStatus } from '../../api/gateway-route-status.ts';
@@ -29,6 +35,9 @@ export function desiredStatus(
   now: string,
 ): GatewayRouteStatus {
   const g = s.generation !== undefined ? { observedGeneration: s.generation } : {};
+  const fb = s.accepted ? undefined : s.fallback;
+  const served = s.accepted ? s.generation : fb?.generation;
+  const servedG = served !== undefined ? { observedGeneration: served } : g;
   const drafts: Draft[] = [];
   if (s.accepted) {
     drafts.push({
@@ -40,11 +49,13 @@ export function desiredStatus(
     });
   } else {
     const problems = s.errors.map((e) => `${formatPath(e.path)}: ${e.message}`);
+    // The fall-back note first: a long list of problems is clipped at its end.
+    const note = fb ? `${fallbackNote(fb.generation)}; ` : '';
     drafts.push({
       type: 'Accepted',
       status: 'False',
       reason: 'Invalid',
-      message: clip(problems.join('; ') || 'the route is invalid'),
+      message: clip(note + (problems.join('; ') || 'the route is invalid')),
       ...g,
     });
   }
@@ -73,7 +84,8 @@ export function desiredStatus(
       message: 'every backend resolves',
       ...g,
     });
-  if (!s.accepted)
+  const which = fb ? `${servedName(fb.generation)} (the last valid version) ` : '';
+  if (!s.accepted && !fb)
     drafts.push({
       type: 'Programmed',
       status: 'False',
@@ -86,16 +98,18 @@ export function desiredStatus(
       type: 'Programmed',
       status: 'True',
       reason: 'Programmed',
-      message: `served in routing table version ${tableVersion}`,
-      ...g,
+      message: fb
+        ? `${which}is served in routing table version ${tableVersion}`
+        : `served in routing table version ${tableVersion}`,
+      ...servedG,
     });
   else
     drafts.push({
       type: 'Programmed',
       status: 'False',
       reason: 'Pending',
-      message: `waiting for the workers to serve routing table version ${tableVersion}`,
-      ...g,
+      message: `waiting for the workers to serve ${which}routing table version ${tableVersion}`,
+      ...servedG,
     });
 
   const conditions: Condition[] = drafts.map((d) => {
@@ -105,9 +119,19 @@ export function desiredStatus(
   });
   return {
     ...g,
+    ...(served !== undefined ? { servedGeneration: served } : {}),
     conditions,
     backends: s.backends.map((b) => ({ ref: b.ref, healthyEndpoints: { ...b.healthy } })),
   };
+}
+
+function servedName(generation: number | undefined): string {
+  return generation !== undefined ? `generation ${generation}` : 'the previous version';
+}
+
+/** The start of Accepted's message when the last valid version is served (Gateway API's "Fall Back" prefix). */
+export function fallbackNote(generation: number | undefined): string {
+  return `Fall Back: ${servedName(generation)}, the last valid version, is still served`;
 }
 
 /** Same status, ignoring key order (the API server may reorder map keys). */

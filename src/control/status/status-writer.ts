@@ -196,7 +196,8 @@ export class StatusWriter {
     const existing =
       mine && mine.uid === obj.metadata?.uid ? mine.status : ((obj.status ?? {}) as GatewayRouteStatus);
     const now = (this.#opts.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const programmed = s.accepted && this.#servedVersion >= this.#tableVersion;
+    // An invalid route whose last valid version is served (fail closed) is programmed like an accepted one.
+    const programmed = (s.accepted || s.fallback !== undefined) && this.#servedVersion >= this.#tableVersion;
     const desired = desiredStatus(s, programmed, this.#tableVersion, existing.conditions ?? [], now);
     if (sameStatus(desired, existing)) {
       this.#stats.unchanged++;

@@ -90,7 +90,7 @@ export class OverloadGuard {
  * macrotask turn so requests and timers still get a slot, again — for `ms` in total. Overload tests use it to
  * push the guard into shedding without real load.
  */
-export function holdEventLoopBusy(ms: number, blockMs: number): void {
+export function holdEventLoopBusy(ms: number, blockMs: number, onDone?: () => void): void {
   const until = Date.now() + ms;
   const spin = () => {
     const end = Math.min(until, Date.now() + blockMs);
@@ -98,6 +98,7 @@ export function holdEventLoopBusy(ms: number, blockMs: number): void {
       // busy: this is the point
     }
     if (Date.now() < until) setTimeout(spin, 1);
+    else onDone?.();
   };
   setTimeout(spin, 0);
 }

@@ -8,7 +8,13 @@
  */
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { type CertBundle, type CertSet, hostnamesOf, inspectCertificate } from '../../api/certificate.ts';
-import { ECDH_CURVES, INTERMEDIATE_CIPHERS, MAX_TLS_VERSION, MIN_TLS_VERSION } from './tls-settings.ts';
+import {
+  ECDH_CURVES,
+  INTERMEDIATE_CIPHERS,
+  MAX_TLS_VERSION,
+  MIN_TLS_VERSION,
+  TLS_SECURE_OPTIONS,
+} from './tls-settings.ts';
 
 export interface ServedCert {
   context: SecureContext;
@@ -30,6 +36,8 @@ export function secureContextOptions(certPem: string, keyPem: string) {
     ciphers: INTERMEDIATE_CIPHERS,
     ecdhCurve: ECDH_CURVES,
     honorCipherOrder: true,
+    // No renegotiation, no session tickets (tls-settings.ts): the same on every certificate's context.
+    secureOptions: TLS_SECURE_OPTIONS,
   } as const;
 }
 

@@ -9,18 +9,19 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { SecureContext, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { InFlight } from '../proxy/in-flight.ts';
 import { sendError } from '../proxy/proxy.ts';
 import type { ListenerStats } from '../proxy/server.ts';
-import type { CertStore } from './cert-store.ts';
-import { secureContextOptions } from './cert-store.ts';
+import { type CertStore, secureContextOptions } from './cert-store.ts';
+import { TlsConnectionGuard } from './tls-connection-guard.ts';
 import {
   DEFAULT_TLS_LISTENER_SETTINGS,
   ECDH_CURVES,
   INTERMEDIATE_CIPHERS,
   MAX_TLS_VERSION,
   MIN_TLS_VERSION,
+  TLS_SECURE_OPTIONS,
   type TlsListenerSettings,
 } from './tls-settings.ts';
 import { handshakeErrorReason, type TlsStats } from './tls-stats.ts';
@@ -60,12 +61,6 @@ function countHeader(raw: string[], lowerName: string): number {
   return n;
 }
 
-function noCertificate(servername: string): Error {
-  return Object.assign(new Error(`no certificate for ${JSON.stringify(servername)} and no default`), {
-    code: 'ERR_EDGEGATE_NO_CERTIFICATE',
-  });
-}
-
 /** Counts client-cancelled streams per session; true when the session exceeds the budget of this second. */
 function rapidResetGuard(limit: number): (session: Http2Session) => boolean {
   const windows = new WeakMap<Http2Session, { start: number; n: number }>();
@@ -88,6 +83,8 @@ export function createHttpsProxyServer(
 ): Http2SecureServer {
   const s = { ...DEFAULT_TLS_LISTENER_SETTINGS, ...settings };
   const def = store.defaultCert;
+  // SNI (with the unrecognized_name alert), no renegotiation, no resumption across certificates.
+  const guard = new TlsConnectionGuard(store, stats);
   const server = createSecureServer({
     allowHTTP1: true,
     minVersion: MIN_TLS_VERSION,
@@ -95,12 +92,9 @@ export function createHttpsProxyServer(
     ciphers: INTERMEDIATE_CIPHERS,
     ecdhCurve: ECDH_CURVES,
     honorCipherOrder: true,
+    secureOptions: TLS_SECURE_OPTIONS,
     handshakeTimeout: s.handshakeTimeoutMs,
-    SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
-      const c = store.resolve(servername);
-      if (c) cb(null, c.context);
-      else cb(noCertificate(servername));
-    },
+    SNICallback: guard.SNICallback,
     settings: {
       maxConcurrentStreams: s.maxConcurrentStreams,
       maxHeaderListSize: s.maxHeaderListSize,
@@ -111,6 +105,7 @@ export function createHttpsProxyServer(
     maxSessionRejectedStreams: s.maxSessionRejectedStreams,
     maxSessionMemory: s.maxSessionMemoryMb,
   });
+  guard.attach(server);
   // Clients without SNI (an IP address in the URL) get the default certificate, when there is one.
   if (def) server.setSecureContext(secureContextOptionsOfDefault(store));
   // HTTP/1.1 over TLS goes through node:http's connection handling, which reads these from the server object.

@@ -4,6 +4,8 @@
  * gateway does not ship, and every client that can do DHE-GCM can do ECDHE-GCM.
  */
 
+import { constants } from 'node:crypto';
+
 export const MIN_TLS_VERSION = 'TLSv1.2';
 export const MAX_TLS_VERSION = 'TLSv1.3';
 
@@ -22,6 +24,19 @@ export const INTERMEDIATE_CIPHERS = [
 
 /** Key-exchange groups in preference order (X25519 first, as Mozilla recommends). */
 export const ECDH_CURVES = 'X25519:prime256v1:secp384r1';
+
+/**
+ * OpenSSL options of the listener's context and of every certificate's context (see docs/security.md):
+ *
+ * - `SSL_OP_NO_RENEGOTIATION`: a client's renegotiation request (TLS 1.2; HTTP/1.1 over TLS) is refused with a
+ *   `no_renegotiation` alert, which ends the connection (TLS 1.3 and HTTP/2 have no renegotiation at all).
+ * - `SSL_OP_NO_TICKET`: no session resumption. OpenSSL decides on resumption before the certificate callback that
+ *   picks a certificate by SNI runs, with the listener's ticket keys and session-id context, and a session records
+ *   no SNI on the server: a session made with SNI `a` would resume under SNI `b`, on a connection authenticated
+ *   only for `a`. Node offers no hook to tie resumption to the SNI or to give each certificate its own ticket keys,
+ *   so every handshake is a full one (resumption saves one signature on TLS 1.3; see docs/security.md).
+ */
+export const TLS_SECURE_OPTIONS = constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_NO_TICKET;
 
 /** ALPN protocols offered, in server preference order. */
 export const ALPN_PROTOCOLS = ['h2', 'http/1.1'];

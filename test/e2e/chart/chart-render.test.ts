@@ -108,6 +108,11 @@ const cases: Case[] = [
       expect(pod.securityContext.runAsNonRoot).toBe(true);
       expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' });
       expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+      // Probes and metrics on every interface of the pod; the debug views on its loopback only, never a port.
+      expect(env.get('EDGEGATE_ADMIN')!.value).toBe(':9901');
+      expect(env.get('EDGEGATE_ADMIN_DEBUG')!.value).toBe('127.0.0.1:9902');
+      expect(c.ports.map((p: { name: string }) => p.name)).toEqual(['http', 'admin']);
+      expect(env.get('EDGEGATE_WORKER_BLOCK_TIMEOUT')!.value).toBe('5s');
       // The node-local agent through the downward API; HOST_IP comes first so $(HOST_IP) expands.
       const names = [...env.keys()];
       expect(names.indexOf('HOST_IP')).toBeLessThan(names.indexOf('CONSUL_HTTP_ADDR'));
@@ -444,8 +449,9 @@ describe('chart against helm and the real kube-apiserver', () => {
     const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
     console.log(notes);
     expect(notes).toContain('http://<node-address>:80/');
-    expect(notes).toContain(`kubectl -n ${ns} port-forward ds/edgegate 9901`);
+    expect(notes).toContain(`kubectl -n ${ns} port-forward ds/edgegate 9901 9902`);
     expect(notes).toContain('curl http://127.0.0.1:9901/metrics');
+    expect(notes).toContain('curl http://127.0.0.1:9902/debug/routes');
     expect(notes).toContain('kubectl get gatewayroutes -A');
   });
 

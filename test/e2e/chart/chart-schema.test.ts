@@ -50,6 +50,12 @@ const rejected: Array<[string, Record<string, unknown>, string]> = [
     'terminationGracePeriodSeconds (20) must be greater than drain.preStopSleepSeconds + drain.delaySeconds + drain.timeoutSeconds (35)',
   ],
   [
+    'the debug port on the admin port',
+    { ports: { adminDebug: 9901 } },
+    'ports.adminDebug must differ from ports.admin',
+  ],
+  ['a worker block timeout without a unit', { workerBlockTimeout: 'soon' }, "at '/workerBlockTimeout'"],
+  [
     'ServiceMonitor without the metrics Service',
     { serviceMonitor: { enabled: true }, metricsService: { enabled: false } },
     'serviceMonitor.enabled needs metricsService.enabled',
@@ -71,6 +77,7 @@ describe('values.schema.json', () => {
       resources: { limits: { cpu: 1.5, memory: '2Gi' }, requests: { cpu: '500m', memory: '512Mi' } },
       consul: { address: '10.0.0.5:8500' },
       terminationGracePeriodSeconds: 36,
+      workerBlockTimeout: '10s',
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('kind: DaemonSet');

@@ -1,5 +1,5 @@
 /**
- * Exchange (src/proxy/exchange.ts) on its own: one in-process node:http server on loopback plays the client side
+ * Exchange (src/dataplane/proxy/exchange.ts) on its own: one in-process node:http server on loopback plays the client side
  * (its handler builds an Exchange exactly as ProxyPipeline does), real node:http / net servers on 127.0.0.1:0 play
  * the endpoints, and the cluster, pools, outlier detector and counters are the real ones. No gateway process, no
  * routing table: each test sets the rule policy and the cluster it needs.

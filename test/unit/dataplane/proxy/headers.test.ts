@@ -1,5 +1,5 @@
 /**
- * Header handling between client and upstream: the pure functions of src/proxy/headers.ts and h2-compat.ts, then
+ * Header handling between client and upstream: the pure functions of src/dataplane/proxy/headers.ts and h2-compat.ts, then
  * what ProxyPipeline builds from them (forwarded headers with and without trusted hops, route header modifiers,
  * host rewrites), through an in-process pipeline on loopback against an echo endpoint.
  */

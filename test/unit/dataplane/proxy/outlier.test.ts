@@ -1,5 +1,5 @@
 /**
- * Passive outlier detection (src/proxy/outlier.ts) on real Upstream and ClusterRuntime objects (no pool is ever
+ * Passive outlier detection (src/dataplane/proxy/outlier.ts) on real Upstream and ClusterRuntime objects (no pool is ever
  * opened: nothing here touches the network), with vitest's fake clock for both Date.now() and the re-admission
  * timers, so ejection lengths are checked to the millisecond without waiting.
  */
