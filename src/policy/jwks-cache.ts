@@ -193,7 +193,8 @@ export class JwksCache {
             `reading the answer failed (${(err as { code?: string }).code ?? 'error'})`,
           );
     } finally {
-      if (!res.body.destroyed) res.body.destroy();
+      // An unread body is discarded (undici reports that as an abort error: nobody is waiting for it).
+      if (!res.body.destroyed) res.body.on('error', () => {}).destroy();
     }
   }
 }

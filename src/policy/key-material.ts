@@ -114,8 +114,19 @@ function classifyJwk(text: string, kid: string): Classified {
   }
 }
 
-/** Public-key (or private-key) material in DER, or undefined. */
+/** Public-key (or private-key) material in DER, or undefined. Private first: Node derives a public key from one. */
 function classifyDer(bytes: Buffer): Classified | undefined {
+  for (const type of ['pkcs8', 'pkcs1', 'sec1'] as const) {
+    try {
+      createPrivateKey({ key: bytes, format: 'der', type });
+      return {
+        kind: 'refused',
+        error: 'a private key (DER); a verification key set holds public keys or shared secrets',
+      };
+    } catch {
+      // not this encoding
+    }
+  }
   for (const type of ['spki', 'pkcs1'] as const) {
     try {
       return publicOf(createPublicKey({ key: bytes, format: 'der', type }), `DER ${type.toUpperCase()}`);
@@ -128,17 +139,6 @@ function classifyDer(bytes: Buffer): Classified | undefined {
   } catch {
     // not a certificate
   }
-  for (const type of ['pkcs8', 'pkcs1', 'sec1'] as const) {
-    try {
-      createPrivateKey({ key: bytes, format: 'der', type });
-      return {
-        kind: 'refused',
-        error: 'a private key (DER); a verification key set holds public keys or shared secrets',
-      };
-    } catch {
-      // not this encoding
-    }
-  }
   return undefined;
 }
 
@@ -147,8 +147,9 @@ export function classifyKey(bytes: Buffer, kid: string): Classified {
   if (bytes.length === 0) return { kind: 'refused', error: 'empty file' };
   const text = bytes.toString('latin1');
   if (text.includes('-----BEGIN') || text.includes('-----END')) return classifyPem(text);
-  const trimmed = text.replace(/^\uFEFF/, '').trim();
-  if (trimmed.startsWith('{')) return classifyJwk(bytes.toString('utf8').replace(/^\uFEFF/, ''), kid);
+  const bom = text.startsWith('\xEF\xBB\xBF') ? 3 : 0;
+  const trimmed = text.slice(bom).trim();
+  if (trimmed.startsWith('{')) return classifyJwk(bytes.subarray(bom).toString('utf8'), kid);
   if (SSH_PUBLIC.test(trimmed))
     return { kind: 'refused', error: 'an OpenSSH public key; write it as PEM (-----BEGIN PUBLIC KEY-----)' };
   const der = classifyDer(bytes);
