@@ -24,6 +24,7 @@ import { freePort } from '../support/ports.ts';
 import { runCommand } from '../support/proc.ts';
 import { scrapeMetrics, sumOf } from '../support/prom-text.ts';
 import { makeTempDir, removeDir } from '../support/tmp.ts';
+import { waitFor } from '../support/wait.ts';
 import {
   type Answer,
   call,
@@ -355,6 +356,23 @@ describe('external auth sees the path the upstream gets', () => {
       ]);
     }
     expect(up.seen.length).toBe(before);
+    // the access log writes the same normalized path
+    expect(
+      (await call(pg.gw.port, '/ext/x/../%61dmin/users', { headers: { 'x-request-id': 'norm-log-1' } }))
+        .status,
+    ).toBe(403);
+    const line = await waitFor(
+      () =>
+        pg.gw
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"requestId":"norm-log-1"') && l.includes('"status"')),
+      { timeoutMs: 10_000, message: 'access log line of norm-log-1' },
+    );
+    expect(JSON.parse(line.slice(line.indexOf('{')))).toMatchObject({
+      path: '/ext/admin/users',
+      status: 403,
+    });
     // the query is passed as forwarded
     authSaw.length = 0;
     expect((await call(pg.gw.port, '/ext/x/../admin/users?a=1&b')).status).toBe(403);
