@@ -495,6 +495,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const policies = new PolicyRuntime(
     { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
     new LocalCoordinator(),
+    log,
   );
   const proxy = new ProxyPipeline({ ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 }, policies);
   const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);

@@ -34,9 +34,11 @@ function cel(...rules: CelRule[]): { 'x-kubernetes-validations': CelRule[] } {
 
 /**
  * A regex compiles: CEL in the API server has no isRegex(); `matches` with an invalid pattern is an evaluation
- * error, which the API server reports as a rejection of this field. The API server checks RE2 syntax (no
- * lookaround or backreferences); the proxy compiles JS RegExp, so validate.ts still checks for routes that
- * reach it from files.
+ * error, which the API server reports as a rejection of this field. The API server checks RE2 syntax, so
+ * `kubectl apply` already refuses backreferences and lookaround. The proxy runs the pattern on V8's linear-time
+ * engine, whose syntax is narrower than RE2's (counted repetition up to 16, no inline flags, no `\pL`): validate.ts
+ * checks that (linear-regex.ts) for every route whatever its source, and a route from the API server that fails it
+ * is not served and gets Accepted=False naming the field.
  */
 const celRegexCompiles = (when: string): CelRule => ({
   rule: `!(${when}) || type(''.matches(self.value)) == bool`,

@@ -17,6 +17,7 @@ import {
   type RouteRule,
   type TimeoutsSpec,
 } from './gateway-route.ts';
+import { regexSyntaxError } from './linear-regex.ts';
 import { reservedRequestHeader, reservedResponseHeader } from './reserved-headers.ts';
 
 export type FieldPath = (string | number)[];
@@ -100,15 +101,6 @@ const routeCheck = TypeCompiler.Compile(GatewayRoute);
 const routeDefaults = compileDefaults(GatewayRoute);
 const catalogCheck = TypeCompiler.Compile(CatalogFile);
 
-function compiles(pattern: string): string | undefined {
-  try {
-    new RegExp(pattern);
-    return undefined;
-  } catch (err) {
-    return (err as Error).message.replace(/^Invalid regular expression: /, '');
-  }
-}
-
 const FILTER_FIELD = {
   RequestHeaderModifier: 'requestHeaderModifier',
   ResponseHeaderModifier: 'responseHeaderModifier',
@@ -134,7 +126,7 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     const mp = [...base, 'matches', mi];
     if (m.path) {
       if (m.path.type === 'RegularExpression') {
-        const why = compiles(m.path.value);
+        const why = regexSyntaxError(m.path.value);
         if (why)
           errors.push({ path: [...mp, 'path', 'value'], message: `invalid regular expression: ${why}` });
       } else {
@@ -148,7 +140,7 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     ] as const) {
       list.forEach((h, hi) => {
         if (h.type === 'RegularExpression') {
-          const why = compiles(h.value);
+          const why = regexSyntaxError(h.value);
           if (why)
             errors.push({ path: [...mp, kind, hi, 'value'], message: `invalid regular expression: ${why}` });
         }

@@ -6,7 +6,7 @@ import type { PoliciesSpec } from '../api/gateway-route.ts';
 import type { FieldError, FieldPath } from '../api/validate.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { parseCidr } from '../table/ip-rules.ts';
-import type { PolicyData } from '../table/policy-types.ts';
+import { AUTH_REQUEST_HEADERS, type PolicyData } from '../table/policy-types.ts';
 
 export const POLICY_DEFAULTS = {
   ratePeriodMs: 1000,
@@ -85,6 +85,13 @@ export function policyErrors(spec: PoliciesSpec | undefined, base: FieldPath): F
         });
     });
   }
+  (spec.externalAuth?.requestHeaders ?? []).forEach((h, i) => {
+    if ((AUTH_REQUEST_HEADERS as readonly string[]).includes(h.toLowerCase()))
+      errors.push({
+        path: [...p, 'externalAuth', 'requestHeaders', i],
+        message: `${h} is set by the gateway for the auth service (from the normalized request); a client's copy is never passed on`,
+      });
+  });
   (spec.externalAuth?.responseHeaders ?? []).forEach((h, i) => {
     if (RESERVED_HEADERS.has(h.toLowerCase()))
       errors.push({

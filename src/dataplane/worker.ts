@@ -59,7 +59,7 @@ export class ProxyWorker {
     this.#config = config;
     this.#log = log;
     this.#coordinator = new IpcCoordinator((m) => send(m));
-    this.#policies = new PolicyRuntime(config.policy ?? {}, this.#coordinator);
+    this.#policies = new PolicyRuntime(config.policy ?? {}, this.#coordinator, log);
     this.#proxy = new ProxyPipeline(config.proxy, this.#policies);
     this.#observed = observeProxy({
       proxy: this.#proxy,

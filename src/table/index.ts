@@ -7,6 +7,7 @@
  * then RegularExpression; ties by method match, more header matches, more query matches, older route, then
  * namespace/name and rule order. compile/ sorts each host's entries by that key; this index keeps their order.
  */
+import { compileRouteRegex } from '../api/linear-regex.ts';
 import type { ClusterData, EntryData, TableData } from './types.ts';
 
 export interface CompiledEntry {
@@ -66,7 +67,7 @@ export function normalizePrefix(value: string): string {
 function compileEntry(data: EntryData): CompiledEntry {
   const strMatch = (m: { type: string; name: string; value: string }) =>
     m.type === 'RegularExpression'
-      ? { name: m.name.toLowerCase(), regex: new RegExp(`^(?:${m.value})$`) }
+      ? { name: m.name.toLowerCase(), regex: compileRouteRegex(m.value) }
       : { name: m.name.toLowerCase(), exact: m.value };
   const headers = data.matchData.headers.map(strMatch);
   // Query parameter names are case-sensitive (Gateway API); keep their case.
@@ -127,7 +128,7 @@ function buildHost(entries: CompiledEntry[]): HostIndex {
     if (p.type === 'Exact') push(index.exact, p.value, e);
     else if (p.type === 'PathPrefix') push(index.prefix, normalizePrefix(p.value), e);
     else {
-      const r: RegexEntry = { re: new RegExp(`^(?:${p.value})$`), entry: e, order };
+      const r: RegexEntry = { re: compileRouteRegex(p.value), entry: e, order };
       const segment = literalFirstSegment(p.value);
       if (segment === undefined) index.regex.push(r);
       else push(index.regexBySegment, segment, r);

@@ -63,6 +63,20 @@ export interface JwtData {
   forwardClaims: ClaimHeaderData[];
 }
 
+/** Headers the gateway sends the auth service itself: `requestHeaders` can never pass a client's copy. */
+export const AUTH_REQUEST_HEADERS = [
+  'x-forwarded-method',
+  'x-forwarded-uri',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-for',
+  'x-original-uri',
+  'x-original-url',
+  'x-original-method',
+  'x-request-id',
+  'host',
+] as const;
+
 export interface ExternalAuthData {
   url: string;
   timeoutMs: number;

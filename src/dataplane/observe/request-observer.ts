@@ -31,6 +31,8 @@ export class RequestRecord {
   readonly start: number;
   requestId = '-';
   entry: EntryData | undefined = undefined;
+  /** The normalized request path the route matched (set by the proxy); undefined: the raw target is logged. */
+  path: string | undefined = undefined;
   cluster: ClusterData | undefined = undefined;
   endpoint: EndpointData | undefined = undefined;
   /** performance.now() when the last try was dispatched, and when its response headers arrived (0: not yet). */
@@ -139,7 +141,7 @@ export class RequestObserver {
       client: clientAddress(rec.socket),
       method: req.method ?? '',
       host: req.headers.host ?? '',
-      path: q < 0 ? target : target.slice(0, q),
+      path: rec.path ?? (q < 0 ? target : target.slice(0, q)),
       status,
       bytesIn,
       bytesOut,

@@ -5,7 +5,14 @@
  * listed auth response headers copied onto the upstream request (client copies of them removed); any other answer
  * is returned to the client as is (status, content-type, www-authenticate, location, and the body up to a limit).
  * No answer within the timeout, or a connection error: Closed → 503 EDGEGATE_EXTERNAL_AUTH_UNAVAILABLE, Open →
- * the request goes on (and the failure is counted).
+ * the request goes on (and the failure is counted). The 503 says only that the auth service is unavailable: never
+ * its address or the connection error (those are the operator's: `onFailure` gets the cause, `timeout` or
+ * `unavailable`).
+ *
+ * The URI the auth service is told about (X-Forwarded-Uri, and the nginx-style X-Original-Uri / X-Original-Url) is
+ * the normalized path the route matched and the upstream receives, with the query as forwarded — never the raw
+ * target, so `/ext/x/../admin` and `/ext/%61dmin` are `/ext/admin` to the auth service as they are to the upstream.
+ * These headers are the gateway's: a client's copies are never passed on, even when `requestHeaders` lists them.
  */
 import type { IncomingMessage } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
@@ -19,7 +26,7 @@ const PASSED_ON_DENIAL = ['content-type', 'www-authenticate', 'location', 'retry
 
 export interface ExternalAuthFacts {
   method: string;
-  /** Origin-form request target as received. */
+  /** The normalized request path (as matched and forwarded) plus `?` and the query when there is one. */
   uri: string;
   host: string;
   proto: string;
@@ -53,18 +60,22 @@ export class ExternalAuthClient {
     requestId: string,
   ): Promise<ExternalAuthResult> {
     const d = this.data;
-    const headers: Record<string, string> = {
-      'x-forwarded-method': facts.method,
-      'x-forwarded-uri': facts.uri,
-      'x-forwarded-host': facts.host,
-      'x-forwarded-proto': facts.proto,
-      'x-forwarded-for': facts.clientAddress,
-      'x-request-id': requestId,
-    };
+    const headers: Record<string, string> = {};
     for (const name of d.requestHeaders) {
       const v = req.headers[name];
       if (v !== undefined) headers[name] = Array.isArray(v) ? v.join(', ') : v;
     }
+    // Set after the listed ones: the gateway's values always win over a client's copies.
+    headers['x-forwarded-method'] = facts.method;
+    headers['x-forwarded-uri'] = facts.uri;
+    headers['x-forwarded-host'] = facts.host;
+    headers['x-forwarded-proto'] = facts.proto;
+    headers['x-forwarded-for'] = facts.clientAddress;
+    headers['x-original-method'] = facts.method;
+    headers['x-original-uri'] = facts.uri;
+    headers['x-original-url'] = `${facts.proto}://${facts.host}${facts.uri}`;
+    headers['x-request-id'] = requestId;
+    delete headers.host;
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#agent.request({
@@ -76,14 +87,14 @@ export class ExternalAuthClient {
         bodyTimeout: d.timeoutMs,
         signal: AbortSignal.timeout(d.timeoutMs),
       });
-    } catch (err) {
+    } catch {
       this.#onFailure('unavailable');
       if (d.failureMode === 'Open') return { ok: true, add: [] };
       return {
         ok: false,
         denial: deny('EDGEGATE_EXTERNAL_AUTH_UNAVAILABLE', requestId, {
           reason: 'unavailable',
-          message: `external auth failed: ${(err as Error).message}`,
+          message: 'the external auth service is unavailable',
         }),
       };
     }

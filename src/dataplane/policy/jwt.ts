@@ -1,29 +1,33 @@
 /**
- * Bearer JWT verification with jose. Keys come from a JWKS URL (fetched by this worker, cached for
- * `jwksCacheMs`, refetched on an unknown `kid` at most every 30 s) or from a key set under --secrets-dir (one file
- * per `kid`: a PEM public key, a JWK as JSON, or — for HS256/384/512 only — the raw shared secret).
+ * Bearer JWT verification with jose. Keys come from a JWKS URL (jwks-cache.ts: fetched by this worker with a size
+ * cap and a timeout, cached for `jwksCacheMs`, refetched on an unknown `kid` at most every 30 s, failures cached
+ * with backoff) or from a key set under --secrets-dir (one file per `kid`, classified once by key-material.ts: a
+ * public key — PEM, DER, certificate, JWK — or a shared secret, never both).
+ *
+ * A key's type decides which algorithms it verifies: HS256/384/512 only with a shared secret, RS and PS algorithms only
+ * with an RSA key, ES algorithms only with an EC key, EdDSA only with an Ed25519/Ed448 key. So with `algorithms: [RS256, HS256]` an
+ * HS256 token MACed with the bytes of a public key, certificate or PKCS#1 file of the set is refused (`key-type`)
+ * — the key-confusion attack — and a file that mixes kinds is refused when the set is read.
  *
  * Checked: the signature with an algorithm from the rule's explicit allow-list (`none` cannot be listed, and jose
  * never accepts it in jwtVerify), `exp` (required) and `nbf` with the clock skew, `iss`, `aud`. Selected claims
  * are copied into request headers; the client's own copies of those headers are always removed first.
  */
 import type { IncomingMessage } from 'node:http';
-import {
-  type CryptoKey,
-  createRemoteJWKSet,
-  importJWK,
-  importSPKI,
-  type JWSHeaderParameters,
-  type JWTPayload,
-  jwtVerify,
-} from 'jose';
+import { type JWTPayload, type JWTVerifyGetKey, jwtVerify, type KeyObject } from 'jose';
+import type { Dispatcher } from 'undici';
 import type { JwtData } from '../../table/policy-types.ts';
+import { JwksCache, type JwksFetchResult } from './jwks-cache.ts';
+import { keyRefusesAlgorithm } from './key-material.ts';
 import type { KeyStore } from './key-store.ts';
 import { type Denial, deny } from './verdict.ts';
 
 export type JwtResult = { ok: true; add: [string, string][] } | { ok: false; denial: Denial };
 
-type KeyResolver = (header: JWSHeaderParameters) => Promise<CryptoKey | Uint8Array>;
+/** A key the token's algorithm may not use: `key-type` in the 401. */
+class KeyTypeError extends Error {
+  readonly code = 'EDGEGATE_JWT_KEY_TYPE';
+}
 
 /** jose error → a short reason code for the 401 body and the failure metric. */
 export function jwtFailureReason(err: unknown): string {
@@ -46,7 +50,10 @@ export function jwtFailureReason(err: unknown): string {
       return 'unknown-key';
     case 'ERR_JWKS_TIMEOUT':
     case 'ERR_JWKS_INVALID':
+    case 'EDGEGATE_JWKS_UNAVAILABLE':
       return 'jwks-unavailable';
+    case 'EDGEGATE_JWT_KEY_TYPE':
+      return 'key-type';
     case 'ERR_JWS_INVALID':
     case 'ERR_JWT_INVALID':
       return 'malformed';
@@ -64,43 +71,40 @@ function headerValue(v: unknown): string | undefined {
 
 export class JwtVerifier {
   readonly data: JwtData;
-  readonly #resolve: KeyResolver;
+  readonly #resolve: JWTVerifyGetKey;
   readonly #onFailure: (reason: string) => void;
 
-  constructor(data: JwtData, keys: KeyStore, onFailure: (reason: string) => void) {
+  constructor(
+    data: JwtData,
+    keys: KeyStore,
+    onFailure: (reason: string) => void,
+    jwks?: { agent: Dispatcher; onFetch?: (result: JwksFetchResult) => void },
+  ) {
     this.data = data;
     this.#onFailure = onFailure;
     if (data.jwksUrl) {
-      const remote = createRemoteJWKSet(new URL(data.jwksUrl), {
-        cacheMaxAge: data.jwksCacheMs,
+      if (!jwks) throw new Error('a JWKS URL needs an HTTP agent');
+      const cache = new JwksCache({
+        url: data.jwksUrl,
+        cacheMs: data.jwksCacheMs,
         // A token with an unknown kid refetches at most this often (a rotated key is picked up that fast).
-        cooldownDuration: Math.min(30_000, data.jwksCacheMs),
-        timeoutDuration: 5_000,
+        cooldownMs: Math.min(30_000, data.jwksCacheMs),
+        agent: jwks.agent,
+        onFetch: jwks.onFetch,
       });
-      this.#resolve = (h) => remote(h);
+      this.#resolve = cache.resolve;
     } else {
       const set = data.keySet!;
       keys.warm(set);
-      const imported = new Map<string, { source: Buffer; key: CryptoKey | Uint8Array }>();
       this.#resolve = async (h) => {
-        const all = await keys.all(set);
+        const all = await keys.materials(set);
         let kid = h.kid;
         if (kid === undefined && all.size === 1) kid = all.keys().next().value;
-        const source = kid === undefined ? undefined : all.get(kid);
-        if (!source || kid === undefined) throw new Error('unknown key');
-        const alg = h.alg!;
-        const cacheKey = `${kid}|${alg}`;
-        const hit = imported.get(cacheKey);
-        if (hit?.source.equals(source)) return hit.key;
-        const text = source.toString('utf8').trim();
-        let key: CryptoKey | Uint8Array;
-        if (text.startsWith('-----BEGIN PUBLIC KEY-----')) key = await importSPKI(text, alg);
-        else if (text.startsWith('{'))
-          key = (await importJWK(JSON.parse(text), alg)) as CryptoKey | Uint8Array;
-        else if (alg.startsWith('HS')) key = new Uint8Array(source);
-        else throw new Error('unknown key');
-        imported.set(cacheKey, { source, key });
-        return key;
+        const material = kid === undefined ? undefined : all.get(kid);
+        if (!material) throw new Error('unknown key');
+        const why = keyRefusesAlgorithm(material, h.alg!);
+        if (why !== undefined) throw new KeyTypeError(`key ${kid}: ${why}`);
+        return material.kind === 'secret' ? material.secret : (material.key as unknown as KeyObject);
       };
     }
   }

@@ -6,39 +6,71 @@
  * Keys are read by each worker from its own filesystem: they never travel in the routing table, over IPC, or into
  * the last-known-good file, and the controller needs no RBAC right on Secrets. A set is re-read when it is older
  * than the refresh interval (the kubelet updates mounted Secrets in place), without blocking requests.
+ *
+ * Each file is classified when read (key-material.ts): a shared secret or a public key, never both, and a file
+ * that is neither or mixes them is refused (left out of the set, with its reason in `stats()` and reported once
+ * through `onRefused`). HMAC users get only secrets (`hmacKey`); JWT gets the classified material.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Classified, classifyKey, type KeyMaterial } from './key-material.ts';
 
 export const KEY_SET_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const KEY_ID_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,252}$/;
 
+interface LoadedKey {
+  bytes: Buffer;
+  classified: Classified;
+}
+
 interface LoadedSet {
-  keys: Map<string, Buffer>;
+  keys: Map<string, KeyMaterial>;
+  /** Every file read, classified (refused ones too): a re-read of unchanged bytes reuses the classification. */
+  files: Map<string, LoadedKey>;
+  /** Key id → why its file was refused. */
+  refused: Map<string, string>;
   loadedAt: number;
   error: string | undefined;
   loading: Promise<void> | undefined;
+}
+
+export interface KeySetStats {
+  /** Usable keys. */
+  keys: number;
+  /** Key id → why its file was refused (left out of the set). */
+  refused?: Record<string, string>;
+  /** Why the set could not be read (the last good keys are kept). */
+  error?: string;
 }
 
 export class KeyStore {
   readonly #dir: string | undefined;
   readonly #refreshMs: number;
   readonly #sets = new Map<string, LoadedSet>();
+  readonly #onRefused: ((set: string, keyId: string, error: string) => void) | undefined;
 
-  constructor(dir: string | undefined, refreshMs = 10_000) {
+  constructor(
+    dir: string | undefined,
+    refreshMs = 10_000,
+    onRefused?: (set: string, keyId: string, error: string) => void,
+  ) {
     this.#dir = dir;
     this.#refreshMs = refreshMs;
+    this.#onRefused = onRefused;
   }
 
-  /** The key with this id in this set, or undefined (unknown set, unknown id, or no secrets dir). */
-  async get(set: string, keyId: string): Promise<Buffer | undefined> {
+  /**
+   * The HMAC secret with this id, or undefined: unknown set or id, no secrets dir, or a file that is not a
+   * shared secret (a public key or certificate is never an HMAC key).
+   */
+  async hmacKey(set: string, keyId: string): Promise<Uint8Array | undefined> {
     if (!KEY_ID_PATTERN.test(keyId)) return undefined;
-    const s = await this.#set(set);
-    return s.keys.get(keyId);
+    const m = (await this.#set(set)).keys.get(keyId);
+    return m?.kind === 'secret' && (m.alg === undefined || m.alg === 'HS256') ? m.secret : undefined;
   }
 
-  /** Every key of a set (JWT without `kid`: the only key). */
-  async all(set: string): Promise<Map<string, Buffer>> {
+  /** Every usable key of a set, classified (JWT; a token without `kid`: the only key). */
+  async materials(set: string): Promise<Map<string, KeyMaterial>> {
     return (await this.#set(set)).keys;
   }
 
@@ -50,7 +82,14 @@ export class KeyStore {
   async #set(name: string): Promise<LoadedSet> {
     let s = this.#sets.get(name);
     if (!s) {
-      s = { keys: new Map(), loadedAt: 0, error: undefined, loading: undefined };
+      s = {
+        keys: new Map(),
+        files: new Map(),
+        refused: new Map(),
+        loadedAt: 0,
+        error: undefined,
+        loading: undefined,
+      };
       this.#sets.set(name, s);
       s.loading = this.#load(name, s);
       await s.loading;
@@ -65,16 +104,33 @@ export class KeyStore {
     try {
       if (!this.#dir || !KEY_SET_PATTERN.test(name)) throw new Error('no such key set');
       const dir = join(this.#dir, name);
-      const keys = new Map<string, Buffer>();
+      const files = new Map<string, LoadedKey>();
       for (const entry of await readdir(dir)) {
         if (!KEY_ID_PATTERN.test(entry)) continue;
+        let bytes: Buffer;
         try {
-          keys.set(entry, await readFile(join(dir, entry)));
+          bytes = await readFile(join(dir, entry));
         } catch {
-          // a directory or an unreadable file is not a key
+          continue; // a directory or an unreadable file is not a key
+        }
+        const prior = s.files.get(entry);
+        files.set(
+          entry,
+          prior?.bytes.equals(bytes) ? prior : { bytes, classified: classifyKey(bytes, entry) },
+        );
+      }
+      const keys = new Map<string, KeyMaterial>();
+      const refused = new Map<string, string>();
+      for (const [kid, f] of files) {
+        if (f.classified.kind !== 'refused') keys.set(kid, f.classified);
+        else {
+          refused.set(kid, f.classified.error);
+          if (s.refused.get(kid) !== f.classified.error) this.#onRefused?.(name, kid, f.classified.error);
         }
       }
+      s.files = files;
       s.keys = keys;
+      s.refused = refused;
       s.error = undefined;
     } catch (err) {
       s.error = (err as Error).message;
@@ -85,10 +141,14 @@ export class KeyStore {
     }
   }
 
-  stats(): Record<string, { keys: number; error?: string }> {
-    const out: Record<string, { keys: number; error?: string }> = {};
+  stats(): Record<string, KeySetStats> {
+    const out: Record<string, KeySetStats> = {};
     for (const [name, s] of this.#sets)
-      out[name] = { keys: s.keys.size, ...(s.error ? { error: s.error } : {}) };
+      out[name] = {
+        keys: s.keys.size,
+        ...(s.refused.size > 0 ? { refused: Object.fromEntries(s.refused) } : {}),
+        ...(s.error ? { error: s.error } : {}),
+      };
     return out;
   }
 }

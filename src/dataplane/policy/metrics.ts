@@ -17,17 +17,21 @@ export interface AggregatedPolicyStats {
       passed: number;
       inFlight: number;
       authFailures: Record<string, number>;
+      forwardedForInvalid: number;
+      jwksFetches: Record<string, number>;
     }
   >;
   /** Highest overload level over the workers, and each worker's p99 delay. */
   overloadLevel: number;
   overloadDelayMs: number[];
+  /** Key files refused per key set (the most any worker refused: every worker reads the same files). */
+  keysRefused: Record<string, number>;
 }
 
 export function aggregatePolicyStats(
   list: ReadonlyArray<PolicyRuntimeStats | undefined>,
 ): AggregatedPolicyStats {
-  const out: AggregatedPolicyStats = { rules: {}, overloadLevel: 0, overloadDelayMs: [] };
+  const out: AggregatedPolicyStats = { rules: {}, overloadLevel: 0, overloadDelayMs: [], keysRefused: {} };
   for (const s of list) {
     if (!s) continue;
     out.overloadLevel = Math.max(out.overloadLevel, s.overload.level);
@@ -43,6 +47,8 @@ export function aggregatePolicyStats(
           passed: 0,
           inFlight: 0,
           authFailures: {},
+          forwardedForInvalid: 0,
+          jwksFetches: {},
         };
         out.rules[rule] = t;
       }
@@ -53,7 +59,12 @@ export function aggregatePolicyStats(
       t.passed += c.passed;
       t.inFlight += c.inFlight;
       for (const [k, v] of Object.entries(c.authFailures)) t.authFailures[k] = (t.authFailures[k] ?? 0) + v;
+      t.forwardedForInvalid += c.forwardedForInvalid ?? 0;
+      for (const [k, v] of Object.entries(c.jwksFetches ?? {}))
+        t.jwksFetches[k] = (t.jwksFetches[k] ?? 0) + v;
     }
+    for (const [set, k] of Object.entries(s.keySets ?? {}))
+      out.keysRefused[set] = Math.max(out.keysRefused[set] ?? 0, Object.keys(k.refused ?? {}).length);
   }
   return out;
 }
@@ -120,6 +131,28 @@ export const POLICY_METRICS: PolicyMetricFamily[] = [
     help: 'Requests in flight under a rule’s concurrency cap.',
     type: 'gauge',
     samples: perRule((c) => c.inFlight),
+  },
+  {
+    name: 'edgegate_policy_forwarded_for_invalid_total',
+    help: 'Requests whose chosen X-Forwarded-For entry was not an IP address; the nearest trusted address (next entry to the right, else the TCP peer) was used instead.',
+    type: 'counter',
+    samples: perRule((c) => c.forwardedForInvalid),
+  },
+  {
+    name: 'edgegate_policy_jwks_fetches_total',
+    help: 'JWKS fetches of a rule’s JWT policy by result: ok, too-large (over 256 KiB), timeout, status (not 200), invalid (not a JWK Set), error (connection).',
+    type: 'counter',
+    samples: (a) =>
+      Object.entries(a.rules).flatMap(([rule, c]) =>
+        Object.entries(c.jwksFetches).map(([result, value]) => ({ labels: { rule, result }, value })),
+      ),
+  },
+  {
+    name: 'edgegate_policy_keys_refused',
+    help: 'Key files of a key set that were refused when read (a public key where a secret is needed is never an HMAC key; mixed or unparseable material); the reasons are in /debug/workers and the log.',
+    type: 'gauge',
+    samples: (a) =>
+      Object.entries(a.keysRefused).map(([set, value]) => ({ labels: { key_set: set }, value })),
   },
   {
     name: 'edgegate_overload_level',

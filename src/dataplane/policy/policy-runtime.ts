@@ -31,7 +31,7 @@ import {
 import { type ClientAddress, clientAddress } from './client-address.ts';
 import { createAuthAgent, ExternalAuthClient } from './external-auth.ts';
 import { JwtVerifier } from './jwt.ts';
-import { KeyStore } from './key-store.ts';
+import { type KeySetStats, KeyStore } from './key-store.ts';
 import { OverloadGuard } from './overload-guard.ts';
 import { RateLimiter } from './rate-limiter.ts';
 import { SignatureVerifier } from './signature.ts';
@@ -39,13 +39,24 @@ import { type Denial, deny, type Pass, type Verdict } from './verdict.ts';
 
 const NORMAL_RANK = priorityRank('Normal');
 
+/** Where the runtime reports what an operator must fix (a refused key file); the worker's logger. */
+export interface PolicyLog {
+  warn(message: string, meta?: Record<string, unknown>): unknown;
+}
+
 /** What a gate needs to know about a request besides the request object. */
 export interface PolicyRequest {
   req: IncomingMessage;
   requestId: string;
   method: string;
-  /** Path and query as received (origin form, before normalization), for signatures and external auth. */
+  /**
+   * The normalized request path: the one routes matched and (before a URLRewrite) the upstream receives. Every
+   * policy sees this one: a signature is verified over it, the auth service is sent it.
+   */
+  path: string;
+  /** The path as received (origin form): a signature policy refuses a request whose path normalization changed. */
   rawPath: string;
+  /** The query as received and as forwarded (never rewritten). */
   rawQuery: string;
   host: string;
   proto: 'http' | 'https';
@@ -65,10 +76,23 @@ export interface RuleCounters {
   authFailures: Record<string, number>;
   /** Requests every policy let through. */
   passed: number;
+  /** Requests whose chosen X-Forwarded-For entry was not an address (the nearest trusted address was used). */
+  forwardedForInvalid: number;
+  /** JWKS fetches of the rule's JWT policy, by result (`ok`, `too-large`, `timeout`, `status`, `invalid`, `error`). */
+  jwksFetches: Record<string, number>;
 }
 
 function newCounters(): RuleCounters {
-  return { ipDenied: 0, rateLimited: 0, shed: 0, concurrencyLimited: 0, authFailures: {}, passed: 0 };
+  return {
+    ipDenied: 0,
+    rateLimited: 0,
+    shed: 0,
+    concurrencyLimited: 0,
+    authFailures: {},
+    passed: 0,
+    forwardedForInvalid: 0,
+    jwksFetches: {},
+  };
 }
 
 /** One rule's policies, rebuilt with every table (cheap: the stateful parts are shared through the runtime). */
@@ -138,6 +162,7 @@ export class RuleGate {
         p.req.headers['x-forwarded-for'],
         rt.settings.trustedHops,
       );
+      if (client.substituted) c.forwardedForInvalid++;
       const why =
         checkIp(client.addr, rt.globalAllow, rt.globalDeny) ?? checkIp(client.addr, this.#allow, this.#deny);
       if (why) {
@@ -194,7 +219,7 @@ export class RuleGate {
     if (this.#signature) {
       const r = await this.#signature.verify(
         p.req,
-        { method: p.method, path: p.rawPath, query: p.rawQuery },
+        { method: p.method, path: p.path, rawPath: p.rawPath, query: p.rawQuery },
         p.requestId,
       );
       if (!r.ok) return r.denial;
@@ -210,7 +235,7 @@ export class RuleGate {
         p.req,
         {
           method: p.method,
-          uri: p.rawQuery ? `${p.rawPath}?${p.rawQuery}` : p.rawPath,
+          uri: p.rawQuery ? `${p.path}?${p.rawQuery}` : p.path,
           host: p.host,
           proto: p.proto,
           clientAddress: client?.text ?? '',
@@ -231,7 +256,7 @@ function headerKey(v: string | string[] | undefined): string {
 export interface PolicyRuntimeStats {
   overload: { level: number; delayMs: number; rssBytes: number; windowsAtLevel: number[] };
   rules: Record<string, RuleCounters & { inFlight: number }>;
-  keySets: Record<string, { keys: number; error?: string }>;
+  keySets: Record<string, KeySetStats>;
 }
 
 /** Long-lived per worker: rate limiters, in-flight counts, key sets, JWKS caches and counters outlive tables. */
@@ -250,10 +275,12 @@ export class PolicyRuntime {
   readonly #inFlight = new Map<string, number>();
   readonly #counters = new Map<string, RuleCounters>();
 
-  constructor(settings: Partial<PolicySettings>, coordinator: PolicyCoordinator) {
+  constructor(settings: Partial<PolicySettings>, coordinator: PolicyCoordinator, log?: PolicyLog) {
     this.settings = { ...DEFAULT_POLICY_SETTINGS, ...settings };
     this.coordinator = coordinator;
-    this.keys = new KeyStore(this.settings.secretsDir);
+    this.keys = new KeyStore(this.settings.secretsDir, undefined, (set, keyId, error) =>
+      log?.warn('key refused', { keySet: set, keyId, error }),
+    );
     this.guard = new OverloadGuard({
       delayMs: this.settings.overloadDelayMs,
       memoryBytes: this.settings.overloadMemoryBytes,
@@ -296,7 +323,16 @@ export class PolicyRuntime {
     onFailure: (reason: string) => void,
   ): JwtVerifier {
     const id = `${ruleId}|${JSON.stringify(data)}`;
-    const v = this.#jwtNext.get(id) ?? this.#jwt.get(id) ?? new JwtVerifier(data, this.keys, onFailure);
+    const fetches = this.counters(ruleId).jwksFetches;
+    const v =
+      this.#jwtNext.get(id) ??
+      this.#jwt.get(id) ??
+      new JwtVerifier(data, this.keys, onFailure, {
+        agent: this.authAgent,
+        onFetch: (result) => {
+          fetches[result] = (fetches[result] ?? 0) + 1;
+        },
+      });
     this.#jwtNext.set(id, v);
     return v;
   }
@@ -344,7 +380,12 @@ export class PolicyRuntime {
   stats(): PolicyRuntimeStats {
     const rules: PolicyRuntimeStats['rules'] = {};
     for (const [id, c] of this.#counters)
-      rules[id] = { ...c, authFailures: { ...c.authFailures }, inFlight: this.#inFlight.get(id) ?? 0 };
+      rules[id] = {
+        ...c,
+        authFailures: { ...c.authFailures },
+        jwksFetches: { ...c.jwksFetches },
+        inFlight: this.#inFlight.get(id) ?? 0,
+      };
     return {
       overload: {
         level: this.guard.level,

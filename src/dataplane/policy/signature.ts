@@ -7,8 +7,16 @@
  *   Content-Digest:    sha-256=:<base64 of SHA-256(body)>:   (RFC 9530; or the older `Digest: SHA-256=<base64>`)
  *   <nonce header>:    optional, any value; signed when present
  * and the string to sign is, joined by "\n":
- *   EG-HMAC-SHA256, METHOD, path (as sent, percent-encoding untouched), query (as sent, without "?", may be
- *   empty), the date header value, the digest header value, the nonce (empty when absent).
+ *   EG-HMAC-SHA256, METHOD, path (as sent, which must be the normalized path the gateway matches and forwards),
+ *   query (as sent, without "?", may be empty), the date header value, the digest header value, the nonce (empty
+ *   when absent).
+ *
+ * One spelling only: the signature and the digest are the canonical base64 of their 32 bytes (RFC 4648 §4:
+ * standard alphabet, padded, no whitespace, zero trailing bits); anything a lenient decoder would also accept —
+ * no padding, the URL-safe alphabet, spaces, skipped junk, other trailing bits — is a 401. A path that
+ * normalization changes (`/a/../b`, `/%61`, `//x`) is a 401 too: the signature covers exactly the path that is
+ * matched and forwarded. The replay cache is keyed on the decoded signature bytes alone (not the text, the key
+ * id or the key set), so no re-spelling and no second key id with the same secret makes a captured request new.
  *
  * Verification order: the header, key, date window and HMAC are checked before a byte of the body is read; then
  * the body is read — hashed as it arrives, held in memory up to `maxBodyBytes` (more: 413) — and its digest
@@ -44,6 +52,7 @@ export function parseSignatureHeader(value: string): { keyId: string; signature:
     const eq = part.indexOf('=');
     if (eq < 0) return undefined;
     const name = part.slice(0, eq).trim().toLowerCase();
+    if (fields.has(name)) return undefined;
     let v = part.slice(eq + 1).trim();
     if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
     fields.set(name, v);
@@ -54,22 +63,37 @@ export function parseSignatureHeader(value: string): { keyId: string; signature:
   return { keyId, signature };
 }
 
-/** The SHA-256 digest (raw bytes) a Content-Digest or Digest header announces. */
+/** Bytes of an HMAC-SHA256 or SHA-256 value. */
+const SHA256_BYTES = 32;
+
+/**
+ * The bytes of `text` when it is the canonical base64 (RFC 4648 §4, padded) of exactly `length` bytes; undefined
+ * for every other spelling, including ones Node's lenient decoder would accept (no padding, `-`/`_`, whitespace,
+ * skipped junk, non-zero trailing bits). Re-encoding the decoded bytes must give the text back.
+ */
+export function decodeCanonicalBase64(text: string, length: number): Buffer | undefined {
+  if (text.length !== Math.ceil(length / 3) * 4) return undefined;
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.length !== length || bytes.toString('base64') !== text) return undefined;
+  return bytes;
+}
+
+/** The SHA-256 digest (raw bytes) a Content-Digest or Digest header announces (canonical base64 only). */
 export function announcedSha256(
   contentDigest: string | undefined,
   digest: string | undefined,
 ): Buffer | undefined {
   if (contentDigest !== undefined) {
     for (const item of contentDigest.split(',')) {
-      const m = /^\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):\s*$/i.exec(item);
-      if (m) return Buffer.from(m[1]!, 'base64');
+      const m = /^\s*sha-256\s*=\s*:([^:]*):\s*$/i.exec(item);
+      if (m) return decodeCanonicalBase64(m[1]!, SHA256_BYTES);
     }
     return undefined;
   }
   if (digest !== undefined) {
     for (const item of digest.split(',')) {
-      const m = /^\s*sha-256\s*=\s*([A-Za-z0-9+/=]+)\s*$/i.exec(item);
-      if (m) return Buffer.from(m[1]!, 'base64');
+      const m = /^\s*sha-256\s*=\s*(\S*)\s*$/i.exec(item);
+      if (m) return decodeCanonicalBase64(m[1]!, SHA256_BYTES);
     }
   }
   return undefined;
@@ -93,7 +117,10 @@ export type SignatureResult = { ok: true; body: Buffer } | { ok: false; denial: 
 
 export interface SignatureTarget {
   method: string;
+  /** The normalized path: matched, forwarded and signed. */
   path: string;
+  /** The path as received; it must equal `path`. */
+  rawPath: string;
   query: string;
 }
 
@@ -138,7 +165,20 @@ export class SignatureVerifier {
     if (sigHeader === undefined) return this.#fail(requestId, 'missing', `missing ${d.header} header`);
     const parsed = parseSignatureHeader(sigHeader);
     if (!parsed) return this.#fail(requestId, 'malformed', `malformed ${d.header} header`);
-    const key = await this.#keys.get(d.keySet, parsed.keyId);
+    const given = decodeCanonicalBase64(parsed.signature, SHA256_BYTES);
+    if (!given)
+      return this.#fail(
+        requestId,
+        'malformed',
+        'signature must be the canonical base64 of 32 bytes (standard alphabet, padded, nothing else)',
+      );
+    if (target.rawPath !== target.path)
+      return this.#fail(
+        requestId,
+        'path-not-normalized',
+        'a signed request must send its path in normalized form (no "." or ".." segments, no "//", no escaped unreserved characters, upper-case escapes)',
+      );
+    const key = await this.#keys.hmacKey(d.keySet, parsed.keyId);
     if (!key) return this.#fail(requestId, 'unknown-key', `unknown key id ${JSON.stringify(parsed.keyId)}`);
 
     const date = single(h[d.dateHeader]);
@@ -152,8 +192,12 @@ export class SignatureVerifier {
     const contentDigest = single(h['content-digest']);
     const legacyDigest = single(h.digest);
     const announced = announcedSha256(contentDigest, legacyDigest);
-    if (announced?.length !== 32)
-      return this.#fail(requestId, 'digest-missing', 'missing Content-Digest with a sha-256 value');
+    if (announced === undefined)
+      return this.#fail(
+        requestId,
+        'digest-missing',
+        'missing Content-Digest with a sha-256 value (canonical base64 of 32 bytes)',
+      );
 
     const expected = createHmac('sha256', key)
       .update(
@@ -167,8 +211,7 @@ export class SignatureVerifier {
         }),
       )
       .digest();
-    const given = Buffer.from(parsed.signature, 'base64');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    if (!timingSafeEqual(given, expected))
       return this.#fail(requestId, 'bad-signature', 'signature does not match');
 
     const declared = h['content-length'];
@@ -197,9 +240,10 @@ export class SignatureVerifier {
     if (!timingSafeEqual(body.digest, announced))
       return this.#fail(requestId, 'digest-mismatch', 'the body does not match its Content-Digest', false);
 
-    // Replay: the same signature is accepted once while its date is inside the window.
+    // Replay: the same signature bytes are accepted once while their date is inside the window, whatever key id
+    // or key set they came with (two key ids sharing a secret must not make a captured request new).
     const ttl = Math.max(1000, when + d.clockSkewMs - now + 1000);
-    const seenKey = `${d.keySet}|${parsed.keyId}|${parsed.signature}`;
+    const seenKey = `sig:${given.toString('hex')}`;
     let fresh = await this.#coordinator.firstSeen(seenKey, ttl);
     if (fresh === undefined) fresh = this.#localFirstSeen(seenKey, ttl);
     if (!fresh) return this.#fail(requestId, 'replayed', 'this signed request was already used', false);

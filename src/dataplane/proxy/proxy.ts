@@ -17,6 +17,7 @@ import {
   type TableData,
 } from '../../table/types.ts';
 import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
+import { clientAddress as policyClientAddress } from '../policy/client-address.ts';
 import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
 import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
@@ -192,6 +193,10 @@ interface Routed {
   cluster: ClusterRuntime | undefined;
   /** Normalized request path (redirects) or upstream path (forwarding); no query. */
   path: string;
+  /** The normalized request path routes matched (before rewrites): what policies, auth and logs see. */
+  requestPath: string;
+  /** The request path as received (origin form): a signature policy refuses it when it differs from requestPath. */
+  rawPath: string;
   rawQuery: string;
   host: string;
 }
@@ -217,6 +222,8 @@ function failed(code: GatewayErrorCode, message?: string): Routed {
     rule: undefined,
     cluster: undefined,
     path: '',
+    requestPath: '',
+    rawPath: '',
     rawQuery: '',
     host: '',
   };
@@ -327,6 +334,8 @@ export class ProxyPipeline {
       rule: undefined,
       cluster: undefined,
       path,
+      requestPath: path,
+      rawPath,
       rawQuery,
       host,
     };
@@ -414,13 +423,20 @@ export class ProxyPipeline {
     );
   }
 
-  #hashOf(policy: RulePolicy, req: IncomingMessage, clientAddress: string): number | undefined {
+  #hashOf(policy: RulePolicy, req: IncomingMessage): number | undefined {
     let key: string | undefined;
     if (policy.hashHeader !== undefined) {
       const v = req.headers[policy.hashHeader];
       key = Array.isArray(v) ? v[0] : v;
     } else if (policy.hashCookie !== undefined) key = cookieOf(req.headers.cookie, policy.hashCookie);
-    else if (policy.hashSourceIP) key = clientAddress;
+    // The client address IP rules and rate limits use (trusted hops), not the TCP peer: forty clients behind one
+    // trusted proxy are forty keys.
+    else if (policy.hashSourceIP)
+      key = policyClientAddress(
+        req.socket.remoteAddress,
+        req.headers['x-forwarded-for'],
+        this.settings.trustedHops,
+      ).text;
     return key === undefined || key === '' ? undefined : hash32(key);
   }
 
@@ -436,6 +452,7 @@ export class ProxyPipeline {
     if (record !== undefined) {
       record.entry = r.entry?.data;
       record.cluster = r.cluster?.data;
+      if (r.entry !== undefined) record.path = r.requestPath;
     }
     // The policy hook: after the match, before an endpoint is picked (order: src/dataplane/policy/policy-runtime.ts). A
     // matched request that cannot be forwarded (unknown catalog service, no healthy upstream) meets the policies
@@ -460,15 +477,15 @@ export class ProxyPipeline {
     );
   }
 
+  /** What the policies see: the normalized path routes matched (never the raw target), the query as forwarded. */
   #policyRequest(req: IncomingMessage, requestId: string, r: Routed): PolicyRequest {
-    const target = originForm(req.url ?? '');
-    const q = target.indexOf('?');
     return {
       req,
       requestId,
       method: req.method ?? 'GET',
-      rawPath: q < 0 ? target : target.slice(0, q),
-      rawQuery: q < 0 ? '' : target.slice(q + 1),
+      path: r.requestPath,
+      rawPath: r.rawPath,
+      rawQuery: r.rawQuery,
       host: r.host,
       proto: this.settings.proto,
     };
@@ -503,7 +520,7 @@ export class ProxyPipeline {
       headers: upstreamHeaders,
       body: pass?.body ?? (hasBody ? req : null),
       retryable: !hasBody && IDEMPOTENT.has(method),
-      hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined,
+      hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined,
       record,
     }).start();
   }
@@ -553,7 +570,7 @@ export class ProxyPipeline {
   ): void {
     const clientAddress = clientAddressOf(req);
     const policy = r.rule!.policy;
-    const hash = policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req, clientAddress) : undefined;
+    const hash = policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined;
     const up = r.cluster!.pick(policy.mode, hash, undefined);
     if (!up) return refuseUpgrade(socket, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
     const headers = this.#upstreamHeaders(req, r, requestId, clientAddress);

@@ -58,9 +58,46 @@ describe('clientAddress', () => {
     // no header: the peer
     expect(clientAddress('10.0.0.2', undefined, 1).text).toBe('10.0.0.2');
   });
-  it('keeps an unparseable entry as text (never matches an allow list)', () => {
-    const c = clientAddress('10.0.0.2', 'unknown', 1);
-    expect(c.text).toBe('unknown');
-    expect(c.addr).toBeUndefined();
+  it('an unparseable entry is replaced by the nearest trusted address (the next entry right, else the peer)', () => {
+    for (const garbage of [
+      'unknown',
+      '10.1',
+      'x',
+      '1.2.3.4.5',
+      '[::1',
+      '999.1.1.1:80',
+      '1.2.3.4:port',
+      '_hidden',
+    ]) {
+      const c = clientAddress('10.0.0.2', garbage, 1);
+      expect(c, garbage).toMatchObject({ text: '10.0.0.2', substituted: true });
+      expect(c.addr?.toString()).toBe('10.0.0.2');
+    }
+    // behind two trusted hops: the entry the inner proxy wrote (the outer proxy's address)
+    expect(clientAddress('10.0.0.2', '1.1.1.1, unknown, 10.0.0.1', 2)).toMatchObject({
+      text: '10.0.0.1',
+      substituted: true,
+    });
+    // client-controlled entries left of the chosen one play no part, valid or not
+    expect(clientAddress('10.0.0.2', 'garbage, 203.0.113.5', 1)).toMatchObject({
+      text: '203.0.113.5',
+      substituted: false,
+    });
+  });
+  it('reads the address out of ip:port and bracketed IPv6 entries (the port is dropped)', () => {
+    expect(clientAddress('10.0.0.2', '203.0.113.5:4711', 1)).toMatchObject({
+      text: '203.0.113.5',
+      substituted: false,
+    });
+    expect(clientAddress('10.0.0.2', '[2001:db8::1]:443', 1).text).toBe('2001:db8::1');
+    expect(clientAddress('10.0.0.2', '[2001:db8::1]', 1).text).toBe('2001:db8::1');
+    expect(clientAddress('10.0.0.2', '[::ffff:10.9.0.1]:80', 1).text).toBe('10.9.0.1');
+    // every spelling of one address is one rate-limit key
+    const keys = new Set(
+      ['203.0.113.5', '203.0.113.5:1', '203.0.113.5:65535', '::ffff:203.0.113.5', '[::ffff:cb00:7105]:9'].map(
+        (e) => clientAddress('10.0.0.2', e, 1).text,
+      ),
+    );
+    expect([...keys]).toEqual(['203.0.113.5']);
   });
 });

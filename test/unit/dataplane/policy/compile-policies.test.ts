@@ -86,6 +86,30 @@ describe('compile: policies', () => {
     );
   });
 
+  it('externalAuth.requestHeaders cannot pass a client copy of what the gateway tells the auth service', () => {
+    const problems = (p: unknown) =>
+      run(p).statuses[0]!.errors.map((e) => `${e.path.join('.')}: ${e.message}`);
+    const names = [
+      'X-Forwarded-Uri',
+      'x-original-uri',
+      'X-Original-URL',
+      'x-forwarded-for',
+      'x-request-id',
+      'host',
+    ];
+    expect(
+      problems({ externalAuth: { url: 'http://auth.test', requestHeaders: ['authorization', ...names] } }),
+    ).toEqual(
+      names.map((n, i) =>
+        expect.stringMatching(
+          new RegExp(
+            `^spec\\.rules\\.0\\.policies\\.externalAuth\\.requestHeaders\\.${i + 1}: ${n} is set by the gateway`,
+          ),
+        ),
+      ),
+    );
+  });
+
   it('cookie matches compile and rank like header matches', () => {
     const { table } = run(undefined, { matches: [{ cookies: [{ name: 'canary', value: 'yes' }] }] });
     expect(table.entries[0]!.matchData.cookies).toEqual([{ type: 'Exact', name: 'canary', value: 'yes' }]);

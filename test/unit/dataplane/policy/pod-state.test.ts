@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { Lease, LeaseRequest, PolicyCoordinator } from '../../../../src/cluster/policy-state.ts';
-import { PolicyState } from '../../../../src/cluster/policy-state.ts';
+import {
+  type Lease,
+  type LeaseRequest,
+  type PolicyCoordinator,
+  PolicyState,
+} from '../../../../src/cluster/policy-state.ts';
 import { RateLimiter } from '../../../../src/dataplane/policy/rate-limiter.ts';
 import { TokenBucket } from '../../../../src/lib/token-bucket.ts';
 
@@ -100,9 +104,11 @@ describe('policy metrics', () => {
           passed: 5,
           inFlight: 1,
           authFailures: { 'signature:replayed': replayed },
+          forwardedForInvalid: shed,
+          jwksFetches: { ok: 1, 'too-large': replayed },
         },
       },
-      keySets: {},
+      keySets: { partners: { keys: 2, refused: { 'rsa.pem': 'a PEM PUBLIC KEY (rsa) …' } } },
     });
     const a = aggregatePolicyStats([worker(1, 3, 0), worker(2, 4, 2), undefined]);
     const family = (name: string) => POLICY_METRICS.find((f) => f.name === name)!.samples(a);
@@ -114,5 +120,14 @@ describe('policy metrics', () => {
       { labels: { rule: 'ns/r#0', policy: 'signature', reason: 'replayed' }, value: 7 },
     ]);
     expect(family('edgegate_overload_level')).toEqual([{ labels: {}, value: 2 }]);
+    expect(family('edgegate_policy_forwarded_for_invalid_total')).toEqual([
+      { labels: { rule: 'ns/r#0' }, value: 3 },
+    ]);
+    expect(family('edgegate_policy_jwks_fetches_total')).toEqual([
+      { labels: { rule: 'ns/r#0', result: 'ok' }, value: 2 },
+      { labels: { rule: 'ns/r#0', result: 'too-large' }, value: 7 },
+    ]);
+    // every worker reads the same files: the count is not summed
+    expect(family('edgegate_policy_keys_refused')).toEqual([{ labels: { key_set: 'partners' }, value: 1 }]);
   });
 });
