@@ -8,23 +8,24 @@ import cluster, { type Worker } from 'node:cluster';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CertSet } from '../api/certificate.ts';
-import type { WorkerSnapshot } from '../dataplane/worker-metrics.ts';
 import type { Logger } from '../lib/log.ts';
 import type { TableData } from '../table/types.ts';
 import { PolicyState } from './policy-state.ts';
+import type { SupervisedConfig } from './protocol.ts';
 import {
   isWorkerMessage,
   type PrimaryMessage,
   WORKER_CONFIG_ENV,
-  type WorkerConfig,
   type WorkerMessage,
   type WorkerStats,
 } from './protocol.ts';
 import { Watchdog, type WatchdogSettings, watchdogSettings } from './watchdog.ts';
+import type { WorkerSnapshot } from './worker-report.ts';
 
 export interface ClusterPrimaryOptions {
   workers: number;
-  config: WorkerConfig;
+  /** The worker's start-up configuration (src/dataplane/worker-config.ts), passed on as JSON without being read. */
+  config: object;
   log: Logger;
   /** A worker that exits sooner than this after its start is a fast exit (crash loop). Default 10 s. */
   minUptimeMs?: number;
@@ -438,7 +439,7 @@ export class ClusterPrimary {
     slot.restartAt = undefined;
     this.#watchdog.forget(slot.index);
     const beat = this.#watchdog.enabled ? this.#watchdog.settings.heartbeatMs : 0;
-    const config: WorkerConfig =
+    const config: object & SupervisedConfig =
       beat > 0 ? { ...this.#opts.config, watchdog: { heartbeatMs: beat } } : this.#opts.config;
     const worker = cluster.fork({
       [WORKER_CONFIG_ENV]: JSON.stringify(config),

@@ -20,40 +20,20 @@
  */
 
 import type { CertSet } from '../api/certificate.ts';
-import type { AccessLogSettings } from '../dataplane/observe/access-log.ts';
-import type { ListenerSettings } from '../dataplane/proxy/server.ts';
-import type { TlsListenerSettings } from '../dataplane/tls/tls-settings.ts';
-import type { TlsStatsSnapshot } from '../dataplane/tls/tls-stats.ts';
-import type { WorkerSnapshot } from '../dataplane/worker-metrics.ts';
-import type { PolicySettings } from '../table/policy-types.ts';
 import type { Lease, LeaseRequest } from './policy-state.ts';
+import type { TlsStatsSnapshot, WorkerSnapshot } from './worker-report.ts';
 
-/** What a worker needs to start: passed in the `EDGEGATE_WORKER_CONFIG` environment variable as JSON. */
-export interface WorkerConfig {
-  /** Proxy listen address, already parsed. */
-  host: string | undefined;
-  port: number;
-  /** Listen with SO_REUSEPORT on a socket of its own (kernel balancing) instead of the cluster's shared handle. */
-  reusePort: boolean;
-  /** ProxyPipeline settings (forwarded as given; the pipeline fills in its defaults). */
-  proxy: Record<string, unknown>;
-  listener: Partial<ListenerSettings>;
-  /** Pod-wide policy settings (IP lists, trusted hops, secrets dir, overload thresholds). */
-  policy?: Partial<PolicySettings>;
-  logLevel: string;
-  /** Drain used when the worker itself gets SIGTERM/SIGINT and no drain message follows (a targeted kill). */
-  drain: { delayMs: number; timeoutMs: number };
-  /** Access log of this worker (default: on, every request). */
-  accessLog?: AccessLogSettings;
-  /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
-  tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
-  /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
-  httpsRedirect?: { statusCode: 301 | 308; port: number };
+/**
+ * A worker's start-up configuration travels as JSON in this environment variable. Its shape is the data plane's
+ * own (`WorkerConfig`, src/dataplane/worker-config.ts): the supervisor hands it over without reading it.
+ */
+export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
+
+/** The part of a worker's start-up configuration the supervisor itself adds. */
+export interface SupervisedConfig {
   /** Heartbeats to the primary's watchdog (absent or 0: none, the watchdog is off). */
   watchdog?: { heartbeatMs: number };
 }
-
-export const WORKER_CONFIG_ENV = 'EDGEGATE_WORKER_CONFIG';
 
 // ── primary → worker ────────────────────────────────────────────────────────────────────────────────────────
 

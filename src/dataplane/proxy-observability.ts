@@ -4,16 +4,15 @@
  * worker, or the single process of `--workers 0`).
  */
 
+import type { PolicyRuntimeStats, TlsStatsSnapshot } from '../cluster/worker-report.ts';
 import type { TableData } from '../table/types.ts';
 import { AccessLog, type AccessLogSettings, DEFAULT_ACCESS_LOG } from './observe/access-log.ts';
 import { watchUpstreamConnections } from './observe/pool-events.ts';
 import { endpointFigures, lookupFromPools } from './observe/pool-figures.ts';
 import { RequestObserver } from './observe/request-observer.ts';
 import { TrafficRecorder } from './observe/traffic-recorder.ts';
-import type { PolicyRuntimeStats } from './policy/policy-runtime.ts';
 import type { ProxyPipeline } from './proxy/proxy.ts';
 import { poolKey } from './proxy/upstream-pools.ts';
-import type { TlsStatsSnapshot } from './tls/tls-stats.ts';
 import { WorkerMetrics } from './worker-metrics.ts';
 
 export interface ProxyObservabilityOptions {

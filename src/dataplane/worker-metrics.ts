@@ -5,34 +5,14 @@
  */
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { EndpointFigures } from './observe/pool-figures.ts';
-import type { TrafficRecorder, TrafficSnapshot } from './observe/traffic-recorder.ts';
-import type { PolicyRuntimeStats } from './policy/policy-runtime.ts';
-import type { TlsStatsSnapshot } from './tls/tls-stats.ts';
-
-/** One metric family of prom-client's JSON form (default process metrics). */
-export interface ProcessMetric {
-  name: string;
-  help: string;
-  type: string;
-  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
-}
-
-export interface WorkerSnapshot extends TrafficSnapshot {
-  /** `worker` label: the worker slot ("0", "1"…), stable across restarts of the slot. */
-  worker: string;
-  pid: number;
-  /** Table version this process serves. */
-  version: number;
-  endpoints: EndpointFigures[];
-  /** Monotonic worker-wide counters by name (see COUNTER_METRICS in metrics.ts). */
-  counters: Record<string, number>;
-  process: ProcessMetric[];
-  /** Policy counters of this worker (policy/policy-runtime.ts `stats()`), summed by the primary. */
-  policies?: PolicyRuntimeStats;
-  /** TLS handshake counters of this worker's HTTPS listener (absent: no HTTPS listener). */
-  tls?: TlsStatsSnapshot;
-}
+import type {
+  EndpointFigures,
+  PolicyRuntimeStats,
+  ProcessMetric,
+  TlsStatsSnapshot,
+  WorkerSnapshot,
+} from '../cluster/worker-report.ts';
+import type { TrafficRecorder } from './observe/traffic-recorder.ts';
 
 export interface WorkerMetricsOptions {
   recorder: TrafficRecorder;

@@ -9,7 +9,6 @@ import {
   isPrimaryMessage,
   type PrimaryMessage,
   WORKER_CONFIG_ENV,
-  type WorkerConfig,
   type WorkerMessage,
 } from '../cluster/protocol.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
@@ -22,6 +21,7 @@ import { createProxyServer, drainServer, listenerStats, listenProxyServer } from
 import { observeProxy, type ProxyObservability } from './proxy-observability.ts';
 import { HttpsRedirector } from './tls/https-redirect.ts';
 import { TlsListener } from './tls/tls-listener.ts';
+import type { WorkerConfig } from './worker-config.ts';
 
 /** When the primary disappears without a drain (killed), the worker stops this fast. */
 const ORPHAN_DRAIN: Omit<DrainMessage, 'type'> = { delayMs: 0, timeoutMs: 5_000 };

@@ -9,13 +9,14 @@
  *
  * Gauges (active requests, pool figures) come from live workers only.
  */
+
+import type { WorkerSnapshot } from '../../cluster/worker-report.ts';
 import {
   CODE_LABELS,
   type HistogramSnapshot,
   type TrafficSeries,
   type UpstreamSeries,
-} from '../../dataplane/observe/traffic-recorder.ts';
-import type { WorkerSnapshot } from '../../dataplane/worker-metrics.ts';
+} from '../../cluster/worker-report.ts';
 
 function addInto(target: number[], source: number[]): void {
   for (let i = 0; i < source.length; i++) target[i] = (target[i] ?? 0) + source[i]!;

@@ -11,22 +11,18 @@
 
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../../api/catalog.ts';
+import type { ProcessMetric, TlsStatsSnapshot, WorkerSnapshot } from '../../cluster/worker-report.ts';
 import {
   CODE_LABELS,
   DURATION_BUCKETS,
+  EJECTIONS_BY_SERVICE,
   type HistogramSnapshot,
+  REFUSED_BY_SERVICE,
   UPSTREAM_BUCKETS,
-} from '../../dataplane/observe/traffic-recorder.ts';
-import {
-  type AggregatedPolicyStats,
-  aggregatePolicyStats,
-  POLICY_METRICS,
-} from '../../dataplane/policy/metrics.ts';
-import { EJECTIONS_BY_SERVICE, REFUSED_BY_SERVICE } from '../../dataplane/proxy/outlier.ts';
-import type { TlsStatsSnapshot } from '../../dataplane/tls/tls-stats.ts';
-import type { ProcessMetric, WorkerSnapshot } from '../../dataplane/worker-metrics.ts';
+} from '../../cluster/worker-report.ts';
 import type { TableData } from '../../table/types.ts';
 import { type AggregateView, SnapshotAggregator } from './aggregate.ts';
+import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from './policy-metrics.ts';
 import type { SourceHealth } from './source-health.ts';
 
 type Labels = Record<string, string>;

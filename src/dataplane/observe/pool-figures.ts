@@ -3,26 +3,9 @@
  * pending, queued, running, size), in-flight requests and ejection state, for every endpoint of the served table.
  * Endpoints with no pool yet (no traffic in this worker) report zeros.
  */
-import type { ClusterData, EndpointData, PoolData, TableData } from '../../table/types.ts';
 
-export interface EndpointFigures {
-  service: string;
-  datacenter: string;
-  cluster: string;
-  id: string;
-  address: string;
-  port: number;
-  /** A pool exists (the endpoint got traffic in this worker). */
-  pool: boolean;
-  connected: number;
-  free: number;
-  pending: number;
-  queued: number;
-  running: number;
-  size: number;
-  inFlight: number;
-  ejected: boolean;
-}
+import type { EndpointFigures } from '../../cluster/worker-report.ts';
+import type { ClusterData, EndpointData, PoolData, TableData } from '../../table/types.ts';
 
 /** What the worker knows of one endpoint's upstream. */
 export interface UpstreamState {

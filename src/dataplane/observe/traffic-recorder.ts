@@ -10,27 +10,23 @@
  * so a request resolves its slot by a property read. Slots are kept by label tuple across table versions, so a
  * route that stays in the table keeps counting where it was (counters never go back).
  */
-import { type GatewayErrorCode, GatewayErrors } from '../../lib/errors.ts';
+import {
+  CODE_LABELS,
+  DURATION_BUCKETS,
+  type TrafficSeries,
+  type TrafficSnapshot,
+  UPSTREAM_BUCKETS,
+  type UpstreamSeries,
+} from '../../cluster/worker-report.ts';
+import type { GatewayErrorCode } from '../../lib/errors.ts';
 import type { ClusterData, EntryData, TableData } from '../../table/types.ts';
 
-/** Request duration buckets, seconds. */
-export const DURATION_BUCKETS = [
-  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
-] as const;
-/** Upstream response-header time buckets, seconds. */
-export const UPSTREAM_BUCKETS = DURATION_BUCKETS;
-
-const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
-const GATEWAY_CODES = Object.keys(GatewayErrors) as GatewayErrorCode[];
-/** Values of the `code` label, by index: status classes of forwarded answers, then the gateway's own error codes. */
-export const CODE_LABELS: readonly string[] = [...STATUS_CLASSES, ...GATEWAY_CODES];
-const GATEWAY_CODE_INDEX = new Map<string, number>(
-  GATEWAY_CODES.map((c, i) => [c, STATUS_CLASSES.length + i]),
-);
+/** Index of each `code` label value (the gateway's codes sit after the status classes). */
+const CODE_INDEX = new Map<string, number>(CODE_LABELS.map((c, i) => [c, i]));
 
 /** The index of a gateway error code in CODE_LABELS (rare path: only for gateway-generated answers). */
 export function gatewayCodeIndex(code: GatewayErrorCode): number {
-  return GATEWAY_CODE_INDEX.get(code)!;
+  return CODE_INDEX.get(code)!;
 }
 
 /** Index of a forwarded answer's status class in CODE_LABELS (100-599; anything else counts as 5xx). */
@@ -133,39 +129,6 @@ const kRouteSlots = Symbol('edgegate.routeSlots');
 const kUpstreamSlot = Symbol('edgegate.upstreamSlot');
 type TaggedEntry = EntryData & { [kRouteSlots]?: RouteSlots };
 type TaggedCluster = ClusterData & { [kUpstreamSlot]?: UpstreamSlot };
-
-export interface HistogramSnapshot {
-  /** Non-cumulative counts per bucket, +Inf last. */
-  counts: number[];
-  sum: number;
-}
-
-export interface TrafficSeries {
-  route: string;
-  service: string;
-  datacenter: string;
-  /** Counts by CODE_LABELS index. */
-  codes: number[];
-  duration: HistogramSnapshot;
-  bytesIn: number;
-  bytesOut: number;
-  retries: number;
-}
-
-export interface UpstreamSeries {
-  service: string;
-  datacenter: string;
-  headerTime: HistogramSnapshot;
-  connectionsOpened: number;
-  connectionFailures: number;
-}
-
-export interface TrafficSnapshot {
-  /** Requests started and not finished (a gauge). */
-  active: number;
-  traffic: TrafficSeries[];
-  upstream: UpstreamSeries[];
-}
 
 export class TrafficRecorder {
   readonly #traffic = new Map<string, TrafficSlot>();

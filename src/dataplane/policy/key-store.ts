@@ -13,6 +13,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { KeySetStats } from '../../cluster/worker-report.ts';
 import { type Classified, classifyKey, type KeyMaterial } from './key-material.ts';
 
 export const KEY_SET_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -32,15 +33,6 @@ interface LoadedSet {
   loadedAt: number;
   error: string | undefined;
   loading: Promise<void> | undefined;
-}
-
-export interface KeySetStats {
-  /** Usable keys. */
-  keys: number;
-  /** Key id → why its file was refused (left out of the set). */
-  refused?: Record<string, string>;
-  /** Why the set could not be read (the last good keys are kept). */
-  error?: string;
 }
 
 export class KeyStore {

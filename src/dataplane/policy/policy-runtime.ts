@@ -21,6 +21,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { PolicyCoordinator } from '../../cluster/policy-state.ts';
+import type { KeySetStats, PolicyRuntimeStats, RuleCounters } from '../../cluster/worker-report.ts';
 import { checkIp, IpMatcher } from '../../table/ip-rules.ts';
 import {
   DEFAULT_POLICY_SETTINGS,
@@ -31,7 +32,7 @@ import {
 import { type ClientAddress, clientAddress } from './client-address.ts';
 import { createAuthAgent, ExternalAuthClient } from './external-auth.ts';
 import { JwtVerifier } from './jwt.ts';
-import { type KeySetStats, KeyStore } from './key-store.ts';
+import { KeyStore } from './key-store.ts';
 import { OverloadGuard } from './overload-guard.ts';
 import { RateLimiter } from './rate-limiter.ts';
 import { SignatureVerifier } from './signature.ts';
@@ -60,26 +61,6 @@ export interface PolicyRequest {
   rawQuery: string;
   host: string;
   proto: 'http' | 'https';
-}
-
-/** Counters of one rule (plain numbers; observe/ exports them as edgegate_policy_* metrics). */
-export interface RuleCounters {
-  /** 403 by an IP rule (global or the rule's). */
-  ipDenied: number;
-  /** 429 by the rate limit. */
-  rateLimited: number;
-  /** 503 by the overload guard. */
-  shed: number;
-  /** 503 by the concurrency cap. */
-  concurrencyLimited: number;
-  /** 401 / 413 / auth-service denials, by policy and reason: `signature:replayed`, `jwt:expired`, `external:status-403`. */
-  authFailures: Record<string, number>;
-  /** Requests every policy let through. */
-  passed: number;
-  /** Requests whose chosen X-Forwarded-For entry was not an address (the nearest trusted address was used). */
-  forwardedForInvalid: number;
-  /** JWKS fetches of the rule's JWT policy, by result (`ok`, `too-large`, `timeout`, `status`, `invalid`, `error`). */
-  jwksFetches: Record<string, number>;
 }
 
 function newCounters(): RuleCounters {
@@ -251,12 +232,6 @@ export class RuleGate {
 
 function headerKey(v: string | string[] | undefined): string {
   return v === undefined ? '' : Array.isArray(v) ? v.join(', ') : v;
-}
-
-export interface PolicyRuntimeStats {
-  overload: { level: number; delayMs: number; rssBytes: number; windowsAtLevel: number[] };
-  rules: Record<string, RuleCounters & { inFlight: number }>;
-  keySets: Record<string, KeySetStats>;
 }
 
 /** Long-lived per worker: rate limiters, in-flight counts, key sets, JWKS caches and counters outlive tables. */

@@ -32,10 +32,6 @@ function readmit(up: Upstream): void {
   up.lastReadmitted = Date.now();
 }
 
-/** Counter-name prefixes of the per-service outlier counters (observe/metrics.ts turns them into labels). */
-export const EJECTIONS_BY_SERVICE = 'ejectionsBy';
-export const REFUSED_BY_SERVICE = 'ejectionsRefusedBy';
-
 /** Per service and datacenter: `service\u0000datacenter` → [ejections, refused by the cap]. */
 export type OutlierCounts = Map<string, [number, number]>;
 

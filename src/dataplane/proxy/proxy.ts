@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { EJECTIONS_BY_SERVICE, REFUSED_BY_SERVICE } from '../../cluster/worker-report.ts';
 import type { GatewayErrorCode } from '../../lib/errors.ts';
 import { type CompiledEntry, cookieOf, normalizeHost, RoutingTable } from '../../table/index.ts';
 import {
@@ -34,13 +35,7 @@ import {
 import { requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
-import {
-  DEFAULT_OUTLIER_SETTINGS,
-  EJECTIONS_BY_SERVICE,
-  OutlierDetector,
-  type OutlierSettings,
-  REFUSED_BY_SERVICE,
-} from './outlier.ts';
+import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
 import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { proxyWebSocket, refuseUpgrade } from './websocket.ts';

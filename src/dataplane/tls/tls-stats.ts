@@ -1,17 +1,9 @@
+import type { TlsStatsSnapshot } from '../../cluster/worker-report.ts';
 /**
  * Plain TLS counters of one process, kept off the hot path (incremented on handshake events only) and read through
  * `snapshot()`: the metrics module exposes them (edgegate_tls_handshakes_total, edgegate_tls_handshake_errors_total
  * {reason}, edgegate_tls_certificate_expiry_seconds{hostname}).
  */
-
-export interface TlsStatsSnapshot {
-  /** Completed handshakes since start, by negotiated protocol: `h2`, `http/1.1`. */
-  handshakes: Record<string, number>;
-  /** Failed handshakes since start, by reason (see `handshakeErrorReason`). */
-  handshakeErrors: Record<string, number>;
-  /** HTTP/2 sessions torn down for flooding (rapid reset, invalid frames, refused streams). */
-  floodsStopped: number;
-}
 
 /** A short, bounded reason for a failed handshake (metric label). */
 export function handshakeErrorReason(err: Error & { code?: string; reason?: string }): string {

@@ -3,15 +3,15 @@
  * worker exits and missed answers, slots that survive table versions, and access-log settings validation.
  */
 import { describe, expect, it } from 'vitest';
+import type { WorkerSnapshot } from '../../../../src/cluster/worker-report.ts';
+import { CODE_LABELS } from '../../../../src/cluster/worker-report.ts';
 import { SnapshotAggregator } from '../../../../src/control/metrics/aggregate.ts';
 import { accessLogSettings } from '../../../../src/dataplane/observe/access-log.ts';
 import {
-  CODE_LABELS,
   gatewayCodeIndex,
   statusClassIndex,
   TrafficRecorder,
 } from '../../../../src/dataplane/observe/traffic-recorder.ts';
-import type { WorkerSnapshot } from '../../../../src/dataplane/worker-metrics.ts';
 import type { TableData } from '../../../../src/table/types.ts';
 
 function table(version: number, endpoints = 1): TableData {

@@ -91,7 +91,7 @@ describe('RateLimiter (worker side)', () => {
 describe('policy metrics', () => {
   it('sums the workers per rule and splits auth failures into policy and reason', async () => {
     const { aggregatePolicyStats, POLICY_METRICS } = await import(
-      '../../../../src/dataplane/policy/metrics.ts'
+      '../../../../src/control/metrics/policy-metrics.ts'
     );
     const worker = (shed: number, replayed: number, level: number) => ({
       overload: { level, delayMs: 10, rssBytes: 0, windowsAtLevel: [0, 0, 0, 0] },

@@ -1,10 +1,10 @@
+import type { PolicyRuntimeStats } from '../../cluster/worker-report.ts';
 /**
  * The policy counters as Prometheus families, ready for observe/: each worker reports `PolicyRuntime.stats()`,
  * the primary sums them with `aggregatePolicyStats`, and every family in POLICY_METRICS turns the sum into samples
  * (`edgegate_policy_*`, labelled by rule and, for auth failures, policy and reason). Pure functions: no registry
  * here, so the hot path never touches prom-client.
  */
-import type { PolicyRuntimeStats } from './policy-runtime.ts';
 
 export interface AggregatedPolicyStats {
   rules: Record<

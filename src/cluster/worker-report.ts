@@ -1,0 +1,144 @@
+/**
+ * What a worker reports to the primary (the `stats` answer at scrape time), in one place: both wings agree on these
+ * shapes, the bucket layouts and the label values by index, so they live at the seam. The worker fills them
+ * (dataplane/worker-metrics.ts, observe/traffic-recorder.ts, tls/tls-stats.ts, policy/policy-runtime.ts); the
+ * primary sums and renders them (control/metrics/). Plain data: it crosses the IPC channel as a structured clone.
+ */
+import { type GatewayErrorCode, GatewayErrors } from '../lib/errors.ts';
+
+/** Request duration buckets, seconds. */
+export const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+] as const;
+/** Upstream response-header time buckets, seconds. */
+export const UPSTREAM_BUCKETS = DURATION_BUCKETS;
+
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const GATEWAY_CODES = Object.keys(GatewayErrors) as GatewayErrorCode[];
+/** Values of the `code` label, by index: status classes of forwarded answers, then the gateway's own error codes. */
+export const CODE_LABELS: readonly string[] = [...STATUS_CLASSES, ...GATEWAY_CODES];
+
+export interface HistogramSnapshot {
+  /** Non-cumulative counts per bucket, +Inf last. */
+  counts: number[];
+  sum: number;
+}
+
+export interface TrafficSeries {
+  route: string;
+  service: string;
+  datacenter: string;
+  /** Counts by CODE_LABELS index. */
+  codes: number[];
+  duration: HistogramSnapshot;
+  bytesIn: number;
+  bytesOut: number;
+  retries: number;
+}
+
+export interface UpstreamSeries {
+  service: string;
+  datacenter: string;
+  headerTime: HistogramSnapshot;
+  connectionsOpened: number;
+  connectionFailures: number;
+}
+
+export interface TrafficSnapshot {
+  /** Requests started and not finished (a gauge). */
+  active: number;
+  traffic: TrafficSeries[];
+  upstream: UpstreamSeries[];
+}
+
+export interface EndpointFigures {
+  service: string;
+  datacenter: string;
+  cluster: string;
+  id: string;
+  address: string;
+  port: number;
+  /** A pool exists (the endpoint got traffic in this worker). */
+  pool: boolean;
+  connected: number;
+  free: number;
+  pending: number;
+  queued: number;
+  running: number;
+  size: number;
+  inFlight: number;
+  ejected: boolean;
+}
+
+export interface TlsStatsSnapshot {
+  /** Completed handshakes since start, by negotiated protocol: `h2`, `http/1.1`. */
+  handshakes: Record<string, number>;
+  /** Failed handshakes since start, by reason (see `handshakeErrorReason`). */
+  handshakeErrors: Record<string, number>;
+  /** HTTP/2 sessions torn down for flooding (rapid reset, invalid frames, refused streams). */
+  floodsStopped: number;
+}
+
+/** Counters of one rule (plain numbers; control/metrics/policy-metrics.ts renders them as edgegate_policy_* metrics). */
+export interface RuleCounters {
+  /** 403 by an IP rule (global or the rule's). */
+  ipDenied: number;
+  /** 429 by the rate limit. */
+  rateLimited: number;
+  /** 503 by the overload guard. */
+  shed: number;
+  /** 503 by the concurrency cap. */
+  concurrencyLimited: number;
+  /** 401 / 413 / auth-service denials, by policy and reason: `signature:replayed`, `jwt:expired`, `external:status-403`. */
+  authFailures: Record<string, number>;
+  /** Requests every policy let through. */
+  passed: number;
+  /** Requests whose chosen X-Forwarded-For entry was not an address (the nearest trusted address was used). */
+  forwardedForInvalid: number;
+  /** JWKS fetches of the rule's JWT policy, by result (`ok`, `too-large`, `timeout`, `status`, `invalid`, `error`). */
+  jwksFetches: Record<string, number>;
+}
+
+/** One key set of a worker's key store. */
+export interface KeySetStats {
+  /** Usable keys. */
+  keys: number;
+  /** Key id → why its file was refused (left out of the set). */
+  refused?: Record<string, string>;
+  /** Why the set could not be read (the last good keys are kept). */
+  error?: string;
+}
+
+export interface PolicyRuntimeStats {
+  overload: { level: number; delayMs: number; rssBytes: number; windowsAtLevel: number[] };
+  rules: Record<string, RuleCounters & { inFlight: number }>;
+  keySets: Record<string, KeySetStats>;
+}
+
+/** Counter-name prefixes of the per-service outlier counters (control/metrics/metrics.ts turns them into labels). */
+export const EJECTIONS_BY_SERVICE = 'ejectionsBy';
+export const REFUSED_BY_SERVICE = 'ejectionsRefusedBy';
+
+/** One metric family of prom-client's JSON form (default process metrics). */
+export interface ProcessMetric {
+  name: string;
+  help: string;
+  type: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
+export interface WorkerSnapshot extends TrafficSnapshot {
+  /** `worker` label: the worker slot ("0", "1"…), stable across restarts of the slot. */
+  worker: string;
+  pid: number;
+  /** Table version this process serves. */
+  version: number;
+  endpoints: EndpointFigures[];
+  /** Monotonic worker-wide counters by name (see COUNTER_METRICS in control/metrics/metrics.ts). */
+  counters: Record<string, number>;
+  process: ProcessMetric[];
+  /** Policy counters of this worker (dataplane/policy/policy-runtime.ts `stats()`), summed by the primary. */
+  policies?: PolicyRuntimeStats;
+  /** TLS handshake counters of this worker's HTTPS listener (absent: no HTTPS listener). */
+  tls?: TlsStatsSnapshot;
+}
