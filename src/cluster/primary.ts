@@ -11,10 +11,10 @@ import type { CertSet } from '../api/certificate.ts';
 import type { Logger } from '../lib/log.ts';
 import type { TableData } from '../table/types.ts';
 import { PolicyState } from './policy-state.ts';
-import type { SupervisedConfig } from './protocol.ts';
 import {
   isWorkerMessage,
   type PrimaryMessage,
+  type SupervisedConfig,
   WORKER_CONFIG_ENV,
   type WorkerMessage,
   type WorkerStats,

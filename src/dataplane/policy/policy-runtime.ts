@@ -21,7 +21,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { PolicyCoordinator } from '../../cluster/policy-state.ts';
-import type { KeySetStats, PolicyRuntimeStats, RuleCounters } from '../../cluster/worker-report.ts';
+import type { PolicyRuntimeStats, RuleCounters } from '../../cluster/worker-report.ts';
 import { checkIp, IpMatcher } from '../../table/ip-rules.ts';
 import {
   DEFAULT_POLICY_SETTINGS,
