@@ -29,6 +29,7 @@ import { LocalCoordinator } from './policy/coordinator.ts';
 import { holdEventLoopBusy } from './policy/overload-guard.ts';
 import { PolicyRuntime } from './policy/policy-runtime.ts';
 import type { PolicySettings } from './policy/types.ts';
+import { installProcessSafetyNet } from './proxy/edge-events.ts';
 import { ProxyPipeline, type ProxySettings } from './proxy/proxy.ts';
 import { createProxyServer, drainServer, type ListenerSettings } from './proxy/server.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
@@ -455,12 +456,13 @@ function lastKnownGoodNotes(controller: Controller, served: number): string[] {
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
+  installProcessSafetyNet(log);
   const policies = new PolicyRuntime(
     { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
     new LocalCoordinator(),
   );
   const proxy = new ProxyPipeline({ ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 }, policies);
-  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
+  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log, opts.listenerSettings);
   const certs = await startCertificates(opts, log, (set) => {
     tls.applyCerts(set);
     proxy.pools.clientCertificates.set(set.clients);

@@ -4,6 +4,7 @@
  * worker, or the single process of `--workers 0`).
  */
 import type { PolicyRuntimeStats } from '../policy/policy-runtime.ts';
+import { edgeEvents } from '../proxy/edge-events.ts';
 import type { ProxyPipeline } from '../proxy/proxy.ts';
 import { poolKey } from '../proxy/upstream-pools.ts';
 import type { TableData } from '../table/types.ts';
@@ -50,7 +51,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     worker: opts.worker,
     version: () => opts.proxy.version,
     endpoints: () => endpointFigures(opts.table(), lookupFromPools(opts.proxy.pools.entries(), poolKey)),
-    counters: opts.counters ?? (() => opts.proxy.counterValues()),
+    counters: opts.counters ?? (() => ({ ...opts.proxy.counterValues(), ...edgeEvents.counterValues() })),
     processMetrics: opts.processMetrics,
     ...(opts.policies ? { policies: opts.policies } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
