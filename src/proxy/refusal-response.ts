@@ -78,15 +78,12 @@ function methodAt(packet: Buffer | undefined, at: number): string {
 /**
  * The answer to an error of Node's HTTP/1 parser (a `clientError`), by its code: the same statuses and reasons
  * admission gives a parsed request (an unknown method is 501 here as on HTTP/2, an HTTP/2 preface 505).
- * Undefined: not a request problem (the client reset the connection), close without an answer.
+ * Undefined: not a request problem (a reset, a TLS error), close without an answer.
  */
 export function parserRefusal(
   err: Error & { code?: string; bytesParsed?: number; rawPacket?: Buffer },
 ): Refusal | undefined {
   switch (err.code) {
-    case 'ECONNRESET':
-    case 'EPIPE':
-      return undefined;
     case 'HPE_HEADER_OVERFLOW':
       return TOO_LARGE;
     case 'ERR_HTTP_REQUEST_TIMEOUT':
@@ -106,7 +103,9 @@ export function parserRefusal(
     case 'HPE_INVALID_CHUNK_SIZE':
       return FRAMING;
     default:
-      return MALFORMED;
+      // Anything else is no HTTP problem: a reset, or on the HTTPS listener a TLS error (a handshake that timed
+      // out or failed, counted by the TLS handshake metrics) on a socket that cannot carry an HTTP answer.
+      return err.code?.startsWith('HPE_') ? MALFORMED : undefined;
   }
 }
 

@@ -131,7 +131,9 @@ export function createHttpsProxyServer(
     ciphers: INTERMEDIATE_CIPHERS,
     ecdhCurve: ECDH_CURVES,
     honorCipherOrder: true,
-    handshakeTimeout: s.handshakeTimeoutMs,
+    // The client header timeout bounds the handshake too: a connection has that long to become a request.
+    handshakeTimeout:
+      l.headersTimeoutMs > 0 ? Math.min(s.handshakeTimeoutMs, l.headersTimeoutMs) : s.handshakeTimeoutMs,
     SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
       const c = store.resolve(servername);
       if (c) cb(null, c.context);
