@@ -32,6 +32,8 @@ export class EdgeEvents {
   /** Where the sampled lines go; none: counted only. */
   logger: Logger | undefined;
   logIntervalMs = 10_000;
+  /** Clock of the sampling (tests substitute one). */
+  now: () => number = Date.now;
   readonly #counts = new Map<string, number>();
   readonly #windows = new Map<string, LogWindow>();
 
@@ -73,7 +75,7 @@ export class EdgeEvents {
 
   /** -1: do not log this one; else log it, with this many left out since the previous line. */
   #sample(key: string): number {
-    const now = Date.now();
+    const now = this.now();
     let w = this.#windows.get(key);
     if (w === undefined) {
       w = { next: 0, suppressed: 0 };
