@@ -149,14 +149,11 @@ function isName(name: string, lower: string): boolean {
   return true;
 }
 
-/** A C0 control character other than HTAB, or DEL. */
-function hasControl(v: string): boolean {
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
-  }
-  return false;
-}
+/**
+ * A C0 control character other than HTAB, or DEL. A regular expression on purpose: V8 runs this one-class scan
+ * natively, measured ~10–20 % cheaper than a charCodeAt loop over typical header values (bench/admission.bench.ts).
+ */
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /** Host without its port, lower-case and without a trailing dot: what two authorities are compared by. */
 function hostPart(authority: string): string {
@@ -256,7 +253,7 @@ export function admit(
         reason: 'underscore',
         message: `header name ${JSON.stringify(name.slice(0, 64))} contains "_"`,
       };
-    if (s.rejectControlCharacters && hasControl(value))
+    if (s.rejectControlCharacters && CONTROL.test(value))
       return {
         status: 400,
         reason: 'control_character',
