@@ -366,9 +366,10 @@ interface Outcome {
 }
 
 /**
- * Sends the bytes and collects everything until the gateway closes or the deadline passes. A request the gateway
- * still waits on (a body shorter than announced) gets a half-close after IDLE_MS without an answer, as a client
- * giving up would (Node drops a request whose client half-closes, so not at once: the answer must come first).
+ * Sends the bytes and collects everything until the gateway closes or the deadline passes. After IDLE_MS without
+ * a byte from the gateway the client half-closes, as one giving up would: a request the gateway still waits on (a
+ * body shorter than announced) then ends, and so does a connection kept alive after its answer. (Not at once:
+ * Node drops a request whose client half-closes before it is answered.)
  */
 function exchange(port: number, payload: Buffer): Promise<Outcome> {
   return new Promise((resolve) => {
@@ -378,11 +379,14 @@ function exchange(port: number, payload: Buffer): Promise<Outcome> {
       socket.destroy();
       resolve({ response: Buffer.concat(chunks).toString('latin1'), closed: false });
     }, ANSWER_DEADLINE_MS);
-    const idle = setTimeout(() => socket.end(), IDLE_MS);
+    const giveUp = () => socket.end();
+    let idle = setTimeout(giveUp, IDLE_MS);
     socket.on('connect', () => socket.write(payload));
     socket.on('data', (c: Buffer) => {
-      clearTimeout(idle);
       chunks.push(c);
+      // An answer that leaves the connection open (keep-alive): done once nothing more comes for a while.
+      clearTimeout(idle);
+      idle = setTimeout(giveUp, IDLE_MS);
     });
     // A reset (the gateway closing with unread bytes) is a close too.
     socket.on('error', () => {});
