@@ -14,8 +14,8 @@
  * - more request headers than `maxHeaders`: 431 `too_many_headers`;
  * - a header name with `_`: 400 `underscore` (switch); a control character in a value: 400 `control_character`
  *   (switch);
- * - Host (or `:authority`, or the authority of an absolute-form target) that is not an RFC 3986 host — reg-name,
- *   IPv4 or a bracketed IPv6 literal — with an optional port 1–65535: 400 `host`; two Host fields: 400
+ * - Host (or `:authority`, or the authority of an absolute-form target) that is not an RFC 3986 host — reg-name of
+ *   unreserved characters, IPv4 or a bracketed IPv6 literal — with an optional port 1–65535: 400 `host`; two Host fields: 400
  *   `duplicate_host`; an absolute-form authority, or an HTTP/2 `host` field, that names another host than Host /
  *   `:authority`: 400 `authority_mismatch` (switch);
  * - HTTP/1: `Transfer-Encoding` in an HTTP/1.0 request: 400 `transfer_encoding`; any transfer coding other than one
@@ -73,10 +73,12 @@ const TCHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
   TCHAR[c.charCodeAt(0)] = 1;
 
-// reg-name (RFC 3986 §3.2.2): unreserved / sub-delims. Percent-encoding is refused: a host has one spelling,
-// the one route hostnames are compared with.
+// reg-name (RFC 3986 §3.2.2), narrowed to its unreserved characters. Percent-encoding is refused (a host has one
+// spelling, the one route hostnames are compared with), and so are the sub-delims: no DNS name has them, and `,`
+// `;` `=` separate list items in X-Forwarded-Host and Forwarded, where an upstream would read another host than
+// the one the gateway routed by (`Host: a.test,admin.test`).
 const REG_NAME = new Uint8Array(128);
-for (const c of "-._~!$&'()*+,;=0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+for (const c of '-._~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ')
   REG_NAME[c.charCodeAt(0)] = 1;
 
 /** An RFC 9110 token: one or more tchar. */
@@ -115,8 +117,8 @@ function validPort(s: string, from: number): boolean {
 }
 
 /**
- * RFC 3986 `host [ ":" port ]`: a reg-name (IPv4 is one) of unreserved and sub-delims characters, or an IPv6
- * literal in brackets; the port 1–65535. Percent-encoding, IPvFuture and zone identifiers are not accepted.
+ * RFC 3986 `host [ ":" port ]`: a reg-name (IPv4 is one) of unreserved characters, or an IPv6 literal in
+ * brackets; the port 1–65535. Percent-encoding, sub-delims, IPvFuture and zone identifiers are not accepted.
  */
 export function isValidAuthority(s: string): boolean {
   if (s.length === 0) return false;

@@ -198,6 +198,7 @@ describe.each(ALL_TRANSPORTS)('%s', (t) => {
       'u@test.local',
       '%74est.local',
       '[fe80::1%25eth0]',
+      'test.local,admin.test',
     ])
       it(`Host ${JSON.stringify(host)} (not an RFC 3986 host and port) is refused before any upstream sees it`, async () => {
         // HTTP/2: nghttp2 itself resets a stream whose :authority has a space, '@' or is empty.

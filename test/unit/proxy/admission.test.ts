@@ -111,7 +111,6 @@ describe('Host', () => {
       'a.test',
       'A.TEST.',
       'a-b_c~d.test',
-      "x!$&'()*+,;=.test",
       '127.0.0.1',
       '999.1.1.1',
       '[::1]',
@@ -149,6 +148,9 @@ describe('Host', () => {
       '%61.test',
       'é.test',
       'a.test:80:80',
+      'a.test,admin.test',
+      'a.test;for=1',
+      "x!$&'()*+=.test",
     ])
       expect(isValidAuthority(h), JSON.stringify(h)).toBe(false);
   });
