@@ -36,6 +36,7 @@ import { type KubeOptions, type KubeSources, startKubeSources } from './control/
 import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
 import { holdEventLoopBusy } from './dataplane/policy/overload-guard.ts';
 import { PolicyRuntime } from './dataplane/policy/policy-runtime.ts';
+import { installProcessSafetyNet } from './dataplane/proxy/edge-events.ts';
 import { ProxyPipeline, type ProxySettings } from './dataplane/proxy/proxy.ts';
 import { createProxyServer, drainServer, type ListenerSettings } from './dataplane/proxy/server.ts';
 import { observeProxy } from './dataplane/proxy-observability.ts';
@@ -492,13 +493,14 @@ function lastKnownGoodNotes(controller: Controller, served: number): string[] {
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
+  installProcessSafetyNet(log);
   const policies = new PolicyRuntime(
     { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
     new LocalCoordinator(),
     log,
   );
   const proxy = new ProxyPipeline({ ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 }, policies);
-  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log);
+  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log, opts.listenerSettings);
   const certs = await startCertificates(opts, log, (set) => {
     tls.applyCerts(set);
     proxy.pools.clientCertificates.set(set.clients);

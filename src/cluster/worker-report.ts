@@ -115,6 +115,11 @@ export interface PolicyRuntimeStats {
   keySets: Record<string, KeySetStats>;
 }
 
+/** Counter keys of edge refusals and caught exceptions: `requestsRefused\0protocol\0reason` and
+ * `requestHandlerErrors\0site` (summed across workers; dataplane/proxy/edge-events.ts counts them). */
+export const REFUSED_COUNTER = 'requestsRefused';
+export const HANDLER_ERRORS_COUNTER = 'requestHandlerErrors';
+
 /** Counter-name prefixes of the per-service outlier counters (control/metrics/metrics.ts turns them into labels). */
 export const EJECTIONS_BY_SERVICE = 'ejectionsBy';
 export const REFUSED_BY_SERVICE = 'ejectionsRefusedBy';

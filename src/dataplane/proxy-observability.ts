@@ -11,6 +11,7 @@ import { watchUpstreamConnections } from './observe/pool-events.ts';
 import { endpointFigures, lookupFromPools } from './observe/pool-figures.ts';
 import { RequestObserver } from './observe/request-observer.ts';
 import { TrafficRecorder } from './observe/traffic-recorder.ts';
+import { edgeEvents } from './proxy/edge-events.ts';
 import type { ProxyPipeline } from './proxy/proxy.ts';
 import { poolKey } from './proxy/upstream-pools.ts';
 import { WorkerMetrics } from './worker-metrics.ts';
@@ -50,7 +51,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     worker: opts.worker,
     version: () => opts.proxy.version,
     endpoints: () => endpointFigures(opts.table(), lookupFromPools(opts.proxy.pools.entries(), poolKey)),
-    counters: opts.counters ?? (() => opts.proxy.counterValues()),
+    counters: opts.counters ?? (() => ({ ...opts.proxy.counterValues(), ...edgeEvents.counterValues() })),
     processMetrics: opts.processMetrics,
     ...(opts.policies ? { policies: opts.policies } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),

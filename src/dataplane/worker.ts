@@ -16,6 +16,7 @@ import type { TableData } from '../table/types.ts';
 import { IpcCoordinator } from './policy/ipc-coordinator.ts';
 import { holdEventLoopBusy } from './policy/overload-guard.ts';
 import { PolicyRuntime } from './policy/policy-runtime.ts';
+import { installProcessSafetyNet } from './proxy/edge-events.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from './proxy/server.ts';
 import { observeProxy, type ProxyObservability } from './proxy-observability.ts';
@@ -76,7 +77,9 @@ export class ProxyWorker {
       r ? new HttpsRedirector(r.statusCode, r.port) : this.#proxy,
       config.listener,
     );
-    this.#tls = config.tls ? new TlsListener(this.#proxy, config.tls.settings, log) : undefined;
+    this.#tls = config.tls
+      ? new TlsListener(this.#proxy, config.tls.settings, log, config.listener)
+      : undefined;
   }
 
   /** Installs the IPC and signal handlers and greets the primary, which answers with the current table. */
@@ -219,5 +222,7 @@ export function runWorker(): void {
     worker: cluster.worker?.id,
     pid: process.pid,
   });
+  // Nothing a client sends may end this process: what the listeners' guards miss is logged and counted here.
+  installProcessSafetyNet(log);
   new ProxyWorker(config, log).start();
 }

@@ -6,9 +6,14 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import type { Instance } from '../../src/api/catalog.ts';
+import { LocalCoordinator } from '../../src/cluster/policy-state.ts';
 import { compile } from '../../src/compile/compile.ts';
+import { PolicyRuntime } from '../../src/dataplane/policy/policy-runtime.ts';
 import { ProxyPipeline, type ProxySettings } from '../../src/dataplane/proxy/proxy.ts';
 import { createProxyServer, type ListenerSettings } from '../../src/dataplane/proxy/server.ts';
+import { TlsListener } from '../../src/dataplane/tls/tls-listener.ts';
+import type { TlsListenerSettings } from '../../src/dataplane/tls/tls-settings.ts';
+import { silentLogger } from '../../src/lib/log.ts';
 import type { TableData } from '../../src/table/types.ts';
 import { createEchoServer } from '../../src/tools/echo-server.ts';
 
@@ -94,16 +99,42 @@ export interface Gateway {
   proxy: ProxyPipeline;
   server: Server;
   port: number;
+  /** The HTTPS listener (HTTP/2 and HTTP/1.1 over TLS) on the same pipeline, when started with `tls`. */
+  tls: TlsListener | undefined;
+  tlsPort: number;
   close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  /** Also serve HTTPS with this certificate (PEM), as the default certificate. */
+  tls?: { certPem: string; keyPem: string };
+  tlsSettings?: Partial<TlsListenerSettings>;
+  /** Enforce the routes' policies (a PolicyRuntime in this process, as `--workers 0` has). */
+  policies?: boolean;
 }
 
 export async function startGateway(
   table: TableData,
   proxySettings: Partial<ProxySettings> = {},
   listenerSettings: Partial<ListenerSettings> = {},
+  opts: GatewayOptions = {},
 ): Promise<Gateway> {
-  const proxy = new ProxyPipeline(proxySettings);
+  const policies = opts.policies
+    ? new PolicyRuntime({ trustedHops: proxySettings.trustedHops ?? 0, workers: 1 }, new LocalCoordinator())
+    : undefined;
+  const proxy = new ProxyPipeline(proxySettings, policies);
   proxy.setTable(table);
+  let tls: TlsListener | undefined;
+  let tlsPort = 0;
+  if (opts.tls) {
+    tls = new TlsListener(proxy, opts.tlsSettings ?? {}, silentLogger(), listenerSettings);
+    tls.applyCerts({
+      version: 1,
+      bundles: [],
+      defaultBundle: { source: 'test', hostnames: [], certPem: opts.tls.certPem, keyPem: opts.tls.keyPem },
+    });
+    tlsPort = (await tls.listen({ host: '127.0.0.1', port: 0, reusePort: false })).port;
+  }
   const server = createProxyServer(proxy, listenerSettings);
   // closeAllConnections does not reach upgraded (WebSocket) sockets: track every socket.
   const sockets = new Set<import('node:net').Socket>();
@@ -116,11 +147,15 @@ export async function startGateway(
     proxy,
     server,
     port,
+    tls,
+    tlsPort,
     async close() {
       server.closeAllConnections();
       for (const s of sockets) s.destroy();
+      if (tls) await tls.drain({ delayMs: 0, timeoutMs: 0 });
       await new Promise<void>((r) => server.close(() => r()));
       await proxy.pools.destroy();
+      await policies?.close();
     },
   };
 }

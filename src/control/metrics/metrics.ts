@@ -11,14 +11,18 @@
 
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../../api/catalog.ts';
-import type { ProcessMetric, TlsStatsSnapshot, WorkerSnapshot } from '../../cluster/worker-report.ts';
 import {
   CODE_LABELS,
   DURATION_BUCKETS,
   EJECTIONS_BY_SERVICE,
+  HANDLER_ERRORS_COUNTER,
   type HistogramSnapshot,
+  type ProcessMetric,
   REFUSED_BY_SERVICE,
+  REFUSED_COUNTER,
+  type TlsStatsSnapshot,
   UPSTREAM_BUCKETS,
+  type WorkerSnapshot,
 } from '../../cluster/worker-report.ts';
 import type { TableData } from '../../table/types.ts';
 import { type AggregateView, SnapshotAggregator } from './aggregate.ts';
@@ -64,6 +68,24 @@ const SERVICE_COUNTER_METRICS = [
     prefix: REFUSED_BY_SERVICE,
     name: 'edgegate_outlier_ejections_refused_total',
     help: 'Ejections not done because the cluster already had its maximum share of endpoints ejected, by service and datacenter.',
+  },
+];
+
+/** Edge counters with their own labels (WorkerSnapshot.counters keys `prefix\0label1\0label2…`), from edgeEvents. */
+const EDGE_COUNTER_METRICS = [
+  {
+    prefix: REFUSED_COUNTER,
+    name: 'edgegate_requests_refused_total',
+    help: 'Requests and connections refused at the edge before routing (admission checks, HTTP/1 parser errors, client header timeouts, connections over the cap), by listener protocol (http1, https1, h2) and reason.',
+    labels: ['protocol', 'reason'],
+    always: [] as string[][],
+  },
+  {
+    prefix: HANDLER_ERRORS_COUNTER,
+    name: 'edgegate_request_handler_errors_total',
+    help: 'Exceptions caught while handling a request (answered 500 EDGEGATE_INTERNAL or closed) or by the process-level safety net; the process kept serving. Any non-zero value is a gateway bug worth a report.',
+    labels: ['site'],
+    always: [['request'], ['upgrade'], ['uncaught_exception'], ['unhandled_rejection']],
   },
 ];
 
@@ -371,6 +393,24 @@ export class MetricsHub {
     );
     for (const [key, m] of Object.entries(COUNTER_METRICS))
       this.#add(m.name, m.help, 'counter', () => [{ labels: {}, value: v().counters[key] ?? 0 }]);
+    for (const m of EDGE_COUNTER_METRICS)
+      this.#add(m.name, m.help, 'counter', () => {
+        const seen = new Map<string, Sample>();
+        for (const values of m.always)
+          seen.set(values.join('\u0000'), {
+            labels: Object.fromEntries(m.labels.map((l, i) => [l, values[i]!])),
+            value: 0,
+          });
+        for (const [key, value] of Object.entries(v().counters)) {
+          const parts = key.split('\u0000');
+          if (parts[0] !== m.prefix || parts.length !== m.labels.length + 1) continue;
+          seen.set(parts.slice(1).join('\u0000'), {
+            labels: Object.fromEntries(m.labels.map((l, i) => [l, parts[i + 1]!])),
+            value,
+          });
+        }
+        return [...seen.values()];
+      });
     for (const m of SERVICE_COUNTER_METRICS)
       this.#add(m.name, m.help, 'counter', () => {
         const out: Sample[] = [];

@@ -29,7 +29,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--client-header-timeout',
     env: 'EDGEGATE_CLIENT_HEADER_TIMEOUT',
-    help: 'time a client has to send the request headers (slowloris guard)',
+    help: 'time a client has to send the request headers (slowloris guard); HTTPS: also the TLS handshake and an HTTP/2 session’s first request',
     target: 'listener',
     key: 'headersTimeoutMs',
     parse: 'duration',
@@ -53,7 +53,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--max-request-headers',
     env: 'EDGEGATE_MAX_REQUEST_HEADERS',
-    help: 'more request headers than this: 431',
+    help: 'more request headers than this: 431 (every listener and protocol)',
     target: 'listener',
     key: 'maxHeaders',
     parse: 'count',
@@ -61,7 +61,7 @@ export const EDGE_FLAGS: EdgeFlag[] = [
   {
     flag: '--max-client-connections',
     env: 'EDGEGATE_MAX_CLIENT_CONNECTIONS',
-    help: 'open client connections per worker, more are refused at accept; 0: no cap',
+    help: 'open client connections per worker and listener (HTTP and HTTPS), more are refused at accept; 0: no cap',
     target: 'listener',
     key: 'maxConnections',
     parse: 'count',

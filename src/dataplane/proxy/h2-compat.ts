@@ -17,9 +17,11 @@ export function requestProto(req: IncomingMessage, fallback: 'http' | 'https'): 
  */
 export function requestHasBody(req: IncomingMessage): boolean {
   const h = req.headers;
-  if (req.httpVersionMajor === 2) {
+  // An HTTP/2 request is one with a stream, whatever version a request line claims (`GET / HTTP/2.0` is HTTP/1).
+  const stream = (req as unknown as { stream?: { endAfterHeaders: boolean } }).stream;
+  if (stream !== undefined) {
     if (h['content-length'] !== undefined) return h['content-length'] !== '0';
-    return !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
+    return !stream.endAfterHeaders;
   }
   return h['content-length'] !== undefined
     ? h['content-length'] !== '0'

@@ -16,6 +16,9 @@ import type { HeaderEdits } from '../../table/types.ts';
 export const HOP_BY_HOP = HOP_BY_HOP_HEADERS;
 const GATEWAY_OWNED = GATEWAY_REQUEST_HEADERS;
 
+/** Prefix of the headers the gateway sets upstream itself (`x-edgegate-attempt`); stripped from clients. */
+export const GATEWAY_PREFIX = 'x-edgegate-';
+
 /** Names listed in Connection header values (lower-case), excluding the hop-by-hop keywords themselves. */
 export function connectionTokens(values: string | string[] | undefined): Set<string> | undefined {
   if (values === undefined) return undefined;
@@ -62,16 +65,27 @@ export function upstreamRequestHeaders(
     }
   }
   const out: string[] = [];
+  let cookies = 0;
+  let cookie = '';
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers to forward.
     if (name.charCodeAt(0) === 58) continue;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || GATEWAY_OWNED.has(lower)) continue;
+    // `x-edgegate-*` are the gateway's own (x-edgegate-attempt on retries): never a client's copy.
+    if (lower.startsWith(GATEWAY_PREFIX)) continue;
     if (named?.has(lower)) continue;
     if (edits && (edits.remove.includes(lower) || edits.set.some((s) => s[0] === lower))) continue;
+    if (lower === 'cookie') {
+      // HTTP/2 splits cookies into several fields; an HTTP/1.1 upstream must get one, joined with "; "
+      // (RFC 9113 §8.2.3), the same value routes matched on (Node joins req.headers.cookie so).
+      cookie = cookies++ === 0 ? rawHeaders[i + 1]! : `${cookie}; ${rawHeaders[i + 1]!}`;
+      continue;
+    }
     out.push(name, rawHeaders[i + 1]!);
   }
+  if (cookies > 0) out.push('cookie', cookie);
   out.push('host', facts.host);
   out.push(
     'x-forwarded-for',

@@ -36,6 +36,7 @@ import { requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
+import { answerHandlerError, answerUpgradeError } from './refusal-response.ts';
 import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
@@ -462,11 +463,16 @@ export class ProxyPipeline {
     }
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
-        if (!v.allowed) return respondDenial(res, v, requestId);
-        if (v.release) res.once('close', v.release);
-        if (res.destroyed) return v.release?.();
-        if (r.error) return sendError(res, r.error, requestId, r.message);
-        this.#forward(req, res, r, requestId, v);
+        // After the listener's guard: an exception here answers this request, never ends the process.
+        try {
+          if (!v.allowed) return respondDenial(res, v, requestId);
+          if (v.release) res.once('close', v.release);
+          if (res.destroyed) return v.release?.();
+          if (r.error) return sendError(res, r.error, requestId, r.message);
+          this.#forward(req, res, r, requestId, v);
+        } catch (err) {
+          answerHandlerError(res, err, 'request');
+        }
       },
       () => sendError(res, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
     );
@@ -545,11 +551,15 @@ export class ProxyPipeline {
     }
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
-        if (!v.allowed) return denyUpgrade(socket, v, requestId);
-        if (v.release) socket.once('close', v.release);
-        if (socket.destroyed) return v.release?.();
-        if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
-        this.#forwardUpgrade(req, socket, head, r, requestId, v);
+        try {
+          if (!v.allowed) return denyUpgrade(socket, v, requestId);
+          if (v.release) socket.once('close', v.release);
+          if (socket.destroyed) return v.release?.();
+          if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
+          this.#forwardUpgrade(req, socket, head, r, requestId, v);
+        } catch (err) {
+          answerUpgradeError(socket, err);
+        }
       },
       () => refuseUpgrade(socket, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
     );

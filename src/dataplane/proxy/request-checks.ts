@@ -1,14 +1,21 @@
 /**
- * Edge checks on a parsed request, before routing: what Node's strict parser lets through but a gateway should
- * not forward. One pass over the raw headers; each check can be turned off in ListenerSettings.
+ * The listeners' entry for a request parsed by Node (HTTP/1.x, HTTP/1.1 over TLS, HTTP/2 compat): admission
+ * (src/dataplane/proxy/admission.ts, one pass over the raw headers), then the request handler under a guard, so that an
+ * exception while handling one request answers that request and never ends the process. Plus the parser-error
+ * answer every HTTP/1 listener gives (`clientError`) and the WebSocket upgrade test.
  *
  * Node's parser (llhttp, strict mode) already refuses with 400, before any of this runs: CL+TE together,
- * duplicate or invalid Content-Length, Transfer-Encoding other than a final `chunked`, obs-fold, bare LF line
- * endings, and CR / LF / NUL / other control characters in header values. The control-character check here is
- * defence in depth should the parser ever be run leniently.
+ * duplicate or invalid Content-Length, Transfer-Encoding with `chunked` not last, obs-fold, bare LF line
+ * endings, methods it does not know, and CR / LF / NUL / other control characters in header values. The
+ * control-character check of admission is defence in depth should the parser ever be run leniently (HTTP/2's
+ * nghttp2 drops such fields itself).
  */
-import type { IncomingMessage } from 'node:http';
-import { normalizeHost } from '../../table/index.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { type AdmissionProtocol, type AdmissionSettings, admit, type Refusal } from './admission.ts';
+import { edgeEvents } from './edge-events.ts';
+import { answerHandlerError, parserRefusal, refuseOnSocket, respondRefusal } from './refusal-response.ts';
 
 export interface RequestCheckSettings {
   /** `X_Forwarded_For` style names: many servers (CGI, nginx, some frameworks) fold `_` into `-`. */
@@ -19,43 +26,79 @@ export interface RequestCheckSettings {
   rejectControlCharacters: boolean;
 }
 
-// C0 controls except HTAB, and DEL.
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
-
-/** Authority of an absolute-form target, or undefined for origin-form; '' when the target is unusable. */
-function authorityOf(target: string): string | undefined {
-  if (target.charCodeAt(0) === 0x2f) return undefined;
-  const scheme = target.startsWith('http://') ? 7 : target.startsWith('https://') ? 8 : -1;
-  if (scheme < 0) return '';
-  let end = scheme;
-  while (end < target.length && target[end] !== '/' && target[end] !== '?') end++;
-  const authority = target.slice(scheme, end);
-  // Userinfo in a request target is never legitimate and a classic confusion vector.
-  return authority.includes('@') ? '' : authority;
+/** What a listener hands admitted requests to (the proxy pipeline, the HTTPS redirector). */
+export interface RequestHandler {
+  handle(req: IncomingMessage, res: ServerResponse): void;
 }
 
-/** Why the request must be refused with 400, or undefined when it may proceed. */
-export function checkRequest(req: IncomingMessage, s: RequestCheckSettings): string | undefined {
-  const raw = req.rawHeaders;
-  let hosts = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
-    if (s.rejectUnderscoreHeaders && name.includes('_'))
-      return `header name ${JSON.stringify(name)} contains "_"`;
-    if (s.rejectControlCharacters && CONTROL.test(raw[i + 1]!))
-      return `header ${JSON.stringify(name)} contains a control character`;
+/** Why a request parsed by Node must be refused, or undefined when it may proceed. */
+export function checkRequest(req: IncomingMessage, s: AdmissionSettings, h2 = false): Refusal | undefined {
+  return admit(req.method ?? '', req.url ?? '', req.httpVersion, req.rawHeaders, h2, s);
+}
+
+/**
+ * Admission, then `handler.handle` under a guard. On HTTP/2, `:authority` becomes the Host the pipeline routes by
+ * (RFC 9113 §8.3.1: it wins over a `host` field, which admission has checked names the same host).
+ */
+export function enterRequest(
+  handler: RequestHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  s: AdmissionSettings,
+  protocol: AdmissionProtocol,
+): void {
+  const refusal = checkRequest(req, s, protocol === 'h2');
+  if (refusal !== undefined) return respondRefusal(res, refusal, protocol);
+  if (protocol === 'h2') {
+    const authority = (req as unknown as Http2ServerRequest).authority;
+    if (authority) req.headers.host = authority;
+  } else if (req.headers.upgrade !== undefined) {
+    // A refused upgrade (h2c…) served as a plain request: the bytes after its head never become a request.
+    res.shouldKeepAlive = false;
   }
-  if (hosts > 1) return 'duplicate Host header';
-  const authority = authorityOf(req.url ?? '');
-  if (authority === '') return 'unsupported request target';
-  if (
-    authority !== undefined &&
-    s.rejectAuthorityMismatch &&
-    normalizeHost(authority) !== normalizeHost(req.headers.host)
-  )
-    return 'request target authority and Host header differ';
-  return undefined;
+  try {
+    handler.handle(req, res);
+  } catch (err) {
+    answerHandlerError(res, err, 'request');
+  }
+}
+
+const HEADER_TIMEOUT: Refusal = { status: 408, reason: 'header_timeout', message: 'request header timeout' };
+
+const kResponse = Symbol('edgegate.currentResponse');
+type TaggedSocket = Duplex & { [kResponse]?: ServerResponse };
+
+/** Remembers the response a connection is working on, so a timeout can tell a late head from a late body. */
+export function noteResponse(req: IncomingMessage, res: ServerResponse): void {
+  (req.socket as TaggedSocket)[kResponse] = res;
+}
+
+/**
+ * A `clientError` handler for an HTTP/1 listener: Node's parser refused the bytes (or a client timeout fired).
+ * Answered with the status admission would give, counted by reason, sampled into the log, connection closed.
+ */
+export function clientErrorHandler(
+  protocol: AdmissionProtocol,
+): (err: Error & { code?: string }, socket: Duplex) => void {
+  return (err, socket) => {
+    let r = parserRefusal(err);
+    if (r === undefined || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    if (r.status === 408) {
+      const res = (socket as TaggedSocket)[kResponse];
+      // No response under way (or the last one is done): the head of the next request did not arrive in time.
+      if (res === undefined || res.writableFinished) r = HEADER_TIMEOUT;
+      else if (res.headersSent) {
+        // The body of a request being answered is late: its response is already streaming, only closing is left.
+        edgeEvents.refused(protocol, r.reason, r.message);
+        socket.destroy();
+        return;
+      }
+    }
+    refuseOnSocket(socket, r, protocol);
+  };
 }
 
 /** Only `Upgrade: websocket` is proxied as an upgrade; other upgrades (h2c…) are served as plain requests. */

@@ -1,7 +1,8 @@
 /**
  * The proxy's HTTP listener: Node's http server with edge defaults, feeding ProxyPipeline.handle, and
- * handleUpgrade for WebSocket upgrades. Request-level checks that must happen before routing (header count,
- * duplicate Host, underscores, control characters, absolute-form authority) live here and in request-checks.ts.
+ * handleUpgrade for WebSocket upgrades. Every request — plain or upgrade — first passes admission
+ * (request-checks.ts → admission.ts: version, method, target, Host, header checks), the same as on the HTTPS
+ * listener; parser errors, `CONNECT` and connections over the cap are answered and counted the same way too.
  *
  * Upgrades: only `Upgrade: websocket` reaches handleUpgrade. Any other upgrade (`h2c`, `TLS/1.0`…) is served as
  * a plain HTTP/1.1 request with Upgrade, Connection and the headers Connection names removed (RFC 9110 §7.8
@@ -10,14 +11,22 @@
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { noteGatewayError } from '../observe/request-observer.ts';
+import { type AdmissionProtocol, methodRefusal } from './admission.ts';
+import { edgeEvents } from './edge-events.ts';
 import { InFlight } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
-import { sendError } from './proxy.ts';
-import { checkRequest, isWebSocketUpgrade, type RequestCheckSettings } from './request-checks.ts';
-import { refuseUpgrade } from './websocket.ts';
+import { answerUpgradeError, refuseOnSocket, respondRefusal } from './refusal-response.ts';
+import {
+  checkRequest,
+  clientErrorHandler,
+  enterRequest,
+  isWebSocketUpgrade,
+  noteResponse,
+  type RequestCheckSettings,
+} from './request-checks.ts';
 
 export interface ListenerSettings extends RequestCheckSettings {
   /** Time a client has to send the request headers (slowloris guard). */
@@ -59,7 +68,7 @@ export function createProxyServer(
       // Timeouts are checked at this interval; keep it short so they fire on time.
       connectionsCheckingInterval: s.connectionsCheckingIntervalMs,
       requireHostHeader: true,
-      // The header cap is enforced below with a clear 431, not by silent truncation.
+      // The header cap is enforced by admission with a clear 431, not by silent truncation.
       maxHeaderSize: 16 * 1024,
       // A listener without WebSocket support (the HTTPS redirector) serves upgrade requests as plain ones.
       shouldUpgradeCallback: proxy.handleUpgrade ? isWebSocketUpgrade : () => false,
@@ -67,54 +76,49 @@ export function createProxyServer(
     (req: IncomingMessage, res: ServerResponse) => {
       track(server, res);
       proxy.observer?.begin(req, res);
-      if (req.rawHeaders.length > s.maxHeaders * 2) {
-        noteGatewayError(res, 'EDGEGATE_BAD_REQUEST');
-        res.shouldKeepAlive = false;
-        res.writeHead(431, { 'content-type': 'application/json', connection: 'close' });
-        res.end(
-          JSON.stringify({
-            error: 'EDGEGATE_BAD_REQUEST',
-            message: `more than ${s.maxHeaders} request headers`,
-          }),
-        );
-        return;
-      }
-      const problem = checkRequest(req, s);
-      if (problem !== undefined) {
-        res.shouldKeepAlive = false;
-        return sendError(res, 'EDGEGATE_BAD_REQUEST', '-', problem);
-      }
-      // A refused upgrade (h2c…): Node's parser treats the bytes after its head as the new protocol, so the
-      // connection cannot carry another request. Close it after this response.
-      if (req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
-      proxy.handle(req, res);
+      noteResponse(req, res);
+      enterRequest(proxy, req, res, s, 'http1');
     },
   );
   server.maxHeadersCount = s.maxHeaders + 1;
   if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
   trackConnections(server);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy());
-    const problem =
-      req.rawHeaders.length > s.maxHeaders * 2
-        ? `more than ${s.maxHeaders} request headers`
-        : checkRequest(req, s);
-    if (problem !== undefined) return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', '-', problem);
-    proxy.handleUpgrade?.(req, socket, head);
+    socket.on('error', destroyOnError);
+    const refusal = checkRequest(req, s);
+    if (refusal !== undefined) return refuseOnSocket(socket, refusal, 'http1');
+    try {
+      proxy.handleUpgrade?.(req, socket, head);
+    } catch (err) {
+      answerUpgradeError(socket, err);
+    }
   });
-  server.on('clientError', (err: Error & { code?: string }, socket) => {
-    if (!socket.writable) return socket.destroy();
-    const status =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const body = JSON.stringify({
-      error: 'EDGEGATE_BAD_REQUEST',
-      message: status === 408 ? 'request timeout' : 'malformed request',
-    });
-    socket.end(
-      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  });
+  guardListener(server, 'http1');
   return server;
+}
+
+const CONNECT_REFUSED = methodRefusal('CONNECT')!;
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/**
+ * What every HTTP/1 listener (plain or TLS) answers outside a request handler: parser errors and client timeouts
+ * (`clientError`), `CONNECT` (405: the gateway is no tunnel), and connections refused over the cap (counted).
+ */
+export function guardListener(server: NetServer, protocol: AdmissionProtocol): void {
+  server.on('clientError', clientErrorHandler(protocol));
+  // HTTP/1 passes the raw socket; HTTP/2 (the HTTPS listener) a compat response of the CONNECT stream.
+  server.on('connect', (_req: IncomingMessage, target: Duplex | Http2ServerResponse) => {
+    if (target instanceof Http2ServerResponse)
+      return respondRefusal(target as unknown as ServerResponse, CONNECT_REFUSED, 'h2');
+    target.on('error', destroyOnError);
+    refuseOnSocket(target, CONNECT_REFUSED, protocol);
+  });
+  server.on('drop', () =>
+    edgeEvents.refused(protocol, 'max_connections', `over ${server.maxConnections} open client connections`),
+  );
 }
 
 // ── Listening and graceful drain ─────────────────────────────────────────────────────────────────────────────

@@ -1,18 +1,25 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerOptions as HttpServerOptions, IncomingMessage, ServerResponse } from 'node:http';
 import {
   createSecureServer,
   type Http2SecureServer,
-  type Http2ServerRequest,
+  Http2ServerRequest,
   type Http2ServerResponse,
   type Http2Session,
   constants as h2,
+  type SecureServerOptions,
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { edgeEvents } from '../proxy/edge-events.ts';
 import { InFlight } from '../proxy/in-flight.ts';
-import { sendError } from '../proxy/proxy.ts';
-import type { ListenerStats } from '../proxy/server.ts';
+import { enterRequest, noteResponse } from '../proxy/request-checks.ts';
+import {
+  DEFAULT_LISTENER_SETTINGS,
+  guardListener,
+  type ListenerSettings,
+  type ListenerStats,
+} from '../proxy/server.ts';
 import { type CertStore, secureContextOptions } from './cert-store.ts';
 import { TlsConnectionGuard } from './tls-connection-guard.ts';
 import {
@@ -54,11 +61,27 @@ function stateOf(server: Http2SecureServer): HttpsState {
   return st;
 }
 
-function countHeader(raw: string[], lowerName: string): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2)
-    if (raw[i]!.length === lowerName.length && raw[i]!.toLowerCase() === lowerName) n++;
-  return n;
+/**
+ * HTTP/1.1 over TLS goes through node:http's connection handling: the same timeouts as the HTTP listener's.
+ * (Node passes every http.createServer option through; @types/node only declares a few.)
+ */
+function http1OptionsOf(l: ListenerSettings, maxHeaderSize: number): SecureServerOptions['http1Options'] {
+  const options: HttpServerOptions = {
+    headersTimeout: l.headersTimeoutMs,
+    requestTimeout: l.requestTimeoutMs,
+    keepAliveTimeout: l.keepAliveTimeoutMs,
+    connectionsCheckingInterval: l.connectionsCheckingIntervalMs,
+    requireHostHeader: true,
+    maxHeaderSize,
+  };
+  return options as SecureServerOptions['http1Options'];
+}
+
+function onSessionHeaderTimeout(session: Http2Session): void {
+  if (session.destroyed) return;
+  edgeEvents.refused('h2', 'header_timeout', 'no request HEADERS within the client header timeout');
+  session.goaway(h2.NGHTTP2_NO_ERROR);
+  session.destroy();
 }
 
 /** Counts client-cancelled streams per session; true when the session exceeds the budget of this second. */
@@ -75,13 +98,26 @@ function rapidResetGuard(limit: number): (session: Http2Session) => boolean {
   };
 }
 
+/**
+ * The HTTPS listener (HTTP/2 and HTTP/1.1 over TLS). `listener`: the edge flags of the HTTP listener (request
+ * checks, header count, client connections, header / request / keep-alive timeouts), which hold here the same;
+ * where a flag is not given, the TLS listener's own defaults apply (equal to the HTTP listener's).
+ */
 export function createHttpsProxyServer(
   proxy: RequestHandler,
   store: CertStore,
   stats: TlsStats,
   settings: Partial<TlsListenerSettings> = {},
+  listener: Partial<ListenerSettings> = {},
 ): Http2SecureServer {
   const s = { ...DEFAULT_TLS_LISTENER_SETTINGS, ...settings };
+  const l: ListenerSettings = {
+    ...DEFAULT_LISTENER_SETTINGS,
+    maxHeaders: s.maxHeaders,
+    headersTimeoutMs: s.headersTimeoutMs,
+    keepAliveTimeoutMs: s.idleTimeoutMs,
+    ...listener,
+  };
   const def = store.defaultCert;
   // SNI (with the unrecognized_name alert), no renegotiation, no resumption across certificates.
   const guard = new TlsConnectionGuard(store, stats);
@@ -93,28 +129,28 @@ export function createHttpsProxyServer(
     ecdhCurve: ECDH_CURVES,
     honorCipherOrder: true,
     secureOptions: TLS_SECURE_OPTIONS,
-    handshakeTimeout: s.handshakeTimeoutMs,
+    // The client header timeout bounds the handshake too: a connection has that long to become a request.
+    handshakeTimeout:
+      l.headersTimeoutMs > 0 ? Math.min(s.handshakeTimeoutMs, l.headersTimeoutMs) : s.handshakeTimeoutMs,
     SNICallback: guard.SNICallback,
     settings: {
       maxConcurrentStreams: s.maxConcurrentStreams,
       maxHeaderListSize: s.maxHeaderListSize,
       enablePush: false,
     },
-    maxHeaderListPairs: s.maxHeaders + 8,
+    maxHeaderListPairs: l.maxHeaders + 8,
     maxSessionInvalidFrames: s.maxSessionInvalidFrames,
     maxSessionRejectedStreams: s.maxSessionRejectedStreams,
     maxSessionMemory: s.maxSessionMemoryMb,
+    http1Options: http1OptionsOf(l, s.maxHeaderListSize),
   });
   guard.attach(server);
   // Clients without SNI (an IP address in the URL) get the default certificate, when there is one.
   if (def) server.setSecureContext(secureContextOptionsOfDefault(store));
-  // HTTP/1.1 over TLS goes through node:http's connection handling, which reads these from the server object.
-  Object.assign(server, {
-    headersTimeout: s.headersTimeoutMs,
-    requestTimeout: 0,
-    keepAliveTimeout: s.idleTimeoutMs,
-    maxHeadersCount: s.maxHeaders + 1,
-  });
+  // node:http reads the header cap of HTTP/1.1 connections from the server object (admission answers 431 above it).
+  Object.assign(server, { maxHeadersCount: l.maxHeaders + 1 });
+  if (l.maxConnections > 0) server.maxConnections = l.maxConnections;
+  guardListener(server, 'https1');
   server.setTimeout(s.idleTimeoutMs);
 
   const st: HttpsState = {
@@ -167,41 +203,33 @@ export function createHttpsProxyServer(
       stats.floodStopped();
   });
 
+  // Slowloris over HTTP/2: a session must bring its first request's HEADERS within the header timeout (the TLS
+  // handshake before it has its own bound, handshakeTimeoutMs).
+  if (l.headersTimeoutMs > 0)
+    server.on('session', (session: Http2Session) => {
+      const timer = setTimeout(onSessionHeaderTimeout, l.headersTimeoutMs, session);
+      session.once('stream', () => clearTimeout(timer));
+      session.once('close', () => clearTimeout(timer));
+    });
+
   server.on('request', (req: AnyRequest, res: AnyResponse) => {
     proxy.observer?.begin(req as IncomingMessage, res as ServerResponse);
     st.requests++;
     const entry = st.active.add(res);
-    const h1Socket = req.httpVersionMajor === 2 ? undefined : (req.socket as Socket);
-    if (h1Socket) st.h1.set(h1Socket, (st.h1.get(h1Socket) ?? 0) + 1);
+    // By the request object, not the version it claims: an HTTP/1 request line may say `HTTP/2.0`.
+    const isH2 = req instanceof Http2ServerRequest;
+    const h1Socket = isH2 ? undefined : (req.socket as Socket);
+    if (h1Socket) {
+      st.h1.set(h1Socket, (st.h1.get(h1Socket) ?? 0) + 1);
+      noteResponse(req as IncomingMessage, res as ServerResponse);
+    }
     if (st.draining && h1Socket) (res as ServerResponse).shouldKeepAlive = false;
     res.once('close', () => {
       st.active.delete(entry);
       if (h1Socket && st.h1.has(h1Socket)) st.h1.set(h1Socket, Math.max(0, st.h1.get(h1Socket)! - 1));
       st.onSettle?.();
     });
-
-    const raw = req.rawHeaders;
-    if (req.httpVersionMajor === 2) {
-      const r2 = req as Http2ServerRequest;
-      // HTTP/2 has :authority instead of Host (RFC 9113 §8.3.1); when both are sent :authority wins.
-      if (r2.authority) r2.headers.host = r2.authority;
-    } else if (countHeader(raw, 'host') > 1) {
-      (res as ServerResponse).shouldKeepAlive = false;
-      return sendError(res as ServerResponse, 'EDGEGATE_BAD_REQUEST', '-', 'duplicate Host header');
-    }
-    const pseudo = req.httpVersionMajor === 2 ? 4 : 0;
-    if (raw.length > (s.maxHeaders + pseudo) * 2) {
-      const r = res as ServerResponse;
-      r.writeHead(431, { 'content-type': 'application/json' });
-      r.end(
-        JSON.stringify({
-          error: 'EDGEGATE_BAD_REQUEST',
-          message: `more than ${s.maxHeaders} request headers`,
-        }),
-      );
-      return;
-    }
-    proxy.handle(req as IncomingMessage, res as ServerResponse);
+    enterRequest(proxy, req as IncomingMessage, res as ServerResponse, l, isH2 ? 'h2' : 'https1');
   });
   return server;
 }

@@ -6,7 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import type { CertSet } from '../../api/certificate.ts';
 import type { Logger } from '../../lib/log.ts';
-import { listenProxyServer } from '../proxy/server.ts';
+import { type ListenerSettings, listenProxyServer } from '../proxy/server.ts';
 import { CertStore } from './cert-store.ts';
 import {
   createHttpsProxyServer,
@@ -23,14 +23,20 @@ export class TlsListener {
   readonly stats = new TlsStats();
   readonly server;
 
-  constructor(proxy: RequestHandler, settings: Partial<TlsListenerSettings>, log: Logger) {
+  /** `listener`: the HTTP listener's edge settings (request checks, limits, client timeouts), applied here too. */
+  constructor(
+    proxy: RequestHandler,
+    settings: Partial<TlsListenerSettings>,
+    log: Logger,
+    listener: Partial<ListenerSettings> = {},
+  ) {
     this.store = new CertStore((bundle, err) =>
       log.error('certificate rejected; its hostnames keep the previous one', {
         source: bundle.source,
         error: err.message,
       }),
     );
-    this.server = createHttpsProxyServer(proxy, this.store, this.stats, settings);
+    this.server = createHttpsProxyServer(proxy, this.store, this.stats, settings, listener);
   }
 
   applyCerts(set: CertSet): void {
