@@ -1,6 +1,5 @@
 /**
- * `edgegate run`: wires sources → controller → proxy and the admin server. Standalone (files) today; the Consul
- * and Kubernetes sources plug into the same controller.
+ * `edgegate run`: wires the sources (files, Consul, Kubernetes) → controller → proxy, and the admin server.
  *
  * Two shapes: `runClusterGateway` (the production one: this process is the primary — sources, compile, publish,
  * admin — and N worker processes proxy) and `runGateway` (`--workers 0`: everything in this one process, for

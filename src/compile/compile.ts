@@ -218,7 +218,7 @@ function upstreamTlsKey(p: PoolData): string {
   return `|tls:${p.tls.serverName ?? ''}:${ca}${client}${p.protocol === 'h2' ? ':h2' : ''}`;
 }
 
-/** Short stable digest for ids (compile has no node:crypto dependency). */
+/** Short stable digest for ids: cheap, and ids need no collision resistance (the table hash below does). */
 function fnv1a(text: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;

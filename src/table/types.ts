@@ -1,5 +1,6 @@
 /**
- * The RoutingTable as data: what compile/ produces, publish/ sends to workers and persists as last-known-good,
+ * The RoutingTable as data: what compile/ produces, the primary sends to workers (cluster/) and persists as
+ * last-known-good (control/last-known-good.ts),
  * and workers index for the hot path (index.ts). Plain JSON-safe values only, no classes, no functions.
  */
 
