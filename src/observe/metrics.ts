@@ -257,12 +257,9 @@ export class MetricsHub {
     );
     this.#add(
       'edgegate_http2_floods_stopped_total',
-      'HTTP/2 connections torn down for flooding (rapid reset, invalid frames, refused streams).',
+      'HTTP/2 connections torn down for flooding, by reason: rapid_reset (the connection’s reset budget), rapid_reset_address (its client address’s budget), invalid_frames (invalid frames or refused streams), nghttp2 (Node’s HTTP/2 library ended it: outbound flood, its own reset limit, protocol error).',
       'counter',
-      () => {
-        const ws = this.#view_().workers.filter((w) => w.tls);
-        return ws.length ? [{ labels: {}, value: ws.reduce((n, w) => n + w.tls!.floodsStopped, 0) }] : [];
-      },
+      () => sum((t) => t.floodsByReason ?? {}, 'reason'),
     );
     this.#add(
       'edgegate_tls_certificate_expiry_seconds',

@@ -523,12 +523,18 @@ export class Exchange implements BodySink {
 
   /** The first try, unless the client left meanwhile (then nothing ever reaches the upstream). */
   dispatchFirst(): void {
-    if (this.#finished) {
+    if (this.#finished || this.#clientGone()) {
       this.#ctx.counters.cancelledBeforeUpstream++;
       this.#releaseSlot();
       return;
     }
     if (this.#attempt === undefined) this.#try(undefined);
+  }
+
+  /** The client connection (HTTP/1.x) or stream (HTTP/2) is gone, its response's close event maybe still due. */
+  #clientGone(): boolean {
+    const req = this.#req as IncomingMessage & { stream?: { destroyed: boolean } };
+    return this.#h2Client ? req.stream!.destroyed : req.socket === null || req.socket.destroyed;
   }
 
   #releaseSlot(): void {
@@ -662,8 +668,9 @@ export class Exchange implements BodySink {
     const a = this.#attempt;
     if (this.#finished || a === undefined || a.settled || a.sent) return;
     const req = this.#req;
-    // Bytes waiting on our side, or undici holding the stream paused: the upstream is the slow one.
-    if (req.readableLength > 0 || req.isPaused()) {
+    // Bytes waiting on our side, or undici holding the stream paused (it reads an HTTP/1.x body with 'data' events
+    // and pauses it when the upstream pushes back): the upstream is the slow one.
+    if (req.readableLength > 0 || (!this.#h2Client && req.isPaused())) {
       this.#bodyTimer?.refresh();
       return;
     }
@@ -759,16 +766,18 @@ export class Exchange implements BodySink {
   }
 
   /**
-   * The client read nothing of the response for the send timeout (nginx's `send_timeout`): abandon it. The upstream
-   * try is aborted (its connection closes and leaves the pool's count) and the client's response is reset.
+   * The client read nothing of the response for the send timeout (nginx's `send_timeout`): abandon it. The client's
+   * stream is reset (HTTP/2) or its connection closed (HTTP/1.x: a response cannot be skipped, and one queued
+   * behind an unread one stalls because of it), and the upstream try is aborted, which releases its connection.
    */
   sendTimedOut(): void {
     if (!this.#stalled || this.#finished) return;
     this.#ctx.counters.responsesAbandoned++;
+    if (this.#h2Client) this.#res.destroy();
+    else this.#req.socket?.destroy();
     const a = this.#attempt;
     if (a !== undefined && !a.settled)
       a.abort(new TimeoutError('EDGEGATE_SEND_TIMEOUT', 'the client read nothing for the send timeout'));
-    this.#res.destroy();
   }
 
   responseEnd(a: Attempt, trailers: Record<string, string | string[] | undefined>): void {

@@ -11,6 +11,24 @@ export interface TlsStatsSnapshot {
   handshakeErrors: Record<string, number>;
   /** HTTP/2 sessions torn down for flooding (rapid reset, invalid frames, refused streams). */
   floodsStopped: number;
+  /** The same by reason (FLOOD_REASONS). */
+  floodsByReason: Record<string, number>;
+}
+
+/**
+ * Why an HTTP/2 session was torn down: `rapid_reset` (the session's own reset budget), `rapid_reset_address` (its
+ * client address's budget over all its sessions), `invalid_frames` (Node's `maxSessionInvalidFrames` /
+ * `maxSessionRejectedStreams`), `nghttp2` (Node's HTTP/2 library ended it: an outbound flood of PING or SETTINGS
+ * answers the client does not read, its own stream-reset rate limit, a protocol error).
+ */
+export const FLOOD_REASONS = ['rapid_reset', 'rapid_reset_address', 'invalid_frames', 'nghttp2'] as const;
+export type FloodReason = (typeof FLOOD_REASONS)[number];
+
+/** The reason of a session error Node raised while tearing an abusive session down; undefined: not a flood. */
+export function floodReasonOf(err: Error & { code?: string }): FloodReason | undefined {
+  if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') return 'invalid_frames';
+  if (err.code === 'ERR_HTTP2_ERROR') return 'nghttp2';
+  return undefined;
 }
 
 /** A short, bounded reason for a failed handshake (metric label). */
@@ -37,6 +55,7 @@ export class TlsStats {
   readonly #handshakes = new Map<string, number>();
   readonly #errors = new Map<string, number>();
   #floods = 0;
+  readonly #floodReasons: Record<string, number> = Object.fromEntries(FLOOD_REASONS.map((r) => [r, 0]));
 
   handshake(protocol: string): void {
     this.#handshakes.set(protocol, (this.#handshakes.get(protocol) ?? 0) + 1);
@@ -46,8 +65,9 @@ export class TlsStats {
     this.#errors.set(reason, (this.#errors.get(reason) ?? 0) + 1);
   }
 
-  floodStopped(): void {
+  floodStopped(reason: FloodReason): void {
     this.#floods++;
+    this.#floodReasons[reason] = (this.#floodReasons[reason] ?? 0) + 1;
   }
 
   snapshot(): TlsStatsSnapshot {
@@ -55,6 +75,7 @@ export class TlsStats {
       handshakes: Object.fromEntries(this.#handshakes),
       handshakeErrors: Object.fromEntries(this.#errors),
       floodsStopped: this.#floods,
+      floodsByReason: { ...this.#floodReasons },
     };
   }
 }
