@@ -678,8 +678,10 @@ export class Exchange implements BodySink {
     a.abort(new TimeoutError('EDGEGATE_CLIENT_BODY_TIMEOUT', 'request body timeout'));
   }
 
+  /** The try was dropped before undici wrote it: not a try sent upstream after all. */
   cancelledBeforeSend(): void {
     this.#ctx.counters.cancelledBeforeUpstream++;
+    this.#ctx.counters.tries--;
   }
 
   responseStart(

@@ -137,28 +137,54 @@ export function buffersBody(contentLength: string | undefined, limit: number): b
   return n >= 0 && n <= limit;
 }
 
+/** Small chunks of a streamed HTTP/2 body are gathered up to this size… */
+const COALESCE_BYTES = 16 * 1024;
+/** …or this many turns of the event loop that each brought more. */
+const COALESCE_TURNS = 1024;
+
 /**
- * An HTTP/2 request body as the upstream gets it: whatever arrived by the time the upstream connection can take
- * more, as one chunk. A client that sends its body as one-byte DATA frames makes the gateway write larger pieces,
- * never one upstream write (and chunk header) per frame: the frames of one TCP read are read in the next turn of
- * the event loop, together.
+ * An HTTP/2 request body as the upstream gets it: the frames that arrive back to back, as one chunk. Node hands a
+ * stream's DATA frames to JavaScript one per turn of the event loop (it pauses nghttp2 after each), so a client that
+ * sends its body as one-byte DATA frames (a thousand to a TCP segment) would otherwise make the gateway write one
+ * upstream chunk, with its chunk header and often its own packet, per byte. A small chunk is held for as long as
+ * every next turn brings more (up to 16 KiB or 1,024 turns), and goes as soon as a turn brings nothing: a client
+ * that sends one small message and waits for the answer (gRPC streaming) is delayed by one turn. Full-size frames
+ * (16 KiB) pass without waiting.
  */
 export async function* coalescedBody(req: IncomingMessage): AsyncGenerator<Buffer, void, undefined> {
   for (;;) {
-    const chunk = req.read() as Buffer | null;
-    if (chunk !== null) {
-      yield chunk;
+    const first = req.read() as Buffer | null;
+    if (first === null) {
+      if (req.readableEnded || req.destroyed) {
+        if (req.errored) throw req.errored;
+        return;
+      }
+      await nextReadable(req);
       continue;
     }
-    if (req.readableEnded || req.destroyed) {
-      if (req.errored) throw req.errored;
-      return;
+    if (first.length >= COALESCE_BYTES) {
+      yield first;
+      continue;
     }
-    await nextReadable(req);
+    let parts: Buffer[] | undefined;
+    let size = first.length;
+    for (let turns = 0; size < COALESCE_BYTES && turns < COALESCE_TURNS; turns++) {
+      await new Promise<void>(nextTurn);
+      const more = req.read() as Buffer | null;
+      if (more === null) break;
+      parts ??= [first];
+      parts.push(more);
+      size += more.length;
+    }
+    yield parts === undefined ? first : Buffer.concat(parts, size);
   }
 }
 
-/** Resolves at the next turn after the stream has data, ends or fails: frames of one read arrive together. */
+function nextTurn(resolve: () => void): void {
+  setImmediate(resolve);
+}
+
+/** Resolves once the stream has data, ends or fails. */
 function nextReadable(req: IncomingMessage): Promise<void> {
   return new Promise<void>((resolve) => {
     const go = () => {
@@ -166,7 +192,7 @@ function nextReadable(req: IncomingMessage): Promise<void> {
       req.off('end', go);
       req.off('close', go);
       req.off('error', go);
-      setImmediate(resolve);
+      resolve();
     };
     req.on('readable', go);
     req.on('end', go);

@@ -1,0 +1,186 @@
+/**
+ * Rapid reset below the per-connection limit (CVE-2023-44487 spread over many connections): a client that opens and
+ * cancels streams at 100/s on each of eight connections stays under the 200/s per-connection budget, but its
+ * address goes over its own (400/s), and every one of those connections is cut with a single
+ * GOAWAY(ENHANCE_YOUR_CALM). Meanwhile no cancelled request costs an upstream TCP connection: a stream cancelled
+ * before its request was written never reaches the pool, and one cancelled while in flight is drained so its
+ * connection is reused. The same holds for HTTP/1.1 clients that hang up right after their request.
+ */
+import { type ClientHttp2Session, constants as h2 } from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sumOf } from '../../support/prom-text.ts';
+import { waitFor } from '../cluster/helpers.ts';
+import {
+  type CountingUpstream,
+  client,
+  countingUpstream,
+  type EdgeGateway,
+  HOST,
+  h2Session,
+  rawConnection,
+  startEdgeGateway,
+} from './helpers.ts';
+
+const POOL = 8;
+
+let up: CountingUpstream;
+let gw: EdgeGateway;
+
+beforeAll(async () => {
+  // Answers after `?delay=` ms (default 20), so a cancel can meet a request in flight.
+  up = await countingUpstream((req, res) => {
+    const delay = Number(/delay=(\d+)/.exec(req.url ?? '')?.[1] ?? 20);
+    setTimeout(() => res.end('ok'), delay);
+  });
+  gw = await startEdgeGateway({
+    routes: [{ prefix: '/rr', service: 'rr', pool: { maxConnections: POOL, maxPendingRequests: 1024 } }],
+    services: { rr: [up.port] },
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.close();
+  await up?.close();
+});
+
+/** Cancelled requests that cost no upstream connection: drained to their end, or never written. */
+async function cancelledTotal(): Promise<number> {
+  const m = await gw.metrics();
+  return (
+    sumOf(m, 'edgegate_upstream_cancel_drains_total') +
+    sumOf(m, 'edgegate_requests_cancelled_before_upstream_total')
+  );
+}
+
+describe('HTTP/2 rapid reset', () => {
+  it('streams cancelled while their request is in flight give their upstream connections back to the pool (drained, not closed)', async () => {
+    up.reset();
+    const settled = await cancelledTotal();
+    const session = await h2Session(gw);
+    try {
+      // 60 requests the upstream answers after 100 ms, each cancelled 30 ms after it was sent: 5 at a time.
+      for (let round = 0; round < 12; round++) {
+        await Promise.all(
+          Array.from(
+            { length: 5 },
+            (_, i) =>
+              new Promise<void>((resolve) => {
+                const st = session.request({
+                  ':path': `/rr/inflight-${round}-${i}?delay=100`,
+                  ':authority': HOST,
+                });
+                st.on('error', () => {});
+                st.on('close', () => resolve());
+                setTimeout(() => st.close(h2.NGHTTP2_CANCEL), 30);
+              }),
+          ),
+        );
+      }
+      await waitFor('the upstream to be done with them', () => up.inFlight === 0, 10_000);
+      expect(up.connections).toBeLessThanOrEqual(POOL);
+      expect(up.requests).toBeGreaterThan(0);
+      await waitFor(
+        'the cancelled requests to be settled',
+        async () => (await cancelledTotal()) >= settled + 50,
+        10_000,
+      );
+      expect(session.destroyed).toBe(false);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('many connections of one address, each below the per-connection limit, are cut by the address budget with GOAWAY(ENHANCE_YOUR_CALM), and the upstream sees a bounded number of TCP connections', async () => {
+    up.reset();
+    const cutBefore = await gw.counter('edgegate_http2_floods_stopped_total', {
+      reason: 'rapid_reset_address',
+    });
+    const perConnectionBefore = await gw.counter('edgegate_http2_floods_stopped_total', {
+      reason: 'rapid_reset',
+    });
+    const attackers: {
+      session: ClientHttp2Session;
+      goaway: number[];
+      sent: number;
+      timer: NodeJS.Timeout;
+    }[] = [];
+    try {
+      for (let n = 0; n < 8; n++) {
+        const session = await h2Session(gw);
+        const a = { session, goaway: [] as number[], sent: 0, timer: undefined as unknown as NodeJS.Timeout };
+        session.on('goaway', (code: number) => a.goaway.push(code));
+        // 10 streams opened and cancelled every 100 ms: 100/s, half the per-connection budget. Bounded: 5 s at most.
+        a.timer = setInterval(() => {
+          for (let i = 0; i < 10 && !session.destroyed && !session.closed && a.sent < 500; i++, a.sent++) {
+            try {
+              const st = session.request({ ':path': `/rr/reset-${n}-${a.sent}`, ':authority': HOST });
+              st.on('error', () => {});
+              st.close(h2.NGHTTP2_CANCEL);
+            } catch {
+              break;
+            }
+          }
+        }, 100);
+        attackers.push(a);
+      }
+      await waitFor(
+        'every attacking connection to be cut',
+        () => attackers.every((a) => a.session.destroyed || a.session.closed),
+        15_000,
+      );
+      for (const a of attackers) {
+        // One GOAWAY, ENHANCE_YOUR_CALM (11): not followed by a NO_ERROR one.
+        expect(a.goaway).toEqual([h2.NGHTTP2_ENHANCE_YOUR_CALM]);
+        expect(a.sent).toBeLessThan(500);
+      }
+      expect(
+        await gw.counter('edgegate_http2_floods_stopped_total', { reason: 'rapid_reset_address' }),
+      ).toBeGreaterThanOrEqual(cutBefore + attackers.length);
+      // Each connection stayed under its own budget: the address budget did the cutting.
+      expect(await gw.counter('edgegate_http2_floods_stopped_total', { reason: 'rapid_reset' })).toBe(
+        perConnectionBefore,
+      );
+      // Cancelled streams cost no upstream TCP connection each: at most the pool's connections were ever opened.
+      expect(up.connections).toBeLessThanOrEqual(POOL);
+      const c = client('h2', gw);
+      expect((await c.request({ path: '/rr/after' })).status).toBe(200);
+      c.close();
+    } finally {
+      for (const a of attackers) {
+        clearInterval(a.timer);
+        a.session.destroy();
+      }
+    }
+  });
+});
+
+describe.each(['http', 'https'] as const)(
+  'HTTP/1.1 clients that hang up right after the request, over %s',
+  (listener) => {
+    it('cost no upstream TCP connection each: cancelled requests are drained and their connections reused', async () => {
+      up.reset();
+      const settled = await cancelledTotal();
+      // 60 connections, 5 at a time: request, wait 30 ms, close (the upstream answers after 100 ms).
+      for (let round = 0; round < 12; round++) {
+        await Promise.all(
+          Array.from({ length: 5 }, async (_, i) => {
+            const s = await rawConnection(listener, gw);
+            s.write(`GET /rr/hangup-${round}-${i}?delay=100 HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+            await new Promise((r) => setTimeout(r, 30));
+            s.destroy();
+          }),
+        );
+      }
+      // Each cancelled request was drained (its connection reused) or never written (it still waited for a
+      // connection): none closed a connection. (A few may have been answered before the cancel on a slow machine.)
+      await waitFor('the upstream to be done with them', () => up.inFlight === 0, 10_000);
+      expect(up.connections).toBeLessThanOrEqual(POOL);
+      expect(up.requests).toBeGreaterThan(0);
+      await waitFor(
+        'the cancelled requests to be settled',
+        async () => (await cancelledTotal()) >= settled + 50,
+        10_000,
+      );
+    });
+  },
+);
