@@ -17,6 +17,7 @@
  * actually stalls; the body timer only for streamed bodies).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as h2 } from 'node:http2';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../errors.ts';
 import { noteGatewayError, type RequestRecord } from '../observe/request-observer.ts';
@@ -217,7 +218,7 @@ export function sendError(
 ): void {
   noteGatewayError(res, code);
   if (res.headersSent) {
-    res.destroy();
+    cutResponse(res);
     return;
   }
   const body = errorBody(code, requestId, message);
@@ -228,6 +229,17 @@ export function sendError(
     'cache-control': 'no-store',
   });
   res.end(body);
+}
+
+/**
+ * Ends a response that cannot be completed so the client sees it was cut: HTTP/1.x closes the connection; HTTP/2
+ * resets the stream with INTERNAL_ERROR (a bare destroy would send RST_STREAM(NO_ERROR), which clients read as the
+ * end of a complete response).
+ */
+export function cutResponse(res: ServerResponse): void {
+  const stream = (res as { stream?: { close(code: number): void; destroyed: boolean } }).stream;
+  if (stream === undefined) res.destroy();
+  else if (!stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
 }
 
 const kExchange = Symbol('edgegate.exchange');
@@ -775,7 +787,7 @@ export class Exchange implements BodySink {
   sendTimedOut(): void {
     if (!this.#stalled || this.#finished) return;
     this.#ctx.counters.responsesAbandoned++;
-    if (this.#h2Client) this.#res.destroy();
+    if (this.#h2Client) cutResponse(this.#res);
     else this.#req.socket?.destroy();
     const a = this.#attempt;
     if (a !== undefined && !a.settled)
@@ -815,9 +827,9 @@ export class Exchange implements BodySink {
       return;
     }
     this.#ctx.counters.upstreamErrors++;
-    // Mid-response failure: cutting the client connection is the only honest signal left (truncated body).
-    if (this.#res.headersSent) this.#res.destroy();
-    else sendError(this.#res, gatewayCode(kind), this.#requestId);
+    // Mid-response failure: cutting the client connection is the only honest signal left (truncated body);
+    // sendError does that once headers are sent, and records the code either way (metrics, access log).
+    sendError(this.#res, gatewayCode(kind), this.#requestId);
   }
 
   /**
@@ -838,16 +850,14 @@ export class Exchange implements BodySink {
     }
     if (this.#finished) return;
     if (kind === FAIL_CLIENT_BODY) return this.#answerClientBodyTimeout();
-    if (this.#res.headersSent) this.#res.destroy();
-    else
-      sendError(
-        this.#res,
-        gatewayCode(kind),
-        this.#requestId,
-        kind === FAIL_UNSENDABLE
-          ? 'the request cannot be forwarded: a header or Host value is invalid'
-          : undefined,
-      );
+    sendError(
+      this.#res,
+      gatewayCode(kind),
+      this.#requestId,
+      kind === FAIL_UNSENDABLE
+        ? 'the request cannot be forwarded: a header or Host value is invalid'
+        : undefined,
+    );
   }
 
   /** 408, and the connection is not reused (the rest of the body would be read as the next request). */
