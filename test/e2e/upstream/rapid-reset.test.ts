@@ -1,6 +1,6 @@
 /**
  * Rapid reset below the per-connection limit (CVE-2023-44487 spread over many connections): a client that opens and
- * cancels streams at 100/s on each of eight connections stays under the 200/s per-connection budget, but its
+ * cancels streams at 100/s on each of twelve connections stays under the 200/s per-connection budget, but its
  * address goes over its own (400/s), and every one of those connections is cut with a single
  * GOAWAY(ENHANCE_YOUR_CALM). Meanwhile no cancelled request costs an upstream TCP connection: a stream cancelled
  * before its request was written never reaches the pool, and one cancelled while in flight is drained so its
@@ -105,13 +105,14 @@ describe('HTTP/2 rapid reset', () => {
       timer: NodeJS.Timeout;
     }[] = [];
     try {
-      for (let n = 0; n < 8; n++) {
+      for (let n = 0; n < 12; n++) {
         const session = await h2Session(gw);
         const a = { session, goaway: [] as number[], sent: 0, timer: undefined as unknown as NodeJS.Timeout };
         session.on('goaway', (code: number) => a.goaway.push(code));
-        // 10 streams opened and cancelled every 100 ms: 100/s, half the per-connection budget. Bounded: 5 s at most.
+        // 10 streams opened and cancelled every 100 ms: 100/s, half the per-connection budget, 1,200/s for the
+        // address (three times its budget, so a loaded machine that sends slower still goes over). Bounded: 10 s.
         a.timer = setInterval(() => {
-          for (let i = 0; i < 10 && !session.destroyed && !session.closed && a.sent < 500; i++, a.sent++) {
+          for (let i = 0; i < 10 && !session.destroyed && !session.closed && a.sent < 1000; i++, a.sent++) {
             try {
               const st = session.request({ ':path': `/rr/reset-${n}-${a.sent}`, ':authority': HOST });
               st.on('error', () => {});
@@ -131,15 +132,18 @@ describe('HTTP/2 rapid reset', () => {
       for (const a of attackers) {
         // One GOAWAY, ENHANCE_YOUR_CALM (11): not followed by a NO_ERROR one.
         expect(a.goaway).toEqual([h2.NGHTTP2_ENHANCE_YOUR_CALM]);
-        expect(a.sent).toBeLessThan(500);
+        expect(a.sent).toBeLessThan(1000);
       }
-      expect(
-        await gw.counter('edgegate_http2_floods_stopped_total', { reason: 'rapid_reset_address' }),
-      ).toBeGreaterThanOrEqual(cutBefore + attackers.length);
-      // Each connection stayed under its own budget: the address budget did the cutting.
-      expect(await gw.counter('edgegate_http2_floods_stopped_total', { reason: 'rapid_reset' })).toBe(
-        perConnectionBefore,
-      );
+      // The address budget did the cutting (a connection whose resets the gateway, slowed down, reads in a burst
+      // may meet its own budget first: it is cut all the same).
+      const byAddress =
+        (await gw.counter('edgegate_http2_floods_stopped_total', { reason: 'rapid_reset_address' })) -
+        cutBefore;
+      const byConnection =
+        (await gw.counter('edgegate_http2_floods_stopped_total', { reason: 'rapid_reset' })) -
+        perConnectionBefore;
+      expect(byAddress).toBeGreaterThan(attackers.length / 2);
+      expect(byAddress + byConnection).toBe(attackers.length);
       // Cancelled streams cost no upstream TCP connection each: at most the pool's connections were ever opened.
       expect(up.connections).toBeLessThanOrEqual(POOL);
       const c = client('h2', gw);

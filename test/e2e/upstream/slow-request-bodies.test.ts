@@ -145,17 +145,14 @@ describe.each(LISTENERS)('slow request bodies over %s', (listener: Listener) => 
       { declared: 200_000, sent: 100_000 },
     ];
     for (const { declared, sent } of cases) {
-      const started = performance.now();
       const status = await stalledUpload(listener, `/stall/body-${declared}`, declared, sent);
-      const ms = performance.now() - started;
+      // The client body timeout (1 s) answered it, not the 5-minute client request timeout (whose 408 carries
+      // EDGEGATE_BAD_REQUEST).
       expect({ declared, status: status.status, code: status.code }).toEqual({
         declared,
         status: 408,
         code: 'EDGEGATE_CLIENT_BODY_TIMEOUT',
       });
-      // The 1 s timeout, not the 5-minute client request timeout (bounded generously for a loaded machine).
-      expect(ms).toBeGreaterThanOrEqual(900);
-      expect(ms).toBeLessThan(10_000);
     }
     expect(await gw.counter('edgegate_client_body_timeouts_total')).toBe(before + cases.length);
     expect(await gw.counter('edgegate_upstream_try_timeouts_total')).toBe(failuresBefore);
