@@ -75,6 +75,10 @@ export const COUNTER_METRICS: Record<string, { name: string; help: string }> = {
     name: 'edgegate_upstream_cancel_drains_total',
     help: 'Requests cancelled in flight whose upstream response was drained so the connection went back to the pool.',
   },
+  cancelledClosed: {
+    name: 'edgegate_upstream_cancel_closes_total',
+    help: 'Requests cancelled in flight whose upstream try was aborted (body still streaming, or not drained within 1 s / 64 KiB).',
+  },
   unsendable: {
     name: 'edgegate_upstream_unsendable_requests_total',
     help: 'Requests the HTTP client refused to send upstream (invalid header or Host value): answered 400, never counted against the upstream.',

@@ -103,6 +103,8 @@ export class ProxyCounters {
   cancelledBeforeUpstream = 0;
   /** Requests cancelled while in flight whose upstream connection was kept (drained) rather than closed. */
   cancelledDrained = 0;
+  /** …and those that could not be drained (body still streaming, not done within 1 s or 64 KiB): aborted. */
+  cancelledClosed = 0;
   /** Requests the HTTP client refused to send (invalid header or Host value…): never counted upstream. */
   unsendable = 0;
 }
@@ -343,8 +345,10 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (!this.discard) this.exchange.responseData(controller, chunk);
     else if (this.drainLeft > 0) {
       this.drainLeft -= chunk.length;
-      if (this.drainLeft <= 0)
+      if (this.drainLeft <= 0) {
+        this.exchange.cancelClosed();
         this.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'cancelled response too large to drain'));
+      }
     }
   }
 
@@ -378,8 +382,9 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   drainTimedOut(): void {
     this.timer = undefined;
-    if (!this.settled)
-      this.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'cancelled response not done in time'));
+    if (this.settled) return;
+    this.exchange.cancelClosed();
+    this.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'cancelled response not done in time'));
   }
 }
 
@@ -535,8 +540,8 @@ export class Exchange implements BodySink {
 
   /** The first try, unless the client left meanwhile (then nothing ever reaches the upstream). */
   dispatchFirst(): void {
+    // Gone already (counted in clientClosed), or about to be: its close event is still due.
     if (this.#finished || this.#clientGone()) {
-      this.#ctx.counters.cancelledBeforeUpstream++;
       this.#releaseSlot();
       return;
     }
@@ -688,6 +693,11 @@ export class Exchange implements BodySink {
     }
     this.#ctx.counters.clientBodyTimeouts++;
     a.abort(new TimeoutError('EDGEGATE_CLIENT_BODY_TIMEOUT', 'request body timeout'));
+  }
+
+  /** A cancelled try in flight that could not be drained (body still streaming, too slow, too large): aborted. */
+  cancelClosed(): void {
+    this.#ctx.counters.cancelledClosed++;
   }
 
   /** The try was dropped before undici wrote it: not a try sent upstream after all. */
@@ -895,7 +905,13 @@ export class Exchange implements BodySink {
     state.active--;
     if (this.#retrying) state.retriesActive--;
     const a = this.#attempt;
-    if (a === undefined || a.settled) return this.#releaseSlot();
+    if (a === undefined) {
+      // Never dispatched (its body still being read, waiting for a slot of its connection, or for the end of the
+      // I/O phase): the client left before anything went upstream, unless the gateway answered it itself.
+      if (!this.#res.headersSent) this.#ctx.counters.cancelledBeforeUpstream++;
+      return this.#releaseSlot();
+    }
+    if (a.settled) return this.#releaseSlot();
     // Not handed to a connection yet: undici calls onRequestStart, which drops it.
     if (a.controller === null) return;
     if (a.sent && a.upstream.settings.protocol !== 'h2') {
@@ -907,6 +923,7 @@ export class Exchange implements BodySink {
       }
       return;
     }
+    this.cancelClosed();
     a.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'client closed the connection'));
   }
 }

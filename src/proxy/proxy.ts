@@ -306,6 +306,7 @@ export class ProxyPipeline {
       connectionRefused: c.connectionRefused,
       cancelledBeforeUpstream: c.cancelledBeforeUpstream,
       cancelledDrained: c.cancelledDrained,
+      cancelledClosed: c.cancelledClosed,
       unsendable: c.unsendable,
       ejections: o.ejections,
       ejectionsRefusedByCap: o.refusedByCap,

@@ -43,7 +43,7 @@ beforeAll(async () => {
       { prefix: '/stall', service: 'stall' },
     ],
     services: { pool8: [up.port], stall: [up.port] },
-    args: ['--client-body-timeout', '1s'],
+    args: ['--client-body-timeout', '3s'],
   });
 }, 60_000);
 
@@ -146,7 +146,7 @@ describe.each(LISTENERS)('slow request bodies over %s', (listener: Listener) => 
     ];
     for (const { declared, sent } of cases) {
       const status = await stalledUpload(listener, `/stall/body-${declared}`, declared, sent);
-      // The client body timeout (1 s) answered it, not the 5-minute client request timeout (whose 408 carries
+      // The client body timeout (3 s) answered it, not the 5-minute client request timeout (whose 408 carries
       // EDGEGATE_BAD_REQUEST).
       expect({ declared, status: status.status, code: status.code }).toEqual({
         declared,
