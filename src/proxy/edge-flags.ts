@@ -1,8 +1,9 @@
 /**
  * The data plane's edge defaults as `edgegate run` flags (each also an environment variable): client timeouts and
- * limits of the listener, the request checks (each can be turned off), and the proxy's upstream timeouts, retry
- * budget, WebSocket idle time and passive outlier detection. Absent flags keep the defaults of server.ts / proxy.ts
- * / outlier.ts.
+ * limits of the listener, the request checks (each can be turned off), the proxy's upstream timeouts, retry budget,
+ * WebSocket idle time and passive outlier detection, and what one client may hold of the upstreams (client body
+ * timeout, request buffering, send timeout, per-connection cap; docs/security.md). Absent flags keep the defaults
+ * of server.ts / proxy.ts / outlier.ts.
  */
 import { ConfigError } from '../errors.ts';
 import { DEFAULT_OUTLIER_SETTINGS, type OutlierSettings } from './outlier.ts';
