@@ -52,14 +52,14 @@ afterAll(async () => {
   await up?.close();
 });
 
-/** One slow upload: a 1,000-byte body sent one byte every DRIP_MS. */
+/** One slow upload: a 1,000-byte body (or a chunked one) sent one byte every DRIP_MS. */
 interface SlowUpload {
   /** The gateway answered or closed it. */
   ended(): boolean;
   stop(): void;
 }
 
-function slowH1Upload(socket: Socket, path: string): SlowUpload {
+function slowH1Upload(socket: Socket, path: string, chunked: boolean): SlowUpload {
   let ended = false;
   socket.on('data', () => {
     ended = true;
@@ -67,8 +67,9 @@ function slowH1Upload(socket: Socket, path: string): SlowUpload {
   socket.on('close', () => {
     ended = true;
   });
-  socket.write(`POST ${path} HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 1000\r\n\r\n`);
-  const timer = setInterval(() => socket.write('x'), DRIP_MS);
+  const framing = chunked ? 'Transfer-Encoding: chunked' : 'Content-Length: 1000';
+  socket.write(`POST ${path} HTTP/1.1\r\nHost: ${HOST}\r\n${framing}\r\n\r\n`);
+  const timer = setInterval(() => socket.write(chunked ? '1\r\nx\r\n' : 'x'), DRIP_MS);
   return {
     ended: () => ended,
     stop() {
@@ -78,13 +79,13 @@ function slowH1Upload(socket: Socket, path: string): SlowUpload {
   };
 }
 
-function slowH2Upload(session: ClientHttp2Session, path: string): SlowUpload {
+function slowH2Upload(session: ClientHttp2Session, path: string, withLength: boolean): SlowUpload {
   let ended = false;
   const stream: ClientHttp2Stream = session.request({
     ':method': 'POST',
     ':path': path,
     ':authority': HOST,
-    'content-length': '1000',
+    ...(withLength ? { 'content-length': '1000' } : {}),
   });
   stream.on('response', () => {
     ended = true;
@@ -113,8 +114,9 @@ describe.each(LISTENERS)('slow request bodies over %s', (listener: Listener) => 
       for (let i = 0; i < UPLOADS; i++) {
         if (listener === 'h2') {
           if (i % 8 === 0) sessions.push(await h2Session(gw));
-          uploads.push(slowH2Upload(sessions.at(-1)!, `/pool8/upload-${i}`));
-        } else uploads.push(slowH1Upload(await rawConnection(listener, gw), `/pool8/upload-${i}`));
+          uploads.push(slowH2Upload(sessions.at(-1)!, `/pool8/upload-${i}`, i % 2 === 0));
+        } else
+          uploads.push(slowH1Upload(await rawConnection(listener, gw), `/pool8/upload-${i}`, i % 2 === 1));
       }
       // Every upload has reached the gateway (its request is in flight there).
       await waitFor(
