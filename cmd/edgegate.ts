@@ -66,7 +66,9 @@ function collectSpecs(value: string, previous: string[] | undefined): string[] {
 function edgeOptions(): Option[] {
   return EDGE_FLAGS.map((f) =>
     new Option(
-      f.parse === 'switch' ? f.flag : `${f.flag} <${f.parse === 'duration' ? 'duration' : 'n'}>`,
+      f.parse === 'switch'
+        ? f.flag
+        : `${f.flag} <${f.parse === 'duration' ? 'duration' : f.parse === 'size' ? 'size' : 'n'}>`,
       edgeFlagHelp(f),
     ).env(f.env),
   );

@@ -77,7 +77,18 @@ export interface TlsStatsSnapshot {
   handshakeErrors: Record<string, number>;
   /** HTTP/2 sessions torn down for flooding (rapid reset, invalid frames, refused streams). */
   floodsStopped: number;
+  /** The same by reason (FLOOD_REASONS). */
+  floodsByReason: Record<string, number>;
 }
+
+/**
+ * Why an HTTP/2 session was torn down: `rapid_reset` (the session's own reset budget), `rapid_reset_address` (its
+ * client address's budget over all its sessions), `invalid_frames` (Node's `maxSessionInvalidFrames` /
+ * `maxSessionRejectedStreams`), `nghttp2` (Node's HTTP/2 library ended it: an outbound flood of PING or SETTINGS
+ * answers the client does not read, its own stream-reset rate limit, a protocol error).
+ */
+export const FLOOD_REASONS = ['rapid_reset', 'rapid_reset_address', 'invalid_frames', 'nghttp2'] as const;
+export type FloodReason = (typeof FLOOD_REASONS)[number];
 
 /** Counters of one rule (plain numbers; control/metrics/policy-metrics.ts renders them as edgegate_policy_* metrics). */
 export interface RuleCounters {

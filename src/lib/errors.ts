@@ -25,6 +25,12 @@ export const GatewayErrors = {
   EDGEGATE_JWT_INVALID: { status: 401, message: 'bearer token verification failed' },
   EDGEGATE_EXTERNAL_AUTH_UNAVAILABLE: { status: 503, message: 'the external auth service did not answer' },
   EDGEGATE_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the limit of this route' },
+  // Clients that would hold upstream resources hostage (docs/security.md, "Upstream resources").
+  EDGEGATE_CLIENT_BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time' },
+  EDGEGATE_CONNECTION_LIMITED: {
+    status: 429,
+    message: 'too many requests in flight on this connection',
+  },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type GatewayErrorCode = keyof typeof GatewayErrors;

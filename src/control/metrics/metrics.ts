@@ -55,6 +55,38 @@ export const COUNTER_METRICS: Record<string, { name: string; help: string }> = {
     name: 'edgegate_request_timeouts_total',
     help: 'Requests that hit their whole-request timeout.',
   },
+  clientBodyTimeouts: {
+    name: 'edgegate_client_body_timeouts_total',
+    help: 'Requests answered 408 because their body stalled longer than the client body timeout.',
+  },
+  responsesAbandoned: {
+    name: 'edgegate_responses_abandoned_total',
+    help: 'Responses abandoned because the client read nothing of them for the send timeout (upstream connection released).',
+  },
+  connectionQueued: {
+    name: 'edgegate_connection_cap_queued_total',
+    help: 'Requests that waited because their client connection already held its cap of upstream requests.',
+  },
+  connectionRefused: {
+    name: 'edgegate_connection_cap_refused_total',
+    help: 'Requests refused (429) because their client connection held its cap of upstream requests and its queue was full.',
+  },
+  cancelledBeforeUpstream: {
+    name: 'edgegate_requests_cancelled_before_upstream_total',
+    help: 'Requests whose client left before they were written upstream: never sent.',
+  },
+  cancelledDrained: {
+    name: 'edgegate_upstream_cancel_drains_total',
+    help: 'Requests cancelled in flight whose upstream response was drained so the connection went back to the pool.',
+  },
+  cancelledClosed: {
+    name: 'edgegate_upstream_cancel_closes_total',
+    help: 'Requests cancelled in flight whose upstream try was aborted (body still streaming, or not drained within 1 s / 64 KiB).',
+  },
+  unsendable: {
+    name: 'edgegate_upstream_unsendable_requests_total',
+    help: 'Requests the HTTP client refused to send upstream (invalid header or Host value): answered 400, never counted against the upstream.',
+  },
 };
 
 /** Per service and datacenter counters (WorkerSnapshot.counters keys `prefix\0service\0datacenter`). */
@@ -257,12 +289,9 @@ export class MetricsHub {
     );
     this.#add(
       'edgegate_http2_floods_stopped_total',
-      'HTTP/2 connections torn down for flooding (rapid reset, invalid frames, refused streams).',
+      'HTTP/2 connections torn down for flooding, by reason: rapid_reset (the connection’s reset budget), rapid_reset_address (its client address’s budget), invalid_frames (invalid frames or refused streams), nghttp2 (Node’s HTTP/2 library ended it: outbound flood, its own reset limit, protocol error).',
       'counter',
-      () => {
-        const ws = this.#view_().workers.filter((w) => w.tls);
-        return ws.length ? [{ labels: {}, value: ws.reduce((n, w) => n + w.tls!.floodsStopped, 0) }] : [];
-      },
+      () => sum((t) => t.floodsByReason ?? {}, 'reason'),
     );
     this.#add(
       'edgegate_tls_certificate_expiry_seconds',

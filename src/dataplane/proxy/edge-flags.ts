@@ -1,8 +1,9 @@
 /**
  * The data plane's edge defaults as `edgegate run` flags (each also an environment variable): client timeouts and
- * limits of the listener, the request checks (each can be turned off), and the proxy's upstream timeouts, retry
- * budget, WebSocket idle time and passive outlier detection. Absent flags keep the defaults of server.ts / proxy.ts
- * / outlier.ts.
+ * limits of the listener, the request checks (each can be turned off), the proxy's upstream timeouts, retry budget,
+ * WebSocket idle time and passive outlier detection, and what one client may hold of the upstreams (client body
+ * timeout, request buffering, send timeout, per-connection cap; docs/security.md). Absent flags keep the defaults
+ * of server.ts / proxy.ts / outlier.ts.
  */
 import { ConfigError } from '../../lib/errors.ts';
 import { DEFAULT_OUTLIER_SETTINGS, type OutlierSettings } from './outlier.ts';
@@ -18,11 +19,22 @@ export interface EdgeFlag {
   /** Where the value goes (`outlier`: the proxy's outlier-detection settings). */
   target: 'listener' | 'proxy' | 'outlier';
   key: keyof ListenerSettings | keyof ProxySettings | keyof OutlierSettings;
-  parse: 'duration' | 'count' | 'switch';
+  parse: 'duration' | 'count' | 'switch' | 'size';
   /** For a switch: the setting's value when the flag is given (the flags turn a default off). */
   whenSet?: boolean;
-  /** For a count: the largest value accepted (default 1,000,000). */
+  /** For a count or a size: the largest value accepted (default 1,000,000). */
   max?: number;
+}
+
+/** `65536`, `64k`, `1m` → bytes (k and m are KiB and MiB). */
+function parseSize(text: string, flag: string, max: number): number {
+  const m = /^(\d+)([kKmM]?)$/.exec(text.trim());
+  const n = m ? Number(m[1]) * (m[2] === '' ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 * 1024) : Number.NaN;
+  if (!(n <= max))
+    throw new ConfigError(
+      `${flag}: expected a size in bytes up to ${max} (like 65536, 64k or 1m), got ${JSON.stringify(text)}`,
+    );
+  return n;
 }
 
 export const EDGE_FLAGS: EdgeFlag[] = [
@@ -136,6 +148,40 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     parse: 'count',
   },
   {
+    flag: '--client-body-timeout',
+    env: 'EDGEGATE_CLIENT_BODY_TIMEOUT',
+    help: 'longest pause between two reads of a request body (nginx client_body_timeout) → 408; 0: none',
+    target: 'proxy',
+    key: 'clientBodyTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--request-buffer-size',
+    env: 'EDGEGATE_REQUEST_BUFFER_SIZE',
+    help: 'request bodies up to this size are read whole before an upstream connection is taken (larger ones stream); 0: stream all',
+    target: 'proxy',
+    key: 'requestBufferBytes',
+    parse: 'size',
+    max: 64 * 1024 * 1024,
+  },
+  {
+    flag: '--send-timeout',
+    env: 'EDGEGATE_SEND_TIMEOUT',
+    help: 'a response the client reads nothing of for this long is abandoned and its upstream connection released (nginx send_timeout); 0: never',
+    target: 'proxy',
+    key: 'sendTimeoutMs',
+    parse: 'duration',
+  },
+  {
+    flag: '--max-upstream-requests-per-connection',
+    env: 'EDGEGATE_MAX_UPSTREAM_REQUESTS_PER_CONNECTION',
+    help: 'requests one client connection (HTTP/2 session or pipelining HTTP/1.1) may have upstream at once; more wait, then 429; 0: no cap',
+    target: 'proxy',
+    key: 'maxUpstreamRequestsPerConnection',
+    parse: 'count',
+    max: 10_000,
+  },
+  {
     flag: '--websocket-idle-timeout',
     env: 'EDGEGATE_WEBSOCKET_IDLE_TIMEOUT',
     help: 'close a proxied WebSocket idle both ways this long',
@@ -191,11 +237,17 @@ export function edgeFlagHelp(f: EdgeFlag): string {
   const shown =
     f.parse === 'count'
       ? String(value)
-      : value % 60_000 === 0 && value > 0
-        ? `${value / 60_000}m`
-        : value % 1000 === 0
-          ? `${value / 1000}s`
-          : `${value}ms`;
+      : f.parse === 'size'
+        ? value % (1024 * 1024) === 0 && value > 0
+          ? `${value / 1024 / 1024}m`
+          : value % 1024 === 0 && value > 0
+            ? `${value / 1024}k`
+            : String(value)
+        : value % 60_000 === 0 && value > 0
+          ? `${value / 60_000}m`
+          : value % 1000 === 0
+            ? `${value / 1000}s`
+            : `${value}ms`;
   return `${f.help} (default ${shown})`;
 }
 
@@ -219,17 +271,19 @@ export function edgeSettingsFrom(
     const parse: Parse =
       f.parse === 'duration'
         ? duration
-        : f.parse === 'switch'
-          ? () => f.whenSet!
-          : (text, flag) => {
-              const n = Number(text);
-              const max = f.max ?? 1_000_000;
-              if (!/^\d+$/.test(String(text).trim()) || n > max)
-                throw new ConfigError(
-                  `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,
-                );
-              return n;
-            };
+        : f.parse === 'size'
+          ? (text, flag) => parseSize(text, flag, f.max ?? 1_000_000)
+          : f.parse === 'switch'
+            ? () => f.whenSet!
+            : (text, flag) => {
+                const n = Number(text);
+                const max = f.max ?? 1_000_000;
+                if (!/^\d+$/.test(String(text).trim()) || n > max)
+                  throw new ConfigError(
+                    `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,
+                  );
+                return n;
+              };
     out[f.target][f.key] = parse(String(raw), f.flag);
   }
   const outlier = { ...DEFAULT_OUTLIER_SETTINGS, ...out.outlier };

@@ -37,6 +37,7 @@ import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
 import { answerHandlerError, answerUpgradeError } from './refusal-response.ts';
+import { buffersBody, readRequestBody } from './request-body.ts';
 import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
@@ -67,6 +68,17 @@ export interface ProxySettings {
   allowEncodedSlash: boolean;
   /** Scheme of the listener, for X-Forwarded-Proto and redirects. */
   proto: 'http' | 'https';
+  /** Longest pause between two reads of a request body (nginx's `client_body_timeout`) → 408; 0: none. */
+  clientBodyTimeoutMs: number;
+  /**
+   * Request bodies up to this many bytes are read completely before an upstream connection is taken (nginx's
+   * `proxy_request_buffering`, bounded); larger ones are streamed. 0: every body is streamed.
+   */
+  requestBufferBytes: number;
+  /** A response the client reads nothing of for this long is abandoned (nginx's `send_timeout`); 0: never. */
+  sendTimeoutMs: number;
+  /** Requests with an upstream try in flight per client connection; more wait (then 429). 0: no cap. */
+  maxUpstreamRequestsPerConnection: number;
 }
 
 export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
@@ -82,6 +94,10 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
   websocketIdleTimeoutMs: 300_000,
   allowEncodedSlash: false,
   proto: 'http',
+  clientBodyTimeoutMs: 10_000,
+  requestBufferBytes: 64 * 1024,
+  sendTimeoutMs: 30_000,
+  maxUpstreamRequestsPerConnection: 32,
 };
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
@@ -246,6 +262,9 @@ export class ProxyPipeline {
       budgetPercent: this.settings.retryBudgetPercent,
       budgetMinConcurrent: this.settings.retryBudgetMinConcurrent,
       counters: this.counters,
+      sendTimeoutMs: this.settings.sendTimeoutMs,
+      clientBodyTimeoutMs: this.settings.clientBodyTimeoutMs,
+      maxPerConnection: this.settings.maxUpstreamRequestsPerConnection,
     };
   }
 
@@ -284,6 +303,14 @@ export class ProxyPipeline {
       tryTimeouts: c.tryTimeouts,
       requestTimeouts: c.requestTimeouts,
       upstreamErrors: c.upstreamErrors,
+      clientBodyTimeouts: c.clientBodyTimeouts,
+      responsesAbandoned: c.responsesAbandoned,
+      connectionQueued: c.connectionQueued,
+      connectionRefused: c.connectionRefused,
+      cancelledBeforeUpstream: c.cancelledBeforeUpstream,
+      cancelledDrained: c.cancelledDrained,
+      cancelledClosed: c.cancelledClosed,
+      unsendable: c.unsendable,
       ejections: o.ejections,
       ejectionsRefusedByCap: o.refusedByCap,
       // Per service and datacenter, as `name\u0000service\u0000datacenter` (summed across workers like the rest).
@@ -510,7 +537,7 @@ export class ProxyPipeline {
     // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
     if (cluster.data.pool.protocol === 'h2' && req.headers.te === 'trailers')
       upstreamHeaders.push('te', 'trailers');
-    new Exchange(this.#ctx, {
+    const exchange = new Exchange(this.#ctx, {
       req,
       res,
       policy,
@@ -523,7 +550,17 @@ export class ProxyPipeline {
       retryable: !hasBody && IDEMPOTENT.has(method),
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined,
       record,
-    }).start();
+    });
+    // A small body is read whole before any upstream resource is taken (a slow upload holds no pooled connection).
+    const s = this.settings;
+    if (
+      hasBody &&
+      pass?.body === undefined &&
+      buffersBody(req.headers['content-length'], s.requestBufferBytes)
+    ) {
+      exchange.start(true);
+      readRequestBody(req, exchange, s.requestBufferBytes, s.clientBodyTimeoutMs);
+    } else exchange.start();
   }
 
   /**

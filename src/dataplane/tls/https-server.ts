@@ -11,6 +11,7 @@ import {
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { FloodReason } from '../../cluster/worker-report.ts';
 import { edgeEvents } from '../proxy/edge-events.ts';
 import { InFlight } from '../proxy/in-flight.ts';
 import { enterRequest, noteResponse } from '../proxy/request-checks.ts';
@@ -31,7 +32,7 @@ import {
   TLS_SECURE_OPTIONS,
   type TlsListenerSettings,
 } from './tls-settings.ts';
-import { handshakeErrorReason, type TlsStats } from './tls-stats.ts';
+import { floodReasonOf, handshakeErrorReason, type TlsStats } from './tls-stats.ts';
 
 export interface RequestHandler {
   handle(req: IncomingMessage, res: ServerResponse): void;
@@ -84,18 +85,82 @@ function onSessionHeaderTimeout(session: Http2Session): void {
   session.destroy();
 }
 
-/** Counts client-cancelled streams per session; true when the session exceeds the budget of this second. */
-function rapidResetGuard(limit: number): (session: Http2Session) => boolean {
-  const windows = new WeakMap<Http2Session, { start: number; n: number }>();
-  return (session) => {
-    const now = Date.now();
-    let w = windows.get(session);
-    if (!w || now - w.start >= 1000) {
+/** Resets counted in one window of a second. */
+interface ResetWindow {
+  start: number;
+  n: number;
+}
+
+/**
+ * Rapid-reset budgets (CVE-2023-44487): streams that end in a reset, counted per session and per client address in
+ * windows of one second. A client that stays under the per-connection limit on many connections still meets its
+ * address's budget. Address windows older than a second are swept once a second, so the map holds only the
+ * addresses that reset streams in the last second.
+ */
+class ResetBudgets {
+  readonly #perSession: number;
+  readonly #perAddress: number;
+  readonly #sessions = new WeakMap<Http2Session, ResetWindow>();
+  readonly #addresses = new Map<string, ResetWindow>();
+  #swept = 0;
+
+  constructor(perSession: number, perAddress: number) {
+    this.#perSession = perSession;
+    this.#perAddress = perAddress;
+  }
+
+  /** Counts one reset of `session`; the budget it exceeds, if any. */
+  reset(session: Http2Session, address: string, now: number): FloodReason | undefined {
+    let w = this.#sessions.get(session);
+    if (w === undefined || now - w.start >= 1000) {
       w = { start: now, n: 0 };
-      windows.set(session, w);
+      this.#sessions.set(session, w);
     }
-    return ++w.n > limit;
-  };
+    if (++w.n > this.#perSession) return 'rapid_reset';
+    if (now - this.#swept >= 1000) {
+      this.#swept = now;
+      for (const [a, aw] of this.#addresses) if (now - aw.start >= 1000) this.#addresses.delete(a);
+    }
+    let a = this.#addresses.get(address);
+    if (a === undefined || now - a.start >= 1000) {
+      a = { start: now, n: 0 };
+      this.#addresses.set(address, a);
+    }
+    return ++a.n > this.#perAddress ? 'rapid_reset_address' : undefined;
+  }
+}
+
+/** What a stream's close handler needs, kept on its session (one object per session, no closure per stream). */
+interface SessionGuard {
+  budgets: ResetBudgets;
+  stats: TlsStats;
+  address: string;
+}
+const kGuard = Symbol('edgegate.resetGuard');
+const kSessionOf = Symbol('edgegate.sessionOf');
+type GuardedSession = Http2Session & { [kGuard]?: SessionGuard };
+type TaggedStream = ServerHttp2Stream & { [kSessionOf]?: GuardedSession };
+
+/** A stream that ended in a reset (the rapid-reset pattern: HEADERS, then RST_STREAM at once) spends budget. */
+function onStreamClose(this: TaggedStream): void {
+  if (this.rstCode === h2.NGHTTP2_NO_ERROR) return;
+  const session = this[kSessionOf];
+  const guard = session?.[kGuard];
+  if (session === undefined || guard === undefined || session.destroyed) return;
+  const over = guard.budgets.reset(session, guard.address, Date.now());
+  if (over === undefined) return;
+  guard.stats.floodStopped(over);
+  // One GOAWAY(ENHANCE_YOUR_CALM) and the session is gone (goaway() then destroy() would send a second GOAWAY,
+  // NO_ERROR, and clients report the last one).
+  session.destroy(
+    Object.assign(new Error(`HTTP/2 session cut: ${over}`), { code: 'ERR_EDGEGATE_RAPID_RESET' }),
+    h2.NGHTTP2_ENHANCE_YOUR_CALM,
+  );
+}
+
+function onSessionStream(this: GuardedSession, stream: TaggedStream): void {
+  stream[kSessionOf] = this;
+  stream.once('close', onStreamClose);
 }
 
 /**
@@ -175,8 +240,8 @@ export function createHttpsProxyServer(
   });
   server.on('tlsClientError', (err: Error) => stats.handshakeError(handshakeErrorReason(err)));
 
-  const tooManyResets = rapidResetGuard(s.maxResetsPerSecond);
-  server.on('session', (session: Http2Session) => {
+  const budgets = new ResetBudgets(s.maxResetsPerSecond, s.maxResetsPerSecondPerAddress);
+  server.on('session', (session: GuardedSession) => {
     st.sessions.add(session);
     session.once('close', () => {
       st.sessions.delete(session);
@@ -184,23 +249,14 @@ export function createHttpsProxyServer(
     });
     session.on('error', () => {});
     if (st.draining) session.close();
-    session.on('stream', (stream: ServerHttp2Stream) => {
-      stream.once('close', () => {
-        // A stream that ended in a reset (the rapid-reset pattern: HEADERS then RST_STREAM at once).
-        if (stream.rstCode !== h2.NGHTTP2_NO_ERROR && tooManyResets(session)) {
-          if (!session.destroyed) {
-            stats.floodStopped();
-            session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
-            session.destroy();
-          }
-        }
-      });
-    });
+    session[kGuard] = { budgets, stats, address: session.socket?.remoteAddress ?? '' };
+    session.on('stream', onSessionStream);
   });
-  // Node tears down sessions over maxSessionInvalidFrames / maxSessionRejectedStreams with this error.
+  // Node tears sessions down itself for its own limits (maxSessionInvalidFrames / maxSessionRejectedStreams, and
+  // nghttp2's flood and reset-rate detection, which send their own GOAWAY code); count those as well.
   server.on('sessionError', (err: Error & { code?: string }) => {
-    if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES' || err.code === 'ERR_HTTP2_SESSION_ERROR')
-      stats.floodStopped();
+    const reason = floodReasonOf(err);
+    if (reason !== undefined) stats.floodStopped(reason);
   });
 
   // Slowloris over HTTP/2: a session must bring its first request's HEADERS within the header timeout (the TLS

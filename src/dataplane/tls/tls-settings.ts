@@ -58,6 +58,11 @@ export interface TlsListenerSettings {
    * is explicit, counted and testable.
    */
   maxResetsPerSecond: number;
+  /**
+   * The same budget per client address, over all its sessions: many connections that each stay under
+   * `maxResetsPerSecond` are cut once their address exceeds this (each session that resets past it is closed).
+   */
+  maxResetsPerSecondPerAddress: number;
   /** Time a client has to finish the TLS handshake. */
   handshakeTimeoutMs: number;
   /** A connection (either protocol) with no traffic for this long is closed. */
@@ -75,6 +80,7 @@ export const DEFAULT_TLS_LISTENER_SETTINGS: TlsListenerSettings = {
   maxSessionInvalidFrames: 100,
   maxSessionRejectedStreams: 100,
   maxResetsPerSecond: 200,
+  maxResetsPerSecondPerAddress: 400,
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 75_000,
   headersTimeoutMs: 15_000,

@@ -1,9 +1,16 @@
-import type { TlsStatsSnapshot } from '../../cluster/worker-report.ts';
 /**
  * Plain TLS counters of one process, kept off the hot path (incremented on handshake events only) and read through
  * `snapshot()`: the metrics module exposes them (edgegate_tls_handshakes_total, edgegate_tls_handshake_errors_total
  * {reason}, edgegate_tls_certificate_expiry_seconds{hostname}).
  */
+import { FLOOD_REASONS, type FloodReason, type TlsStatsSnapshot } from '../../cluster/worker-report.ts';
+
+/** The reason of a session error Node raised while tearing an abusive session down; undefined: not a flood. */
+export function floodReasonOf(err: Error & { code?: string }): FloodReason | undefined {
+  if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') return 'invalid_frames';
+  if (err.code === 'ERR_HTTP2_ERROR') return 'nghttp2';
+  return undefined;
+}
 
 /** A short, bounded reason for a failed handshake (metric label). */
 export function handshakeErrorReason(err: Error & { code?: string; reason?: string }): string {
@@ -29,6 +36,7 @@ export class TlsStats {
   readonly #handshakes = new Map<string, number>();
   readonly #errors = new Map<string, number>();
   #floods = 0;
+  readonly #floodReasons: Record<string, number> = Object.fromEntries(FLOOD_REASONS.map((r) => [r, 0]));
 
   handshake(protocol: string): void {
     this.#handshakes.set(protocol, (this.#handshakes.get(protocol) ?? 0) + 1);
@@ -38,8 +46,9 @@ export class TlsStats {
     this.#errors.set(reason, (this.#errors.get(reason) ?? 0) + 1);
   }
 
-  floodStopped(): void {
+  floodStopped(reason: FloodReason): void {
     this.#floods++;
+    this.#floodReasons[reason] = (this.#floodReasons[reason] ?? 0) + 1;
   }
 
   snapshot(): TlsStatsSnapshot {
@@ -47,6 +56,7 @@ export class TlsStats {
       handshakes: Object.fromEntries(this.#handshakes),
       handshakeErrors: Object.fromEntries(this.#errors),
       floodsStopped: this.#floods,
+      floodsByReason: { ...this.#floodReasons },
     };
   }
 }

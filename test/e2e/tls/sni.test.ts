@@ -144,7 +144,8 @@ describe('HTTPS listener with certificate files', () => {
     // The earlier tests negotiated both protocols (summed over the 2 workers).
     expect(sample(text, 'edgegate_tls_handshakes_total{protocol="h2"}')).toBeGreaterThanOrEqual(3);
     expect(sample(text, 'edgegate_tls_handshakes_total{protocol="http/1.1"}')).toBeGreaterThanOrEqual(1);
-    expect(sample(text, 'edgegate_http2_floods_stopped_total')).toBe(0);
+    expect(sample(text, 'edgegate_http2_floods_stopped_total{reason="rapid_reset"}')).toBe(0);
+    expect(sample(text, 'edgegate_http2_floods_stopped_total{reason="nghttp2"}')).toBe(0);
     const notAfter = (c: TestCert) => Math.floor(new X509Certificate(c.certPem).validToDate.getTime() / 1000);
     expect(sample(text, 'edgegate_tls_certificate_expiry_seconds{hostname="a.test"}')).toBe(
       notAfter(certs.a!),
