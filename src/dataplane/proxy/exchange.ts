@@ -602,8 +602,14 @@ export class Exchange implements BodySink {
       servername: up.servername,
     };
     this.#dispatching = true;
-    up.pool.dispatch(options, attempt);
-    this.#dispatching = false;
+    try {
+      up.pool.dispatch(options, attempt);
+    } catch (err) {
+      // undici reports its refusals through onResponseError; one that throws instead is handled the same way.
+      this.responseError(attempt, err as Error);
+    } finally {
+      this.#dispatching = false;
+    }
   }
 
   #settle(a: Attempt): void {

@@ -118,6 +118,7 @@ describe('requests refused before they were sent, with pools that refuse them as
         const h = opts.headers as string[];
         const i = h.indexOf('x-refuse');
         if (i < 0) return dispatch(opts, handler);
+        if (h[i + 1] === 'throw') throw new TypeError('dispatch threw');
         const err =
           h[i + 1] === 'internal'
             ? new TypeError('unexpected')
@@ -156,11 +157,13 @@ describe('requests refused before they were sent, with pools that refuse them as
     expect([...names].sort()).toEqual(['e1', 'e2']);
   });
 
-  it('an unknown error raised while handing the request over is the gateway’s own: 500', async () => {
-    const r = await get(gw.port, '/internal', { 'x-refuse': 'internal' });
-    expect(r.status).toBe(500);
-    expect(JSON.parse(r.body).error).toBe('EDGEGATE_INTERNAL');
+  it('an unknown error raised while handing the request over (reported or thrown) is the gateway’s own: 500', async () => {
+    for (const how of ['internal', 'throw']) {
+      const r = await get(gw.port, `/internal-${how}`, { 'x-refuse': how });
+      expect([how, r.status, JSON.parse(r.body).error]).toEqual([how, 500, 'EDGEGATE_INTERNAL']);
+    }
     expect(gw.proxy.outlier.stats().ejections).toBe(0);
+    for (const [, up] of gw.proxy.pools.entries()) expect(up.inFlight).toBe(0);
   });
 });
 
