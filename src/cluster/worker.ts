@@ -12,6 +12,7 @@ import { PolicyRuntime } from '../policy/policy-runtime.ts';
 import { ProxyPipeline } from '../proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from '../proxy/server.ts';
 import type { TableData } from '../table/types.ts';
+import { decodeTable } from '../table/wire.ts';
 import { HttpsRedirector } from '../tls/https-redirect.ts';
 import { TlsListener } from '../tls/tls-listener.ts';
 import {
@@ -110,7 +111,7 @@ export class ProxyWorker {
         if (this.#policies.settings.testHooks) holdEventLoopBusy(m.ms, m.blockMs);
         return;
       case 'table':
-        return this.#applyTable(m.version, m.json);
+        return this.#applyTable(m.version, m.hash, m.json);
       case 'certs':
         this.#tls?.applyCerts(m.set);
         this.#proxy.pools.clientCertificates.set(m.set.clients);
@@ -148,10 +149,10 @@ export class ProxyWorker {
     }
   }
 
-  #applyTable(version: number, json: string): void {
+  #applyTable(version: number, hash: string, json: string): void {
     const started = performance.now();
     try {
-      const data = JSON.parse(json) as TableData;
+      const data = decodeTable(json, version, hash);
       this.#proxy.setTable(data);
       this.#table = data;
     } catch (err) {

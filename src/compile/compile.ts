@@ -2,7 +2,6 @@
  * compile: (routes, catalog, settings) → { table, statuses }. Pure: no I/O, no clocks, no globals; the same
  * input in any order gives the same table (byte for byte) and the same statuses.
  */
-import { createHash } from 'node:crypto';
 import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
 import {
   type CertificateRefSnapshot,
@@ -41,6 +40,7 @@ import {
   type TableData,
   type TimeoutsData,
 } from '../table/types.ts';
+import { encodeTableBody, rememberWire } from '../table/wire.ts';
 import { parseDuration } from './duration.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
@@ -478,10 +478,6 @@ function createdRank(created: number): number {
   return created > 0 ? created : Number.MAX_SAFE_INTEGER;
 }
 
-function hashOf(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
-}
-
 /**
  * spec.tls Secrets and backends' client certificates (`tls.clientCertificateRef`) the certificate sources found
  * missing or invalid → unresolved (no entry: not known yet).
@@ -580,6 +576,9 @@ export function compile(input: CompileInput): CompileResult {
     .map(([host, list]) => ({ host, entries: list.sort(comparePrecedence).map((e) => position.get(e)!) }));
   const clusters = [...ctx.clusters.values()].sort((a, b) => cmp(a.id, b.id));
   const body = { entries, hosts, clusters };
-  const table: TableData = { hash: hashOf(body), version: 0, ...body };
+  // Serialized once, here: the hash is over the bytes the primary sends and saves (table/wire.ts).
+  const wire = encodeTableBody(body);
+  const table: TableData = { hash: wire.hash, version: 0, ...body };
+  rememberWire(table, wire);
   return { table, statuses };
 }

@@ -1,15 +1,17 @@
 /**
  * The controller loop. Sources report full snapshots of their own view (latest wins); every report only marks
- * the state dirty. A hold-off timer (restarted by each report, bounded by a maximum delay from the first one)
- * batches bursts into one rebuild: compile → if the table's content changed, give it the next version, persist it
- * as last-known-good and publish it. Nothing is published before every expected source has reported once, so an
- * empty table is never pushed over a good one.
+ * the state dirty. A hold-off timer (restarted by each report, bounded by a maximum delay from the first one, and
+ * paced so rebuilds take at most a share of the time: control/hold-off.ts) batches bursts into one rebuild:
+ * compile → if the table's content changed, give it the next version, persist it as last-known-good and publish
+ * it. Nothing is published before every expected source has reported once, so an empty table is never pushed over
+ * a good one.
  */
 import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { type CompileSettings, compile, DEFAULT_SETTINGS, type RouteStatus } from '../compile/compile.ts';
 import type { TableData } from '../table/types.ts';
+import { HoldOff } from './hold-off.ts';
 import type { LastKnownGood } from './last-known-good.ts';
 
 export type SourceName = 'routes' | 'catalog' | 'kube' | 'certificates';
@@ -24,6 +26,8 @@ export interface ControllerOptions {
   settings?: CompileSettings;
   holdOffMs?: number;
   maxDelayMs?: number;
+  /** Pause after a rebuild as a multiple of its duration (default 2; see control/hold-off.ts). */
+  rebuildCostFactor?: number;
   lastKnownGood?: LastKnownGood;
   /** For tests and metrics: compile duration in ms. */
   onCompiled?: (ms: number, table: TableData) => void;
@@ -38,14 +42,23 @@ export class Controller {
   #certificateRefs: CertificateRefSnapshot | undefined;
   #current: TableData | undefined;
   #statuses: RouteStatus[] = [];
-  #holdOff: NodeJS.Timeout | undefined;
-  #maxDelay: NodeJS.Timeout | undefined;
-  #building: Promise<void> = Promise.resolve();
-  #stopped = false;
+  readonly #batches: HoldOff;
   readonly #routeListeners: ((routes: RouteSource[]) => void)[] = [];
 
   constructor(opts: ControllerOptions) {
     this.#opts = { holdOffMs: 50, maxDelayMs: 250, ...opts };
+    this.#batches = new HoldOff({
+      holdOffMs: this.#opts.holdOffMs,
+      maxDelayMs: this.#opts.maxDelayMs,
+      ...(opts.rebuildCostFactor !== undefined ? { costFactor: opts.rebuildCostFactor } : {}),
+      run: () => this.rebuild(),
+      onError: (err) => this.#opts.onError?.(err),
+    });
+  }
+
+  /** Rebuilds started by the hold-off timer so far (tests, benchmarks). */
+  get batches(): number {
+    return this.#batches.rebuilds;
   }
 
   /** The table being served (last published), if any. */
@@ -109,18 +122,7 @@ export class Controller {
 
   #mark(source: SourceName): void {
     this.#synced.add(source);
-    if (this.#stopped) return;
-    clearTimeout(this.#holdOff);
-    this.#holdOff = setTimeout(() => this.#fire(), this.#opts.holdOffMs);
-    this.#maxDelay ??= setTimeout(() => this.#fire(), this.#opts.maxDelayMs);
-  }
-
-  #fire(): void {
-    clearTimeout(this.#holdOff);
-    clearTimeout(this.#maxDelay);
-    this.#holdOff = undefined;
-    this.#maxDelay = undefined;
-    this.#building = this.#building.then(() => this.rebuild()).catch((err) => this.#opts.onError?.(err));
+    this.#batches.mark();
   }
 
   /** Compile now and publish if the content changed. Normally driven by the timers. */
@@ -150,13 +152,10 @@ export class Controller {
 
   /** Resolves when no rebuild is pending or running. */
   async idle(): Promise<void> {
-    while (this.#holdOff || this.#maxDelay) await new Promise((r) => setTimeout(r, this.#opts.holdOffMs));
-    await this.#building;
+    await this.#batches.idle();
   }
 
   stop(): void {
-    this.#stopped = true;
-    clearTimeout(this.#holdOff);
-    clearTimeout(this.#maxDelay);
+    this.#batches.stop();
   }
 }

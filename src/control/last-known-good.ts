@@ -1,12 +1,18 @@
 /**
  * The last-known-good table on disk: written atomically (temp file, fsync, rename, fsync of the directory) after
  * every publish, read at start so an edge node serves at once even while its sources are unreachable.
+ *
+ * The file is one header line (`{"format":2,"version":…,"hash":…,"savedAt":…}`) and then the table's bytes as
+ * compile serialized them (table/wire.ts) — the same bytes that were hashed and sent to the workers, written as
+ * they are, not serialized again. A file whose bytes do not hash to its header's hash (truncated, edited) is not
+ * served. Format 1 (one JSON document) is still read.
  */
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TableData } from '../table/types.ts';
+import { decodeTable, hashOfJson, tableWire } from '../table/wire.ts';
 
-const FORMAT = 1;
+const FORMAT = 2;
 
 export class LastKnownGood {
   readonly #file: string;
@@ -30,9 +36,23 @@ export class LastKnownGood {
       return undefined;
     }
     try {
-      const doc = JSON.parse(text) as { format?: number; table?: TableData };
-      if (doc.format !== FORMAT || !doc.table || !Array.isArray(doc.table.entries)) return undefined;
-      return doc.table;
+      const newline = text.indexOf('\n');
+      const header = JSON.parse(newline < 0 ? text : text.slice(0, newline)) as {
+        format?: number;
+        version?: unknown;
+        hash?: unknown;
+        table?: TableData;
+      };
+      if (header.format === 1) {
+        // The format before the header line: one document, the table inside.
+        if (!header.table || !Array.isArray(header.table.entries)) return undefined;
+        return header.table;
+      }
+      if (header.format !== FORMAT || newline < 0) return undefined;
+      if (typeof header.version !== 'number' || typeof header.hash !== 'string') return undefined;
+      const json = text.slice(newline + 1);
+      if (hashOfJson(json) !== header.hash) return undefined;
+      return decodeTable(json, header.version, header.hash);
     } catch {
       return undefined;
     }
@@ -45,11 +65,20 @@ export class LastKnownGood {
   }
 
   async #write(table: TableData): Promise<void> {
+    const { json, hash } = tableWire(table);
     await mkdir(this.#dir, { recursive: true });
     const tmp = `${this.#file}.${process.pid}.tmp`;
     const fh = await open(tmp, 'w', 0o644);
     try {
-      await fh.writeFile(JSON.stringify({ format: FORMAT, savedAt: new Date().toISOString(), table }));
+      const header = JSON.stringify({
+        format: FORMAT,
+        version: table.version,
+        hash,
+        savedAt: new Date().toISOString(),
+      });
+      // writeFile writes all of it (write() may stop short); the second continues where the first ended.
+      await fh.writeFile(`${header}\n`);
+      await fh.writeFile(json);
       await fh.sync();
     } finally {
       await fh.close();
