@@ -18,6 +18,8 @@ export class LastKnownGood {
   readonly #file: string;
   readonly #dir: string;
   #writing: Promise<void> = Promise.resolve();
+  /** The table the queued save will write. */
+  #next: TableData | undefined;
 
   constructor(stateDir: string) {
     this.#dir = stateDir;
@@ -58,9 +60,21 @@ export class LastKnownGood {
     }
   }
 
-  /** Saves are serialized; the last one wins. */
+  /**
+   * Saves are serialized and coalesced: a save asked for while another is being written replaces any save still
+   * waiting (only the newest table matters), and a failed save does not stop the next ones.
+   */
   save(table: TableData): Promise<void> {
-    this.#writing = this.#writing.then(() => this.#write(table));
+    const queued = this.#next !== undefined;
+    this.#next = table;
+    if (!queued)
+      this.#writing = this.#writing
+        .catch(() => {})
+        .then(() => {
+          const next = this.#next!;
+          this.#next = undefined;
+          return this.#write(next);
+        });
     return this.#writing;
   }
 

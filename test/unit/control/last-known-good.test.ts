@@ -1,6 +1,6 @@
 // The last-known-good file holds the bytes compile serialized and hashed (no second serialization), refuses a
 // file whose bytes do not match the hash in its header, and still reads the format before it.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compile } from '../../../src/compile/compile.ts';
@@ -50,5 +50,18 @@ describe('LastKnownGood', () => {
     expect(await lkg.load()).toBeUndefined();
     writeFileSync(file, JSON.stringify({ format: 1, savedAt: 'x', table }));
     expect(await lkg.load()).toEqual(table);
+  });
+
+  it('coalesces saves asked for meanwhile into the newest, and goes on after a failed one', async () => {
+    const parent = makeTempDir('eg-lkg');
+    const dir = join(parent, 'state');
+    writeFileSync(dir, ''); // a file where the directory should be: the save fails
+    const lkg = new LastKnownGood(dir);
+    const t = aTable();
+    await expect(lkg.save(t)).rejects.toThrow();
+    rmSync(dir);
+    const versions = [8, 9, 10].map((v) => ({ ...t, version: v }));
+    await Promise.all(versions.map((v) => lkg.save(v)));
+    expect((await lkg.load())?.version).toBe(10);
   });
 });
