@@ -67,6 +67,29 @@ export interface CompileInput {
   settings?: CompileSettings;
   /** Secrets named in spec.tls (Kubernetes): a missing or invalid one makes the route's refs unresolved. */
   certificateRefs?: CertificateRefSnapshot;
+  /**
+   * Validation results kept between compiles by the caller, by route object: a source that hands the same `raw`
+   * object again for a route that did not change (the kube source does) has it validated once, not on every
+   * rebuild. Results depend on the object alone, and compile never modifies a validated route.
+   */
+  memo?: CompileMemo;
+}
+
+/** See CompileInput.memo. */
+export type CompileMemo = WeakMap<object, Validated>;
+
+interface Validated {
+  result: ReturnType<typeof validateRoute>;
+  problems: FieldError[];
+}
+
+function validated(raw: unknown, memo: CompileMemo | undefined): Validated {
+  const hit = memo && raw && typeof raw === 'object' ? memo.get(raw) : undefined;
+  if (hit) return hit;
+  const result = validateRoute(raw);
+  const v = { result, problems: result.ok ? routePolicyErrors(result.route.spec) : result.errors };
+  if (memo && raw && typeof raw === 'object') memo.set(raw, v);
+  return v;
 }
 
 export interface BackendStatus {
@@ -539,11 +562,10 @@ export function compile(input: CompileInput): CompileResult {
       continue;
     }
     firstOrigin.set(src.key, src.origin);
-    const result = validateRoute(src.raw);
-    const problems = result.ok ? routePolicyErrors(result.route.spec) : result.errors;
+    const { result, problems } = validated(src.raw, input.memo);
     if (!result.ok || problems.length > 0) {
       const locate = src.locate;
-      status.errors = locate ? problems.map((e) => ({ ...e, line: locate(e.path) })) : problems;
+      status.errors = locate ? problems.map((e) => ({ ...e, line: locate(e.path) })) : [...problems];
       continue;
     }
     status.accepted = true;

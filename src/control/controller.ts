@@ -9,7 +9,13 @@
 import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
 import type { RouteSource } from '../api/route-source.ts';
-import { type CompileSettings, compile, DEFAULT_SETTINGS, type RouteStatus } from '../compile/compile.ts';
+import {
+  type CompileMemo,
+  type CompileSettings,
+  compile,
+  DEFAULT_SETTINGS,
+  type RouteStatus,
+} from '../compile/compile.ts';
 import type { TableData } from '../table/types.ts';
 import { HoldOff } from './hold-off.ts';
 import type { LastKnownGood } from './last-known-good.ts';
@@ -43,6 +49,8 @@ export class Controller {
   #current: TableData | undefined;
   #statuses: RouteStatus[] = [];
   readonly #batches: HoldOff;
+  /** Validated routes by source object, kept between rebuilds (a route that did not change is not validated again). */
+  readonly #memo: CompileMemo = new WeakMap();
   readonly #routeListeners: ((routes: RouteSource[]) => void)[] = [];
 
   constructor(opts: ControllerOptions) {
@@ -134,6 +142,7 @@ export class Controller {
       catalog: this.#catalog,
       kube: this.#kube,
       settings: this.#opts.settings ?? DEFAULT_SETTINGS,
+      memo: this.#memo,
       ...(this.#certificateRefs ? { certificateRefs: this.#certificateRefs } : {}),
     });
     this.#opts.onCompiled?.(performance.now() - started, table);

@@ -1,6 +1,6 @@
 /**
  * Which table version serves each route's CURRENT compiled form, and whether every live worker serves it: the
- * input of Programmed. A route's form is its entries and hostnames (the digests table/wire.ts takes while
+ * input of Programmed. A route's form is its entries and hostnames (the text table/wire.ts keeps per route while
  * serializing); a publish that leaves a route's digest as it was leaves its `since` version as it was, so a
  * route nobody touched stays Programmed while other routes change and the workers catch up. Work per publish is
  * one pass over the routes; work per acknowledgement is proportional to the routes that were waiting for it.
@@ -9,6 +9,7 @@ import type { TableData } from '../table/types.ts';
 import { tableWire } from '../table/wire.ts';
 
 interface Served {
+  /** The route's compiled form as text (table/wire.ts). */
   digest: string;
   /** First table version with this form of the route. */
   since: number;
@@ -25,8 +26,11 @@ export class RouteVersions {
     const next = new Map<string, Served>();
     for (const [route, digest] of tableWire(table).routes) {
       const prior = this.#routes.get(route);
-      if (prior && prior.digest === digest) next.set(route, prior);
-      else {
+      if (prior && prior.digest === digest) {
+        // Keep the newest text (the older one can go with its table).
+        prior.digest = digest;
+        next.set(route, prior);
+      } else {
         next.set(route, { digest, since: table.version });
         if (table.version > this.#served) this.#waiting.add(route);
       }

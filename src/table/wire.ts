@@ -1,13 +1,13 @@
 /**
  * The routing table as bytes: serialized ONCE per table. The hash is taken over exactly the bytes the primary
  * sends to every worker and saves as last-known-good, so the three never serialize the table again. As a
- * by-product, a digest of each route's compiled form (its entries and the hostnames they are indexed under)
+ * by-product, each route's compiled form (the text of its entries and of the hostnames they are indexed under)
  * tells which routes a new version changed: Programmed follows that, not the table version.
  *
  * The bytes are the JSON of `{ entries, hosts, clusters }` (the same text `JSON.stringify` gives for that object);
  * `version` and `hash` travel beside them.
  */
-import { createHash, hash as digestOf } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { TableData } from './types.ts';
 
 export type TableBody = Pick<TableData, 'entries' | 'hosts' | 'clusters'>;
@@ -17,7 +17,7 @@ export interface TableWire {
   readonly json: string;
   /** Content hash over `json` (16 hex digits of SHA-256). */
   readonly hash: string;
-  /** Route (`namespace/name`) → digest of its entries and hostnames. */
+  /** Route (`namespace/name`) → its compiled form: the text of its entries and hostnames (compared, not shown). */
   readonly routes: ReadonlyMap<string, string>;
 }
 
@@ -49,8 +49,10 @@ export function encodeTableBody(body: TableBody): TableWire {
     }
   }
   const json = `{"entries":[${entryTexts.join(',')}],"hosts":${JSON.stringify(body.hosts)},"clusters":${JSON.stringify(body.clusters)}}`;
+  // A route's "digest" is the text of its entries and hostnames itself: comparing it with the last one is a
+  // memcmp, cheaper than hashing thousands of small texts (and exact).
   const routes = new Map<string, string>();
-  for (const [route, list] of parts) routes.set(route, digestOf('sha1', list.join('\n'), 'base64'));
+  for (const [route, list] of parts) routes.set(route, list.length === 1 ? list[0]! : list.join('\n'));
   return { json, hash: hashOfJson(json), routes };
 }
 
