@@ -16,6 +16,7 @@
  *
  *   node bench/kube-control.bench.ts [--routes 1000,5000] [--workers 2] [--updates 5] [--heap] [--out DIR]
  *
+ * `--profile DIR`: CPU profiles (`--cpu-prof`) of the primary and the workers, written to DIR when the gateway stops.
  * `--heap`: heap snapshots of the primary and every worker (`--heapsnapshot-signal`, each taken after a full GC,
  * so only live objects) at start, after each apply and after each delete-all, summarized by constructor
  * (bench/lib/heap-summary.ts): live heap back at its start value after the deletes means no leak, whatever RSS
@@ -45,6 +46,7 @@ const { values } = parseArgs({
     updates: { type: 'string', default: '5' },
     services: { type: 'string', default: '100' },
     heap: { type: 'boolean', default: false },
+    profile: { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -358,7 +360,11 @@ try {
     env: {
       ...process.env,
       POD_NAME: 'bench',
-      ...(HEAP_DIR ? { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_DIR}` } : {}),
+      NODE_OPTIONS: [
+        ...(HEAP_DIR ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_DIR}`] : []),
+        // `--profile DIR`: CPU profiles of the primary and the workers, written when the gateway stops.
+        ...(values.profile ? [`--cpu-prof --cpu-prof-dir=${values.profile}`] : []),
+      ].join(' '),
     },
     logPath: logPathFor('edgegate-bench-kube'),
   });

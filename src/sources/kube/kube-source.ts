@@ -25,6 +25,7 @@ import { CRD_PLURAL } from '../../api/crd.ts';
 import { API_GROUP, API_VERSION, KIND } from '../../api/gateway-route.ts';
 import type { RouteSource } from '../../api/route-source.ts';
 import type { Logger } from '../../observe/log.ts';
+import { pooledApiClient } from './pooled-api.ts';
 import { type BackoffOptions, type InformerLike, ResilientInformer } from './resilient-informer.ts';
 import { RouteIndex } from './route-index.ts';
 import { ServiceIndex } from './service-index.ts';
@@ -57,9 +58,9 @@ export interface KubeSourceOptions {
 
 /** The informers client-node gives for a kubeconfig. */
 export function clientNodeInformers(kc: KubeConfig): InformerFactory {
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const core = kc.makeApiClient(CoreV1Api);
-  const discovery = kc.makeApiClient(DiscoveryV1Api);
+  const custom = pooledApiClient(kc, CustomObjectsApi);
+  const core = pooledApiClient(kc, CoreV1Api);
+  const discovery = pooledApiClient(kc, DiscoveryV1Api);
   const watch = new Watch(kc);
   return (kind, namespace) => {
     const ns = namespace ? `/namespaces/${namespace}` : '';

@@ -23,6 +23,7 @@ import type { RouteStatus } from '../../compile/compile.ts';
 import type { Logger } from '../../observe/log.ts';
 import { describeError, type GatewayRouteObject, KUBE_ORIGIN } from './kube-source.ts';
 import { microTime } from './leader-election.ts';
+import { pooledApiClient } from './pooled-api.ts';
 import { conditionOf, desiredStatus, sameStatus } from './status-conditions.ts';
 
 export interface RouteEvent {
@@ -41,8 +42,8 @@ export interface StatusApi {
 }
 
 export function clientNodeStatusApi(kc: KubeConfig, identity: string): StatusApi {
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const events = kc.makeApiClient(EventsV1Api);
+  const custom = pooledApiClient(kc, CustomObjectsApi);
+  const events = pooledApiClient(kc, EventsV1Api);
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   // The field manager names the pod: managedFields then show which controller wrote a status.
   const fieldManager = `edgegate-${identity}`.slice(0, 128);

@@ -3,9 +3,11 @@
 // and a route nobody touched never leaves Programmed=True while other routes change and the workers take the new
 // tables. Every status change is observed through a watch on the routes, so a write that happened and was undone
 // before anyone polled still counts.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Condition } from '../../../src/api/gateway-route-status.ts';
+import { clientNodeStatusApi } from '../../../src/sources/kube/status-writer.ts';
 import { createEchoServer } from '../../../src/tools/echo-server.ts';
 import { REPO_ROOT } from '../../support/bins.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
@@ -142,7 +144,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   echo.close();
-  await kube.kubectl(['delete', 'namespace', ns, '--wait=false'], { allowFailure: true });
+  for (const n of [ns, `${ns}-probe`])
+    await kube.kubectl(['delete', 'namespace', n, '--wait=false'], { allowFailure: true });
 });
 
 it('a change to one route writes that route’s status and no other’s', async () => {
@@ -201,4 +204,29 @@ it('a route nobody touched never leaves Programmed=True while others change', as
   } finally {
     watch.stop();
   }
+});
+
+it('status writes share keep-alive connections to the API server instead of one TLS connection per write', async () => {
+  // A route the gateway does not watch, written to directly through the API the status writer uses.
+  const probeNs = `${ns}-probe`;
+  await ensureNamespace(kube, probeNs);
+  await apply(kube, routeYaml(probeNs, 'probe', spec('probe', '/p')));
+  const kc = new KubeConfig();
+  kc.loadFromFile(kube.kubeconfigPath);
+  const api = clientNodeStatusApi(kc, 'connections-test');
+  const port = new URL(kube.url).port;
+  let opened = 0;
+  const onConnected = (m: unknown) => {
+    if (String((m as { connectParams?: { port?: unknown } }).connectParams?.port) === port) opened++;
+  };
+  subscribe('undici:client:connected', onConnected);
+  try {
+    for (let i = 1; i <= 30; i++) await api.patchStatus(probeNs, 'probe', { observedGeneration: i });
+  } finally {
+    unsubscribe('undici:client:connected', onConnected);
+  }
+  expect((await getRoute(kube, probeNs, 'probe'))!.status?.observedGeneration).toBe(30);
+  // One connection for 30 writes made one after the other (client-node alone opens 30).
+  expect(opened).toBeGreaterThanOrEqual(1);
+  expect(opened).toBeLessThanOrEqual(2);
 });
