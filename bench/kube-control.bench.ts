@@ -391,6 +391,20 @@ try {
     const cpu0 = cpuMs(pid);
     const workerCpu0 = children(pid).reduce((a, c) => a + cpuMs(c), 0);
     sampler.reset();
+    // The writer's queue and the routes waiting for the workers, sampled every second while the batch goes in.
+    const peaks = { statusQueue: 0, awaitingWorkers: 0 };
+    const sampling = setInterval(() => {
+      void metrics(admin).then(
+        (m) => {
+          peaks.statusQueue = Math.max(peaks.statusQueue, m.get('edgegate_kube_status_queue') ?? 0);
+          peaks.awaitingWorkers = Math.max(
+            peaks.awaitingWorkers,
+            m.get('edgegate_routes_awaiting_workers') ?? 0,
+          );
+        },
+        () => {},
+      );
+    }, 1000);
     const applyMs = await kubectlApplyFile(kube, file);
     const applied = performance.now();
     log(`kubectl apply of ${n}: ${round(applyMs / 1000)} s; ${w.programmed}/${n} Programmed at its end`);
@@ -400,6 +414,7 @@ try {
       `${n} Programmed`,
     );
     await settled(admin, 300_000);
+    clearInterval(sampling);
     const m1 = await metrics(admin);
     const delta = (k: string) => (m1.get(k) ?? 0) - (m0.get(k) ?? 0);
     const applyCpuMs = cpuMs(pid) - cpu0;
@@ -417,6 +432,8 @@ try {
       },
       writesPerRoute: round(delta('edgegate_kube_status_writes_total{result=ok}') / n, 2),
       tablesPublished: delta('edgegate_table_version'),
+      peakStatusQueue: peaks.statusQueue,
+      peakRoutesAwaitingWorkers: peaks.awaitingWorkers,
       primaryCpuS: round(applyCpuMs / 1000, 2),
       primaryCpuMsPerRoute: round(applyCpuMs / n, 2),
       workersCpuS: round(applyWorkerCpuMs / 1000, 2),
@@ -542,6 +559,8 @@ type Step = {
   statusWrites: { ok: number; unchanged: number; notFound: number; error: number };
   writesPerRoute: number;
   tablesPublished: number;
+  peakStatusQueue: number;
+  peakRoutesAwaitingWorkers: number;
   primaryCpuS: number;
   primaryCpuMsPerRoute: number;
   workersCpuS: number;
@@ -588,6 +607,10 @@ const md = [
       `${s.statusWrites.ok} (${s.writesPerRoute}); unchanged ${s.statusWrites.unchanged}, not_found ${s.statusWrites.notFound}, error ${s.statusWrites.error}`,
   ),
   row('tables published during the apply', (s) => s.tablesPublished),
+  row(
+    'peak status queue / routes awaiting workers',
+    (s) => `${s.peakStatusQueue} / ${s.peakRoutesAwaitingWorkers}`,
+  ),
   row('primary CPU for the batch (per route)', (s) => `${s.primaryCpuS} s (${s.primaryCpuMsPerRoute} ms)`),
   row('workers CPU for the batch', (s) => `${s.workersCpuS} s`),
   row('primary RSS peak / after', (s) => `${s.primaryRssPeakMB} / ${s.primaryRssAfterMB} MB`),

@@ -227,7 +227,8 @@ function createControlPlane(
       const seen = new Set<string>();
       for (const s of statuses) {
         seen.add(s.route + s.origin);
-        const text = describeStatus(s).join('\n');
+        // Most routes have nothing to report: no text to build for them on every rebuild.
+        const text = s.errors.length === 0 && s.unresolved.length === 0 ? '' : describeStatus(s).join('\n');
         if (reported.get(s.route + s.origin) === text) continue;
         reported.set(s.route + s.origin, text);
         if (!s.accepted)

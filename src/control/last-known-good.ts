@@ -20,6 +20,7 @@ export class LastKnownGood {
   #writing: Promise<void> = Promise.resolve();
   /** The table the queued save will write. */
   #next: TableData | undefined;
+  #dirMade = false;
 
   constructor(stateDir: string) {
     this.#dir = stateDir;
@@ -73,14 +74,20 @@ export class LastKnownGood {
         .then(() => {
           const next = this.#next!;
           this.#next = undefined;
-          return this.#write(next);
+          return this.#write(next).catch((err: unknown) => {
+            this.#dirMade = false; // the directory may be what is gone: make it again next time
+            throw err;
+          });
         });
     return this.#writing;
   }
 
   async #write(table: TableData): Promise<void> {
     const { json, hash } = tableWire(table);
-    await mkdir(this.#dir, { recursive: true });
+    if (!this.#dirMade) {
+      await mkdir(this.#dir, { recursive: true });
+      this.#dirMade = true;
+    }
     const tmp = `${this.#file}.${process.pid}.tmp`;
     const fh = await open(tmp, 'w', 0o644);
     try {
