@@ -2,25 +2,34 @@
  * When to rebuild: hold-off batching with a maximum delay (Contour's), plus a bound on how much of the time the
  * rebuilds themselves may take. Every `mark()` restarts the hold-off timer; the first mark of a batch also starts
  * the maximum-delay timer, so a steady stream of changes (a long `kubectl apply`) still rebuilds every `maxDelayMs`.
- * A rebuild that took `d` ms delays the start of the next one to `d × costFactor` after its end: a table that
- * takes 300 ms to compile and publish is rebuilt at most every 900 ms (factor 2), whatever the rate of changes, so
- * bursts coalesce into fewer, larger batches as the table grows. One rebuild runs at a time; marks during a
- * rebuild make the next batch.
+ * A rebuild that used `d` ms of CPU delays the start of the next one to `d × costFactor` after its end: a table
+ * that takes 300 ms to compile and publish is rebuilt at most every 900 ms (factor 2), whatever the rate of
+ * changes, so bursts coalesce into fewer, larger batches as the table grows. CPU, not wall time: a rebuild that
+ * waits for the disk (the last-known-good file's fsync) or for a busy machine does not push the next one back.
+ * One rebuild runs at a time; marks during a rebuild make the next batch.
  */
 
 export interface HoldOffOptions {
   holdOffMs: number;
   maxDelayMs: number;
-  /** Pause after a rebuild, as a multiple of its duration (default 2: rebuilds take at most a third of the time). */
+  /** Pause after a rebuild, as a multiple of its cost (default 2: rebuilds take at most a third of the time). */
   costFactor?: number;
   run: () => Promise<void>;
   onError: (err: unknown) => void;
   now?: () => number;
+  /** Cumulative cost in ms (default: this process's CPU time, user + system). */
+  cost?: () => number;
+}
+
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 export class HoldOff {
   readonly #opts: HoldOffOptions;
   readonly #now: () => number;
+  readonly #cost: () => number;
   #holdOff: NodeJS.Timeout | undefined;
   #maxDelay: NodeJS.Timeout | undefined;
   #pacing: NodeJS.Timeout | undefined;
@@ -35,6 +44,7 @@ export class HoldOff {
   constructor(opts: HoldOffOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? (() => performance.now());
+    this.#cost = opts.cost ?? cpuMs;
   }
 
   /** Something changed: rebuild after the hold-off (at most the maximum delay after the batch's first mark). */
@@ -98,13 +108,13 @@ export class HoldOff {
     }
     this.#due = false;
     this.#rebuilds++;
-    const started = this.#now();
+    const spent = this.#cost();
     this.#running = this.#opts
       .run()
       .catch((err) => this.#opts.onError(err))
       .finally(() => {
-        const ended = this.#now();
-        this.#notBefore = ended + (ended - started) * (this.#opts.costFactor ?? 2);
+        const cost = this.#cost() - spent;
+        this.#notBefore = this.#now() + cost * (this.#opts.costFactor ?? 2);
         this.#running = undefined;
         this.#start();
       });
