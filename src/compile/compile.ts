@@ -68,9 +68,11 @@ export interface CompileInput {
   /** Secrets named in spec.tls (Kubernetes): a missing or invalid one makes the route's refs unresolved. */
   certificateRefs?: CertificateRefSnapshot;
   /**
-   * Validation results kept between compiles by the caller, by route object: a source that hands the same `raw`
-   * object again for a route that did not change (the kube source does) has it validated once, not on every
-   * rebuild. Results depend on the object alone, and compile never modifies a validated route.
+   * Work kept between compiles by the caller, by route object: a source that hands the same `raw` object again for
+   * a route that did not change (the kube source does) has it validated once, and compiled once for as long as the
+   * catalog, Services and certificate snapshots are the same objects too — a rebuild after one route changed
+   * compiles that route, and only sorts and joins the others. Results depend on those inputs alone, and compile
+   * never modifies a validated route or a compiled entry.
    */
   memo?: CompileMemo;
 }
@@ -81,6 +83,19 @@ export type CompileMemo = WeakMap<object, Validated>;
 interface Validated {
   result: ReturnType<typeof validateRoute>;
   problems: FieldError[];
+  /** The route compiled against these snapshots (the same objects: identity, not content). */
+  compiled?: CompiledRoute;
+}
+
+interface CompiledRoute {
+  catalog: CatalogSnapshot;
+  kube: KubeServiceSnapshot | undefined;
+  settings: CompileSettings;
+  certificateRefs: CertificateRefSnapshot | undefined;
+  entries: EntryData[];
+  clusters: ClusterData[];
+  unresolved: string[];
+  backends: BackendStatus[];
 }
 
 function validated(raw: unknown, memo: CompileMemo | undefined): Validated {
@@ -125,6 +140,8 @@ interface Ctx {
   kube: KubeServiceSnapshot;
   settings: CompileSettings;
   clusters: Map<string, ClusterData>;
+  /** Cluster ids the route being compiled uses (its zero-weight backends' too): what its cache entry re-adds. */
+  touched: Set<string>;
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -251,6 +268,7 @@ function consulCluster(
   const id = `consul:${service}@${dc}${sortedTags.length ? `[${sortedTags.join(',')}]` : ''}${passingOnly ? '' : '~warning'}|${poolKey(pool)}`;
   const instances = ctx.catalog.datacenters[dc]?.services[service];
   const existing = ctx.clusters.get(id);
+  ctx.touched.add(id);
   if (existing) return { cluster: existing, known: instances !== undefined };
   const endpoints = sortEndpoints(
     (instances ?? []).filter((i) => serves(i, passingOnly) && hasTags(i, sortedTags)).map(endpointOf),
@@ -271,6 +289,7 @@ function kubeCluster(
   const id = `kube:${key}:${port}|${poolKey(pool)}`;
   const svc = ctx.kube.services[key];
   const existing = ctx.clusters.get(id);
+  ctx.touched.add(id);
   if (existing) return { cluster: existing, known: svc !== undefined };
   const endpoints: EndpointData[] = [];
   if (svc) {
@@ -528,6 +547,7 @@ export function compile(input: CompileInput): CompileResult {
     kube: input.kube ?? { services: {} },
     settings: input.settings ?? DEFAULT_SETTINGS,
     clusters: new Map(),
+    touched: new Set(),
   };
   // Deterministic order whatever order the sources reported in: by key, then origin.
   const sources = input.routes
@@ -562,7 +582,8 @@ export function compile(input: CompileInput): CompileResult {
       continue;
     }
     firstOrigin.set(src.key, src.origin);
-    const { result, problems } = validated(src.raw, input.memo);
+    const v = validated(src.raw, input.memo);
+    const { result, problems } = v;
     if (!result.ok || problems.length > 0) {
       const locate = src.locate;
       status.errors = locate ? problems.map((e) => ({ ...e, line: locate(e.path) })) : [...problems];
@@ -570,16 +591,42 @@ export function compile(input: CompileInput): CompileResult {
     }
     status.accepted = true;
     const route = result.route;
-    const createdIso = route.metadata.creationTimestamp;
-    const createdMs = createdIso ? Date.parse(createdIso) : Number.NaN;
-    const routeEntries = compileRoute(
-      route,
-      src.key,
-      Number.isFinite(createdMs) ? createdMs : 0,
-      ctx,
-      status,
-    );
-    checkCertificateRefs(route, route.metadata.namespace ?? 'default', input.certificateRefs, status);
+    let compiled = v.compiled;
+    if (
+      compiled &&
+      compiled.catalog === input.catalog &&
+      compiled.kube === input.kube &&
+      compiled.settings === ctx.settings &&
+      compiled.certificateRefs === input.certificateRefs
+    ) {
+      for (const c of compiled.clusters) if (!ctx.clusters.has(c.id)) ctx.clusters.set(c.id, c);
+      status.unresolved = [...compiled.unresolved];
+      status.backends = compiled.backends.map((b) => ({ ref: b.ref, healthy: { ...b.healthy } }));
+    } else {
+      const createdIso = route.metadata.creationTimestamp;
+      const createdMs = createdIso ? Date.parse(createdIso) : Number.NaN;
+      ctx.touched = new Set();
+      const routeEntries = compileRoute(
+        route,
+        src.key,
+        Number.isFinite(createdMs) ? createdMs : 0,
+        ctx,
+        status,
+      );
+      checkCertificateRefs(route, route.metadata.namespace ?? 'default', input.certificateRefs, status);
+      compiled = {
+        catalog: input.catalog,
+        kube: input.kube,
+        settings: ctx.settings,
+        certificateRefs: input.certificateRefs,
+        entries: routeEntries,
+        clusters: [...ctx.touched].map((id) => ctx.clusters.get(id)!),
+        unresolved: [...status.unresolved],
+        backends: status.backends.map((b) => ({ ref: b.ref, healthy: { ...b.healthy } })),
+      };
+      if (input.memo) v.compiled = compiled;
+    }
+    const routeEntries = compiled.entries;
     const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
     for (const e of routeEntries) {
       entries.push(e);

@@ -22,6 +22,8 @@ export interface TableWire {
 }
 
 const wires = new WeakMap<TableData, TableWire>();
+/** Entries are immutable once compiled, and a route compile did not touch keeps its entry objects (compile memo). */
+const entryTexts = new WeakMap<object, string>();
 
 export function hashOfJson(json: string): string {
   return createHash('sha256').update(json).digest('hex').slice(0, 16);
@@ -30,8 +32,12 @@ export function hashOfJson(json: string): string {
 /** Serializes a table body once: its JSON, its hash, and each route's digest. */
 export function encodeTableBody(body: TableBody): TableWire {
   const parts = new Map<string, string[]>();
-  const entryTexts = body.entries.map((e) => {
-    const text = JSON.stringify(e);
+  const texts = body.entries.map((e) => {
+    let text = entryTexts.get(e);
+    if (text === undefined) {
+      text = JSON.stringify(e);
+      entryTexts.set(e, text);
+    }
     const list = parts.get(e.route);
     if (list) list.push(text);
     else parts.set(e.route, [text]);
@@ -48,7 +54,7 @@ export function encodeTableBody(body: TableBody): TableWire {
       parts.get(route)?.push(`host ${h.host}`);
     }
   }
-  const json = `{"entries":[${entryTexts.join(',')}],"hosts":${JSON.stringify(body.hosts)},"clusters":${JSON.stringify(body.clusters)}}`;
+  const json = `{"entries":[${texts.join(',')}],"hosts":${JSON.stringify(body.hosts)},"clusters":${JSON.stringify(body.clusters)}}`;
   // A route's "digest" is the text of its entries and hostnames itself: comparing it with the last one is a
   // memcmp, cheaper than hashing thousands of small texts (and exact).
   const routes = new Map<string, string>();
