@@ -293,6 +293,49 @@ async function heapSnapshots(
 
 const mb = (bytes: number) => round(bytes / 1024 / 1024);
 
+interface MemoryReport {
+  rssMB: number;
+  /** V8 heap committed (what the process holds for its heap) and live after the last GC. */
+  heapCommittedMB: number;
+  heapUsedMB: number;
+}
+
+/** A diagnostic report (`--report-on-signal`, SIGWINCH) of the primary and each worker: RSS against V8's heap. */
+async function memoryReports(
+  pid: number,
+): Promise<{ primary: MemoryReport; workers: MemoryReport[] } | undefined> {
+  const dir = HEAP_DIR;
+  if (!dir) return undefined;
+  const take = async (p: number): Promise<MemoryReport> => {
+    const mine = () => readdirSync(dir).filter((f) => f.startsWith('report.') && f.includes(`.${p}.`));
+    const before = new Set(mine());
+    process.kill(p, 'SIGWINCH');
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 300));
+      const file = mine().find((f) => !before.has(f));
+      if (!file) continue;
+      try {
+        const r = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+          javascriptHeap: { totalCommittedMemory?: number; totalMemory: number; usedMemory: number };
+          resourceUsage: { rss: number };
+        };
+        rmSync(join(dir, file));
+        return {
+          rssMB: mb(Number(r.resourceUsage.rss)),
+          heapCommittedMB: mb(r.javascriptHeap.totalCommittedMemory ?? r.javascriptHeap.totalMemory),
+          heapUsedMB: mb(r.javascriptHeap.usedMemory),
+        };
+      } catch {
+        // still being written
+      }
+    }
+  };
+  const primary = await take(pid);
+  const workers: MemoryReport[] = [];
+  for (const c of children(pid)) workers.push(await take(c));
+  return { primary, workers };
+}
+
 async function kubectlApplyFile(kube: KubeServer, file: string): Promise<number> {
   const t0 = performance.now();
   await kube.kubectl(['apply', '-f', file], { timeoutMs: 900_000 });
@@ -361,7 +404,12 @@ try {
       ...process.env,
       POD_NAME: 'bench',
       NODE_OPTIONS: [
-        ...(HEAP_DIR ? [`--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_DIR}`] : []),
+        ...(HEAP_DIR
+          ? [
+              `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${HEAP_DIR}`,
+              `--report-on-signal --report-signal=SIGWINCH --report-directory=${HEAP_DIR}`,
+            ]
+          : []),
         // `--profile DIR`: CPU profiles of the primary and the workers, written when the gateway stops.
         ...(values.profile ? [`--cpu-prof --cpu-prof-dir=${values.profile}`] : []),
       ].join(' '),
@@ -380,6 +428,7 @@ try {
   sampler = rssSampler(pid);
   watcher = await watchRoutes(kube);
   const w = watcher;
+  const memAtStart = await memoryReports(pid);
   const heapAtStart = await heapSnapshots(pid);
 
   for (const n of SIZES) {
@@ -442,6 +491,7 @@ try {
       workersRssMB: children(pid).map(rssMB),
       lastHandoff: handoff,
     };
+    const memAfterApply = await memoryReports(pid);
     const heapAfterApply = await heapSnapshots(pid);
     log(JSON.stringify(step));
 
@@ -514,7 +564,18 @@ try {
       primaryRssMB: rssMB(pid),
       workersRssMB: children(pid).map(rssMB),
     };
+    const memAfterDelete = await memoryReports(pid);
     const heapAfterDelete = await heapSnapshots(pid);
+    // A minute idle: does V8 give the memory back by itself (its memory reducer runs when the process is idle)?
+    if (HEAP_DIR) await new Promise((r) => setTimeout(r, 60_000));
+    const memIdle = await memoryReports(pid);
+    if (memAtStart && memAfterApply && memAfterDelete && memIdle)
+      step.memory = {
+        atStart: memAtStart,
+        afterApply: memAfterApply,
+        afterDeleteAll: memAfterDelete,
+        oneMinuteLater: memIdle,
+      };
     if (heapAtStart && heapAfterApply && heapAfterDelete) {
       const live = (h: { primary: HeapSummary; workers: HeapSummary[] }) => ({
         primaryMB: mb(h.primary.total),
@@ -583,6 +644,10 @@ type Step = {
     primaryRssMB: number;
     workersRssMB: number[];
   };
+  memory?: Record<
+    'atStart' | 'afterApply' | 'afterDeleteAll' | 'oneMinuteLater',
+    { primary: MemoryReport; workers: MemoryReport[] }
+  >;
   liveHeap?: {
     atStart: { primaryMB: number; workersMB: number[] };
     afterApply: { primaryMB: number; workersMB: number[] };
@@ -635,6 +700,23 @@ const md = [
     'after delete all: primary / workers RSS',
     (s) => `${s.deleteAll.primaryRssMB} / ${s.deleteAll.workersRssMB.join(', ')} MB`,
   ),
+  ...(steps.some((s) => s.memory)
+    ? (['primary', 'worker 1'] as const).map((who) =>
+        row(
+          `${who}: RSS / V8 heap committed / used, at start → after apply → after delete all → 1 min later`,
+          (s) => {
+            if (!s.memory) return '—';
+            const m = s.memory;
+            const pick = (x: { primary: MemoryReport; workers: MemoryReport[] }) =>
+              who === 'primary' ? x.primary : x.workers[0];
+            return [m.atStart, m.afterApply, m.afterDeleteAll, m.oneMinuteLater]
+              .map((x) => pick(x))
+              .map((r) => (r ? `${r.rssMB}/${r.heapCommittedMB}/${r.heapUsedMB}` : '—'))
+              .join(' → ');
+          },
+        ),
+      )
+    : []),
   ...(steps.some((s) => s.liveHeap)
     ? [
         row('live heap after GC, start → after apply → after delete all: primary', (s) =>
