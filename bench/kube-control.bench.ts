@@ -357,12 +357,16 @@ try {
   kube = await startKube();
   log(`kube-apiserver up at ${kube.url}`);
   await kube.kubectl(['apply', '--server-side', '-f', '-'], { input: gatewayRouteCrdYaml() });
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/gatewayroutes.edgegate.io',
-  ]);
+  // Right after the create, the CRD may have no conditions yet (kubectl wait then fails at once): ask again.
+  for (let i = 0; ; i++) {
+    const r = await kube.kubectl(
+      ['wait', '--for=condition=Established', '--timeout=60s', 'crd/gatewayroutes.edgegate.io'],
+      { allowFailure: true },
+    );
+    if (r.code === 0) break;
+    if (i === 20) throw new Error(`the CRD is not established: ${r.stderr}`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
   await kube.kubectl(['create', 'namespace', NS]);
   const dir = makeTempDir('eg-bench-kube');
   writeFileSync(join(dir, 'services.yaml'), servicesYaml());
