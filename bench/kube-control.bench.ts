@@ -298,6 +298,25 @@ interface MemoryReport {
   /** V8 heap committed (what the process holds for its heap) and live after the last GC. */
   heapCommittedMB: number;
   heapUsedMB: number;
+  /** From /proc/PID/smaps_rollup: anonymous memory, and the part of it freed lazily (MADV_FREE: reclaimed only
+   * when the kernel needs memory, counted in RSS until then). */
+  anonymousMB: number;
+  lazyFreeMB: number;
+  /** RSS in the brk heap (glibc malloc's main arena). */
+  brkHeapMB: number;
+}
+
+function smaps(p: number): { anonymousMB: number; lazyFreeMB: number; brkHeapMB: number } {
+  const rollup = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(rollup)?.[1] ?? 0);
+  // The [heap] mapping's Rss line follows its header line.
+  const all = readFileSync(`/proc/${p}/smaps`, 'utf8');
+  const heap = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+)/.exec(all);
+  return {
+    anonymousMB: round(kb('Anonymous') / 1024),
+    lazyFreeMB: round(kb('LazyFree') / 1024),
+    brkHeapMB: round(Number(heap?.[1] ?? 0) / 1024),
+  };
 }
 
 /** A diagnostic report (`--report-on-signal`, SIGWINCH) of the primary and each worker: RSS against V8's heap. */
@@ -324,6 +343,7 @@ async function memoryReports(
           rssMB: mb(Number(r.resourceUsage.rss)),
           heapCommittedMB: mb(r.javascriptHeap.totalCommittedMemory ?? r.javascriptHeap.totalMemory),
           heapUsedMB: mb(r.javascriptHeap.usedMemory),
+          ...smaps(p),
         };
       } catch {
         // still being written
@@ -715,7 +735,11 @@ const md = [
               who === 'primary' ? x.primary : x.workers[0];
             return [m.atStart, m.afterApply, m.afterDeleteAll, m.oneMinuteLater]
               .map((x) => pick(x))
-              .map((r) => (r ? `${r.rssMB}/${r.heapCommittedMB}/${r.heapUsedMB}` : '—'))
+              .map((r) =>
+                r
+                  ? `${r.rssMB}/${r.heapCommittedMB}/${r.heapUsedMB} (malloc ${r.brkHeapMB}, lazy-free ${r.lazyFreeMB})`
+                  : '—',
+              )
               .join(' → ');
           },
         ),
