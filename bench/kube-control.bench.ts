@@ -17,7 +17,8 @@
  *   node bench/kube-control.bench.ts [--routes 1000,5000] [--workers 2] [--updates 5] [--heap] [--out DIR]
  *
  * `--profile DIR`: CPU profiles (`--cpu-prof`) of the primary and the workers, written to DIR when the gateway stops.
- * `--heap`: heap snapshots of the primary and every worker (`--heapsnapshot-signal`, each taken after a full GC,
+ * `--memory`: diagnostic reports only (RSS, V8 heap committed and used, malloc heap, at the same points and a
+ * minute after the delete-all). `--heap`: those, and heap snapshots of the primary and every worker (`--heapsnapshot-signal`, each taken after a full GC,
  * so only live objects) at start, after each apply and after each delete-all, summarized by constructor
  * (bench/lib/heap-summary.ts): live heap back at its start value after the deletes means no leak, whatever RSS
  * says.
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     updates: { type: 'string', default: '5' },
     services: { type: 'string', default: '100' },
     heap: { type: 'boolean', default: false },
+    memory: { type: 'boolean', default: false },
     profile: { type: 'string' },
     out: { type: 'string' },
   },
@@ -55,7 +57,9 @@ const WORKERS = Number(values.workers);
 const UPDATES = Number(values.updates);
 const SERVICES = Number(values.services);
 const NS = 'bench';
-const HEAP_DIR = values.heap ? makeTempDir('eg-bench-heap') : undefined;
+const HEAP_DIR = values.heap || values.memory ? makeTempDir('eg-bench-heap') : undefined;
+/** Heap snapshots too (they allocate a lot of native memory themselves: `--memory` leaves them out). */
+const SNAPSHOTS = values.heap === true;
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
@@ -263,7 +267,7 @@ async function heapSnapshots(
   pid: number,
 ): Promise<{ primary: HeapSummary; workers: HeapSummary[] } | undefined> {
   const dir = HEAP_DIR;
-  if (!dir) return undefined;
+  if (!dir || !SNAPSHOTS) return undefined;
   const take = async (p: number): Promise<HeapSummary> => {
     const mine = () => readdirSync(dir).filter((f) => f.includes(`.${p}.`) && f.endsWith('.heapsnapshot'));
     const before = new Set(mine());
