@@ -172,6 +172,17 @@ it('a change to one route writes that route’s status and no other’s', async 
       status: 'True',
       observedGeneration: 2,
     });
+    // Which table version serves each route is in /debug/routes: r0's form is newer than the untouched ones'.
+    const debug = (await (await fetch(`http://127.0.0.1:${adminPort}/debug/routes`)).json()) as {
+      servedVersion: number;
+      statuses: { route: string; tableVersion?: number; programmed: boolean }[];
+    };
+    const of = (name: string) => debug.statuses.find((x) => x.route === `${ns}/${name}`)!;
+    expect(of('r0').tableVersion).toBeGreaterThan(of('a-steady').tableVersion!);
+    expect(of('r0').programmed && of('a-steady').programmed).toBe(true);
+    expect(debug.servedVersion).toBeGreaterThanOrEqual(of('r0').tableVersion!);
+    // The 404s of writes to deleted routes have a series of their own (none here).
+    expect(await metric('edgegate_kube_status_writes_total', { result: 'not_found' })).toBe(0);
   } finally {
     watch.stop();
   }
