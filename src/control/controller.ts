@@ -32,7 +32,7 @@ export interface ControllerOptions {
   settings?: CompileSettings;
   holdOffMs?: number;
   maxDelayMs?: number;
-  /** Pause after a rebuild as a multiple of its duration (default 2; see control/hold-off.ts). */
+  /** Pause after a rebuild as a multiple of its CPU time (default 2; see control/hold-off.ts). */
   rebuildCostFactor?: number;
   lastKnownGood?: LastKnownGood;
   /** For tests and metrics: compile duration in ms. */
@@ -49,7 +49,7 @@ export class Controller {
   #current: TableData | undefined;
   #statuses: RouteStatus[] = [];
   readonly #batches: HoldOff;
-  /** Validated routes by source object, kept between rebuilds (a route that did not change is not validated again). */
+  /** Validated and compiled routes by source object, kept between rebuilds (CompileInput.memo). */
   readonly #memo: CompileMemo = new WeakMap();
   readonly #routeListeners: ((routes: RouteSource[]) => void)[] = [];
 
@@ -62,11 +62,6 @@ export class Controller {
       run: () => this.rebuild(),
       onError: (err) => this.#opts.onError?.(err),
     });
-  }
-
-  /** Rebuilds started by the hold-off timer so far (tests, benchmarks). */
-  get batches(): number {
-    return this.#batches.rebuilds;
   }
 
   /** The table being served (last published), if any. */
