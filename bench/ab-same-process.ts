@@ -63,9 +63,9 @@ const ports: Record<string, number> = {};
 let next = 18_420;
 const quiet = { error() {}, warn() {}, info() {}, debug() {} };
 for (const [name, dir] of Object.entries(builds)) {
-  const { ProxyPipeline } = await import(join(dir, 'src/proxy/proxy.ts'));
-  const { createProxyServer } = await import(join(dir, 'src/proxy/server.ts'));
-  const { TlsListener } = await import(join(dir, 'src/tls/tls-listener.ts'));
+  const { ProxyPipeline } = await import(join(dir, 'src/dataplane/proxy/proxy.ts'));
+  const { createProxyServer } = await import(join(dir, 'src/dataplane/proxy/server.ts'));
+  const { TlsListener } = await import(join(dir, 'src/dataplane/tls/tls-listener.ts'));
   const { compile } = await import(join(dir, 'src/compile/compile.ts'));
   const { table } = compile({
     routes: [

@@ -167,6 +167,14 @@ const runCommand = program
   )
   .addOption(
     new Option(
+      '--status-write-rate <n>',
+      'GatewayRoute status writes per second, sustained (burst: twice that); changed routes are written first',
+    )
+      .env('EDGEGATE_STATUS_WRITE_RATE')
+      .default('100'),
+  )
+  .addOption(
+    new Option(
       '--workers <n>',
       'proxy worker processes (default: the CPU limit, cgroup-aware; 0: proxy in-process)',
     ).env('EDGEGATE_WORKERS'),

@@ -27,6 +27,7 @@ import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
 import { MetricsHub, type MetricsHubOptions } from './control/metrics/metrics.ts';
 import { SourceHealth } from './control/metrics/source-health.ts';
+import { RouteVersions } from './control/route-versions.ts';
 import type { ConsulSettings } from './control/sources/consul/settings.ts';
 import { startConsulSource } from './control/sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './control/sources/file/file-source.ts';
@@ -222,15 +223,22 @@ function createControlPlane(
   let catalog: CatalogSnapshot | undefined;
   let hub: MetricsHub | undefined;
   const reported = new Map<string, string>();
+  // Which table version serves each route's current form, and whether every worker serves it (Programmed).
+  const versions = new RouteVersions();
+  const served = (version: number) => {
+    const now = versions.served(version);
+    if (now.length > 0) kube?.served(now);
+  };
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
     onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
     publish: (table) => {
       publish(table);
+      versions.published(table);
       hub?.published();
       // Programmed: in one process the published table is the served one; with workers, once all acknowledged it.
-      if (servedOnPublish) kube?.served(table.version);
+      if (servedOnPublish) served(table.version);
       log.info('table published', {
         version: table.version,
         hash: table.hash,
@@ -238,13 +246,14 @@ function createControlPlane(
         clusters: table.clusters.length,
       });
     },
-    onStatuses: (statuses, table) => {
-      kube?.onStatuses(statuses, table);
+    onStatuses: (statuses) => {
+      kube?.onStatuses(statuses);
       // Log each route's problems once, when they change.
       const seen = new Set<string>();
       for (const s of statuses) {
         seen.add(s.route + s.origin);
-        const text = describeStatus(s).join('\n');
+        // Most routes have nothing to report: no text to build for them on every rebuild.
+        const text = s.errors.length === 0 && s.unresolved.length === 0 ? '' : describeStatus(s).join('\n');
         if (reported.get(s.route + s.origin) === text) continue;
         reported.set(s.route + s.origin, text);
         if (!s.accepted && s.fallback)
@@ -293,9 +302,7 @@ function createControlPlane(
   return {
     controller,
     /** The workers serve this version (Programmed in the routes' status). */
-    served(version: number) {
-      kube?.served(version);
-    },
+    served,
     async start() {
       const restored = await controller.restore();
       if (restored)
@@ -342,6 +349,7 @@ function createControlPlane(
             bundles: (bundles) => certificates.set('secrets', bundles),
             clients: (clients) => certificates.setClients('secrets', clients),
           },
+          (route) => versions.isServed(route),
         );
         kube = k;
         sources.register('kube', () => {
@@ -395,6 +403,7 @@ function createControlPlane(
         sources,
         table: () => controller.current,
         routes: () => routeStates(controller.statuses),
+        routesAwaitingWorkers: () => versions.waiting,
         catalog: () => catalog,
         ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {
@@ -417,18 +426,32 @@ function createControlPlane(
             statusWrites: {
               ok: n('status_writes'),
               unchanged: n('status_unchanged'),
+              not_found: n('status_notFound'),
               error: n('status_failures'),
             },
+            statusQueue: n('status_pending'),
           };
         },
       });
       return hub;
     },
     routesView(version: number) {
+      // Which table version serves a route is here, not in its status (it would rewrite every status on every
+      // publish): tableVersion is the first version with the route's current form, programmed whether every
+      // live worker serves it.
       return {
         version,
+        servedVersion: versions.servedVersion,
         table: controller.current,
-        statuses: controller.statuses.map((s) => ({ ...s, problems: describeStatus(s) })),
+        statuses: controller.statuses.map((s) => {
+          const since = versions.since(s.route);
+          return {
+            ...s,
+            problems: describeStatus(s),
+            ...(since !== undefined ? { tableVersion: since } : {}),
+            programmed: (s.accepted || s.fallback !== undefined) && versions.isServed(s.route),
+          };
+        }),
       };
     },
   };

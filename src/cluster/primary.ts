@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { CertSet } from '../api/certificate.ts';
 import type { Logger } from '../lib/log.ts';
 import type { TableData } from '../table/types.ts';
+import { tableWire } from '../table/wire.ts';
 import { PolicyState } from './policy-state.ts';
 import {
   isWorkerMessage,
@@ -61,6 +62,8 @@ interface Slot {
   greeted: boolean;
   /** Table version it acknowledged (0: none). */
   version: number;
+  /** Table version sent and not answered yet (0: none): at most one table is in flight per worker. */
+  inFlight: number;
   listening: boolean;
   /** Consecutive fast exits, for the backoff. */
   fastExits: number;
@@ -124,7 +127,7 @@ export class ClusterPrimary {
   readonly #slots: Slot[] = [];
   /** Pod-wide policy state shared by the workers over IPC: rate-limit buckets, replay cache of signed requests. */
   readonly policyState = new PolicyState();
-  #table: { version: number; json: string } | undefined;
+  #table: { version: number; hash: string; json: string } | undefined;
   #certs: CertSet | undefined;
   #restarts = 0;
   #draining = false;
@@ -170,6 +173,7 @@ export class ClusterPrimary {
         startedAt: 0,
         greeted: false,
         version: 0,
+        inFlight: 0,
         listening: false,
         fastExits: 0,
         restartTimer: undefined,
@@ -277,10 +281,14 @@ export class ClusterPrimary {
     for (const s of this.#slots) if (s.worker && s.greeted) this.#send(s, { type: 'certs', set });
   }
 
-  /** Sends this table to every worker; each acknowledges the version once it serves it. */
+  /**
+   * Sends this table to every worker; each acknowledges the version once it serves it. The bytes are the ones
+   * compile serialized and hashed (table/wire.ts): nothing is serialized here. A worker still applying an earlier
+   * version gets this one when it answers (or a later one, if another was published meanwhile).
+   */
   publish(table: TableData): void {
-    const json = JSON.stringify(table);
-    this.#table = { version: table.version, json };
+    const { json, hash } = tableWire(table);
+    this.#table = { version: table.version, hash, json };
     // Every live worker must acknowledge; one that has not greeted yet gets the table when it does.
     const live = this.#slots.filter((s) => s.worker);
     this.#handoff = {
@@ -450,6 +458,7 @@ export class ClusterPrimary {
     slot.startedAt = Date.now();
     slot.greeted = false;
     slot.version = 0;
+    slot.inFlight = 0;
     slot.listening = false;
     worker.on('message', (m: unknown) => {
       if (isWorkerMessage(m)) this.#onMessage(slot, worker, m);
@@ -487,16 +496,21 @@ export class ClusterPrimary {
         this.#watchdog.applying(slot.index, false);
         this.#watchdog.beat(slot.index, Date.now());
         slot.version = m.version;
+        if (slot.inFlight === m.version) slot.inFlight = 0;
         const h = this.#handoff;
         if (h && h.version === m.version) {
           h.maxApplyMs = Math.max(h.maxApplyMs, m.applyMs);
           h.waiting.delete(slot.index);
           if (h.waiting.size === 0) this.#finishHandoff(h);
         }
+        // A version published while this one was in flight: the latest goes now.
+        this.#sendTable(slot);
         return;
       }
       case 'table-error':
         this.#watchdog.applying(slot.index, false);
+        if (slot.inFlight === m.version) slot.inFlight = 0;
+        if (this.#table && this.#table.version !== m.version) this.#sendTable(slot);
         slot.lastError = `table version ${m.version}: ${m.message}`;
         this.#log.error('worker could not apply the routing table', {
           worker: worker.id,
@@ -551,11 +565,13 @@ export class ClusterPrimary {
     this.#opts.onServed?.(h.version);
   }
 
+  /** Sends the current table unless the worker serves it already or is still applying an earlier one. */
   #sendTable(slot: Slot): void {
     const t = this.#table;
-    if (!t) return;
+    if (!t || slot.inFlight !== 0 || slot.version === t.version) return;
+    slot.inFlight = t.version;
     this.#watchdog.applying(slot.index, true);
-    this.#send(slot, { type: 'table', version: t.version, json: t.json, sentAt: Date.now() });
+    this.#send(slot, { type: 'table', version: t.version, hash: t.hash, json: t.json, sentAt: Date.now() });
   }
 
   #send(slot: Slot, m: PrimaryMessage): void {

@@ -40,7 +40,9 @@ export interface SupervisedConfig {
 export interface TableMessage {
   type: 'table';
   version: number;
-  /** The TableData as JSON text (parsed by the worker). */
+  /** Content hash of `json` (table/wire.ts): the hash the primary computed over these very bytes. */
+  hash: string;
+  /** The table body (entries, hosts, clusters) as JSON text, serialized once per version (table/wire.ts). */
   json: string;
   /** Primary's `Date.now()` when it sent the message, for hand-off timing in logs. */
   sentAt: number;

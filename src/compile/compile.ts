@@ -2,7 +2,6 @@
  * compile: (routes, catalog, settings) → { table, statuses }. Pure: no I/O, no clocks, no globals; the same
  * input in any order gives the same table (byte for byte) and the same statuses.
  */
-import { createHash } from 'node:crypto';
 import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
 import {
   type CertificateRefSnapshot,
@@ -42,6 +41,7 @@ import {
   type TableData,
   type TimeoutsData,
 } from '../table/types.ts';
+import { encodeTableBody, rememberWire } from '../table/wire.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
 export interface CompileSettings {
@@ -73,6 +73,44 @@ export interface CompileInput {
    * of being dropped (fail closed: its paths never fall through to a less specific route without its policies).
    */
   lastValid?: ReadonlyMap<string, LastValidRoute>;
+  /**
+   * Work kept between compiles by the caller, by route object: a source that hands the same `raw` object again for
+   * a route that did not change (the kube source does) has it validated once, and compiled once for as long as the
+   * catalog, Services and certificate snapshots are the same objects too — a rebuild after one route changed
+   * compiles that route, and only sorts and joins the others. Results depend on those inputs alone, and compile
+   * never modifies a validated route or a compiled entry.
+   */
+  memo?: CompileMemo;
+}
+
+/** See CompileInput.memo. */
+export type CompileMemo = WeakMap<object, Validated>;
+
+interface Validated {
+  result: ReturnType<typeof validateRoute>;
+  problems: FieldError[];
+  /** The route compiled against these snapshots (the same objects: identity, not content). */
+  compiled?: CompiledRoute;
+}
+
+interface CompiledRoute {
+  catalog: CatalogSnapshot;
+  kube: KubeServiceSnapshot | undefined;
+  settings: CompileSettings;
+  certificateRefs: CertificateRefSnapshot | undefined;
+  entries: EntryData[];
+  clusters: ClusterData[];
+  unresolved: string[];
+  backends: BackendStatus[];
+}
+
+function validated(raw: unknown, memo: CompileMemo | undefined): Validated {
+  const hit = memo && raw && typeof raw === 'object' ? memo.get(raw) : undefined;
+  if (hit) return hit;
+  const result = validateRoute(raw);
+  const v = { result, problems: result.ok ? routePolicyErrors(result.route.spec) : result.errors };
+  if (memo && raw && typeof raw === 'object') memo.set(raw, v);
+  return v;
 }
 
 /** A route's last valid version: what is served while its current version is invalid. */
@@ -129,6 +167,8 @@ interface Ctx {
   kube: KubeServiceSnapshot;
   settings: CompileSettings;
   clusters: Map<string, ClusterData>;
+  /** Cluster ids the route being compiled uses (its zero-weight backends' too): what its cache entry re-adds. */
+  touched: Set<string>;
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -255,6 +295,7 @@ function consulCluster(
   const id = `consul:${service}@${dc}${sortedTags.length ? `[${sortedTags.join(',')}]` : ''}${passingOnly ? '' : '~warning'}|${poolKey(pool)}`;
   const instances = ctx.catalog.datacenters[dc]?.services[service];
   const existing = ctx.clusters.get(id);
+  ctx.touched.add(id);
   if (existing) return { cluster: existing, known: instances !== undefined };
   const endpoints = sortEndpoints(
     (instances ?? []).filter((i) => serves(i, passingOnly) && hasTags(i, sortedTags)).map(endpointOf),
@@ -275,6 +316,7 @@ function kubeCluster(
   const id = `kube:${key}:${port}|${poolKey(pool)}`;
   const svc = ctx.kube.services[key];
   const existing = ctx.clusters.get(id);
+  ctx.touched.add(id);
   if (existing) return { cluster: existing, known: svc !== undefined };
   const endpoints: EndpointData[] = [];
   if (svc) {
@@ -505,10 +547,6 @@ function createdRank(created: number): number {
   return created > 0 ? created : Number.MAX_SAFE_INTEGER;
 }
 
-function hashOf(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
-}
-
 /**
  * spec.tls Secrets and backends' client certificates (`tls.clientCertificateRef`) the certificate sources found
  * missing or invalid → unresolved (no entry: not known yet).
@@ -536,6 +574,7 @@ export function compile(input: CompileInput): CompileResult {
     kube: input.kube ?? { services: {} },
     settings: input.settings ?? DEFAULT_SETTINGS,
     clusters: new Map(),
+    touched: new Set(),
   };
   // Deterministic order whatever order the sources reported in: by key, then origin.
   const sources = input.routes
@@ -571,7 +610,7 @@ export function compile(input: CompileInput): CompileResult {
       continue;
     }
     firstOrigin.set(src.key, src.origin);
-    let built = buildRoute(src.raw, src.key, ctx, input.certificateRefs, status);
+    let built = buildRoute(src.raw, src.key, ctx, input, status);
     if ('errors' in built) {
       const locate = src.locate;
       status.errors = locate ? built.errors.map((e) => ({ ...e, line: locate(e.path) })) : built.errors;
@@ -579,7 +618,7 @@ export function compile(input: CompileInput): CompileResult {
       const last = input.lastValid?.get(src.key);
       if (!last || !sameObject(last.raw, src.raw)) continue;
       const fallbackStatus: RouteStatus = { ...status, errors: [], unresolved: [], backends: [] };
-      built = buildRoute(last.raw, src.key, ctx, input.certificateRefs, fallbackStatus);
+      built = buildRoute(last.raw, src.key, ctx, input, fallbackStatus);
       if ('errors' in built) continue;
       status.unresolved = fallbackStatus.unresolved;
       status.backends = fallbackStatus.backends;
@@ -614,7 +653,10 @@ export function compile(input: CompileInput): CompileResult {
     .map(([host, list]) => ({ host, entries: list.sort(comparePrecedence).map((e) => position.get(e)!) }));
   const clusters = [...ctx.clusters.values()].sort((a, b) => cmp(a.id, b.id));
   const body = { entries, hosts, clusters };
-  const table: TableData = { hash: hashOf(body), version: 0, ...body };
+  // Serialized once, here: the hash is over the bytes the primary sends and saves (table/wire.ts).
+  const wire = encodeTableBody(body);
+  const table: TableData = { hash: wire.hash, version: 0, ...body };
+  rememberWire(table, wire);
   return { table, statuses, lastValid };
 }
 
@@ -643,20 +685,45 @@ function buildRoute(
   raw: unknown,
   key: string,
   ctx: Ctx,
-  certificateRefs: CertificateRefSnapshot | undefined,
+  input: CompileInput,
   status: RouteStatus,
 ): { entries: EntryData[]; hosts: string[] } | { errors: FieldError[] } {
-  const result = validateRoute(raw);
-  const problems = result.ok ? routePolicyErrors(result.route.spec) : result.errors;
-  if (!result.ok || problems.length > 0) return { errors: problems };
+  const v = validated(raw, input.memo);
+  const { result, problems } = v;
+  if (!result.ok || problems.length > 0) return { errors: [...problems] };
   const route = result.route;
+  const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
+  const hit = v.compiled;
+  if (
+    hit &&
+    hit.catalog === input.catalog &&
+    hit.kube === input.kube &&
+    hit.settings === ctx.settings &&
+    hit.certificateRefs === input.certificateRefs
+  ) {
+    for (const c of hit.clusters) if (!ctx.clusters.has(c.id)) ctx.clusters.set(c.id, c);
+    status.unresolved = [...hit.unresolved];
+    status.backends = hit.backends.map((b) => ({ ref: b.ref, healthy: { ...b.healthy } }));
+    return { entries: hit.entries, hosts };
+  }
   const createdIso = route.metadata.creationTimestamp;
   const createdMs = createdIso ? Date.parse(createdIso) : Number.NaN;
   const clustersBefore = ctx.clusters.size;
+  ctx.touched = new Set();
   try {
     const entries = compileRoute(route, key, Number.isFinite(createdMs) ? createdMs : 0, ctx, status);
-    checkCertificateRefs(route, route.metadata.namespace ?? 'default', certificateRefs, status);
-    const hosts = route.spec.hostnames && route.spec.hostnames.length > 0 ? route.spec.hostnames : ['*'];
+    checkCertificateRefs(route, route.metadata.namespace ?? 'default', input.certificateRefs, status);
+    if (input.memo)
+      v.compiled = {
+        catalog: input.catalog,
+        kube: input.kube,
+        settings: ctx.settings,
+        certificateRefs: input.certificateRefs,
+        entries,
+        clusters: [...ctx.touched].map((id) => ctx.clusters.get(id)!),
+        unresolved: [...status.unresolved],
+        backends: status.backends.map((b) => ({ ref: b.ref, healthy: { ...b.healthy } })),
+      };
     return { entries, hosts };
   } catch (err) {
     // Clusters this route added before it failed are not part of the table (a Map keeps insertion order).

@@ -1,15 +1,17 @@
 /**
  * The controller loop. Sources report full snapshots of their own view (latest wins); every report only marks
- * the state dirty. A hold-off timer (restarted by each report, bounded by a maximum delay from the first one)
- * batches bursts into one rebuild: compile → if the table's content changed, give it the next version, persist it
- * as last-known-good and publish it. Nothing is published before every expected source has reported once, so an
- * empty table is never pushed over a good one.
+ * the state dirty. A hold-off timer (restarted by each report, bounded by a maximum delay from the first one, and
+ * paced so rebuilds take at most a share of the time: control/hold-off.ts) batches bursts into one rebuild:
+ * compile → if the table's content changed, give it the next version, persist it as last-known-good and publish
+ * it. Nothing is published before every expected source has reported once, so an empty table is never pushed over
+ * a good one.
  */
 import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { routeKey } from '../api/validate.ts';
 import {
+  type CompileMemo,
   type CompileSettings,
   compile,
   DEFAULT_SETTINGS,
@@ -17,6 +19,7 @@ import {
   type RouteStatus,
 } from '../compile/compile.ts';
 import type { TableData } from '../table/types.ts';
+import { HoldOff } from './hold-off.ts';
 import type { LastKnownGood } from './last-known-good.ts';
 
 export type SourceName = 'routes' | 'catalog' | 'kube' | 'certificates';
@@ -31,6 +34,8 @@ export interface ControllerOptions {
   settings?: CompileSettings;
   holdOffMs?: number;
   maxDelayMs?: number;
+  /** Pause after a rebuild as a multiple of its CPU time (default 2; see control/hold-off.ts). */
+  rebuildCostFactor?: number;
   lastKnownGood?: LastKnownGood;
   /** For tests and metrics: compile duration in ms. */
   onCompiled?: (ms: number, table: TableData) => void;
@@ -49,14 +54,20 @@ export class Controller {
   #lastValid = new Map<string, LastValidRoute>();
   /** Fallback versions last handed to the route listeners, beside the sources' routes. */
   #notifiedFallbacks: unknown[] = [];
-  #holdOff: NodeJS.Timeout | undefined;
-  #maxDelay: NodeJS.Timeout | undefined;
-  #building: Promise<void> = Promise.resolve();
-  #stopped = false;
+  readonly #batches: HoldOff;
+  /** Validated and compiled routes by source object, kept between rebuilds (CompileInput.memo). */
+  readonly #memo: CompileMemo = new WeakMap();
   readonly #routeListeners: ((routes: RouteSource[]) => void)[] = [];
 
   constructor(opts: ControllerOptions) {
     this.#opts = { holdOffMs: 50, maxDelayMs: 250, ...opts };
+    this.#batches = new HoldOff({
+      holdOffMs: this.#opts.holdOffMs,
+      maxDelayMs: this.#opts.maxDelayMs,
+      ...(opts.rebuildCostFactor !== undefined ? { costFactor: opts.rebuildCostFactor } : {}),
+      run: () => this.rebuild(),
+      onError: (err) => this.#opts.onError?.(err),
+    });
   }
 
   /** The table being served (last published), if any. */
@@ -158,18 +169,7 @@ export class Controller {
 
   #mark(source: SourceName): void {
     this.#synced.add(source);
-    if (this.#stopped) return;
-    clearTimeout(this.#holdOff);
-    this.#holdOff = setTimeout(() => this.#fire(), this.#opts.holdOffMs);
-    this.#maxDelay ??= setTimeout(() => this.#fire(), this.#opts.maxDelayMs);
-  }
-
-  #fire(): void {
-    clearTimeout(this.#holdOff);
-    clearTimeout(this.#maxDelay);
-    this.#holdOff = undefined;
-    this.#maxDelay = undefined;
-    this.#building = this.#building.then(() => this.rebuild()).catch((err) => this.#opts.onError?.(err));
+    this.#batches.mark();
   }
 
   /** Compile now and publish if the content changed. Normally driven by the timers. */
@@ -182,6 +182,7 @@ export class Controller {
       kube: this.#kube,
       settings: this.#opts.settings ?? DEFAULT_SETTINGS,
       lastValid: this.#lastValid,
+      memo: this.#memo,
       ...(this.#certificateRefs ? { certificateRefs: this.#certificateRefs } : {}),
     });
     this.#opts.onCompiled?.(performance.now() - started, table);
@@ -238,14 +239,11 @@ export class Controller {
 
   /** Resolves when no rebuild is pending or running. */
   async idle(): Promise<void> {
-    while (this.#holdOff || this.#maxDelay) await new Promise((r) => setTimeout(r, this.#opts.holdOffMs));
-    await this.#building;
+    await this.#batches.idle();
   }
 
   stop(): void {
-    this.#stopped = true;
-    clearTimeout(this.#holdOff);
-    clearTimeout(this.#maxDelay);
+    this.#batches.stop();
   }
 }
 

@@ -10,6 +10,20 @@ export interface KubeFlags {
   renewDeadline?: string;
   retryPeriod?: string;
   tlsSecretNamespaces?: string;
+  statusWriteRate?: string;
+}
+
+/** `--status-write-rate`: writes per second, a positive number (fractions allowed: 0.5 is one every 2 s). */
+export const MAX_STATUS_WRITE_RATE = 10_000;
+
+function statusWriteRate(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(n > 0) || n > MAX_STATUS_WRITE_RATE)
+    throw new ConfigError(
+      `--status-write-rate: expected writes per second, above 0 and at most ${MAX_STATUS_WRITE_RATE}, got ${JSON.stringify(value)}`,
+    );
+  return n;
 }
 
 function list(value: string | undefined): string[] {
@@ -36,5 +50,7 @@ export function kubeOptionsFrom(o: KubeFlags): KubeOptions {
   if (lease !== undefined) out.leaseDurationMs = lease;
   if (renew !== undefined) out.renewDeadlineMs = renew;
   if (retry !== undefined) out.retryPeriodMs = retry;
+  const rate = statusWriteRate(o.statusWriteRate);
+  if (rate !== undefined) out.statusQps = rate;
   return out;
 }

@@ -11,12 +11,11 @@ import type { RouteStatus } from '../compile/compile.ts';
 import { DurationError, parseDurationSetting } from '../lib/duration.ts';
 import { ConfigError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
-import type { TableData } from '../table/types.ts';
 import type { Controller } from './controller.ts';
 import { clientNodeInformers, KubeSource } from './sources/kube/kube-source.ts';
 import { clientNodeSecretWatches, SecretCertSource } from './sources/kube/secret-certs.ts';
 import { clientNodeLeaseApi, LEASE_DEFAULTS, LeaderElector } from './status/leader-election.ts';
-import { clientNodeStatusApi, StatusWriter } from './status/status-writer.ts';
+import { clientNodeStatusApi, DEFAULT_STATUS_QPS, StatusWriter } from './status/status-writer.ts';
 
 export interface KubeOptions {
   /** kubeconfig file; without it, the in-cluster service account (KUBERNETES_SERVICE_HOST). */
@@ -31,8 +30,10 @@ export interface KubeOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
-  /** Status writes per second (default 10). */
+  /** `--status-write-rate`: status writes per second, sustained (default 100); the burst is twice that. */
   statusQps?: number;
+  /** How long a route that waits only for the workers is held before Programmed=Pending is written (1000 ms). */
+  statusPendingGraceMs?: number;
   /**
    * `--tls-secret-namespaces`: namespaces whose spec.tls Secrets the gateway reads (the chart grants exactly
    * these). Empty or unset: TLS from Secrets is off, and a route naming a Secret gets ResolvedRefs=False.
@@ -41,10 +42,10 @@ export interface KubeOptions {
 }
 
 export interface KubeSources {
-  /** Pass the controller's onStatuses here. */
-  onStatuses(statuses: RouteStatus[], table: TableData): void;
-  /** The routing table version the workers serve (Programmed). */
-  served(version: number): void;
+  /** Pass the controller's onStatuses here: only routes whose own status changed are written. */
+  onStatuses(statuses: RouteStatus[]): void;
+  /** These routes' current forms are now served by every worker (RouteVersions.served): Programmed. */
+  served(routes: string[]): void;
   readonly isLeader: boolean;
   readonly identity: string;
   stats(): Record<string, number | boolean>;
@@ -84,15 +85,19 @@ export function parseDurationMs(value: string | undefined, flag: string): number
 /**
  * @param certificates where the spec.tls Secrets' certificates go (`CertManager.set('secrets', …)`); undefined
  * when the gateway has no HTTPS listener.
+ * @param programmed every live worker serves the route's current compiled form (control/route-versions.ts).
  */
 export function startKubeSources(
   controller: Controller,
   opts: KubeOptions,
   log: Logger,
-  certificates?: {
-    bundles: (bundles: CertBundle[]) => void;
-    clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
-  },
+  certificates:
+    | {
+        bundles: (bundles: CertBundle[]) => void;
+        clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
+      }
+    | undefined,
+  programmed: (route: string) => boolean,
 ): KubeSources {
   const kc = loadKubeConfig(opts.kubeconfig);
   const identity = opts.identity ?? process.env.POD_NAME ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
@@ -125,8 +130,10 @@ export function startKubeSources(
     api: clientNodeStatusApi(kc, identity),
     current: (ns, name) => source.route(ns, name),
     isLeader: () => elector?.isLeader ?? false,
+    programmed,
     log,
-    ...(opts.statusQps ? { qps: opts.statusQps, burst: Math.max(1, opts.statusQps * 2) } : {}),
+    ...(opts.statusQps ? { qps: opts.statusQps } : {}),
+    ...(opts.statusPendingGraceMs !== undefined ? { pendingGraceMs: opts.statusPendingGraceMs } : {}),
   });
   elector = new LeaderElector({
     api: clientNodeLeaseApi(kc),
@@ -146,13 +153,14 @@ export function startKubeSources(
     lease: `${leaseNamespace}/${opts.leaseName ?? DEFAULT_LEASE_NAME}`,
     identity,
     tlsSecretNamespaces: opts.tlsSecretNamespaces ?? [],
+    statusWriteRate: opts.statusQps ?? DEFAULT_STATUS_QPS,
   });
   source.start();
   elector.start();
 
   return {
-    onStatuses: (statuses, table) => writer.update(statuses, table.version),
-    served: (version) => writer.setServedVersion(version),
+    onStatuses: (statuses) => writer.update(statuses),
+    served: (routes) => writer.recheck(routes),
     get isLeader() {
       return elector?.isLeader ?? false;
     },

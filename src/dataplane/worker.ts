@@ -13,6 +13,7 @@ import {
 } from '../cluster/protocol.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import type { TableData } from '../table/types.ts';
+import { decodeTable } from '../table/wire.ts';
 import { IpcCoordinator } from './policy/ipc-coordinator.ts';
 import { holdEventLoopBusy } from './policy/overload-guard.ts';
 import { PolicyRuntime } from './policy/policy-runtime.ts';
@@ -119,7 +120,7 @@ export class ProxyWorker {
           );
         return;
       case 'table':
-        return this.#applyTable(m.version, m.json);
+        return this.#applyTable(m.version, m.hash, m.json);
       case 'certs':
         this.#tls?.applyCerts(m.set);
         this.#proxy.pools.clientCertificates.set(m.set.clients);
@@ -157,10 +158,10 @@ export class ProxyWorker {
     }
   }
 
-  #applyTable(version: number, json: string): void {
+  #applyTable(version: number, hash: string, json: string): void {
     const started = performance.now();
     try {
-      const data = JSON.parse(json) as TableData;
+      const data = decodeTable(json, version, hash);
       this.#proxy.setTable(data);
       this.#table = data;
     } catch (err) {

@@ -209,8 +209,13 @@ export interface ConsulFigures {
 export interface KubeFigures {
   /** Informer → synced (finished its first list and is watching). */
   informers: Record<string, boolean>;
-  /** Status writes by result: `ok` (written), `unchanged` (skipped: already current), `error` (failed). */
+  /**
+   * Status writes by result: `ok` (written), `unchanged` (checked: already current), `not_found` (the route was
+   * deleted before its write: 404), `error` (failed, retried).
+   */
   statusWrites: Record<string, number>;
+  /** Routes waiting for a status write or check (the leader's queue; 0 elsewhere). */
+  statusQueue?: number;
 }
 
 export interface MetricsHubOptions {
@@ -219,6 +224,8 @@ export interface MetricsHubOptions {
   table: () => TableData | undefined;
   /** Routes by state: accepted, fallback (invalid; its last valid version is served), invalid (not served). */
   routes?: () => Record<string, number>;
+  /** Routes in the table whose current form not every live worker serves yet (control/route-versions.ts). */
+  routesAwaitingWorkers?: () => number;
   catalog?: () => CatalogSnapshot | undefined;
   workers: () => WorkerCounts;
   sources: SourceHealth;
@@ -576,6 +583,12 @@ export class MetricsHub {
       { labels: {}, value: o.table()?.version ?? 0 },
     ]);
     this.#add(
+      'edgegate_routes_awaiting_workers',
+      'Routes whose current rules not every live proxy worker serves yet (their Programmed condition is Pending); stays above 0 when workers do not acknowledge tables.',
+      'gauge',
+      () => [{ labels: {}, value: o.routesAwaitingWorkers?.() ?? 0 }],
+    );
+    this.#add(
       'edgegate_table_last_publish_timestamp_seconds',
       'When the routing table was last published (Unix time; 0: never).',
       'gauge',
@@ -688,13 +701,22 @@ export class MetricsHub {
     );
     this.#add(
       'edgegate_kube_status_writes_total',
-      'GatewayRoute status writes by result: ok (written), unchanged (skipped, already current), error (failed).',
+      'GatewayRoute status writes by result: ok (written), unchanged (checked, already current), not_found (the route was deleted before its write), error (failed, retried).',
       'counter',
       () =>
         Object.entries(o.kube?.()?.statusWrites ?? {}).map(([result, value]) => ({
           labels: { result },
           value,
         })),
+    );
+    this.#add(
+      'edgegate_kube_status_queue',
+      'GatewayRoutes waiting for a status write or check by the leader; a queue that stays long means writes are slower than changes (raise --status-write-rate).',
+      'gauge',
+      () => {
+        const k = o.kube?.();
+        return k ? [{ labels: {}, value: k.statusQueue ?? 0 }] : [];
+      },
     );
   }
 

@@ -9,6 +9,7 @@
 import { CoordinationV1Api, type KubeConfig, type V1Lease, type V1LeaseSpec } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.ts';
 import { describeError } from '../sources/kube/kube-source.ts';
+import { pooledApiClient } from '../sources/kube/pooled-api.ts';
 
 /** The Lease calls this uses (a fake in unit tests). Errors carry `code` (HTTP status), as client-node's do. */
 export interface LeaseApi {
@@ -18,7 +19,7 @@ export interface LeaseApi {
 }
 
 export function clientNodeLeaseApi(kc: KubeConfig): LeaseApi {
-  const api = kc.makeApiClient(CoordinationV1Api);
+  const api = pooledApiClient(kc, CoordinationV1Api);
   return {
     async get(namespace, name) {
       try {

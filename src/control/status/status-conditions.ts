@@ -24,13 +24,13 @@ function clip(message: string): string {
 type Draft = Omit<Condition, 'lastTransitionTime'>;
 
 /**
- * @param programmed the route's table version is served by the workers (for an accepted route).
- * @param servedVersion for the message of a pending route.
+ * @param programmed every live worker serves the route's current compiled form (for an accepted route). Which
+ * table version that is, is not part of the status (it would change every route's status on every publish): it is
+ * in /debug/routes.
  */
 export function desiredStatus(
   s: RouteStatus,
   programmed: boolean,
-  tableVersion: number,
   existing: ReadonlyArray<Condition>,
   now: string,
 ): GatewayRouteStatus {
@@ -98,9 +98,7 @@ export function desiredStatus(
       type: 'Programmed',
       status: 'True',
       reason: 'Programmed',
-      message: fb
-        ? `${which}is served in routing table version ${tableVersion}`
-        : `served in routing table version ${tableVersion}`,
+      message: fb ? `${which}is served` : 'the route is served as it is now',
       ...servedG,
     });
   else
@@ -108,7 +106,9 @@ export function desiredStatus(
       type: 'Programmed',
       status: 'False',
       reason: 'Pending',
-      message: `waiting for the workers to serve ${which}routing table version ${tableVersion}`,
+      message: fb
+        ? `waiting for every proxy worker to serve ${which.trimEnd()}`
+        : 'waiting for every proxy worker to serve the route as it is now',
       ...servedG,
     });
 

@@ -1,8 +1,13 @@
 /**
- * Writes GatewayRoute `.status` — leader only, only when it changes, rate limited. Each rebuild hands over every
- * route's diagnostics; a route is marked dirty, and one pump compares the desired status with the status on the
- * cached object (so a new leader writes only what its predecessor left stale) and merge-patches the status
- * subresource. A route whose Accepted condition flips also gets an Event (Invalid / Valid).
+ * Writes GatewayRoute `.status` — leader only, only for routes whose own status changed, rate limited, changed
+ * routes first. Each rebuild hands over every route's diagnostics; only a route whose diagnostics or Programmed
+ * changed is queued (by the time of its change; a route queued again keeps its place, and the status written is
+ * always the latest, so a burst of changes to one route is one write). The pumps compare the desired status with
+ * the status on the cached object (so a new leader writes only what its predecessor left stale) and merge-patch
+ * the status subresource. A route whose new form only waits for the workers is held back for a grace period: when
+ * they acknowledge in time (the usual case) its status goes out once, already Programmed=True, instead of Pending
+ * and then True. A new leader's full check runs behind the changed routes. A route whose Accepted condition flips
+ * also gets an Event (Invalid / Valid).
  */
 import {
   CustomObjectsApi,
@@ -17,6 +22,7 @@ import type { Condition, GatewayRouteStatus } from '../../api/gateway-route-stat
 import type { RouteStatus } from '../../compile/compile.ts';
 import type { Logger } from '../../lib/log.ts';
 import { describeError, type GatewayRouteObject, KUBE_ORIGIN } from '../sources/kube/kube-source.ts';
+import { pooledApiClient } from '../sources/kube/pooled-api.ts';
 import { microTime } from './leader-election.ts';
 import { conditionOf, desiredStatus, sameStatus } from './status-conditions.ts';
 
@@ -36,8 +42,8 @@ export interface StatusApi {
 }
 
 export function clientNodeStatusApi(kc: KubeConfig, identity: string): StatusApi {
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const events = kc.makeApiClient(EventsV1Api);
+  const custom = pooledApiClient(kc, CustomObjectsApi);
+  const events = pooledApiClient(kc, EventsV1Api);
   const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
   // The field manager names the pod: managedFields then show which controller wrote a status.
   const fieldManager = `edgegate-${identity}`.slice(0, 128);
@@ -88,138 +94,292 @@ export interface StatusWriterOptions {
   /** The cached object (with its current status), or undefined when it is gone. */
   current: (namespace: string, name: string) => GatewayRouteObject | undefined;
   isLeader: () => boolean;
+  /** Every live worker serves the route's current compiled form (control/route-versions.ts). */
+  programmed: (route: string) => boolean;
   log: Logger;
-  /** Sustained writes per second across routes (default 10) and burst (default 20). */
+  /** Sustained writes per second across routes (default 100) and burst (default: twice that). */
   qps?: number;
   burst?: number;
+  /** How long a route that waits only for the workers is held before Pending is written (default 1000 ms). */
+  pendingGraceMs?: number;
+  /** Writes in flight at once (default 4). */
+  concurrency?: number;
   now?: () => Date;
 }
 
+export const DEFAULT_STATUS_QPS = 100;
+
 export interface StatusWriterStats {
+  /** Patches the API server accepted. */
   writes: number;
+  /** Routes checked whose status was already current (nothing written). */
   unchanged: number;
+  /** Patches answered 404: the route was deleted before its status was written. */
+  notFound: number;
+  /** Patches that failed otherwise (retried). */
   failures: number;
   events: number;
+  /** Routes waiting for a status write or check. */
   pending: number;
+}
+
+interface Known {
+  status: RouteStatus;
+  /** The diagnostics as text, to tell a real change from a rebuild that changed nothing for this route. */
+  fingerprint: string;
+  programmed: boolean;
+}
+
+/** The route has a form in the table: it is valid, or invalid with its last valid version served (fail closed). */
+function isServed(s: RouteStatus): boolean {
+  return s.accepted || s.fallback !== undefined;
 }
 
 export class StatusWriter {
   readonly #opts: StatusWriterOptions;
-  /** Latest diagnostics of each kube route, by `namespace/name`, and the table version they belong to. */
-  #statuses = new Map<string, RouteStatus>();
-  #tableVersion = 0;
-  #servedVersion = 0;
-  readonly #dirty = new Set<string>();
+  /** Latest diagnostics of each kube route, by `namespace/name`. */
+  readonly #routes = new Map<string, Known>();
   /** What this leader wrote last, per route (the informer's copy may lag behind a write). */
   readonly #written = new Map<string, { uid: string | undefined; status: GatewayRouteStatus }>();
-  #pumping = false;
+  /** Changed routes, in the order they changed: written as soon as a token allows. */
+  readonly #ready = new Set<string>();
+  /** Routes whose only news is that their new form waits for the workers: route → when to write Pending. */
+  readonly #held = new Map<string, number>();
+  /** A new leader's check of every route: after the changed ones. */
+  readonly #background = new Set<string>();
+  /** Routes whose write failed: back into #ready after a pause. */
+  readonly #retrying = new Set<string>();
+  readonly #inFlight = new Set<string>();
+  #pumps = 0;
+  #heldTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
   #tokens: number;
   #refilled: number;
-  #retry: NodeJS.Timeout | undefined;
   #stopped = false;
-  readonly #stats = { writes: 0, unchanged: 0, failures: 0, events: 0 };
+  readonly #stats = { writes: 0, unchanged: 0, notFound: 0, failures: 0, events: 0 };
 
   constructor(opts: StatusWriterOptions) {
     this.#opts = opts;
-    this.#tokens = opts.burst ?? 20;
+    this.#tokens = this.#burst;
     this.#refilled = performance.now();
   }
 
-  /** The controller's onStatuses: every route's diagnostics for table `version`. */
-  update(statuses: ReadonlyArray<RouteStatus>, tableVersion: number): void {
-    const next = new Map<string, RouteStatus>();
-    for (const s of statuses) if (s.origin === KUBE_ORIGIN) next.set(s.route, s);
-    this.#statuses = next;
-    for (const k of this.#written.keys()) if (!next.has(k)) this.#written.delete(k);
-    this.#tableVersion = tableVersion;
-    this.#markAll();
+  get #qps(): number {
+    return this.#opts.qps ?? DEFAULT_STATUS_QPS;
   }
 
-  /** The routing table version the workers serve: the input of Programmed. */
-  setServedVersion(version: number): void {
-    if (version === this.#servedVersion) return;
-    this.#servedVersion = version;
-    this.#markAll();
+  get #burst(): number {
+    return this.#opts.burst ?? this.#qps * 2;
   }
 
-  /** After winning the lease: bring every status up to date. */
+  /** The controller's onStatuses: every route's diagnostics after a rebuild. Queues only what changed. */
+  update(statuses: ReadonlyArray<RouteStatus>): void {
+    const seen = new Set<string>();
+    for (const s of statuses) {
+      if (s.origin !== KUBE_ORIGIN) continue;
+      seen.add(s.route);
+      const fingerprint = JSON.stringify(s);
+      const programmed = isServed(s) && this.#opts.programmed(s.route);
+      const prior = this.#routes.get(s.route);
+      if (prior && prior.fingerprint === fingerprint && prior.programmed === programmed) continue;
+      this.#routes.set(s.route, { status: s, fingerprint, programmed });
+      this.#enqueue(s.route, isServed(s) && !programmed ? 'held' : 'ready');
+    }
+    for (const key of this.#routes.keys()) {
+      if (seen.has(key)) continue;
+      this.#routes.delete(key);
+      this.#written.delete(key);
+      this.#ready.delete(key);
+      this.#held.delete(key);
+      this.#background.delete(key);
+      this.#retrying.delete(key);
+    }
+    this.#pump();
+  }
+
+  /** These routes' current forms are now served by every worker (RouteVersions.served): Programmed may flip. */
+  recheck(routes: Iterable<string>): void {
+    for (const key of routes) {
+      const known = this.#routes.get(key);
+      if (!known) continue;
+      const programmed = isServed(known.status) && this.#opts.programmed(key);
+      if (programmed === known.programmed) continue;
+      known.programmed = programmed;
+      this.#enqueue(key, 'ready');
+    }
+    this.#pump();
+  }
+
+  /** After winning the lease: check every route's status (behind the changed ones) and write what is stale. */
   resync(): void {
     this.#written.clear();
-    this.#markAll();
+    for (const key of this.#routes.keys()) this.#enqueue(key, 'background');
+    this.#pump();
   }
 
   stats(): StatusWriterStats {
-    return { ...this.#stats, pending: this.#dirty.size };
+    return { ...this.#stats, pending: this.#queued() };
   }
 
   stop(): void {
     this.#stopped = true;
-    clearTimeout(this.#retry);
+    clearTimeout(this.#heldTimer);
+    clearTimeout(this.#retryTimer);
   }
 
-  /** Resolves when nothing is waiting to be written (tests, shutdown). */
+  /** Nothing is waiting to be written or being written (tests, shutdown). */
   get idle(): boolean {
-    return this.#dirty.size === 0 && !this.#pumping;
+    return this.#queued() === 0 && this.#inFlight.size === 0;
   }
 
-  #markAll(): void {
-    for (const k of this.#statuses.keys()) this.#dirty.add(k);
-    void this.#pump();
+  #queued(): number {
+    return this.#ready.size + this.#held.size + this.#background.size + this.#retrying.size;
   }
 
-  async #pump(): Promise<void> {
-    if (this.#pumping || this.#stopped) return;
-    this.#pumping = true;
-    try {
-      while (this.#dirty.size > 0 && !this.#stopped) {
-        if (!this.#opts.isLeader()) {
-          // Only the leader writes; a new leader calls resync().
-          this.#dirty.clear();
-          break;
-        }
-        const key = this.#dirty.values().next().value as string;
-        this.#dirty.delete(key);
-        await this.#writeOne(key);
-      }
-    } finally {
-      this.#pumping = false;
+  #enqueue(key: string, lane: 'ready' | 'held' | 'background'): void {
+    if (lane === 'ready') {
+      this.#held.delete(key);
+      this.#background.delete(key);
+      this.#ready.add(key);
+    } else if (lane === 'held') {
+      if (this.#ready.has(key) || this.#held.has(key)) return;
+      this.#background.delete(key);
+      this.#held.set(key, performance.now() + (this.#opts.pendingGraceMs ?? 1000));
+    } else if (!this.#ready.has(key) && !this.#held.has(key)) this.#background.add(key);
+  }
+
+  #clearQueues(): void {
+    this.#ready.clear();
+    this.#held.clear();
+    this.#background.clear();
+    this.#retrying.clear();
+  }
+
+  /** Held routes whose grace is over go to #ready (the map is in due order: one grace for all). */
+  #promoteHeld(): void {
+    const now = performance.now();
+    for (const [key, due] of this.#held) {
+      if (due > now) break;
+      this.#held.delete(key);
+      this.#ready.add(key);
     }
   }
 
+  /** The next route to check: changed ones first, then a new leader's full check; never one being written. */
+  #next(): string | undefined {
+    this.#promoteHeld();
+    for (const lane of [this.#ready, this.#background])
+      for (const key of lane) {
+        if (this.#inFlight.has(key)) continue;
+        lane.delete(key);
+        return key;
+      }
+    return undefined;
+  }
+
+  #pump(): void {
+    if (this.#stopped) return;
+    if (!this.#opts.isLeader()) {
+      // Only the leader writes; a new leader calls resync().
+      this.#clearQueues();
+      return;
+    }
+    const concurrency = Math.max(1, this.#opts.concurrency ?? 4);
+    while (this.#pumps < concurrency) {
+      const key = this.#next();
+      if (key === undefined) break;
+      this.#pumps++;
+      void this.#run(key);
+    }
+    this.#armHeldTimer();
+  }
+
+  async #run(first: string): Promise<void> {
+    let key: string | undefined = first;
+    try {
+      while (key !== undefined) {
+        this.#inFlight.add(key);
+        try {
+          await this.#writeOne(key);
+        } catch (err) {
+          this.#opts.log.warn(`status write of GatewayRoute ${key} failed`, { error: describeError(err) });
+        } finally {
+          this.#inFlight.delete(key);
+        }
+        if (this.#stopped) return;
+        if (!this.#opts.isLeader()) {
+          this.#clearQueues();
+          return;
+        }
+        key = this.#next();
+      }
+    } finally {
+      this.#pumps--;
+      this.#armHeldTimer();
+    }
+  }
+
+  #armHeldTimer(): void {
+    if (this.#heldTimer || this.#stopped || this.#held.size === 0) return;
+    const due = this.#held.values().next().value as number;
+    this.#heldTimer = setTimeout(
+      () => {
+        this.#heldTimer = undefined;
+        this.#pump();
+      },
+      Math.max(0, due - performance.now()),
+    );
+  }
+
   async #writeOne(key: string): Promise<void> {
-    const s = this.#statuses.get(key);
-    if (!s) return;
     const [namespace, name] = key.split('/') as [string, string];
-    const obj = this.#opts.current(namespace, name);
-    if (!obj) return; // deleted meanwhile
-    const mine = this.#written.get(key);
-    const existing =
-      mine && mine.uid === obj.metadata?.uid ? mine.status : ((obj.status ?? {}) as GatewayRouteStatus);
-    const now = (this.#opts.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    // An invalid route whose last valid version is served (fail closed) is programmed like an accepted one.
-    const programmed = (s.accepted || s.fallback !== undefined) && this.#servedVersion >= this.#tableVersion;
-    const desired = desiredStatus(s, programmed, this.#tableVersion, existing.conditions ?? [], now);
-    if (sameStatus(desired, existing)) {
+    const compute = () => {
+      const known = this.#routes.get(key);
+      const obj = this.#opts.current(namespace, name);
+      if (!known || !obj) return undefined; // deleted meanwhile
+      const mine = this.#written.get(key);
+      const existing =
+        mine && mine.uid === obj.metadata?.uid ? mine.status : ((obj.status ?? {}) as GatewayRouteStatus);
+      const now = (this.#opts.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const programmed = isServed(known.status) && this.#opts.programmed(key);
+      known.programmed = programmed;
+      const desired = desiredStatus(known.status, programmed, existing.conditions ?? [], now);
+      return { obj, status: known.status, existing, desired, same: sameStatus(desired, existing) };
+    };
+    const first = compute();
+    if (!first) return;
+    if (first.same) {
       this.#stats.unchanged++;
       return;
     }
     await this.#takeToken();
     if (!this.#opts.isLeader() || this.#stopped) return;
+    // The latest desired status (the route may have changed while this waited for a token).
+    const w = compute();
+    if (!w) return;
+    if (w.same) {
+      this.#stats.unchanged++;
+      return;
+    }
     try {
-      await this.#opts.api.patchStatus(namespace, name, desired);
-      this.#written.set(key, { uid: obj.metadata?.uid, status: desired });
+      await this.#opts.api.patchStatus(namespace, name, w.desired);
+      this.#written.set(key, { uid: w.obj.metadata?.uid, status: w.desired });
       this.#stats.writes++;
     } catch (err) {
       const code = (err as { code?: number }).code;
       this.#written.delete(key);
-      // Deleted since the informer saw it: nothing to write, and not a failure (edgegate_kube_status_writes_total).
-      if (code === 404) return;
+      // Deleted since the informer saw it: nothing to write and nothing failed, counted on its own
+      // (edgegate_kube_status_writes_total{result="not_found"}).
+      if (code === 404) {
+        this.#stats.notFound++;
+        return;
+      }
       this.#stats.failures++;
       this.#opts.log.warn(`cannot write the status of GatewayRoute ${key}`, { error: describeError(err) });
       this.#retryLater(key);
       return;
     }
-    await this.#maybeEvent(obj, s, conditionOf(existing, 'Accepted'), desired);
+    await this.#maybeEvent(w.obj, w.status, conditionOf(w.existing, 'Accepted'), w.desired);
   }
 
   async #maybeEvent(
@@ -253,15 +413,22 @@ export class StatusWriter {
 
   #retryLater(key: string): void {
     if (this.#stopped) return;
-    this.#dirty.add(key);
-    clearTimeout(this.#retry);
-    this.#retry = setTimeout(() => void this.#pump(), 1000 + Math.random() * 1000);
+    this.#retrying.add(key);
+    this.#retryTimer ??= setTimeout(
+      () => {
+        this.#retryTimer = undefined;
+        for (const k of this.#retrying) if (!this.#ready.has(k)) this.#ready.add(k);
+        this.#retrying.clear();
+        this.#pump();
+      },
+      1000 + Math.random() * 1000,
+    );
   }
 
   /** Token bucket: `qps` writes per second sustained, `burst` at once. */
   async #takeToken(): Promise<void> {
-    const qps = this.#opts.qps ?? 10;
-    const burst = this.#opts.burst ?? 20;
+    const qps = this.#qps;
+    const burst = this.#burst;
     for (;;) {
       const now = performance.now();
       this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilled) / 1000) * qps);

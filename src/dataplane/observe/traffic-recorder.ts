@@ -8,7 +8,9 @@
  * Slots are reached from the table objects themselves: installing a table stores each entry's RouteSlots and each
  * cluster's UpstreamSlot under a symbol on the EntryData / ClusterData object (the "index in the compiled entry"),
  * so a request resolves its slot by a property read. Slots are kept by label tuple across table versions, so a
- * route that stays in the table keeps counting where it was (counters never go back).
+ * route that stays in the table keeps counting where it was (counters never go back); the slots of a route (or a
+ * Service) that left the table go with it — its series end, as a deleted object's do — so a worker's memory
+ * follows the table it serves, not every route it ever served.
  */
 import {
   CODE_LABELS,
@@ -170,9 +172,12 @@ export class TrafficRecorder {
   install(table: TableData): void {
     const clusters = new Map<string, ClusterData>();
     const byEndpoint = new Map<string, UpstreamSlot>();
+    const traffic = new Set<TrafficSlot>([this.unmatched]);
+    const upstream = new Set<UpstreamSlot>();
     for (const c of table.clusters) {
       clusters.set(c.id, c);
       const up = this.#upstreamSlot(c.service, c.datacenter);
+      upstream.add(up);
       (c as TaggedCluster)[kUpstreamSlot] = up;
       for (const ep of c.endpoints) {
         const key = endpointKey(ep.address, ep.port);
@@ -185,6 +190,7 @@ export class TrafficRecorder {
       let rs = routes.get(e.route);
       if (!rs) {
         rs = new RouteSlots(this.#trafficSlot(e.route, '', ''));
+        traffic.add(rs.none);
         routes.set(e.route, rs);
       }
       const ids = e.catalog
@@ -192,10 +198,21 @@ export class TrafficRecorder {
         : (e.backends ?? []).map((b) => b.cluster);
       for (const id of ids) {
         const c = clusters.get(id);
-        if (c) rs.bind(id, this.#trafficSlot(e.route, c.service, c.datacenter));
+        if (!c) continue;
+        const slot = this.#trafficSlot(e.route, c.service, c.datacenter);
+        traffic.add(slot);
+        rs.bind(id, slot);
       }
       (e as TaggedEntry)[kRouteSlots] = rs;
     }
+    // What the new table cannot produce any more: routes and Services that left it.
+    for (const [key, slot] of this.#traffic) if (!traffic.has(slot)) this.#traffic.delete(key);
+    for (const [key, slot] of this.#upstream) if (!upstream.has(slot)) this.#upstream.delete(key);
+  }
+
+  /** Slots held (traffic, upstream): they follow the installed table. */
+  get size(): { traffic: number; upstream: number } {
+    return { traffic: this.#traffic.size, upstream: this.#upstream.size };
   }
 
   /** The slots of a matched entry (installed with its table). */

@@ -297,7 +297,7 @@ const cases: Case[] = [
   {
     name: 'watched namespaces, fixed workers, hostPath state, NetworkPolicy and PDB',
     values: {
-      kubernetes: { watchNamespaces: [`apps-${run}`] },
+      kubernetes: { watchNamespaces: [`apps-${run}`], statusWriteRate: 250 },
       workers: 3,
       state: { type: 'hostPath', hostPath: '/var/lib/edgegate-test' },
       networkPolicy: {
@@ -317,6 +317,7 @@ const cases: Case[] = [
       const env = envOf(c);
       expect(env.get('EDGEGATE_WORKERS')!.value).toBe('3');
       expect(env.get('EDGEGATE_WATCH_NAMESPACES')!.value).toBe(`apps-${run}`);
+      expect(env.get('EDGEGATE_STATUS_WRITE_RATE')!.value).toBe('250');
       expect(env.get('EDGEGATE_LEASE_DURATION')!.value).toBe('20s');
       expect(c.lifecycle).toBeUndefined();
       expect(ds.spec.template.spec.terminationGracePeriodSeconds).toBe(60);

@@ -15,7 +15,7 @@ import { waitFor } from './helpers.ts';
 const exec = fileURLToPath(new URL('./fixtures/fake-worker.ts', import.meta.url));
 
 function table(version: number): TableData {
-  return { version, hash: `h${version}`, entries: [], hosts: {}, clusters: [] } as unknown as TableData;
+  return { version, hash: `h${version}`, entries: [], hosts: [], clusters: [] } as TableData;
 }
 
 function capturingLogger(): { log: winston.Logger; lines: Record<string, unknown>[] } {
@@ -122,6 +122,25 @@ test('a replacement worker gets the current table before it listens', async () =
   expect(p.readiness()).toEqual({ ready: true, reasons: [] });
   const restartLine = lines.find((l) => l.message === 'worker exited; restarting');
   expect(restartLine).toMatchObject({ pid: old.pid, signal: 'SIGKILL', restartInMs: 0, restarts: 1 });
+});
+
+test('a worker still applying a table gets only the latest of the versions published meanwhile', async () => {
+  const { log } = capturingLogger();
+  const p = start('hold', 1, log);
+  p.publish(table(1));
+  await waitFor('ready on 1', () => p.readiness().ready);
+  // Version 2 goes out and is held; 3, 4 and 5 are published while the worker has not answered.
+  for (const v of [2, 3, 4, 5]) p.publish(table(v));
+  const received = async () => (await p.collectWorkerStats(2000))[0]?.requests;
+  await waitFor('the worker answered the stats request', async () => (await received()) === 2);
+  const w = p.workers()[0]!;
+  process.kill(w.pid!, 'SIGUSR2'); // acknowledges 2: the primary sends 5, not 3 and 4
+  await waitFor('version 5 sent', async () => (await received()) === 3);
+  expect(p.workers()[0]!.version).toBe(2);
+  process.kill(w.pid!, 'SIGUSR2');
+  await waitFor('ready on 5', () => p.readiness().ready);
+  expect(p.stats().lastHandoff).toMatchObject({ version: 5, workers: 1 });
+  expect(await received()).toBe(3);
 });
 
 test('crash loop: restarts back off exponentially and are counted', async () => {

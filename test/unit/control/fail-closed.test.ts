@@ -177,7 +177,7 @@ describe('GatewayRoute status of a route served from its last valid version', ()
       backends: [],
       fallback: { generation: 3, origin: 'kube' },
     };
-    const st = desiredStatus(s, true, 9, [], '2026-01-01T00:00:00Z');
+    const st = desiredStatus(s, true, [], '2026-01-01T00:00:00Z');
     expect(st.observedGeneration).toBe(4);
     expect(st.servedGeneration).toBe(3);
     const [accepted, , programmed] = st.conditions!;
@@ -192,7 +192,7 @@ describe('GatewayRoute status of a route served from its last valid version', ()
     expect(programmed).toMatchObject({ type: 'Programmed', status: 'True', observedGeneration: 3 });
     expect(programmed!.message).toContain('generation 3 (the last valid version) is served');
     // Never valid: not served, no servedGeneration.
-    const never = desiredStatus({ ...s, fallback: undefined }, true, 9, [], '2026-01-01T00:00:00Z');
+    const never = desiredStatus({ ...s, fallback: undefined }, true, [], '2026-01-01T00:00:00Z');
     expect(never.servedGeneration).toBeUndefined();
     expect(never.conditions![2]).toMatchObject({ type: 'Programmed', status: 'False', reason: 'Invalid' });
   });

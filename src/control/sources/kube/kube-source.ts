@@ -3,6 +3,11 @@
  * per watched namespace). It reports full snapshots only — the routes (RouteSource, origin `kube`) and the
  * ready endpoints of the Services those routes reference — and nothing before every informer has finished its
  * first list, so the controller never publishes a table built from half a view.
+ *
+ * The snapshots are kept up to date one watch event at a time (route-index.ts, service-index.ts): an event costs
+ * in proportion to its object, and one that changes nothing compile reads (a status write — the gateway's own
+ * among them —, a new resourceVersion, a Service no route names) reports nothing. Reports are batched: at most one
+ * every REPORT_GAP_MS while events keep coming (the first one at once), each the size of the route list.
  */
 import {
   CoreV1Api,
@@ -21,15 +26,17 @@ import { API_GROUP, API_VERSION, KIND } from '../../../api/gateway-route.ts';
 import type { RouteSource } from '../../../api/route-source.ts';
 import type { BackoffOptions } from '../../../lib/backoff.ts';
 import type { Logger } from '../../../lib/log.ts';
+import { pooledApiClient } from './pooled-api.ts';
 import { type InformerLike, ResilientInformer } from './resilient-informer.ts';
+import { type GatewayRouteObject, RouteIndex } from './route-index.ts';
+import { ServiceIndex } from './service-index.ts';
 
 export const KUBE_ORIGIN = 'kube';
 
-/** A GatewayRoute as the API server returns it (spec unvalidated: compile validates). */
-export interface GatewayRouteObject extends KubernetesObject {
-  spec?: unknown;
-  status?: unknown;
-}
+/** While events keep coming, reports go out at most this often (the first of a burst at once). */
+export const REPORT_GAP_MS = 50;
+
+export type { GatewayRouteObject } from './route-index.ts';
 
 type Kind = 'routes' | 'services' | 'slices';
 
@@ -48,9 +55,9 @@ export interface KubeSourceOptions {
 
 /** The informers client-node gives for a kubeconfig. */
 export function clientNodeInformers(kc: KubeConfig): InformerFactory {
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const core = kc.makeApiClient(CoreV1Api);
-  const discovery = kc.makeApiClient(DiscoveryV1Api);
+  const custom = pooledApiClient(kc, CustomObjectsApi);
+  const core = pooledApiClient(kc, CoreV1Api);
+  const discovery = pooledApiClient(kc, DiscoveryV1Api);
   const watch = new Watch(kc);
   return (kind, namespace) => {
     const ns = namespace ? `/namespaces/${namespace}` : '';
@@ -194,10 +201,20 @@ export class KubeSource {
   readonly #routes: ResilientInformer[] = [];
   readonly #services: ResilientInformer[] = [];
   readonly #slices: ResilientInformer[] = [];
-  #scheduled = false;
-  #lastRoutes = '';
+  readonly #routeIndex = new RouteIndex({
+    sourceOf: routeSourceOf,
+    servicesOf: (obj) => referencedServices([obj]),
+  });
+  readonly #serviceIndex = new ServiceIndex();
+  /** The indexes were filled from the full lists (once every informer had synced). */
+  #built = false;
+  #routesDirty = false;
+  #kubeDirty = false;
+  #timer: NodeJS.Timeout | undefined;
+  #lastReport = Number.NEGATIVE_INFINITY;
   #lastKube = '';
   #emits = 0;
+  #stopped = false;
 
   constructor(opts: KubeSourceOptions) {
     this.#opts = opts;
@@ -214,7 +231,7 @@ export class KubeSource {
           new ResilientInformer({
             name,
             create: () => opts.factory(kind, ns),
-            onChange: () => this.#schedule(),
+            onChange: (verb, obj) => this.#changed(kind, verb, obj),
             onError: (err, delayMs) =>
               opts.log.warn(`kube informer ${name} failed; restarting in ${delayMs} ms`, {
                 error: describeError(err),
@@ -231,6 +248,8 @@ export class KubeSource {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
     await Promise.all(this.#all().map((i) => i.stop()));
   }
 
@@ -275,45 +294,71 @@ export class KubeSource {
     return [...this.#routes, ...this.#services, ...this.#slices];
   }
 
+  /** One informer event (or an informer's first list, without an object): update the index it concerns. */
+  #changed(
+    kind: Kind,
+    verb: 'add' | 'update' | 'delete' | undefined,
+    obj: KubernetesObject | undefined,
+  ): void {
+    // Before the indexes are built from the full lists, there is nothing to update: the build reads the lists.
+    if (!this.#built || verb === undefined || obj === undefined) {
+      this.#schedule();
+      return;
+    }
+    if (kind === 'routes') {
+      const change = this.#routeIndex.apply(verb, obj as GatewayRouteObject);
+      if (change.changed) this.#routesDirty = true;
+      if (change.servicesChanged) this.#kubeDirty = true;
+    } else if (kind === 'services') {
+      const key = this.#serviceIndex.applyService(verb, obj as V1Service);
+      if (this.#routeIndex.references(key)) this.#kubeDirty = true;
+    } else {
+      for (const key of this.#serviceIndex.applySlice(verb, obj as V1EndpointSlice))
+        if (this.#routeIndex.references(key)) this.#kubeDirty = true;
+    }
+    if (this.#routesDirty || this.#kubeDirty) this.#schedule();
+  }
+
+  /** The first report of a burst goes out at once; later ones at most every REPORT_GAP_MS. */
   #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    // A relist fires one callback per object: build one snapshot per burst.
-    setImmediate(() => {
-      this.#scheduled = false;
+    if (this.#timer || this.#stopped) return;
+    const wait = Math.max(0, this.#lastReport + REPORT_GAP_MS - performance.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
       this.#emit();
-    });
+    }, wait);
   }
 
   #emit(): void {
-    if (!this.synced) return;
-    const routes = this.#routes.flatMap((i) => i.list()) as GatewayRouteObject[];
-    const sources = routes.map(routeSourceOf).sort((a, b) => routeOrder(a).localeCompare(routeOrder(b)));
-    const kube = buildKubeSnapshot(
-      referencedServices(routes),
-      this.#services.flatMap((i) => i.list()) as V1Service[],
-      this.#slices.flatMap((i) => i.list()) as V1EndpointSlice[],
-    );
-    // Status writes and unrelated Services change resourceVersions only: report real changes, and both
-    // snapshots the first time (the controller waits for both).
-    const routesKey = JSON.stringify(sources.map((s) => s.raw));
-    const kubeKey = JSON.stringify(kube);
-    const first = this.#emits === 0;
-    if (first || kubeKey !== this.#lastKube) {
-      this.#lastKube = kubeKey;
-      this.#opts.onKube(kube);
+    if (!this.synced || this.#stopped) return;
+    const first = !this.#built;
+    if (first) {
+      this.#routeIndex.reset(this.#routes.flatMap((i) => i.list()) as GatewayRouteObject[]);
+      this.#serviceIndex.reset(
+        this.#services.flatMap((i) => i.list()) as V1Service[],
+        this.#slices.flatMap((i) => i.list()) as V1EndpointSlice[],
+      );
+      this.#built = true;
     }
-    if (first || routesKey !== this.#lastRoutes) {
-      this.#lastRoutes = routesKey;
-      this.#opts.onRoutes(sources);
+    this.#lastReport = performance.now();
+    // Both snapshots the first time (the controller waits for both); then only what changed.
+    if (first || this.#kubeDirty) {
+      this.#kubeDirty = false;
+      const wanted = new Set(this.#routeIndex.services());
+      const { services, slices } = this.#serviceIndex.select(wanted);
+      const kube = buildKubeSnapshot(wanted, services, slices);
+      const kubeKey = JSON.stringify(kube);
+      if (first || kubeKey !== this.#lastKube) {
+        this.#lastKube = kubeKey;
+        this.#opts.onKube(kube);
+      }
+    }
+    if (first || this.#routesDirty) {
+      this.#routesDirty = false;
+      this.#opts.onRoutes(this.#routeIndex.routes());
     }
     this.#emits++;
   }
-}
-
-function routeOrder(s: RouteSource): string {
-  const m = (s.raw as { metadata: { namespace: string; name: string } }).metadata;
-  return `${m.namespace}/${m.name}`;
 }
 
 export function describeError(err: unknown): string {

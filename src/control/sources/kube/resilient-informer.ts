@@ -22,8 +22,11 @@ export interface ResilientInformerOptions<T> {
   /** For logs: `gatewayroutes (all namespaces)`. */
   name: string;
   create: () => InformerLike<T>;
-  /** Something in the cache changed (or the first list completed). */
-  onChange: () => void;
+  /**
+   * Something in the cache changed (or the first list completed). After the first list, a change comes with the
+   * object and what happened to it (a relist after a restart reports its differences the same way).
+   */
+  onChange: (verb?: 'add' | 'update' | 'delete', obj?: T) => void;
   /** An error stopped the informer; it restarts after `delayMs`. */
   onError?: (err: unknown, delayMs: number) => void;
   backoff?: BackoffOptions;
@@ -49,14 +52,14 @@ export class ResilientInformer<T extends KubernetesObject = KubernetesObject> {
     this.name = opts.name;
     this.#opts = opts;
     this.#informer = opts.create();
-    const changed = () => {
+    const changed = (verb: 'add' | 'update' | 'delete') => (obj: T) => {
       // Events flow again: the watch is healthy, so the next failure starts from the base delay.
       this.#failures = 0;
-      if (this.#synced) opts.onChange();
+      if (this.#synced) opts.onChange(verb, obj);
     };
-    this.#informer.on('add', changed);
-    this.#informer.on('update', changed);
-    this.#informer.on('delete', changed);
+    this.#informer.on('add', changed('add'));
+    this.#informer.on('update', changed('update'));
+    this.#informer.on('delete', changed('delete'));
     this.#informer.on('error', (err) => this.#failed(err));
   }
 

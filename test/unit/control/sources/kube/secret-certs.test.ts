@@ -354,7 +354,7 @@ describe('certificate references → ResolvedRefs', () => {
     const bad = { secrets: { 'shop/a-tls': { ok: false, reason: 'NotFound', message: 'not found' } } };
     const { statuses } = compile({ routes, catalog, certificateRefs: bad });
     expect(statuses[0]!.unresolved).toEqual(['Secret shop/a-tls: not found']);
-    const st = desiredStatus(statuses[0]!, true, 1, [], '2024-01-01T00:00:00Z');
+    const st = desiredStatus(statuses[0]!, true, [], '2024-01-01T00:00:00Z');
     expect(st.conditions?.find((c) => c.type === 'ResolvedRefs')).toMatchObject({
       status: 'False',
       reason: 'InvalidCertificateRef',
