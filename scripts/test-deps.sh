@@ -3,7 +3,12 @@
 # scripts/test-deps.versions:
 #   consul, kube-apiserver, kubectl, etcd  - built from their published Go modules
 #   helm                                   - go install helm.sh/helm/v3/cmd/helm@<pin>
-# plus the Debian packages the tests need (iproute2, prometheus for promtool).
+#   kubelet, kube-scheduler,               - the real node (test/support/node.ts): same Kubernetes
+#   kube-controller-manager                  version and wrapper module as kube-apiserver
+#   containerd, containerd-shim-runc-v2,   - built from github.com/containerd/containerd/v2 (CGO off)
+#   ctr
+# plus the Debian packages the tests need (iproute2, prometheus for promtool and the
+# real node's scraper, runc, the CNI plugins, iptables, conntrack, buildah, mmdebstrap).
 #
 # Binaries are cached by version in ${EDGEGATE_CACHE_DIR:-~/.cache/edgegate}/bin/<name>-<version>;
 # a fully cached run only checks that they exist and prints their versions.
@@ -43,6 +48,7 @@ KUBERNETES_VERSION="$(read_pin KUBERNETES_VERSION)"
 ETCD_VERSION="$(read_pin ETCD_VERSION)"
 HELM_VERSION="$(read_pin HELM_VERSION)"
 H2SPEC_VERSION="$(read_pin H2SPEC_VERSION)"
+CONTAINERD_VERSION="$(read_pin CONTAINERD_VERSION)"
 CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
 
 mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
@@ -218,6 +224,37 @@ build_kubectl() {
   go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kubectl "$(kube_ldflags)"
 }
 
+build_kubelet() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kubelet "$(kube_ldflags)"
+}
+
+build_kube_scheduler() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kube-scheduler "$(kube_ldflags)"
+}
+
+build_kube_controller_manager() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kube-controller-manager "$(kube_ldflags)"
+}
+
+# containerd 2.x (kubelet 1.38 refuses Debian's 1.6): the daemon, its runc shim and ctr (to import the
+# locally built images), from one wrapper module. CGO is off, which leaves out only the btrfs snapshotter.
+containerd_ldflags() {
+  local pkg=github.com/containerd/containerd/v2/version
+  printf '%s' "-X $pkg.Version=$CONTAINERD_VERSION -X $pkg.Revision=edgegate -X $pkg.Package=github.com/containerd/containerd/v2"
+}
+
+build_containerd_cmd() {
+  local dir="$BUILD_DIR/containerd-$2"
+  prepare_wrapper "$dir" github.com/containerd/containerd/v2 "$2" same
+  go_build_to "$1" "$2" "$dir" "github.com/containerd/containerd/v2/cmd/$1" "$(containerd_ldflags)"
+}
+
 build_etcd() {
   local dir="$BUILD_DIR/etcd-$2"
   prepare_wrapper "$dir" go.etcd.io/etcd/server/v3 "$2" same
@@ -255,10 +292,22 @@ ensure_apt() {
   local missing=() cmd pkg
   # promtool (package prometheus): `promtool check metrics` / `check rules` in test/e2e/observe.
   # h2load (nghttp2-client), openssl and curl: test/e2e/tls (certificates, HTTP/2 load, --resolve checks).
-  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" "openssl:openssl" "curl:curl"; do
+  # The real node (test/support/node.ts): runc under containerd, the CNI plugins (bridge, host-local, portmap,
+  # loopback in /usr/lib/cni), iptables for the portmap plugin and the Service IP, conntrack, buildah to build
+  # the images from the Dockerfile, mmdebstrap for the stand-in base image; prometheus also scrapes the node.
+  for pair in "ip:iproute2" "promtool:prometheus" "prometheus:prometheus" "h2load:nghttp2-client" \
+    "openssl:openssl" "curl:curl" "runc:runc" "/usr/lib/cni/bridge:containernetworking-plugins" \
+    "iptables:iptables" "conntrack:conntrack" "buildah:buildah" "mmdebstrap:mmdebstrap" "unshare:util-linux" \
+    "nsenter:util-linux" "flock:util-linux"; do
     cmd="${pair%%:*}"; pkg="${pair#*:}"
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    if [[ "$cmd" == /* ]]; then
+      [[ -e "$cmd" ]] || missing+=("$pkg")
+    else
+      # sbin is not on every PATH (runc, iptables, conntrack live there).
+      command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" || -x "/sbin/$cmd" ]] || missing+=("$pkg")
+    fi
   done
+  [[ ${#missing[@]} -eq 0 ]] || mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   [[ ${#missing[@]} -eq 0 ]] && return 0
   command -v apt-get >/dev/null 2>&1 || die "missing packages ${missing[*]} and no apt-get to install them"
   local sudo=()
@@ -279,6 +328,12 @@ ensure kube-apiserver "$KUBERNETES_VERSION" build_kube_apiserver
 ensure kubectl "$KUBERNETES_VERSION" build_kubectl
 ensure consul "$CONSUL_VERSION" build_consul
 ensure h2spec "$H2SPEC_VERSION" build_h2spec
+ensure kubelet "$KUBERNETES_VERSION" build_kubelet
+ensure kube-scheduler "$KUBERNETES_VERSION" build_kube_scheduler
+ensure kube-controller-manager "$KUBERNETES_VERSION" build_kube_controller_manager
+ensure containerd "$CONTAINERD_VERSION" build_containerd_cmd
+ensure containerd-shim-runc-v2 "$CONTAINERD_VERSION" build_containerd_cmd
+ensure ctr "$CONTAINERD_VERSION" build_containerd_cmd
 
 # Manifest for tools that do not want to parse the versions file.
 manifest_tmp="$BIN_DIR/manifest.json.tmp.$$"
@@ -289,7 +344,13 @@ cat >"$manifest_tmp" <<EOF
   "kubectl": "$BIN_DIR/kubectl-$KUBERNETES_VERSION",
   "etcd": "$BIN_DIR/etcd-$ETCD_VERSION",
   "helm": "$BIN_DIR/helm-$HELM_VERSION",
-  "h2spec": "$BIN_DIR/h2spec-$H2SPEC_VERSION"
+  "h2spec": "$BIN_DIR/h2spec-$H2SPEC_VERSION",
+  "kubelet": "$BIN_DIR/kubelet-$KUBERNETES_VERSION",
+  "kube-scheduler": "$BIN_DIR/kube-scheduler-$KUBERNETES_VERSION",
+  "kube-controller-manager": "$BIN_DIR/kube-controller-manager-$KUBERNETES_VERSION",
+  "containerd": "$BIN_DIR/containerd-$CONTAINERD_VERSION",
+  "containerd-shim-runc-v2": "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION",
+  "ctr": "$BIN_DIR/ctr-$CONTAINERD_VERSION"
 }
 EOF
 mv -f "$manifest_tmp" "$BIN_DIR/manifest.json"
@@ -314,3 +375,12 @@ show kubectl "$BIN_DIR/kubectl-$KUBERNETES_VERSION" version --client
 show etcd "$BIN_DIR/etcd-$ETCD_VERSION" --version
 show helm "$BIN_DIR/helm-$HELM_VERSION" version --short
 show h2spec "$BIN_DIR/h2spec-$H2SPEC_VERSION" --version
+show kubelet "$BIN_DIR/kubelet-$KUBERNETES_VERSION" --version
+show kube-scheduler "$BIN_DIR/kube-scheduler-$KUBERNETES_VERSION" --version
+show kube-controller-manager "$BIN_DIR/kube-controller-manager-$KUBERNETES_VERSION" --version
+show containerd "$BIN_DIR/containerd-$CONTAINERD_VERSION" --version
+show containerd-shim "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION" -v
+show ctr "$BIN_DIR/ctr-$CONTAINERD_VERSION" --version
+show runc runc --version
+show buildah buildah --version
+show mmdebstrap mmdebstrap --version
