@@ -86,8 +86,8 @@ export interface Sandbox {
   must(command: string, args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<string>;
   /** A long-running process inside the sandbox (proc.ts's ManagedProcess: log file, watchdog). */
   start(spec: ProcessSpec & { cgroup?: string }): ManagedProcess;
-  /** PIDs in the sandbox's cgroups (every hierarchy). */
-  pids(): number[];
+  /** PIDs in the sandbox's cgroups (every hierarchy), or in one cgroup below its root and that cgroup's children. */
+  pids(sub?: string): number[];
   /** Removes everything; returns what could not be removed (empty when all is gone). */
   destroy(): Promise<string[]>;
 }
@@ -631,7 +631,7 @@ export async function createSandbox(opts: CreateSandboxOptions = {}): Promise<Sa
       managed.push(p);
       return p;
     },
-    pids: () => cgroupPids(rec.cgroup),
+    pids: (sub) => cgroupPids(sub ? join(rec.cgroup, sub) : rec.cgroup),
     destroy,
   };
   try {
