@@ -379,3 +379,11 @@ export function watchPods(node: NodeClient, namespace: string, selector: string)
     },
   };
 }
+
+/** The gateway's processes in a pod (the primary and its workers: everything of the pod but the pause process). */
+export function gatewayProcesses(
+  node: NodeClient,
+  podUid: string,
+): Array<{ pid: number; cmdline: string[] }> {
+  return podProcesses(node, podUid).filter((p) => p.cmdline[0] !== '/pause');
+}
