@@ -141,9 +141,9 @@ export function platformHasReusePort(platform: NodeJS.Platform = process.platfor
   return ['linux', 'freebsd', 'sunos', 'aix'].includes(platform);
 }
 
-async function listen(server: Server, value: string, flag: string): Promise<AddressInfo> {
+async function listen(server: Server, value: string, flag: string, reusePort = false): Promise<AddressInfo> {
   const { host, port } = parseListen(value, flag);
-  server.listen({ port, host });
+  server.listen({ port, host, reusePort });
   await Promise.race([
     once(server, 'listening'),
     once(server, 'error').then(([err]) => {
@@ -652,7 +652,10 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       ? { testBusy: (ms: number, blockMs: number) => primary.testBusy(ms, blockMs) }
       : {}),
   });
-  const adminAddress = await listen(admin, opts.admin, '--admin');
+  // SO_REUSEPORT like the proxy ports: two gateway pods in one network namespace (hostNetwork, during a rolling
+  // update with maxSurge) both listen while the old one drains; without it the new pod cannot start its admin
+  // server and crash-loops until the old one is gone (test/e2e/node/upgrade.test.ts).
+  const adminAddress = await listen(admin, opts.admin, '--admin', reusePort);
   let proxyAddress: { address: string; port: number };
   try {
     proxyAddress = await primary.listening();

@@ -387,3 +387,16 @@ export function gatewayProcesses(
 ): Array<{ pid: number; cmdline: string[] }> {
   return podProcesses(node, podUid).filter((p) => p.cmdline[0] !== '/pause');
 }
+
+/** Failures grouped by what went wrong: "<what> ×<count> (<first>–<last> ms into the load)". */
+export function summarizeFailures(failures: SteadyLoadResult['failures']): string[] {
+  const groups = new Map<string, { n: number; first: number; last: number }>();
+  for (const f of failures) {
+    const key = `${f.keepAlive ? 'keep-alive' : 'new connection'}: ${f.what}`;
+    const g = groups.get(key) ?? { n: 0, first: f.atMs, last: f.atMs };
+    g.n++;
+    g.last = f.atMs;
+    groups.set(key, g);
+  }
+  return [...groups].map(([what, g]) => `${what} ×${g.n} (${g.first}–${g.last} ms into the load)`);
+}
