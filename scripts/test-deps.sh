@@ -7,6 +7,8 @@
 #   kube-controller-manager                  version and wrapper module as kube-apiserver
 #   containerd, containerd-shim-runc-v2,   - built from github.com/containerd/containerd/v2 (CGO off)
 #   ctr
+#   prometheus                             - go install github.com/prometheus/prometheus/cmd/prometheus@<pin>
+#                                            with Kubernetes service discovery (Debian's has none)
 # plus the Debian packages the tests need (iproute2, prometheus for promtool and the
 # real node's scraper, runc, the CNI plugins, iptables, conntrack, buildah, mmdebstrap).
 #
@@ -49,6 +51,7 @@ ETCD_VERSION="$(read_pin ETCD_VERSION)"
 HELM_VERSION="$(read_pin HELM_VERSION)"
 H2SPEC_VERSION="$(read_pin H2SPEC_VERSION)"
 CONTAINERD_VERSION="$(read_pin CONTAINERD_VERSION)"
+PROMETHEUS_VERSION="$(read_pin PROMETHEUS_VERSION)"
 CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
 
 mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
@@ -264,7 +267,7 @@ build_etcd() {
 
 # `go install PACKAGE@VERSION` (a module that builds as published) into the cache as NAME-VERSION.
 go_install_to() {
-  local name="$1" version="$2" pkg="$3" ldflags="$4"
+  local name="$1" version="$2" pkg="$3" ldflags="$4" tags="${5:-}"
   local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
   local gobin="$BUILD_DIR/$name-$version.gobin.$$"
   : >"$logfile"
@@ -272,7 +275,7 @@ go_install_to() {
   local start=$SECONDS
   mkdir -p "$gobin"
   (cd "$BUILD_DIR" && run_step "$logfile" env GOFLAGS= GOBIN="$gobin" "${NICE[@]}" go install -trimpath \
-    -ldflags "-s -w $ldflags" "$pkg@$version")
+    ${tags:+-tags "$tags"} -ldflags "-s -w $ldflags" "$pkg@$version")
   mv -f "$gobin/${pkg##*/}" "$dest"
   rmdir "$gobin"
   log "built $name $version in $((SECONDS - start))s"
@@ -281,6 +284,17 @@ go_install_to() {
 build_helm() {
   go_install_to "$1" "$2" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$2 -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
+# Prometheus for the real node's scrape test (kubernetes_sd_configs): Debian's 2.42 leaves the Kubernetes service
+# discovery out. Only that discovery is built in (remove_all_sd + enable_kubernetes_sd); no web UI assets.
+build_prometheus() {
+  # Module v0.3XX.Y is Prometheus 3.XX.Y.
+  local v="$2" pkg=github.com/prometheus/common/version minor patch
+  minor="${v#v0.}"; patch="${minor#*.}"; minor="${minor%%.*}"
+  go_install_to "$1" "$2" github.com/prometheus/prometheus/cmd/prometheus \
+    "-X $pkg.Version=3.$((minor - 300)).$patch -X $pkg.Revision=edgegate -X $pkg.Branch=$v" \
+    remove_all_sd,enable_kubernetes_sd
 }
 
 build_h2spec() {
@@ -294,8 +308,8 @@ ensure_apt() {
   # h2load (nghttp2-client), openssl and curl: test/e2e/tls (certificates, HTTP/2 load, --resolve checks).
   # The real node (test/support/node.ts): runc under containerd, the CNI plugins (bridge, host-local, portmap,
   # loopback in /usr/lib/cni), iptables for the portmap plugin and the Service IP, conntrack, buildah to build
-  # the images from the Dockerfile, mmdebstrap for the stand-in base image; prometheus also scrapes the node.
-  for pair in "ip:iproute2" "promtool:prometheus" "prometheus:prometheus" "h2load:nghttp2-client" \
+  # the images from the Dockerfile, mmdebstrap for the stand-in base image.
+  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" \
     "openssl:openssl" "curl:curl" "runc:runc" "/usr/lib/cni/bridge:containernetworking-plugins" \
     "iptables:iptables" "conntrack:conntrack" "buildah:buildah" "mmdebstrap:mmdebstrap" "unshare:util-linux" \
     "nsenter:util-linux" "flock:util-linux"; do
@@ -334,6 +348,7 @@ ensure kube-controller-manager "$KUBERNETES_VERSION" build_kube_controller_manag
 ensure containerd "$CONTAINERD_VERSION" build_containerd_cmd
 ensure containerd-shim-runc-v2 "$CONTAINERD_VERSION" build_containerd_cmd
 ensure ctr "$CONTAINERD_VERSION" build_containerd_cmd
+ensure prometheus "$PROMETHEUS_VERSION" build_prometheus
 
 # Manifest for tools that do not want to parse the versions file.
 manifest_tmp="$BIN_DIR/manifest.json.tmp.$$"
@@ -350,7 +365,8 @@ cat >"$manifest_tmp" <<EOF
   "kube-controller-manager": "$BIN_DIR/kube-controller-manager-$KUBERNETES_VERSION",
   "containerd": "$BIN_DIR/containerd-$CONTAINERD_VERSION",
   "containerd-shim-runc-v2": "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION",
-  "ctr": "$BIN_DIR/ctr-$CONTAINERD_VERSION"
+  "ctr": "$BIN_DIR/ctr-$CONTAINERD_VERSION",
+  "prometheus": "$BIN_DIR/prometheus-$PROMETHEUS_VERSION"
 }
 EOF
 mv -f "$manifest_tmp" "$BIN_DIR/manifest.json"
@@ -381,6 +397,7 @@ show kube-controller-manager "$BIN_DIR/kube-controller-manager-$KUBERNETES_VERSI
 show containerd "$BIN_DIR/containerd-$CONTAINERD_VERSION" --version
 show containerd-shim "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION" -v
 show ctr "$BIN_DIR/ctr-$CONTAINERD_VERSION" --version
+show prometheus "$BIN_DIR/prometheus-$PROMETHEUS_VERSION" --version
 show runc runc --version
 show buildah buildah --version
 show mmdebstrap mmdebstrap --version

@@ -23,7 +23,9 @@ export type BinaryName =
   | 'kube-controller-manager'
   | 'containerd'
   | 'containerd-shim-runc-v2'
-  | 'ctr';
+  | 'ctr'
+  // Prometheus with Kubernetes service discovery (test/e2e/node/prometheus.test.ts).
+  | 'prometheus';
 
 export interface PinnedVersions {
   consul: string;
@@ -32,6 +34,7 @@ export interface PinnedVersions {
   helm: string;
   h2spec: string;
   containerd: string;
+  prometheus: string;
 }
 
 /** The pins in scripts/test-deps.versions. */
@@ -54,6 +57,7 @@ export function pinnedVersions(): PinnedVersions {
     helm: get('HELM_VERSION'),
     h2spec: get('H2SPEC_VERSION'),
     containerd: get('CONTAINERD_VERSION'),
+    prometheus: get('PROMETHEUS_VERSION'),
   };
 }
 
@@ -77,7 +81,9 @@ export function binPath(name: BinaryName): string {
             ? v.h2spec
             : name === 'containerd' || name === 'containerd-shim-runc-v2' || name === 'ctr'
               ? v.containerd
-              : v.kubernetes;
+              : name === 'prometheus'
+                ? v.prometheus
+                : v.kubernetes;
   const path = join(binDir(), `${name}-${version}`);
   try {
     accessSync(path, constants.X_OK);

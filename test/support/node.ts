@@ -657,7 +657,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       info,
       stop: async () => {
         clearInterval(leaseWatch);
-        return stopAll();
+        const started = Date.now();
+        const left = await stopAll();
+        console.log(
+          `[harness] real node removed in ${Date.now() - started} ms${left.length > 0 ? ' (not all of it)' : ''}`,
+        );
+        return left;
       },
     };
   } catch (err) {
