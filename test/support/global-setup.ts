@@ -51,10 +51,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const consul: ConsulPair | null = consulResult.status === 'fulfilled' ? consulResult.value : null;
   const kube: KubeServer | null = kubeResult.status === 'fulfilled' ? kubeResult.value : null;
   const node: RealNode | null = nodeResult.status === 'fulfilled' ? nodeResult.value : null;
-  const nodeError =
+  const nodeReason =
     nodeResult.status === 'rejected'
       ? String((nodeResult.reason as Error)?.message ?? nodeResult.reason)
       : undefined;
+  const nodeError =
+    nodeReason && !nodeReason.startsWith('the real node')
+      ? `the real node did not start: ${nodeReason}`
+      : nodeReason;
   if (nodeError) console.error(`[harness] ${nodeError}`);
   const teardown = async () => {
     const [, , nodeLeft] = await Promise.allSettled([consul?.stop(), kube?.stop(), node?.stop()]);
