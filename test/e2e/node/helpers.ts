@@ -68,7 +68,10 @@ export async function installChart(
         ...values,
         // As for every gateway the tests start (vitest.config.ts, docs/testing.md): the overload guard's
         // event-loop signal is off, so the pods do not shed requests because this shared machine is busy.
-        extraEnv: [{ name: 'EDGEGATE_OVERLOAD_DELAY', value: '0' }, ...((values.extraEnv as unknown[]) ?? [])],
+        extraEnv: [
+          { name: 'EDGEGATE_OVERLOAD_DELAY', value: '0' },
+          ...((values.extraEnv as unknown[]) ?? []),
+        ],
       }),
     ],
     { timeoutMs: 180_000 },

@@ -3,6 +3,8 @@
 // (hostNetwork, as at the edge); the chart's default update strategy there (maxSurge 1, maxUnavailable 0) starts
 // the new pod next to the old one: both listen on the same ports (SO_REUSEPORT) while the old one drains. The
 // same upgrade with the strategy that replaces the pod in place (maxSurge 0) loses requests: the test can fail.
+// The node has net.ipv4.tcp_migrate_req=1, as docs/install-kubernetes.md tells edge nodes to set: connections queued
+// on the old pod's listener when it closes move to the new pod's instead of being reset.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../support/bins.ts';
 import { printLogsOnFailure } from '../../support/logs.ts';
