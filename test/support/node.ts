@@ -536,9 +536,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       },
     );
     await waitFor(
-      async () =>
-        (await fetch(`${consulUrl}/v1/status/leader`)).ok &&
-        (await fetch(`${consulUrl}/v1/status/leader`).then((r) => r.json())) !== '',
+      async () => {
+        const res = await fetch(`${consulUrl}/v1/status/leader`, { signal: AbortSignal.timeout(5_000) });
+        return res.ok && ((await res.json()) as string) !== '';
+      },
       {
         timeoutMs: 60_000,
         message: `the node's Consul agent at ${consulUrl}`,
@@ -549,10 +550,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     // --- the control socket: leases for exclusive use, and the node actions tests need.
     const controlSocket = join(dir, 'control.sock');
     let lease: { id: string; pid: number; holder: string } | undefined;
-    const waiters: Array<() => void> = [];
+    // Each waiter grants the lease to its request and returns true, or returns false if its client has gone.
+    const waiters: Array<() => boolean> = [];
     const releaseLease = () => {
       lease = undefined;
-      waiters.shift()?.();
+      while (waiters.length > 0 && !waiters.shift()!()) {
+        // that one gave up waiting: the next
+      }
     };
     const leaseWatch = setInterval(() => {
       if (lease && processStart(lease.pid) === undefined) releaseLease(); // its test process died
@@ -602,15 +606,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         const pid = Number(u.searchParams.get('pid'));
         const holder = u.searchParams.get('holder') ?? '?';
         const grant = () => {
+          if (res.destroyed || res.writableEnded) return false;
           lease = { id: randomBytes(8).toString('hex'), pid, holder };
           reply(200, lease);
+          return true;
         };
         if (!lease) grant();
         else {
           waiters.push(grant);
-          req.on('close', () => {
+          // The client gave up (its timeout) before its turn: it is no longer waiting.
+          res.on('close', () => {
             const i = waiters.indexOf(grant);
-            if (i >= 0) waiters.splice(i, 1);
+            if (i >= 0 && !res.writableEnded) waiters.splice(i, 1);
           });
         }
         return;
