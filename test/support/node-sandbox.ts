@@ -346,11 +346,20 @@ export async function sweepStaleSandboxes(): Promise<string[]> {
     rmSync(path, { force: true });
     if (what.length > 0) removed.push(`${path}: ${what.join('; ')}`);
   }
-  // Unclaimed cgroups and veths with our names (a sandbox killed between creating them and writing its record).
+  // Unclaimed cgroups and veths with our names (a sandbox killed before its record said so). A run starting right
+  // now may have written its record since the list above: its slot's record is read again before anything goes.
+  const liveNow = (slot: string): boolean => {
+    try {
+      return ownerAlive(JSON.parse(readFileSync(recordPath(Number(slot)), 'utf8')) as SandboxRecord);
+    } catch {
+      return false;
+    }
+  };
   for (const mount of cgroupMounts().all) {
     if (!existsSync(mount)) continue;
     for (const name of readdirSync(mount)) {
       if (!name.startsWith(CGROUP_PREFIX) || claimed.has(name)) continue;
+      if (liveNow(name.slice(CGROUP_PREFIX.length))) continue;
       const orphan: SandboxRecord = {
         version: 1,
         slot: -1,
@@ -368,6 +377,7 @@ export async function sweepStaleSandboxes(): Promise<string[]> {
   }
   for (const name of readdirSync('/sys/class/net')) {
     if (!name.startsWith(IF_PREFIX) || !name.endsWith('h') || claimed.has(name)) continue;
+    if (liveNow(name.slice(IF_PREFIX.length, -1))) continue;
     trySh('ip', ['link', 'delete', name]);
     removed.push(`veth ${name}`);
   }
