@@ -205,7 +205,7 @@ build_gateway() {
     printf 'cafile=/usr/local/etc/edgegate-build-ca.pem\n' >"$work/usr-local-etc/npmrc"
     volumes=(-v "$work/usr-local-etc:/usr/local/etc:ro")
   fi
-  run_logged "$logfile" bah bud --layers --pull=never --network=host "${volumes[@]}" \
+  run_logged "$logfile" bah bud --layers --force-rm --pull=never --network=host "${volumes[@]}" \
     -f "$ROOT/Dockerfile" -t "$ref" "$ROOT"
   log "built the gateway image in $((SECONDS - start))s"
 }

@@ -12,7 +12,7 @@ import { binPath, REPO_ROOT } from '../../support/bins.ts';
 import { printLogsOnFailure } from '../../support/logs.ts';
 import { sharedNode } from '../../support/node-client.ts';
 import type { ManagedProcess } from '../../support/proc.ts';
-import { logPathFor, makeTempDir } from '../../support/tmp.ts';
+import { logPathFor, makeTempDir, removeDir } from '../../support/tmp.ts';
 import { waitFor } from '../../support/wait.ts';
 import {
   chartDefaults,
@@ -41,6 +41,7 @@ const procs: ManagedProcess[] = [];
 let release: () => Promise<void> = async () => {};
 printLogsOnFailure(() => [...node.logs(), ...procs.map((p) => ({ name: p.name, logPath: p.logPath }))], 40);
 
+let prometheusDir: string | undefined;
 const prometheusUrl = () => `http://${node.nodeIp}:${PROMETHEUS_PORT}`;
 
 beforeAll(async () => {
@@ -73,6 +74,7 @@ beforeAll(async () => {
   // Prometheus on the node, with the discovery and relabelling from Prometheus' example configuration for
   // annotated pods (documentation/examples/prometheus-kubernetes.yml, job kubernetes-pods).
   const dir = makeTempDir('node-prometheus');
+  prometheusDir = dir;
   writeFileSync(join(dir, 'ca.pem'), node.kube.caPem);
   writeFileSync(join(dir, 'token'), node.kube.adminToken);
   writeFileSync(
@@ -144,6 +146,7 @@ afterAll(async () => {
       () => {},
     );
   await Promise.all(procs.map((p) => p.stop()));
+  if (prometheusDir) removeDir(prometheusDir);
   await uninstallChart(node, rel, ns);
   await release();
 }, 300_000);
