@@ -3,7 +3,14 @@
 # scripts/test-deps.versions:
 #   consul, kube-apiserver, kubectl, etcd  - built from their published Go modules
 #   helm                                   - go install helm.sh/helm/v3/cmd/helm@<pin>
-# plus the Debian packages the tests need (iproute2, prometheus for promtool).
+#   kubelet, kube-scheduler,               - the real node (test/support/node.ts): same Kubernetes
+#   kube-controller-manager                  version and wrapper module as kube-apiserver
+#   containerd, containerd-shim-runc-v2,   - built from github.com/containerd/containerd/v2 (CGO off)
+#   ctr
+#   prometheus                             - go install github.com/prometheus/prometheus/cmd/prometheus@<pin>
+#                                            with Kubernetes service discovery (Debian's has none)
+# plus the Debian packages the tests need (iproute2, prometheus for promtool and the
+# real node's scraper, runc, the CNI plugins, iptables, conntrack, buildah, mmdebstrap).
 #
 # Binaries are cached by version in ${EDGEGATE_CACHE_DIR:-~/.cache/edgegate}/bin/<name>-<version>;
 # a fully cached run only checks that they exist and prints their versions.
@@ -43,6 +50,8 @@ KUBERNETES_VERSION="$(read_pin KUBERNETES_VERSION)"
 ETCD_VERSION="$(read_pin ETCD_VERSION)"
 HELM_VERSION="$(read_pin HELM_VERSION)"
 H2SPEC_VERSION="$(read_pin H2SPEC_VERSION)"
+CONTAINERD_VERSION="$(read_pin CONTAINERD_VERSION)"
+PROMETHEUS_VERSION="$(read_pin PROMETHEUS_VERSION)"
 CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
 
 mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
@@ -218,6 +227,37 @@ build_kubectl() {
   go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kubectl "$(kube_ldflags)"
 }
 
+build_kubelet() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kubelet "$(kube_ldflags)"
+}
+
+build_kube_scheduler() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kube-scheduler "$(kube_ldflags)"
+}
+
+build_kube_controller_manager() {
+  local dir="$BUILD_DIR/kubernetes-$2"
+  prepare_wrapper "$dir" k8s.io/kubernetes "$2" k8s
+  go_build_to "$1" "$2" "$dir" k8s.io/kubernetes/cmd/kube-controller-manager "$(kube_ldflags)"
+}
+
+# containerd 2.x (kubelet 1.38 refuses Debian's 1.6): the daemon, its runc shim and ctr (to import the
+# locally built images), from one wrapper module. CGO is off, which leaves out only the btrfs snapshotter.
+containerd_ldflags() {
+  local pkg=github.com/containerd/containerd/v2/version
+  printf '%s' "-X $pkg.Version=$CONTAINERD_VERSION -X $pkg.Revision=edgegate -X $pkg.Package=github.com/containerd/containerd/v2"
+}
+
+build_containerd_cmd() {
+  local dir="$BUILD_DIR/containerd-$2"
+  prepare_wrapper "$dir" github.com/containerd/containerd/v2 "$2" same
+  go_build_to "$1" "$2" "$dir" "github.com/containerd/containerd/v2/cmd/$1" "$(containerd_ldflags)"
+}
+
 build_etcd() {
   local dir="$BUILD_DIR/etcd-$2"
   prepare_wrapper "$dir" go.etcd.io/etcd/server/v3 "$2" same
@@ -227,7 +267,7 @@ build_etcd() {
 
 # `go install PACKAGE@VERSION` (a module that builds as published) into the cache as NAME-VERSION.
 go_install_to() {
-  local name="$1" version="$2" pkg="$3" ldflags="$4"
+  local name="$1" version="$2" pkg="$3" ldflags="$4" tags="${5:-}"
   local dest="$BIN_DIR/$name-$version" logfile="$LOG_DIR/$name-$version.build.log"
   local gobin="$BUILD_DIR/$name-$version.gobin.$$"
   : >"$logfile"
@@ -235,7 +275,7 @@ go_install_to() {
   local start=$SECONDS
   mkdir -p "$gobin"
   (cd "$BUILD_DIR" && run_step "$logfile" env GOFLAGS= GOBIN="$gobin" "${NICE[@]}" go install -trimpath \
-    -ldflags "-s -w $ldflags" "$pkg@$version")
+    ${tags:+-tags "$tags"} -ldflags "-s -w $ldflags" "$pkg@$version")
   mv -f "$gobin/${pkg##*/}" "$dest"
   rmdir "$gobin"
   log "built $name $version in $((SECONDS - start))s"
@@ -244,6 +284,17 @@ go_install_to() {
 build_helm() {
   go_install_to "$1" "$2" helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$2 -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
+# Prometheus for the real node's scrape test (kubernetes_sd_configs): Debian's 2.42 leaves the Kubernetes service
+# discovery out. Only that discovery is built in (remove_all_sd + enable_kubernetes_sd); no web UI assets.
+build_prometheus() {
+  # Module v0.3XX.Y is Prometheus 3.XX.Y.
+  local v="$2" pkg=github.com/prometheus/common/version minor patch
+  minor="${v#v0.}"; patch="${minor#*.}"; minor="${minor%%.*}"
+  go_install_to "$1" "$2" github.com/prometheus/prometheus/cmd/prometheus \
+    "-X $pkg.Version=3.$((minor - 300)).$patch -X $pkg.Revision=edgegate -X $pkg.Branch=$v" \
+    remove_all_sd,enable_kubernetes_sd
 }
 
 build_h2spec() {
@@ -255,10 +306,22 @@ ensure_apt() {
   local missing=() cmd pkg
   # promtool (package prometheus): `promtool check metrics` / `check rules` in test/e2e/observe.
   # h2load (nghttp2-client), openssl and curl: test/e2e/tls (certificates, HTTP/2 load, --resolve checks).
-  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" "openssl:openssl" "curl:curl"; do
+  # The real node (test/support/node.ts): runc under containerd, the CNI plugins (bridge, host-local, portmap,
+  # loopback in /usr/lib/cni), iptables for the portmap plugin and the Service IP, conntrack, buildah to build
+  # the images from the Dockerfile, mmdebstrap for the stand-in base image.
+  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" \
+    "openssl:openssl" "curl:curl" "runc:runc" "/usr/lib/cni/bridge:containernetworking-plugins" \
+    "iptables:iptables" "conntrack:conntrack" "buildah:buildah" "mmdebstrap:mmdebstrap" "unshare:util-linux" \
+    "nsenter:util-linux" "flock:util-linux"; do
     cmd="${pair%%:*}"; pkg="${pair#*:}"
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    if [[ "$cmd" == /* ]]; then
+      [[ -e "$cmd" ]] || missing+=("$pkg")
+    else
+      # sbin is not on every PATH (runc, iptables, conntrack live there).
+      command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" || -x "/sbin/$cmd" ]] || missing+=("$pkg")
+    fi
   done
+  [[ ${#missing[@]} -eq 0 ]] || mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   [[ ${#missing[@]} -eq 0 ]] && return 0
   command -v apt-get >/dev/null 2>&1 || die "missing packages ${missing[*]} and no apt-get to install them"
   local sudo=()
@@ -279,6 +342,13 @@ ensure kube-apiserver "$KUBERNETES_VERSION" build_kube_apiserver
 ensure kubectl "$KUBERNETES_VERSION" build_kubectl
 ensure consul "$CONSUL_VERSION" build_consul
 ensure h2spec "$H2SPEC_VERSION" build_h2spec
+ensure kubelet "$KUBERNETES_VERSION" build_kubelet
+ensure kube-scheduler "$KUBERNETES_VERSION" build_kube_scheduler
+ensure kube-controller-manager "$KUBERNETES_VERSION" build_kube_controller_manager
+ensure containerd "$CONTAINERD_VERSION" build_containerd_cmd
+ensure containerd-shim-runc-v2 "$CONTAINERD_VERSION" build_containerd_cmd
+ensure ctr "$CONTAINERD_VERSION" build_containerd_cmd
+ensure prometheus "$PROMETHEUS_VERSION" build_prometheus
 
 # Manifest for tools that do not want to parse the versions file.
 manifest_tmp="$BIN_DIR/manifest.json.tmp.$$"
@@ -289,7 +359,14 @@ cat >"$manifest_tmp" <<EOF
   "kubectl": "$BIN_DIR/kubectl-$KUBERNETES_VERSION",
   "etcd": "$BIN_DIR/etcd-$ETCD_VERSION",
   "helm": "$BIN_DIR/helm-$HELM_VERSION",
-  "h2spec": "$BIN_DIR/h2spec-$H2SPEC_VERSION"
+  "h2spec": "$BIN_DIR/h2spec-$H2SPEC_VERSION",
+  "kubelet": "$BIN_DIR/kubelet-$KUBERNETES_VERSION",
+  "kube-scheduler": "$BIN_DIR/kube-scheduler-$KUBERNETES_VERSION",
+  "kube-controller-manager": "$BIN_DIR/kube-controller-manager-$KUBERNETES_VERSION",
+  "containerd": "$BIN_DIR/containerd-$CONTAINERD_VERSION",
+  "containerd-shim-runc-v2": "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION",
+  "ctr": "$BIN_DIR/ctr-$CONTAINERD_VERSION",
+  "prometheus": "$BIN_DIR/prometheus-$PROMETHEUS_VERSION"
 }
 EOF
 mv -f "$manifest_tmp" "$BIN_DIR/manifest.json"
@@ -314,3 +391,13 @@ show kubectl "$BIN_DIR/kubectl-$KUBERNETES_VERSION" version --client
 show etcd "$BIN_DIR/etcd-$ETCD_VERSION" --version
 show helm "$BIN_DIR/helm-$HELM_VERSION" version --short
 show h2spec "$BIN_DIR/h2spec-$H2SPEC_VERSION" --version
+show kubelet "$BIN_DIR/kubelet-$KUBERNETES_VERSION" --version
+show kube-scheduler "$BIN_DIR/kube-scheduler-$KUBERNETES_VERSION" --version
+show kube-controller-manager "$BIN_DIR/kube-controller-manager-$KUBERNETES_VERSION" --version
+show containerd "$BIN_DIR/containerd-$CONTAINERD_VERSION" --version
+show containerd-shim "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION" -v
+show ctr "$BIN_DIR/ctr-$CONTAINERD_VERSION" --version
+show prometheus "$BIN_DIR/prometheus-$PROMETHEUS_VERSION" --version
+show runc runc --version
+show buildah buildah --version
+show mmdebstrap mmdebstrap --version

@@ -153,9 +153,9 @@ export function platformHasReusePort(platform: NodeJS.Platform = process.platfor
   return ['linux', 'freebsd', 'sunos', 'aix'].includes(platform);
 }
 
-async function listen(server: Server, value: string, flag: string): Promise<AddressInfo> {
+async function listen(server: Server, value: string, flag: string, reusePort = false): Promise<AddressInfo> {
   const { host, port } = parseListen(value, flag);
-  server.listen({ port, host });
+  server.listen({ port, host, reusePort });
   await Promise.race([
     once(server, 'listening'),
     once(server, 'error').then(([err]) => {
@@ -725,7 +725,9 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
   };
   let admin: Awaited<ReturnType<typeof openAdminListeners>>;
   try {
-    admin = await openAdminListeners(adminState, opts, parseListen, (m, meta) => log.warn(m, meta));
+    admin = await openAdminListeners(adminState, { ...opts, reusePort }, parseListen, (m, meta) =>
+      log.warn(m, meta),
+    );
   } catch (err) {
     await primary.drain({ delayMs: 0, timeoutMs: 1000 });
     await plane.stop();

@@ -149,9 +149,10 @@ async function listenOn(
   value: string,
   flag: string,
   parse: ParseListen,
+  reusePort: boolean,
 ): Promise<AddressInfo> {
   const { host, port } = parse(value, flag);
-  server.listen({ port, host });
+  server.listen({ port, host, reusePort });
   await Promise.race([
     once(server, 'listening'),
     once(server, 'error').then(([err]) => {
@@ -167,7 +168,12 @@ async function listenOn(
  */
 export async function openAdminListeners(
   state: AdminState,
-  opts: { admin: string; adminDebug?: string | undefined },
+  /**
+   * `reusePort`: SO_REUSEPORT like the proxy ports, so two gateway pods in one network namespace (hostNetwork,
+   * during a rolling update with maxSurge) both listen while the old one drains; without it the new pod cannot
+   * open its admin listeners and crash-loops until the old one is gone (test/e2e/node/upgrade.test.ts).
+   */
+  opts: { admin: string; adminDebug?: string | undefined; reusePort?: boolean },
   parse: ParseListen,
   warn: (message: string, meta: Record<string, unknown>) => void,
 ): Promise<AdminListeners> {
@@ -190,11 +196,12 @@ export async function openAdminListeners(
     }
   };
   try {
-    const address = await listenOn(main, opts.admin, '--admin', parse);
+    const reuse = opts.reusePort ?? false;
+    const address = await listenOn(main, opts.admin, '--admin', parse, reuse);
     if (separate === undefined) return { address, debug: off ? 'off' : 'admin', close };
     const second = createAdminServer(state, { debug: true });
     servers.push(second);
-    const debugAddress = await listenOn(second, separate, '--admin-debug', parse);
+    const debugAddress = await listenOn(second, separate, '--admin-debug', parse, reuse);
     return { address, debugAddress, debug: 'debug', close };
   } catch (err) {
     close();

@@ -10,7 +10,22 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const VERSIONS_FILE = join(REPO_ROOT, 'scripts', 'test-deps.versions');
 
-export type BinaryName = 'consul' | 'kube-apiserver' | 'kubectl' | 'etcd' | 'helm' | 'h2spec';
+export type BinaryName =
+  | 'consul'
+  | 'kube-apiserver'
+  | 'kubectl'
+  | 'etcd'
+  | 'helm'
+  | 'h2spec'
+  // The real node (test/support/node.ts).
+  | 'kubelet'
+  | 'kube-scheduler'
+  | 'kube-controller-manager'
+  | 'containerd'
+  | 'containerd-shim-runc-v2'
+  | 'ctr'
+  // Prometheus with Kubernetes service discovery (test/e2e/node/prometheus.test.ts).
+  | 'prometheus';
 
 export interface PinnedVersions {
   consul: string;
@@ -18,6 +33,8 @@ export interface PinnedVersions {
   etcd: string;
   helm: string;
   h2spec: string;
+  containerd: string;
+  prometheus: string;
 }
 
 /** The pins in scripts/test-deps.versions. */
@@ -39,6 +56,8 @@ export function pinnedVersions(): PinnedVersions {
     etcd: get('ETCD_VERSION'),
     helm: get('HELM_VERSION'),
     h2spec: get('H2SPEC_VERSION'),
+    containerd: get('CONTAINERD_VERSION'),
+    prometheus: get('PROMETHEUS_VERSION'),
   };
 }
 
@@ -60,7 +79,11 @@ export function binPath(name: BinaryName): string {
           ? v.helm
           : name === 'h2spec'
             ? v.h2spec
-            : v.kubernetes;
+            : name === 'containerd' || name === 'containerd-shim-runc-v2' || name === 'ctr'
+              ? v.containerd
+              : name === 'prometheus'
+                ? v.prometheus
+                : v.kubernetes;
   const path = join(binDir(), `${name}-${version}`);
   try {
     accessSync(path, constants.X_OK);

@@ -33,6 +33,23 @@ export {
   startKube,
 } from './kube.ts';
 export { consulLogs, kubeLogs, type LogSource, printLogsOnFailure } from './logs.ts';
+export {
+  buildNodeImages,
+  type NodeImage,
+  type NodeImages,
+  type NodeInfo,
+  type RealNode,
+  startNode,
+} from './node.ts';
+export { type NodeClient, nodeClient, sharedNode } from './node-client.ts';
+export {
+  createSandbox,
+  leftovers,
+  type Sandbox,
+  type SandboxRecord,
+  sweepStaleSandboxes,
+  wrapInSandbox,
+} from './node-sandbox.ts';
 export { type FreePortOptions, freePort, freePorts, isPortFree } from './ports.ts';
 export {
   type CommandResult,

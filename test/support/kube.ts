@@ -166,7 +166,8 @@ export function kubeClient(info: KubeInfo): KubeClient {
   };
 }
 
-function kubeconfigYaml(url: string, caPem: string, token: string): string {
+/** An admin kubeconfig (context "edgegate-test", namespace "default") for an API server at `url`. */
+export function kubeconfigYaml(url: string, caPem: string, token: string): string {
   const ca = Buffer.from(caPem).toString('base64');
   return `apiVersion: v1
 kind: Config

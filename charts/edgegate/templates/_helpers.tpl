@@ -115,3 +115,39 @@ SIGKILLs requests that were still draining.
 {{- define "edgegate.intOrString" -}}
 {{- if kindIs "string" . -}}{{- quote . -}}{{- else -}}{{- int . -}}{{- end -}}
 {{- end -}}
+
+{{/*
+"true" when two gateway pods can run on one node at once, i.e. a rolling update can surge: with hostNetwork (the pod
+declares no ports, see the DaemonSet) or when no host port is published. A pod publishing hostPorts without
+hostNetwork cannot have a twin on its node: the scheduler places no second pod with the same host port.
+*/}}
+{{- define "edgegate.canSurge" -}}
+{{- $hostPorts := or (gt (int .Values.hostPorts.http) 0) (and .Values.tls.enabled (gt (int .Values.hostPorts.https) 0)) -}}
+{{- ternary "true" "" (or .Values.hostNetwork (not $hostPorts)) -}}
+{{- end -}}
+
+{{/* "true" when an intOrString update-strategy value is zero (0 or "0%"). */}}
+{{- define "edgegate.isZero" -}}
+{{- if kindIs "string" . -}}{{- ternary "true" "" (eq (trimSuffix "%" .) "0") -}}{{- else -}}{{- ternary "true" "" (eq (int .) 0) -}}{{- end -}}
+{{- end -}}
+
+{{/*
+The DaemonSet's rollingUpdate: the values, or where they are null the strategy that loses nothing on this kind of
+node (values.yaml, updateStrategy). Fails on a surge the scheduler could never place.
+*/}}
+{{- define "edgegate.rollingUpdate" -}}
+{{- $canSurge := include "edgegate.canSurge" . -}}
+{{- $surge := .Values.updateStrategy.maxSurge -}}
+{{- if kindIs "invalid" $surge -}}{{- $surge = ternary 1 0 (eq $canSurge "true") -}}{{- end -}}
+{{- $surgeZero := include "edgegate.isZero" $surge -}}
+{{- $unavailable := .Values.updateStrategy.maxUnavailable -}}
+{{- if kindIs "invalid" $unavailable -}}{{- $unavailable = ternary 1 0 (eq $surgeZero "true") -}}{{- end -}}
+{{- if and (not $surgeZero) (not $canSurge) -}}
+{{- fail (printf "updateStrategy.maxSurge is %v, but the pods publish hostPorts without hostNetwork: the scheduler places no second pod with the same host port on a node, so the surge pod would stay Pending and the rollout would never finish. Use hostNetwork: true, hostPorts 0, or maxSurge 0" $surge) -}}
+{{- end -}}
+{{- if and $surgeZero (include "edgegate.isZero" $unavailable) -}}
+{{- fail "updateStrategy.maxSurge and updateStrategy.maxUnavailable cannot both be 0: the rollout could never replace a pod" -}}
+{{- end -}}
+maxSurge: {{ include "edgegate.intOrString" $surge }}
+maxUnavailable: {{ include "edgegate.intOrString" $unavailable }}
+{{- end -}}

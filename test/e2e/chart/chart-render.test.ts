@@ -91,9 +91,15 @@ const cases: Case[] = [
       const c = gatewayContainer(objects);
       const env = envOf(c);
       expect(pod.hostNetwork).toBeUndefined();
+      // hostPorts without hostNetwork: no second pod fits on the node, so the old one goes first.
       expect(ds.spec.updateStrategy).toEqual({
         type: 'RollingUpdate',
         rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
+      });
+      expect(ds.spec.template.metadata.annotations).toEqual({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': '9901',
+        'prometheus.io/path': '/metrics',
       });
       // 80 on the node → 8080 in the pod: nothing below 1024 is bound, so no capability at all.
       expect(c.ports).toContainEqual({ name: 'http', containerPort: 8080, hostPort: 80, protocol: 'TCP' });
@@ -106,8 +112,8 @@ const cases: Case[] = [
       });
       expect(c.command).toBeUndefined();
       expect(pod.securityContext.runAsNonRoot).toBe(true);
-      expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' });
-      expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+      expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 9901 });
+      expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9901 });
       // Probes and metrics on every interface of the pod; the debug views on its loopback only, never a port.
       expect(env.get('EDGEGATE_ADMIN')!.value).toBe(':9901');
       expect(env.get('EDGEGATE_ADMIN_DEBUG')!.value).toBe('127.0.0.1:9902');
@@ -143,7 +149,7 @@ const cases: Case[] = [
       ]);
       const svc = only(objects, 'Service');
       expect(svc.spec.clusterIP).toBe('None');
-      expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 9901, targetPort: 'admin', protocol: 'TCP' }]);
+      expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 9901, targetPort: 9901, protocol: 'TCP' }]);
       for (const kind of [
         'ServiceMonitor',
         'PodMonitor',
@@ -164,16 +170,21 @@ const cases: Case[] = [
     },
     namespaces: [`tls-${run}`],
     check(objects) {
-      const pod = only(objects, 'DaemonSet').spec.template.spec;
+      const ds = only(objects, 'DaemonSet');
+      const pod = ds.spec.template.spec;
       const c = gatewayContainer(objects);
       const env = envOf(c);
       expect(pod.hostNetwork).toBe(true);
+      // The new pod starts next to the old one; both listen with SO_REUSEPORT (test/e2e/node/upgrade.test.ts).
+      expect(ds.spec.updateStrategy.rollingUpdate).toEqual({ maxSurge: 1, maxUnavailable: 0 });
       expect(pod.dnsPolicy).toBe('ClusterFirstWithHostNet');
       expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/edge': '' });
       expect(pod.tolerations).toHaveLength(1);
       expect(env.get('EDGEGATE_LISTEN')!.value).toBe(':80');
       expect(env.get('EDGEGATE_LISTEN_TLS')!.value).toBe(':443');
-      expect(c.ports).toContainEqual({ name: 'https', containerPort: 443, hostPort: 443, protocol: 'TCP' });
+      // No declared ports: each would become a hostPort and keep the surge pod from being scheduled.
+      expect(c.ports).toBeUndefined();
+      expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9901 });
       // Binding below 1024 as non-root: NET_BIND_SERVICE, effective through the image's node-netbind file caps.
       expect(c.securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['NET_BIND_SERVICE'] });
       expect(c.securityContext.allowPrivilegeEscalation).toBe(true);
@@ -187,7 +198,7 @@ const cases: Case[] = [
     check(objects) {
       const c = gatewayContainer(objects);
       expect(envOf(c).get('EDGEGATE_LISTEN')!.value).toBe(':8080');
-      expect(c.ports.find((p: Manifest) => p.name === 'http').hostPort).toBeUndefined();
+      expect(c.ports).toBeUndefined();
       expect(c.securityContext.capabilities).toEqual({ drop: ['ALL'] });
       expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
       expect(c.command).toBeUndefined();
@@ -213,6 +224,22 @@ const cases: Case[] = [
       const podLabels = only(objects, 'DaemonSet').spec.template.metadata.labels as Record<string, string>;
       for (const [k, v] of Object.entries(pm.spec.selector.matchLabels as Record<string, string>))
         expect(podLabels[k]).toBe(v);
+    },
+  },
+  {
+    name: 'PodMonitor with hostNetwork',
+    values: { hostNetwork: true, podMonitor: { enabled: true } },
+    check(objects) {
+      // The pod declares no port: the one target of each pod gets the admin port by number.
+      const ep = only(objects, 'PodMonitor').spec.podMetricsEndpoints[0];
+      expect(ep.port).toBeUndefined();
+      expect(ep.path).toBe('/metrics');
+      expect(ep.relabelings[0]).toEqual({
+        sourceLabels: ['__meta_kubernetes_pod_ip'],
+        targetLabel: '__address__',
+        replacement: '$1:9901',
+      });
+      expect(only(objects, 'Service').spec.ports[0].targetPort).toBe(9901);
     },
   },
   {

@@ -39,6 +39,21 @@ const rejected: Array<[string, Record<string, unknown>, string]> = [
     "at '/updateStrategy/maxUnavailable'",
   ],
   [
+    'bad maxSurge',
+    { hostNetwork: true, updateStrategy: { maxSurge: 'one' } },
+    "at '/updateStrategy/maxSurge'",
+  ],
+  [
+    'a surge the scheduler can never place (hostPorts without hostNetwork)',
+    { updateStrategy: { maxSurge: 1 } },
+    'updateStrategy.maxSurge is 1, but the pods publish hostPorts without hostNetwork',
+  ],
+  [
+    'a rollout that can replace nothing',
+    { hostNetwork: true, updateStrategy: { maxSurge: '0%', maxUnavailable: 0 } },
+    'updateStrategy.maxSurge and updateStrategy.maxUnavailable cannot both be 0',
+  ],
+  [
     'root user',
     { securityContext: { runAsUser: 0 } },
     "at '/securityContext/runAsUser': minimum: got 0, want 1",
