@@ -18,7 +18,7 @@ export const CHART_DIR = join(REPO_ROOT, 'charts', 'edgegate');
 export const rand = () => randomBytes(3).toString('hex');
 
 interface ChartValues {
-  ports: { http: number; https: number; admin: number };
+  ports: { http: number; https: number; admin: number; adminDebug: number };
   hostPorts: { http: number; https: number };
   consul: { agentPort: number };
   state: { mountPath: string };

@@ -146,7 +146,9 @@ async function runNotes(ns: string, notes: string) {
   const forward = lines.find((l) => l.includes(' port-forward '));
   const curls = lines.filter((l) => l.startsWith('curl '));
   expect(kubectl).toEqual(['kubectl get nodes -o wide', 'kubectl get gatewayroutes -A']);
-  expect(forward).toBe(`kubectl -n ${ns} port-forward ds/${ds} ${defaults.ports.admin}`);
+  expect(forward).toBe(
+    `kubectl -n ${ns} port-forward ds/${ds} ${defaults.ports.admin} ${defaults.ports.adminDebug}`,
+  );
   expect(curls.length).toBe(3);
 
   const nodes = await node.kube.kubectl(kubectl[0]!.split(' ').slice(1));
@@ -155,10 +157,13 @@ async function runNotes(ns: string, notes: string) {
   const routes = await node.kube.kubectl(kubectl[1]!.split(' ').slice(1));
   expect(routes.code).toBe(0);
 
-  // The port-forward as printed, but to a free local port (the printed one may be taken on this host).
+  // The port-forward as printed, but to free local ports (the printed ones may be taken on this host): the admin
+  // port (probes, metrics) and the debug port (bound on the pod's loopback only).
   const local = await freePort();
+  const localDebug = await freePort();
   const args = forward!.split(' ').slice(1);
-  args[args.length - 1] = `${local}:${defaults.ports.admin}`;
+  args[args.length - 2] = `${local}:${defaults.ports.admin}`;
+  args[args.length - 1] = `${localDebug}:${defaults.ports.adminDebug}`;
   const pf = startProcess({
     name: `port-forward-${ns}`,
     command: binPath('kubectl'),
@@ -175,7 +180,10 @@ async function runNotes(ns: string, notes: string) {
   );
   const out: Record<string, string> = {};
   for (const line of curls) {
-    const url = line.split(' ')[1]!.replace(`:${defaults.ports.admin}/`, `:${local}/`);
+    const url = line
+      .split(' ')[1]!
+      .replace(`:${defaults.ports.admin}/`, `:${local}/`)
+      .replace(`:${defaults.ports.adminDebug}/`, `:${localDebug}/`);
     const r = await runCommand('curl', ['-sS', '--fail', '--max-time', '10', url]);
     expect(r.code, `${line}: ${r.stderr}`).toBe(0);
     out[new URL(url).pathname] = r.stdout;
