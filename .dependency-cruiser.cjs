@@ -9,6 +9,31 @@
 const IO_MODULES =
   '^(node:)?(fs|fs/promises|http|https|http2|tls|dgram|child_process|cluster|worker_threads|dns|os|process|readline|vm)$';
 
+/** The pure core, bottom to top: each folder imports only the folders before it (and itself). */
+const CORE_LAYERS = ['lib', 'api', 'table', 'compile'];
+
+/** One rule per core folder, generated from CORE_LAYERS so that the order is written down once. */
+function coreLayerRules() {
+  return CORE_LAYERS.map((layer, i) => ({
+    name: `${layer}-imports-only-below`,
+    comment: `${layer}/ imports only ${CORE_LAYERS.slice(0, i + 1).join(', ')}.`,
+    severity: 'error',
+    from: { path: `^src/${layer}/` },
+    to: { path: `^src/(?!(${CORE_LAYERS.slice(0, i + 1).join('|')})/)` },
+  }));
+}
+
+/** The two wings never import each other. */
+function wingRule(from, to, comment) {
+  return {
+    name: `${from}-not-${to}`,
+    comment,
+    severity: 'error',
+    from: { path: `^src/${from}/` },
+    to: { path: `^src/${to}/` },
+  };
+}
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -26,20 +51,12 @@ module.exports = {
       from: { path: '^src' },
       to: { circular: true },
     },
-    {
-      name: 'dataplane-not-control',
-      comment: 'A worker never imports the primary: what crosses goes through cluster/.',
-      severity: 'error',
-      from: { path: '^src/dataplane/' },
-      to: { path: '^src/control/' },
-    },
-    {
-      name: 'control-not-dataplane',
-      comment: 'The primary never proxies; it knows workers only through cluster/.',
-      severity: 'error',
-      from: { path: '^src/control/' },
-      to: { path: '^src/dataplane/' },
-    },
+    wingRule(
+      'dataplane',
+      'control',
+      'A worker never imports the primary: what crosses goes through cluster/.',
+    ),
+    wingRule('control', 'dataplane', 'The primary never proxies; it knows workers only through cluster/.'),
     {
       name: 'cluster-is-the-seam',
       comment: 'cluster/ carries what crosses between the processes; it imports neither wing.',
@@ -54,30 +71,7 @@ module.exports = {
       from: { path: '^src/control/sources/' },
       to: { path: '^src/(compile|control/status)/' },
     },
-    {
-      name: 'lib-is-the-bottom',
-      severity: 'error',
-      from: { path: '^src/lib/' },
-      to: { path: '^src/(?!lib/)' },
-    },
-    {
-      name: 'api-below-table',
-      severity: 'error',
-      from: { path: '^src/api/' },
-      to: { path: '^src/(?!(lib|api)/)' },
-    },
-    {
-      name: 'table-below-compile',
-      severity: 'error',
-      from: { path: '^src/table/' },
-      to: { path: '^src/(?!(lib|api|table)/)' },
-    },
-    {
-      name: 'core-below-the-wings',
-      severity: 'error',
-      from: { path: '^src/compile/' },
-      to: { path: '^src/(?!(lib|api|table|compile)/)' },
-    },
+    ...coreLayerRules(),
     {
       name: 'compile-is-pure',
       comment:
