@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# One worker under load, from one checkout: requests/s, CPU µs per request and the young-generation figures of
-# its scavenges. How the in-flight list fix was measured (docs/benchmarks.md, "What was made faster"):
+# One worker under load, from one checkout: requests/s and CPU µs per request (HTTP/1.1 also prints the
+# young-generation figures of its scavenges). How the in-flight list fix and the admission change were measured
+# (docs/benchmarks.md):
 #
-#   git worktree add /tmp/before 273064d && ln -s "$PWD/node_modules" /tmp/before/node_modules
-#   for i in 1 2 3; do bench/ab-worker.sh /tmp/before; bench/ab-worker.sh .; done
+#   mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before && ln -s "$PWD/node_modules" /tmp/before/
+#   for i in 1 2 3; do bench/ab-worker.sh /tmp/before; bench/ab-worker.sh .; done          # HTTP/1.1, wrk
+#   for i in 1 2 3; do PROTO=h2 bench/ab-worker.sh /tmp/before; PROTO=h2 bench/ab-worker.sh .; done  # HTTP/2
 #
 # Same setup as `npm run bench` for edgegate (bench/lib/targets.ts: 1,000 routes, metrics on, access log sampled
-# 1 %): nginx upstream and wrk on CPU 0, edgegate (primary + 1 worker) on CPU 1, wrk -t1 -c50 for DUR seconds
-# (default 8) after a 3 s warm-up. Needs nginx and wrk (npm run bench installs them).
+# 1 %): nginx upstream and the load generator on CPU 0, edgegate (primary + 1 worker) on CPU 1.
+#   PROTO=h1 (default): wrk -t1 -c50 for DUR seconds (default 8) after a 3 s warm-up, plain listener.
+#   PROTO=h2: h2load -c10 -m10 for N requests (default 100,000) after 10,000 to warm up, through the HTTPS
+#   listener with a self-signed certificate (load shedding off, as in the tests: on a busy machine it would answer
+#   some requests 503 and skew the A/B).
+# Needs nginx and wrk (npm run bench installs them); h2 also h2load and openssl.
 set -euo pipefail
 REPO=$(cd "${1:-.}" && pwd)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+PROTO=${PROTO:-h1}
 DUR=${DUR:-8}
+N=${N:-100000}
 WORK=$(mktemp -d /tmp/edgegate-ab.XXXXXX)
 # SIGKILL, not a drain: a draining gateway would hold the port into the next run.
 trap 'kill -9 $(pgrep -P $EG) $EG 2>/dev/null || true; [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 NODE="$HERE/node_modules/.bin/node"
-PORT=18100
+case $PROTO in h1) BASE=18100 ;; h2) BASE=18200 ;; *) echo "PROTO must be h1 or h2" >&2; exit 2 ;; esac
+PORT=$BASE LISTEN=$((BASE + 80)) TLS=$((BASE + 83)) ADMIN=$((BASE + 90))
 cat > "$WORK/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.log warn;
 events { worker_connections 8192; }
@@ -26,20 +35,44 @@ http { access_log off; keepalive_requests 10000000;
 NGINX
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
 "$NODE" -e "import('$HERE/bench/lib/targets.ts').then((m) => m.writeEdgegateConfig('$WORK', $PORT))"
-echo "import v8 from 'node:v8'; v8.setFlagsFromString('--trace-gc-nvp');" > "$WORK/gc.mjs"
+ARGS=(--listen "127.0.0.1:$LISTEN" --admin "127.0.0.1:$ADMIN" --routes "$WORK/edgegate/routes"
+  --catalog "$WORK/edgegate/catalog.yaml" --datacenter dc1 --log-level warn --workers 1 --access-log on
+  --access-log-sample 0.01)
+if [[ $PROTO == h2 ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$WORK/k.pem" -out "$WORK/c.pem" \
+    -days 2 -subj /CN=shop.example.com >/dev/null 2>&1
+  ARGS+=(--listen-tls "127.0.0.1:$TLS" --tls-default-cert "$WORK/c.pem,$WORK/k.pem")
+  export EDGEGATE_OVERLOAD_DELAY=0
+else
+  echo "import v8 from 'node:v8'; v8.setFlagsFromString('--trace-gc-nvp');" > "$WORK/gc.mjs"
+  export NODE_OPTIONS="--import $WORK/gc.mjs"
+fi
 cd "$REPO"
-NODE_OPTIONS="--import $WORK/gc.mjs" taskset -c 1 "$NODE" cmd/edgegate.ts run --listen 127.0.0.1:18180 \
-  --admin 127.0.0.1:18190 --routes "$WORK/edgegate/routes" --catalog "$WORK/edgegate/catalog.yaml" \
-  --datacenter dc1 --log-level warn --workers 1 --access-log on --access-log-sample 0.01 > "$WORK/eg.log" 2>&1 &
+taskset -c 1 "$NODE" cmd/edgegate.ts run "${ARGS[@]}" > "$WORK/eg.log" 2>&1 &
 EG=$!
-for _ in $(seq 150); do curl -sf 127.0.0.1:18190/readyz >/dev/null && break; sleep 0.2; done
-URL=http://127.0.0.1:18180/shop/orders/v2/small
-taskset -c 0 wrk -t1 -c50 -d3s -H 'Host: shop.example.com' "$URL" >/dev/null
+unset NODE_OPTIONS
+for _ in $(seq 150); do curl -sf "127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.2; done
 cpu() { for p in $EG $(pgrep -P $EG); do awk '{s+=$14+$15} END {printf "%d ", s}' "/proc/$p/stat"; done | awk '{for(i=1;i<=NF;i++) t+=$i; print t}'; }
-before=$(cpu)
-out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
-after=$(cpu)
-requests=$(echo "$out" | awk '/requests in/ {print $1}')
-echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(( (after - before) * 10000 / requests )) µs CPU/request (primary + worker)"
-grep 'gc=s' "$WORK/eg.log" | tail -6 | grep -oE " (pause|promoted)=[0-9.]+" |
-  awk -F= '{s[$1]+=$2; n[$1]++} END {printf "last scavenges: pause %.1f ms, promoted %.2f MB\n", s[" pause"]/n[" pause"], s[" promoted"]/n[" promoted"]/1e6}'
+if [[ $PROTO == h1 ]]; then
+  URL=http://127.0.0.1:$LISTEN/shop/orders/v2/small
+  taskset -c 0 wrk -t1 -c50 -d3s -H 'Host: shop.example.com' "$URL" >/dev/null
+  before=$(cpu)
+  out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
+  after=$(cpu)
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request (primary + worker)"
+  grep 'gc=s' "$WORK/eg.log" | tail -6 | grep -oE " (pause|promoted)=[0-9.]+" |
+    awk -F= '{s[$1]+=$2; n[$1]++} END {printf "last scavenges: pause %.1f ms, promoted %.2f MB\n", s[" pause"]/n[" pause"], s[" promoted"]/n[" promoted"]/1e6}'
+else
+  URL=https://shop.example.com:$TLS/shop/orders/v2/small
+  H2=(h2load -c10 -m10 "--connect-to=127.0.0.1:$TLS")
+  taskset -c 0 "${H2[@]}" -n10000 "$URL" >/dev/null
+  before=$(cpu)
+  out=$(taskset -c 0 "${H2[@]}" -n"$N" "$URL")
+  after=$(cpu)
+  ok=$(echo "$out" | awk '/^requests:/ {print $8}')
+  echo "$out" | grep -E "^(requests|status codes|finished)" >&2
+  echo "$REPO: $(echo "$out" | awk '/^finished in/ {print $4}') req/s, $(((after - before) * 10000 / N)) µs CPU/request (primary + worker), $ok of $N succeeded"
+fi
+# Gateway-generated answers and caught exceptions during the run (none expected).
+curl -s "127.0.0.1:$ADMIN/metrics" | grep -E '^edgegate_(gateway_errors|request_handler_errors)_total' | grep -v ' 0$' >&2 || true
