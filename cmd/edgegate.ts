@@ -9,6 +9,7 @@ import type { RouteSource } from '../src/api/route-source.ts';
 import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
 import { parseCertFlag, parseClientCertFlag } from '../src/control/certificates/file-certs.ts';
+import { describeStatus } from '../src/control/control-plane.ts';
 import { kubeOptionsFrom } from '../src/control/kube-flags.ts';
 import { consulOption } from '../src/control/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/control/sources/file/file-source.ts';
@@ -18,7 +19,7 @@ import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/dataplane/pro
 import { DurationError, parseDurationSetting } from '../src/lib/duration.ts';
 import { ConfigError } from '../src/lib/errors.ts';
 import { createLogger } from '../src/lib/log.ts';
-import { describeStatus, parseListen, runClusterGateway, runGateway } from '../src/run.ts';
+import { parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
 

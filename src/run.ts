@@ -6,84 +6,56 @@
  * tests and debugging).
  */
 import { once } from 'node:events';
-import type { Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
-import type { CatalogSnapshot } from './api/catalog.ts';
-import type { CertSet } from './api/certificate.ts';
-import type { CertificateRefSnapshot } from './api/certificate-refs.ts';
-import { formatPath } from './api/validate.ts';
 import { LocalCoordinator } from './cluster/policy-state.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
 import { DEFAULT_BLOCK_TIMEOUT_MS, watchdogSettings } from './cluster/watchdog.ts';
-import type { RouteStatus } from './compile/compile.ts';
 import { type AdminState, openAdminListeners } from './control/admin.ts';
-import { CertManager } from './control/certificates/cert-manager.ts';
+import type { CertManager } from './control/certificates/cert-manager.ts';
 import {
-  type CertFileSpec,
-  type ClientCertFileSpec,
-  FileCertSource,
-} from './control/certificates/file-certs.ts';
-import { Controller, type SourceName } from './control/controller.ts';
-import { LastKnownGood } from './control/last-known-good.ts';
-import { MetricsHub, type MetricsHubOptions } from './control/metrics/metrics.ts';
-import { SourceHealth } from './control/metrics/source-health.ts';
-import { RouteVersions } from './control/route-versions.ts';
-import type { ConsulSettings } from './control/sources/consul/settings.ts';
-import { startConsulSource } from './control/sources/consul/start-consul-source.ts';
-import { FileCatalogSource, FileRouteSource } from './control/sources/file/file-source.ts';
-import { certificateRefsOf } from './control/sources/kube/secret-certs.ts';
-import { type KubeOptions, type KubeSources, startKubeSources } from './control/start-kube.ts';
+  type ControlPlane,
+  type ControlPlaneOptions,
+  createControlPlane,
+  lastKnownGoodNotes,
+  secretCertificatesOn,
+  secretValues,
+  startCertificates,
+} from './control/control-plane.ts';
+import type { Controller } from './control/controller.ts';
+import type { KubeSources } from './control/start-kube.ts';
+import { DataPlane } from './dataplane/data-plane.ts';
 import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
 import { holdEventLoopBusy } from './dataplane/policy/overload-guard.ts';
-import { PolicyRuntime } from './dataplane/policy/policy-runtime.ts';
 import { installProcessSafetyNet } from './dataplane/proxy/edge-events.ts';
-import { ProxyPipeline, type ProxySettings } from './dataplane/proxy/proxy.ts';
-import { createProxyServer, drainServer, type ListenerSettings } from './dataplane/proxy/server.ts';
-import { observeProxy } from './dataplane/proxy-observability.ts';
-import { HttpsRedirector } from './dataplane/tls/https-redirect.ts';
-import { TlsListener } from './dataplane/tls/tls-listener.ts';
+import type { ProxyPipeline, ProxySettings } from './dataplane/proxy/proxy.ts';
+import type { ListenerSettings } from './dataplane/proxy/server.ts';
+import type { TlsListener } from './dataplane/tls/tls-listener.ts';
 import type { TlsListenerSettings } from './dataplane/tls/tls-settings.ts';
 import type { WorkerConfig } from './dataplane/worker-config.ts';
 import { ConfigError } from './lib/errors.ts';
 import { createLogger, type Logger } from './lib/log.ts';
 import type { PolicySettings } from './table/policy-types.ts';
-import type { TableData } from './table/types.ts';
 
-export interface RunOptions {
+export interface RunOptions extends ControlPlaneOptions {
   listen: string;
   /** `/healthz`, `/readyz`, `/metrics` (and `/debug/*` when this is a loopback address). */
   admin: string;
   /** `/debug/*`: an address, `off`, or undefined (loopback `--admin`, else 127.0.0.1:9902); see observe/admin.ts. */
   adminDebug?: string;
-  routes?: string;
-  catalog?: string;
-  /** Discover services from Consul (exclusive with `catalog`). */
-  consul?: ConsulSettings;
-  stateDir?: string;
   logLevel: string;
-  /** Local datacenter for consul backends without one (standalone: default dc1). */
-  datacenter?: string;
   trustedHops?: number;
   /** Pod-wide policy settings: global IP lists, secrets dir, overload thresholds, test hooks. */
   policy?: Partial<PolicySettings>;
   logger?: Logger;
   /** HTTPS listener address (default `:8443`); it opens only when certificates are configured. */
   listenTls?: string;
-  /** `--tls-cert` values, parsed. */
-  tlsCerts?: CertFileSpec[];
-  /** `--tls-default-cert`, parsed. */
-  tlsDefaultCert?: CertFileSpec;
   /** Edge flags (src/dataplane/proxy/edge-flags.ts): client timeouts, limits and request checks of the listener. */
   listenerSettings?: Partial<ListenerSettings>;
   /** Edge flags: upstream timeouts, retry budget, WebSocket idle time, encoded slashes. */
   proxySettings?: Partial<ProxySettings>;
-  /** `--upstream-client-cert NAMESPACE/NAME=CERT,KEY`, parsed: client certificates for mTLS to upstreams. */
-  upstreamClientCerts?: ClientCertFileSpec[];
   tlsSettings?: Partial<TlsListenerSettings>;
   /** `--https-redirect`: the HTTP listener redirects everything to HTTPS. */
   httpsRedirect?: { statusCode: 301 | 308; port: number };
-  /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
-  kube?: KubeOptions;
   /** Access log settings (default: on, every request, user-agent only). */
   accessLog?: AccessLogSettings;
 }
@@ -153,402 +125,61 @@ export function platformHasReusePort(platform: NodeJS.Platform = process.platfor
   return ['linux', 'freebsd', 'sunos', 'aix'].includes(platform);
 }
 
-async function listen(server: Server, value: string, flag: string, reusePort = false): Promise<AddressInfo> {
-  const { host, port } = parseListen(value, flag);
-  server.listen({ port, host, reusePort });
-  await Promise.race([
-    once(server, 'listening'),
-    once(server, 'error').then(([err]) => {
-      throw new ConfigError(`${flag}: cannot listen on ${value}: ${(err as Error).message}`);
-    }),
-  ]);
-  return server.address() as AddressInfo;
-}
-
-/** One log line per problem, naming the route, the file and line, and the field. */
-export function describeStatus(s: RouteStatus): string[] {
-  const file = s.origin.replace(/:\d+$/, '');
-  const lines = s.errors.map(
-    (e) =>
-      `${e.line !== undefined ? `${file}:${e.line}` : s.origin}: ${s.route}: ${formatPath(e.path)}: ${e.message}`,
-  );
-  for (const u of s.unresolved) lines.push(`${s.origin}: ${s.route}: unresolved: ${u}`);
-  if (s.fallback) lines.push(`${s.origin}: ${s.route}: ${fallbackText(s.fallback)}`);
-  return lines;
-}
-
-/** What is served for an invalid route that was valid before (fail closed). */
-function fallbackText(f: NonNullable<RouteStatus['fallback']>): string {
-  const which = f.generation !== undefined ? `generation ${f.generation}` : `the version from ${f.origin}`;
-  return `still serving its last valid version (${which}${f.since ? `, valid since ${f.since}` : ''})`;
-}
-
-/** Routes by state, for edgegate_routes: accepted, fallback (invalid, last valid version served), invalid. */
-function routeStates(statuses: readonly RouteStatus[]): Record<'accepted' | 'fallback' | 'invalid', number> {
-  const out = { accepted: 0, fallback: 0, invalid: 0 };
-  for (const s of statuses) out[s.accepted ? 'accepted' : s.fallback ? 'fallback' : 'invalid']++;
-  return out;
-}
-
-/** Each Kubernetes informer → synced, from the kube source's figures (metrics and readiness). */
-function kubeInformersSynced(st: Record<string, number | boolean>): Record<string, boolean> {
-  return Object.fromEntries(
-    Object.entries(st)
-      .filter(([k]) => k.startsWith('synced_'))
-      .map(([k, v]) => [k.slice('synced_'.length), v === true]),
-  );
-}
-
-/** Sources → controller, with route problems logged once each. Shared by both process shapes. */
-function createControlPlane(
+/** The one process's listeners, each failure named after its flag. */
+async function listenDataPlane(
+  data: DataPlane,
   opts: RunOptions,
-  log: Logger,
-  publish: (table: TableData) => void,
-  certificates: CertManager | undefined,
-  /** True when publishing is serving (one process); workers report serving through `served()` instead. */
-  servedOnPublish = true,
-) {
-  if (!opts.routes && !opts.kube)
-    throw new ConfigError('no route source: give --routes PATH (standalone) or --kube');
-  if (opts.routes && opts.kube) throw new ConfigError('--routes and --kube cannot be combined');
-  const expect: SourceName[] = ['routes'];
-  if (opts.catalog || opts.consul) expect.push('catalog');
-  if (opts.kube) expect.push('kube');
-  let kube: KubeSources | undefined;
-  // Metrics: source health (file sources report here; consul and kube are read from their stats()), the last
-  // catalog (endpoint totals), compile and publish events.
-  const sources = new SourceHealth();
-  if (opts.routes) sources.expect('routes');
-  if (opts.catalog) sources.expect('catalog');
-  let catalog: CatalogSnapshot | undefined;
-  let hub: MetricsHub | undefined;
-  const reported = new Map<string, string>();
-  // Which table version serves each route's current form, and whether every worker serves it (Programmed).
-  const versions = new RouteVersions();
-  const served = (version: number) => {
-    const now = versions.served(version);
-    if (now.length > 0) kube?.served(now);
-  };
-  const controller = new Controller({
-    expect,
-    lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
-    onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
-    publish: (table) => {
-      publish(table);
-      versions.published(table);
-      hub?.published();
-      // Programmed: in one process the published table is the served one; with workers, once all acknowledged it.
-      if (servedOnPublish) served(table.version);
-      log.info('table published', {
-        version: table.version,
-        hash: table.hash,
-        entries: table.entries.length,
-        clusters: table.clusters.length,
-      });
-    },
-    onStatuses: (statuses) => {
-      kube?.onStatuses(statuses);
-      // Log each route's problems once, when they change.
-      const seen = new Set<string>();
-      for (const s of statuses) {
-        seen.add(s.route + s.origin);
-        // Most routes have nothing to report: no text to build for them on every rebuild.
-        const text = s.errors.length === 0 && s.unresolved.length === 0 ? '' : describeStatus(s).join('\n');
-        if (reported.get(s.route + s.origin) === text) continue;
-        reported.set(s.route + s.origin, text);
-        if (!s.accepted && s.fallback)
-          log.error(`route ${s.route} is invalid; ${fallbackText(s.fallback)}`, {
-            route: s.route,
-            problems: describeStatus(s),
-            ...(s.fallback.generation !== undefined ? { servedGeneration: s.fallback.generation } : {}),
-          });
-        else if (!s.accepted)
-          log.error(`route ${s.route} is invalid and skipped`, {
-            route: s.route,
-            problems: describeStatus(s),
-          });
-        else if (s.unresolved.length > 0)
-          log.warn(`route ${s.route} has unresolved backends`, {
-            route: s.route,
-            problems: describeStatus(s),
-          });
-        else if (text === '' && reported.has(s.route + s.origin)) log.debug(`route ${s.route} accepted`);
-      }
-      for (const k of reported.keys()) if (!seen.has(k)) reported.delete(k);
-    },
-    onError: (err) => log.error(`rebuild failed: ${(err as Error).stack ?? err}`),
-  });
-  const routeSource = opts.routes ? new FileRouteSource(opts.routes, log) : undefined;
-  // Standalone, a backend's client certificate (mTLS to the upstream) comes from --upstream-client-cert: a route
-  // that names one no flag gives gets it in its status (ResolvedRefs), as a missing Secret does with --kube.
-  if (!opts.kube) {
-    const given = new Set((opts.upstreamClientCerts ?? []).map((c) => c.key));
-    controller.onRoutes((routes) => {
-      const secrets: CertificateRefSnapshot['secrets'] = {};
-      for (const r of certificateRefsOf(routes))
-        if (r.client)
-          secrets[r.secret] = given.has(r.secret)
-            ? { ok: true }
-            : {
-                ok: false,
-                reason: 'NotFound',
-                message: `no --upstream-client-cert ${r.secret}=CERT.pem,KEY.pem is given`,
-              };
-      controller.setCertificateRefs({ secrets });
-    });
+  https: boolean,
+): Promise<{ proxyAddress: AddressInfo; tlsAddress: AddressInfo | undefined }> {
+  const at = { ...parseListen(opts.listen, '--listen'), reusePort: false };
+  const tlsAt = https
+    ? { ...parseListen(opts.listenTls ?? ':8443', '--listen-tls'), reusePort: false }
+    : undefined;
+  let proxyAddress: AddressInfo;
+  try {
+    proxyAddress = await data.listen(at);
+  } catch (err) {
+    throw new ConfigError(`--listen: cannot listen on ${opts.listen}: ${(err as Error).message}`);
   }
-  const catalogSource = opts.catalog ? new FileCatalogSource(opts.catalog, log, opts.datacenter) : undefined;
-  let consul: ReturnType<typeof startConsulSource> | undefined;
-  return {
-    controller,
-    /** The workers serve this version (Programmed in the routes' status). */
-    served,
-    async start() {
-      const restored = await controller.restore();
-      if (restored)
-        log.info('serving the last-known-good table until sources sync', { version: restored.version });
-      if (catalogSource)
-        await catalogSource.start((c) => {
-          catalog = c;
-          sources.reported('catalog');
-          controller.setCatalog(c);
-        });
-      if (opts.consul) {
-        const sink = {
-          setCatalog: (c: CatalogSnapshot) => {
-            catalog = c;
-            controller.setCatalog(c);
-          },
-          onRoutes: controller.onRoutes.bind(controller),
-        };
-        // The hub exists by now (metrics() is called before start()); a query answered before it does is not counted.
-        const source = startConsulSource(sink, opts.consul, log, (seconds) =>
-          hub?.consulBlockingQuery.observe(seconds),
-        );
-        consul = source;
-        sources.register('consul', () => {
-          const st = source.stats();
-          return {
-            up: st.up === 1,
-            lastUpdate: Date.now() - st.dataAgeSeconds * 1000,
-            updates: st.snapshots,
-          };
-        });
-      }
-      await routeSource?.start((r) => {
-        sources.reported('routes');
-        controller.setRoutes(r);
-      });
-      // Informers sync in the background: an API server down at start-up leaves the last-known-good table.
-      if (opts.kube) {
-        const k = startKubeSources(
-          controller,
-          opts.kube,
-          log,
-          certificates && {
-            bundles: (bundles) => certificates.set('secrets', bundles),
-            clients: (clients) => certificates.setClients('secrets', clients),
-          },
-          (route) => versions.isServed(route),
-        );
-        kube = k;
-        sources.register('kube', () => {
-          const st = k.stats();
-          // Synced informers watch continuously: their data is current while synced.
-          return {
-            up: st.synced === true,
-            lastUpdate: st.synced ? Date.now() : 0,
-            updates: Number(st.snapshots ?? 0),
-          };
-        });
-      }
-      await controller.rebuild();
-    },
-    get kube() {
-      return kube;
-    },
-    /** Resolves once the leader Lease is released (graceful shutdown). */
-    async stop() {
-      controller.stop();
-      routeSource?.stop();
-      catalogSource?.stop();
-      void consul?.stop();
-      await kube?.stop();
-    },
-    sourcesView() {
-      return { consul: consul?.stats(), kube: kube?.stats() };
-    },
-    /**
-     * Readiness while nothing is served yet (`version` 0): the sources the first table waits for, the Kubernetes
-     * informers not synced named. Both process shapes add these lines to their own reasons.
-     */
-    waitingReasons(version: number): string[] {
-      if (version !== 0) return [];
-      // With --kube the routes come from the kube source: naming it says it.
-      const waiting = controller.pending
-        .filter((s) => !(opts.kube && s === 'routes'))
-        .map((s) => {
-          if (s !== 'kube' || !kube) return s;
-          const synced = kubeInformersSynced(kube.stats());
-          const behind = Object.keys(synced).filter((r) => !synced[r]);
-          return behind.length > 0 ? `kube (${behind.join(', ')} not synced; see the log)` : s;
-        });
-      return waiting.length > 0 ? [`waiting for ${waiting.join(', ')}`] : [];
-    },
-    /** The primary's registry; `collect` asks the proxy processes for their snapshots. */
-    metrics(collect: MetricsHubOptions['collect'], workers: MetricsHubOptions['workers']): MetricsHub {
-      hub = new MetricsHub({
-        collect,
-        workers,
-        sources,
-        table: () => controller.current,
-        routes: () => routeStates(controller.statuses),
-        routesAwaitingWorkers: () => versions.waiting,
-        catalog: () => catalog,
-        ...(certificates ? { certificates: () => certificates.expiry() } : {}),
-        consul: () => {
-          const st = consul?.stats();
-          return (
-            st && {
-              watches: st.serviceWatches + st.serviceListWatches,
-              watchLimit: st.serviceWatchLimit,
-              watchesOverLimit: st.serviceWatchesOverLimit,
-              watchErrors: st.errorsByKind,
-            }
-          );
-        },
-        kube: () => {
-          const st = kube?.stats();
-          if (!st) return undefined;
-          const n = (k: string) => Number(st[k] ?? 0);
-          return {
-            informers: kubeInformersSynced(st),
-            statusWrites: {
-              ok: n('status_writes'),
-              unchanged: n('status_unchanged'),
-              not_found: n('status_notFound'),
-              error: n('status_failures'),
-            },
-            statusQueue: n('status_pending'),
-          };
-        },
-      });
-      return hub;
-    },
-    routesView(version: number) {
-      // Which table version serves a route is here, not in its status (it would rewrite every status on every
-      // publish): tableVersion is the first version with the route's current form, programmed whether every
-      // live worker serves it.
-      return {
-        version,
-        servedVersion: versions.servedVersion,
-        table: controller.current,
-        statuses: controller.statuses.map((s) => {
-          const since = versions.since(s.route);
-          return {
-            ...s,
-            problems: describeStatus(s),
-            ...(since !== undefined ? { tableVersion: since } : {}),
-            programmed: (s.accepted || s.fallback !== undefined) && versions.isServed(s.route),
-          };
-        }),
-      };
-    },
-  };
-}
-
-/** Values no debug view may show, wherever they turn up (observe/redact.ts). */
-function secretValues(opts: RunOptions): string[] {
-  return opts.consul?.token ? [opts.consul.token] : [];
-}
-
-/** Certificates from Kubernetes Secrets (spec.tls of GatewayRoutes) are on: `--kube --tls-secret-namespaces`. */
-function secretCertificatesOn(opts: RunOptions): boolean {
-  return (opts.kube?.tlsSecretNamespaces?.length ?? 0) > 0;
-}
-
-/**
- * Certificate files (and, through the Kubernetes source, Secrets) → CertManager → `publish` (workers or the
- * in-process listener). Undefined: no certificates configured, no HTTPS.
- */
-async function startCertificates(opts: RunOptions, log: Logger, publish: (set: CertSet) => void) {
-  const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
-  const clientSpecs = opts.upstreamClientCerts ?? [];
-  const clientFiles = new FileCertSource(clientSpecs, undefined, log);
-  if (!files.configured && !secretCertificatesOn(opts) && !clientFiles.configured) return undefined;
-  const manager = new CertManager((set) => {
-    publish(set);
-    log.info('certificates published', {
-      version: set.version,
-      certificates: set.bundles.length,
-      clientCertificates: Object.keys(set.clients ?? {}).length,
-    });
-  });
-  if (files.configured) await files.start((bundles, def) => manager.set('files', bundles, def));
-  if (clientFiles.configured)
-    await clientFiles.start((bundles) => {
-      // Bundles come back in spec order, each tagged with its spec's key.
-      const clients: Record<string, { certPem: string; keyPem: string }> = {};
-      for (const b of bundles) if (b.key) clients[b.key] = { certPem: b.certPem, keyPem: b.keyPem };
-      manager.setClients('files', clients);
-    });
-  return {
-    manager,
-    /** Certificates to serve (an HTTPS listener): files or Secrets; client certificates alone open none. */
-    serving: files.configured || secretCertificatesOn(opts),
-    stop: () => {
-      files.stop();
-      clientFiles.stop();
-    },
-  };
-}
-
-/**
- * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
- * last-known-good table and stays ready (the edge must not go dark); the note says so.
- */
-function lastKnownGoodNotes(controller: Controller, served: number): string[] {
-  if (controller.synced || served === 0) return [];
-  return [`serving the last-known-good table (version ${served}) until the sources sync`];
+  if (!tlsAt) return { proxyAddress, tlsAddress: undefined };
+  try {
+    return { proxyAddress, tlsAddress: await data.listenTls(tlsAt) };
+  } catch (err) {
+    throw new ConfigError(`--listen-tls: cannot listen on ${opts.listenTls}: ${(err as Error).message}`);
+  }
 }
 
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
   installProcessSafetyNet(log);
-  const policies = new PolicyRuntime(
-    { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
+  const trustedHops = opts.trustedHops ?? 0;
+  const data = new DataPlane(
+    {
+      proxy: { ...opts.proxySettings, trustedHops },
+      policy: { ...opts.policy, trustedHops, workers: 1 },
+      listener: opts.listenerSettings ?? {},
+      accessLog: opts.accessLog,
+      // The HTTPS listener exists from the start (certificates may come later from Secrets); it listens only
+      // when certificates are configured.
+      tls: opts.tlsSettings ?? {},
+      ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
+    },
     new LocalCoordinator(),
     log,
+    { worker: '0', processMetrics: false },
   );
-  const proxy = new ProxyPipeline({ ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 }, policies);
-  const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log, opts.listenerSettings);
-  const certs = await startCertificates(opts, log, (set) => {
-    tls.applyCerts(set);
-    proxy.pools.clientCertificates.set(set.clients);
-  });
-  const plane = createControlPlane(opts, log, (table) => proxy.setTable(table), certs?.manager);
+  const { proxy, policies } = data;
+  const tls = data.tls!;
+  const certs = await startCertificates(opts, log, (set) => data.applyCerts(set));
+  const plane = createControlPlane(opts, log, (table) => data.setTable(table), certs?.manager);
   const { controller } = plane;
-  const observed = observeProxy({
-    proxy,
-    table: () => controller.current,
-    worker: '0',
-    accessLog: opts.accessLog,
-    processMetrics: false,
-    policies: () => policies.stats(),
-    // The HTTPS listener exists only with certificates.
-    tls: () => (certs?.serving ? tls.stats.snapshot() : undefined),
-  });
   const hub = plane.metrics(
-    async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
+    async () => ({ answers: [await data.metricsSnapshot()], live: [process.pid] }),
     () => ({ live: 1, current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0, restarts: 0 }),
   );
   await plane.start();
 
-  const proxyServer = createProxyServer(
-    opts.httpsRedirect ? new HttpsRedirector(opts.httpsRedirect.statusCode, opts.httpsRedirect.port) : proxy,
-    opts.listenerSettings,
-  );
   let draining = false;
   const adminState: AdminState = {
     secrets: () => secretValues(opts),
@@ -573,14 +204,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
       : {}),
   };
-  const proxyAddress = await listen(proxyServer, opts.listen, '--listen');
-  const tlsAddress = certs?.serving
-    ? await tls
-        .listen({ ...parseListen(opts.listenTls ?? ':8443', '--listen-tls'), reusePort: false })
-        .catch((err: Error) => {
-          throw new ConfigError(`--listen-tls: cannot listen on ${opts.listenTls}: ${err.message}`);
-        })
-    : undefined;
+  const { proxyAddress, tlsAddress } = await listenDataPlane(data, opts, certs?.serving === true);
   const admin = await openAdminListeners(adminState, opts, parseListen, (m, meta) => log.warn(m, meta));
   const adminAddress = admin.address;
   log.info('edgegate is serving', {
@@ -606,25 +230,16 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       log.info('draining', { ...settings });
       certs?.stop();
       await plane.stop();
-      const [r, rt] = await Promise.all([
-        drainServer(proxyServer, settings),
-        tlsAddress ? tls.drain(settings) : undefined,
-      ]);
-      r.cut += rt?.cut ?? 0;
+      const r = await data.drain(settings);
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
     async stop() {
       certs?.stop();
-      tls.close();
       await plane.stop();
-      proxyServer.close();
       admin.close();
-      proxyServer.closeIdleConnections();
-      await proxy.close();
-      proxyServer.closeAllConnections();
-      observed.stop();
+      await data.close();
     },
   };
 }
@@ -663,7 +278,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     ...(tlsAt ? { tls: { host: tlsAt.host, port: tlsAt.port, settings: opts.tlsSettings ?? {} } } : {}),
     ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
   };
-  let plane: ReturnType<typeof createControlPlane> | undefined;
+  let plane: ControlPlane | undefined;
   const primary = new ClusterPrimary({
     workers: opts.workers,
     config,

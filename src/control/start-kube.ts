@@ -13,9 +13,18 @@ import { ConfigError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Controller } from './controller.ts';
 import { clientNodeInformers, KubeSource } from './sources/kube/kube-source.ts';
-import { clientNodeSecretWatches, SecretCertSource } from './sources/kube/secret-certs.ts';
+import {
+  clientNodeSecretWatches,
+  SecretCertSource,
+  type SecretCertStats,
+} from './sources/kube/secret-certs.ts';
 import { clientNodeLeaseApi, LEASE_DEFAULTS, LeaderElector } from './status/leader-election.ts';
-import { clientNodeStatusApi, DEFAULT_STATUS_QPS, StatusWriter } from './status/status-writer.ts';
+import {
+  clientNodeStatusApi,
+  DEFAULT_STATUS_QPS,
+  StatusWriter,
+  type StatusWriterStats,
+} from './status/status-writer.ts';
 
 export interface KubeOptions {
   /** kubeconfig file; without it, the in-cluster service account (KUBERNETES_SERVICE_HOST). */
@@ -48,8 +57,16 @@ export interface KubeSources {
   served(routes: string[]): void;
   readonly isLeader: boolean;
   readonly identity: string;
-  stats(): Record<string, number | boolean>;
+  stats(): KubeStats;
   stop(): Promise<void>;
+}
+
+/** The Kubernetes side's figures, typed (metrics, readiness, /debug/sources). */
+export interface KubeStats extends ReturnType<KubeSource['stats']> {
+  status: StatusWriterStats;
+  leader: boolean;
+  leaderTransitions: number;
+  tlsSecrets: SecretCertStats;
 }
 
 export const DEFAULT_LEASE_NAME = 'edgegate-controller';
@@ -167,10 +184,10 @@ export function startKubeSources(
     identity,
     stats: () => ({
       ...source.stats(),
-      ...Object.fromEntries(Object.entries(writer.stats()).map(([k, v]) => [`status_${k}`, v])),
+      status: writer.stats(),
       leader: elector?.isLeader ?? false,
       leaderTransitions: elector?.stats().transitions ?? 0,
-      ...Object.fromEntries(Object.entries(secrets.stats()).map(([k, v]) => [`tlsSecret_${k}`, v])),
+      tlsSecrets: secrets.stats(),
     }),
     async stop() {
       writer.stop();

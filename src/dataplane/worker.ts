@@ -12,17 +12,12 @@ import {
   type WorkerMessage,
 } from '../cluster/protocol.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
-import type { TableData } from '../table/types.ts';
 import { decodeTable } from '../table/wire.ts';
+import { DataPlane } from './data-plane.ts';
 import { IpcCoordinator } from './policy/ipc-coordinator.ts';
 import { holdEventLoopBusy } from './policy/overload-guard.ts';
-import { PolicyRuntime } from './policy/policy-runtime.ts';
 import { installProcessSafetyNet } from './proxy/edge-events.ts';
-import { ProxyPipeline } from './proxy/proxy.ts';
-import { createProxyServer, drainServer, listenerStats, listenProxyServer } from './proxy/server.ts';
-import { observeProxy, type ProxyObservability } from './proxy-observability.ts';
-import { HttpsRedirector } from './tls/https-redirect.ts';
-import { TlsListener } from './tls/tls-listener.ts';
+import { listenerStats } from './proxy/server.ts';
 import type { WorkerConfig } from './worker-config.ts';
 
 /** When the primary disappears without a drain (killed), the worker stops this fast. */
@@ -46,14 +41,8 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
 export class ProxyWorker {
   readonly #config: WorkerConfig;
   readonly #log: Logger;
-  readonly #proxy: ProxyPipeline;
   readonly #coordinator: IpcCoordinator;
-  readonly #policies: PolicyRuntime;
-  readonly #server;
-  readonly #observed: ProxyObservability;
-  #table: TableData | undefined;
-  /** The HTTPS listener, when configured. */
-  readonly #tls: TlsListener | undefined;
+  readonly #plane: DataPlane;
   #listening: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
 
@@ -61,26 +50,23 @@ export class ProxyWorker {
     this.#config = config;
     this.#log = log;
     this.#coordinator = new IpcCoordinator((m) => send(m));
-    this.#policies = new PolicyRuntime(config.policy ?? {}, this.#coordinator, log);
-    this.#proxy = new ProxyPipeline(config.proxy, this.#policies);
-    this.#observed = observeProxy({
-      proxy: this.#proxy,
-      table: () => this.#table,
+    this.#plane = new DataPlane(
+      {
+        proxy: config.proxy,
+        policy: config.policy ?? {},
+        listener: config.listener,
+        accessLog: config.accessLog,
+        ...(config.tls ? { tls: config.tls.settings } : {}),
+        ...(config.httpsRedirect ? { httpsRedirect: config.httpsRedirect } : {}),
+      },
+      this.#coordinator,
+      log,
       // The slot, not the pid: a replacement worker keeps the label (bounded across restarts).
-      worker: process.env.EDGEGATE_WORKER_SLOT ?? String(cluster.worker?.id ?? process.pid),
-      accessLog: config.accessLog,
-      processMetrics: true,
-      policies: () => this.#policies.stats(),
-      tls: () => this.#tls?.stats.snapshot(),
-    });
-    const r = config.httpsRedirect;
-    this.#server = createProxyServer(
-      r ? new HttpsRedirector(r.statusCode, r.port) : this.#proxy,
-      config.listener,
+      {
+        worker: process.env.EDGEGATE_WORKER_SLOT ?? String(cluster.worker?.id ?? process.pid),
+        processMetrics: true,
+      },
     );
-    this.#tls = config.tls
-      ? new TlsListener(this.#proxy, config.tls.settings, log, config.listener)
-      : undefined;
   }
 
   /** Installs the IPC and signal handlers and greets the primary, which answers with the current table. */
@@ -114,7 +100,7 @@ export class ProxyWorker {
         return this.#coordinator.onReply(m);
       case 'test-busy':
         // Test hook: only with EDGEGATE_TEST_HOOKS=1 (the primary sends it only then, and the worker checks too).
-        if (this.#policies.settings.testHooks)
+        if (this.#plane.policies.settings.testHooks)
           holdEventLoopBusy(m.ms, m.blockMs, () =>
             this.#log.info('test hook: busy period over', { ms: m.ms, blockMs: m.blockMs }),
           );
@@ -122,35 +108,35 @@ export class ProxyWorker {
       case 'table':
         return this.#applyTable(m.version, m.hash, m.json);
       case 'certs':
-        this.#tls?.applyCerts(m.set);
-        this.#proxy.pools.clientCertificates.set(m.set.clients);
+        this.#plane.applyCerts(m.set);
         return;
       case 'drain':
         void this.drain(m);
         return;
       case 'stats-request': {
-        const l = listenerStats(this.#server);
+        const plane = this.#plane;
+        const l = listenerStats(plane.server);
         const mem = process.memoryUsage();
         send({
           type: 'stats',
           id: m.id,
           stats: {
             pid: process.pid,
-            version: this.#proxy.version,
+            version: plane.proxy.version,
             requests: l.requests,
             inFlight: l.inFlight,
             connections: l.connections,
             draining: l.draining,
-            pools: this.#proxy.pools.size,
-            policies: this.#policies.stats(),
+            pools: plane.proxy.pools.size,
+            policies: plane.policies.stats(),
             memory: { rss: mem.rss, heapUsed: mem.heapUsed },
-            ...(this.#tls ? { tls: this.#tls.figures() } : {}),
+            ...(plane.tls ? { tls: plane.tls.figures() } : {}),
           },
         });
         return;
       }
       case 'metrics-request':
-        void this.#observed.metrics.snapshot().then(
+        void this.#plane.metricsSnapshot().then(
           (snapshot) => send({ type: 'metrics', id: m.id, snapshot }),
           (err) => this.#log.warn('cannot take a metrics snapshot', { error: (err as Error).message }),
         );
@@ -162,8 +148,7 @@ export class ProxyWorker {
     const started = performance.now();
     try {
       const data = decodeTable(json, version, hash);
-      this.#proxy.setTable(data);
-      this.#table = data;
+      this.#plane.setTable(data);
     } catch (err) {
       this.#log.error('cannot apply routing table', { version, error: (err as Error).message });
       send({ type: 'table-error', version, message: (err as Error).message });
@@ -178,9 +163,9 @@ export class ProxyWorker {
     if (this.#draining) return;
     const { host, port, reusePort } = this.#config;
     try {
-      const address = await listenProxyServer(this.#server, { host, port, reusePort });
+      const address = await this.#plane.listen({ host, port, reusePort });
       const t = this.#config.tls;
-      const tlsAddress = t && (await this.#tls!.listen({ host: t.host, port: t.port, reusePort }));
+      const tlsAddress = t && (await this.#plane.listenTls({ host: t.host, port: t.port, reusePort }));
       send({ type: 'listening', address, reusePort, ...(tlsAddress ? { tlsAddress } : {}) });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
@@ -196,19 +181,15 @@ export class ProxyWorker {
     this.#draining ??= (async () => {
       send({ type: 'draining' });
       const started = Date.now();
-      const [result, tlsResult] = await Promise.all([
-        drainServer(this.#server, {
-          delayMs: opts.delayMs,
-          timeoutMs: opts.timeoutMs,
-          onListenerClosed: () => this.#log.debug('listener closed'),
-        }),
-        this.#tls?.drain(opts),
-      ]);
-      result.cut += tlsResult?.cut ?? 0;
+      const result = await this.#plane.drain({
+        delayMs: opts.delayMs,
+        timeoutMs: opts.timeoutMs,
+        onListenerClosed: () => this.#log.debug('listener closed'),
+      });
       if (result.cut > 0) this.#log.warn('drain timeout: cut requests still running', { cut: result.cut });
       // Pools close gracefully; bounded by what is left of the budget.
       const left = Math.max(0, opts.timeoutMs - (Date.now() - started));
-      await Promise.race([this.#proxy.close(), new Promise((r) => setTimeout(r, left).unref())]);
+      await Promise.race([this.#plane.proxy.close(), new Promise((r) => setTimeout(r, left).unref())]);
       this.#log.info('drained', { ms: Date.now() - started, cut: result.cut });
       process.exit(0);
     })();

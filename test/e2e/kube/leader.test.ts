@@ -132,7 +132,7 @@ it('only the leader writes status; after the leader is killed the other takes ov
   expect(await statusManagers('one')).toEqual(['edgegate-ctl-a']);
   expect(await statusManagers('two')).toEqual(['edgegate-ctl-a']);
   expect(b!.kube!.isLeader).toBe(false);
-  expect(b!.kube!.stats().status_writes).toBe(0);
+  expect(b!.kube!.stats().status.writes).toBe(0);
   const rvBefore = (await getRoute(kube, ns, 'two'))!.metadata.resourceVersion;
 
   const killed = performance.now();
@@ -155,7 +155,7 @@ it('only the leader writes status; after the leader is killed the other takes ov
   await waitForCondition(kube, ns, 'two', 'ResolvedRefs', 'True');
   expect((await getRoute(kube, ns, 'two'))!.metadata.resourceVersion).not.toBe(rvBefore);
   expect(await statusManagers('two')).toEqual(['edgegate-ctl-a', 'edgegate-ctl-b']);
-  expect(b!.kube!.stats().status_writes).toBeGreaterThan(0);
+  expect(b!.kube!.stats().status.writes).toBeGreaterThan(0);
 }, 120_000);
 
 it('a leader that gets SIGTERM releases the Lease as its drain starts, and the other takes over at once', async () => {

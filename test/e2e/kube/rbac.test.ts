@@ -163,13 +163,13 @@ it('never publishes a table while an informer is forbidden (no EndpointSlice rig
       () => {
         const st = blind.kube!.stats();
         return (
-          st.synced_gatewayroutes === true && st.synced_services === true && Number(st.informerErrors) >= 2
+          st.informersSynced.gatewayroutes && st.informersSynced.services && Number(st.informerErrors) >= 2
         );
       },
       { timeoutMs: 30_000, message: 'routes and services synced, EndpointSlices refused twice' },
     );
     const st = blind.kube!.stats();
-    expect(st.synced_endpointslices).toBe(false);
+    expect(st.informersSynced.endpointslices).toBe(false);
     expect(blind.controller.synced).toBe(false);
     expect(blind.proxy.version).toBe(0);
     const ready = await fetch(`http://127.0.0.1:${blind.adminAddress.port}/readyz`);
@@ -179,7 +179,7 @@ it('never publishes a table while an informer is forbidden (no EndpointSlice rig
     // half-known cluster.
     expect((await get(blind.proxyAddress.port, 'rbac.example.com')).status).not.toBe(200);
     expect(blind.proxy.version).toBe(0);
-    expect(st.status_writes ?? 0).toBe(0);
+    expect(st.status.writes).toBe(0);
   } finally {
     await blind.stop();
   }

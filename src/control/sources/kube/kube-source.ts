@@ -273,9 +273,7 @@ export class KubeSource {
     snapshots: number;
     synced: boolean;
     /** Per resource (every namespace's informer of it finished its first list): edgegate_kube_informer_synced. */
-    synced_gatewayroutes: boolean;
-    synced_services: boolean;
-    synced_endpointslices: boolean;
+    informersSynced: Record<'gatewayroutes' | 'services' | 'endpointslices', boolean>;
   } {
     const all = this.#all().map((i) => i.stats());
     const every = (list: ResilientInformer[]) => list.every((i) => i.synced);
@@ -284,9 +282,11 @@ export class KubeSource {
       informerErrors: all.reduce((n, s) => n + s.errors, 0),
       snapshots: this.#emits,
       synced: this.synced,
-      synced_gatewayroutes: every(this.#routes),
-      synced_services: every(this.#services),
-      synced_endpointslices: every(this.#slices),
+      informersSynced: {
+        gatewayroutes: every(this.#routes),
+        services: every(this.#services),
+        endpointslices: every(this.#slices),
+      },
     };
   }
 
