@@ -40,7 +40,7 @@ export interface RunOptions extends ControlPlaneOptions {
   listen: string;
   /** `/healthz`, `/readyz`, `/metrics` (and `/debug/*` when this is a loopback address). */
   admin: string;
-  /** `/debug/*`: an address, `off`, or undefined (loopback `--admin`, else 127.0.0.1:9902); see observe/admin.ts. */
+  /** `/debug/*`: an address, `off`, or undefined (loopback `--admin`, else 127.0.0.1:9902); see control/admin.ts. */
   adminDebug?: string;
   logLevel: string;
   trustedHops?: number;

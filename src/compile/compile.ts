@@ -113,6 +113,20 @@ function validated(raw: unknown, memo: CompileMemo | undefined): Validated {
   return v;
 }
 
+/**
+ * The routes that are valid (schema and policies), parsed: what the sources whose watches follow the routes need
+ * (Consul's watch set, the certificate Secrets). Validated through the same memo as `compile`, so a route is
+ * validated once per version whoever asks.
+ */
+export function validRoutes(routes: readonly RouteSource[], memo?: CompileMemo): GatewayRoute[] {
+  const out: GatewayRoute[] = [];
+  for (const r of routes) {
+    const v = validated(r.raw, memo);
+    if (v.result.ok && v.problems.length === 0) out.push(v.result.route);
+  }
+  return out;
+}
+
 /** A route's last valid version: what is served while its current version is invalid. */
 export interface LastValidRoute {
   /** The raw object as the source reported it (validated again before use). */

@@ -6,7 +6,7 @@
  * Prometheus reach them; `--admin-debug` (default `127.0.0.1:9902`) serves those and `/debug/*`, which show the
  * routing table, sources and upstreams of the node. When `--admin` itself binds a loopback address, the debug views
  * are served there too and no second listener is opened unless `--admin-debug` is given; `--admin-debug off` turns
- * them off everywhere. Every debug answer goes through redactSecrets (observe/redact.ts).
+ * them off everywhere. Every debug answer goes through redactSecrets (control/redact.ts).
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';

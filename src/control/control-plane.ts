@@ -335,7 +335,7 @@ export function createControlPlane(
   };
 }
 
-/** Values no debug view may show, wherever they turn up (observe/redact.ts). */
+/** Values no debug view may show, wherever they turn up (control/redact.ts). */
 export function secretValues(opts: ControlPlaneOptions): string[] {
   return opts.consul?.token ? [opts.consul.token] : [];
 }

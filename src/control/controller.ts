@@ -8,6 +8,7 @@
  */
 import { type CatalogSnapshot, emptyCatalog, emptyKube, type KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
+import type { GatewayRoute } from '../api/gateway-route.ts';
 import type { RouteSource } from '../api/route-source.ts';
 import { routeKey } from '../api/validate.ts';
 import {
@@ -17,6 +18,7 @@ import {
   DEFAULT_SETTINGS,
   type LastValidRoute,
   type RouteStatus,
+  validRoutes,
 } from '../compile/compile.ts';
 import type { TableData } from '../table/types.ts';
 import { HoldOff } from './hold-off.ts';
@@ -57,7 +59,7 @@ export class Controller {
   readonly #batches: HoldOff;
   /** Validated and compiled routes by source object, kept between rebuilds (CompileInput.memo). */
   readonly #memo: CompileMemo = new WeakMap();
-  readonly #routeListeners: ((routes: RouteSource[]) => void)[] = [];
+  readonly #routeListeners: ((routes: GatewayRoute[]) => void)[] = [];
 
   constructor(opts: ControllerOptions) {
     this.#opts = { holdOffMs: 50, maxDelayMs: 250, ...opts };
@@ -125,12 +127,13 @@ export class Controller {
 
   /**
    * Sources whose watches depend on the routes (Consul's watch set, certificate Secrets) follow them here; called
-   * at once if known. They get the routes as reported plus the last valid version of each invalid route (what is
-   * served for it).
+   * at once if known. They get the valid routes as reported plus the last valid version of each invalid route
+   * (what is served for it), validated once here (the memo compile uses) and parsed: no source validates again.
    */
-  onRoutes(listener: (routes: RouteSource[]) => void): void {
+  onRoutes(listener: (routes: GatewayRoute[]) => void): void {
     this.#routeListeners.push(listener);
-    if (this.#synced.has('routes')) listener([...this.#routes, ...this.#fallbackSources()]);
+    if (this.#synced.has('routes'))
+      listener(validRoutes([...this.#routes, ...this.#fallbackSources()], this.#memo));
   }
 
   #fallbackSources(): RouteSource[] {
@@ -144,7 +147,10 @@ export class Controller {
 
   #notifyRoutes(fallbacks: RouteSource[]): void {
     if (this.#routeListeners.length === 0) return;
-    const all = fallbacks.length > 0 ? [...this.#routes, ...fallbacks] : this.#routes;
+    const all = validRoutes(
+      fallbacks.length > 0 ? [...this.#routes, ...fallbacks] : this.#routes,
+      this.#memo,
+    );
     for (const l of this.#routeListeners) l(all);
   }
 

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { CatalogSnapshot, Instance } from '../../../src/api/catalog.ts';
+import type { GatewayRoute } from '../../../src/api/gateway-route.ts';
 import type { RouteSource } from '../../../src/api/route-source.ts';
 import { compile, type RouteStatus } from '../../../src/compile/compile.ts';
 import { Controller } from '../../../src/control/controller.ts';
@@ -228,7 +229,7 @@ describe('Controller keeps the last valid versions, also across a restart', () =
       maxDelayMs: 5,
     });
     await second.restore();
-    const seen: RouteSource[][] = [];
+    const seen: GatewayRoute[][] = [];
     second.onRoutes((r) => seen.push(r));
     second.setCatalog(catalog);
     second.setRoutes([adminRoute('192.168.0.300/16'), catchAll]);
@@ -240,7 +241,7 @@ describe('Controller keeps the last valid versions, also across a restart', () =
     expect(statusOf(second.statuses, 'shop/admin').fallback?.since).toMatch(/^\d{4}-/);
     // The sources that follow the routes (Consul's watch set) are given the version that is served.
     const last = seen.at(-1)!;
-    expect(last.map((r) => JSON.stringify(r.raw)).some((t) => t.includes('192.168.0.0/16'))).toBe(true);
+    expect(last.map((r) => JSON.stringify(r)).some((t) => t.includes('192.168.0.0/16'))).toBe(true);
 
     // Deleted: gone, also from the file.
     second.setRoutes([catchAll]);

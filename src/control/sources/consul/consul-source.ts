@@ -7,8 +7,6 @@
  */
 import type { CatalogSnapshot, Instance } from '../../../api/catalog.ts';
 import type { GatewayRoute } from '../../../api/gateway-route.ts';
-import type { RouteSource } from '../../../api/route-source.ts';
-import { validateRoute } from '../../../api/validate.ts';
 import { BlockingQuery, type WatchError, type WatchErrorKind } from './blocking-query.ts';
 import { ConsulHttp } from './consul-http.ts';
 import { instancesFromHealth } from './health.ts';
@@ -91,7 +89,7 @@ export class ConsulSource {
   #dcWatch: BlockingQuery | undefined;
   #agentDatacenter: string | undefined;
   #datacenters: string[] | undefined;
-  #routes: GatewayRoute[] | undefined;
+  #routes: readonly GatewayRoute[] | undefined;
   #contacted = false;
   #synced = false;
   #syncTimer: NodeJS.Timeout | undefined;
@@ -154,14 +152,9 @@ export class ConsulSource {
     );
   }
 
-  /** The routes changed: re-derive the watch set. Invalid routes are skipped (compile reports them). */
-  setRoutes(routes: readonly RouteSource[]): void {
-    const valid: GatewayRoute[] = [];
-    for (const r of routes) {
-      const v = validateRoute(r.raw);
-      if (v.ok) valid.push(v.route);
-    }
-    this.#routes = valid;
+  /** The routes changed (the valid ones, validated once by the controller): re-derive the watch set. */
+  setRoutes(routes: readonly GatewayRoute[]): void {
+    this.#routes = routes;
     this.#reconcile();
   }
 

@@ -3,14 +3,14 @@
  * them) and reports catalog snapshots back to it. Kept here so run.ts only calls one function.
  */
 import type { CatalogSnapshot } from '../../../api/catalog.ts';
-import type { RouteSource } from '../../../api/route-source.ts';
+import type { GatewayRoute } from '../../../api/gateway-route.ts';
 import { type ConsulLog, ConsulSource } from './consul-source.ts';
 import type { ConsulSettings } from './settings.ts';
 
 /** The part of the Controller the source needs. */
 export interface CatalogSink {
   setCatalog(catalog: CatalogSnapshot): void;
-  onRoutes(listener: (routes: RouteSource[]) => void): void;
+  onRoutes(listener: (routes: GatewayRoute[]) => void): void;
 }
 
 export function startConsulSource(

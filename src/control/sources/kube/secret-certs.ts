@@ -25,8 +25,7 @@ import {
   type CertificateRefState,
   clientCertificateNames,
 } from '../../../api/certificate-refs.ts';
-import type { RouteSource } from '../../../api/route-source.ts';
-import { validateRoute } from '../../../api/validate.ts';
+import type { GatewayRoute } from '../../../api/gateway-route.ts';
 import type { BackoffOptions } from '../../../lib/backoff.ts';
 import type { Logger } from '../../../lib/log.ts';
 import { describeError, LIST_TIMEOUT_MS, withTimeout } from './kube-source.ts';
@@ -62,39 +61,25 @@ interface TlsRef {
   client?: boolean;
 }
 
-/** Does the raw route name a client certificate in some backend (cheap check before validation)? */
-function hasClientCertificateRef(spec: { rules?: unknown } | undefined): boolean {
-  if (!Array.isArray(spec?.rules)) return false;
-  return spec.rules.some(
-    (r: { backends?: unknown }) =>
-      Array.isArray(r?.backends) &&
-      r.backends.some((b: { tls?: { clientCertificateRef?: unknown } }) => b?.tls?.clientCertificateRef),
-  );
-}
-
 /** The spec.tls references of the valid routes, oldest route first (HTTPRoute's tie-break), then by name. */
-export function certificateRefsOf(routes: ReadonlyArray<RouteSource>): TlsRef[] {
+export function certificateRefsOf(routes: readonly GatewayRoute[]): TlsRef[] {
   const found: { created: number; key: string; refs: TlsRef[] }[] = [];
-  for (const r of routes) {
-    const spec = (r.raw as { spec?: { tls?: unknown; rules?: unknown } } | null)?.spec;
-    if ((!Array.isArray(spec?.tls) || spec.tls.length === 0) && !hasClientCertificateRef(spec)) continue;
-    // Only valid routes get certificates (an invalid route is not served either).
-    const v = validateRoute(r.raw);
-    if (!v.ok) continue;
-    const ns = v.route.metadata.namespace ?? 'default';
-    const created = Date.parse(v.route.metadata.creationTimestamp ?? '');
+  for (const route of routes) {
+    const clientNames = clientCertificateNames(route);
+    if ((route.spec.tls ?? []).length === 0 && clientNames.length === 0) continue;
+    const ns = route.metadata.namespace ?? 'default';
+    const created = Date.parse(route.metadata.creationTimestamp ?? '');
     found.push({
       created: Number.isFinite(created) ? created : 0,
-      key: `${ns}/${v.route.metadata.name}`,
+      key: `${ns}/${route.metadata.name}`,
       refs: [
-        ...(v.route.spec.tls ?? []).map((t) => ({
+        ...(route.spec.tls ?? []).map((t) => ({
           secret: `${ns}/${t.secretName}`,
-          hostnames: (t.hostnames && t.hostnames.length > 0
-            ? t.hostnames
-            : (v.route.spec.hostnames ?? [])
-          ).map((h) => h.toLowerCase()),
+          hostnames: (t.hostnames && t.hostnames.length > 0 ? t.hostnames : (route.spec.hostnames ?? [])).map(
+            (h) => h.toLowerCase(),
+          ),
         })),
-        ...clientCertificateNames(v.route).map((name) => ({
+        ...clientNames.map((name) => ({
           secret: `${ns}/${name}`,
           hostnames: [],
           client: true,
@@ -186,7 +171,7 @@ export class SecretCertSource {
   }
 
   /** The routes changed (the Kubernetes source's full snapshot): follow their Secret references. */
-  setRoutes(routes: ReadonlyArray<RouteSource>): void {
+  setRoutes(routes: readonly GatewayRoute[]): void {
     if (this.#stopped) return;
     this.#refs = certificateRefsOf(routes);
     const wanted = new Set(this.#refs.map((r) => r.secret).filter((k) => this.#allowed.has(nsOf(k))));

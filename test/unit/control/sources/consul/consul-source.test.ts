@@ -2,9 +2,11 @@
  * The Consul source against an in-process Consul: watch set from routes, snapshots only when something changed,
  * 403 handling, outage (up/age), max staleness, and the watch cap.
  */
+
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CatalogSnapshot } from '../../../../../src/api/catalog.ts';
 import type { RouteSource } from '../../../../../src/api/route-source.ts';
+import { validRoutes } from '../../../../../src/compile/compile.ts';
 import { ConsulSource } from '../../../../../src/control/sources/consul/consul-source.ts';
 import {
   type ConsulSettings,
@@ -60,7 +62,7 @@ function start(routes: RouteSource[] = ROUTES, overrides: Partial<ConsulSettings
     onSnapshot: (c) => snapshots.push(c),
   });
   source.start();
-  source.setRoutes(routes);
+  source.setRoutes(validRoutes(routes));
   return { snapshots, logs };
 }
 
@@ -159,11 +161,11 @@ describe('ConsulSource', () => {
     const ledger = route('ledger', {
       rules: [{ backends: [{ consul: { service: 'ledger', datacenter: 'dc2' } }] }],
     });
-    source!.setRoutes([ROUTES[1]!, ledger]);
+    source!.setRoutes(validRoutes([ROUTES[1]!, ledger]));
     await waitFor(() => names(snapshots.at(-1)).dc2?.includes('ledger'), { timeoutMs: 5000 });
     expect(source!.stats().serviceWatches).toBe(2);
     // The billing route goes: its watch stops and billing leaves the snapshot.
-    source!.setRoutes([ledger]);
+    source!.setRoutes(validRoutes([ledger]));
     await waitFor(() => !names(snapshots.at(-1)).dc2?.includes('billing'), { timeoutMs: 5000 });
     expect(source!.stats().serviceWatches).toBe(1);
     const count = (svc: string) =>
@@ -310,7 +312,7 @@ describe('ConsulSource', () => {
       timeoutMs: 5000,
     });
     expect(snapshots).toHaveLength(0);
-    source.setRoutes(ROUTES);
+    source.setRoutes(validRoutes(ROUTES));
     await waitFor(() => snapshots.length === 1, { timeoutMs: 5000 });
     expect(names(snapshots[0])).toEqual({ dc1: [], dc2: ['billing'] });
   });

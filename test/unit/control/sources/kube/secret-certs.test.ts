@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { CertBundle } from '../../../../../src/api/certificate.ts';
 import type { CertificateRefSnapshot } from '../../../../../src/api/certificate-refs.ts';
 import type { RouteSource } from '../../../../../src/api/route-source.ts';
-import { compile } from '../../../../../src/compile/compile.ts';
+import { compile, validRoutes } from '../../../../../src/compile/compile.ts';
 import type { InformerLike } from '../../../../../src/control/sources/kube/resilient-informer.ts';
 import {
   certificateRefsOf,
@@ -121,18 +121,20 @@ describe('SecretCertSource', () => {
       'shop/a-tls': tlsSecret('shop', 'a-tls', a.certPem, a.keyPem),
       'shop/b-tls': tlsSecret('shop', 'b-tls', b.certPem, b.keyPem),
     });
-    t.source.setRoutes([
-      route(
-        'shop',
-        'web',
-        ['a.test', 'b.test'],
-        [
-          { secretName: 'a-tls', hostnames: ['a.test'] },
-          { secretName: 'b-tls', hostnames: ['b.test'] },
-        ],
-      ),
-      route('other', 'x', ['x.test'], [{ secretName: 'x-tls' }]),
-    ]);
+    t.source.setRoutes(
+      validRoutes([
+        route(
+          'shop',
+          'web',
+          ['a.test', 'b.test'],
+          [
+            { secretName: 'a-tls', hostnames: ['a.test'] },
+            { secretName: 'b-tls', hostnames: ['b.test'] },
+          ],
+        ),
+        route('other', 'x', ['x.test'], [{ secretName: 'x-tls' }]),
+      ]),
+    );
     await waitFor(() => t.out.bundles.length === 2);
     expect([...t.watches.keys()].sort()).toEqual(['shop/a-tls', 'shop/b-tls']);
     expect(t.out.bundles.map((x) => [x.source, x.hostnames])).toEqual([
@@ -144,7 +146,7 @@ describe('SecretCertSource', () => {
     expect(t.out.refs.secrets['other/x-tls']).toMatchObject({ ok: false, reason: 'NotPermitted' });
 
     // The route drops b-tls: its watch stops and its certificate goes.
-    t.source.setRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]);
+    t.source.setRoutes(validRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]));
     await waitFor(() => t.out.bundles.length === 1);
     expect(t.watches.get('shop/b-tls')!.stopped).toBe(true);
     expect(t.source.stats().watches).toBe(1);
@@ -156,17 +158,19 @@ describe('SecretCertSource', () => {
       'shop/a-tls': tlsSecret('shop', 'a-tls', a.certPem, a.keyPem),
       'shop/gone': undefined,
     });
-    t.source.setRoutes([
-      route(
-        'shop',
-        'web',
-        ['a.test', 'g.test'],
-        [
-          { secretName: 'a-tls', hostnames: ['a.test'] },
-          { secretName: 'gone', hostnames: ['g.test'] },
-        ],
-      ),
-    ]);
+    t.source.setRoutes(
+      validRoutes([
+        route(
+          'shop',
+          'web',
+          ['a.test', 'g.test'],
+          [
+            { secretName: 'a-tls', hostnames: ['a.test'] },
+            { secretName: 'gone', hostnames: ['g.test'] },
+          ],
+        ),
+      ]),
+    );
     await waitFor(() => t.out.refs.secrets['shop/gone'] !== undefined && t.out.bundles.length === 1);
     expect(t.out.refs.secrets['shop/gone']).toEqual({ ok: false, reason: 'NotFound', message: 'not found' });
 
@@ -193,7 +197,7 @@ describe('SecretCertSource', () => {
 
   it('TLS from Secrets off: every reference is NotPermitted and nothing is watched', async () => {
     const t = setup([], {});
-    t.source.setRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]);
+    t.source.setRoutes(validRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]));
     await waitFor(() => t.out.refs.secrets['shop/a-tls'] !== undefined);
     expect(t.out.refs.secrets['shop/a-tls']!.message).toMatch(/--tls-secret-namespaces is not set/);
     expect(t.watches.size).toBe(0);
@@ -219,7 +223,7 @@ describe('SecretCertSource, a watch that cannot list', () => {
       backoff: { baseMs: 60_000, maxMs: 60_000 },
     });
     let refs: CertificateRefSnapshot = { secrets: {} };
-    source.setRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]);
+    source.setRoutes(validRoutes([route('shop', 'web', ['a.test'], [{ secretName: 'a-tls' }])]));
     await waitFor(() => refs.secrets['shop/a-tls']);
     expect(refs.secrets['shop/a-tls']).toEqual({
       ok: false,
@@ -276,7 +280,7 @@ describe('client certificates for mTLS to upstreams (tls.clientCertificateRef)',
     const { source, watches, out } = setup(['shop'], {
       'shop/upstream-client': tlsSecret('shop', 'upstream-client', a.certPem, a.keyPem),
     });
-    source.setRoutes([mtlsRoute('shop', 'api', 'upstream-client')]);
+    source.setRoutes(validRoutes([mtlsRoute('shop', 'api', 'upstream-client')]));
     await waitFor(() => Object.keys(out.clients).length === 1, { timeoutMs: 2000 });
     expect(out.clients).toEqual({ 'shop/upstream-client': { certPem: a.certPem, keyPem: a.keyPem } });
     expect(out.bundles).toEqual([]);
@@ -285,7 +289,7 @@ describe('client certificates for mTLS to upstreams (tls.clientCertificateRef)',
     watches.get('shop/upstream-client')!.set(tlsSecret('shop', 'upstream-client', b.certPem, b.keyPem));
     await waitFor(() => out.clients['shop/upstream-client']?.certPem === b.certPem, { timeoutMs: 2000 });
     // No route names it any more: the watch stops and the client certificate is gone.
-    source.setRoutes([]);
+    source.setRoutes(validRoutes([]));
     await waitFor(() => Object.keys(out.clients).length === 0, { timeoutMs: 2000 });
     expect(watches.get('shop/upstream-client')!.stopped).toBe(true);
     await source.stop();
@@ -337,11 +341,13 @@ describe('client certificates for mTLS to upstreams (tls.clientCertificateRef)',
 
 describe('certificate references → ResolvedRefs', () => {
   it('orders references oldest route first and skips invalid routes', () => {
-    const refs = certificateRefsOf([
-      route('n', 'new', ['a.test'], [{ secretName: 'new' }], '2024-02-01T00:00:00Z'),
-      route('n', 'old', ['a.test'], [{ secretName: 'old' }], '2024-01-01T00:00:00Z'),
-      route('n', 'bad', ['a.test'], [{ secretName: 'bad', hostnames: ['not-mine.test'] }]),
-    ]);
+    const refs = certificateRefsOf(
+      validRoutes([
+        route('n', 'new', ['a.test'], [{ secretName: 'new' }], '2024-02-01T00:00:00Z'),
+        route('n', 'old', ['a.test'], [{ secretName: 'old' }], '2024-01-01T00:00:00Z'),
+        route('n', 'bad', ['a.test'], [{ secretName: 'bad', hostnames: ['not-mine.test'] }]),
+      ]),
+    );
     expect(refs.map((r) => r.secret)).toEqual(['n/old', 'n/new']);
   });
 
