@@ -8,9 +8,11 @@ import cluster, { type Worker } from 'node:cluster';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CertSet } from '../api/certificate.ts';
+import { backoffDelay } from '../lib/backoff.ts';
 import type { Logger } from '../lib/log.ts';
 import type { TableData } from '../table/types.ts';
 import { tableWire } from '../table/wire.ts';
+import { type HandoffStats, TableHandoff } from './handoff.ts';
 import { PolicyState } from './policy-state.ts';
 import {
   isWorkerMessage,
@@ -22,6 +24,7 @@ import {
 } from './protocol.ts';
 import { Watchdog, type WatchdogSettings, watchdogSettings } from './watchdog.ts';
 import type { WorkerSnapshot } from './worker-report.ts';
+import { WorkerRequests } from './worker-requests.ts';
 
 export interface ClusterPrimaryOptions {
   workers: number;
@@ -83,17 +86,6 @@ export interface WorkerInfo {
   lastError?: string;
 }
 
-export interface HandoffStats {
-  version: number;
-  /** Size of the table JSON sent to each worker. */
-  bytes: number;
-  workers: number;
-  /** From the first send to the last acknowledgement. */
-  ms: number;
-  /** Slowest worker-side apply (parse + build + swap). */
-  maxApplyMs: number;
-}
-
 export interface ClusterStats {
   workers: number;
   live: number;
@@ -104,15 +96,6 @@ export interface ClusterStats {
   blockedRecent: BlockedWorker[];
   version: number;
   lastHandoff: HandoffStats | undefined;
-}
-
-interface PendingHandoff {
-  version: number;
-  bytes: number;
-  started: number;
-  waiting: Set<number>;
-  workers: number;
-  maxApplyMs: number;
 }
 
 export class ClusterPrimary {
@@ -131,11 +114,9 @@ export class ClusterPrimary {
   #certs: CertSet | undefined;
   #restarts = 0;
   #draining = false;
-  #handoff: PendingHandoff | undefined;
-  #lastHandoff: HandoffStats | undefined;
-  #statsSeq = 0;
-  readonly #statsWaiters = new Map<number, (s: WorkerStats) => void>();
-  readonly #metricsWaiters = new Map<number, (s: WorkerSnapshot) => void>();
+  readonly #handoff: TableHandoff;
+  readonly #statsRequests = new WorkerRequests<WorkerStats>();
+  readonly #metricsRequests = new WorkerRequests<WorkerSnapshot>();
   #firstListening: PromiseWithResolvers<{ address: string; port: number }> = Promise.withResolvers();
   #everListened = false;
   #exited: PromiseWithResolvers<void> | undefined;
@@ -154,6 +135,10 @@ export class ClusterPrimary {
       ...opts,
     };
     this.#log = opts.log;
+    this.#handoff = new TableHandoff((done) => {
+      this.#log.info('table handed off to every worker', { ...done });
+      this.#opts.onServed?.(done.version);
+    });
     this.#watchdog = new Watchdog(opts.watchdog ?? watchdogSettings());
     this.policyState.startSweeping();
     // Table messages are one big string: 'advanced' (V8 serialization) copies it as is, where 'json' would
@@ -291,14 +276,11 @@ export class ClusterPrimary {
     this.#table = { version: table.version, hash, json };
     // Every live worker must acknowledge; one that has not greeted yet gets the table when it does.
     const live = this.#slots.filter((s) => s.worker);
-    this.#handoff = {
-      version: table.version,
-      bytes: Buffer.byteLength(json),
-      started: performance.now(),
-      waiting: new Set(live.map((s) => s.index)),
-      workers: live.length,
-      maxApplyMs: 0,
-    };
+    this.#handoff.begin(
+      table.version,
+      Buffer.byteLength(json),
+      live.map((s) => s.index),
+    );
     for (const s of live) if (s.greeted) this.#sendTable(s);
   }
 
@@ -346,30 +328,15 @@ export class ClusterPrimary {
       blockedReplacements: this.#blockedTotal,
       blockedRecent: [...this.#blockedRecent],
       version: this.version,
-      lastHandoff: this.#lastHandoff,
+      lastHandoff: this.#handoff.last,
     };
   }
 
   /** Asks every live worker for its figures (for /metrics at scrape time); workers that do not answer in time are left out. */
   async collectWorkerStats(timeoutMs = 1000): Promise<WorkerStats[]> {
-    const asks = this.#slots
-      .filter((s) => s.worker?.isConnected())
-      .map(
-        (s) =>
-          new Promise<WorkerStats | undefined>((resolve) => {
-            const id = ++this.#statsSeq;
-            const timer = setTimeout(() => {
-              this.#statsWaiters.delete(id);
-              resolve(undefined);
-            }, timeoutMs);
-            this.#statsWaiters.set(id, (stats) => {
-              clearTimeout(timer);
-              this.#statsWaiters.delete(id);
-              resolve(stats);
-            });
-            this.#send(s, { type: 'stats-request', id });
-          }),
-      );
+    const asks = this.#connected().map((s) =>
+      this.#statsRequests.ask((id) => this.#send(s, { type: 'stats-request', id }), timeoutMs),
+    );
     return (await Promise.all(asks)).filter((s): s is WorkerStats => s !== undefined);
   }
 
@@ -380,26 +347,15 @@ export class ClusterPrimary {
   async collectWorkerMetrics(timeoutMs = 1000): Promise<{ answers: WorkerSnapshot[]; live: number[] }> {
     const live: number[] = [];
     for (const s of this.#slots) if (s.worker && s.pid !== undefined) live.push(s.pid);
-    const asks = this.#slots
-      .filter((s) => s.worker?.isConnected())
-      .map(
-        (s) =>
-          new Promise<WorkerSnapshot | undefined>((resolve) => {
-            const id = ++this.#statsSeq;
-            const timer = setTimeout(() => {
-              this.#metricsWaiters.delete(id);
-              resolve(undefined);
-            }, timeoutMs);
-            this.#metricsWaiters.set(id, (snapshot) => {
-              clearTimeout(timer);
-              this.#metricsWaiters.delete(id);
-              resolve(snapshot);
-            });
-            this.#send(s, { type: 'metrics-request', id });
-          }),
-      );
+    const asks = this.#connected().map((s) =>
+      this.#metricsRequests.ask((id) => this.#send(s, { type: 'metrics-request', id }), timeoutMs),
+    );
     const answers = (await Promise.all(asks)).filter((s): s is WorkerSnapshot => s !== undefined);
     return { answers, live };
+  }
+
+  #connected(): Slot[] {
+    return this.#slots.filter((s) => s.worker?.isConnected());
   }
 
   /**
@@ -481,11 +437,7 @@ export class ClusterPrimary {
         if (this.#certs) this.#send(slot, { type: 'certs', set: this.#certs });
         // A new worker gets the current table before it listens (it listens once it has one).
         if (this.#table) {
-          const h = this.#handoff;
-          if (h && h.version === this.#table.version && !h.waiting.has(slot.index)) {
-            h.waiting.add(slot.index);
-            h.workers++;
-          }
+          this.#handoff.join(slot.index, this.#table.version);
           this.#sendTable(slot);
         }
         return;
@@ -497,12 +449,7 @@ export class ClusterPrimary {
         this.#watchdog.beat(slot.index, Date.now());
         slot.version = m.version;
         if (slot.inFlight === m.version) slot.inFlight = 0;
-        const h = this.#handoff;
-        if (h && h.version === m.version) {
-          h.maxApplyMs = Math.max(h.maxApplyMs, m.applyMs);
-          h.waiting.delete(slot.index);
-          if (h.waiting.size === 0) this.#finishHandoff(h);
-        }
+        this.#handoff.acknowledged(slot.index, m.version, m.applyMs);
         // A version published while this one was in flight: the latest goes now.
         this.#sendTable(slot);
         return;
@@ -544,25 +491,12 @@ export class ClusterPrimary {
         });
         return;
       case 'stats':
-        this.#statsWaiters.get(m.id)?.(m.stats);
+        this.#statsRequests.answer(m.id, m.stats);
         return;
       case 'metrics':
-        this.#metricsWaiters.get(m.id)?.(m.snapshot);
+        this.#metricsRequests.answer(m.id, m.snapshot);
         return;
     }
-  }
-
-  #finishHandoff(h: PendingHandoff): void {
-    this.#handoff = undefined;
-    this.#lastHandoff = {
-      version: h.version,
-      bytes: h.bytes,
-      workers: h.workers,
-      ms: Math.round((performance.now() - h.started) * 100) / 100,
-      maxApplyMs: Math.round(h.maxApplyMs * 100) / 100,
-    };
-    this.#log.info('table handed off to every worker', { ...this.#lastHandoff });
-    this.#opts.onServed?.(h.version);
   }
 
   /** Sends the current table unless the worker serves it already or is still applying an earlier one. */
@@ -591,8 +525,7 @@ export class ClusterPrimary {
     slot.version = 0;
     this.#watchdog.forget(slot.index);
     // A worker that was part of a pending hand-off no longer holds it up.
-    if (this.#handoff?.waiting.delete(slot.index) && this.#handoff.waiting.size === 0)
-      this.#finishHandoff(this.#handoff);
+    this.#handoff.left(slot.index);
     if (this.#draining) {
       this.#log.info('worker exited', { worker: worker.id, pid: slot.pid, code, signal });
       this.#checkAllExited();
@@ -604,10 +537,16 @@ export class ClusterPrimary {
     }
     const uptimeMs = Date.now() - slot.startedAt;
     slot.fastExits = uptimeMs < this.#opts.minUptimeMs ? slot.fastExits + 1 : 0;
+    // The first fast exit restarts at once; from the second on, lib/backoff's exponential delay without jitter
+    // (one pod's workers need no spreading): base · 2^(n-2), capped.
     const delayMs =
       slot.fastExits <= 1
         ? 0
-        : Math.min(this.#opts.backoffMaxMs, this.#opts.backoffBaseMs * 2 ** (slot.fastExits - 2));
+        : backoffDelay(
+            slot.fastExits - 1,
+            { baseMs: this.#opts.backoffBaseMs, maxMs: this.#opts.backoffMaxMs },
+            () => 1,
+          );
     this.#log.warn('worker exited; restarting', {
       worker: worker.id,
       pid: slot.pid,
