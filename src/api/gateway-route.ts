@@ -801,7 +801,7 @@ const Rule = Type.Object(
         ...cel(
           {
             rule: "self.all(f, f.type == 'RequestMirror' || self.exists_one(g, g.type == f.type))",
-            message: 'each filter type but RequestMirror may appear once per rule',
+            message: 'each filter type may appear once per rule (RequestMirror excepted)',
           },
           {
             rule: "!self.exists(f, f.type == 'RequestRedirect') || !self.exists(f, f.type in ['CORS', 'RequestMirror', 'ResponseCompression'])",
