@@ -4,7 +4,13 @@
  * streaming (an event stream's first event arrives compressed before the upstream sends the second), hostile
  * Accept-Encoding values.
  */
+
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect as h2connect } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { brotliDecompressSync, createGunzip, gunzipSync, gzipSync, zstdDecompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,10 +21,13 @@ import {
   type Upstream,
 } from '../../support/inproc-gateway.ts';
 import { waitFor } from '../../support/wait.ts';
+import { makeCert } from '../tls/helpers.ts';
 
 const TEXT = Buffer.from(
   '{"items":[' + Array.from({ length: 400 }, (_, i) => `{"id":${i},"name":"item ${i}"}`).join(',') + ']}',
 );
+
+const RANDOM = randomBytes(6 * 1024 * 1024).toString('base64');
 
 let up: Upstream;
 let gw: Gateway;
@@ -62,6 +71,11 @@ beforeAll(async () => {
         res.write(`data: ${'first '.repeat(50)}\n\n`);
         releaseSecond = () => res.end(`data: second\n\n`);
         return;
+      case '/random':
+        // Base64 of random bytes: compresses to ~75 %, so the compressed stream is megabytes, more than the
+        // socket buffers hold.
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return res.end(RANDOM);
       case '/big': {
         res.writeHead(200, { 'content-type': 'text/plain' });
         let left = 200;
@@ -83,6 +97,7 @@ beforeAll(async () => {
     filters: [{ type: 'ResponseCompression', responseCompression: compression }],
     backends: [{ consul: { service: 'app' } }],
   });
+  const cert = makeCert(mkdtempSync(join(tmpdir(), 'eg-compress-')), 'gw', 'test.local');
   gw = await startGateway(
     tableOf(
       {
@@ -94,6 +109,9 @@ beforeAll(async () => {
       },
       { app: [up.port] },
     ),
+    { sendTimeoutMs: 500 },
+    {},
+    { tls: { certPem: cert.certPem, keyPem: cert.keyPem } },
   );
   plain = await startGateway(
     tableOf({ rules: [{ backends: [{ consul: { service: 'app' } }] }] }, { app: [up.port] }),
@@ -302,5 +320,80 @@ describe('response compression', () => {
     }
     const first = await get(gw.port, '/json', { 'accept-encoding': `gzip, ${hostile[0]!}` });
     expect(first.headers['content-encoding']).toBe('gzip');
+  });
+  it('compresses over HTTP/2 (TLS listener) as DATA frames, without Content-Length', async () => {
+    const session = h2connect(`https://127.0.0.1:${gw.tlsPort}`, {
+      rejectUnauthorized: false,
+      servername: 'test.local',
+    });
+    try {
+      const r = await new Promise<Raw>((resolve, reject) => {
+        const stream = session.request({
+          ':path': '/json',
+          ':authority': 'test.local',
+          'accept-encoding': 'br',
+        });
+        let headers: Raw['headers'] = {};
+        const chunks: Buffer[] = [];
+        stream.on('response', (h) => {
+          headers = h as Raw['headers'];
+        });
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () =>
+          resolve({ status: Number(headers[':status']), headers, body: Buffer.concat(chunks) }),
+        );
+        stream.on('error', reject);
+      });
+      expect(r.status).toBe(200);
+      expect(r.headers['content-encoding']).toBe('br');
+      expect(r.headers['content-length']).toBeUndefined();
+      expect(decode(r).equals(TEXT)).toBe(true);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a client that stops reading a compressed response is abandoned after the send timeout; one that leaves mid-stream frees it', async () => {
+    const before = gw.proxy.counterValues().responsesAbandoned!;
+    const stalled = request({
+      host: '127.0.0.1',
+      port: gw.port,
+      path: '/random',
+      headers: { host: 'test.local', 'accept-encoding': 'gzip' },
+    });
+    stalled.on('response', (res) => res.pause());
+    stalled.on('error', () => {});
+    stalled.end();
+    await waitFor(() => gw.proxy.counterValues().responsesAbandoned! > before, {
+      timeoutMs: 15_000,
+      message: 'abandoned',
+    });
+    const gone = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: gw.port,
+          path: '/big',
+          headers: { host: 'test.local', 'accept-encoding': 'zstd' },
+        },
+        (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve(res.statusCode ?? 0);
+          });
+        },
+      );
+      req.on('error', () => {});
+      req.on('close', () => resolve(0));
+      req.end();
+      req.on('timeout', reject);
+    });
+    expect(gone).toBe(200);
+    // Still serving, and nothing was left in flight upstream.
+    const r = await get(gw.port, '/json', { 'accept-encoding': 'gzip' });
+    expect(decode(r).equals(TEXT)).toBe(true);
+    await waitFor(() => [...gw.proxy.pools.entries()].every(([, u]) => u.inFlight === 0), {
+      message: 'no try in flight',
+    });
   });
 });
