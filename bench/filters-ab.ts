@@ -14,15 +14,16 @@
  *
  *   mkdir /tmp/before && git archive BASE | tar -x -C /tmp/before && ln -s "$PWD/node_modules" /tmp/before/node_modules
  *   taskset -c 1 node bench/filters-ab.ts /tmp/before 5
+ *   taskset -c 1 node bench/filters-ab.ts /tmp/before 12 before,off     (the "off costs nothing" check alone)
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-const [beforeDir, roundsArg = '5'] = process.argv.slice(2);
+const [beforeDir, roundsArg = '5', only] = process.argv.slice(2);
 if (!beforeDir) {
-  console.error('usage: node bench/filters-ab.ts BEFORE_DIR [rounds]');
+  console.error('usage: node bench/filters-ab.ts BEFORE_DIR [rounds] [variant,variant…]');
   process.exit(2);
 }
 const work = mkdtempSync(join(tmpdir(), 'edgegate-filters-ab-'));
@@ -91,6 +92,9 @@ const variants: Record<string, Variant> = {
   br: { dir: here, filters: [compression], path: '/4k', wrkArgs: ae('br') },
   zstd: { dir: here, filters: [compression], path: '/4k', wrkArgs: ae('zstd') },
 };
+
+if (only)
+  for (const name of Object.keys(variants)) if (!only.split(',').includes(name)) delete variants[name];
 
 const instance = (id: string, port: number) => ({
   id,

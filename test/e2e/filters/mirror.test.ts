@@ -210,7 +210,7 @@ describe('request mirroring', () => {
     expect(gw.proxy.mirrors.inFlight).toBe(0);
   });
 
-  it('a hanging mirror neither delays requests nor piles up copies: the in-flight bound drops them, the timeout frees them', async () => {
+  it('mirror memory exhaustion (a hanging mirror): requests are not delayed, copies in flight stay bounded, the timeout frees them', async () => {
     const primary = await recording('primary', ok('primary'));
     const held: ServerResponse[] = [];
     const shadow = await recording('shadow', (_req, res) => {
