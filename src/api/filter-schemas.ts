@@ -81,8 +81,9 @@ export const CorsFilter = Type.Object(
     maxAge: Type.Optional(
       Type.Integer({
         minimum: 1,
-        maximum: 86400,
-        description: 'Seconds a browser may cache a preflight answer (default 5).',
+        maximum: 2147483647,
+        description:
+          'Seconds a browser may cache a preflight answer (default 5; browsers cap it, Chrome at 2 h, Firefox at 24 h).',
       }),
     ),
   },
