@@ -15,8 +15,10 @@ import { brotliDecompressSync, createGunzip, gunzipSync, gzipSync, zstdDecompres
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type Gateway,
+  rawExchange,
   startGateway,
   startUpstream,
+  statusOf,
   tableOf,
   type Upstream,
 } from '../../support/inproc-gateway.ts';
@@ -320,6 +322,14 @@ describe('response compression', () => {
     }
     const first = await get(gw.port, '/json', { 'accept-encoding': `gzip, ${hostile[0]!}` });
     expect(first.headers['content-encoding']).toBe('gzip');
+    // A bare CR inside the value is refused by the HTTP parser before routing; the gateway keeps serving.
+    const cr = await rawExchange(
+      gw.port,
+      'GET /json HTTP/1.1\r\nHost: test.local\r\nAccept-Encoding: gzip\rContent-Encoding: br\r\nConnection: close\r\n\r\n',
+    );
+    expect(statusOf(cr)).toBe(400);
+    const after = await get(gw.port, '/json', { 'accept-encoding': 'gzip' });
+    expect(decode(after).equals(TEXT)).toBe(true);
   });
   it('compresses over HTTP/2 (TLS listener) as DATA frames, without Content-Length', async () => {
     const session = h2connect(`https://127.0.0.1:${gw.tlsPort}`, {
