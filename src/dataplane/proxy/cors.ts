@@ -144,6 +144,19 @@ export class CorsPolicy {
     return true;
   }
 
+  /**
+   * Before an actual request is handled: the CORS headers go on the response object itself, so that every answer,
+   * the gateway's own too (a policy's 401 or 429, a 502, a 504), can be read by the page that asked.
+   */
+  preset(res: ServerResponse, origin: string | string[] | undefined): void {
+    if (!this.#constant) res.setHeader('vary', 'Origin');
+    const allowed = this.allowedOrigin(origin);
+    if (allowed === undefined) return;
+    res.setHeader('access-control-allow-origin', allowed);
+    if (this.#credentials) res.setHeader('access-control-allow-credentials', 'true');
+    if (this.#expose !== undefined) res.setHeader('access-control-expose-headers', this.#expose);
+  }
+
   /** Response headers of an actual request (upstream answer already converted): CORS headers set or removed. */
   decorate(out: Record<string, string | string[]>, origin: string | string[] | undefined): void {
     for (const name in out) if (name.startsWith('access-control-')) delete out[name];

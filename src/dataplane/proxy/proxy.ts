@@ -512,7 +512,10 @@ export class ProxyPipeline {
     // first, then gets its error.
     // A CORS preflight is answered here, before the policies (it carries no credentials) and whatever the upstream.
     const cors = r.rule?.policy.cors;
-    if (cors !== undefined && req.method === 'OPTIONS' && cors.preflight(req, res, requestId)) return;
+    if (cors !== undefined) {
+      if (req.method === 'OPTIONS' && cors.preflight(req, res, requestId)) return;
+      cors.preset(res, req.headers.origin);
+    }
     const gate = r.rule?.gate;
     if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);

@@ -14,6 +14,7 @@ import {
   tableOf,
   type Upstream,
 } from '../../support/inproc-gateway.ts';
+import { freePort } from '../../support/ports.ts';
 
 let up: Upstream;
 const seen: IncomingMessage[] = [];
@@ -269,6 +270,71 @@ describe('CORS wildcards and credentials', () => {
     const key = (r: string) => `corsPreflights\u0000${r}`;
     expect(after[key('allowed')]! - before[key('allowed')]!).toBe(1);
     expect(after[key('refused')]! - before[key('refused')]!).toBe(2);
+  });
+});
+
+describe('answers the gateway generates itself', () => {
+  it('carry the CORS headers for an allowed origin (a 502 the page can read), none for another', async () => {
+    const gw = await startGateway(
+      tableOf(
+        {
+          rules: [
+            {
+              filters: [
+                {
+                  type: 'CORS',
+                  cors: { allowOrigins: ['https://app.test'], exposeHeaders: ['x-request-id'] },
+                },
+              ],
+              backends: [{ consul: { service: 'dead' } }],
+            },
+          ],
+        },
+        { dead: [await freePort({ udp: false })] },
+      ),
+    );
+    gateways.push(gw);
+    let r = await fetch(`http://127.0.0.1:${gw.port}/`, { headers: { origin: 'https://app.test' } });
+    expect(r.status).toBe(502);
+    expect(corsHeaders(r)).toEqual({
+      'access-control-allow-origin': 'https://app.test',
+      'access-control-expose-headers': 'x-request-id',
+    });
+    expect(r.headers.get('vary')).toBe('Origin');
+    r = await fetch(`http://127.0.0.1:${gw.port}/`, { headers: { origin: 'https://evil.test' } });
+    expect(r.status).toBe(502);
+    expect(corsHeaders(r)).toEqual({});
+  });
+});
+
+describe('policies', () => {
+  it('a rate-limit refusal (429) carries the CORS headers; preflights are answered before the limit', async () => {
+    const gw = await startGateway(
+      tableOf(
+        {
+          rules: [
+            {
+              filters: [{ type: 'CORS', cors: { allowOrigins: ['https://app.test'] } }],
+              policies: { rateLimit: { requests: 1, period: '1h' } },
+              backends: [{ consul: { service: 'app' } }],
+            },
+          ],
+        },
+        { app: [up.port] },
+      ),
+      {},
+      {},
+      { policies: true },
+    );
+    gateways.push(gw);
+    const base = `http://127.0.0.1:${gw.port}`;
+    expect((await fetch(`${base}/`, { headers: { origin: 'https://app.test' } })).status).toBe(200);
+    const limited = await fetch(`${base}/`, { headers: { origin: 'https://app.test' } });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('access-control-allow-origin')).toBe('https://app.test');
+    const pre = await fetch(`${base}/`, preflight('https://app.test'));
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('https://app.test');
   });
 });
 
