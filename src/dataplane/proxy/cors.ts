@@ -111,7 +111,8 @@ export class CorsPolicy {
     const h = req.headers;
     const method = h['access-control-request-method'];
     if (h.origin === undefined || method === undefined) return false;
-    const headers: Record<string, string> = { 'content-length': '0', 'x-request-id': requestId };
+    // No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
+    const headers: Record<string, string> = { 'x-request-id': requestId };
     if (!this.#constant)
       headers.vary = 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers';
     const origin = this.allowedOrigin(h.origin);

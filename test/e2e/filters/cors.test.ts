@@ -97,6 +97,7 @@ describe('CORS filter', () => {
       'access-control-max-age': '600',
     });
     expect(r.headers.get('vary')).toContain('Origin');
+    expect(r.headers.get('content-length')).toBeNull();
     expect(seen.length).toBe(before);
   });
 
