@@ -134,9 +134,9 @@ const EDGE_COUNTER_METRICS = [
   {
     prefix: MIRROR_DROPPED_COUNTER,
     name: 'edgegate_mirror_dropped_total',
-    help: 'Request copies a RequestMirror filter did not send, by reason: in_flight (the worker bound of copies in flight), body_too_large, no_endpoint, overloaded (the mirror endpoint at its pool capacity).',
+    help: 'Request copies a RequestMirror filter did not send, by reason: in_flight (the worker bound of copies in flight), body_too_large, no_endpoint, overloaded (the mirror endpoint at its pool capacity), cancelled (an HTTP/2 stream reset before it was forwarded).',
     labels: ['reason'],
-    always: [['in_flight'], ['body_too_large'], ['no_endpoint'], ['overloaded']],
+    always: [['in_flight'], ['body_too_large'], ['no_endpoint'], ['overloaded'], ['cancelled']],
   },
   {
     prefix: MIRROR_ERRORS_COUNTER,

@@ -594,6 +594,7 @@ export class ProxyPipeline {
       mirrors === undefined
         ? undefined
         : this.mirrors.start(
+            req,
             mirrors,
             method,
             r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,

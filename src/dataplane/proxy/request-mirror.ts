@@ -9,6 +9,7 @@
  * `maxBodyBytes` (a larger body skips the copy, never the request). The copy's Host is the request's with
  * `-shadow` appended to the host name (Envoy's convention, which Gateway API implementations share).
  */
+import type { IncomingMessage } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ClusterRuntime } from './cluster-runtime.ts';
 import { LB_ROUND_ROBIN } from './cluster-runtime.ts';
@@ -22,7 +23,7 @@ export interface MirrorTarget {
   maxBodyBytes: number;
 }
 
-export type MirrorDropReason = 'in_flight' | 'body_too_large' | 'no_endpoint' | 'overloaded';
+export type MirrorDropReason = 'in_flight' | 'body_too_large' | 'no_endpoint' | 'overloaded' | 'cancelled';
 
 /** Worker-wide mirror counters (edgegate_mirror_*). */
 export class MirrorCounters {
@@ -33,6 +34,7 @@ export class MirrorCounters {
     body_too_large: 0,
     no_endpoint: 0,
     overloaded: 0,
+    cancelled: 0,
   };
 }
 
@@ -101,9 +103,18 @@ export function shadowHost(host: string): string {
   return `${host}-shadow`;
 }
 
-/** The copies a request still owes once its body is known (a request with a body). */
+/**
+ * An HTTP/2 stream's copies wait for the end of the I/O phase, as its first try does (exchange.ts): a stream reset
+ * in the same read (rapid reset) sends no copy either.
+ */
+function onDeferredSend(p: PendingMirror, body: Buffer | null): void {
+  p.sendNow(body);
+}
+
+/** The copies a request still owes once its body is known. */
 export class PendingMirror {
   readonly #mirrors: RequestMirrors;
+  readonly #req: IncomingMessage;
   readonly #targets: MirrorTarget[];
   readonly #method: string;
   readonly #path: string;
@@ -111,12 +122,14 @@ export class PendingMirror {
 
   constructor(
     mirrors: RequestMirrors,
+    req: IncomingMessage,
     targets: MirrorTarget[],
     method: string,
     path: string,
     headers: string[],
   ) {
     this.#mirrors = mirrors;
+    this.#req = req;
     this.#targets = targets;
     this.#method = method;
     this.#path = path;
@@ -132,6 +145,16 @@ export class PendingMirror {
 
   /** The body is known (null: empty): send every copy whose bound it fits, count the others. */
   send(body: Buffer | null): void {
+    if (this.#req.httpVersionMajor === 2) setImmediate(onDeferredSend, this, body);
+    else this.sendNow(body);
+  }
+
+  sendNow(body: Buffer | null): void {
+    const stream = (this.#req as { stream?: { destroyed: boolean } }).stream;
+    if (stream?.destroyed === true) {
+      for (let i = 0; i < this.#targets.length; i++) this.#mirrors.drop('cancelled');
+      return;
+    }
     for (const t of this.#targets) {
       if (body !== null && body.length > t.maxBodyBytes) this.#mirrors.drop('body_too_large');
       else this.#mirrors.dispatch(t, this.#method, this.#path, this.#headers, body);
@@ -176,6 +199,7 @@ export class RequestMirrors {
    * it exceeds is skipped at once.
    */
   start(
+    req: IncomingMessage,
     targets: MirrorTarget[],
     method: string,
     path: string,
@@ -194,7 +218,7 @@ export class RequestMirrors {
       else chosen.push(t);
     }
     if (chosen === undefined) return undefined;
-    return new PendingMirror(this, chosen, method, path, shadowHeaders(headers));
+    return new PendingMirror(this, req, chosen, method, path, shadowHeaders(headers));
   }
 
   drop(reason: MirrorDropReason): void {

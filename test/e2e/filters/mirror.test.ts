@@ -4,8 +4,13 @@
  * hanging mirror neither delays nor fails requests, nor piles up copies in flight (the worker bound drops and
  * counts them).
  */
+
+import { mkdtempSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request } from 'node:http';
+import { constants as h2, connect as h2connect } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type Gateway,
@@ -16,6 +21,7 @@ import {
 } from '../../support/inproc-gateway.ts';
 import { freePort } from '../../support/ports.ts';
 import { waitFor } from '../../support/wait.ts';
+import { makeCert } from '../tls/helpers.ts';
 
 interface Seen {
   method: string;
@@ -260,5 +266,68 @@ describe('request mirroring', () => {
     expect(r.body).toBe('primary');
     await waitFor(() => shadow.seen.length === 1, { message: 'copy' });
     expect(dropped(gw, 'no_endpoint')).toBe(1);
+  });
+});
+
+describe('request mirroring over HTTP/2', () => {
+  it('mirrors an HTTP/2 POST with its body; a stream reset at once (rapid reset) sends no copy, as it sends no request', async () => {
+    const primary = await recording('primary', ok('primary'));
+    const shadow = await recording('shadow', ok('shadow'));
+    const cert = makeCert(mkdtempSync(join(tmpdir(), 'eg-mirror-')), 'gw', 'api.test');
+    const gw = await startGateway(
+      tableOf(
+        {
+          rules: [
+            {
+              filters: [
+                { type: 'RequestMirror', requestMirror: { backendRef: { consul: { service: 'shadow' } } } },
+              ],
+              backends: [{ consul: { service: 'primary' } }],
+            },
+          ],
+        },
+        { primary: [primary.port], shadow: [shadow.port] },
+      ),
+      {},
+      {},
+      { tls: { certPem: cert.certPem, keyPem: cert.keyPem } },
+    );
+    cleanup.push(() => gw.close());
+    const session = h2connect(`https://127.0.0.1:${gw.tlsPort}`, {
+      rejectUnauthorized: false,
+      servername: 'api.test',
+    });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const st = session.request({ ':method': 'POST', ':path': '/h2', ':authority': 'api.test' });
+        st.on('response', (h) => resolve(Number(h[':status'])));
+        st.on('error', reject);
+        st.end('h2 body');
+        st.resume();
+      });
+      expect(status).toBe(200);
+      await waitFor(() => shadow.seen.some((x) => x.url === '/h2'), { message: 'h2 copy' });
+      expect(shadow.seen.find((x) => x.url === '/h2')!.body.toString()).toBe('h2 body');
+
+      // Forty streams opened and reset in the same write.
+      for (let i = 0; i < 40; i++) {
+        const st = session.request({ ':path': `/rr-${i}`, ':authority': 'api.test' });
+        st.on('error', () => {});
+        st.close(h2.NGHTTP2_CANCEL);
+      }
+      const counters = () => gw.proxy.counterValues();
+      await waitFor(
+        () => (counters().mirrorSent ?? 0) + (counters()['mirrorDropped\u0000cancelled'] ?? 0) === 41,
+        { timeoutMs: 10_000, message: 'every stream accounted for' },
+      );
+      await waitFor(() => shadow.seen.length === primary.seen.length && gw.proxy.mirrors.inFlight === 0, {
+        message: 'copies settled',
+      });
+      // A copy went for exactly the requests that went upstream; the others were cancelled, both sides.
+      expect(counters().mirrorSent).toBe(primary.seen.length);
+      expect(counters()['mirrorDropped\u0000cancelled']).toBe(41 - primary.seen.length);
+    } finally {
+      session.destroy();
+    }
   });
 });
