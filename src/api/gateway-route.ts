@@ -10,6 +10,7 @@
 
 import { type Static, Type } from '@sinclair/typebox';
 import { DURATION_PATTERN } from '../lib/duration.ts';
+import { CorsFilter, RequestMirror, ResponseCompression } from './filter-schemas.ts';
 
 export const API_GROUP = 'edgegate.io';
 export const API_VERSION = 'v1alpha1';
@@ -225,7 +226,21 @@ export const FILTER_TYPES = [
   'ResponseHeaderModifier',
   'URLRewrite',
   'RequestRedirect',
+  'CORS',
+  'RequestMirror',
+  'ResponseCompression',
 ] as const;
+
+/** The field each filter type carries (Gateway API's names). */
+export const FILTER_FIELDS = {
+  RequestHeaderModifier: 'requestHeaderModifier',
+  ResponseHeaderModifier: 'responseHeaderModifier',
+  URLRewrite: 'urlRewrite',
+  RequestRedirect: 'requestRedirect',
+  CORS: 'cors',
+  RequestMirror: 'requestMirror',
+  ResponseCompression: 'responseCompression',
+} as const satisfies Record<(typeof FILTER_TYPES)[number], string>;
 
 const Filter = Type.Object(
   {
@@ -234,15 +249,15 @@ const Filter = Type.Object(
     responseHeaderModifier: Type.Optional(HeaderModifier),
     urlRewrite: Type.Optional(URLRewrite),
     requestRedirect: Type.Optional(RequestRedirect),
+    cors: Type.Optional(CorsFilter),
+    requestMirror: Type.Optional(RequestMirror),
+    responseCompression: Type.Optional(ResponseCompression),
   },
   {
     ...strict,
     description: 'Exactly the field named by type must be set.',
     ...cel(
-      ...FILTER_TYPES.map((t) => [
-        t,
-        t === 'URLRewrite' ? 'urlRewrite' : t.charAt(0).toLowerCase() + t.slice(1),
-      ]).flatMap(([t, field]) => {
+      ...FILTER_TYPES.map((t) => [t, FILTER_FIELDS[t]]).flatMap(([t, field]) => {
         return [
           {
             rule: `self.type != '${t}' || has(self.${field})`,
@@ -785,8 +800,12 @@ const Rule = Type.Object(
         maxItems: 16,
         ...cel(
           {
-            rule: 'self.all(f, self.exists_one(g, g.type == f.type))',
-            message: 'each filter type may appear once per rule',
+            rule: "self.all(f, f.type == 'RequestMirror' || self.exists_one(g, g.type == f.type))",
+            message: 'each filter type may appear once per rule (RequestMirror excepted)',
+          },
+          {
+            rule: "!self.exists(f, f.type == 'RequestRedirect') || !self.exists(f, f.type in ['CORS', 'RequestMirror', 'ResponseCompression'])",
+            message: 'a RequestRedirect rule cannot have CORS, RequestMirror or ResponseCompression filters',
           },
           {
             rule: "!(self.exists(f, f.type == 'URLRewrite') && self.exists(f, f.type == 'RequestRedirect'))",
@@ -946,6 +965,9 @@ export type GatewayRouteSpec = Static<typeof GatewayRouteSpec>;
 export type RouteRule = Static<typeof Rule>;
 export type RouteMatch = Static<typeof Match>;
 export type RouteFilter = Static<typeof Filter>;
+export type CorsFilterSpec = Static<typeof CorsFilter>;
+export type RequestMirrorSpec = Static<typeof RequestMirror>;
+export type ResponseCompressionSpec = Static<typeof ResponseCompression>;
 export type RouteBackend = Static<typeof Backend>;
 export type HeaderModifierSpec = Static<typeof HeaderModifier>;
 export type PathModifierSpec = Static<typeof PathModifier>;

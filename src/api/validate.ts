@@ -10,7 +10,9 @@ import { Value } from '@sinclair/typebox/value';
 import { parseDuration } from '../lib/duration.ts';
 import { CatalogFile } from './catalog.ts';
 import { compileDefaults } from './defaults.ts';
+import { checkCompression, checkCors, checkMirror } from './filter-checks.ts';
 import {
+  FILTER_FIELDS,
   GatewayRoute,
   type LoadBalancerSpec,
   type RouteFilter,
@@ -101,12 +103,7 @@ const routeCheck = TypeCompiler.Compile(GatewayRoute);
 const routeDefaults = compileDefaults(GatewayRoute);
 const catalogCheck = TypeCompiler.Compile(CatalogFile);
 
-const FILTER_FIELD = {
-  RequestHeaderModifier: 'requestHeaderModifier',
-  ResponseHeaderModifier: 'responseHeaderModifier',
-  URLRewrite: 'urlRewrite',
-  RequestRedirect: 'requestRedirect',
-} as const satisfies Record<RouteFilter['type'], keyof RouteFilter>;
+const FILTER_FIELD = FILTER_FIELDS satisfies Record<RouteFilter['type'], keyof RouteFilter>;
 
 function checkPathValue(value: string, path: FieldPath, errors: FieldError[]) {
   if (!value.startsWith('/'))
@@ -161,10 +158,14 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
       if (t !== f.type && f[field] !== undefined)
         errors.push({ path: [...fp, field], message: `${field} is only allowed with type ${t}` });
     }
-    if (seenTypes.has(f.type))
+    if (seenTypes.has(f.type) && f.type !== 'RequestMirror')
       errors.push({ path: [...fp, 'type'], message: `${f.type} may appear once per rule` });
     seenTypes.add(f.type);
     if (f.type === 'RequestRedirect') redirect = true;
+    if (f.cors) checkCors(f.cors, [...fp, 'cors'], errors);
+    if (f.requestMirror) checkMirror(f.requestMirror, [...fp, 'requestMirror'], errors);
+    if (f.responseCompression)
+      checkCompression(f.responseCompression, [...fp, 'responseCompression'], errors);
     const edits = f.requestHeaderModifier ?? f.responseHeaderModifier;
     if (edits) {
       const field = f.requestHeaderModifier ? 'requestHeaderModifier' : 'responseHeaderModifier';
@@ -212,6 +213,14 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
   });
   if (filters.some((f) => f.type === 'URLRewrite') && redirect)
     errors.push({ path: [...base, 'filters'], message: 'URLRewrite and RequestRedirect cannot be combined' });
+  if (
+    redirect &&
+    filters.some((f) => f.type === 'CORS' || f.type === 'RequestMirror' || f.type === 'ResponseCompression')
+  )
+    errors.push({
+      path: [...base, 'filters'],
+      message: 'a RequestRedirect rule cannot have CORS, RequestMirror or ResponseCompression filters',
+    });
 
   const backends = rule.backends ?? [];
   if (redirect && backends.length > 0)

@@ -131,6 +131,14 @@ export interface PolicyRuntimeStats {
 export const REFUSED_COUNTER = 'requestsRefused';
 export const HANDLER_ERRORS_COUNTER = 'requestHandlerErrors';
 
+/** Counter keys of the route filters (dataplane/proxy/filter-counters.ts): `mirrorDropped\0reason`,
+ * `corsPreflights\0result`, `compressedResponses\0encoding`; the mirror sent / error counts have no label. */
+export const MIRROR_SENT_COUNTER = 'mirrorSent';
+export const MIRROR_ERRORS_COUNTER = 'mirrorErrors';
+export const MIRROR_DROPPED_COUNTER = 'mirrorDropped';
+export const CORS_PREFLIGHTS_COUNTER = 'corsPreflights';
+export const COMPRESSED_COUNTER = 'compressedResponses';
+
 /** Counter-name prefixes of the per-service outlier counters (control/metrics/metrics.ts turns them into labels). */
 export const EJECTIONS_BY_SERVICE = 'ejectionsBy';
 export const REFUSED_BY_SERVICE = 'ejectionsRefusedBy';

@@ -35,6 +35,7 @@ import {
   type HostData,
   type LoadBalancerData,
   type MatchData,
+  type MirrorData,
   type PathRewrite,
   type PoolData,
   type RetryData,
@@ -42,6 +43,7 @@ import {
   type TimeoutsData,
 } from '../table/types.ts';
 import { encodeTableBody, rememberWire } from '../table/wire.ts';
+import { compressionDataOf, corsDataOf, mirrorShare } from './filters.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
 export interface CompileSettings {
@@ -473,6 +475,31 @@ function compileRoute(
     const lb = loadBalancerOf(rule.loadBalancer);
     const timeouts = timeoutsOf(rule.timeouts);
     const retry = retryOf(rule.retry);
+    const cors = corsDataOf(find('CORS')?.cors);
+    const compression = compressionDataOf(find('ResponseCompression')?.responseCompression);
+    const mirrors: MirrorData[] = [];
+    for (const f of filters) {
+      const m = f.requestMirror;
+      if (!m) continue;
+      const pool = ctx.settings.defaultPool;
+      const { cluster, known } = m.backendRef.consul
+        ? consulCluster(
+            ctx,
+            m.backendRef.consul.datacenter ?? localDc,
+            m.backendRef.consul.service,
+            m.backendRef.consul.tags ?? [],
+            m.backendRef.consul.passingOnly ?? true,
+            pool,
+          )
+        : kubeCluster(ctx, namespace, m.backendRef.service!.name, m.backendRef.service!.port, pool);
+      if (!known) {
+        const msg = m.backendRef.consul
+          ? `mirror: Consul service ${m.backendRef.consul.service} in datacenter ${m.backendRef.consul.datacenter ?? localDc} not found`
+          : `mirror: Service ${namespace}/${m.backendRef.service!.name} not found`;
+        if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
+      }
+      mirrors.push({ cluster: cluster.id, ...mirrorShare(m) });
+    }
     let backends: BackendRef[] | undefined;
     if (!redirectSpec) {
       backends = [];
@@ -524,6 +551,9 @@ function compileRoute(
         entry.backends = backends;
         if (policies) entry.policies = policies;
         setTraffic(entry, lb, timeouts, retry);
+        if (cors) entry.cors = cors;
+        if (mirrors.length > 0) entry.mirrors = mirrors;
+        if (compression) entry.compression = compression;
       }
       entries.push(entry);
     });

@@ -126,6 +126,41 @@ export interface CatalogAction {
   services: Record<string, Record<string, string>>;
 }
 
+/** A rule's CORS filter (Gateway API HTTPCORSFilter), as the data plane applies it (dataplane/proxy/cors.ts). */
+export interface CorsData {
+  /** Lower-cased origin patterns (`*`, `https://*.example.com`, `http://a.example:8080`); empty: none allowed. */
+  allowOrigins: string[];
+  allowCredentials: boolean;
+  /** Methods, or `['*']`; empty: the header is not sent. */
+  allowMethods: string[];
+  /** Lower-cased header names, or `['*']`. */
+  allowHeaders: string[];
+  exposeHeaders: string[];
+  /** Seconds (Access-Control-Max-Age). */
+  maxAge: number;
+}
+
+/** A RequestMirror filter: copies of a share of the rule's requests go to `cluster`. */
+export interface MirrorData {
+  cluster: string;
+  /** Share mirrored, 0..1. */
+  fraction: number;
+  /** Bodies up to this many bytes are mirrored; a larger one skips the mirror. */
+  maxBodyBytes: number;
+}
+
+/** A ResponseCompression filter (dataplane/proxy/response-compression.ts). */
+export interface CompressionData {
+  /** Server preference among equally rated encodings. */
+  algorithms: ('zstd' | 'br' | 'gzip')[];
+  minSize: number;
+  /** Lower-case media ranges: `type/sub`, `type/*`, `type/*+suffix`. */
+  contentTypes: string[];
+  gzipLevel: number;
+  brotliQuality: number;
+  zstdLevel: number;
+}
+
 /** One (rule, match) pair: the unit of precedence. */
 export interface EntryData {
   /** `namespace/name` of the route. */
@@ -148,6 +183,10 @@ export interface EntryData {
   loadBalancer?: LoadBalancerData;
   timeouts?: TimeoutsData;
   retry?: RetryData;
+  /** Filters that act on requests and responses; absent: off (no per-request cost). */
+  cors?: CorsData;
+  mirrors?: MirrorData[];
+  compression?: CompressionData;
 }
 
 /** Entries for one hostname key: exact host, `*.suffix` or `*` (every host), as indexes into `entries`, sorted by precedence. */

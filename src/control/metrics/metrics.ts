@@ -13,10 +13,15 @@ import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../../api/catalog.ts';
 import {
   CODE_LABELS,
+  COMPRESSED_COUNTER,
+  CORS_PREFLIGHTS_COUNTER,
   DURATION_BUCKETS,
   EJECTIONS_BY_SERVICE,
   HANDLER_ERRORS_COUNTER,
   type HistogramSnapshot,
+  MIRROR_DROPPED_COUNTER,
+  MIRROR_ERRORS_COUNTER,
+  MIRROR_SENT_COUNTER,
   type ProcessMetric,
   REFUSED_BY_SERVICE,
   REFUSED_COUNTER,
@@ -118,6 +123,41 @@ const EDGE_COUNTER_METRICS = [
     help: 'Exceptions caught while handling a request (answered 500 EDGEGATE_INTERNAL or closed) or by the process-level safety net; the process kept serving. Any non-zero value is a gateway bug worth a report.',
     labels: ['site'],
     always: [['request'], ['upgrade'], ['uncaught_exception'], ['unhandled_rejection']],
+  },
+  {
+    prefix: MIRROR_SENT_COUNTER,
+    name: 'edgegate_mirror_requests_total',
+    help: 'Request copies sent by RequestMirror filters (their answers are discarded).',
+    labels: [] as string[],
+    always: [[]] as string[][],
+  },
+  {
+    prefix: MIRROR_DROPPED_COUNTER,
+    name: 'edgegate_mirror_dropped_total',
+    help: 'Request copies a RequestMirror filter did not send, by reason: in_flight (the worker bound of copies in flight), body_too_large, no_endpoint, overloaded (the mirror endpoint at its pool capacity), cancelled (an HTTP/2 stream reset before it was forwarded).',
+    labels: ['reason'],
+    always: [['in_flight'], ['body_too_large'], ['no_endpoint'], ['overloaded'], ['cancelled']],
+  },
+  {
+    prefix: MIRROR_ERRORS_COUNTER,
+    name: 'edgegate_mirror_errors_total',
+    help: 'Request copies that failed (connect error, reset, timeout); the request itself is never affected.',
+    labels: [] as string[],
+    always: [[]] as string[][],
+  },
+  {
+    prefix: CORS_PREFLIGHTS_COUNTER,
+    name: 'edgegate_cors_preflights_total',
+    help: 'CORS preflights answered by the gateway, by result: allowed (CORS headers sent) or refused (origin not allowed: 204 without them).',
+    labels: ['result'],
+    always: [['allowed'], ['refused']],
+  },
+  {
+    prefix: COMPRESSED_COUNTER,
+    name: 'edgegate_compressed_responses_total',
+    help: 'Responses compressed by a ResponseCompression filter, by encoding.',
+    labels: ['encoding'],
+    always: [['zstd'], ['br'], ['gzip']],
   },
 ];
 

@@ -24,10 +24,12 @@ import type { HeaderEdits } from '../../table/types.ts';
 import { noteGatewayError, type RequestRecord } from '../observe/request-observer.ts';
 import type { ClusterRuntime } from './cluster-runtime.ts';
 import { budgetOf, type ConnectionBudget, GRANTED, REFUSED } from './connection-budget.ts';
+import type { CorsPolicy } from './cors.ts';
 import { forwardedTrailers } from './h2-compat.ts';
 import { clientResponseHeaders } from './headers.ts';
 import type { OutlierDetector } from './outlier.ts';
 import { type BodySink, coalescedBody } from './request-body.ts';
+import { type CompressedBody, type CompressionPolicy, compressedBody } from './response-compression.ts';
 import type { Upstream } from './upstream-pools.ts';
 
 /** What went wrong with one try, as bits so a rule's `retry.on` is one mask. */
@@ -80,6 +82,10 @@ export interface RulePolicy {
   retryMask: number;
   backoffMs: number;
   responseHeaders: HeaderEdits | undefined;
+  /** CORS filter (response headers of actual requests); undefined: none. */
+  cors?: CorsPolicy | undefined;
+  /** ResponseCompression filter; undefined: none. */
+  compression?: CompressionPolicy | undefined;
 }
 
 /** Worker-wide counters (plain numbers; observe/ turns them into edgegate_* metrics). */
@@ -442,6 +448,8 @@ export class Exchange implements BodySink {
   #stalled = false;
   #sendTimer: NodeJS.Timeout | undefined;
   #bodyTimer: NodeJS.Timeout | undefined;
+  /** The response body goes through a compressor (ResponseCompression filter). */
+  #compressed: CompressedBody | undefined;
 
   constructor(ctx: ExchangeContext, init: ExchangeInit) {
     this.#ctx = ctx;
@@ -737,10 +745,12 @@ export class Exchange implements BodySink {
       return;
     }
     try {
-      res.writeHead(
-        statusCode,
-        clientResponseHeaders(headers, this.#policy.responseHeaders, this.#requestId),
-      );
+      const p = this.#policy;
+      const out = clientResponseHeaders(headers, p.responseHeaders, this.#requestId);
+      if (p.cors !== undefined) p.cors.decorate(out, this.#req.headers.origin);
+      if (p.compression !== undefined)
+        this.#compressed = compressedBody(p.compression, this, this.#req, res, statusCode, out);
+      res.writeHead(statusCode, out);
     } catch {
       sendError(
         res,
@@ -775,7 +785,7 @@ export class Exchange implements BodySink {
   }
 
   responseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#res.write(chunk)) {
+    if (!(this.#compressed === undefined ? this.#res.write(chunk) : this.#compressed.write(chunk))) {
       controller.pause();
       this.#paused = controller;
       const ms = this.#ctx.sendTimeoutMs;
@@ -785,6 +795,15 @@ export class Exchange implements BodySink {
         else this.#sendTimer.refresh();
       }
     }
+  }
+
+  /** The response compressor failed (response-compression.ts): the client sees a cut response. */
+  compressionFailed(): void {
+    if (this.#finished) return;
+    sendError(this.#res, 'EDGEGATE_INTERNAL', this.#requestId, 'response compression failed');
+    const a = this.#attempt;
+    if (a !== undefined && !a.settled)
+      a.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'response compression failed'));
   }
 
   drained(): void {
@@ -818,7 +837,8 @@ export class Exchange implements BodySink {
         const t = forwardedTrailers(trailers);
         if (t) (this.#res as TrailerResponse).addTrailers(t);
       }
-      this.#res.end();
+      if (this.#compressed === undefined) this.#res.end();
+      else this.#compressed.end();
       return;
     }
     if (this.#finished) {
@@ -908,6 +928,7 @@ export class Exchange implements BodySink {
     this.#finished = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (this.#sendTimer !== undefined) clearTimeout(this.#sendTimer);
+    this.#compressed?.close();
     const state = this.#cluster.state;
     state.active--;
     if (this.#retrying) state.retriesActive--;

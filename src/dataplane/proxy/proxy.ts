@@ -24,6 +24,7 @@ import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-ru
 import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
 import { WeightedRoundRobin } from './balancer.ts';
 import { ClusterRuntime, ClusterState, LB_CONSISTENT_HASH, lbMode } from './cluster-runtime.ts';
+import { CorsPolicy, corsCounters } from './cors.ts';
 import {
   Exchange,
   type ExchangeContext,
@@ -32,12 +33,15 @@ import {
   type RulePolicy,
   sendError,
 } from './exchange.ts';
+import { filterCounterValues } from './filter-counters.ts';
 import { requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
 import { normalizePath } from './normalize-path.ts';
 import { DEFAULT_OUTLIER_SETTINGS, OutlierDetector, type OutlierSettings } from './outlier.ts';
 import { answerHandlerError, answerUpgradeError } from './refusal-response.ts';
 import { buffersBody, readRequestBody } from './request-body.ts';
+import { type MirrorTarget, RequestMirrors } from './request-mirror.ts';
+import { CompressionPolicy, compressionCounters } from './response-compression.ts';
 import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
 import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
@@ -79,6 +83,10 @@ export interface ProxySettings {
   sendTimeoutMs: number;
   /** Requests with an upstream try in flight per client connection; more wait (then 429). 0: no cap. */
   maxUpstreamRequestsPerConnection: number;
+  /** RequestMirror copies in flight per worker; more are dropped (edgegate_mirror_dropped_total{reason="in_flight"}). */
+  mirrorMaxInFlight: number;
+  /** A mirror copy not answered completely within this is aborted. */
+  mirrorTimeoutMs: number;
 }
 
 export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
@@ -98,6 +106,8 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
   requestBufferBytes: 64 * 1024,
   sendTimeoutMs: 30_000,
   maxUpstreamRequestsPerConnection: 32,
+  mirrorMaxInFlight: 128,
+  mirrorTimeoutMs: 10_000,
 };
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
@@ -121,6 +131,8 @@ function policyOf(e: EntryData, s: ProxySettings): RulePolicy {
     retryMask,
     backoffMs: retry.backoffMs,
     responseHeaders: e.responseHeaders,
+    cors: e.cors ? new CorsPolicy(e.cors) : undefined,
+    compression: e.compression ? new CompressionPolicy(e.compression) : undefined,
   };
 }
 
@@ -130,6 +142,8 @@ interface RuleRuntime {
   backends: WeightedRoundRobin<ClusterRuntime> | undefined;
   /** Request policies (IP, limits, shedding, auth) run before the exchange; undefined: none. */
   gate: RuleGate | undefined;
+  /** RequestMirror filters; undefined: none. */
+  mirrors: MirrorTarget[] | undefined;
 }
 
 /** A table made ready for serving: the index plus rule policies and cluster runtimes. */
@@ -163,7 +177,17 @@ class ServedTable {
             e.backends.map((b) => b.weight),
           )
         : undefined;
-      this.#rules.set(e.ruleId, { policy: policyOf(e, settings), backends, gate: gates?.get(e.ruleId) });
+      const mirrors = e.mirrors?.map((m) => ({
+        cluster: this.clusters.get(m.cluster)!,
+        fraction: m.fraction,
+        maxBodyBytes: m.maxBodyBytes,
+      }));
+      this.#rules.set(e.ruleId, {
+        policy: policyOf(e, settings),
+        backends,
+        gate: gates?.get(e.ruleId),
+        mirrors,
+      });
     }
   }
 
@@ -246,6 +270,7 @@ export class ProxyPipeline {
   readonly pools = new UpstreamPools();
   readonly outlier: OutlierDetector;
   readonly counters = new ProxyCounters();
+  readonly mirrors: RequestMirrors;
   /** Metrics and access log (observe/): set before the first table. */
   observer: RequestObserver | undefined;
   readonly #states = new Map<string, ClusterState>();
@@ -257,6 +282,10 @@ export class ProxyPipeline {
     this.settings = { ...DEFAULT_PROXY_SETTINGS, ...settings };
     this.#policies = policies;
     this.outlier = new OutlierDetector(this.settings.outlier);
+    this.mirrors = new RequestMirrors({
+      maxInFlight: this.settings.mirrorMaxInFlight,
+      timeoutMs: this.settings.mirrorTimeoutMs,
+    });
     this.#ctx = {
       outlier: this.outlier,
       budgetPercent: this.settings.retryBudgetPercent,
@@ -313,6 +342,7 @@ export class ProxyPipeline {
       unsendable: c.unsendable,
       ejections: o.ejections,
       ejectionsRefusedByCap: o.refusedByCap,
+      ...filterCounterValues(this.mirrors.counters, corsCounters, compressionCounters),
       // Per service and datacenter, as `name\u0000service\u0000datacenter` (summed across workers like the rest).
       ...Object.fromEntries(
         [...o.byService].flatMap(([key, [ejected, refused]]) => [
@@ -480,6 +510,12 @@ export class ProxyPipeline {
     // The policy hook: after the match, before an endpoint is picked (order: src/dataplane/policy/policy-runtime.ts). A
     // matched request that cannot be forwarded (unknown catalog service, no healthy upstream) meets the policies
     // first, then gets its error.
+    // A CORS preflight is answered here, before the policies (it carries no credentials) and whatever the upstream.
+    const cors = r.rule?.policy.cors;
+    if (cors !== undefined) {
+      if (req.method === 'OPTIONS' && cors.preflight(req, res, requestId)) return;
+      cors.preset(res, req.headers.origin);
+    }
     const gate = r.rule?.gate;
     if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
@@ -553,6 +589,31 @@ export class ProxyPipeline {
     });
     // A small body is read whole before any upstream resource is taken (a slow upload holds no pooled connection).
     const s = this.settings;
+    const mirrors = r.rule!.mirrors;
+    const pending =
+      mirrors === undefined
+        ? undefined
+        : this.mirrors.start(
+            req,
+            mirrors,
+            method,
+            r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
+            upstreamHeaders,
+            hasBody,
+            req.headers['content-length'],
+          );
+    if (pending !== undefined && hasBody && pass?.body === undefined) {
+      // A mirrored body is read up to the larger of the two bounds (the copy needs it whole), then both go.
+      const limit = Math.max(s.requestBufferBytes, pending.limit);
+      if (buffersBody(req.headers['content-length'], limit)) {
+        exchange.start(true);
+        readRequestBody(req, pending.sinkFor(exchange), limit, s.clientBodyTimeoutMs);
+      } else {
+        exchange.start();
+        pending.skip();
+      }
+      return;
+    }
     if (
       hasBody &&
       pass?.body === undefined &&
@@ -561,6 +622,8 @@ export class ProxyPipeline {
       exchange.start(true);
       readRequestBody(req, exchange, s.requestBufferBytes, s.clientBodyTimeoutMs);
     } else exchange.start();
+    // After the request itself went: a copy never goes first.
+    if (pending !== undefined) pending.send(hasBody ? pass!.body! : null);
   }
 
   /**

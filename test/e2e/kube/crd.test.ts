@@ -170,6 +170,90 @@ const bad: Array<[string, Record<string, unknown>, RegExp]> = [
     /spec\.rules\[0\]\.timeouts\.backendRequest: .*backendRequest must not exceed request/,
   ],
   [
+    'a CORS origin that is no origin',
+    {
+      rules: [
+        {
+          filters: [{ type: 'CORS', cors: { allowOrigins: ['https://ok.example', 'ftp://x/y'] } }],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.cors\.allowOrigins\[1\]: Invalid value: "ftp:\/\/x\/y"/,
+  ],
+  [
+    "CORS '*' alongside other origins",
+    {
+      rules: [
+        {
+          filters: [{ type: 'CORS', cors: { allowOrigins: ['*', 'https://a.example'] } }],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.cors\.allowOrigins: .*cannot contain '\*' alongside other values/,
+  ],
+  [
+    'a mirror with percent and fraction',
+    {
+      rules: [
+        {
+          filters: [
+            {
+              type: 'RequestMirror',
+              requestMirror: { backendRef: backend, percent: 5, fraction: { numerator: 1 } },
+            },
+          ],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.requestMirror: .*only one of percent or fraction/,
+  ],
+  [
+    'a mirror fraction above one',
+    {
+      rules: [
+        {
+          filters: [
+            {
+              type: 'RequestMirror',
+              requestMirror: { backendRef: backend, fraction: { numerator: 3, denominator: 2 } },
+            },
+          ],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.requestMirror\.fraction: .*numerator must be less than or equal to denominator/,
+  ],
+  [
+    'CORS on a redirect rule',
+    {
+      rules: [
+        {
+          filters: [
+            { type: 'RequestRedirect', requestRedirect: { statusCode: 301 } },
+            { type: 'CORS', cors: { allowOrigins: ['*'] } },
+          ],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters: .*RequestRedirect rule cannot have CORS, RequestMirror or ResponseCompression/,
+  ],
+  [
+    'an unknown compression algorithm',
+    {
+      rules: [
+        {
+          filters: [{ type: 'ResponseCompression', responseCompression: { algorithms: ['lzma'] } }],
+          backends: [backend],
+        },
+      ],
+    },
+    /spec\.rules\[0\]\.filters\[0\]\.responseCompression\.algorithms\[0\]: Unsupported value: "lzma"/,
+  ],
+  [
     'an unknown retry condition',
     { rules: [{ backends: [backend], retry: { retryOn: ['sometimes'] } }] },
     /spec\.rules\[0\]\.retry\.retryOn\[0\]: Unsupported value: "sometimes"/,
@@ -235,6 +319,38 @@ describe('GatewayRoute CRD on kube-apiserver', () => {
               urlRewrite: {
                 hostname: 'up.example.com',
                 path: { type: 'ReplaceFullPath', replaceFullPath: '/x' },
+              },
+            },
+            {
+              type: 'CORS',
+              cors: {
+                allowOrigins: ['https://*.example.com', 'http://localhost:3000'],
+                allowMethods: ['GET', 'PUT'],
+                allowHeaders: ['content-type'],
+                exposeHeaders: ['x-total'],
+                allowCredentials: true,
+                maxAge: 600,
+              },
+            },
+            {
+              type: 'RequestMirror',
+              requestMirror: { backendRef: { service: { name: 'shadow', port: 80 } }, percent: 10 },
+            },
+            {
+              type: 'RequestMirror',
+              requestMirror: {
+                backendRef: { consul: { service: 'audit' } },
+                fraction: { numerator: 1, denominator: 1000 },
+                maxBodySize: 1024,
+              },
+            },
+            {
+              type: 'ResponseCompression',
+              responseCompression: {
+                algorithms: ['br', 'gzip'],
+                minSize: 256,
+                contentTypes: ['text/*'],
+                gzipLevel: 6,
               },
             },
           ],
