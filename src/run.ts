@@ -322,8 +322,12 @@ function createControlPlane(
           onRoutes: controller.onRoutes.bind(controller),
         };
         // The hub exists by now (metrics() is called before start()); a query answered before it does is not counted.
-        const source = startConsulSource(sink, opts.consul, log, (seconds) =>
-          hub?.consulBlockingQuery.observe(seconds),
+        const source = startConsulSource(
+          sink,
+          opts.consul,
+          log,
+          (seconds) => hub?.consulBlockingQuery.observe(seconds),
+          (identity) => certificates?.setMesh(identity),
         );
         consul = source;
         sources.register('consul', () => {
@@ -475,13 +479,15 @@ async function startCertificates(opts: RunOptions, log: Logger, publish: (set: C
   const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
   const clientSpecs = opts.upstreamClientCerts ?? [];
   const clientFiles = new FileCertSource(clientSpecs, undefined, log);
-  if (!files.configured && !secretCertificatesOn(opts) && !clientFiles.configured) return undefined;
+  const mesh = Boolean(opts.consul?.meshService); // the Consul mesh identity travels in the certificate set
+  if (!files.configured && !secretCertificatesOn(opts) && !clientFiles.configured && !mesh) return undefined;
   const manager = new CertManager((set) => {
     publish(set);
     log.info('certificates published', {
       version: set.version,
       certificates: set.bundles.length,
       clientCertificates: Object.keys(set.clients ?? {}).length,
+      ...(set.mesh ? { meshRoot: set.mesh.activeRootId, meshLeafSerial: set.mesh.leafSerial } : {}),
     });
   });
   if (files.configured) await files.start((bundles, def) => manager.set('files', bundles, def));
@@ -525,7 +531,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const tls = new TlsListener(proxy, opts.tlsSettings ?? {}, log, opts.listenerSettings);
   const certs = await startCertificates(opts, log, (set) => {
     tls.applyCerts(set);
-    proxy.pools.clientCertificates.set(set.clients);
+    proxy.pools.clientCertificates.set(set.clients, set.mesh);
   });
   const plane = createControlPlane(opts, log, (table) => proxy.setTable(table), certs?.manager);
   const { controller } = plane;

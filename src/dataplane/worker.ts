@@ -123,7 +123,7 @@ export class ProxyWorker {
         return this.#applyTable(m.version, m.hash, m.json);
       case 'certs':
         this.#tls?.applyCerts(m.set);
-        this.#proxy.pools.clientCertificates.set(m.set.clients);
+        this.#proxy.pools.clientCertificates.set(m.set.clients, m.set.mesh);
         return;
       case 'drain':
         void this.drain(m);
