@@ -14,6 +14,7 @@ import { BlockingQuery, type WatchError, type WatchErrorKind } from './blocking-
 import { ConsulHttp } from './consul-http.ts';
 import { instancesFromHealth } from './health.ts';
 import { MeshWatch } from './mesh-watch.ts';
+import { PEER_SERVICES, peerServiceList, serviceList } from './service-lists.ts';
 import type { ConsulSettings } from './settings.ts';
 import { deriveWatchSet, peerOf, type ServiceWatchKey, watchKey } from './watch-set.ts';
 
@@ -342,12 +343,10 @@ export class ConsulSource {
       if (this.#lists.has(dc)) continue;
       const entry: ListEntry = { services: undefined, watch: undefined as unknown as BlockingQuery };
       this.#lists.set(dc, entry);
-      entry.watch = this.#watch(`services@${dc}`, '/v1/catalog/services', whereQuery(dc), 1000, (body) => {
-        if (!body || typeof body !== 'object' || Array.isArray(body))
-          throw new TypeError('expected an object');
-        const next: Record<string, string[]> = {};
-        for (const [name, tags] of Object.entries(body as Record<string, unknown>))
-          next[name] = Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
+      const peer = peerOf(dc);
+      const listPath = peer !== undefined ? PEER_SERVICES : '/v1/catalog/services';
+      entry.watch = this.#watch(`services@${dc}`, listPath, whereQuery(dc), 1000, (body) => {
+        const next = peer !== undefined ? peerServiceList(body) : serviceList(body);
         if (entry.services && JSON.stringify(entry.services) === JSON.stringify(next)) return;
         entry.services = next;
         this.#reconcile();
