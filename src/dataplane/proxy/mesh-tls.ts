@@ -33,15 +33,36 @@ export function meshServerName(trustDomain: string, m: MeshPoolData): string {
   return `${m.service}.${m.namespace}.${m.datacenter}.internal.${trustDomain}`;
 }
 
-/** URI SANs of a peer certificate (Node's `subjectaltname` text: `DNS:a, URI:spiffe://…`). */
+/**
+ * URI SANs of a peer certificate. Node's `subjectaltname` text is `TYPE:value` entries joined by `, `, where a value
+ * that holds a `,` or a quote is written as a JSON string: a value can never pass for two entries.
+ */
 export function uriSans(cert: PeerCertificate): string[] {
   const san = cert.subjectaltname ?? '';
   const out: string[] = [];
-  for (const part of san.split(', ')) {
-    if (!part.startsWith('URI:')) continue;
-    let v = part.slice(4);
-    if (v.startsWith('"') && v.endsWith('"')) v = JSON.parse(v) as string;
-    out.push(v);
+  let i = 0;
+  while (i < san.length) {
+    const colon = san.indexOf(':', i);
+    if (colon < 0) break;
+    const type = san.slice(i, colon);
+    let value: string;
+    let end: number;
+    if (san[colon + 1] === '"') {
+      end = colon + 2;
+      while (end < san.length && san[end] !== '"') end += san[end] === '\\' ? 2 : 1;
+      end++;
+      try {
+        value = JSON.parse(san.slice(colon + 1, end)) as string;
+      } catch {
+        return out; // not Node's format: trust nothing after it
+      }
+    } else {
+      end = san.indexOf(', ', colon);
+      if (end < 0) end = san.length;
+      value = san.slice(colon + 1, end);
+    }
+    if (type === 'URI') out.push(value);
+    i = san.startsWith(', ', end) ? end + 2 : end;
   }
   return out;
 }
