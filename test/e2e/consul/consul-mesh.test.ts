@@ -4,8 +4,13 @@
  * are Connect-native HTTPS servers on loopback presenting leaf certificates from the same Consul CA and requiring a
  * client certificate. The tests run in order and share the agent and the gateway.
  */
+
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -36,6 +41,15 @@ spec:
     - backends:
         - consul: { service: payments, mesh: true }
 `,
+  'forged.yaml': `apiVersion: edgegate.io/v1alpha1
+kind: GatewayRoute
+metadata: { name: forged, namespace: edge }
+spec:
+  hostnames: [forged.test]
+  rules:
+    - backends:
+        - consul: { service: ledger, mesh: true }
+`,
   'plain.yaml': `apiVersion: edgegate.io/v1alpha1
 kind: GatewayRoute
 metadata: { name: plain, namespace: edge }
@@ -50,6 +64,7 @@ spec:
 let agent: ConsulAgent | undefined;
 let gw: Gateway | undefined;
 let web: MeshUpstream | undefined;
+let forged: Server | undefined;
 const routesDir = mkdtempSync(join(tmpdir(), 'edgegate-mesh-routes-'));
 const stateDir = mkdtempSync(join(tmpdir(), 'edgegate-mesh-state-'));
 
@@ -83,6 +98,25 @@ beforeAll(async () => {
   await registerNative(agent, 'web-1', 'web', web.port);
   // `payments` is registered at the web server: it presents web's identity, not payments'.
   await registerNative(agent, 'payments-1', 'payments', web.port);
+  // `ledger` presents the right SPIFFE ID in a certificate the Consul CA did not sign.
+  const { trustDomain } = await meshMaterial(agent, 'web');
+  const dir = mkdtempSync(join(tmpdir(), 'edgegate-mesh-forged-'));
+  execFileSync(
+    'openssl',
+    [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'],
+      ...['-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=ledger'],
+      ...['-addext', `subjectAltName=URI:spiffe://${trustDomain}/ns/default/dc/dc1/svc/ledger`],
+    ],
+    { stdio: 'pipe' },
+  );
+  forged = createServer(
+    { cert: readFileSync(join(dir, 'c.pem')), key: readFileSync(join(dir, 'k.pem')) },
+    (_req, res) => res.end('forged'),
+  );
+  forged.listen(0, '127.0.0.1');
+  await once(forged, 'listening');
+  await registerNative(agent, 'ledger-1', 'ledger', (forged.address() as AddressInfo).port);
   gw = await startGateway({
     routesDir,
     stateDir,
@@ -94,6 +128,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   await web?.close();
+  forged?.close();
   await agent?.stop();
 });
 
@@ -124,11 +159,21 @@ describe('Consul service mesh upstreams (Connect-native, built-in CA)', () => {
     expect(plain.status).toBe(502);
   });
 
-  it('a wrong SPIFFE identity is refused: 502 EDGEGATE_MESH_IDENTITY naming both identities', async () => {
+  it('an upstream impersonating another mesh service is refused: 502 EDGEGATE_MESH_IDENTITY naming both identities', async () => {
+    // payments' address answers with web's leaf: a valid Consul certificate, the wrong service.
     const a = await get('impostor.test');
     expect(a.status).toBe(502);
     expect(a.body.error).toBe('EDGEGATE_MESH_IDENTITY');
     expect(a.body.message).toMatch(/\/svc\/web is not the expected spiffe:\/\/.+\/dc\/dc1\/svc\/payments$/);
+  });
+
+  it('a forged certificate with the right SPIFFE ID but outside the Consul CA is refused: 502 EDGEGATE_MESH_IDENTITY', async () => {
+    const a = await get('forged.test');
+    expect(a.status).toBe(502);
+    expect(a.body.error).toBe('EDGEGATE_MESH_IDENTITY');
+    expect(a.body.message).toMatch(
+      /does not chain to the Consul CA roots \([A-Z_]+\); expected spiffe:.+\/svc\/ledger$/,
+    );
   });
 
   it('a denying intention refuses with 403 and the reason, counted in metrics; removing it serves again', async () => {
@@ -146,7 +191,9 @@ describe('Consul service mesh upstreams (Connect-native, built-in CA)', () => {
     });
     const a = await get('mesh.test');
     expect(a.body.error).toBe('EDGEGATE_MESH_INTENTION_DENIED');
-    expect(a.body.message).toMatch(/^intentions deny edgegate → web: .*intention/i);
+    expect(a.body.message).toBe(
+      'intentions deny edgegate → web: matched L4 intention default/edgegate → default/web (precedence 9, action deny)',
+    );
     const metrics = await scrapeMetrics(`http://127.0.0.1:${gw!.adminPort}`);
     expect(
       sumOf(metrics, 'edgegate_requests_total', { code: 'EDGEGATE_MESH_INTENTION_DENIED', service: 'web' }),

@@ -131,6 +131,7 @@ export class ConsulSource {
     if (opts.settings.meshService)
       this.#mesh = new MeshWatch({
         gatewayService: opts.settings.meshService,
+        namespace: opts.settings.namespace,
         http: this.#http,
         watch: (key, path, query, pollMs, onData) => this.#watch(key, path, query, pollMs, onData),
         log: opts.log,

@@ -6,8 +6,12 @@
  *   whole MeshIdentity, which reaches the workers in the certificate set (never the table: it holds a key).
  * - Intentions: per mesh destination service, a blocking watch on `/v1/connect/intentions/match?by=destination`;
  *   each change (and every INTENTION_RECHECK_MS, for changes no intention index shows: the default policy) asks
- *   the agent `POST /v1/agent/connect/authorize` with the gateway's leaf URI as the client, which answers with
- *   Consul's own precedence and default-policy rules and a reason. The decision is a fact of the catalog snapshot.
+ *   `/v1/connect/intentions/check?source=<gateway>&destination=<service>`, which the servers answer with Consul's
+ *   own precedence, wildcard and default-policy rules. The reason is the first intention of the match list (in
+ *   Consul's precedence order) whose source is the gateway or `*`, or the default policy when none is.
+ *   Not `/v1/agent/connect/authorize`: on Consul 1.22 the agent's cache behind it keeps denying after the last
+ *   intention of a destination is deleted (it answered "Matched L4 intention … DENY" minutes after the delete,
+ *   while check and match had moved on). The decision is a fact of the catalog snapshot.
  */
 import type { MeshIdentity } from '../../../api/certificate.ts';
 import { backoffDelay } from '../../../lib/backoff.ts';
@@ -18,8 +22,8 @@ import type { ConsulHttp } from './consul-http.ts';
 export const INTENTION_RECHECK_MS = 30_000;
 
 /**
- * After an intention change the agent's own cache of intentions (which /v1/agent/connect/authorize reads) may lag
- * the servers by a moment: the decision is asked again after these delays.
+ * After an intention change the decision is asked again after these delays: a secondary datacenter's servers
+ * replicate intentions from the primary and may answer a moment behind the change that woke the watch.
  */
 export const INTENTION_FOLLOW_UPS_MS = [250, 1_000, 3_000];
 
@@ -38,6 +42,8 @@ export interface MeshLog {
 
 export interface MeshWatchOptions {
   gatewayService: string;
+  /** Consul namespace of the gateway (CONSUL_NAMESPACE; default `default`). */
+  namespace?: string | undefined;
   http: ConsulHttp;
   watch: WatchFactory;
   log: MeshLog;
@@ -71,6 +77,22 @@ interface Destination {
   failures: number;
   timer: NodeJS.Timeout | undefined;
   followUps: NodeJS.Timeout[];
+  /** The latest match list for the destination (precedence order): where a decision's reason comes from. */
+  intentions: Intention[];
+}
+
+interface Intention {
+  SourceNS?: string;
+  SourceName?: string;
+  SourcePeer?: string;
+  Action?: string;
+  Precedence?: number;
+  Permissions?: unknown[] | null;
+}
+
+function intentionList(body: unknown, svc: string): Intention[] {
+  const list = (body as Record<string, unknown> | null)?.[svc];
+  return Array.isArray(list) ? (list as Intention[]) : [];
 }
 
 function parseRoots(body: unknown): Roots {
@@ -122,7 +144,7 @@ export class MeshWatch {
   #leafWatch: BlockingQuery | undefined;
   #recheck: NodeJS.Timeout | undefined;
   readonly #abort = new AbortController();
-  #authorizeErrors = 0;
+  #checkErrors = 0;
 
   constructor(opts: MeshWatchOptions) {
     this.#o = opts;
@@ -143,11 +165,8 @@ export class MeshWatch {
       {},
       1000,
       (body) => {
-        const next = parseLeaf(body);
-        const uriChanged = next.uri !== this.#leaf?.uri;
-        this.#leaf = next;
+        this.#leaf = parseLeaf(body);
         this.#identity();
-        if (uriChanged) for (const svc of this.#destinations.keys()) this.#check(svc);
       },
     );
     this.#recheck = setInterval(() => {
@@ -175,6 +194,7 @@ export class MeshWatch {
         failures: 0,
         timer: undefined,
         followUps: [],
+        intentions: [],
       };
       this.#destinations.set(svc, d);
       d.watch = this.#o.watch(
@@ -182,7 +202,10 @@ export class MeshWatch {
         '/v1/connect/intentions/match',
         { by: 'destination', name: svc },
         1000,
-        () => this.#changed(svc, d),
+        (body) => {
+          d.intentions = intentionList(body, svc);
+          this.#changed(svc, d);
+        },
       );
     }
   }
@@ -213,7 +236,7 @@ export class MeshWatch {
       activeRootId: this.#roots?.activeRootId,
       roots: this.#roots?.pems.length ?? 0,
       leafSerial: this.#leaf?.serial,
-      authorizeErrors: this.#authorizeErrors,
+      checkErrors: this.#checkErrors,
       intentions: this.decisions(),
     };
   }
@@ -244,6 +267,21 @@ export class MeshWatch {
     });
   }
 
+  /** Why: the first intention (precedence order) whose source is the gateway or `*`; else the default policy. */
+  #reason(d: Destination, svc: string, allowed: boolean): string {
+    const gw = this.#o.gatewayService;
+    const ns = this.#o.namespace ?? 'default';
+    const hit = d.intentions.find(
+      (i) =>
+        !i.SourcePeer &&
+        (i.SourceName === gw || i.SourceName === '*') &&
+        (i.SourceNS === undefined || i.SourceNS === '' || i.SourceNS === ns || i.SourceNS === '*'),
+    );
+    if (!hit) return `no intention matches; the default intention policy ${allowed ? 'allows' : 'denies'}`;
+    const kind = hit.Permissions && hit.Permissions.length > 0 ? 'L7' : 'L4';
+    return `matched ${kind} intention ${hit.SourceNS ?? ns}/${hit.SourceName} → ${ns}/${svc} (precedence ${hit.Precedence ?? '?'}, action ${hit.Action || (kind === 'L7' ? 'per-request permissions' : '?')})`;
+  }
+
   /** The intentions of `svc` changed: ask now, and again after the agent's cache has caught up. */
   #changed(svc: string, d: Destination): void {
     for (const t of d.followUps) clearTimeout(t);
@@ -255,25 +293,24 @@ export class MeshWatch {
     });
   }
 
-  /** Asks the agent whether the gateway may connect to `svc`; a failure keeps the last decision and retries. */
+  /** Asks Consul whether the gateway may connect to `svc`; a failure keeps the last decision and retries. */
   #check(svc: string): void {
     const d = this.#destinations.get(svc);
-    const leaf = this.#leaf;
-    if (!d || !leaf || this.#abort.signal.aborted) return; // the leaf watch re-checks every service on arrival
+    if (!d || this.#abort.signal.aborted) return;
     clearTimeout(d.timer);
     d.timer = undefined;
     const seq = ++d.seq;
     this.#o.http
-      .post(
-        '/v1/agent/connect/authorize',
-        { Target: svc, ClientCertURI: leaf.uri, ClientCertSerial: leaf.serial },
+      .get(
+        '/v1/connect/intentions/check',
+        { ...this.#o.http.commonQuery(), stale: undefined, source: this.#o.gatewayService, destination: svc },
         { signal: this.#abort.signal, timeoutMs: this.#o.timeoutMs ?? 10_000 },
       )
       .then((res) => {
         if (res.status !== 200) throw new Error(`${res.status} ${res.text.slice(0, 200)}`);
-        const b = res.body as { Authorized?: unknown; Reason?: unknown } | null;
-        if (typeof b?.Authorized !== 'boolean') throw new Error('no Authorized in the answer');
-        return { allowed: b.Authorized, reason: typeof b.Reason === 'string' ? b.Reason : '' };
+        const b = res.body as { Allowed?: unknown } | null;
+        if (typeof b?.Allowed !== 'boolean') throw new Error('no Allowed in the answer');
+        return { allowed: b.Allowed, reason: this.#reason(d, svc, b.Allowed) };
       })
       .then(
         (decision) => {
@@ -290,11 +327,11 @@ export class MeshWatch {
         },
         (err: Error) => {
           if (this.#abort.signal.aborted || seq !== d.seq || this.#destinations.get(svc) !== d) return;
-          this.#authorizeErrors++;
+          this.#checkErrors++;
           d.failures++;
           if (d.failures === 1)
             this.#o.log.warn(
-              `consul mesh: /v1/agent/connect/authorize for ${svc} failed: ${err.message}; keeping the last decision and retrying`,
+              `consul mesh: /v1/connect/intentions/check for ${svc} failed: ${err.message}; keeping the last decision and retrying`,
             );
           d.timer = setTimeout(
             () => this.#check(svc),

@@ -4,17 +4,18 @@ import type { BlockingQuery } from '../../../../../src/control/sources/consul/bl
 import type { ConsulHttp, ConsulResponse } from '../../../../../src/control/sources/consul/consul-http.ts';
 import { MeshWatch } from '../../../../../src/control/sources/consul/mesh-watch.ts';
 
-/** In-process stand-ins: the watches the MeshWatch opens (fed by the test) and the agent's authorize answers. */
+/** In-process stand-ins: the watches the MeshWatch opens (fed by the test) and the intention check answers. */
 function harness() {
   const watches = new Map<
     string,
     { path: string; query: Record<string, string>; onData: (b: unknown) => void }
   >();
-  const posts: { path: string; body: { Target: string; ClientCertURI: string } }[] = [];
+  const posts: { path: string; query: Record<string, string | undefined> }[] = [];
   const answers: (() => Promise<ConsulResponse>)[] = [];
   const http = {
-    post: (path: string, body: { Target: string; ClientCertURI: string }) => {
-      posts.push({ path, body });
+    commonQuery: () => ({ stale: '' }),
+    get: (path: string, query: Record<string, string | undefined>) => {
+      posts.push({ path, query });
       const next = answers.shift();
       return next ? next() : Promise.reject(new Error('no answer scripted'));
     },
@@ -34,11 +35,11 @@ function harness() {
     backoffBaseMs: 100,
     backoffMaxMs: 1000,
   });
-  const ok = (Authorized: boolean, Reason: string) => () =>
+  const ok = (Allowed: boolean) => () =>
     Promise.resolve({
       status: 200,
       index: undefined,
-      body: { Authorized, Reason },
+      body: { Allowed },
       text: '',
       lastContactMs: undefined,
     });
@@ -85,7 +86,7 @@ describe('MeshWatch', () => {
     void h.mesh.stop();
   });
 
-  it('asks /v1/agent/connect/authorize on an intention change, and again after the agent cache caught up', async () => {
+  it('asks /v1/connect/intentions/check on an intention change (and again shortly after), with the matching intention as the reason', async () => {
     const h = harness();
     h.mesh.start();
     h.watches.get('mesh@roots')!.onData(h.roots('r1', ['P1']));
@@ -93,45 +94,52 @@ describe('MeshWatch', () => {
     h.mesh.setDestinations(['web']);
     const w = h.watches.get('intentions@web')!;
     expect([w.path, w.query]).toEqual(['/v1/connect/intentions/match', { by: 'destination', name: 'web' }]);
-    for (let i = 0; i < 4; i++) h.answers.push(h.ok(true, 'Default behavior')); // now, then 3 follow-ups
-    w.onData([]);
+    for (let i = 0; i < 4; i++) h.answers.push(h.ok(true)); // now, then 3 follow-ups
+    w.onData({ web: null });
     await vi.advanceTimersByTimeAsync(0);
+    // Asked of the servers (no `stale`): the gateway service as the source.
     expect(h.posts[0]).toEqual({
-      path: '/v1/agent/connect/authorize',
-      body: expect.objectContaining({
-        Target: 'web',
-        ClientCertURI: 'spiffe://td.consul/ns/default/dc/dc1/svc/edgegate',
-      }),
+      path: '/v1/connect/intentions/check',
+      query: { stale: undefined, source: 'edgegate', destination: 'web' },
     });
-    expect(h.mesh.decisions()).toEqual({ web: { allowed: true, reason: 'Default behavior' } });
+    expect(h.mesh.decisions()).toEqual({
+      web: { allowed: true, reason: 'no intention matches; the default intention policy allows' },
+    });
     expect(h.mesh.pending()).toEqual([]);
     await vi.advanceTimersByTimeAsync(3000);
     expect(h.posts).toHaveLength(4);
     // A deny intention: the agent's cache still says allow at first, then deny.
-    h.answers.push(
-      h.ok(true, 'Default behavior'),
-      h.ok(true, 'Default behavior'),
-      h.ok(false, 'Matched L4 intention'),
-      h.ok(false, 'Matched L4 intention'),
-    );
-    w.onData([{ Action: 'deny' }]);
+    h.answers.push(h.ok(true), h.ok(true), h.ok(false), h.ok(false));
+    w.onData({
+      web: [
+        { SourceNS: 'default', SourceName: 'billing', Action: 'allow', Precedence: 9 },
+        { SourceNS: 'default', SourceName: 'edgegate', Action: 'deny', Precedence: 9 },
+        { SourceNS: 'default', SourceName: '*', Action: 'allow', Precedence: 8 },
+      ],
+    });
     await vi.advanceTimersByTimeAsync(250);
     expect(h.mesh.decisions().web!.allowed).toBe(true);
     await vi.advanceTimersByTimeAsync(750);
-    expect(h.mesh.decisions()).toEqual({ web: { allowed: false, reason: 'Matched L4 intention' } });
+    expect(h.mesh.decisions()).toEqual({
+      web: {
+        allowed: false,
+        reason: 'matched L4 intention default/edgegate → default/web (precedence 9, action deny)',
+      },
+    });
     await vi.advanceTimersByTimeAsync(2000);
     expect(h.posts).toHaveLength(8);
-    expect(h.decisions()).toBe(2); // allow, then deny: an unchanged answer reports nothing
+    // allow (no intention), allow while the servers trail the new list, deny: an unchanged answer reports nothing
+    expect(h.decisions()).toBe(3);
     void h.mesh.stop();
   });
 
-  it('a failed authorize keeps the last decision and retries with backoff; an older answer never overwrites a newer one', async () => {
+  it('a failed intention check keeps the last decision and retries with backoff; an older answer never overwrites a newer one', async () => {
     const h = harness();
     h.mesh.start();
     h.watches.get('mesh@leaf')!.onData(h.leaf('0a'));
     h.mesh.setDestinations(['web']);
-    for (let i = 0; i < 4; i++) h.answers.push(h.ok(false, 'deny'));
-    h.watches.get('intentions@web')!.onData([]);
+    for (let i = 0; i < 4; i++) h.answers.push(h.ok(false));
+    h.watches.get('intentions@web')!.onData({ web: null });
     await vi.advanceTimersByTimeAsync(3000);
     expect(h.mesh.decisions().web!.allowed).toBe(false);
     for (let i = 0; i < 4; i++)
@@ -144,15 +152,15 @@ describe('MeshWatch', () => {
           lastContactMs: undefined,
         }),
       );
-    h.answers.push(h.ok(true, 'allow'));
+    h.answers.push(h.ok(true));
     await vi.advanceTimersByTimeAsync(26_999);
     expect(h.posts).toHaveLength(4);
     // The periodic re-check (30 s after start) fails 4 times, then the backoff retries get the new answer.
     await vi.advanceTimersByTimeAsync(1);
     expect(h.mesh.decisions().web!.allowed).toBe(false);
     await vi.advanceTimersByTimeAsync(5_000);
-    expect(h.mesh.decisions().web).toEqual({ allowed: true, reason: 'allow' });
-    expect((h.mesh.stats() as { authorizeErrors: number }).authorizeErrors).toBe(4);
+    expect(h.mesh.decisions().web!.allowed).toBe(true);
+    expect((h.mesh.stats() as { checkErrors: number }).checkErrors).toBe(4);
 
     // Two checks in flight: the first (slow, allow) answers after the second (deny).
     let release: () => void = () => {};
@@ -163,20 +171,20 @@ describe('MeshWatch', () => {
             r({
               status: 200,
               index: undefined,
-              body: { Authorized: true, Reason: 'old' },
+              body: { Allowed: true },
               text: '',
               lastContactMs: undefined,
             });
         }),
-      h.ok(false, 'new'),
+      h.ok(false),
     );
     h.mesh.setDestinations(['web', 'api']); // no change for web
-    h.watches.get('intentions@web')!.onData([1]);
-    h.watches.get('intentions@web')!.onData([2]);
+    h.watches.get('intentions@web')!.onData({ web: null });
+    h.watches.get('intentions@web')!.onData({ web: null });
     await vi.advanceTimersByTimeAsync(0);
     release();
     await vi.advanceTimersByTimeAsync(0);
-    expect(h.mesh.decisions().web).toEqual({ allowed: false, reason: 'new' });
+    expect(h.mesh.decisions().web!.allowed).toBe(false);
     void h.mesh.stop();
   });
 });
