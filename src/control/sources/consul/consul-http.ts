@@ -123,37 +123,6 @@ export class ConsulHttp {
     return { status: res.statusCode, index, body, text, lastContactMs };
   }
 
-  /** One JSON POST (agent endpoints that are not reads, e.g. `/v1/agent/connect/authorize`). */
-  async post(path: string, payload: unknown, opts: GetOptions): Promise<ConsulResponse> {
-    const url = new URL(path, this.#settings.address);
-    for (const [k, v] of Object.entries(this.commonQuery()))
-      if (k === 'ns' || k === 'partition') url.searchParams.set(k, v);
-    const headers: Record<string, string> = {
-      accept: 'application/json',
-      'content-type': 'application/json',
-    };
-    if (this.#token) headers['x-consul-token'] = this.#token;
-    const timeout = AbortSignal.timeout(opts.timeoutMs);
-    this.#requests++;
-    const res = await request(url, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(payload),
-      signal: opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout,
-      dispatcher: this.#agent,
-    });
-    const text = await res.body.text();
-    let body: unknown = text;
-    if (res.statusCode >= 200 && res.statusCode < 300) {
-      try {
-        body = text === '' ? null : JSON.parse(text);
-      } catch {
-        throw new ConsulHttpError(res.statusCode, `${path}: answer is not JSON: ${text.slice(0, 200)}`);
-      }
-    }
-    return { status: res.statusCode, index: undefined, body, text, lastContactMs: undefined };
-  }
-
   async close(): Promise<void> {
     await this.#agent.destroy();
   }
