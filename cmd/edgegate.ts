@@ -207,6 +207,12 @@ const runCommand = program
     ),
   )
   .addOption(
+    new Option(
+      '--consul-mesh-service <name>',
+      "the gateway's Consul service name: its service-mesh identity for mesh backends",
+    ).env('EDGEGATE_CONSUL_MESH_SERVICE'),
+  )
+  .addOption(
     new Option('--trusted-hops <n>', 'proxies in front whose X-Forwarded-For is trusted')
       .env('EDGEGATE_TRUSTED_HOPS')
       .default('0'),

@@ -66,6 +66,22 @@ export interface CatalogSnapshot {
   /** The local datacenter: where a consul backend without `datacenter` goes. */
   localDatacenter: string;
   datacenters: Record<string, { services: Record<string, Instance[]> }>;
+  /** Services exported to this cluster by cluster peers (`?peer=`), by peer name; absent: none watched. */
+  peers?: Record<string, { services: Record<string, Instance[]> }>;
+  /** Consul service mesh (Connect) facts; absent: mesh is off (no gateway service identity configured). */
+  mesh?: MeshCatalog;
+}
+
+/** What the Consul source knows of the service mesh: mesh addresses and intention decisions. */
+export interface MeshCatalog {
+  /** The gateway's own Consul service name: the source of every intention check. */
+  gatewayService: string;
+  /** Consul namespace of the SPIFFE identities (`default` without Enterprise namespaces). */
+  namespace: string;
+  /** Mesh addresses (sidecar proxy or Connect-native instance, `/v1/health/connect`), by `datacenter/service`. */
+  services: Record<string, Instance[]>;
+  /** The agent's answer to "may the gateway connect to this service?", by destination service. */
+  intentions: Record<string, { allowed: boolean; reason: string }>;
 }
 
 /** Endpoints of Kubernetes Services, from EndpointSlices: key `namespace/name`. Only ready endpoints. */

@@ -25,6 +25,21 @@ export interface CertSet {
   defaultBundle: CertBundle | undefined;
   /** Client certificates for mTLS to upstreams, by key `namespace/name` (a backend's `tls.clientCertificate`). */
   clients?: Record<string, { certPem: string; keyPem: string }>;
+  /** Consul service mesh identity: the gateway's leaf certificate and the CA roots (absent: mesh off). */
+  mesh?: MeshIdentity;
+}
+
+/** The gateway's Connect leaf certificate (and key) and the trust bundle of the Consul CA. */
+export interface MeshIdentity {
+  certPem: string;
+  keyPem: string;
+  /** PEM root (and intermediate) certificates of every CA root Consul currently trusts. */
+  rootsPem: string[];
+  /** The CA's SPIFFE trust domain (`<uuid>.consul`). */
+  trustDomain: string;
+  /** Active root id and leaf serial, for logs and /debug views. */
+  activeRootId: string;
+  leafSerial: string;
 }
 
 export interface CertInfo {

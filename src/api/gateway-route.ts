@@ -461,8 +461,32 @@ const ConsulBackend = Type.Object(
         description: 'true: only passing instances; false: passing and warning.',
       }),
     ),
+    mesh: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Reach the service over Consul service mesh (Connect): its mesh addresses (/v1/health/connect), mTLS with the gateway leaf certificate, the upstream SPIFFE identity checked, intentions honoured (docs/consul.md).',
+      }),
+    ),
+    peer: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$',
+        description: 'Consul cluster peer exporting the service (instead of datacenter).',
+      }),
+    ),
   },
-  strict,
+  {
+    ...strict,
+    ...cel(
+      { rule: '!has(self.peer) || !has(self.datacenter)', message: 'peer and datacenter are exclusive' },
+      {
+        rule: '!has(self.peer) || !has(self.mesh) || !self.mesh',
+        message: 'mesh to a peered service is not supported',
+      },
+    ),
+  },
 );
 
 const KubeServiceBackend = Type.Object(
@@ -876,6 +900,13 @@ export const CatalogRoute = Type.Object(
       description: 'Allowed datacenters; empty: every datacenter Consul knows.',
     }),
     passingOnly: Type.Optional(Type.Boolean({ default: true })),
+    peers: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$' }), {
+        maxItems: 64,
+        description:
+          'Cluster peers whose exported services (with the required tags) are exposed at {pathPrefix}/peer/{peer}/{service}/{rest}.',
+      }),
+    ),
     pool: Type.Optional(PoolSettings),
     policies: Type.Optional(Policies),
     loadBalancer: Type.Optional(LoadBalancer),

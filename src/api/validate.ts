@@ -240,6 +240,16 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
         path: [...bp, 'protocol'],
         message: 'h2 to a backend needs tls (HTTP/2 without TLS is not supported)',
       });
+    if (b.consul?.peer !== undefined && b.consul.datacenter !== undefined)
+      errors.push({ path: [...bp, 'consul', 'peer'], message: 'peer and datacenter are exclusive' });
+    if (b.consul?.mesh && b.consul.peer !== undefined)
+      errors.push({ path: [...bp, 'consul', 'mesh'], message: 'mesh to a peered service is not supported' });
+    if (b.consul?.mesh && b.tls)
+      errors.push({
+        path: [...bp, 'tls'],
+        message:
+          'a mesh backend gets its TLS from Consul Connect (leaf certificate and CA roots); remove tls',
+      });
     if (b.tls?.caBundle !== undefined && !b.tls.caBundle.includes('-----BEGIN CERTIFICATE-----'))
       errors.push({
         path: [...bp, 'tls', 'caBundle'],

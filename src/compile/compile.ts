@@ -43,6 +43,7 @@ import {
   type TimeoutsData,
 } from '../table/types.ts';
 import { encodeTableBody, rememberWire } from '../table/wire.ts';
+import { type ConsulWhere, catalogPeers, consulWhere, meshOf } from './consul-mesh.ts';
 import { compressionDataOf, corsDataOf, mirrorShare } from './filters.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
@@ -271,7 +272,8 @@ function upstreamTlsKey(p: PoolData): string {
   if (!p.tls) return '';
   const ca = p.tls.caBundle ? `ca${fnv1a(p.tls.caBundle)}` : 'system';
   const client = p.tls.clientCertificate ? `:client=${p.tls.clientCertificate}` : '';
-  return `|tls:${p.tls.serverName ?? ''}:${ca}${client}${p.protocol === 'h2' ? ':h2' : ''}`;
+  const mesh = p.mesh ? `:mesh=${p.mesh.namespace}/${p.mesh.datacenter}/${p.mesh.service}` : '';
+  return `|tls:${p.tls.serverName ?? ''}:${ca}${client}${p.protocol === 'h2' ? ':h2' : ''}${mesh}`;
 }
 
 /** Short stable digest for ids: cheap, and ids need no collision resistance (the table hash below does). */
@@ -305,18 +307,28 @@ function consulCluster(
   service: string,
   tags: string[],
   passingOnly: boolean,
-  pool: PoolData,
+  basePool: PoolData,
+  where: ConsulWhere = {},
 ): { cluster: ClusterData; known: boolean } {
   const sortedTags = [...new Set(tags)].sort(cmp);
-  const id = `consul:${service}@${dc}${sortedTags.length ? `[${sortedTags.join(',')}]` : ''}${passingOnly ? '' : '~warning'}|${poolKey(pool)}`;
-  const instances = ctx.catalog.datacenters[dc]?.services[service];
+  // A peered service is labelled `peer:<name>` wherever a datacenter would be (status, metrics).
+  const label = where.peer !== undefined ? `peer:${where.peer}` : dc;
+  const mesh = where.mesh ? meshOf(ctx.catalog, dc, service) : undefined;
+  const pool = mesh ? mesh.pool(basePool) : basePool;
+  const id = `consul:${service}@${label}${sortedTags.length ? `[${sortedTags.join(',')}]` : ''}${passingOnly ? '' : '~warning'}${mesh ? '~mesh' : ''}|${poolKey(pool)}`;
+  const instances = mesh
+    ? mesh.instances
+    : where.peer !== undefined
+      ? ctx.catalog.peers?.[where.peer]?.services[service]
+      : ctx.catalog.datacenters[dc]?.services[service];
   const existing = ctx.clusters.get(id);
   ctx.touched.add(id);
   if (existing) return { cluster: existing, known: instances !== undefined };
   const endpoints = sortEndpoints(
     (instances ?? []).filter((i) => serves(i, passingOnly) && hasTags(i, sortedTags)).map(endpointOf),
   );
-  const cluster: ClusterData = { id, kind: 'consul', service, datacenter: dc, endpoints, pool };
+  const cluster: ClusterData = { id, kind: 'consul', service, datacenter: label, endpoints, pool };
+  if (mesh?.denied !== undefined) cluster.meshDenied = mesh.denied;
   ctx.clusters.set(id, cluster);
   return { cluster, known: instances !== undefined };
 }
@@ -396,7 +408,8 @@ function matchesOf(rule: RouteRule): MatchData[] {
 function backendRef(b: RouteBackend, namespace: string, localDc: string): string {
   if (b.consul) {
     const tags = b.consul.tags?.length ? `[${[...b.consul.tags].sort(cmp).join(',')}]` : '';
-    return `consul:${b.consul.service}@${b.consul.datacenter ?? localDc}${tags}`;
+    const where = b.consul.peer !== undefined ? `peer:${b.consul.peer}` : (b.consul.datacenter ?? localDc);
+    return `consul:${b.consul.service}@${where}${tags}${b.consul.mesh ? '~mesh' : ''}`;
   }
   return `service:${namespace}/${b.service!.name}:${b.service!.port}`;
 }
@@ -444,6 +457,18 @@ function compileRoute(
       }
       services[dc] = exposed;
     }
+    const peers = catalogPeers(
+      ctx.catalog,
+      c.peers ?? [],
+      c.requiredTags,
+      (peer, svc) => {
+        const { cluster } = consulCluster(ctx, '', svc, c.requiredTags, passingOnly, pool, { peer });
+        return { id: cluster.id, endpoints: cluster.endpoints.length };
+      },
+      (peer, n) => addHealth(`catalog:peer:${peer}`, `peer:${peer}`, n),
+    );
+    if (peers && services.peer)
+      status.unresolved.push('datacenter peer is hidden by the peers of this catalog route (/peer/{peer}/…)');
     const entry: EntryData = {
       route: key,
       rule: 0,
@@ -455,7 +480,9 @@ function compileRoute(
         headers: [],
         queryParams: [],
       },
-      catalog: { prefix: normalizePrefix(c.pathPrefix), services },
+      catalog: peers
+        ? { prefix: normalizePrefix(c.pathPrefix), services, peers }
+        : { prefix: normalizePrefix(c.pathPrefix), services },
     };
     const policies = policyDataOf(c.policies);
     if (policies) entry.policies = policies;
@@ -514,11 +541,15 @@ function compileRoute(
               b.consul.tags ?? [],
               b.consul.passingOnly ?? true,
               pool,
+              consulWhere(b.consul),
             )
           : kubeCluster(ctx, namespace, b.service!.name, b.service!.port, pool);
-        if (!known) {
+        if (b.consul?.mesh && !ctx.catalog.mesh) {
+          const msg = `Consul service ${b.consul.service} is a mesh backend but the gateway has no mesh identity (--consul-mesh-service)`;
+          if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
+        } else if (!known) {
           const what = b.consul
-            ? `Consul service ${b.consul.service} in datacenter ${b.consul.datacenter ?? localDc}`
+            ? `Consul service ${b.consul.service} in ${b.consul.peer !== undefined ? `peer ${b.consul.peer}` : `datacenter ${b.consul.datacenter ?? localDc}`}${b.consul.mesh ? ' (mesh)' : ''}`
             : `Service ${namespace}/${b.service!.name}`;
           const msg = `${what} not found`;
           if (!status.unresolved.includes(msg)) status.unresolved.push(msg);

@@ -201,8 +201,12 @@ export function createControlPlane(
           onRoutes: controller.onRoutes.bind(controller),
         };
         // The hub exists by now (metrics() is called before start()); a query answered before it does is not counted.
-        const source = startConsulSource(sink, opts.consul, log, (seconds) =>
-          hub?.consulBlockingQuery.observe(seconds),
+        const source = startConsulSource(
+          sink,
+          opts.consul,
+          log,
+          (seconds) => hub?.consulBlockingQuery.observe(seconds),
+          (identity) => certificates?.setMesh(identity),
         );
         consul = source;
         sources.register('consul', () => {
@@ -357,13 +361,15 @@ export async function startCertificates(
   const files = new FileCertSource(opts.tlsCerts ?? [], opts.tlsDefaultCert, log);
   const clientSpecs = opts.upstreamClientCerts ?? [];
   const clientFiles = new FileCertSource(clientSpecs, undefined, log);
-  if (!files.configured && !secretCertificatesOn(opts) && !clientFiles.configured) return undefined;
+  const mesh = Boolean(opts.consul?.meshService); // the Consul mesh identity travels in the certificate set
+  if (!files.configured && !secretCertificatesOn(opts) && !clientFiles.configured && !mesh) return undefined;
   const manager = new CertManager((set) => {
     publish(set);
     log.info('certificates published', {
       version: set.version,
       certificates: set.bundles.length,
       clientCertificates: Object.keys(set.clients ?? {}).length,
+      ...(set.mesh ? { meshRoot: set.mesh.activeRootId, meshLeafSerial: set.mesh.leafSerial } : {}),
     });
   });
   if (files.configured) await files.start((bundles, def) => manager.set('files', bundles, def));

@@ -98,10 +98,13 @@ export class DataPlane {
     this.#table = table;
   }
 
-  /** Serving certificates to the HTTPS listener, client certificates (mTLS to upstreams) to the pools. */
+  /**
+   * Serving certificates to the HTTPS listener; client certificates (mTLS to upstreams) and the Consul mesh
+   * identity (leaf and roots) to the pools.
+   */
   applyCerts(set: CertSet): void {
     this.tls?.applyCerts(set);
-    this.proxy.pools.clientCertificates.set(set.clients);
+    this.proxy.pools.clientCertificates.set(set.clients, set.mesh);
   }
 
   /** Opens the HTTP listener; rejects with the listen error (EADDRINUSE…). */

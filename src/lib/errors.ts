@@ -12,6 +12,9 @@ export const GatewayErrors = {
   EDGEGATE_UPSTREAM_RESET: { status: 502, message: 'the upstream closed the connection' },
   EDGEGATE_UPSTREAM_PROTOCOL: { status: 502, message: 'the upstream sent an invalid response' },
   EDGEGATE_UPSTREAM_TIMEOUT: { status: 504, message: 'the upstream did not answer in time' },
+  // Consul service mesh (docs/consul.md, "Service mesh upstreams").
+  EDGEGATE_MESH_INTENTION_DENIED: { status: 403, message: 'Consul intentions deny this upstream' },
+  EDGEGATE_MESH_IDENTITY: { status: 502, message: 'the mesh upstream presented the wrong identity' },
   EDGEGATE_BAD_REQUEST: { status: 400, message: 'bad request' },
   EDGEGATE_MISDIRECTED: { status: 421, message: 'request host does not match the target authority' },
   EDGEGATE_SHUTTING_DOWN: { status: 503, message: 'the gateway is shutting down' },

@@ -48,6 +48,18 @@ export interface PoolData {
   tls?: UpstreamTlsData;
   /** `h2`: HTTP/2 over TLS to the upstream (gRPC); absent: HTTP/1.1. */
   protocol?: 'h2';
+  /** Consul service mesh (Connect) mTLS: the identity the upstream must present (absent: not a mesh pool). */
+  mesh?: MeshPoolData;
+}
+
+/**
+ * A mesh upstream's expected identity: `spiffe://<trust domain>/ns/<namespace>/dc/<datacenter>/svc/<service>`
+ * (the trust domain comes with the CA roots in the certificate set, not the table).
+ */
+export interface MeshPoolData {
+  service: string;
+  namespace: string;
+  datacenter: string;
 }
 
 /** How the gateway connects to a TLS upstream. CA certificates are public: they may live in the table. */
@@ -112,6 +124,8 @@ export interface ClusterData {
   datacenter: string;
   endpoints: EndpointData[];
   pool: PoolData;
+  /** A mesh backend the intentions deny: why (requests get 403). Absent: allowed, or not a mesh backend. */
+  meshDenied?: string;
 }
 
 export interface BackendRef {
@@ -124,6 +138,8 @@ export interface CatalogAction {
   prefix: string;
   /** datacenter → service → cluster id, for every exposed service. */
   services: Record<string, Record<string, string>>;
+  /** peer → service → cluster id, served at `{prefix}/peer/{peer}/{service}/…` (absent: no peers exposed). */
+  peers?: Record<string, Record<string, string>>;
 }
 
 /** A rule's CORS filter (Gateway API HTTPCORSFilter), as the data plane applies it (dataplane/proxy/cors.ts). */

@@ -4,7 +4,13 @@
  * workers when its content changes. Certificates never enter the routing table: the table is persisted to disk as
  * last-known-good, and private keys do not belong in that file; they travel in their own IPC message instead.
  */
-import { type CertBundle, type CertSet, hostnamesOf, inspectCertificate } from '../../api/certificate.ts';
+import {
+  type CertBundle,
+  type CertSet,
+  hostnamesOf,
+  inspectCertificate,
+  type MeshIdentity,
+} from '../../api/certificate.ts';
 
 export interface CertExpiry {
   hostname: string;
@@ -22,6 +28,7 @@ export class CertManager {
   #version = 0;
   #signature = '';
   #current: CertSet | undefined;
+  #mesh: MeshIdentity | undefined;
 
   constructor(publish: (set: CertSet) => void) {
     this.#publish = publish;
@@ -43,6 +50,12 @@ export class CertManager {
     this.#merge();
   }
 
+  /** The gateway's Consul service-mesh identity (leaf and CA roots), from the Consul source. */
+  setMesh(identity: MeshIdentity): void {
+    this.#mesh = identity;
+    this.#merge();
+  }
+
   #merge(): void {
     const clients: Clients = {};
     for (const n of [...this.#clients.keys()].sort())
@@ -55,10 +68,12 @@ export class CertManager {
       all.push(...p.bundles);
       def ??= p.defaultBundle;
     }
-    const signature = JSON.stringify([all, def ?? null, clients]);
+    const mesh = this.#mesh;
+    const signature = JSON.stringify([all, def ?? null, clients, mesh ?? null]);
     if (signature === this.#signature) return;
     this.#signature = signature;
     this.#current = { version: ++this.#version, bundles: all, defaultBundle: def, clients };
+    if (mesh) this.#current.mesh = mesh;
     this.#publish(this.#current);
   }
 

@@ -159,6 +159,8 @@ export function classify(err: Error & { code?: string }, sync: boolean): number 
     case 'UND_ERR_DESTROYED':
     // mTLS to the upstream without its client certificate loaded: no connection was opened.
     case 'EDGEGATE_NO_CLIENT_CERTIFICATE':
+    // A Consul mesh upstream with the wrong SPIFFE identity or a chain outside the CA roots (mesh-tls.ts).
+    case 'EDGEGATE_MESH_IDENTITY':
       return FAIL_CONNECT;
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
@@ -864,6 +866,9 @@ export class Exchange implements BodySink {
       return;
     }
     this.#ctx.counters.upstreamErrors++;
+    // A mesh identity failure says which identity was expected and which one was presented.
+    if ((error as Error & { code?: string }).code === 'EDGEGATE_MESH_IDENTITY')
+      return sendError(this.#res, 'EDGEGATE_MESH_IDENTITY', this.#requestId, error.message);
     // Mid-response failure: cutting the client connection is the only honest signal left (truncated body);
     // sendError does that once headers are sent, and records the code either way (metrics, access log).
     sendError(this.#res, gatewayCode(kind), this.#requestId);

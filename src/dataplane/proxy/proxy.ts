@@ -23,6 +23,7 @@ import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
 import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
 import { WeightedRoundRobin } from './balancer.ts';
+import { parsePeerPath } from './catalog-peer-path.ts';
 import { ClusterRuntime, ClusterState, LB_CONSISTENT_HASH, lbMode } from './cluster-runtime.ts';
 import { CorsPolicy, corsCounters } from './cors.ts';
 import {
@@ -409,28 +410,57 @@ export class ProxyPipeline {
           'EDGEGATE_NO_ROUTE',
           `expected ${data.catalog.prefix === '/' ? '' : data.catalog.prefix}/{datacenter}/{service}/{path}`,
         );
-      const services = data.catalog.services[dc];
-      if (!services)
-        return failedAfterMatch(
-          routed,
-          'EDGEGATE_CATALOG_UNKNOWN_DATACENTER',
-          `datacenter ${dc} is unknown or not exposed`,
-        );
-      const clusterId = services[service];
-      if (!clusterId)
-        return failedAfterMatch(
-          routed,
-          'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
-          `service ${service} is unknown or not exposed in datacenter ${dc}`,
-        );
-      routed.cluster = served.clusters.get(clusterId);
-      routed.path = s2 < 0 ? '/' : rest.slice(s2);
+      // `{prefix}/peer/{peer}/{service}/…` when the route exposes cluster peers (docs/consul.md).
+      if (dc === 'peer' && data.catalog.peers) {
+        const pp = parsePeerPath(rest, s1);
+        if (!pp)
+          return failedAfterMatch(
+            routed,
+            'EDGEGATE_NO_ROUTE',
+            `expected ${data.catalog.prefix === '/' ? '' : data.catalog.prefix}/peer/{peer}/{service}/{path}`,
+          );
+        const exported = data.catalog.peers[pp.peer];
+        if (!exported)
+          return failedAfterMatch(
+            routed,
+            'EDGEGATE_CATALOG_UNKNOWN_DATACENTER',
+            `peer ${pp.peer} is unknown or not exposed`,
+          );
+        const peerCluster = exported[pp.service];
+        if (!peerCluster)
+          return failedAfterMatch(
+            routed,
+            'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
+            `service ${pp.service} is unknown or not exposed by peer ${pp.peer}`,
+          );
+        routed.cluster = served.clusters.get(peerCluster);
+        routed.path = pp.path;
+      } else {
+        const services = data.catalog.services[dc];
+        if (!services)
+          return failedAfterMatch(
+            routed,
+            'EDGEGATE_CATALOG_UNKNOWN_DATACENTER',
+            `datacenter ${dc} is unknown or not exposed`,
+          );
+        const clusterId = services[service];
+        if (!clusterId)
+          return failedAfterMatch(
+            routed,
+            'EDGEGATE_CATALOG_UNKNOWN_SERVICE',
+            `service ${service} is unknown or not exposed in datacenter ${dc}`,
+          );
+        routed.cluster = served.clusters.get(clusterId);
+        routed.path = s2 < 0 ? '/' : rest.slice(s2);
+      }
     } else {
       routed.cluster = rule?.backends?.pick();
       if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry.prefixLength);
     }
     if (!rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
     if (!routed.cluster) return failedAfterMatch(routed, 'EDGEGATE_NO_HEALTHY_UPSTREAM');
+    if (routed.cluster.data.meshDenied !== undefined)
+      return failedAfterMatch(routed, 'EDGEGATE_MESH_INTENTION_DENIED', routed.cluster.data.meshDenied);
     return routed;
   }
 

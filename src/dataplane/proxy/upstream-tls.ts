@@ -5,7 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import { buildConnector } from 'undici';
+import type { MeshIdentity } from '../../api/certificate.ts';
 import type { EndpointData, PoolData } from '../../table/types.ts';
+import { MeshCredentials, meshConnect } from './mesh-tls.ts';
 
 /** A client certificate and key (PEM) for mTLS to upstreams. */
 export interface ClientCertificate {
@@ -21,9 +23,13 @@ export interface ClientCertificate {
 export class ClientCertificates {
   #byKey = new Map<string, ClientCertificate>();
 
-  /** The certificate set's `clients` (replaces the previous ones). */
-  set(clients: Record<string, ClientCertificate> | undefined): void {
+  /** The gateway's Consul mesh identity (mesh-tls.ts), from the certificate set's `mesh`. */
+  readonly mesh = new MeshCredentials();
+
+  /** The certificate set's `clients` (replaces the previous ones) and its mesh identity. */
+  set(clients: Record<string, ClientCertificate> | undefined, mesh?: MeshIdentity): void {
     this.#byKey = new Map(Object.entries(clients ?? {}));
+    this.mesh.set(mesh);
   }
 
   get(key: string): ClientCertificate | undefined {
@@ -45,7 +51,8 @@ function digest(text: string): string {
 export function upstreamTlsPoolKey(pool: PoolData): string {
   if (!pool.tls) return '';
   const client = pool.tls.clientCertificate ? `:client=${pool.tls.clientCertificate}` : '';
-  return `|tls:${pool.tls.serverName ?? ''}:${pool.tls.caBundle ? digest(pool.tls.caBundle) : 'system'}${client}:${pool.protocol ?? 'http1'}`;
+  const mesh = pool.mesh ? `:mesh=${pool.mesh.namespace}/${pool.mesh.datacenter}/${pool.mesh.service}` : '';
+  return `|tls:${pool.tls.serverName ?? ''}:${pool.tls.caBundle ? digest(pool.tls.caBundle) : 'system'}${client}:${pool.protocol ?? 'http1'}${mesh}`;
 }
 
 /**
@@ -61,6 +68,7 @@ export function upstreamConnect(
 ): Record<string, unknown> | buildConnector.connector {
   const tls = pool.tls;
   if (!tls) return { timeout: pool.connectTimeoutMs };
+  if (pool.mesh) return meshConnect(pool, clientCerts.mesh);
   const build = (client: ClientCertificate | undefined) =>
     buildConnector({
       timeout: pool.connectTimeoutMs,

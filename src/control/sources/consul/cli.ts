@@ -3,10 +3,15 @@
  * `--consul` with `--catalog` is refused (two catalogs would fight over one snapshot).
  */
 import { ConfigError } from '../../../lib/errors.ts';
-import { type ConsulSettings, ConsulSettingsError, consulSettingsFromEnv } from './settings.ts';
+import {
+  type ConsulSettings,
+  ConsulSettingsError,
+  consulSettingsFromEnv,
+  meshServiceName,
+} from './settings.ts';
 
 export function consulOption(
-  o: { consul?: boolean | string; catalog?: string; datacenter?: string },
+  o: { consul?: boolean | string; catalog?: string; datacenter?: string; consulMeshService?: string },
   env: Record<string, string | undefined>,
 ): ConsulSettings | undefined {
   const flag = o.consul === true || o.consul === 'true' || o.consul === '1';
@@ -15,7 +20,10 @@ export function consulOption(
   const on = flag || (!o.catalog && Boolean(env.CONSUL_HTTP_ADDR?.trim()));
   if (!on) return undefined;
   try {
-    return consulSettingsFromEnv(env, o.datacenter ? { datacenter: o.datacenter } : {});
+    const overrides: Partial<ConsulSettings> = o.datacenter ? { datacenter: o.datacenter } : {};
+    if (o.consulMeshService !== undefined)
+      overrides.meshService = meshServiceName(o.consulMeshService, '--consul-mesh-service');
+    return consulSettingsFromEnv(env, overrides);
   } catch (err) {
     if (err instanceof ConsulSettingsError) throw new ConfigError(err.message);
     throw err;

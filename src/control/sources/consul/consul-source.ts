@@ -6,12 +6,15 @@
  * state) and counts the age of its data; past `maxStalenessMs` (if set) it reports every service gone.
  */
 import type { CatalogSnapshot, Instance } from '../../../api/catalog.ts';
+import type { MeshIdentity } from '../../../api/certificate.ts';
 import type { GatewayRoute } from '../../../api/gateway-route.ts';
 import { BlockingQuery, type WatchError, type WatchErrorKind } from './blocking-query.ts';
 import { ConsulHttp } from './consul-http.ts';
 import { instancesFromHealth } from './health.ts';
+import { MeshWatch } from './mesh-watch.ts';
+import { PEER_SERVICES, peerServiceList, serviceList } from './service-lists.ts';
 import type { ConsulSettings } from './settings.ts';
-import { deriveWatchSet, type ServiceWatchKey, watchKey } from './watch-set.ts';
+import { deriveWatchSet, peerOf, type ServiceWatchKey, watchKey } from './watch-set.ts';
 
 export interface ConsulLog {
   info(message: string, meta?: Record<string, unknown>): void;
@@ -26,6 +29,8 @@ export interface ConsulSourceOptions {
   onSnapshot: (catalog: CatalogSnapshot) => void;
   /** Duration of every finished blocking query, in seconds (edgegate_consul_blocking_query_seconds). */
   onBlockingQuery?: (seconds: number) => void;
+  /** The gateway's mesh identity changed (leaf renewed, CA rotated); only with `settings.meshService`. */
+  onMeshIdentity?: (identity: MeshIdentity) => void;
   now?: () => number;
 }
 
@@ -58,6 +63,8 @@ export interface ConsulSourceStats {
   snapshots: number;
   /** Watches failing right now, with their last error. */
   failing: Record<string, string>;
+  /** Service mesh: identity (trust domain, active root, leaf serial) and intention decisions; absent: off. */
+  mesh?: Record<string, unknown>;
 }
 
 interface ListEntry {
@@ -109,6 +116,7 @@ export class ConsulSource {
   #forbiddenLogged = false;
   #snapshots = 0;
   #stopped = false;
+  readonly #mesh: MeshWatch | undefined;
 
   constructor(opts: ConsulSourceOptions) {
     this.#s = opts.settings;
@@ -118,9 +126,22 @@ export class ConsulSource {
     this.#now = opts.now ?? Date.now;
     this.#http = new ConsulHttp(opts.settings);
     this.#staleSince = this.#now();
+    if (opts.settings.meshService)
+      this.#mesh = new MeshWatch({
+        gatewayService: opts.settings.meshService,
+        namespace: opts.settings.namespace,
+        http: this.#http,
+        watch: (key, path, query, pollMs, onData) => this.#watch(key, path, query, pollMs, onData),
+        log: opts.log,
+        onIdentity: (identity) => opts.onMeshIdentity?.(identity),
+        onDecision: () => this.#report(),
+        backoffBaseMs: opts.settings.backoffBaseMs,
+        backoffMaxMs: opts.settings.backoffMaxMs,
+      });
   }
 
   start(): void {
+    this.#mesh?.start();
     // The agent's own datacenter is the local one; polling /v1/agent/self doubles as a liveness probe.
     this.#self = this.#watch(
       SELF,
@@ -182,6 +203,7 @@ export class ConsulSource {
       forbidden: this.#errorsByKind.forbidden,
       snapshots: this.#snapshots,
       failing: Object.fromEntries([...this.#failing].map(([k, e]) => [k, e.message])),
+      ...(this.#mesh ? { mesh: this.#mesh.stats() } : {}),
     };
   }
 
@@ -191,7 +213,7 @@ export class ConsulSource {
     clearTimeout(this.#staleTimer);
     const all = [this.#self, this.#dcWatch, ...[...this.#lists.values()].map((e) => e.watch)];
     all.push(...[...this.#services.values()].map((e) => e.watch));
-    await Promise.all(all.map((w) => w?.stop()));
+    await Promise.all([...all.map((w) => w?.stop()), this.#mesh?.stop()]);
     await this.#http.close();
   }
 
@@ -315,12 +337,10 @@ export class ConsulSource {
       if (this.#lists.has(dc)) continue;
       const entry: ListEntry = { services: undefined, watch: undefined as unknown as BlockingQuery };
       this.#lists.set(dc, entry);
-      entry.watch = this.#watch(`services@${dc}`, '/v1/catalog/services', { dc }, 1000, (body) => {
-        if (!body || typeof body !== 'object' || Array.isArray(body))
-          throw new TypeError('expected an object');
-        const next: Record<string, string[]> = {};
-        for (const [name, tags] of Object.entries(body as Record<string, unknown>))
-          next[name] = Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
+      const peer = peerOf(dc);
+      const listPath = peer !== undefined ? PEER_SERVICES : '/v1/catalog/services';
+      entry.watch = this.#watch(`services@${dc}`, listPath, whereQuery(dc), 1000, (body) => {
+        const next = peer !== undefined ? peerServiceList(body) : serviceList(body);
         if (entry.services && JSON.stringify(entry.services) === JSON.stringify(next)) return;
         entry.services = next;
         this.#reconcile();
@@ -356,8 +376,8 @@ export class ConsulSource {
       this.#services.set(k, entry);
       entry.watch = this.#watch(
         `health@${k}`,
-        `/v1/health/service/${encodeURIComponent(key.service)}`,
-        { dc: key.datacenter },
+        `/v1/health/${key.mesh ? 'connect' : 'service'}/${encodeURIComponent(key.service)}`,
+        whereQuery(key.datacenter),
         1000,
         (body) => {
           const instances = instancesFromHealth(body);
@@ -369,11 +389,12 @@ export class ConsulSource {
         },
       );
     }
+    this.#mesh?.setDestinations(capped.filter((k) => k.mesh).map((k) => k.service));
     this.#report();
   }
 
   #pending(): string[] {
-    const out: string[] = [];
+    const out: string[] = this.#mesh?.pending() ?? [];
     for (const [dc, e] of this.#lists) if (!e.services) out.push(`services@${dc}`);
     for (const [k, e] of this.#services) if (!e.instances) out.push(`health@${k}`);
     return out;
@@ -413,17 +434,49 @@ export class ConsulSource {
   #snapshot(local: string, dcs: string[]): CatalogSnapshot {
     const datacenters: CatalogSnapshot['datacenters'] = {};
     for (const dc of dcs) datacenters[dc] = { services: {} };
-    if (this.#staleDropped) return { localDatacenter: local, datacenters };
+    const out: CatalogSnapshot = { localDatacenter: local, datacenters };
+    const mesh = this.#mesh
+      ? {
+          gatewayService: this.#mesh.gatewayService,
+          namespace: this.#s.namespace ?? 'default',
+          services: {} as Record<string, Instance[]>,
+          intentions: this.#mesh.decisions(),
+        }
+      : undefined;
+    if (mesh) out.mesh = mesh;
+    const peers: NonNullable<CatalogSnapshot['peers']> = {};
+    for (const key of this.#lists.keys()) {
+      const peer = peerOf(key);
+      if (peer !== undefined) peers[peer] = { services: {} };
+    }
+    if (Object.keys(peers).length > 0) out.peers = peers;
+    if (this.#staleDropped) return out;
     const keys = [...this.#services.keys()].sort();
     for (const k of keys) {
       const e = this.#services.get(k)!;
-      const dc = datacenters[e.key.datacenter];
-      if (!dc || !e.instances) continue;
+      if (!e.instances) continue;
       // The service list says whether the service exists at all (health answers [] for an unknown name too).
       const list = this.#lists.get(e.key.datacenter)?.services;
       if (list && !(e.key.service in list)) continue;
-      dc.services[e.key.service] = e.instances;
+      const peer = peerOf(e.key.datacenter);
+      if (peer !== undefined) {
+        const p = peers[peer];
+        if (p) p.services[e.key.service] = e.instances;
+        continue;
+      }
+      if (!datacenters[e.key.datacenter]) continue;
+      if (e.key.mesh) {
+        if (mesh) mesh.services[`${e.key.datacenter}/${e.key.service}`] = e.instances;
+        continue;
+      }
+      datacenters[e.key.datacenter]!.services[e.key.service] = e.instances;
     }
-    return { localDatacenter: local, datacenters };
+    return out;
   }
+}
+
+/** `?dc=` for a datacenter, `?peer=` for a cluster peer's key (`peer:<name>`, watch-set.ts). */
+function whereQuery(datacenter: string): Record<string, string> {
+  const peer = peerOf(datacenter);
+  return peer !== undefined ? { peer } : { dc: datacenter };
 }

@@ -43,6 +43,11 @@ export interface ConsulSettings {
   maxStalenessMs: number;
   /** How long the first report waits for watches that have not answered yet. */
   initialSyncTimeoutMs: number;
+  /**
+   * The gateway's own Consul service name: its service-mesh identity (leaf certificate, intention source). Unset:
+   * mesh backends are not served (`--consul-mesh-service`, `EDGEGATE_CONSUL_MESH_SERVICE`).
+   */
+  meshService?: string | undefined;
 }
 
 export const CONSUL_DEFAULTS = {
@@ -150,6 +155,16 @@ export function parseAddress(raw: string, ssl: boolean | undefined, name = 'CONS
   return url.origin;
 }
 
+/** A Consul service name usable as a SPIFFE path segment and in a URL path (undefined stays undefined). */
+export function meshServiceName(v: string | undefined, name: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$/.test(v))
+    throw new ConsulSettingsError(
+      `${name}: ${JSON.stringify(v)} is not a Consul service name (letters, digits, '.', '_', '-')`,
+    );
+  return v;
+}
+
 /** Settings from the environment; `overrides` (CLI flags) win. */
 export function consulSettingsFromEnv(env: Env, overrides: Partial<ConsulSettings> = {}): ConsulSettings {
   const ssl = bool(env, 'CONSUL_HTTP_SSL');
@@ -197,6 +212,7 @@ export function consulSettingsFromEnv(env: Env, overrides: Partial<ConsulSetting
     maxWatches: number(env, 'EDGEGATE_CONSUL_MAX_WATCHES', d.maxWatches, 1, 100_000),
     maxStalenessMs: duration(env, 'EDGEGATE_CONSUL_MAX_STALENESS', d.maxStalenessMs, 0, 365 * 86_400_000),
     initialSyncTimeoutMs: duration(env, 'EDGEGATE_CONSUL_SYNC_TIMEOUT', d.initialSyncTimeoutMs, 100, 600_000),
+    meshService: meshServiceName(nonEmpty(env.EDGEGATE_CONSUL_MESH_SERVICE), 'EDGEGATE_CONSUL_MESH_SERVICE'),
   };
   if (!Number.isInteger(settings.maxWatches))
     throw new ConsulSettingsError('EDGEGATE_CONSUL_MAX_WATCHES: expected a whole number');

@@ -6,7 +6,9 @@
  *   the route's required tags.
  * The service lists of those datacenters are watched too: they tell a service that does not exist from one
  * with no instance, and they reveal new services for catalog routes. Only known datacenters are watched
- * (Consul answers 500 for an unknown one). Pure: only api/ types.
+ * (Consul answers 500 for an unknown one). Cluster peers (a backend's `peer`, a catalog route's `peers`) are
+ * watched like datacenters under the key `peer:<name>` (their reads carry `?peer=`); a mesh backend adds a watch
+ * of its mesh addresses (`#mesh`). Pure: only api/ types.
  */
 import type { GatewayRoute } from '../../../api/gateway-route.ts';
 
@@ -19,8 +21,21 @@ export interface ConsulView {
 }
 
 export interface ServiceWatchKey {
+  /** A datacenter name, or `peer:<name>` for a cluster peer's exported services (`?peer=`). */
   datacenter: string;
   service: string;
+  /** Watch the mesh addresses (`/v1/health/connect`) instead of the instances. */
+  mesh?: boolean;
+}
+
+/** The pseudo-datacenter key of a cluster peer: datacenter names cannot contain `:`. */
+export function peerKey(peer: string): string {
+  return `peer:${peer}`;
+}
+
+/** The peer name of a `peer:<name>` key; undefined for a datacenter. */
+export function peerOf(datacenter: string): string | undefined {
+  return datacenter.startsWith('peer:') ? datacenter.slice(5) : undefined;
 }
 
 export interface WatchSet {
@@ -31,7 +46,7 @@ export interface WatchSet {
 }
 
 export function watchKey(k: ServiceWatchKey): string {
-  return `${k.datacenter}/${k.service}`;
+  return `${k.datacenter}/${k.service}${k.mesh ? '#mesh' : ''}`;
 }
 
 const byKey = (a: ServiceWatchKey, b: ServiceWatchKey) =>
@@ -43,7 +58,7 @@ const byKey = (a: ServiceWatchKey, b: ServiceWatchKey) =>
         ? -1
         : a.service > b.service
           ? 1
-          : 0;
+          : Number(a.mesh ?? false) - Number(b.mesh ?? false);
 
 export function deriveWatchSet(routes: readonly GatewayRoute[], view: ConsulView): WatchSet {
   const known = new Set(view.datacenters);
@@ -54,17 +69,19 @@ export function deriveWatchSet(routes: readonly GatewayRoute[], view: ConsulView
     for (const rule of route.spec.rules ?? []) {
       for (const b of rule.backends ?? []) {
         if (!b.consul) continue;
-        const datacenter = b.consul.datacenter ?? view.localDatacenter;
-        if (!known.has(datacenter)) continue;
+        const peer = b.consul.peer;
+        const datacenter = peer !== undefined ? peerKey(peer) : (b.consul.datacenter ?? view.localDatacenter);
+        if (peer === undefined && !known.has(datacenter)) continue;
         dcs.add(datacenter);
-        const k = { datacenter, service: b.consul.service };
+        const k: ServiceWatchKey = { datacenter, service: b.consul.service };
+        if (b.consul.mesh && peer === undefined) k.mesh = true;
         named.set(watchKey(k), k);
       }
     }
     const c = route.spec.catalog;
     if (!c) continue;
     const allowed = c.datacenters.length > 0 ? c.datacenters.filter((d) => known.has(d)) : view.datacenters;
-    for (const datacenter of allowed) {
+    for (const datacenter of [...allowed, ...(c.peers ?? []).map(peerKey)]) {
       dcs.add(datacenter);
       const list = view.services[datacenter];
       if (!list) continue;
