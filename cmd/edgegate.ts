@@ -10,6 +10,7 @@ import { cpuLimit } from '../src/cluster/cpu-limit.ts';
 import { compile } from '../src/compile/compile.ts';
 import { parseCertFlag, parseClientCertFlag } from '../src/control/certificates/file-certs.ts';
 import { kubeOptionsFrom } from '../src/control/kube-flags.ts';
+import { rateLimitStoreSettingsFrom } from '../src/control/rate-limit-store-setup.ts';
 import { consulOption } from '../src/control/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/control/sources/file/file-source.ts';
 import { accessLogSettings } from '../src/dataplane/observe/access-log.ts';
@@ -227,6 +228,25 @@ const runCommand = program
   )
   .addOption(
     new Option(
+      '--redis-url <url>',
+      'Redis/Valkey for rateLimit.scope Global: redis://[user:password@]host:port[/db] or rediss:// (TLS); password also from EDGEGATE_REDIS_PASSWORD',
+    ).env('EDGEGATE_REDIS_URL'),
+  )
+  .addOption(
+    new Option('--redis-password-file <file>', 'the Redis password in a file (a mounted Secret)').env(
+      'EDGEGATE_REDIS_PASSWORD_FILE',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--redis-timeout <duration>',
+      'hard timeout of each Redis call (≤ 200ms); beyond it the rule’s failureMode decides',
+    )
+      .env('EDGEGATE_REDIS_TIMEOUT')
+      .default('100ms'),
+  )
+  .addOption(
+    new Option(
       '--overload-delay <duration>',
       'event-loop delay (p99) at which low-priority rules are shed; 0: off',
     )
@@ -302,6 +322,7 @@ const runCommand = program
         trustedHops,
         ...edgeSettingsOf(o),
         policy: policySettingsFrom(o, process.env, parseDurationFlag),
+        redis: rateLimitStoreSettingsFrom(o, process.env, parseDurationFlag),
         listenTls: o.listenTls,
         tlsCerts: ((o.tlsCert as string[] | undefined) ?? []).map((v) => parseCertFlag(v, '--tls-cert')),
         tlsDefaultCert: o.tlsDefaultCert

@@ -14,6 +14,7 @@ import type { CertificateRefSnapshot } from './api/certificate-refs.ts';
 import { formatPath } from './api/validate.ts';
 import { LocalCoordinator } from './cluster/policy-state.ts';
 import { ClusterPrimary } from './cluster/primary.ts';
+import type { RateLimitStoreSettings } from './cluster/rate-limit-store.ts';
 import { DEFAULT_BLOCK_TIMEOUT_MS, watchdogSettings } from './cluster/watchdog.ts';
 import type { RouteStatus } from './compile/compile.ts';
 import { type AdminState, openAdminListeners } from './control/admin.ts';
@@ -27,6 +28,7 @@ import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
 import { MetricsHub, type MetricsHubOptions } from './control/metrics/metrics.ts';
 import { SourceHealth } from './control/metrics/source-health.ts';
+import { rateLimitStoreSecrets, startRateLimitStore } from './control/rate-limit-store-setup.ts';
 import { RouteVersions } from './control/route-versions.ts';
 import type { ConsulSettings } from './control/sources/consul/settings.ts';
 import { startConsulSource } from './control/sources/consul/start-consul-source.ts';
@@ -86,6 +88,8 @@ export interface RunOptions {
   kube?: KubeOptions;
   /** Access log settings (default: on, every request, user-agent only). */
   accessLog?: AccessLogSettings;
+  /** The shared store of `rateLimit.scope: Global` limits (`--redis-url`); absent: Global limits are unavailable. */
+  redis?: RateLimitStoreSettings;
 }
 
 export interface DrainSettings {
@@ -459,7 +463,7 @@ function createControlPlane(
 
 /** Values no debug view may show, wherever they turn up (observe/redact.ts). */
 function secretValues(opts: RunOptions): string[] {
-  return opts.consul?.token ? [opts.consul.token] : [];
+  return [...(opts.consul?.token ? [opts.consul.token] : []), ...rateLimitStoreSecrets(opts.redis)];
 }
 
 /** Certificates from Kubernetes Secrets (spec.tls of GatewayRoutes) are on: `--kube --tls-secret-namespaces`. */
@@ -516,9 +520,10 @@ function lastKnownGoodNotes(controller: Controller, served: number): string[] {
 export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
   installProcessSafetyNet(log);
+  const coordinator = new LocalCoordinator();
   const policies = new PolicyRuntime(
     { ...opts.policy, trustedHops: opts.trustedHops ?? 0, workers: 1 },
-    new LocalCoordinator(),
+    coordinator,
     log,
   );
   const proxy = new ProxyPipeline({ ...opts.proxySettings, trustedHops: opts.trustedHops ?? 0 }, policies);
@@ -543,6 +548,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     async () => ({ answers: [await observed.metrics.snapshot()], live: [process.pid] }),
     () => ({ live: 1, current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0, restarts: 0 }),
   );
+  const limitStore = opts.redis ? startRateLimitStore(opts.redis, log, hub.registry) : undefined;
+  coordinator.state.store = limitStore?.store;
   await plane.start();
 
   const proxyServer = createProxyServer(
@@ -557,7 +564,11 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       if (draining) reasons.push('draining: the gateway is shutting down');
       if (proxy.version === 0) reasons.push('no routing table served yet');
       reasons.push(...plane.waitingReasons(proxy.version));
-      return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
+      return {
+        ready: reasons.length === 0,
+        reasons,
+        notes: [...lastKnownGoodNotes(controller, proxy.version), ...(limitStore?.notes() ?? [])],
+      };
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({
@@ -612,6 +623,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       ]);
       r.cut += rt?.cut ?? 0;
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
+      await limitStore?.close();
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
@@ -625,6 +637,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       await proxy.close();
       proxyServer.closeAllConnections();
       observed.stop();
+      await limitStore?.close();
     },
   };
 }
@@ -688,6 +701,8 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       };
     },
   );
+  const limitStore = opts.redis ? startRateLimitStore(opts.redis, log, hub.registry) : undefined;
+  primary.policyState.store = limitStore?.store;
   primary.start();
   await plane.start();
 
@@ -700,7 +715,11 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,
-        notes: [...lastKnownGoodNotes(controller, primary.version), ...primary.notes()],
+        notes: [
+          ...lastKnownGoodNotes(controller, primary.version),
+          ...primary.notes(),
+          ...(limitStore?.notes() ?? []),
+        ],
       };
     },
     routes: () => plane.routesView(primary.version),
@@ -764,6 +783,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       certs?.stop();
       await plane.stop();
       const r = await primary.drain(settings);
+      await limitStore?.close();
       log.info('drained', { clean: r.clean });
       return r;
     },
@@ -772,6 +792,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();
+      await limitStore?.close();
     },
   };
 }
