@@ -600,9 +600,8 @@ const RateLimit = Type.Object(
     ),
     failureMode: Type.Optional(
       Type.Union([Type.Literal('Open'), Type.Literal('Closed')], {
-        default: 'Open',
         description:
-          'scope Global, Redis down or slower than --redis-timeout: Open lets the request through (counted, logged), Closed answers 503.',
+          'scope Global only (default Open): Redis down or slower than --redis-timeout → Open lets the request through (counted, logged), Closed answers 503.',
       }),
     ),
   },
