@@ -16,6 +16,7 @@ import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/control/
 import { accessLogSettings } from '../src/dataplane/observe/access-log.ts';
 import { policySettingsFrom } from '../src/dataplane/policy/settings.ts';
 import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/dataplane/proxy/edge-flags.ts';
+import { proxyProtocolSourcesFrom } from '../src/dataplane/proxy/proxy-protocol-listener.ts';
 import { DurationError, parseDurationSetting } from '../src/lib/duration.ts';
 import { ConfigError } from '../src/lib/errors.ts';
 import { createLogger } from '../src/lib/log.ts';
@@ -228,6 +229,12 @@ const runCommand = program
   )
   .addOption(
     new Option(
+      '--proxy-protocol <cidrs>',
+      'PROXY protocol v1/v2 on the proxy listeners: comma-separated CIDRs of the trusted load balancers, whose connections must start with the header (others are served plain, a header from them never honoured); default off',
+    ).env('EDGEGATE_PROXY_PROTOCOL'),
+  )
+  .addOption(
+    new Option(
       '--redis-url <url>',
       'Redis/Valkey for rateLimit.scope Global: redis://[user:password@]host:port[/db] or rediss:// (TLS); password also from EDGEGATE_REDIS_PASSWORD',
     ).env('EDGEGATE_REDIS_URL'),
@@ -382,7 +389,14 @@ for (const option of edgeOptions()) runCommand.addOption(option);
 /** Listener and proxy settings from the edge flags. */
 function edgeSettingsOf(o: Record<string, unknown>) {
   const { listener, proxy } = edgeSettingsFrom(o, parseDurationFlag);
-  return { listenerSettings: listener, proxySettings: proxy };
+  const from = proxyProtocolSourcesFrom(
+    o.proxyProtocol as string | undefined,
+    listener.proxyProtocolTimeoutMs,
+  );
+  return {
+    listenerSettings: from.length > 0 ? { ...listener, proxyProtocolFrom: from } : listener,
+    proxySettings: proxy,
+  };
 }
 
 program
