@@ -28,7 +28,8 @@ export interface RateLimitStoreSettings {
   prefix?: string;
 }
 
-export type StoreState = 'connecting' | 'up' | 'down';
+/** up: connected and answering; slow: connected, but its last call timed out; connecting / down: not connected. */
+export type StoreState = 'connecting' | 'up' | 'slow' | 'down';
 
 export interface StoreCallResult {
   result: 'ok' | 'timeout' | 'error' | 'unavailable';
@@ -76,6 +77,9 @@ export class RateLimitStore implements GlobalLeaseStore {
   readonly settings: RateLimitStoreSettings;
   readonly #redis: Redis;
   readonly #onCall: ((c: StoreCallResult) => void) | undefined;
+  readonly #onStateChange: ((s: StoreState, error?: string) => void) | undefined;
+  #lastCallTimedOut = false;
+  #everConnected = false;
   readonly #stats: RateLimitStoreStats = {
     state: 'connecting',
     since: Date.now(),
@@ -94,6 +98,7 @@ export class RateLimitStore implements GlobalLeaseStore {
   ) {
     this.settings = settings;
     this.#onCall = opts.onCall;
+    this.#onStateChange = opts.onStateChange;
     const options: RedisOptions = {
       commandTimeout: settings.timeoutMs,
       connectTimeout: Math.max(1_000, settings.timeoutMs * 10),
@@ -106,23 +111,40 @@ export class RateLimitStore implements GlobalLeaseStore {
     };
     this.#redis = new Redis(settings.url, options);
     this.#redis.defineCommand('edgegateGcra', { numberOfKeys: 1, lua: GCRA });
-    const set = (s: StoreState, error?: string) => {
-      if (error !== undefined) this.#stats.lastError = error;
-      if (this.#stats.state === s) return;
-      this.#stats.state = s;
-      this.#stats.since = Date.now();
-      opts.onStateChange?.(s, error);
-    };
-    this.#redis.on('ready', () => set('up'));
-    this.#redis.on('error', (err: Error) => set('down', err.message));
-    this.#redis.on('close', () => set('down', this.#stats.lastError ?? 'connection closed'));
+    this.#redis.on('ready', () => {
+      this.#everConnected = true;
+      this.#lastCallTimedOut = false;
+      this.#refresh();
+    });
+    this.#redis.on('error', (err: Error) => {
+      this.#stats.lastError = err.message;
+      this.#refresh();
+    });
+    this.#redis.on('close', () => this.#refresh());
     this.#redis.on('reconnecting', () => {
       this.#stats.reconnects++;
+      this.#refresh();
     });
   }
 
   get state(): StoreState {
     return this.#stats.state;
+  }
+
+  /** The state from the connection's status and the last call; logged (onStateChange) when it changes. */
+  #refresh(): void {
+    const s: StoreState =
+      this.#redis.status === 'ready'
+        ? this.#lastCallTimedOut
+          ? 'slow'
+          : 'up'
+        : this.#everConnected || this.#stats.reconnects > 0
+          ? 'down'
+          : 'connecting';
+    if (this.#stats.state === s) return;
+    this.#stats.state = s;
+    this.#stats.since = Date.now();
+    this.#onStateChange?.(this.#stats.state, this.#stats.lastError);
   }
 
   stats(): RateLimitStoreStats {
@@ -170,6 +192,10 @@ export class RateLimitStore implements GlobalLeaseStore {
 
   #done(result: StoreCallResult['result'], start: number, lease: Lease | undefined): Lease | undefined {
     this.#stats.calls[result]++;
+    if (result === 'timeout' || result === 'ok') {
+      this.#lastCallTimedOut = result === 'timeout';
+      this.#refresh();
+    }
     this.#onCall?.({ result, ms: performance.now() - start });
     return lease;
   }

@@ -92,6 +92,11 @@ export function startRateLimitStore(
     onCall: (c) => metrics.onCall(c),
     onStateChange: (state, error) => {
       if (state === 'up') log.info('rate-limit store connected', { store: where });
+      else if (state === 'slow')
+        log.warn('rate-limit store slow: its calls time out; Global rate limits follow their failureMode', {
+          store: where,
+          error,
+        });
       else
         log.warn('rate-limit store not connected: Global rate limits follow their failureMode', {
           store: where,
@@ -107,7 +112,7 @@ export function startRateLimitStore(
       const st = s.stats();
       if (st.state === 'up') return [];
       return [
-        `rate-limit store ${where} is ${st.state} since ${new Date(st.since).toISOString()}${st.lastError ? ` (${st.lastError})` : ''}: Global rate limits follow their failureMode`,
+        `rate-limit store ${where} is ${st.state === 'slow' ? 'slow (its calls time out)' : st.state} since ${new Date(st.since).toISOString()}${st.lastError ? ` (${st.lastError})` : ''}: Global rate limits follow their failureMode`,
       ];
     },
     close: () => s.close(),

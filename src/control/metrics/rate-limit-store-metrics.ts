@@ -17,7 +17,7 @@ export function registerRateLimitStoreMetrics(
 ): RateLimitStoreMetrics {
   new Gauge({
     name: 'edgegate_rate_limit_store_up',
-    help: 'The shared rate-limit store (--redis-url) is connected and ready: 1, else 0 (connecting or down).',
+    help: 'The shared rate-limit store (--redis-url) is connected and its last call answered in time: 1, else 0 (connecting, down, or slow: its last call timed out).',
     registers: [registry],
     collect() {
       this.set(stats()?.state === 'up' ? 1 : 0);

@@ -241,6 +241,11 @@ describe('global rate limit (Redis) across three gateways', () => {
         expect(
           await metric(g, 'edgegate_rate_limit_store_calls_total', { result: 'timeout' }),
         ).toBeGreaterThan(0);
+        // Connected but silent: /readyz (still ready) and the gauge say so.
+        const r = await readyz(g);
+        expect(r.ready).toBe(true);
+        expect(r.notes.join('\n')).toMatch(/rate-limit store redis:\/\/127\.0\.0\.1:\d+\/? is slow/);
+        expect(await metric(g, 'edgegate_rate_limit_store_up')).toBe(0);
       }
     } finally {
       redis.resume();
@@ -250,6 +255,7 @@ describe('global rate limit (Redis) across three gateways', () => {
         timeoutMs: 10_000,
         message: 'the Closed rule serves again after SIGCONT',
       });
+    await storeNoted(false);
   }, 60_000);
 });
 
