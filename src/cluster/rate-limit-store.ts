@@ -103,6 +103,9 @@ export class RateLimitStore implements GlobalLeaseStore {
       commandTimeout: settings.timeoutMs,
       connectTimeout: Math.max(1_000, settings.timeoutMs * 10),
       enableOfflineQueue: false,
+      // No INFO round trip before `ready` (it would run under commandTimeout and, on a busy host, flap the
+      // connection at start); the first lease is the check.
+      enableReadyCheck: false,
       maxRetriesPerRequest: 0,
       // Reconnect forever, 50 ms … 1 s apart: the limit comes back as soon as the store does.
       retryStrategy: (times) => Math.min(50 * times, 1_000),

@@ -49,6 +49,8 @@ const FAILED_CLOSED: RateDecision = { allowed: false, retryAfterS: 1, storeFaile
 export class RateLimiter {
   readonly data: RateLimitData;
   readonly #id: string;
+  /** The bucket's name (pod-wide state or Redis): the rule, key kind and limit; a changed limit is a new bucket. */
+  readonly #bucket: string;
   readonly #coordinator: PolicyCoordinator;
   readonly #workers: number;
   readonly #perMs: number;
@@ -62,7 +64,9 @@ export class RateLimiter {
     this.data = data;
     this.#perMs = data.requests / data.periodMs;
     this.#global = data.scope === 'Global';
-    this.#id = `${ruleId}|${data.key}:${data.header ?? ''}|${data.requests}/${data.periodMs}/${data.burst}${this.#global ? `|global:${data.failureMode}` : ''}`;
+    this.#bucket = `${ruleId}|${data.key}:${data.header ?? ''}|${data.requests}/${data.periodMs}/${data.burst}`;
+    // The failure mode is part of the object's identity (a changed one needs a new limiter), not of the bucket's.
+    this.#id = this.#global ? `${this.#bucket}|global:${data.failureMode}` : this.#bucket;
     this.#coordinator = coordinator;
     this.#workers = Math.max(1, workers);
     this.#batch = Math.max(1, Math.min(data.burst, Math.floor(this.#perMs * BATCH_MS)));
@@ -104,7 +108,7 @@ export class RateLimiter {
     try {
       const want = Math.min(this.data.burst, this.#batch + st.waiting);
       const lease = await this.#coordinator.lease({
-        key: `${this.#id}|${key}`,
+        key: `${this.#bucket}|${key}`,
         perMs: this.#perMs,
         burst: this.data.burst,
         want,
