@@ -356,7 +356,7 @@ describe('PROXY protocol', () => {
         // behind it was answered.
         expect(a === '' || /^HTTP\/1\.1 \d{3}/.test(a)).toBe(true);
       }),
-      { numRuns: 60 },
+      { numRuns: 150 },
     );
     // Both workers are the ones that started: nothing the fuzzer sent ended a process.
     const w = await (await fetch(`${pg.gw.adminUrl}/debug/workers`)).json();
