@@ -48,7 +48,11 @@ export interface RateLimitStoreStats {
   reconnects: number;
 }
 
-/** KEYS[1] bucket; ARGV interval ms per token, burst, tokens wanted. Returns {granted, waitMs, remaining}. */
+/**
+ * KEYS[1] bucket; ARGV interval ms per token, burst, tokens wanted. Returns {granted, waitMs, remaining}. TAT is
+ * written with every digit of the double (`%.17g`; Lua's tostring keeps 14, which at epoch-milliseconds would round
+ * away a fast rate's interval).
+ */
 const GCRA = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -64,7 +68,7 @@ if n < 1 then
   return {0, math.ceil(interval - room), 0}
 end
 tat = tat + n * interval
-redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', math.ceil(tat - now) + 1000)
 return {n, 0, math.floor((burst * interval - (tat - now)) / interval + 1e-9)}
 `;
 
