@@ -11,11 +11,13 @@ import { compile } from '../src/compile/compile.ts';
 import { parseCertFlag, parseClientCertFlag } from '../src/control/certificates/file-certs.ts';
 import { describeStatus } from '../src/control/control-plane.ts';
 import { kubeOptionsFrom } from '../src/control/kube-flags.ts';
+import { rateLimitStoreSettingsFrom } from '../src/control/rate-limit-store-setup.ts';
 import { consulOption } from '../src/control/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/control/sources/file/file-source.ts';
 import { accessLogSettings } from '../src/dataplane/observe/access-log.ts';
 import { policySettingsFrom } from '../src/dataplane/policy/settings.ts';
 import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/dataplane/proxy/edge-flags.ts';
+import { proxyProtocolSourcesFrom } from '../src/dataplane/proxy/proxy-protocol-listener.ts';
 import { DurationError, parseDurationSetting } from '../src/lib/duration.ts';
 import { ConfigError } from '../src/lib/errors.ts';
 import { createLogger } from '../src/lib/log.ts';
@@ -234,6 +236,31 @@ const runCommand = program
   )
   .addOption(
     new Option(
+      '--proxy-protocol <cidrs>',
+      'PROXY protocol v1/v2 on the proxy listeners: comma-separated CIDRs of the trusted load balancers, whose connections must start with the header (others are served plain, a header from them never honoured); default off',
+    ).env('EDGEGATE_PROXY_PROTOCOL'),
+  )
+  .addOption(
+    new Option(
+      '--redis-url <url>',
+      'Redis/Valkey for rateLimit.scope Global: redis://[user:password@]host:port[/db] or rediss:// (TLS); password also from EDGEGATE_REDIS_PASSWORD',
+    ).env('EDGEGATE_REDIS_URL'),
+  )
+  .addOption(
+    new Option('--redis-password-file <file>', 'the Redis password in a file (a mounted Secret)').env(
+      'EDGEGATE_REDIS_PASSWORD_FILE',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--redis-timeout <duration>',
+      'hard timeout of each Redis call (≤ 200ms); beyond it the rule’s failureMode decides',
+    )
+      .env('EDGEGATE_REDIS_TIMEOUT')
+      .default('100ms'),
+  )
+  .addOption(
+    new Option(
       '--overload-delay <duration>',
       'event-loop delay (p99) at which low-priority rules are shed; 0: off',
     )
@@ -309,6 +336,7 @@ const runCommand = program
         trustedHops,
         ...edgeSettingsOf(o),
         policy: policySettingsFrom(o, process.env, parseDurationFlag),
+        redis: rateLimitStoreSettingsFrom(o, process.env, parseDurationFlag),
         listenTls: o.listenTls,
         tlsCerts: ((o.tlsCert as string[] | undefined) ?? []).map((v) => parseCertFlag(v, '--tls-cert')),
         tlsDefaultCert: o.tlsDefaultCert
@@ -368,7 +396,14 @@ for (const option of edgeOptions()) runCommand.addOption(option);
 /** Listener and proxy settings from the edge flags. */
 function edgeSettingsOf(o: Record<string, unknown>) {
   const { listener, proxy } = edgeSettingsFrom(o, parseDurationFlag);
-  return { listenerSettings: listener, proxySettings: proxy };
+  const from = proxyProtocolSourcesFrom(
+    o.proxyProtocol as string | undefined,
+    listener.proxyProtocolTimeoutMs,
+  );
+  return {
+    listenerSettings: from.length > 0 ? { ...listener, proxyProtocolFrom: from } : listener,
+    proxySettings: proxy,
+  };
 }
 
 program

@@ -309,7 +309,9 @@ ensure_apt() {
   # The real node (test/support/node.ts): runc under containerd, the CNI plugins (bridge, host-local, portmap,
   # loopback in /usr/lib/cni), iptables for the portmap plugin and the Service IP, conntrack, buildah to build
   # the images from the Dockerfile, mmdebstrap for the stand-in base image.
-  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" \
+  # redis-server: the shared store of Global rate limits (test/support/redis.ts); haproxy: a real PROXY-protocol
+  # sender (send-proxy / send-proxy-v2) in test/e2e/proxy-protocol.test.ts.
+  for pair in "ip:iproute2" "promtool:prometheus" "h2load:nghttp2-client" "redis-server:redis-server" "haproxy:haproxy" \
     "openssl:openssl" "curl:curl" "runc:runc" "/usr/lib/cni/bridge:containernetworking-plugins" \
     "iptables:iptables" "conntrack:conntrack" "buildah:buildah" "mmdebstrap:mmdebstrap" "unshare:util-linux" \
     "nsenter:util-linux" "flock:util-linux"; do

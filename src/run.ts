@@ -22,6 +22,7 @@ import {
   startCertificates,
 } from './control/control-plane.ts';
 import type { Controller } from './control/controller.ts';
+import { startRateLimitStore } from './control/rate-limit-store-setup.ts';
 import type { KubeSources } from './control/start-kube.ts';
 import { DataPlane } from './dataplane/data-plane.ts';
 import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
@@ -154,6 +155,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
   const log = opts.logger ?? createLogger(opts.logLevel);
   installProcessSafetyNet(log);
   const trustedHops = opts.trustedHops ?? 0;
+  const coordinator = new LocalCoordinator();
   const data = new DataPlane(
     {
       proxy: { ...opts.proxySettings, trustedHops },
@@ -165,7 +167,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       tls: opts.tlsSettings ?? {},
       ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
     },
-    new LocalCoordinator(),
+    coordinator,
     log,
     { worker: '0', processMetrics: false },
   );
@@ -178,6 +180,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     async () => ({ answers: [await data.metricsSnapshot()], live: [process.pid] }),
     () => ({ live: 1, current: proxy.version === (controller.current?.version ?? -1) ? 1 : 0, restarts: 0 }),
   );
+  const limitStore = opts.redis ? startRateLimitStore(opts.redis, log, hub.registry) : undefined;
+  coordinator.state.store = limitStore?.store;
   await plane.start();
 
   let draining = false;
@@ -188,7 +192,11 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       if (draining) reasons.push('draining: the gateway is shutting down');
       if (proxy.version === 0) reasons.push('no routing table served yet');
       reasons.push(...plane.waitingReasons(proxy.version));
-      return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
+      return {
+        ready: reasons.length === 0,
+        reasons,
+        notes: [...lastKnownGoodNotes(controller, proxy.version), ...(limitStore?.notes() ?? [])],
+      };
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({
@@ -232,6 +240,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       await plane.stop();
       const r = await data.drain(settings);
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
+      await limitStore?.close();
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
@@ -240,6 +249,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       await plane.stop();
       admin.close();
       await data.close();
+      await limitStore?.close();
     },
   };
 }
@@ -303,6 +313,8 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       };
     },
   );
+  const limitStore = opts.redis ? startRateLimitStore(opts.redis, log, hub.registry) : undefined;
+  primary.policyState.store = limitStore?.store;
   primary.start();
   await plane.start();
 
@@ -315,7 +327,11 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,
-        notes: [...lastKnownGoodNotes(controller, primary.version), ...primary.notes()],
+        notes: [
+          ...lastKnownGoodNotes(controller, primary.version),
+          ...primary.notes(),
+          ...(limitStore?.notes() ?? []),
+        ],
       };
     },
     routes: () => plane.routesView(primary.version),
@@ -379,6 +395,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       certs?.stop();
       await plane.stop();
       const r = await primary.drain(settings);
+      await limitStore?.close();
       log.info('drained', { clean: r.clean });
       return r;
     },
@@ -387,6 +404,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       await plane.stop();
       await primary.drain({ delayMs: 0, timeoutMs: 2000 });
       admin.close();
+      await limitStore?.close();
     },
   };
 }

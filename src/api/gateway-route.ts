@@ -630,15 +630,36 @@ const RateLimit = Type.Object(
     header: Type.Optional(
       Type.String({ ...HeaderName, description: 'The header whose value keys the bucket (key: Header).' }),
     ),
+    scope: Type.Optional(
+      Type.Union([Type.Literal('Node'), Type.Literal('Global')], {
+        default: 'Node',
+        description:
+          'Node: the bucket is this pod’s (every worker shares it). Global: one bucket for every gateway, kept in Redis (--redis-url).',
+      }),
+    ),
+    failureMode: Type.Optional(
+      Type.Union([Type.Literal('Open'), Type.Literal('Closed')], {
+        description:
+          'scope Global only (default Open): Redis down or slower than --redis-timeout → Open lets the request through (counted, logged), Closed answers 503.',
+      }),
+    ),
   },
   {
     ...strict,
-    description: 'Token bucket, pod-wide (shared by every worker): 429 with Retry-After beyond it.',
-    ...cel({
-      rule: "has(self.key) && self.key == 'Header' ? has(self.header) : !has(self.header)",
-      message: 'header is required with key Header and only allowed with it',
-      fieldPath: '.header',
-    }),
+    description:
+      'Token bucket, pod-wide (shared by every worker) or, with scope Global, shared by every gateway through Redis: 429 with Retry-After beyond it.',
+    ...cel(
+      {
+        rule: "has(self.key) && self.key == 'Header' ? has(self.header) : !has(self.header)",
+        message: 'header is required with key Header and only allowed with it',
+        fieldPath: '.header',
+      },
+      {
+        rule: "!has(self.failureMode) || (has(self.scope) && self.scope == 'Global')",
+        message: 'failureMode is only allowed with scope Global',
+        fieldPath: '.failureMode',
+      },
+    ),
   },
 );
 

@@ -13,6 +13,8 @@ export interface LeaseRequest {
   burst: number;
   /** Tokens the worker would like to hold (a small batch). */
   want: number;
+  /** `rateLimit.scope: Global`: the bucket is in the shared store (Redis), not in this pod. */
+  global?: boolean;
 }
 
 export interface Lease {
@@ -21,7 +23,16 @@ export interface Lease {
   waitMs: number;
   /** Whole tokens left in the pod-wide bucket after this grant. */
   remaining: number;
+  /** A global lease the store could not decide (down, slow, or none configured): the rule's failureMode decides. */
+  unavailable?: true;
 }
+
+/** The shared store of Global limits (rate-limit-store.ts: Redis); undefined answer: it could not decide. */
+export interface GlobalLeaseStore {
+  lease(key: string, perMs: number, burst: number, want: number): Promise<Lease | undefined>;
+}
+
+const UNAVAILABLE: Lease = { granted: 0, waitMs: 0, remaining: 0, unavailable: true };
 
 /** What a worker's policies need from the pod-wide state. */
 export interface PolicyCoordinator {
@@ -50,9 +61,23 @@ export class PolicyState {
   replayChecks = 0;
   replaysRefused = 0;
 
-  constructor(opts: { now?: () => number; limits?: Partial<PolicyStateLimits> } = {}) {
+  /** The shared store of Global limits (`--redis-url`); undefined: Global leases are unavailable. */
+  store: GlobalLeaseStore | undefined;
+  globalLeases = 0;
+
+  constructor(
+    opts: { now?: () => number; limits?: Partial<PolicyStateLimits>; store?: GlobalLeaseStore } = {},
+  ) {
     this.#now = opts.now ?? (() => performance.now());
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.store = opts.store;
+  }
+
+  /** A lease from the shared store (scope Global); never rejects, answers within the store's timeout. */
+  async leaseGlobal(r: LeaseRequest): Promise<Lease> {
+    this.globalLeases++;
+    if (!this.store) return UNAVAILABLE;
+    return (await this.store.lease(r.key, r.perMs, r.burst, r.want)) ?? UNAVAILABLE;
   }
 
   /** Periodic clean-up of idle buckets and expired replay entries. */
@@ -106,6 +131,7 @@ export class PolicyState {
     buckets: number;
     replayEntries: number;
     leases: number;
+    globalLeases: number;
     replayChecks: number;
     replaysRefused: number;
   } {
@@ -113,6 +139,7 @@ export class PolicyState {
       buckets: this.#buckets.size,
       replayEntries: this.#seen.size,
       leases: this.leases,
+      globalLeases: this.globalLeases,
       replayChecks: this.replayChecks,
       replaysRefused: this.replaysRefused,
     };
@@ -127,7 +154,7 @@ export class LocalCoordinator implements PolicyCoordinator {
     state.startSweeping();
   }
   async lease(r: LeaseRequest): Promise<Lease> {
-    return this.state.lease(r);
+    return r.global ? this.state.leaseGlobal(r) : this.state.lease(r);
   }
   async firstSeen(key: string, ttlMs: number): Promise<boolean> {
     return this.state.firstSeen(key, ttlMs);

@@ -482,6 +482,13 @@ export class ClusterPrimary {
       case 'draining':
         return;
       case 'policy-call':
+        if (m.lease?.global) {
+          // A Global limit: the shared store answers (within its timeout, never rejecting).
+          void this.policyState
+            .leaseGlobal(m.lease)
+            .then((lease) => this.#send(slot, { type: 'policy-reply', id: m.id, lease }));
+          return;
+        }
         // Pod-wide policy state (rate-limit buckets, replay cache) lives here: answer at once.
         this.#send(slot, {
           type: 'policy-reply',

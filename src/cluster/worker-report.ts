@@ -108,6 +108,11 @@ export interface RuleCounters {
   forwardedForInvalid: number;
   /** JWKS fetches of the rule's JWT policy, by result (`ok`, `too-large`, `timeout`, `status`, `invalid`, `error`). */
   jwksFetches: Record<string, number>;
+  /**
+   * `rateLimit.scope: Global` decisions by outcome: `allowed`, `limited`, `failed_open` (the store could not decide,
+   * let through), `failed_closed` (… refused with 503). Absent for rules without a Global limit.
+   */
+  globalDecisions?: Record<string, number>;
 }
 
 /** One key set of a worker's key store. */

@@ -65,6 +65,8 @@ export function policyErrors(spec: PoliciesSpec | undefined, base: FieldPath): F
       errors.push({ path: [...p, 'rateLimit', 'header'], message: 'required with key Header' });
     if ((rl.key ?? 'Route') !== 'Header' && rl.header)
       errors.push({ path: [...p, 'rateLimit', 'header'], message: 'only allowed with key Header' });
+    if (rl.failureMode !== undefined && rl.scope !== 'Global')
+      errors.push({ path: [...p, 'rateLimit', 'failureMode'], message: 'only allowed with scope Global' });
     if (rl.period !== undefined && parseDuration(rl.period) === 0)
       errors.push({ path: [...p, 'rateLimit', 'period'], message: 'must be longer than 0' });
   }
@@ -134,6 +136,7 @@ export function policyDataOf(spec: PoliciesSpec | undefined): PolicyData | undef
       burst: r.burst ?? r.requests,
       key: r.key ?? 'Route',
       ...(r.header ? { header: r.header.toLowerCase() } : {}),
+      ...(r.scope === 'Global' ? { scope: 'Global' as const, failureMode: r.failureMode ?? 'Open' } : {}),
     };
   }
   if (spec.maxConcurrentRequests !== undefined) out.maxConcurrentRequests = spec.maxConcurrentRequests;

@@ -14,6 +14,7 @@ import type { CatalogSnapshot } from '../api/catalog.ts';
 import type { CertSet } from '../api/certificate.ts';
 import type { CertificateRefSnapshot } from '../api/certificate-refs.ts';
 import { formatPath } from '../api/validate.ts';
+import type { RateLimitStoreSettings } from '../cluster/rate-limit-store.ts';
 import type { RouteStatus } from '../compile/compile.ts';
 import { ConfigError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
@@ -24,6 +25,7 @@ import { Controller, type SourceName } from './controller.ts';
 import { LastKnownGood } from './last-known-good.ts';
 import { MetricsHub, type MetricsHubOptions } from './metrics/metrics.ts';
 import { SourceHealth } from './metrics/source-health.ts';
+import { rateLimitStoreSecrets } from './rate-limit-store-setup.ts';
 import { RouteVersions } from './route-versions.ts';
 import type { ConsulSettings } from './sources/consul/settings.ts';
 import { startConsulSource } from './sources/consul/start-consul-source.ts';
@@ -48,6 +50,8 @@ export interface ControlPlaneOptions {
   upstreamClientCerts?: ClientCertFileSpec[];
   /** GatewayRoutes (and Services' endpoints) from Kubernetes instead of --routes. */
   kube?: KubeOptions;
+  /** The shared store of `rateLimit.scope: Global` limits (`--redis-url`); absent: Global limits are unavailable. */
+  redis?: RateLimitStoreSettings;
 }
 
 /** The control plane of either process shape. */
@@ -341,7 +345,7 @@ export function createControlPlane(
 
 /** Values no debug view may show, wherever they turn up (control/redact.ts). */
 export function secretValues(opts: ControlPlaneOptions): string[] {
-  return opts.consul?.token ? [opts.consul.token] : [];
+  return [...(opts.consul?.token ? [opts.consul.token] : []), ...rateLimitStoreSecrets(opts.redis)];
 }
 
 /** Certificates from Kubernetes Secrets (spec.tls of GatewayRoutes) are on: `--kube --tls-secret-namespaces`. */

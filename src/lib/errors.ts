@@ -27,6 +27,10 @@ export const GatewayErrors = {
   EDGEGATE_SIGNATURE_INVALID: { status: 401, message: 'request signature verification failed' },
   EDGEGATE_JWT_INVALID: { status: 401, message: 'bearer token verification failed' },
   EDGEGATE_EXTERNAL_AUTH_UNAVAILABLE: { status: 503, message: 'the external auth service did not answer' },
+  EDGEGATE_RATE_LIMIT_UNAVAILABLE: {
+    status: 503,
+    message: 'the shared rate-limit store did not answer (failureMode Closed)',
+  },
   EDGEGATE_BODY_TOO_LARGE: { status: 413, message: 'request body exceeds the limit of this route' },
   // Clients that would hold upstream resources hostage (docs/security.md, "Upstream resources").
   EDGEGATE_CLIENT_BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time' },

@@ -23,6 +23,10 @@ export interface RateLimitData {
   key: 'Route' | 'ClientAddress' | 'Header';
   /** Lower-case header name (key Header). */
   header?: string;
+  /** Global: the bucket is in the shared store (Redis) for every gateway; absent: this pod's (Node). */
+  scope?: 'Global';
+  /** Global only: the store is down or slow → Open lets requests through, Closed answers 503. */
+  failureMode?: 'Open' | 'Closed';
 }
 
 export interface SignatureData {

@@ -21,6 +21,7 @@ export {
   startConsulAgent,
   startConsulPair,
 } from './consul.ts';
+export { HAPROXY, type Haproxy, type HaproxyFrontend, startHaproxy } from './haproxy.ts';
 export { type HelmOptions, helm } from './helm.ts';
 export {
   type KubeClient,
@@ -62,6 +63,7 @@ export {
   startProcess,
   tailFile,
 } from './proc.ts';
+export { REDIS_SERVER, type RedisServer, startRedis } from './redis.ts';
 export { type SharedConsulPair, type SharedConsulPairInfo, sharedConsulPair, sharedKube } from './shared.ts';
 export { logDir, logPathFor, makeTempDir, removeDir } from './tmp.ts';
 export { errorText, isPortClash, retryOnPortClash, StopWaiting, type WaitOptions, waitFor } from './wait.ts';

@@ -19,6 +19,7 @@ export interface AggregatedPolicyStats {
       authFailures: Record<string, number>;
       forwardedForInvalid: number;
       jwksFetches: Record<string, number>;
+      globalDecisions: Record<string, number>;
     }
   >;
   /** Highest overload level over the workers, and each worker's p99 delay. */
@@ -49,6 +50,7 @@ export function aggregatePolicyStats(
           authFailures: {},
           forwardedForInvalid: 0,
           jwksFetches: {},
+          globalDecisions: {},
         };
         out.rules[rule] = t;
       }
@@ -62,6 +64,8 @@ export function aggregatePolicyStats(
       t.forwardedForInvalid += c.forwardedForInvalid ?? 0;
       for (const [k, v] of Object.entries(c.jwksFetches ?? {}))
         t.jwksFetches[k] = (t.jwksFetches[k] ?? 0) + v;
+      for (const [k, v] of Object.entries(c.globalDecisions ?? {}))
+        t.globalDecisions[k] = (t.globalDecisions[k] ?? 0) + v;
     }
     for (const [set, k] of Object.entries(s.keySets ?? {}))
       out.keysRefused[set] = Math.max(out.keysRefused[set] ?? 0, Object.keys(k.refused ?? {}).length);
@@ -98,6 +102,15 @@ export const POLICY_METRICS: PolicyMetricFamily[] = [
     help: 'Requests refused with 429 by the rule’s pod-wide rate limit.',
     type: 'counter',
     samples: perRule((c) => c.rateLimited),
+  },
+  {
+    name: 'edgegate_rate_limit_global_decisions_total',
+    help: 'Requests decided by a rule’s Global (Redis) rate limit, by outcome: allowed, limited (429), failed_open (the store could not decide: let through), failed_closed (the store could not decide: 503).',
+    type: 'counter',
+    samples: (a) =>
+      Object.entries(a.rules).flatMap(([rule, c]) =>
+        Object.entries(c.globalDecisions).map(([outcome, value]) => ({ labels: { rule, outcome }, value })),
+      ),
   },
   {
     name: 'edgegate_policy_shed_total',

@@ -39,6 +39,7 @@ import { SignatureVerifier } from './signature.ts';
 import { type Denial, deny, type Pass, type Verdict } from './verdict.ts';
 
 const NORMAL_RANK = priorityRank('Normal');
+const STORE_FAILURE_LOG_MS = 10_000;
 
 /** Where the runtime reports what an operator must fix (a refused key file); the worker's logger. */
 export interface PolicyLog {
@@ -166,6 +167,22 @@ export class RuleGate {
             ? client!.text
             : headerKey(p.req.headers[d.header!]);
       const decision = await this.#rate.take(key);
+      if (this.#rate.data.scope === 'Global') {
+        const outcome = decision.storeFailed
+          ? decision.allowed
+            ? 'failed_open'
+            : 'failed_closed'
+          : decision.allowed
+            ? 'allowed'
+            : 'limited';
+        c.globalDecisions ??= {};
+        c.globalDecisions[outcome] = (c.globalDecisions[outcome] ?? 0) + 1;
+        if (decision.storeFailed) {
+          rt.noteStoreFailure(this.ruleId, decision.allowed);
+          if (!decision.allowed)
+            return deny('EDGEGATE_RATE_LIMIT_UNAVAILABLE', p.requestId, { headers: { 'retry-after': '1' } });
+        }
+      }
       if (!decision.allowed) {
         c.rateLimited++;
         const t = String(decision.retryAfterS);
@@ -249,10 +266,14 @@ export class PolicyRuntime {
   #jwtNext = new Map<string, JwtVerifier>();
   readonly #inFlight = new Map<string, number>();
   readonly #counters = new Map<string, RuleCounters>();
+  readonly #log: PolicyLog | undefined;
+  /** Rule → store failures since its last log line, and when that line was written (rate-limited logging). */
+  readonly #storeFailures = new Map<string, { open: number; closed: number; loggedAt: number }>();
 
   constructor(settings: Partial<PolicySettings>, coordinator: PolicyCoordinator, log?: PolicyLog) {
     this.settings = { ...DEFAULT_POLICY_SETTINGS, ...settings };
     this.coordinator = coordinator;
+    this.#log = log;
     this.keys = new KeyStore(this.settings.secretsDir, undefined, (set, keyId, error) =>
       log?.warn('key refused', { keySet: set, keyId, error }),
     );
@@ -280,6 +301,30 @@ export class PolicyRuntime {
     return deny('EDGEGATE_OVERLOADED', requestId, {
       headers: { 'retry-after': String(this.guard.retryAfterS()) },
     });
+  }
+
+  /**
+   * A Global limit decided by its failure mode (the store could not): logged at most once per rule every
+   * STORE_FAILURE_LOG_MS, with the count since the last line, so a down store cannot flood the log.
+   */
+  noteStoreFailure(ruleId: string, admitted: boolean): void {
+    let f = this.#storeFailures.get(ruleId);
+    if (!f) {
+      f = { open: 0, closed: 0, loggedAt: Number.NEGATIVE_INFINITY };
+      this.#storeFailures.set(ruleId, f);
+    }
+    if (admitted) f.open++;
+    else f.closed++;
+    const now = performance.now();
+    if (now - f.loggedAt < STORE_FAILURE_LOG_MS) return;
+    this.#log?.warn('rate-limit store unavailable: the rule’s failureMode decided', {
+      rule: ruleId,
+      admitted: f.open,
+      refused: f.closed,
+    });
+    f.open = 0;
+    f.closed = 0;
+    f.loggedAt = now;
   }
 
   counters(ruleId: string): RuleCounters {
@@ -359,6 +404,7 @@ export class PolicyRuntime {
         ...c,
         authFailures: { ...c.authFailures },
         jwksFetches: { ...c.jwksFetches },
+        ...(c.globalDecisions ? { globalDecisions: { ...c.globalDecisions } } : {}),
         inFlight: this.#inFlight.get(id) ?? 0,
       };
     return {

@@ -7,6 +7,11 @@
  *
  * When the primary does not answer (IPC timeout), the worker decides alone with a local bucket of
  * rate ÷ workers: less accurate, never unlimited.
+ *
+ * `scope: Global`: the same leases, but the primary takes them from the shared store (Redis, one GCRA script per
+ * lease), so the limit holds for every gateway. When the store cannot decide (down, slower than its timeout, not
+ * configured) the rule's failureMode does for the next STORE_RETRY_MS without asking again: Open admits,
+ * Closed refuses (`storeFailed`), and the next request after that asks the store again.
  */
 
 import type { PolicyCoordinator } from '../../cluster/policy-state.ts';
@@ -15,6 +20,8 @@ import type { RateLimitData } from '../../table/policy-types.ts';
 
 const LEASE_TTL_MS = 1_000;
 const BATCH_MS = 20;
+/** After the store could not decide, the failure mode decides this long before the store is asked again. */
+const STORE_RETRY_MS = 250;
 /** Per-key local states kept at most per rule before idle ones are dropped. */
 const MAX_LOCAL_KEYS = 50_000;
 
@@ -22,6 +29,8 @@ export interface RateDecision {
   allowed: boolean;
   /** Refused: seconds until a retry may succeed (≥ 1), for Retry-After and the RateLimit header. */
   retryAfterS: number;
+  /** Global scope: the store could not decide; the failure mode did (Open: allowed, Closed: refused). */
+  storeFailed?: true;
 }
 
 interface LocalState {
@@ -34,20 +43,30 @@ interface LocalState {
 }
 
 const ALLOW: RateDecision = { allowed: true, retryAfterS: 0 };
+const FAILED_OPEN: RateDecision = { allowed: true, retryAfterS: 0, storeFailed: true };
+const FAILED_CLOSED: RateDecision = { allowed: false, retryAfterS: 1, storeFailed: true };
 
 export class RateLimiter {
   readonly data: RateLimitData;
   readonly #id: string;
+  /** The bucket's name (pod-wide state or Redis): the rule, key kind and limit; a changed limit is a new bucket. */
+  readonly #bucket: string;
   readonly #coordinator: PolicyCoordinator;
   readonly #workers: number;
   readonly #perMs: number;
   readonly #batch: number;
   readonly #states = new Map<string, LocalState>();
+  readonly #global: boolean;
+  /** Global scope: until then (performance.now() ms) the store is taken as unavailable. */
+  #storeDownUntil = 0;
 
   constructor(ruleId: string, data: RateLimitData, coordinator: PolicyCoordinator, workers: number) {
     this.data = data;
     this.#perMs = data.requests / data.periodMs;
-    this.#id = `${ruleId}|${data.key}:${data.header ?? ''}|${data.requests}/${data.periodMs}/${data.burst}`;
+    this.#global = data.scope === 'Global';
+    this.#bucket = `${ruleId}|${data.key}:${data.header ?? ''}|${data.requests}/${data.periodMs}/${data.burst}`;
+    // The failure mode is part of the object's identity (a changed one needs a new limiter), not of the bucket's.
+    this.#id = this.#global ? `${this.#bucket}|global:${data.failureMode}` : this.#bucket;
     this.#coordinator = coordinator;
     this.#workers = Math.max(1, workers);
     this.#batch = Math.max(1, Math.min(data.burst, Math.floor(this.#perMs * BATCH_MS)));
@@ -72,6 +91,7 @@ export class RateLimiter {
         return ALLOW;
       }
       if (now < st.denyUntil) return this.#deny(st.denyUntil - now);
+      if (now < this.#storeDownUntil) return this.data.failureMode === 'Closed' ? FAILED_CLOSED : FAILED_OPEN;
       st.pending ??= this.#fetch(st, key);
       st.waiting++;
       await st.pending;
@@ -88,12 +108,17 @@ export class RateLimiter {
     try {
       const want = Math.min(this.data.burst, this.#batch + st.waiting);
       const lease = await this.#coordinator.lease({
-        key: `${this.#id}|${key}`,
+        key: `${this.#bucket}|${key}`,
         perMs: this.#perMs,
         burst: this.data.burst,
         want,
+        ...(this.#global ? { global: true } : {}),
       });
       const now = performance.now();
+      if (lease?.unavailable) {
+        this.#storeDownUntil = now + STORE_RETRY_MS;
+        return;
+      }
       if (lease === undefined) {
         // The primary did not answer: decide locally with this worker's share of the rate.
         st.fallback ??= new TokenBucket(

@@ -46,7 +46,12 @@ export type RefusalReason =
   | 'header_too_large'
   | 'header_timeout'
   | 'request_timeout'
-  | 'max_connections';
+  | 'max_connections'
+  // PROXY protocol from a trusted source (proxy-protocol-listener.ts): the connection is closed.
+  | 'proxy_protocol_missing'
+  | 'proxy_protocol_malformed'
+  | 'proxy_protocol_oversized'
+  | 'proxy_protocol_timeout';
 
 export interface Refusal {
   status: 400 | 405 | 408 | 431 | 501 | 505;

@@ -182,6 +182,14 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     max: 10_000,
   },
   {
+    flag: '--proxy-protocol-timeout',
+    env: 'EDGEGATE_PROXY_PROTOCOL_TIMEOUT',
+    help: 'with --proxy-protocol: time a trusted source has to send the PROXY header; then the connection is closed',
+    target: 'listener',
+    key: 'proxyProtocolTimeoutMs',
+    parse: 'duration',
+  },
+  {
     flag: '--websocket-idle-timeout',
     env: 'EDGEGATE_WEBSOCKET_IDLE_TIMEOUT',
     help: 'close a proxied WebSocket idle both ways this long',

@@ -18,6 +18,7 @@ import { type AdmissionProtocol, methodRefusal } from './admission.ts';
 import { edgeEvents } from './edge-events.ts';
 import { InFlight } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
+import { acceptProxyProtocol, type ProxyProtocolSettings } from './proxy-protocol-listener.ts';
 import { answerUpgradeError, refuseOnSocket, respondRefusal } from './refusal-response.ts';
 import {
   checkRequest,
@@ -28,7 +29,7 @@ import {
   type RequestCheckSettings,
 } from './request-checks.ts';
 
-export interface ListenerSettings extends RequestCheckSettings {
+export interface ListenerSettings extends RequestCheckSettings, ProxyProtocolSettings {
   /** Time a client has to send the request headers (slowloris guard). */
   headersTimeoutMs: number;
   /** Time a client has to send the whole request, body included (slow-body guard). 0: no limit. */
@@ -53,6 +54,8 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
   rejectUnderscoreHeaders: true,
   rejectAuthorityMismatch: true,
   rejectControlCharacters: true,
+  proxyProtocolFrom: [],
+  proxyProtocolTimeoutMs: 5_000,
 };
 
 export function createProxyServer(
@@ -94,6 +97,7 @@ export function createProxyServer(
     }
   });
   guardListener(server, 'http1');
+  acceptProxyProtocol(server, s, 'http1', false);
   return server;
 }
 

@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FloodReason } from '../../cluster/worker-report.ts';
 import { edgeEvents } from '../proxy/edge-events.ts';
 import { InFlight } from '../proxy/in-flight.ts';
+import { acceptProxyProtocol } from '../proxy/proxy-protocol-listener.ts';
 import { enterRequest, noteResponse } from '../proxy/request-checks.ts';
 import {
   DEFAULT_LISTENER_SETTINGS,
@@ -287,6 +288,7 @@ export function createHttpsProxyServer(
     });
     enterRequest(proxy, req as IncomingMessage, res as ServerResponse, l, isH2 ? 'h2' : 'https1');
   });
+  acceptProxyProtocol(server, l, 'https1', true);
   return server;
 }
 

@@ -281,6 +281,44 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'Global rate-limit store: URL and timeout in the environment, the password from a mounted Secret',
+    values: {
+      rateLimitStore: {
+        url: 'redis://redis.edge.svc:6379/2',
+        timeout: '50ms',
+        password: { secretName: 'edge-redis', secretKey: 'redis-password' },
+      },
+    },
+    check(objects) {
+      const ds = only(objects, 'DaemonSet');
+      const c = gatewayContainer(objects);
+      const env = envOf(c);
+      expect(env.get('EDGEGATE_REDIS_URL')!.value).toBe('redis://redis.edge.svc:6379/2');
+      expect(env.get('EDGEGATE_REDIS_TIMEOUT')!.value).toBe('50ms');
+      expect(env.get('EDGEGATE_REDIS_PASSWORD_FILE')!.value).toBe('/etc/edgegate/redis/redis-password');
+      expect(c.volumeMounts).toContainEqual({
+        name: 'redis-password',
+        mountPath: '/etc/edgegate/redis',
+        readOnly: true,
+      });
+      expect(ds.spec.template.spec.volumes).toContainEqual({
+        name: 'redis-password',
+        secret: { secretName: 'edge-redis', items: [{ key: 'redis-password', path: 'redis-password' }] },
+      });
+      // The kubelet mounts it: the gateway's RBAC still has no Secrets.
+      expect(JSON.stringify(find(objects, 'ClusterRole'))).not.toContain('secrets');
+    },
+  },
+  {
+    name: 'PROXY protocol from the load balancers’ CIDRs',
+    values: { proxyProtocol: { trustedCidrs: ['10.0.0.0/8', '2001:db8::/32'], timeout: '3s' } },
+    check(objects) {
+      const env = envOf(gatewayContainer(objects));
+      expect(env.get('EDGEGATE_PROXY_PROTOCOL')!.value).toBe('10.0.0.0/8,2001:db8::/32');
+      expect(env.get('EDGEGATE_PROXY_PROTOCOL_TIMEOUT')!.value).toBe('3s');
+    },
+  },
+  {
     name: 'TLS on: Secrets readable only in the listed namespaces',
     values: { tls: { enabled: true, secretNamespaces: [`tls-a-${run}`, `tls-b-${run}`] } },
     namespaces: [`tls-a-${run}`, `tls-b-${run}`],

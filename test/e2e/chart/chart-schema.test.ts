@@ -71,6 +71,17 @@ const rejected: Array<[string, Record<string, unknown>, string]> = [
   ],
   ['a worker block timeout without a unit', { workerBlockTimeout: 'soon' }, "at '/workerBlockTimeout'"],
   [
+    'a Redis password in the URL (it belongs in a Secret)',
+    { rateLimitStore: { url: 'redis://user:hunter2@redis.edge.svc:6379' } },
+    "at '/rateLimitStore/url'",
+  ],
+  ['a Redis timeout above 200ms', { rateLimitStore: { timeout: '2s' } }, "at '/rateLimitStore/timeout'"],
+  [
+    'a PROXY protocol source that is no CIDR',
+    { proxyProtocol: { trustedCidrs: ['lb.example'] } },
+    "at '/proxyProtocol/trustedCidrs/0'",
+  ],
+  [
     'ServiceMonitor without the metrics Service',
     { serviceMonitor: { enabled: true }, metricsService: { enabled: false } },
     'serviceMonitor.enabled needs metricsService.enabled',
@@ -93,6 +104,12 @@ describe('values.schema.json', () => {
       consul: { address: '10.0.0.5:8500' },
       terminationGracePeriodSeconds: 36,
       workerBlockTimeout: '10s',
+      rateLimitStore: {
+        url: 'rediss://redis.edge.svc:6380/1',
+        timeout: '150ms',
+        password: { secretName: 'redis' },
+      },
+      proxyProtocol: { trustedCidrs: ['10.0.0.0/8', '::1'], timeout: '500ms' },
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('kind: DaemonSet');

@@ -254,6 +254,16 @@ const bad: Array<[string, Record<string, unknown>, RegExp]> = [
     /spec\.rules\[0\]\.filters\[0\]\.responseCompression\.algorithms\[0\]: Unsupported value: "lzma"/,
   ],
   [
+    'a rate-limit failureMode without scope Global',
+    { rules: [{ backends: [backend], policies: { rateLimit: { requests: 5, failureMode: 'Closed' } } }] },
+    /spec\.rules\[0\]\.policies\.rateLimit\.failureMode: .*failureMode is only allowed with scope Global/,
+  ],
+  [
+    'an unknown rate-limit scope',
+    { rules: [{ backends: [backend], policies: { rateLimit: { requests: 5, scope: 'Cluster' } } }] },
+    /spec\.rules\[0\]\.policies\.rateLimit\.scope: Unsupported value: "Cluster"/,
+  ],
+  [
     'an unknown retry condition',
     { rules: [{ backends: [backend], retry: { retryOn: ['sometimes'] } }] },
     /spec\.rules\[0\]\.retry\.retryOn\[0\]: Unsupported value: "sometimes"/,
