@@ -323,16 +323,18 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/envprovider"
 	"go.opentelemetry.io/collector/confmap/provider/fileprovider"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 )
 
 func components() (otelcol.Factories, error) {
 	var err error
-	f := otelcol.Factories{}
+	f := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
 	if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory()); err != nil {
 		return f, err
 	}
@@ -346,7 +348,8 @@ func main() {
 		Factories: components,
 		ConfigProviderSettings: otelcol.ConfigProviderSettings{
 			ResolverSettings: confmap.ResolverSettings{
-				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory()},
+				ProviderFactories: []confmap.ProviderFactory{fileprovider.NewFactory(), envprovider.NewFactory()},
+				DefaultScheme:     "env",
 			},
 		},
 	}
@@ -362,6 +365,12 @@ GO
     "go.opentelemetry.io/collector/otelcol@$version" \
     "go.opentelemetry.io/collector/receiver/otlpreceiver@$version" \
     "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter@$version")
+  # The confmap providers at the core v1.x release that goes with this one (never the newest).
+  local core
+  core="$(cd "$dir" && go list -m -f '{{.Version}}' go.opentelemetry.io/collector/confmap)"
+  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod -p=1" go get \
+    "go.opentelemetry.io/collector/confmap/provider/fileprovider@$core" \
+    "go.opentelemetry.io/collector/confmap/provider/envprovider@$core")
   (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod -p=1" go mod tidy)
   log "otelcol $version: modules resolved in $((SECONDS - start))s"
   GOFLAGS="-mod=mod -p=1" go_build_to "$name" "$version" "$dir" . ""
