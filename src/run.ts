@@ -34,6 +34,7 @@ import { FileCatalogSource, FileRouteSource } from './control/sources/file/file-
 import { certificateRefsOf } from './control/sources/kube/secret-certs.ts';
 import { type KubeOptions, type KubeSources, startKubeSources } from './control/start-kube.ts';
 import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
+import type { TracingSettings } from './dataplane/observe/tracing-settings.ts';
 import { holdEventLoopBusy } from './dataplane/policy/overload-guard.ts';
 import { PolicyRuntime } from './dataplane/policy/policy-runtime.ts';
 import { installProcessSafetyNet } from './dataplane/proxy/edge-events.ts';
@@ -86,6 +87,8 @@ export interface RunOptions {
   kube?: KubeOptions;
   /** Access log settings (default: on, every request, user-agent only). */
   accessLog?: AccessLogSettings;
+  /** OpenTelemetry tracing (absent or disabled: off). */
+  tracing?: TracingSettings;
 }
 
 export interface DrainSettings {
@@ -534,6 +537,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     table: () => controller.current,
     worker: '0',
     accessLog: opts.accessLog,
+    ...(opts.tracing ? { tracing: opts.tracing, log } : {}),
     processMetrics: false,
     policies: () => policies.stats(),
     // The HTTPS listener exists only with certificates.
@@ -567,7 +571,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       policies: policies.stats(),
     }),
     sources: () => plane.sourcesView(),
-    metrics: () => hub.scrape(),
+    metrics: (openMetrics) => hub.scrape(openMetrics),
     upstreams: () => hub.upstreams(),
     ...(policies.settings.testHooks
       ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
@@ -612,6 +616,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       ]);
       r.cut += rt?.cut ?? 0;
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
+      await Promise.race([observed.flush(), new Promise((done) => setTimeout(done, 5_000).unref())]);
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
     },
@@ -660,6 +665,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
     accessLog: opts.accessLog,
+    ...(opts.tracing?.enabled ? { tracing: opts.tracing } : {}),
     ...(tlsAt ? { tls: { host: tlsAt.host, port: tlsAt.port, settings: opts.tlsSettings ?? {} } } : {}),
     ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
   };
@@ -715,7 +721,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         policyState: primary.policyState.stats(),
       };
     },
-    metrics: () => hub.scrape(),
+    metrics: (openMetrics) => hub.scrape(openMetrics),
     upstreams: () => hub.upstreams(),
     ...(opts.policy?.testHooks
       ? {

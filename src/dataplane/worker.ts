@@ -69,6 +69,7 @@ export class ProxyWorker {
       // The slot, not the pid: a replacement worker keeps the label (bounded across restarts).
       worker: process.env.EDGEGATE_WORKER_SLOT ?? String(cluster.worker?.id ?? process.pid),
       accessLog: config.accessLog,
+      ...(config.tracing ? { tracing: config.tracing, log } : {}),
       processMetrics: true,
       policies: () => this.#policies.stats(),
       tls: () => this.#tls?.stats.snapshot(),
@@ -209,6 +210,9 @@ export class ProxyWorker {
       // Pools close gracefully; bounded by what is left of the budget.
       const left = Math.max(0, opts.timeoutMs - (Date.now() - started));
       await Promise.race([this.#proxy.close(), new Promise((r) => setTimeout(r, left).unref())]);
+      // The spans of the last requests (tracing on): exported within what is left of the budget, at least 1 s.
+      const flushMs = Math.max(1_000, opts.timeoutMs - (Date.now() - started));
+      await Promise.race([this.#observed.flush(), new Promise((r) => setTimeout(r, flushMs).unref())]);
       this.#log.info('drained', { ms: Date.now() - started, cut: result.cut });
       process.exit(0);
     })();
