@@ -764,14 +764,17 @@ export class MetricsHub {
       // families are registered as fresh views of the same metrics, never the Prometheus registry's own objects.
       const om = new Registry<OpenMetricsContentType>();
       om.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-      const view = (m: { name: string; help: string; type: string; get(): unknown }) =>
-        om.registerMetric({
+      const view = (m: { name: string; help: string; type: string; get(): Promise<object> }) => {
+        const family = {
           name: m.name,
           help: m.help,
           type: m.type,
           aggregator: 'sum',
-          get: () => m.get(),
-        } as never);
+          // The family's own (possibly renamed) name, not the Prometheus registry's.
+          get: async () => ({ ...(await m.get()), name: family.name }),
+        };
+        om.registerMetric(family as never);
+      };
       for (const m of this.registry.getMetricsAsArray()) view(m as never);
       for (const m of (await this.#processFamilies(this.#view.workers)).getMetricsAsArray()) view(m as never);
       return { contentType: om.contentType, body: await om.metrics() };

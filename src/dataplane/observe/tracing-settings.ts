@@ -142,6 +142,13 @@ export function resolveTracingSettings(flags: TracingFlags, env: NodeJS.ProcessE
   s.serviceName =
     flags.serviceName || e('OTEL_SERVICE_NAME') || s.resourceAttributes['service.name'] || 'edgegate';
 
+  const timeout = e('OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') ?? e('OTEL_EXPORTER_OTLP_TIMEOUT');
+  if (timeout !== undefined) {
+    const n = Number(timeout);
+    if (!Number.isInteger(n) || n < 1 || n > 600_000)
+      fail('OTEL_EXPORTER_OTLP_TIMEOUT', `'${timeout}' must be milliseconds from 1 to 600000`);
+    s.exportTimeoutMs = n;
+  }
   if (flags.queueSize !== undefined) {
     const n = Number(flags.queueSize);
     if (!Number.isInteger(n) || n < 1 || n > 1_000_000)

@@ -145,6 +145,8 @@ export class Tracing {
       resource: resourceFromAttributes({
         ...settings.resourceAttributes,
         'service.name': settings.serviceName,
+        // Which process of the pod (each worker exports its own spans).
+        'process.pid': process.pid,
       }),
       spanProcessors: [this.#processor],
     });
