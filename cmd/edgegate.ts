@@ -287,7 +287,7 @@ const runCommand = program
     new Option(
       '--tracing-queue-size <spans>',
       'spans a worker holds for export; more are dropped and counted (default 2048)',
-    ),
+    ).env('EDGEGATE_TRACING_QUEUE_SIZE'),
   )
   .action(async (o) => {
     try {
