@@ -36,6 +36,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
   ParentBasedSampler,
+  RandomIdGenerator,
   type ReadableSpan,
   type Sampler,
   type SpanExporter,
@@ -215,11 +216,19 @@ export class Tracing {
     };
   }
 
+  /** Exports what is held now (benchmarks; shutdown() does it on drain). */
+  flush(): Promise<void> {
+    return this.#provider.forceFlush();
+  }
+
   /** Exports what is held (bounded by the exporter's timeout), then stops. */
   shutdown(): Promise<void> {
     return this.#provider.shutdown();
   }
 }
+
+/** Span ids of the unsampled tries (no SDK span for them). */
+const ids = new RandomIdGenerator();
 
 /** What the request's record needs to know when it finishes. */
 export interface TraceOutcome {
@@ -262,6 +271,8 @@ export class RequestTrace {
   }
 
   policiesStart(): void {
+    // Every sampler here decides by the trace id or the parent: the children of an unsampled span are unsampled too.
+    if (!this.server.isRecording()) return;
     this.#policies = this.#tracing.tracer.startSpan(
       'edgegate.policies',
       { kind: SpanKind.INTERNAL },
@@ -287,24 +298,36 @@ export class RequestTrace {
    */
   startTry(headers: string[], endpoint: EndpointData, cluster: ClusterData, path: string): string[] {
     this.endTry(undefined);
-    const span = this.#tracing.tracer.startSpan(this.#method, { kind: SpanKind.CLIENT }, this.#context());
-    this.#try = span;
-    this.#tryStatus = 0;
     const resend = this.#tries++;
-    if (span.isRecording()) {
-      const tls = cluster.pool.tls !== undefined;
-      const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
-      const q = path.indexOf('?');
-      span.setAttributes({
-        'http.request.method': this.#method,
-        'server.address': endpoint.address,
-        'server.port': endpoint.port,
-        'url.full': `${tls ? 'https' : 'http'}://${host}:${endpoint.port}${q < 0 ? path : path.slice(0, q)}`,
-        'edgegate.service': cluster.service,
-        'edgegate.datacenter': cluster.datacenter,
-        'edgegate.endpoint': endpoint.id,
-      });
-      if (resend > 0) span.setAttribute('http.request.resend_count', resend);
+    let traceparent: string;
+    let tracestate: string | undefined;
+    if (this.server.isRecording()) {
+      const span = this.#tracing.tracer.startSpan(this.#method, { kind: SpanKind.CLIENT }, this.#context());
+      this.#try = span;
+      this.#tryStatus = 0;
+      if (span.isRecording()) {
+        const tls = cluster.pool.tls !== undefined;
+        const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
+        const q = path.indexOf('?');
+        span.setAttributes({
+          'http.request.method': this.#method,
+          'server.address': endpoint.address,
+          'server.port': endpoint.port,
+          'url.full': `${tls ? 'https' : 'http'}://${host}:${endpoint.port}${q < 0 ? path : path.slice(0, q)}`,
+          'edgegate.service': cluster.service,
+          'edgegate.datacenter': cluster.datacenter,
+          'edgegate.endpoint': endpoint.id,
+        });
+        if (resend > 0) span.setAttribute('http.request.resend_count', resend);
+      }
+      const sc = span.spanContext();
+      traceparent = formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags);
+      tracestate = sc.traceState?.serialize();
+    } else {
+      // Unsampled: no span is recorded, but the trace goes on upstream with a span id of this try.
+      const sc = this.server.spanContext();
+      traceparent = formatTraceparent(sc.traceId, ids.generateSpanId(), 0);
+      tracestate = sc.traceState?.serialize();
     }
     const out: string[] = [];
     for (let i = 0; i < headers.length; i += 2) {
@@ -315,10 +338,8 @@ export class RequestTrace {
       }
       out.push(name, headers[i + 1]!);
     }
-    const sc = span.spanContext();
-    out.push('traceparent', formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags));
-    const ts = sc.traceState?.serialize();
-    if (ts !== undefined && ts !== '') out.push('tracestate', ts);
+    out.push('traceparent', traceparent);
+    if (tracestate !== undefined && tracestate !== '') out.push('tracestate', tracestate);
     return out;
   }
 
