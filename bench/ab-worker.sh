@@ -7,7 +7,8 @@
 #
 # Same setup as `npm run bench` for edgegate (bench/lib/targets.ts: 1,000 routes, metrics on, access log sampled
 # 1 %): nginx upstream and wrk on CPU 0, edgegate (primary + 1 worker) on CPU 1, wrk -t1 -c50 for DUR seconds
-# (default 8) after a 3 s warm-up. Needs nginx and wrk (npm run bench installs them).
+# (default 8) after a 3 s warm-up. Needs nginx and wrk (npm run bench installs them). EXTRA_ARGS: more `run` flags
+# (bench/ab-tracing.sh passes the tracing ones).
 set -euo pipefail
 REPO=$(cd "${1:-.}" && pwd)
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +31,7 @@ echo "import v8 from 'node:v8'; v8.setFlagsFromString('--trace-gc-nvp');" > "$WO
 cd "$REPO"
 NODE_OPTIONS="--import $WORK/gc.mjs" taskset -c 1 "$NODE" cmd/edgegate.ts run --listen 127.0.0.1:18180 \
   --admin 127.0.0.1:18190 --routes "$WORK/edgegate/routes" --catalog "$WORK/edgegate/catalog.yaml" \
-  --datacenter dc1 --log-level warn --workers 1 --access-log on --access-log-sample 0.01 > "$WORK/eg.log" 2>&1 &
+  --datacenter dc1 --log-level warn --workers 1 --access-log on --access-log-sample 0.01 ${EXTRA_ARGS:-} > "$WORK/eg.log" 2>&1 &
 EG=$!
 for _ in $(seq 150); do curl -sf 127.0.0.1:18190/readyz >/dev/null && break; sleep 0.2; done
 URL=http://127.0.0.1:18180/shop/orders/v2/small

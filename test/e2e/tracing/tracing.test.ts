@@ -11,6 +11,7 @@ import { createServer, type IncomingHttpHeaders, request, type Server } from 'no
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { binPath } from '../../support/bins.ts';
 import {
   type EchoUpstream,
   type GatewayProcess,
@@ -26,9 +27,10 @@ import {
   startOtelCollector,
 } from '../../support/otel-collector.ts';
 import { freePort } from '../../support/ports.ts';
+import { startProcess } from '../../support/proc.ts';
 import { parsePromText, sumOf } from '../../support/prom-text.ts';
 import { promtoolCheckMetrics } from '../../support/promtool.ts';
-import { makeTempDir, removeDir } from '../../support/tmp.ts';
+import { logPathFor, makeTempDir, removeDir } from '../../support/tmp.ts';
 import { waitFor } from '../../support/wait.ts';
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/;
@@ -385,6 +387,71 @@ describe('exemplars on the request-duration histogram', () => {
     expect(check.status).toBe(0);
     // Still the Prometheus names after an OpenMetrics scrape (the families are not renamed in place).
     expect(text).toMatch(/^# TYPE edgegate_requests_total counter$/m);
+  });
+});
+
+describe('a real Prometheus with exemplar storage', () => {
+  it('scrapes /metrics as OpenMetrics and stores the trace_id exemplar of the bucket', async () => {
+    const traceId = randomHex(32);
+    echoed(await send(gw.url, '/a/prometheus', { traceparent: `00-${traceId}-${randomHex(16)}-01` }));
+    const pdir = makeTempDir('tracing-prometheus');
+    const port = await freePort({ udp: false });
+    writeFileSync(
+      join(pdir, 'prometheus.yml'),
+      JSON.stringify({
+        global: { scrape_interval: '1s', scrape_timeout: '1s' },
+        scrape_configs: [
+          {
+            job_name: 'edgegate',
+            // Prometheus's default list prefers OpenMetrics too; pinned so a fallback to the text format fails here.
+            scrape_protocols: ['OpenMetricsText1.0.0'],
+            static_configs: [{ targets: [`127.0.0.1:${gw.adminPort}`] }],
+          },
+        ],
+      }),
+    );
+    const prom = startProcess({
+      name: 'prometheus-exemplars',
+      command: binPath('prometheus'),
+      args: [
+        `--config.file=${join(pdir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(pdir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--enable-feature=exemplar-storage',
+      ],
+      logPath: logPathFor('prometheus-exemplars'),
+    });
+    const api = `http://127.0.0.1:${port}/api/v1`;
+    try {
+      const targets = async () => JSON.stringify(await (await fetch(`${api}/targets`)).json());
+      const found = await waitFor(
+        async () => {
+          const now = Date.now() / 1000;
+          const q = encodeURIComponent('edgegate_request_duration_seconds_bucket{route="trace/route-a"}');
+          const r = await fetch(`${api}/query_exemplars?query=${q}&start=${now - 600}&end=${now + 60}`).catch(
+            () => undefined,
+          );
+          if (!r?.ok) return undefined;
+          const body = (await r.json()) as {
+            data: { seriesLabels: Record<string, string>; exemplars: { labels: Record<string, string> }[] }[];
+          };
+          for (const series of body.data)
+            for (const e of series.exemplars) if (e.labels.trace_id === traceId) return series.seriesLabels;
+          return undefined;
+        },
+        { timeoutMs: 60_000, message: 'the exemplar in Prometheus', diagnostics: targets },
+      );
+      expect(found.__name__).toBe('edgegate_request_duration_seconds_bucket');
+      expect(found.le).toBeDefined();
+      // The scrape itself is healthy (an OpenMetrics body Prometheus could not parse would leave up = 0).
+      const up = (await (await fetch(`${api}/query?query=up`)).json()) as {
+        data: { result: { value: [number, string] }[] };
+      };
+      expect(up.data.result[0]!.value[1]).toBe('1');
+    } finally {
+      await prom.stop();
+      removeDir(pdir);
+    }
   });
 });
 
