@@ -14,11 +14,11 @@ import { existsSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { SpanExporter } from '@opentelemetry/sdk-trace';
 import { RequestObserver } from '../src/dataplane/observe/request-observer.ts';
-import { Tracing } from '../src/dataplane/observe/tracing.ts';
-import { TRACING_OFF } from '../src/dataplane/observe/tracing-settings.ts';
+import type { Tracing } from '../src/dataplane/observe/tracing.ts';
 import { TrafficRecorder } from '../src/dataplane/observe/traffic-recorder.ts';
 import type { TableData } from '../src/table/types.ts';
 import { binDir, pinnedVersions } from '../test/support/bins.ts';
@@ -126,22 +126,33 @@ type Variant = {
   parents: (string | undefined)[];
 };
 
-const sink = await collector();
+// OFF_ONLY=1: only the tracing-off variant, without loading the tracing modules: the same file runs on a checkout
+// from before tracing existed (copy it there), for the before/after comparison of the path with tracing off.
+const offOnly = process.env.OFF_ONLY === '1';
+const sink = offOnly ? undefined : await collector();
 const variants: Variant[] = [];
 {
   const recorder = new TrafficRecorder();
   recorder.install(table);
   variants.push({ name: 'tracing off', observer: new RequestObserver(recorder), parents: parents(0.01) });
 }
-for (const [name, ratio] of [
-  ['tracing on, 1 % sampled', 0.01],
-  ['tracing on, 100 % sampled', 1],
-] as const) {
+const { Tracing: TracingClass } = offOnly
+  ? { Tracing: undefined }
+  : await import('../src/dataplane/observe/tracing.ts');
+const { TRACING_OFF } = offOnly
+  ? { TRACING_OFF: undefined }
+  : await import('../src/dataplane/observe/tracing-settings.ts');
+for (const [name, ratio] of offOnly
+  ? []
+  : ([
+      ['tracing on, 1 % sampled', 0.01],
+      ['tracing on, 100 % sampled', 1],
+    ] as const)) {
   const recorder = new TrafficRecorder();
   recorder.install(table);
-  const tracing = new Tracing(
+  const tracing = new TracingClass!(
     {
-      ...TRACING_OFF,
+      ...TRACING_OFF!,
       enabled: true,
       url: sink?.url ?? 'http://127.0.0.1:9/v1/traces',
       ratio,
@@ -158,12 +169,14 @@ for (const [name, ratio] of [
   });
 }
 
-async function round(v: Variant): Promise<number> {
+/** CPU ns and heap bytes allocated per request in one round. */
+async function round(v: Variant): Promise<{ ns: number; bytes: number }> {
   const entry = table.entries[0]!;
   const cluster = table.clusters[0]!;
   const endpoint = cluster.endpoints[0]!;
   const ps = v.parents;
   const c0 = process.cpuUsage();
+  const a0 = getHeapStatistics().total_allocated_bytes;
   for (let i = 0; i < N; i++) {
     const p = ps[i & 1023];
     const headers: Record<string, string> = { host: 'shop.example.com', 'user-agent': 'bench/1.0' };
@@ -204,20 +217,22 @@ async function round(v: Variant): Promise<number> {
   // The spans of this round exported (their serialization and sending is part of the cost).
   await v.tracing?.flush();
   const c = process.cpuUsage(c0);
-  return ((c.user + c.system) * 1e3) / N;
+  const bytes = (getHeapStatistics().total_allocated_bytes - a0) / N;
+  return { ns: ((c.user + c.system) * 1e3) / N, bytes };
 }
 
-const results: Record<string, number> = {};
+const results: Record<string, { ns: number; bytes: number }> = {};
 for (const v of variants) {
-  const rounds: number[] = [];
+  const rounds: { ns: number; bytes: number }[] = [];
   for (let r = 0; r < 7; r++) rounds.push(await round(v));
-  rounds.sort((a, b) => a - b);
-  results[v.name] = rounds[3]!;
+  const ns = rounds.map((x) => x.ns).sort((a, b) => a - b);
+  const bytes = rounds.map((x) => x.bytes).sort((a, b) => a - b);
+  results[v.name] = { ns: ns[3]!, bytes: bytes[3]! };
 }
 const base = results[variants[0]!.name]!;
-for (const [name, ns] of Object.entries(results))
+for (const [name, r] of Object.entries(results))
   console.error(
-    `${name.padEnd(28)} ${ns.toFixed(0).padStart(6)} ns/request${name === variants[0]!.name ? '' : `  (+${(ns - base).toFixed(0)} ns)`}`,
+    `${name.padEnd(28)} ${r.ns.toFixed(0).padStart(6)} ns CPU/request${name === variants[0]!.name ? '' : ` (+${(r.ns - base.ns).toFixed(0)})`}  ${r.bytes.toFixed(0).padStart(6)} B allocated/request${name === variants[0]!.name ? '' : ` (+${(r.bytes - base.bytes).toFixed(0)})`}`,
   );
 for (const v of variants)
   if (v.tracing) console.error(`${v.name}: ${JSON.stringify(v.tracing.counterValues())}`);
