@@ -149,13 +149,27 @@ export function resolveTracingSettings(flags: TracingFlags, env: NodeJS.ProcessE
       fail('OTEL_EXPORTER_OTLP_TIMEOUT', `'${timeout}' must be milliseconds from 1 to 600000`);
     s.exportTimeoutMs = n;
   }
+  const delay = e('OTEL_BSP_SCHEDULE_DELAY');
+  if (delay !== undefined) {
+    const n = Number(delay);
+    if (!Number.isInteger(n) || n < 1 || n > 3_600_000)
+      fail('OTEL_BSP_SCHEDULE_DELAY', `'${delay}' must be milliseconds from 1 to 3600000`);
+    s.scheduledDelayMs = n;
+  }
+  const batch = e('OTEL_BSP_MAX_EXPORT_BATCH_SIZE');
+  if (batch !== undefined) {
+    const n = Number(batch);
+    if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
+      fail('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', `'${batch}' must be an integer from 1 to 1000000`);
+    s.maxExportBatchSize = n;
+  }
   if (flags.queueSize !== undefined) {
     const n = Number(flags.queueSize);
     if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
       fail('--tracing-queue-size', `'${flags.queueSize}' must be an integer from 1 to 1000000`);
     s.maxQueueSize = n;
-    s.maxExportBatchSize = Math.min(s.maxExportBatchSize, n);
   }
+  s.maxExportBatchSize = Math.min(s.maxExportBatchSize, s.maxQueueSize);
   s.enabled = s.url !== '';
   return s;
 }

@@ -504,6 +504,42 @@ describe('sampling ratio 0', () => {
   });
 });
 
+describe('drain', () => {
+  it('exports the spans a worker still holds before it exits', async () => {
+    const ddir = makeTempDir('tracing-drain');
+    const { routes, catalog } = writeRoutes(ddir, (flaky.address() as AddressInfo).port, alpha.port);
+    const g = await startGateway(
+      [
+        '--routes',
+        routes,
+        '--catalog',
+        catalog,
+        '--workers',
+        '2',
+        '--otlp-endpoint',
+        collector.endpoint,
+        '--drain-delay',
+        '0s',
+      ],
+      // Nothing is exported on the timer within the test: only the drain's flush can deliver these spans.
+      { env: { OTEL_BSP_SCHEDULE_DELAY: '3600000' } },
+    );
+    const traces: string[] = [];
+    try {
+      for (let i = 0; i < 6; i++) {
+        const t = randomHex(32);
+        traces.push(t);
+        echoed(await send(g.url, `/a/drain${i}`, { traceparent: `00-${t}-${randomHex(16)}-01` }));
+      }
+      expect(traces.flatMap((t) => spansOf(collector, t))).toEqual([]);
+    } finally {
+      expect(await g.stop()).toBe(0);
+      removeDir(ddir);
+    }
+    for (const t of traces) await traceSpans(collector, t, 2);
+  });
+});
+
 describe('collector down', () => {
   it('leaves requests unaffected and counts the spans it drops', async () => {
     const dead = await freePort({ udp: false });

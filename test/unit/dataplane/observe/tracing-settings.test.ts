@@ -86,9 +86,31 @@ describe('resolveTracingSettings', () => {
     [{ otlpEndpoint: 'http://c' }, { OTEL_TRACES_EXPORTER: 'zipkin' }, 'OTEL_TRACES_EXPORTER'],
     [{ otlpEndpoint: 'http://c' }, { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, 'OTEL_EXPORTER_OTLP_PROTOCOL'],
     [{ otlpEndpoint: 'http://c' }, { OTEL_RESOURCE_ATTRIBUTES: 'novalue' }, 'OTEL_RESOURCE_ATTRIBUTES'],
+    [{ otlpEndpoint: 'http://c' }, { OTEL_BSP_SCHEDULE_DELAY: '1s' }, 'OTEL_BSP_SCHEDULE_DELAY'],
+    [{ otlpEndpoint: 'http://c' }, { OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '0' }, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'],
+    [{ otlpEndpoint: 'http://c' }, { OTEL_EXPORTER_OTLP_TIMEOUT: '-5' }, 'OTEL_EXPORTER_OTLP_TIMEOUT'],
     [{ otlpEndpoint: 'http://c' }, { OTEL_RESOURCE_ATTRIBUTES: 'k=%zz' }, 'OTEL_RESOURCE_ATTRIBUTES'],
   ])('refuses %o %o naming %s', (flags, env, name) => {
     expect(() => resolveTracingSettings(flags, env as NodeJS.ProcessEnv)).toThrow(name);
+  });
+});
+
+describe('batch settings', () => {
+  it('reads OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_MAX_EXPORT_BATCH_SIZE and OTEL_EXPORTER_OTLP_TIMEOUT; a batch never exceeds the queue', () => {
+    const s = resolveTracingSettings(
+      { otlpEndpoint: 'http://c', queueSize: '100' },
+      {
+        OTEL_BSP_SCHEDULE_DELAY: '250',
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '1000',
+        OTEL_EXPORTER_OTLP_TIMEOUT: '3000',
+      },
+    );
+    expect(s).toMatchObject({
+      scheduledDelayMs: 250,
+      maxExportBatchSize: 100,
+      maxQueueSize: 100,
+      exportTimeoutMs: 3000,
+    });
   });
 });
 
