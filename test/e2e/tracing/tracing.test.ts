@@ -504,6 +504,31 @@ describe('sampling ratio 0', () => {
   });
 });
 
+describe('single process (--workers 0)', () => {
+  it('traces in the primary process too, and flushes on stop', async () => {
+    const sdir = makeTempDir('tracing-single');
+    const { routes, catalog } = writeRoutes(sdir, (flaky.address() as AddressInfo).port, alpha.port);
+    const g = await startGateway(
+      ['--routes', routes, '--catalog', catalog, '--workers', '0', '--otlp-endpoint', collector.endpoint],
+      { env: { OTEL_BSP_SCHEDULE_DELAY: '3600000' } },
+    );
+    const traceId = randomHex(32);
+    const parent = randomHex(16);
+    let upstream: IncomingHttpHeaders;
+    try {
+      upstream = echoed(await send(g.url, '/a/single', { traceparent: `00-${traceId}-${parent}-01` }));
+    } finally {
+      expect(await g.stop()).toBe(0);
+      removeDir(sdir);
+    }
+    const spans = await traceSpans(collector, traceId, 2);
+    const server = only(spans, SPAN_KIND.SERVER)[0]!;
+    const tryS = only(spans, SPAN_KIND.CLIENT)[0]!;
+    expect(server.parentSpanId).toBe(parent);
+    expect(String(upstream.traceparent)).toBe(`00-${traceId}-${tryS.spanId}-01`);
+  });
+});
+
 describe('drain', () => {
   it('exports the spans a worker still holds before it exits', async () => {
     const ddir = makeTempDir('tracing-drain');
