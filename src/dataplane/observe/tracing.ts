@@ -370,7 +370,8 @@ export class RequestTrace {
 
   /** The response is over: ends every span still open, the server span last. */
   finish(o: TraceOutcome): void {
-    if (this.#policies !== undefined) this.policiesEnd(false, 'EDGEGATE_CLIENT_GONE');
+    // A gate that never answered (the client left, or its evaluation failed: the answer's code says which).
+    if (this.#policies !== undefined) this.policiesEnd(false, undefined, 'unfinished');
     if (this.#try !== undefined) this.endTry(new Error('the response ended before the try did'));
     const s = this.server;
     if (s.isRecording()) {

@@ -585,12 +585,12 @@ export class Exchange implements BodySink {
     const p = this.#policy;
     if (p.backendRequestMs > 0) attempt.timer = setTimeout(onTryTimer, p.backendRequestMs, attempt);
     const body = this.#body;
-    // `servername`: undici's per-request TLS server name (constant per upstream; see upstream-tls.ts).
     let headers =
       this.#tries === 1 ? this.#headers : [...this.#headers, 'x-edgegate-attempt', String(this.#tries)];
     // Tracing on: this try's client span, and its traceparent in place of the client's.
     const trace = this.#record?.trace;
     if (trace !== undefined) headers = trace.startTry(headers, up.endpoint, this.#cluster.data, this.#path);
+    // `servername`: undici's per-request TLS server name (constant per upstream; see upstream-tls.ts).
     const options: Dispatcher.DispatchOptions & { servername?: string } = {
       path: this.#path,
       method: this.#method,
