@@ -13,6 +13,7 @@
 #   PROTO=h2: h2load -c10 -m10 for N requests (default 100,000) after 10,000 to warm up, through the HTTPS
 #   listener with a self-signed certificate (load shedding off, as in the tests: on a busy machine it would answer
 #   some requests 503 and skew the A/B).
+# EXTRA_ARGS: more `run` flags (bench/ab-tracing.sh passes the tracing ones).
 # Needs nginx and wrk (npm run bench installs them); h2 also h2load and openssl.
 set -euo pipefail
 REPO=$(cd "${1:-.}" && pwd)
@@ -38,6 +39,8 @@ taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
 ARGS=(--listen "127.0.0.1:$LISTEN" --admin "127.0.0.1:$ADMIN" --routes "$WORK/edgegate/routes"
   --catalog "$WORK/edgegate/catalog.yaml" --datacenter dc1 --log-level warn --workers 1 --access-log on
   --access-log-sample 0.01)
+# shellcheck disable=SC2206 # EXTRA_ARGS is a list of flags, split on purpose
+ARGS+=(${EXTRA_ARGS:-})
 if [[ $PROTO == h2 ]]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$WORK/k.pem" -out "$WORK/c.pem" \
     -days 2 -subj /CN=shop.example.com >/dev/null 2>&1

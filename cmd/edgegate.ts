@@ -15,6 +15,7 @@ import { rateLimitStoreSettingsFrom } from '../src/control/rate-limit-store-setu
 import { consulOption } from '../src/control/sources/consul/cli.ts';
 import { FileRouteSource, readCatalogFile, readRouteFile } from '../src/control/sources/file/file-source.ts';
 import { accessLogSettings } from '../src/dataplane/observe/access-log.ts';
+import { resolveTracingSettings, type TracingSettings } from '../src/dataplane/observe/tracing-settings.ts';
 import { policySettingsFrom } from '../src/dataplane/policy/settings.ts';
 import { EDGE_FLAGS, edgeFlagHelp, edgeSettingsFrom } from '../src/dataplane/proxy/edge-flags.ts';
 import { proxyProtocolSourcesFrom } from '../src/dataplane/proxy/proxy-protocol-listener.ts';
@@ -298,6 +299,30 @@ const runCommand = program
       .env('EDGEGATE_ACCESS_LOG_HEADERS')
       .default('user-agent'),
   )
+  .addOption(
+    new Option(
+      '--otlp-endpoint <url>',
+      'OpenTelemetry tracing: OTLP/HTTP collector base URL (/v1/traces is appended); tracing is off without it (or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--tracing-sample-ratio <ratio>',
+      'share of new traces sampled, 0 to 1 (default: OTEL_TRACES_SAMPLER_ARG, else 1); a client traceparent decides for its trace',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--tracing-service-name <name>',
+      'service.name of the spans (default: OTEL_SERVICE_NAME, else edgegate)',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--tracing-queue-size <spans>',
+      'spans a worker holds for export; more are dropped and counted (default 2048)',
+    ).env('EDGEGATE_TRACING_QUEUE_SIZE'),
+  )
   .action(async (o) => {
     try {
       const httpsPort = Number(o.httpsPort);
@@ -323,6 +348,20 @@ const runCommand = program
         throw new ConfigError('--worker-block-timeout: at least 500ms (or 0: off)');
       if (o.adminDebug !== undefined && String(o.adminDebug).trim().toLowerCase() !== 'off')
         parseListen(o.adminDebug, '--admin-debug');
+      let tracing: TracingSettings;
+      try {
+        tracing = resolveTracingSettings(
+          {
+            otlpEndpoint: o.otlpEndpoint,
+            sampleRatio: o.tracingSampleRatio,
+            serviceName: o.tracingServiceName,
+            queueSize: o.tracingQueueSize,
+          },
+          process.env,
+        );
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
       const options = {
         listen: o.listen,
         admin: o.admin,
@@ -352,6 +391,7 @@ const runCommand = program
           sampleRate: o.accessLogSample,
           headers: o.accessLogHeaders,
         }),
+        tracing,
       };
       const gw =
         workers === 0

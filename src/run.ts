@@ -26,6 +26,7 @@ import { startRateLimitStore } from './control/rate-limit-store-setup.ts';
 import type { KubeSources } from './control/start-kube.ts';
 import { DataPlane } from './dataplane/data-plane.ts';
 import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
+import type { TracingSettings } from './dataplane/observe/tracing-settings.ts';
 import { holdEventLoopBusy } from './dataplane/policy/overload-guard.ts';
 import { installProcessSafetyNet } from './dataplane/proxy/edge-events.ts';
 import type { ProxyPipeline, ProxySettings } from './dataplane/proxy/proxy.ts';
@@ -59,6 +60,8 @@ export interface RunOptions extends ControlPlaneOptions {
   httpsRedirect?: { statusCode: 301 | 308; port: number };
   /** Access log settings (default: on, every request, user-agent only). */
   accessLog?: AccessLogSettings;
+  /** OpenTelemetry tracing (absent or disabled: off). */
+  tracing?: TracingSettings;
 }
 
 export interface DrainSettings {
@@ -162,6 +165,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       policy: { ...opts.policy, trustedHops, workers: 1 },
       listener: opts.listenerSettings ?? {},
       accessLog: opts.accessLog,
+      ...(opts.tracing ? { tracing: opts.tracing } : {}),
       // The HTTPS listener exists from the start (certificates may come later from Secrets); it listens only
       // when certificates are configured.
       tls: opts.tlsSettings ?? {},
@@ -206,7 +210,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       policies: policies.stats(),
     }),
     sources: () => plane.sourcesView(),
-    metrics: () => hub.scrape(),
+    metrics: (openMetrics) => hub.scrape(openMetrics),
     upstreams: () => hub.upstreams(),
     ...(policies.settings.testHooks
       ? { testBusy: (ms: number, blockMs: number) => holdEventLoopBusy(ms, blockMs) }
@@ -240,6 +244,7 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       await plane.stop();
       const r = await data.drain(settings);
       if (r.cut > 0) log.warn('drain timeout: cut requests still running', { cut: r.cut });
+      await Promise.race([data.flushTraces(), new Promise((done) => setTimeout(done, 5_000).unref())]);
       await limitStore?.close();
       log.info('drained', { ms: r.ms, cut: r.cut });
       return { clean: r.cut === 0 };
@@ -285,6 +290,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
     logLevel: opts.logLevel,
     drain: opts.drain ?? DEFAULT_DRAIN,
     accessLog: opts.accessLog,
+    ...(opts.tracing?.enabled ? { tracing: opts.tracing } : {}),
     ...(tlsAt ? { tls: { host: tlsAt.host, port: tlsAt.port, settings: opts.tlsSettings ?? {} } } : {}),
     ...(opts.httpsRedirect ? { httpsRedirect: opts.httpsRedirect } : {}),
   };
@@ -346,7 +352,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         policyState: primary.policyState.stats(),
       };
     },
-    metrics: () => hub.scrape(),
+    metrics: (openMetrics) => hub.scrape(openMetrics),
     upstreams: () => hub.upstreams(),
     ...(opts.policy?.testHooks
       ? {

@@ -18,10 +18,22 @@ const GATEWAY_CODES = Object.keys(GatewayErrors) as GatewayErrorCode[];
 /** Values of the `code` label, by index: status classes of forwarded answers, then the gateway's own error codes. */
 export const CODE_LABELS: readonly string[] = [...STATUS_CLASSES, ...GATEWAY_CODES];
 
+/** An OpenMetrics exemplar of a histogram bucket: the latest traced (sampled) request that fell in it. */
+export interface BucketExemplar {
+  traceId: string;
+  spanId: string;
+  /** The observed value (seconds). */
+  value: number;
+  /** When (Unix seconds). */
+  timestamp: number;
+}
+
 export interface HistogramSnapshot {
   /** Non-cumulative counts per bucket, +Inf last. */
   counts: number[];
   sum: number;
+  /** Per bucket (same indices as `counts`), when tracing recorded any: null where the bucket has none. */
+  exemplars?: (BucketExemplar | null)[];
 }
 
 export interface TrafficSeries {
@@ -143,6 +155,11 @@ export const MIRROR_ERRORS_COUNTER = 'mirrorErrors';
 export const MIRROR_DROPPED_COUNTER = 'mirrorDropped';
 export const CORS_PREFLIGHTS_COUNTER = 'corsPreflights';
 export const COMPRESSED_COUNTER = 'compressedResponses';
+
+/** Counter keys of the tracing figures (dataplane/observe/tracing.ts): spans exported, and
+ * `tracingSpansDropped\0reason` (queue_full, export_failed). */
+export const TRACING_EXPORTED_COUNTER = 'tracingSpansExported';
+export const TRACING_DROPPED_COUNTER = 'tracingSpansDropped';
 
 /** Counter-name prefixes of the per-service outlier counters (control/metrics/metrics.ts turns them into labels). */
 export const EJECTIONS_BY_SERVICE = 'ejectionsBy';

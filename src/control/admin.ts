@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, isIP } from 'node:net';
 import { ConfigError } from '../lib/errors.ts';
+import { wantsOpenMetrics } from './metrics/negotiate.ts';
 import { redactSecrets } from './redact.ts';
 
 export const DEFAULT_ADMIN_DEBUG = '127.0.0.1:9902';
@@ -31,8 +32,8 @@ export interface AdminState {
   upstreams?(): unknown | Promise<unknown>;
   /** EDGEGATE_TEST_HOOKS=1 only: hold the proxy event loop(s) busy (overload and watchdog tests); `slot`: one worker. */
   testBusy?(ms: number, blockMs: number, slot?: number): unknown;
-  /** Prometheus exposition, for /metrics. */
-  metrics?(): Promise<{ contentType: string; body: string }>;
+  /** Prometheus exposition, for /metrics (OpenMetrics, with exemplars, when `openMetrics`). */
+  metrics?(openMetrics: boolean): Promise<{ contentType: string; body: string }>;
 }
 
 function json(res: import('node:http').ServerResponse, status: number, value: unknown) {
@@ -102,7 +103,7 @@ export function createAdminServer(state: AdminState, opts: AdminServerOptions = 
           break;
         case '/metrics':
           if (state.metrics) {
-            const m = await state.metrics();
+            const m = await state.metrics(wantsOpenMetrics(req.headers.accept));
             res.writeHead(200, { 'content-type': m.contentType });
             res.end(m.body);
             return;

@@ -14,6 +14,7 @@ import type { Logger } from '../lib/log.ts';
 import type { PolicySettings } from '../table/policy-types.ts';
 import type { TableData } from '../table/types.ts';
 import type { AccessLogSettings } from './observe/access-log.ts';
+import type { TracingSettings } from './observe/tracing-settings.ts';
 import { PolicyRuntime } from './policy/policy-runtime.ts';
 import { ProxyPipeline, type ProxySettings } from './proxy/proxy.ts';
 import {
@@ -37,6 +38,8 @@ export interface DataPlaneSettings {
   policy: Partial<PolicySettings>;
   listener: Partial<ListenerSettings>;
   accessLog?: AccessLogSettings;
+  /** OpenTelemetry tracing (absent or disabled: off, no per-request trace objects). */
+  tracing?: TracingSettings;
   /** The HTTPS listener's settings (absent: no HTTPS listener). Certificates arrive through `applyCerts`. */
   tls?: Partial<TlsListenerSettings>;
   /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */
@@ -75,6 +78,7 @@ export class DataPlane {
       table: () => this.#table,
       worker: id.worker,
       accessLog: settings.accessLog,
+      ...(settings.tracing ? { tracing: settings.tracing, log } : {}),
       processMetrics: id.processMetrics,
       policies: () => this.policies.stats(),
       // An HTTPS listener that never listened (no certificates) has nothing to report.
@@ -123,6 +127,11 @@ export class DataPlane {
   /** The metrics snapshot of this process (the primary merges the workers'). */
   metricsSnapshot() {
     return this.#observed.metrics.snapshot();
+  }
+
+  /** Exports the spans still held (tracing on); resolves at once when tracing is off. */
+  flushTraces(): Promise<void> {
+    return this.#observed.flush();
   }
 
   /**

@@ -10,6 +10,8 @@ import { AccessLog, type AccessLogSettings, DEFAULT_ACCESS_LOG } from './observe
 import { watchUpstreamConnections } from './observe/pool-events.ts';
 import { endpointFigures, lookupFromPools } from './observe/pool-figures.ts';
 import { RequestObserver } from './observe/request-observer.ts';
+import { Tracing, type TracingLog } from './observe/tracing.ts';
+import type { TracingSettings } from './observe/tracing-settings.ts';
 import { TrafficRecorder } from './observe/traffic-recorder.ts';
 import { edgeEvents } from './proxy/edge-events.ts';
 import type { ProxyPipeline } from './proxy/proxy.ts';
@@ -31,10 +33,15 @@ export interface ProxyObservabilityOptions {
   policies?: () => PolicyRuntimeStats;
   /** TLS counters of this process's HTTPS listener (undefined: none). */
   tls?: () => TlsStatsSnapshot | undefined;
+  /** Tracing (absent or disabled: off, no per-request trace objects). */
+  tracing?: TracingSettings;
+  log?: TracingLog;
 }
 
 export interface ProxyObservability {
   metrics: WorkerMetrics;
+  /** Exports the spans still held (drain); resolves at once when tracing is off. */
+  flush(): Promise<void>;
   stop(): void;
 }
 
@@ -42,7 +49,8 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
   const recorder = new TrafficRecorder();
   const settings = opts.accessLog ?? DEFAULT_ACCESS_LOG;
   const accessLog = settings.enabled ? new AccessLog(settings) : undefined;
-  opts.proxy.observer = new RequestObserver(recorder, accessLog);
+  const tracing = opts.tracing?.enabled ? new Tracing(opts.tracing, opts.log) : undefined;
+  opts.proxy.observer = new RequestObserver(recorder, accessLog, tracing);
   const current = opts.table();
   if (current) recorder.install(current);
   const unwatch = watchUpstreamConnections(recorder);
@@ -51,16 +59,29 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     worker: opts.worker,
     version: () => opts.proxy.version,
     endpoints: () => endpointFigures(opts.table(), lookupFromPools(opts.proxy.pools.entries(), poolKey)),
-    counters: opts.counters ?? (() => ({ ...opts.proxy.counterValues(), ...edgeEvents.counterValues() })),
+    counters:
+      opts.counters ??
+      (() => ({
+        ...opts.proxy.counterValues(),
+        ...edgeEvents.counterValues(),
+        ...tracing?.counterValues(),
+      })),
     processMetrics: opts.processMetrics,
     ...(opts.policies ? { policies: opts.policies } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
   });
+  let flushed: Promise<void> | undefined;
+  const flush = () => {
+    flushed ??= tracing?.shutdown().catch(() => {}) ?? Promise.resolve();
+    return flushed;
+  };
   return {
     metrics,
+    flush,
     stop() {
       unwatch();
       accessLog?.close();
+      void flush();
     },
   };
 }

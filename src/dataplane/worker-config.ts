@@ -6,6 +6,7 @@
 import type { SupervisedConfig } from '../cluster/protocol.ts';
 import type { PolicySettings } from '../table/policy-types.ts';
 import type { AccessLogSettings } from './observe/access-log.ts';
+import type { TracingSettings } from './observe/tracing-settings.ts';
 import type { ListenerSettings } from './proxy/server.ts';
 import type { TlsListenerSettings } from './tls/tls-settings.ts';
 
@@ -25,6 +26,8 @@ export interface WorkerConfig extends SupervisedConfig {
   drain: { delayMs: number; timeoutMs: number };
   /** Access log of this worker (default: on, every request). */
   accessLog?: AccessLogSettings;
+  /** OpenTelemetry tracing (absent or disabled: off). */
+  tracing?: TracingSettings;
   /** The HTTPS listener (absent: none). Certificates arrive in `certs` messages. */
   tls?: { host: string | undefined; port: number; settings: Partial<TlsListenerSettings> };
   /** Every request on the HTTP listener is redirected to HTTPS with this status (absent: proxied as usual). */

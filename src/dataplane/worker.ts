@@ -56,6 +56,7 @@ export class ProxyWorker {
         policy: config.policy ?? {},
         listener: config.listener,
         accessLog: config.accessLog,
+        ...(config.tracing ? { tracing: config.tracing } : {}),
         ...(config.tls ? { tls: config.tls.settings } : {}),
         ...(config.httpsRedirect ? { httpsRedirect: config.httpsRedirect } : {}),
       },
@@ -190,6 +191,9 @@ export class ProxyWorker {
       // Pools close gracefully; bounded by what is left of the budget.
       const left = Math.max(0, opts.timeoutMs - (Date.now() - started));
       await Promise.race([this.#plane.proxy.close(), new Promise((r) => setTimeout(r, left).unref())]);
+      // The spans of the last requests (tracing on): exported within what is left of the budget, at least 1 s.
+      const flushMs = Math.max(1_000, opts.timeoutMs - (Date.now() - started));
+      await Promise.race([this.#plane.flushTraces(), new Promise((r) => setTimeout(r, flushMs).unref())]);
       this.#log.info('drained', { ms: Date.now() - started, cut: result.cut });
       process.exit(0);
     })();

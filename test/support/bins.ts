@@ -25,7 +25,9 @@ export type BinaryName =
   | 'containerd-shim-runc-v2'
   | 'ctr'
   // Prometheus with Kubernetes service discovery (test/e2e/node/prometheus.test.ts).
-  | 'prometheus';
+  | 'prometheus'
+  // A minimal OpenTelemetry Collector (OTLP receiver + file exporter) for test/e2e/tracing.
+  | 'otelcol';
 
 export interface PinnedVersions {
   consul: string;
@@ -35,6 +37,7 @@ export interface PinnedVersions {
   h2spec: string;
   containerd: string;
   prometheus: string;
+  otelcol: string;
 }
 
 /** The pins in scripts/test-deps.versions. */
@@ -58,6 +61,7 @@ export function pinnedVersions(): PinnedVersions {
     h2spec: get('H2SPEC_VERSION'),
     containerd: get('CONTAINERD_VERSION'),
     prometheus: get('PROMETHEUS_VERSION'),
+    otelcol: get('OTELCOL_VERSION'),
   };
 }
 
@@ -83,7 +87,9 @@ export function binPath(name: BinaryName): string {
               ? v.containerd
               : name === 'prometheus'
                 ? v.prometheus
-                : v.kubernetes;
+                : name === 'otelcol'
+                  ? v.otelcol
+                  : v.kubernetes;
   const path = join(binDir(), `${name}-${version}`);
   try {
     accessSync(path, constants.X_OK);

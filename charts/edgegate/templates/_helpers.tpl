@@ -151,3 +151,15 @@ node (values.yaml, updateStrategy). Fails on a surge the scheduler could never p
 maxSurge: {{ include "edgegate.intOrString" $surge }}
 maxUnavailable: {{ include "edgegate.intOrString" $unavailable }}
 {{- end -}}
+
+{{/*
+OTEL_RESOURCE_ATTRIBUTES of the tracing spans: the pod, its namespace and node (downward API variables declared in
+the container's env), then tracing.resourceAttributes (sorted by key).
+*/}}
+{{- define "edgegate.tracingResource" -}}
+{{- $parts := list "k8s.pod.name=$(POD_NAME)" "k8s.namespace.name=$(POD_NAMESPACE)" "k8s.node.name=$(NODE_NAME)" -}}
+{{- range $k, $v := .Values.tracing.resourceAttributes -}}
+{{- $parts = append $parts (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $parts -}}
+{{- end -}}

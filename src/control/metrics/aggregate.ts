@@ -22,16 +22,33 @@ function addInto(target: number[], source: number[]): void {
   for (let i = 0; i < source.length; i++) target[i] = (target[i] ?? 0) + source[i]!;
 }
 
+/** Per bucket, the more recent of two exemplars. */
+export function mergeExemplars(target: HistogramSnapshot, source: HistogramSnapshot): void {
+  const from = source.exemplars;
+  if (from === undefined) return;
+  target.exemplars ??= new Array(from.length).fill(null);
+  const into = target.exemplars!;
+  for (let i = 0; i < from.length; i++) {
+    const e = from[i];
+    if (e && (!into[i] || into[i]!.timestamp < e.timestamp)) into[i] = e;
+  }
+}
+
 function addHistogram(target: HistogramSnapshot, source: HistogramSnapshot): void {
   addInto(target.counts, source.counts);
   target.sum += source.sum;
+  mergeExemplars(target, source);
 }
 
 function cloneTraffic(s: TrafficSeries): TrafficSeries {
   return {
     ...s,
     codes: [...s.codes],
-    duration: { counts: [...s.duration.counts], sum: s.duration.sum },
+    duration: {
+      counts: [...s.duration.counts],
+      sum: s.duration.sum,
+      ...(s.duration.exemplars ? { exemplars: [...s.duration.exemplars] } : {}),
+    },
   };
 }
 

@@ -9,7 +9,7 @@
  * default metrics (`process_*`, `nodejs_*`), which keep their usual names so stock dashboards work.
  */
 
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Histogram, type OpenMetricsContentType, Registry } from 'prom-client';
 import type { CatalogSnapshot } from '../../api/catalog.ts';
 import {
   CODE_LABELS,
@@ -26,11 +26,13 @@ import {
   REFUSED_BY_SERVICE,
   REFUSED_COUNTER,
   type TlsStatsSnapshot,
+  TRACING_DROPPED_COUNTER,
+  TRACING_EXPORTED_COUNTER,
   UPSTREAM_BUCKETS,
   type WorkerSnapshot,
 } from '../../cluster/worker-report.ts';
 import type { TableData } from '../../table/types.ts';
-import { type AggregateView, SnapshotAggregator } from './aggregate.ts';
+import { type AggregateView, mergeExemplars, SnapshotAggregator } from './aggregate.ts';
 import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from './policy-metrics.ts';
 import type { SourceHealth } from './source-health.ts';
 
@@ -39,6 +41,8 @@ interface Sample {
   metricName?: string;
   labels: Labels;
   value: number;
+  /** Rendered only in OpenMetrics (prom-client's registry): a bucket's trace exemplar. */
+  exemplar?: { labelSet: Labels; value: number; timestamp: number };
 }
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -87,6 +91,10 @@ export const COUNTER_METRICS: Record<string, { name: string; help: string }> = {
   cancelledClosed: {
     name: 'edgegate_upstream_cancel_closes_total',
     help: 'Requests cancelled in flight whose upstream try was aborted (body still streaming, or not drained within 1 s / 64 KiB).',
+  },
+  [TRACING_EXPORTED_COUNTER]: {
+    name: 'edgegate_tracing_spans_exported_total',
+    help: 'Spans the OTLP exporter delivered to the collector (tracing on; see docs/observability.md).',
   },
   unsendable: {
     name: 'edgegate_upstream_unsendable_requests_total',
@@ -159,6 +167,13 @@ const EDGE_COUNTER_METRICS = [
     labels: ['encoding'],
     always: [['zstd'], ['br'], ['gzip']],
   },
+  {
+    prefix: TRACING_DROPPED_COUNTER,
+    name: 'edgegate_tracing_spans_dropped_total',
+    help: 'Sampled spans never delivered to the collector, by reason: queue_full (the worker already held --tracing-queue-size spans), export_failed (the collector did not take the batch: down, slow, refused).',
+    labels: ['reason'],
+    always: [['queue_full'], ['export_failed']],
+  },
 ];
 
 const POOL_FIGURES = [
@@ -206,11 +221,19 @@ function histogramSamples(
   let cumulative = 0;
   for (let i = 0; i <= buckets.length; i++) {
     cumulative += h.counts[i] ?? 0;
-    out.push({
+    const sample: Sample = {
       metricName: `${name}_bucket`,
       labels: { ...labels, le: i < buckets.length ? String(buckets[i]) : '+Inf' },
       value: cumulative,
-    });
+    };
+    const e = h.exemplars?.[i];
+    if (e)
+      sample.exemplar = {
+        labelSet: { trace_id: e.traceId, span_id: e.spanId },
+        value: e.value,
+        timestamp: e.timestamp,
+      };
+    out.push(sample);
   }
   out.push({ metricName: `${name}_sum`, labels, value: h.sum });
   out.push({ metricName: `${name}_count`, labels, value: cumulative });
@@ -429,6 +452,7 @@ export class MetricsHub {
           }
           for (let i = 0; i < t.duration.counts.length; i++) h.counts[i]! += t.duration.counts[i]!;
           h.sum += t.duration.sum;
+          mergeExemplars(h, t.duration);
         }
         return [...byRoute].flatMap(([route, h]) =>
           histogramSamples('edgegate_request_duration_seconds', { route }, h, DURATION_BUCKETS),
@@ -760,24 +784,48 @@ export class MetricsHub {
     );
   }
 
-  /** Collects from every worker and renders the exposition. Concurrent scrapes run one after the other. */
-  scrape(): Promise<{ contentType: string; body: string }> {
-    const run = this.#scrape.then(() => this.#doScrape());
+  /**
+   * Collects from every worker and renders the exposition: the Prometheus text format, or OpenMetrics 1.0.0 (with
+   * the trace exemplars of the request-duration buckets) when `openMetrics`. Concurrent scrapes run one after the
+   * other.
+   */
+  scrape(openMetrics = false): Promise<{ contentType: string; body: string }> {
+    const run = this.#scrape.then(() => this.#doScrape(openMetrics));
     this.#scrape = run.catch(() => {});
     return run;
   }
 
-  async #doScrape(): Promise<{ contentType: string; body: string }> {
+  async #doScrape(openMetrics: boolean): Promise<{ contentType: string; body: string }> {
     const { answers, live } = await this.#opts.collect(this.#opts.scrapeTimeoutMs ?? 1000);
     this.#aggregator.update(answers, live);
     this.#view = this.#aggregator.view();
+    if (openMetrics) {
+      // One OpenMetrics body (one `# EOF`). prom-client renames counter families for OpenMetrics in place, so the
+      // families are registered as fresh views of the same metrics, never the Prometheus registry's own objects.
+      const om = new Registry<OpenMetricsContentType>();
+      om.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+      const view = (m: { name: string; help: string; type: string; get(): Promise<object> }) => {
+        const family = {
+          name: m.name,
+          help: m.help,
+          type: m.type,
+          aggregator: 'sum',
+          // The family's own (possibly renamed) name, not the Prometheus registry's.
+          get: async () => ({ ...(await m.get()), name: family.name }),
+        };
+        om.registerMetric(family as never);
+      };
+      for (const m of this.registry.getMetricsAsArray()) view(m as never);
+      for (const m of (await this.#processFamilies(this.#view.workers)).getMetricsAsArray()) view(m as never);
+      return { contentType: om.contentType, body: await om.metrics() };
+    }
     const main = await this.registry.metrics();
-    const process_ = await this.#processExposition(this.#view.workers);
+    const process_ = `\n${await (await this.#processFamilies(this.#view.workers)).metrics()}`;
     return { contentType: this.registry.contentType, body: main + process_ };
   }
 
   /** Node's default metrics of the primary and each worker, one family per name with a `worker` label. */
-  async #processExposition(workers: WorkerSnapshot[]): Promise<string> {
+  async #processFamilies(workers: WorkerSnapshot[]): Promise<Registry> {
     const families = new Map<string, ProcessMetric>();
     const add = (m: ProcessMetric, worker: string | undefined) => {
       let f = families.get(m.name);
@@ -805,7 +853,7 @@ export class MetricsHub {
           })),
         ) as never,
       );
-    return `\n${await r.metrics()}`;
+    return r;
   }
 
   /** The latest aggregate (after a scrape), for /debug/upstreams. */

@@ -10,7 +10,13 @@ import type { Socket } from 'node:net';
 import type { GatewayErrorCode } from '../../lib/errors.ts';
 import type { ClusterData, EndpointData, EntryData } from '../../table/types.ts';
 import type { AccessLog } from './access-log.ts';
-import { gatewayCodeIndex, statusClassIndex, type TrafficRecorder } from './traffic-recorder.ts';
+import type { RequestTrace, Tracing } from './tracing.ts';
+import {
+  gatewayCodeIndex,
+  statusClassIndex,
+  type TrafficRecorder,
+  type TrafficSlot,
+} from './traffic-recorder.ts';
 
 const kRecord = Symbol('edgegate.requestRecord');
 type TaggedResponse = ServerResponse & { [kRecord]?: RequestRecord };
@@ -41,6 +47,11 @@ export class RequestRecord {
   retries = 0;
   error: GatewayErrorCode | undefined = undefined;
   finished = false;
+  /**
+   * The request's trace (tracing.ts), set by begin() only when tracing is on. Declared, not initialized: with
+   * tracing off the record has no such slot at all (reads give undefined), so it is exactly as large as before.
+   */
+  declare trace: RequestTrace | undefined;
 
   constructor(observer: RequestObserver, req: IncomingMessage, res: ServerResponse) {
     this.observer = observer;
@@ -79,6 +90,30 @@ export function noteGatewayError(res: ServerResponse, code: GatewayErrorCode): v
   if (rec !== undefined && rec.error === undefined) rec.error = code;
 }
 
+/** Ends the request's spans; a sampled request's trace id becomes the exemplar of its duration bucket. */
+function finishTrace(
+  rec: RequestRecord,
+  t: RequestTrace,
+  status: number,
+  slot: TrafficSlot,
+  seconds: number,
+): void {
+  t.finish({
+    status,
+    route: rec.entry?.route,
+    service: rec.cluster?.service,
+    datacenter: rec.cluster?.datacenter,
+    endpoint: rec.endpoint,
+    retries: rec.retries,
+    requestId: rec.requestId,
+    error: rec.error,
+  });
+  if (t.sampled) {
+    const sc = t.server.spanContext();
+    slot.exemplar(seconds, sc.traceId, sc.spanId, Date.now() / 1000);
+  }
+}
+
 function clientAddress(socket: Socket): string {
   const a = socket.remoteAddress ?? '';
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
@@ -87,14 +122,18 @@ function clientAddress(socket: Socket): string {
 export class RequestObserver {
   readonly recorder: TrafficRecorder;
   readonly accessLog: AccessLog | undefined;
+  /** Tracing of this process; undefined (off): no trace object per request. */
+  readonly tracing: Tracing | undefined;
 
-  constructor(recorder: TrafficRecorder, accessLog?: AccessLog) {
+  constructor(recorder: TrafficRecorder, accessLog?: AccessLog, tracing?: Tracing) {
     this.recorder = recorder;
     this.accessLog = accessLog?.settings.enabled ? accessLog : undefined;
+    this.tracing = tracing;
   }
 
   begin(req: IncomingMessage, res: ServerResponse): RequestRecord {
     const rec = new RequestRecord(this, req, res);
+    if (this.tracing !== undefined) rec.trace = this.tracing.begin(req);
     (res as TaggedResponse)[kRecord] = rec;
     res.on('close', onResponseClose);
     this.recorder.active++;
@@ -125,6 +164,8 @@ export class RequestObserver {
     const entry = rec.entry;
     const slot = entry === undefined ? r.unmatched : r.routeSlots(entry).forCluster(rec.cluster);
     slot.add(codeIndex, seconds, bytesIn, bytesOut, rec.retries);
+    const t = rec.trace;
+    if (t !== undefined) finishTrace(rec, t, status, slot, seconds);
     const upstreamMs = rec.headersAt > 0 ? rec.headersAt - rec.tryStart : -1;
     if (upstreamMs >= 0 && rec.cluster !== undefined)
       r.upstreamSlot(rec.cluster).addHeaderTime(upstreamMs / 1000);

@@ -13,6 +13,7 @@
  * follows the table it serves, not every route it ever served.
  */
 import {
+  type BucketExemplar,
   CODE_LABELS,
   DURATION_BUCKETS,
   type TrafficSeries,
@@ -56,6 +57,8 @@ export class TrafficSlot {
   bytesIn = 0;
   bytesOut = 0;
   retries = 0;
+  /** The latest sampled trace per duration bucket (tracing on only; created by the first one). */
+  exemplars: (BucketExemplar | null)[] | undefined = undefined;
 
   constructor(route: string, service: string, datacenter: string) {
     this.route = route;
@@ -72,6 +75,12 @@ export class TrafficSlot {
     this.bytesIn += bytesIn;
     this.bytesOut += bytesOut;
     this.retries += retries;
+  }
+
+  /** A sampled request's trace becomes the exemplar of its duration bucket (tracing on only). */
+  exemplar(seconds: number, traceId: string, spanId: string, timestamp: number): void {
+    this.exemplars ??= new Array<BucketExemplar | null>(DURATION_BUCKETS.length + 1).fill(null);
+    this.exemplars[bucketIndex(DURATION_BUCKETS, seconds)] = { traceId, spanId, value: seconds, timestamp };
   }
 }
 
@@ -258,7 +267,11 @@ export class TrafficRecorder {
         service: s.service,
         datacenter: s.datacenter,
         codes: Array.from(s.codes),
-        duration: { counts: Array.from(s.duration), sum: s.durationSum },
+        duration: {
+          counts: Array.from(s.duration),
+          sum: s.durationSum,
+          ...(s.exemplars !== undefined ? { exemplars: [...s.exemplars] } : {}),
+        },
         bytesIn: s.bytesIn,
         bytesOut: s.bytesOut,
         retries: s.retries,

@@ -595,12 +595,16 @@ export class Exchange implements BodySink {
     const p = this.#policy;
     if (p.backendRequestMs > 0) attempt.timer = setTimeout(onTryTimer, p.backendRequestMs, attempt);
     const body = this.#body;
+    let headers =
+      this.#tries === 1 ? this.#headers : [...this.#headers, 'x-edgegate-attempt', String(this.#tries)];
+    // Tracing on: this try's client span, and its traceparent in place of the client's.
+    const trace = this.#record?.trace;
+    if (trace !== undefined) headers = trace.startTry(headers, up.endpoint, this.#cluster.data, this.#path);
     // `servername`: undici's per-request TLS server name (constant per upstream; see upstream-tls.ts).
     const options: Dispatcher.DispatchOptions & { servername?: string } = {
       path: this.#path,
       method: this.#method,
-      headers:
-        this.#tries === 1 ? this.#headers : [...this.#headers, 'x-edgegate-attempt', String(this.#tries)],
+      headers,
       // An HTTP/2 client's streamed body is coalesced: its DATA frames may be one byte each. (undici takes async
       // iterables as bodies; its type for `body` does not list them.)
       body:
@@ -731,6 +735,7 @@ export class Exchange implements BodySink {
     // 1xx only: a status below 100 is no HTTP status, and fails as a protocol error below (writeHead refuses it).
     if (statusCode >= 100 && statusCode < 200) return this.#informational(a, statusCode, headers);
     this.#record?.answered();
+    this.#record?.trace?.tryAnswered(statusCode);
     const failed = statusBits(statusCode);
     if (failed !== 0) this.#ctx.outlier.failure(a.upstream, this.#cluster);
     else this.#ctx.outlier.success(a.upstream);
@@ -834,6 +839,7 @@ export class Exchange implements BodySink {
 
   responseEnd(a: Attempt, trailers: Record<string, string | string[] | undefined>): void {
     this.#settle(a);
+    this.#record?.trace?.endTry(undefined);
     if (!a.discard) {
       if (this.#h2Client) {
         const t = forwardedTrailers(trailers);
@@ -854,6 +860,7 @@ export class Exchange implements BodySink {
 
   responseError(a: Attempt, error: Error): void {
     this.#settle(a);
+    this.#record?.trace?.endTry(error);
     // The client's own body stream failed (it aborted its upload): not the upstream's doing.
     const kind = error === this.#req.errored ? FAIL_CLIENT : classify(error, this.#dispatching);
     if ((kind & NOT_UPSTREAM) !== 0) return this.#notUpstream(kind);

@@ -554,8 +554,12 @@ export class ProxyPipeline {
       if (shed !== undefined) return respondDenial(res, shed, requestId);
       return this.#forward(req, res, r, requestId, undefined);
     }
+    const trace = record?.trace;
+    trace?.policiesStart();
     gate.run(this.#policyRequest(req, requestId, r)).then(
       (v) => {
+        if (trace !== undefined)
+          trace.policiesEnd(v.allowed, v.allowed ? undefined : v.code, v.allowed ? undefined : v.reason);
         // After the listener's guard: an exception here answers this request, never ends the process.
         try {
           if (!v.allowed) return respondDenial(res, v, requestId);
