@@ -25,7 +25,8 @@ export interface HeaderEdits {
 }
 
 export interface PathRewrite {
-  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  /** ReplaceRegexMatch: `value` with $1…$9 replaced by the capture groups of the entry's path regex. */
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch' | 'ReplaceRegexMatch';
   value: string;
 }
 
@@ -148,6 +149,8 @@ export interface EntryData {
   loadBalancer?: LoadBalancerData;
   timeouts?: TimeoutsData;
   retry?: RetryData;
+  /** A plain-HTTP request gets this redirect to HTTPS (same host, path, query); HTTPS requests are forwarded. */
+  httpsRedirect?: number;
 }
 
 /** Entries for one hostname key: exact host, `*.suffix` or `*` (every host), as indexes into `entries`, sorted by precedence. */

@@ -177,12 +177,20 @@ function clientAddressOf(req: IncomingMessage): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
-function rewritePath(path: string, rewrite: PathRewrite, prefixLength: number): string {
+function rewritePath(path: string, rewrite: PathRewrite, entry: CompiledEntry): string {
   if (rewrite.type === 'ReplaceFullPath') return rewrite.value;
-  const rest = path.slice(prefixLength);
+  if (rewrite.type === 'ReplaceRegexMatch')
+    return substituteGroups(rewrite.value, entry.pathRegex?.exec(path));
+  const rest = path.slice(entry.prefixLength);
   const base = rewrite.value.endsWith('/') ? rewrite.value.slice(0, -1) : rewrite.value;
   const joined = base + (rest === '' || rest.startsWith('/') ? rest : `/${rest}`);
   return joined === '' ? '/' : joined;
+}
+
+/** ingress-nginx rewrite-target: `$1`…`$9` in the new path are the path regex's capture groups ('' if unset). */
+function substituteGroups(value: string, groups: RegExpExecArray | null | undefined): string {
+  if (!value.includes('$')) return value;
+  return value.replace(/\$([1-9])/g, (_, n: string) => groups?.[Number(n)] ?? '');
 }
 
 /** The origin-form part of a request target: `/p?q` as is; `http://h/p?q` → `/p?q`; anything else ''. */
@@ -397,7 +405,7 @@ export class ProxyPipeline {
       routed.path = s2 < 0 ? '/' : rest.slice(s2);
     } else {
       routed.cluster = rule?.backends?.pick();
-      if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry.prefixLength);
+      if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry);
     }
     if (!rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
     if (!routed.cluster) return failedAfterMatch(routed, 'EDGEGATE_NO_HEALTHY_UPSTREAM');
@@ -416,9 +424,17 @@ export class ProxyPipeline {
     const port = rd.port !== undefined ? String(rd.port) : rd.scheme ? '' : requestPort;
     const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
     const location = `${scheme}://${rd.hostname ?? r.host}${port && !defaultPort ? `:${port}` : ''}${
-      rd.path ? rewritePath(r.path, rd.path, r.entry!.prefixLength) : r.path
+      rd.path ? rewritePath(r.path, rd.path, r.entry!) : r.path
     }${r.rawQuery ? `?${r.rawQuery}` : ''}`;
     res.writeHead(rd.statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
+    res.end();
+  }
+
+  /** The rule's httpsRedirect: same host, path and query on HTTPS's well-known port (like a scheme-only redirect). */
+  #httpsRedirect(res: ServerResponse, r: Routed, statusCode: number, requestId: string): void {
+    if (r.host === '') return sendError(res, 'EDGEGATE_BAD_REQUEST', requestId, 'no Host to redirect to');
+    const location = `https://${r.host}${r.requestPath}${r.rawQuery ? `?${r.rawQuery}` : ''}`;
+    res.writeHead(statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
     res.end();
   }
 
@@ -481,6 +497,9 @@ export class ProxyPipeline {
     // matched request that cannot be forwarded (unknown catalog service, no healthy upstream) meets the policies
     // first, then gets its error.
     const gate = r.rule?.gate;
+    // ingress-nginx ssl-redirect: before the policies, as nginx redirects in its rewrite phase (before access).
+    if (r.entry?.data.httpsRedirect !== undefined && requestProto(req, this.settings.proto) === 'http')
+      return this.#httpsRedirect(res, r, r.entry.data.httpsRedirect, requestId);
     if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
     if (gate === undefined) {
