@@ -17,6 +17,11 @@ export interface TranslateOptions {
   namePrefix?: string;
   /** Copy uid and creationTimestamp into the routes (live source: precedence and fail-closed fallback). */
   keepIdentity?: boolean;
+  /**
+   * Translate refused Ingresses too, without what was refused (`edgegate migrate`, which prints the refusal next to
+   * them); the Ingress source never serves them.
+   */
+  includeRefused?: boolean;
 }
 
 export interface TranslatedRoute {
@@ -205,7 +210,7 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
       result: { ingress: ingressKey(ing), ...(uid ? { uid } : {}), notes, refused, routes: [] },
     };
   });
-  const live = sortByCreation(parsed.filter((p) => !p.result.refused));
+  const live = sortByCreation(parsed.filter((p) => opts.includeRefused || !p.result.refused));
   const mains = live.filter((p) => !p.settings.canary);
   const canaries = live.filter((p) => p.settings.canary);
 
