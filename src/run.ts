@@ -430,6 +430,15 @@ function createControlPlane(
               error: n('status_failures'),
             },
             statusQueue: n('status_pending'),
+            ...('ingress_refused' in st
+              ? {
+                  ingress: {
+                    refused: n('ingress_refused'),
+                    unsupported: n('ingress_unsupported'),
+                    statusWrites: { ok: n('ingress_statusWrites'), error: n('ingress_statusFailures') },
+                  },
+                }
+              : {}),
           };
         },
       });

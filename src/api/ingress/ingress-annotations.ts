@@ -62,7 +62,7 @@ export interface IngressSettings {
   appRoot?: string;
   redirect?: RedirectTarget;
   xForwardedPrefix?: string;
-  externalAuth?: { url: string; responseHeaders?: string[] };
+  externalAuth?: { url: string; requestHeaders: string[]; responseHeaders?: string[] };
 }
 
 export interface ParsedAnnotations {
@@ -456,7 +456,8 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
   if (authUrl !== undefined) {
     const u = authUrl.trim();
     if (/^https?:\/\/[^\s$]+$/.test(u) && u.length <= 2048) {
-      s.externalAuth = { url: u };
+      // nginx's auth_request passes every request header; the credentials are what auth services read.
+      s.externalAuth = { url: u, requestHeaders: ['Authorization', 'Cookie'] };
       const rh = take('auth-response-headers');
       if (rh !== undefined) {
         const names = list(rh);

@@ -98,6 +98,10 @@ export interface IngressStatusStats {
   statusWrites: number;
   statusFailures: number;
   events: number;
+  /** Ingresses of edgegate's classes not served (a refused annotation). */
+  refused: number;
+  /** Annotations the served Ingresses carry that edgegate does not honour. */
+  unsupported: number;
 }
 
 interface Known {
@@ -132,7 +136,7 @@ export class IngressStatusWriter {
   #pumping = false;
   #retryTimer: NodeJS.Timeout | undefined;
   #stopped = false;
-  readonly #stats: IngressStatusStats = { statusWrites: 0, statusFailures: 0, events: 0 };
+  readonly #stats = { statusWrites: 0, statusFailures: 0, events: 0 };
 
   constructor(opts: IngressStatusWriterOptions) {
     this.#opts = opts;
@@ -140,7 +144,13 @@ export class IngressStatusWriter {
   }
 
   stats(): IngressStatusStats {
-    return { ...this.#stats };
+    let refused = 0;
+    let unsupported = 0;
+    for (const k of this.#known.values()) {
+      if (k.result.refused) refused++;
+      else unsupported += k.result.notes.filter((n) => n.kind === 'unsupported' && n.annotation).length;
+    }
+    return { ...this.#stats, refused, unsupported };
   }
 
   /** The Ingress source's snapshot: the served Ingresses and what became of each. */

@@ -166,7 +166,11 @@ describe('translateIngresses', () => {
       ipAllow: ['10.0.0.0/8', '192.168.0.0/16'],
       ipDeny: ['10.1.0.0/16'],
       rateLimit: { requests: 10, period: '1s', burst: 50, key: 'ClientAddress' },
-      externalAuth: { url: 'http://auth.shop.svc/check', responseHeaders: ['X-User'] },
+      externalAuth: {
+        url: 'http://auth.shop.svc/check',
+        requestHeaders: ['Authorization', 'Cookie'],
+        responseHeaders: ['X-User'],
+      },
     });
     expect(r.loadBalancer).toEqual({ type: 'ConsistentHash', consistentHash: { cookie: 'route' } });
     expect(r.filters).toEqual([
