@@ -828,6 +828,14 @@ const Rule = Type.Object(
     timeouts: Type.Optional(Timeouts),
     retry: Type.Optional(Retry),
     policies: Type.Optional(Policies),
+    maxRequestBodySize: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 1099511627776,
+        description:
+          'Largest request body in bytes (ingress-nginx proxy-body-size): a larger declared Content-Length gets 413 at once; a body without one is read up to this size before it is forwarded, and gets 413 beyond it.',
+      }),
+    ),
     httpsRedirect: Type.Optional(
       Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(307), Type.Literal(308)], {
         description:

@@ -511,6 +511,7 @@ function compileRoute(
       }
       if (backends) {
         entry.backends = backends;
+        if (rule.maxRequestBodySize !== undefined) entry.maxRequestBodyBytes = rule.maxRequestBodySize;
         if (policies) entry.policies = policies;
         setTraffic(entry, lb, timeouts, retry);
       }

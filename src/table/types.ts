@@ -149,6 +149,8 @@ export interface EntryData {
   loadBalancer?: LoadBalancerData;
   timeouts?: TimeoutsData;
   retry?: RetryData;
+  /** Request bodies above this many bytes get 413 (dataplane/proxy/body-limit.ts). */
+  maxRequestBodyBytes?: number;
   /** A plain-HTTP request gets this redirect to HTTPS (same host, path, query); HTTPS requests are forwarded. */
   httpsRedirect?: number;
 }

@@ -44,6 +44,8 @@ export interface CanarySettings {
 export interface IngressSettings {
   useRegex: boolean;
   rewriteTarget?: string;
+  /** proxy-body-size in bytes (absent: no limit). */
+  maxBodyBytes?: number;
   /** ssl-redirect as written (undefined: the default, true for hosts with TLS). */
   sslRedirect?: boolean;
   forceSslRedirect: boolean;
@@ -266,8 +268,18 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
         `not carried over: ${[...dropped, ...(nextUpstream.includes('non_idempotent') ? ['non_idempotent'] : [])].join(' ')} (edgegate retries on connect failures, resets, timeouts and 502/503/504, and only idempotent requests without a body)`,
       );
   }
-  if (take('proxy-body-size') !== undefined)
-    unsupported('proxy-body-size', 'edgegate has no per-route request body limit yet; the body is streamed');
+  const bodySize = take('proxy-body-size');
+  if (bodySize !== undefined) {
+    // nginx sizes: bytes, or k / m / g (either case); 0 turns the limit off.
+    const m = /^([0-9]{1,13})([kKmMgG]?)$/.exec(bodySize.trim());
+    const bytes = m
+      ? Number(m[1]) *
+        ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 } as Record<string, number>)[m[2]!.toLowerCase()]!
+      : -1;
+    if (bytes < 0 || bytes > 1099511627776)
+      invalid('proxy-body-size', 'expected a size such as 8m, 512k or 0');
+    else if (bytes > 0) s.maxBodyBytes = bytes;
+  }
 
   const rps = take('limit-rps');
   const rpm = take('limit-rpm');

@@ -129,6 +129,7 @@ function ruleSettings(s: IngressSettings, httpsRedirect: boolean): Omit<RouteRul
   if (Object.keys(policies).length > 0) rule.policies = policies;
   if (s.affinityCookie)
     rule.loadBalancer = { type: 'ConsistentHash', consistentHash: { cookie: s.affinityCookie } };
+  if (s.maxBodyBytes !== undefined) rule.maxRequestBodySize = s.maxBodyBytes;
   if (httpsRedirect) rule.httpsRedirect = SSL_REDIRECT_CODE;
   return rule;
 }
@@ -176,6 +177,7 @@ function buildRule(
     delete rule.timeouts;
     delete rule.retry;
     delete rule.loadBalancer;
+    delete rule.maxRequestBodySize;
     return rule;
   }
   const filters = requestFilters(s, rewrite);

@@ -23,6 +23,7 @@ import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
 import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
 import { WeightedRoundRobin } from './balancer.ts';
+import { declaredTooLarge, readLimitedBody, refuseDeclaredBody } from './body-limit.ts';
 import { ClusterRuntime, ClusterState, LB_CONSISTENT_HASH, lbMode } from './cluster-runtime.ts';
 import {
   Exchange,
@@ -497,6 +498,10 @@ export class ProxyPipeline {
     // matched request that cannot be forwarded (unknown catalog service, no healthy upstream) meets the policies
     // first, then gets its error.
     const gate = r.rule?.gate;
+    // A body limit is checked first, as nginx does (client_max_body_size, in its find-config phase).
+    const maxBody = r.entry?.data.maxRequestBodyBytes;
+    if (maxBody !== undefined && declaredTooLarge(req.headers['content-length'], maxBody))
+      return refuseDeclaredBody(res, requestId, maxBody);
     // ingress-nginx ssl-redirect: before the policies, as nginx redirects in its rewrite phase (before access).
     if (r.entry?.data.httpsRedirect !== undefined && requestProto(req, this.settings.proto) === 'http')
       return this.#httpsRedirect(res, r, r.entry.data.httpsRedirect, requestId);
@@ -544,11 +549,23 @@ export class ProxyPipeline {
     r: Routed,
     requestId: string,
     pass: Pass | undefined,
+    buffered?: Buffer | null,
   ): void {
+    const hasBody = requestHasBody(req);
+    const maxBody = r.entry!.data.maxRequestBodyBytes;
+    if (
+      maxBody !== undefined &&
+      buffered === undefined &&
+      hasBody &&
+      pass?.body === undefined &&
+      req.headers['content-length'] === undefined
+    )
+      return readLimitedBody(req, res, requestId, maxBody, this.settings.clientBodyTimeoutMs, (body) =>
+        this.#forward(req, res, r, requestId, pass, body),
+      );
     const policy = r.rule!.policy;
     const record = recordOf(res);
     const clientAddress = clientAddressOf(req);
-    const hasBody = requestHasBody(req);
     const method = req.method ?? 'GET';
     const cluster = r.cluster!;
     let upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
@@ -565,7 +582,7 @@ export class ProxyPipeline {
       path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
       method,
       headers: upstreamHeaders,
-      body: pass?.body ?? (hasBody ? req : null),
+      body: buffered !== undefined ? buffered : (pass?.body ?? (hasBody ? req : null)),
       retryable: !hasBody && IDEMPOTENT.has(method),
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined,
       record,
@@ -575,6 +592,7 @@ export class ProxyPipeline {
     if (
       hasBody &&
       pass?.body === undefined &&
+      buffered === undefined &&
       buffersBody(req.headers['content-length'], s.requestBufferBytes)
     ) {
       exchange.start(true);

@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { request as undiciRequest } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import winston from 'winston';
@@ -54,6 +54,22 @@ async function call(host: string, path = '/', headers: Record<string, string> = 
   const body = await r.body.text();
   const answer: Answer = { status: r.statusCode, headers: r.headers, body };
   if (r.headers['x-echo-name']) answer.echo = JSON.parse(body);
+  return answer;
+}
+
+/** A POST of `size` bytes, with a Content-Length or chunked (no length). */
+async function post(host: string, size: number, chunked: boolean): Promise<Answer> {
+  const data = Buffer.alloc(size, 'x');
+  const body = chunked ? Readable.from([data.subarray(0, size >> 1), data.subarray(size >> 1)]) : data;
+  const r = await undiciRequest(`http://127.0.0.1:${gw.proxyAddress.port}/upload`, {
+    method: 'POST',
+    headers: { host },
+    body,
+    headersTimeout: 10_000,
+  });
+  const text = await r.body.text();
+  const answer: Answer = { status: r.statusCode, headers: r.headers, body: text };
+  if (r.headers['x-echo-name']) answer.echo = JSON.parse(text);
   return answer;
 }
 
@@ -216,6 +232,7 @@ beforeAll(async () => {
     ingress('retries', { [`${N}proxy-next-upstream-tries`]: '3' }, 'retries.ing.test', [
       svcPath('/', 'flaky'),
     ]),
+    ingress('bodysize', { [`${N}proxy-body-size`]: '1k' }, 'body.ing.test', [svcPath('/', 'stable')]),
     ingress('limited', { [`${N}limit-rps`]: '1' }, 'limit.ing.test', [svcPath('/', 'stable')]),
     ingress('allow', { [`${N}whitelist-source-range`]: '10.0.0.0/8' }, 'allow.ing.test', [
       svcPath('/', 'stable'),
@@ -423,6 +440,15 @@ describe('annotations', () => {
     const retried = [];
     for (let i = 0; i < 6; i++) retried.push((await call('retries.ing.test')).status);
     expect(retried).toEqual([200, 200, 200, 200, 200, 200]);
+  });
+
+  it('proxy-body-size: a larger body gets 413 whether it declares its length or not; a smaller one goes through', async () => {
+    expect((await post('body.ing.test', 2000, false)).status).toBe(413);
+    expect((await post('body.ing.test', 2000, true)).status).toBe(413);
+    const small = await post('body.ing.test', 1000, false);
+    expect((small.echo as unknown as { bodyBytes: number }).bodyBytes).toBe(1000);
+    const smallChunked = await post('body.ing.test', 1024, true);
+    expect((smallChunked.echo as unknown as { bodyBytes: number }).bodyBytes).toBe(1024);
   });
 
   it('limit-rps: beyond the rate and its burst (5 × rps), 429', async () => {

@@ -329,3 +329,124 @@ describe('translateIngresses', () => {
     expect(t.routes.map((r) => r.spec.rules!.length)).toEqual([64, 6]);
   });
 });
+
+describe('parseAnnotations: mappings without an e2e of their own', () => {
+  it('proxy-next-upstream tokens, off, and what is reported', () => {
+    const p = parseAnnotations({
+      [`${N}proxy-next-upstream`]: 'error timeout http_502 http_500 non_idempotent',
+    });
+    expect(p.settings.retryOn).toEqual(['connect-failure', 'reset', 'timeout', '502']);
+    expect(p.notes.map((n) => [n.annotation, n.kind])).toEqual([[`${N}proxy-next-upstream`, 'unsupported']]);
+    expect(p.notes[0]!.message).toContain('http_500 non_idempotent');
+    expect(parseAnnotations({ [`${N}proxy-next-upstream`]: 'off' }).settings.retryAttempts).toBe(0);
+    // nginx counts the first try; 0 is unlimited, capped at edgegate's maximum.
+    expect(parseAnnotations({ [`${N}proxy-next-upstream-tries`]: '0' }).settings.retryAttempts).toBe(10);
+  });
+
+  it('proxy-body-size in nginx units; 0 is no limit', () => {
+    expect(parseAnnotations({ [`${N}proxy-body-size`]: '8m' }).settings.maxBodyBytes).toBe(8 * 1024 * 1024);
+    expect(parseAnnotations({ [`${N}proxy-body-size`]: '512K' }).settings.maxBodyBytes).toBe(512 * 1024);
+    expect(parseAnnotations({ [`${N}proxy-body-size`]: '100' }).settings.maxBodyBytes).toBe(100);
+    expect(parseAnnotations({ [`${N}proxy-body-size`]: '0' }).settings.maxBodyBytes).toBeUndefined();
+    expect(parseAnnotations({ [`${N}proxy-body-size`]: '8mb' }).refused).toBe(true);
+  });
+
+  it('proxy-send-timeout, limit-connections and session-cookie shaping are reported, served', () => {
+    const p = parseAnnotations({
+      [`${N}proxy-send-timeout`]: '30',
+      [`${N}limit-connections`]: '5',
+      [`${N}affinity`]: 'cookie',
+      [`${N}session-cookie-expires`]: '3600',
+    });
+    expect(p.refused).toBe(false);
+    expect(p.notes.map((n) => n.annotation)).toEqual([
+      `${N}limit-connections`,
+      `${N}proxy-send-timeout`,
+      `${N}session-cookie-expires`,
+    ]);
+    expect(p.settings.affinityCookie).toBe('INGRESSCOOKIE');
+  });
+
+  it('backend-protocol GRPCS is TLS + h2; limit-rpm with a burst multiplier', () => {
+    const t = translateIngresses([
+      ing(
+        'g',
+        {
+          [`${N}backend-protocol`]: 'GRPCS',
+          [`${N}proxy-ssl-name`]: 'grpc.internal',
+          [`${N}limit-rpm`]: '60',
+          [`${N}limit-burst-multiplier`]: '2',
+        },
+        [{ host: 'g.example.com', paths: [['/', 'svc']] }],
+      ),
+    ]);
+    valid(t.routes);
+    const r = t.routes[0]!.spec.rules![0]!;
+    expect(r.backends![0]).toEqual({
+      service: { name: 'svc', port: 80 },
+      tls: { serverName: 'grpc.internal' },
+      protocol: 'h2',
+    });
+    expect(r.policies?.rateLimit).toEqual({ requests: 60, period: '1m', burst: 120, key: 'ClientAddress' });
+  });
+});
+
+describe('GatewayRoute validation of the Ingress additions', () => {
+  const route = (rule: unknown) => ({
+    apiVersion: 'edgegate.io/v1alpha1',
+    kind: 'GatewayRoute',
+    metadata: { name: 'r', namespace: 'ns' },
+    spec: { rules: [rule] },
+  });
+  const errors = (raw: unknown) => {
+    const v = validateRoute(raw);
+    return v.ok ? [] : v.errors.map((e) => `${formatPath(e.path)}: ${e.message}`);
+  };
+  const rewrite = (value: string) => ({
+    type: 'URLRewrite',
+    urlRewrite: { path: { type: 'ReplaceRegexMatch', replaceRegexMatch: value } },
+  });
+  const backends = [{ service: { name: 's', port: 80 } }];
+
+  it('ReplaceRegexMatch needs RegularExpression matches and groups that exist', () => {
+    expect(
+      errors(
+        route({
+          matches: [{ path: { type: 'RegularExpression', value: '/a/(.*)' } }],
+          filters: [rewrite('/$1')],
+          backends,
+        }),
+      ),
+    ).toEqual([]);
+    expect(
+      errors(
+        route({
+          matches: [{ path: { type: 'PathPrefix', value: '/a' } }],
+          filters: [rewrite('/$1')],
+          backends,
+        }),
+      ),
+    ).toEqual([
+      'spec.rules[0].matches[0].path.type: ReplaceRegexMatch needs every match of the rule to be a RegularExpression path match',
+    ]);
+    expect(errors(route({ filters: [rewrite('/')], backends }))).toEqual([
+      'spec.rules[0].matches: ReplaceRegexMatch needs every match of the rule to be a RegularExpression path match',
+    ]);
+    expect(
+      errors(
+        route({
+          matches: [{ path: { type: 'RegularExpression', value: '/a/(.*)' } }],
+          filters: [rewrite('/$2')],
+          backends,
+        }),
+      ),
+    ).toEqual([
+      'spec.rules[0].filters[0].urlRewrite.path.replaceRegexMatch: $2 names a capture group that the path regex of match 0 does not have (it has 1)',
+    ]);
+  });
+
+  it('httpsRedirect takes redirect codes only', () => {
+    expect(errors(route({ httpsRedirect: 308, backends }))).toEqual([]);
+    expect(errors(route({ httpsRedirect: 200, backends })).length).toBeGreaterThan(0);
+  });
+});
