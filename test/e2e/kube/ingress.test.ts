@@ -298,6 +298,7 @@ beforeAll(async () => {
       'snippet.ing.test',
       [svcPath('/', 'stable')],
     ),
+    ingress('evolving', {}, 'evolve.ing.test', [svcPath('/', 'stable')]),
     ingress('cors', { [`${N}enable-cors`]: 'true' }, 'cors.ing.test', [svcPath('/', 'stable')]),
     ingress('other', {}, 'other.ing.test', [svcPath('/', 'stable')], {}, otherCls),
     ingress(
@@ -537,6 +538,32 @@ describe('reporting', () => {
     );
     expect(ev.note).toContain(`${N}enable-cors`);
     expect(logLines.some((l) => l.includes(`Ingress ${ns}/cors`) && l.includes('enable-cors'))).toBe(true);
+  });
+
+  it('a refused update keeps the last valid version serving; deleting the Ingress stops serving it', async () => {
+    expect((await call('evolve.ing.test')).echo?.name).toBe('stable');
+    await kube.kubectl([
+      'annotate',
+      'ingress',
+      '-n',
+      ns,
+      'evolving',
+      `${N}server-snippet=location /x { return 200; }`,
+      `${N}whitelist-source-range=10.0.0.0/8`,
+    ]);
+    const ev = await waitFor(
+      async () =>
+        (await events('evolving')).find((e) => e.reason === 'Refused' && e.note.includes('keeps serving')),
+      { timeoutMs: 10_000, message: 'Refused event on Ingress evolving' },
+    );
+    expect(ev.note).toContain('last valid version');
+    // Neither the snippet nor the new allow list: the previous version, as it was.
+    expect((await call('evolve.ing.test')).echo?.name).toBe('stable');
+    await kube.kubectl(['delete', 'ingress', '-n', ns, 'evolving']);
+    await waitFor(async () => (await call('evolve.ing.test')).echo?.name === 'fallback', {
+      timeoutMs: 10_000,
+      message: 'evolve.ing.test no longer served after the delete',
+    });
   });
 
   it('status.loadBalancer.ingress holds the published addresses on served Ingresses only', async () => {

@@ -17,6 +17,7 @@ import {
   type V1Ingress,
   Watch,
 } from '@kubernetes/client-node';
+import { parseAnnotations } from '../../../api/ingress/ingress-annotations.ts';
 import { classSelection, servesIngress } from '../../../api/ingress/ingress-class.ts';
 import { type IngressResult, translateIngresses } from '../../../api/ingress/ingress-translate.ts';
 import type { IngressClassObject, IngressObject } from '../../../api/ingress/ingress-types.ts';
@@ -90,6 +91,8 @@ export class IngressSource {
   #stopped = false;
   /** The raw route objects last reported, by route key, with their JSON: unchanged routes keep their object. */
   #prior = new Map<string, { json: string; source: RouteSource }>();
+  /** uid → the last version of each served Ingress that was not refused (served in place of a refused update). */
+  #lastGood = new Map<string, IngressObject>();
   #reports = 0;
 
   constructor(opts: IngressSourceOptions) {
@@ -172,10 +175,34 @@ export class IngressSource {
     );
     const all = this.#ingresses.flatMap((i) => i.list()) as V1Ingress[];
     const served = all.filter((ing) => servesIngress(ing as IngressObject, sel));
-    const t = translateIngresses(served as IngressObject[], {
-      namePrefix: INGRESS_ROUTE_PREFIX,
-      keepIdentity: true,
+    // Fail closed, as for GatewayRoutes: an update that is refused (a snippet added, an invalid value) keeps the
+    // Ingress's last valid version serving; an Ingress never valid is not served.
+    const refusedNow = new Set<number>();
+    const input = served.map((ing, i) => {
+      const obj = ing as IngressObject;
+      const uid = obj.metadata?.uid;
+      if (!parseAnnotations(obj.metadata?.annotations).refused) {
+        if (uid) this.#lastGood.set(uid, obj);
+        return obj;
+      }
+      refusedNow.add(i);
+      return (uid && this.#lastGood.get(uid)) || obj;
     });
+    const live = new Set(served.map((ing) => ing.metadata?.uid));
+    for (const uid of this.#lastGood.keys()) if (!live.has(uid)) this.#lastGood.delete(uid);
+    const t = translateIngresses(input, { namePrefix: INGRESS_ROUTE_PREFIX, keepIdentity: true });
+    for (const i of refusedNow) {
+      if (input[i] === served[i]) continue;
+      const result = t.results[i]!;
+      result.notes = [
+        ...parseAnnotations(served[i]!.metadata?.annotations).notes,
+        {
+          kind: 'refused',
+          message: `this update is refused; the last valid version (generation ${input[i]!.metadata?.generation ?? '?'}) keeps serving`,
+        },
+      ];
+      result.refused = true;
+    }
     const prior = this.#prior;
     const next = new Map<string, { json: string; source: RouteSource }>();
     const routes: RouteSource[] = [];
