@@ -191,9 +191,8 @@ function note(p: Parsed, message: string, kind: IngressNote['kind'] = 'unsupport
 }
 
 function sortByCreation(list: Parsed[]): Parsed[] {
-  return list.sort(
-    (a, b) => (a.created ?? '\uffff').localeCompare(b.created ?? '\uffff') || a.key.localeCompare(b.key),
-  );
+  const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return list.sort((a, b) => cmp(a.created ?? '\uffff', b.created ?? '\uffff') || cmp(a.key, b.key));
 }
 
 /** Translates the Ingresses edgegate serves (class selection is the caller's: ingress-class.ts). */
@@ -222,7 +221,15 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
     if (p.settings.useRegex || p.settings.rewriteTarget !== undefined)
       for (const r of p.ing.spec?.rules ?? []) regexHosts.add(r.host ?? '');
 
-  const pathRules: PathRule[] = [];
+  /** Each main Ingress's path rules, by host. */
+  const pathRules = new Map<Parsed, Map<string, PathRule[]>>();
+  const addRule = (pr: PathRule) => {
+    let hosts = pathRules.get(pr.owner);
+    if (!hosts) pathRules.set(pr.owner, (hosts = new Map()));
+    const list = hosts.get(pr.host);
+    if (list) list.push(pr);
+    else hosts.set(pr.host, [pr]);
+  };
   const byHostPath = new Map<string, PathRule>();
   const hostsOf = new Map<Parsed, string[]>();
   /** `ingress key\0host` → that host's plain-HTTP requests are redirected to HTTPS. */
@@ -282,12 +289,12 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
           pathKey: `${host}\u0000${value}`,
           owner: p,
         };
-        pathRules.push(pr);
+        addRule(pr);
         // The oldest main Ingress of a host and path is the one a canary joins (ingress-nginx merges by location).
         if (!byHostPath.has(pr.pathKey)) byHostPath.set(pr.pathKey, pr);
       }
       if (s.appRoot !== undefined) {
-        pathRules.push({
+        addRule({
           host,
           rule: {
             matches: [{ path: { type: 'Exact', value: '/' } }],
@@ -445,7 +452,7 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
     const defBackend = def ? serviceBackend(def, s) : undefined;
     if (typeof defBackend === 'string') note(p, `defaultBackend: ${defBackend}; not served`);
     for (const host of hostsOf.get(p) ?? []) {
-      const own = pathRules.filter((r) => r.owner === p && r.host === host);
+      const own = pathRules.get(p)?.get(host) ?? [];
       const lengthOf = (r: RouteRule) => r.matches?.[0]?.path?.value.length ?? 0;
       const ordered = [...own].sort((a, b) => {
         const ra = a.rule.matches?.[0]?.path?.type === 'RegularExpression';
