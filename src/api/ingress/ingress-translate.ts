@@ -9,6 +9,7 @@
  * (`<name>.default-backend`) and the last rule of each of the Ingress's hosts.
  */
 import type { GatewayRouteSpec, RouteBackend, RouteFilter, RouteRule } from '../gateway-route.ts';
+import { regexSyntaxError } from '../linear-regex.ts';
 import { type IngressNote, type IngressSettings, parseAnnotations } from './ingress-annotations.ts';
 import { type IngressBackend, type IngressObject, ingressKey } from './ingress-types.ts';
 
@@ -225,7 +226,10 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
   const pathRules = new Map<Parsed, Map<string, PathRule[]>>();
   const addRule = (pr: PathRule) => {
     let hosts = pathRules.get(pr.owner);
-    if (!hosts) pathRules.set(pr.owner, (hosts = new Map()));
+    if (!hosts) {
+      hosts = new Map();
+      pathRules.set(pr.owner, hosts);
+    }
     const list = hosts.get(pr.host);
     if (list) list.push(pr);
     else hosts.set(pr.host, [pr]);
@@ -271,6 +275,15 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
               },
             };
         } else if (regex) {
+          // The path must be a regex on its own, so that `(?:…)` groups exactly what the author wrote.
+          const why = regexSyntaxError(value);
+          if (why) {
+            note(
+              p,
+              `host ${host || '*'} path ${value}: invalid regular expression (${why}); the path is not served`,
+            );
+            continue;
+          }
           // ingress-nginx writes `location ~* "^<path>"`: anchored at the start only.
           match = { path: { type: 'RegularExpression', value: `(?:${value}).*` } };
           if (s.rewriteTarget !== undefined)

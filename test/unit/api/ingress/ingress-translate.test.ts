@@ -450,3 +450,22 @@ describe('GatewayRoute validation of the Ingress additions', () => {
     expect(errors(route({ httpsRedirect: 200, backends })).length).toBeGreaterThan(0);
   });
 });
+
+describe('regex mode paths', () => {
+  it('a path that is not a regex on its own is not served (it could not be grouped as written)', () => {
+    const t = translateIngresses([
+      ing('r', { [`${N}use-regex`]: 'true' }, [
+        {
+          host: 'r.example.com',
+          paths: [
+            ['/x).*|(?:/admin', 'svc', 'ImplementationSpecific'],
+            ['/ok/[0-9]+', 'svc', 'ImplementationSpecific'],
+          ],
+        },
+      ]),
+    ]);
+    valid(t.routes);
+    expect(t.routes[0]!.spec.rules!.map((r) => r.matches![0]!.path!.value)).toEqual(['(?:/ok/[0-9]+).*']);
+    expect(t.results[0]!.notes[0]!.message).toMatch(/invalid regular expression/);
+  });
+});
