@@ -299,6 +299,12 @@ beforeAll(async () => {
       [svcPath('/', 'stable')],
     ),
     ingress('evolving', {}, 'evolve.ing.test', [svcPath('/', 'stable')]),
+    ingress(
+      'basic-auth',
+      { [`${N}auth-type`]: 'basic', [`${N}auth-secret`]: 'htpasswd' },
+      'basicauth.ing.test',
+      [svcPath('/', 'stable')],
+    ),
     ingress('cors', { [`${N}enable-cors`]: 'true' }, 'cors.ing.test', [svcPath('/', 'stable')]),
     ingress('other', {}, 'other.ing.test', [svcPath('/', 'stable')], {}, otherCls),
     ingress(
@@ -516,7 +522,7 @@ describe('annotations', () => {
 });
 
 describe('reporting', () => {
-  it('a snippet refuses the Ingress (not served) with an Event and a log line naming it', async () => {
+  it('IngressNightmare (CVE-2025-1974 family): a snippet refuses the Ingress (not served) with an Event and a log line naming it', async () => {
     expect((await call('snippet.ing.test')).echo?.name).toBe('fallback');
     const ev = await waitFor(async () => (await events('snippet')).find((e) => e.reason === 'Refused'), {
       timeoutMs: 10_000,
@@ -528,6 +534,15 @@ describe('reporting', () => {
     expect(
       logLines.some((l) => l.includes(`Ingress ${ns}/snippet`) && l.includes('configuration-snippet')),
     ).toBe(true);
+  });
+
+  it('fail open prevented: basic auth edgegate cannot honour refuses the Ingress instead of serving it unprotected', async () => {
+    expect((await call('basicauth.ing.test')).echo?.name).toBe('fallback');
+    const ev = await waitFor(async () => (await events('basic-auth')).find((e) => e.reason === 'Refused'), {
+      timeoutMs: 10_000,
+      message: 'Refused event on Ingress basic-auth',
+    });
+    expect(ev.note).toContain(`${N}auth-`);
   });
 
   it('an unsupported annotation is served without it, with an Event and a log line naming it', async () => {
@@ -585,7 +600,7 @@ describe('reporting', () => {
     const value = (name: string, labels: Record<string, string> = {}) =>
       prom.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
         ?.value;
-    expect(value('edgegate_ingress_refused')).toBe(1); // snippet
+    expect(value('edgegate_ingress_refused')).toBe(2); // snippet, basic-auth
     expect(value('edgegate_ingress_unsupported_annotations')).toBe(1); // cors's enable-cors
     expect(value('edgegate_ingress_status_writes_total', { result: 'ok' })).toBeGreaterThan(0);
     expect(value('edgegate_kube_informer_synced', { resource: 'ingresses' })).toBe(1);
