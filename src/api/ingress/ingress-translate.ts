@@ -286,8 +286,14 @@ export function translateIngresses(ingresses: IngressObject[], opts: TranslateOp
           }
           // ingress-nginx writes `location ~* "^<path>"`: anchored at the start only.
           match = { path: { type: 'RegularExpression', value: `(?:${value}).*` } };
-          if (s.rewriteTarget !== undefined)
-            rewrite = { path: { type: 'ReplaceRegexMatch', replaceRegexMatch: s.rewriteTarget } };
+          if (s.rewriteTarget !== undefined) {
+            // nginx substitutes an empty string for a group the path does not have.
+            const groups = new RegExp(`${value}|`).exec('')!.length - 1;
+            const target = s.rewriteTarget.replace(/\$([1-9])/g, (m, n: string) =>
+              Number(n) <= groups ? m : '',
+            );
+            rewrite = { path: { type: 'ReplaceRegexMatch', replaceRegexMatch: target || '/' } };
+          }
         } else {
           if (type !== 'Prefix' && type !== 'ImplementationSpecific') {
             note(p, `host ${host || '*'} path ${value}: unknown pathType ${type}; the path is not served`);

@@ -469,3 +469,24 @@ describe('regex mode paths', () => {
     expect(t.results[0]!.notes[0]!.message).toMatch(/invalid regular expression/);
   });
 });
+
+describe('rewrite-target groups', () => {
+  it('a group the path does not have becomes empty, as in nginx (the route stays valid)', () => {
+    const t = translateIngresses([
+      ing('g', { [`${N}rewrite-target`]: '/v2/$1/$2' }, [
+        {
+          host: 'g.example.com',
+          paths: [
+            ['/api/(.*)', 'svc', 'ImplementationSpecific'],
+            ['/plain', 'svc'],
+          ],
+        },
+      ]),
+    ]);
+    valid(t.routes);
+    expect(t.routes[0]!.spec.rules!.map((r) => r.filters![0]!.urlRewrite!.path!.replaceRegexMatch)).toEqual([
+      '/v2/$1/',
+      '/v2//',
+    ]);
+  });
+});
