@@ -72,4 +72,12 @@ describe('edgegate migrate', () => {
     }).catch((e) => e as { code: number; stdout: string });
     expect((r as { code: number }).code).toBe(1);
   });
+
+  it('run --ingress without --kube is refused, naming the flag', async () => {
+    const r = await run(process.execPath, [CLI, 'run', '--ingress', '--routes', 'examples/routes'], {
+      cwd: ROOT,
+    }).catch((e) => e as { code: number; stdout: string; stderr: string });
+    expect((r as { code: number }).code).not.toBe(0);
+    expect(`${r.stdout}${r.stderr}`).toContain('--ingress needs --kube');
+  });
 });
