@@ -129,6 +129,8 @@ export class IngressStatusWriter {
   readonly #logged = new Map<string, string>();
   readonly #evented = new Map<string, string>();
   readonly #pending = new Set<string>();
+  /** No longer served (another class now, or refused from the start): our addresses come off its status. */
+  readonly #clearing = new Set<string>();
   /** Failed: back into #pending when the retry timer fires. */
   readonly #retrying = new Set<string>();
   /** Ingress → resourceVersion of the cached object when this pod wrote its status (the cache may lag). */
@@ -166,10 +168,11 @@ export class IngressStatusWriter {
     }
     for (const k of [...this.#known.keys()])
       if (!seen.has(k)) {
+        this.#clearing.add(k);
+        this.#pending.add(k);
         this.#known.delete(k);
         this.#logged.delete(k);
         this.#evented.delete(k);
-        this.#pending.delete(k);
         this.#written.delete(k);
       }
     this.#pump();
@@ -200,6 +203,7 @@ export class IngressStatusWriter {
   /** A new leader: check every Ingress. */
   resync(): void {
     for (const k of this.#known.keys()) this.#pending.add(k);
+    for (const k of this.#clearing) this.#pending.add(k);
     this.#pump();
   }
 
@@ -222,7 +226,14 @@ export class IngressStatusWriter {
       const key = this.#pending.values().next().value as string;
       this.#pending.delete(key);
       const k = this.#known.get(key);
-      if (!k) continue;
+      if (!k) {
+        // Kept for the next leader (resync) while this pod does not lead.
+        if (!this.#clearing.has(key) || !this.#opts.isLeader()) continue;
+        if (await this.#clear(key)) this.#clearing.delete(key);
+        else this.#retryLater(key);
+        continue;
+      }
+      this.#clearing.delete(key);
       this.#logNotes(key, k);
       if (!this.#opts.isLeader()) continue;
       if (!(await this.#events(key, k)) || !(await this.#status(key, k))) this.#retryLater(key);
@@ -293,6 +304,24 @@ export class IngressStatusWriter {
       if ((err as { code?: number }).code === 404) return true;
       this.#stats.statusFailures++;
       this.#opts.log.warn(`cannot write the status of Ingress ${key}`, { error: describeError(err) });
+      return false;
+    }
+  }
+
+  /** An Ingress edgegate no longer serves: remove the addresses it published, if they are still there. */
+  async #clear(key: string): Promise<boolean> {
+    if (this.#desired.length === 0) return true;
+    const [namespace, name] = key.split('/') as [string, string];
+    const cached = this.#opts.current(namespace, name);
+    if (!cached || !sameAddresses(cached.status?.loadBalancer?.ingress, this.#desired)) return true;
+    try {
+      await this.#opts.api.patchLoadBalancer(namespace, name, []);
+      this.#stats.statusWrites++;
+      return true;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return true;
+      this.#stats.statusFailures++;
+      this.#opts.log.warn(`cannot clear the status of Ingress ${key}`, { error: describeError(err) });
       return false;
     }
   }

@@ -593,6 +593,28 @@ describe('reporting', () => {
     expect(written).toEqual([{ ip: '192.0.2.77' }, { hostname: 'edge.example.net' }]);
     expect(await lb('other')).toBeUndefined();
     expect(await lb('snippet')).toBeUndefined();
+    // Moved to another controller's class: edgegate stops serving it and takes its addresses off.
+    await waitFor(async () => (await lb('legacy'))?.length === 2, {
+      timeoutMs: 15_000,
+      message: 'legacy status',
+    });
+    await kube.kubectl([
+      'annotate',
+      'ingress',
+      '-n',
+      ns,
+      'legacy',
+      'kubernetes.io/ingress.class=nginx',
+      '--overwrite',
+    ]);
+    await waitFor(async () => ((await lb('legacy')) ?? []).length === 0, {
+      timeoutMs: 15_000,
+      message: 'legacy status cleared after its class changed',
+    });
+    await waitFor(async () => (await call('legacy.ing.test')).echo?.name === 'fallback', {
+      timeoutMs: 10_000,
+      message: 'legacy.ing.test no longer served after its class changed',
+    });
   });
 
   it('metrics: refused Ingresses, unsupported annotations, status writes', async () => {
