@@ -30,17 +30,21 @@ export function migrateIngressYaml(texts: { name: string; text: string }[]): Mig
   for (const { name, text } of texts) {
     for (const doc of parseAllDocuments(text)) {
       if (doc.errors.length > 0) throw new Error(`${name}: ${doc.errors[0]!.message}`);
-      const obj = doc.toJS() as IngressObject | null;
-      if (!obj || typeof obj !== 'object') continue;
-      if (obj.kind !== 'Ingress') continue;
-      if (obj.apiVersion !== 'networking.k8s.io/v1') {
-        skipped.push(
-          `# skipped ${obj.metadata?.name ?? '?'} (${name}): apiVersion ${obj.apiVersion} (only networking.k8s.io/v1)`,
-        );
-        continue;
+      const top = doc.toJS() as (IngressObject & { items?: unknown }) | null;
+      if (!top || typeof top !== 'object') continue;
+      // `kubectl get ingress -o yaml` prints a List of them.
+      const objs = (Array.isArray(top.items) ? top.items : [top]) as IngressObject[];
+      for (const obj of objs) {
+        if (!obj || typeof obj !== 'object' || obj.kind !== 'Ingress') continue;
+        if (obj.apiVersion !== 'networking.k8s.io/v1') {
+          skipped.push(
+            `# skipped ${obj.metadata?.name ?? '?'} (${name}): apiVersion ${obj.apiVersion} (only networking.k8s.io/v1)`,
+          );
+          continue;
+        }
+        if (obj.metadata?.namespace) hadNamespace.add(obj);
+        ingresses.push(obj);
       }
-      if (obj.metadata?.namespace) hadNamespace.add(obj);
-      ingresses.push(obj);
     }
   }
   const t = translateIngresses(ingresses, { includeRefused: true });

@@ -66,6 +66,56 @@ describe('edgegate migrate', () => {
     expect(fromStdin).toBe(fromFile.stdout);
   });
 
+  it('reads the List that kubectl get ingress -o yaml prints', async () => {
+    const list = {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'networking.k8s.io/v1',
+          kind: 'Ingress',
+          metadata: {
+            name: 'web',
+            namespace: 'shop',
+            annotations: { 'nginx.ingress.kubernetes.io/ssl-redirect': 'false' },
+          },
+          spec: {
+            rules: [
+              {
+                host: 'web.example.com',
+                http: {
+                  paths: [
+                    {
+                      path: '/',
+                      pathType: 'Prefix',
+                      backend: { service: { name: 'web', port: { number: 80 } } },
+                    },
+                  ],
+                },
+              },
+            ],
+          },
+        },
+      ],
+    };
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, 'migrate', '-'], {
+        cwd: ROOT,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      child.once('error', reject);
+      child.once('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`exit ${code}`))));
+      child.stdin.end(JSON.stringify(list));
+    });
+    const routes = routesOf(out);
+    expect(routes.map((r) => r.metadata.name)).toEqual(['web.web.example.com']);
+    expect(problems(routes[0])).toEqual([]);
+  });
+
   it('an unreadable input fails with exit 1', async () => {
     const r = await run(process.execPath, [CLI, 'migrate', 'test/fixtures/ingress/not-there.yaml'], {
       cwd: ROOT,
