@@ -615,6 +615,9 @@ export class ProxyPipeline {
     const r = this.#route(served, req);
     // As for plain requests: a matched route's policies run before its lookup errors.
     const gate = r.rule?.gate;
+    // A route that sends plain HTTP to HTTPS takes no plain-HTTP WebSocket either (as its redirect routes refuse one).
+    if (r.entry?.data.httpsRedirect !== undefined && requestProto(req, this.settings.proto) === 'http')
+      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route is served over HTTPS only');
     if (r.error && gate === undefined) return refuseUpgrade(socket, r.error, requestId, r.message);
     if (r.entry!.data.redirect)
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');

@@ -6,7 +6,7 @@
 // lines), and status.loadBalancer written with the published addresses.
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { PassThrough, Readable } from 'node:stream';
 import { request as undiciRequest } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -412,6 +412,21 @@ describe('rules and backends', () => {
     const plain = await call('tls.ing.test', '/hello?x=1');
     expect(plain.status).toBe(308);
     expect(plain.headers.location).toBe('https://tls.ing.test/hello?x=1');
+  });
+
+  it('ssl-redirect: a plain-HTTP WebSocket upgrade is refused, not tunnelled', async () => {
+    const socket = connect(gw.proxyAddress.port, '127.0.0.1');
+    socket.write(
+      'GET /ws HTTP/1.1\r\nHost: tls.ing.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    let head = '';
+    for await (const chunk of socket) {
+      head += chunk.toString();
+      if (head.includes('\r\n')) break;
+    }
+    socket.destroy();
+    expect(head.split('\r\n')[0]).toBe('HTTP/1.1 400 Bad Request');
   });
 
   it('ssl-redirect: "false" keeps plain HTTP; force-ssl-redirect redirects without TLS', async () => {
