@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * edgegate CLI: argument parsing and wiring only. `run`, `validate FILE…`, `routes`, `echo`.
+ * edgegate CLI: argument parsing and wiring only. `run`, `validate FILE…`, `routes`, `migrate [FILE…]`, `echo`.
  */
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -25,6 +25,7 @@ import { createLogger } from '../src/lib/log.ts';
 import { parseListen, runClusterGateway, runGateway } from '../src/run.ts';
 import { formatTable } from '../src/table/format.ts';
 import { createEchoServer } from '../src/tools/echo-server.ts';
+import { migrateIngressYaml } from '../src/tools/migrate-ingress.ts';
 
 /** package.json is one level up from cmd/ (source) or two from dist/cmd/ (built image). */
 function readPackage(): { version: string } {
@@ -154,6 +155,26 @@ const runCommand = program
       '--tls-secret-namespaces <list>',
       'with --kube: comma-separated namespaces whose kubernetes.io/tls Secrets routes may name in spec.tls (default: none)',
     ).env('EDGEGATE_TLS_SECRET_NAMESPACES'),
+  )
+  .addOption(
+    new Option(
+      '--ingress',
+      'with --kube: serve networking.k8s.io/v1 Ingresses of IngressClasses with controller edgegate.io/ingress-controller (docs/ingress.md)',
+    ).env('EDGEGATE_INGRESS'),
+  )
+  .addOption(
+    new Option(
+      '--ingress-class <name>',
+      'with --ingress: the value of the legacy kubernetes.io/ingress.class annotation edgegate serves',
+    )
+      .env('EDGEGATE_INGRESS_CLASS')
+      .default('edgegate'),
+  )
+  .addOption(
+    new Option(
+      '--ingress-publish-address <list>',
+      'with --ingress: comma-separated IPs or host names written to the served Ingresses’ status.loadBalancer (default: none written)',
+    ).env('EDGEGATE_INGRESS_PUBLISH_ADDRESS'),
   )
   .addOption(
     new Option('--lease-namespace <ns>', 'namespace of the leader Lease (default: POD_NAMESPACE)').env(
@@ -343,6 +364,8 @@ const runCommand = program
         throw new ConfigError('--drain-timeout must not be shorter than --drain-delay');
       if (o.tlsSecretNamespaces && !(o.kube || o.kubeconfig))
         throw new ConfigError('--tls-secret-namespaces needs --kube (Secrets are read from Kubernetes)');
+      if (o.ingress && !o.kube && !o.kubeconfig)
+        throw new ConfigError('--ingress needs --kube (Ingresses are read from Kubernetes)');
       const workerBlockTimeoutMs = parseDurationFlag(o.workerBlockTimeout, '--worker-block-timeout');
       if (workerBlockTimeoutMs > 0 && workerBlockTimeoutMs < 500)
         throw new ConfigError('--worker-block-timeout: at least 500ms (or 0: off)');
@@ -496,6 +519,34 @@ program
       for (const s of statuses) for (const line of describeStatus(s)) process.stdout.write(`! ${line}\n`);
     } catch (err) {
       fail(err);
+    }
+  });
+
+program
+  .command('migrate')
+  .description(
+    'print the GatewayRoutes equivalent to Ingress YAML (files, or stdin with none or "-"), with a comment for each annotation not carried over',
+  )
+  .argument('[files...]', 'YAML files with Ingress documents')
+  .action(async (files: string[]) => {
+    try {
+      const inputs = [];
+      for (const f of files.length > 0 ? files : ['-']) {
+        if (f === '-') {
+          const chunks: Buffer[] = [];
+          for await (const c of process.stdin) chunks.push(c as Buffer);
+          inputs.push({ name: 'stdin', text: Buffer.concat(chunks).toString('utf8') });
+        } else inputs.push({ name: f, text: readFileSync(f, 'utf8') });
+      }
+      const r = migrateIngressYaml(inputs);
+      process.stdout.write(r.output);
+      process.stderr.write(
+        `${r.ingresses} Ingress(es) → ${r.routes} GatewayRoute(s); ${r.notes} annotation(s) not carried over\n`,
+      );
+      if (r.invalid > 0) process.exit(1);
+    } catch (err) {
+      process.stdout.write(`${(err as Error).message}\n`);
+      process.exit(1);
     }
   });
 

@@ -165,17 +165,35 @@ const HeaderModifier = Type.Object(
   strict,
 );
 
+const PATH_MODIFIER_FIELDS = {
+  ReplaceFullPath: 'replaceFullPath',
+  ReplacePrefixMatch: 'replacePrefixMatch',
+  ReplaceRegexMatch: 'replaceRegexMatch',
+} as const;
+
 const PathModifier = Type.Object(
   {
-    type: Type.Union([Type.Literal('ReplaceFullPath'), Type.Literal('ReplacePrefixMatch')]),
+    type: Type.Union([
+      Type.Literal('ReplaceFullPath'),
+      Type.Literal('ReplacePrefixMatch'),
+      Type.Literal('ReplaceRegexMatch'),
+    ]),
     replaceFullPath: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
     replacePrefixMatch: Type.Optional(Type.String({ maxLength: 1024, pattern: '^/' })),
+    replaceRegexMatch: Type.Optional(
+      Type.String({
+        maxLength: 1024,
+        pattern: '^/',
+        description:
+          'The new path: $1…$9 stand for the capture groups of the rule’s RegularExpression path match (ingress-nginx rewrite-target); the whole path is replaced.',
+      }),
+    ),
   },
   {
     ...strict,
     ...cel(
-      ...(['ReplaceFullPath', 'ReplacePrefixMatch'] as const).flatMap((t) => {
-        const field = t === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
+      ...(Object.keys(PATH_MODIFIER_FIELDS) as (keyof typeof PATH_MODIFIER_FIELDS)[]).flatMap((t) => {
+        const field = PATH_MODIFIER_FIELDS[t];
         return [
           {
             rule: `self.type != '${t}' || has(self.${field})`,
@@ -833,6 +851,7 @@ export const Policies = Type.Object(
 const hasRedirect = "has(self.filters) && self.filters.exists(f, f.type == 'RequestRedirect')";
 const prefixRewrite = (f: string) =>
   `(has(${f}) && has(${f}.path) && ${f}.path.type == 'ReplacePrefixMatch')`;
+const regexRewrite = (f: string) => `(has(${f}) && has(${f}.path) && ${f}.path.type == 'ReplaceRegexMatch')`;
 
 const Rule = Type.Object(
   {
@@ -873,6 +892,20 @@ const Rule = Type.Object(
     timeouts: Type.Optional(Timeouts),
     retry: Type.Optional(Retry),
     policies: Type.Optional(Policies),
+    maxRequestBodySize: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 1099511627776,
+        description:
+          'Largest request body in bytes (ingress-nginx proxy-body-size): a larger declared Content-Length gets 413 at once; a body without one is read up to this size before it is forwarded, and gets 413 beyond it.',
+      }),
+    ),
+    httpsRedirect: Type.Optional(
+      Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(307), Type.Literal(308)], {
+        description:
+          'A request that came over plain HTTP gets this redirect to the same host, path and query on HTTPS (port 443); HTTPS requests go to the backends (ingress-nginx ssl-redirect).',
+      }),
+    ),
   },
   {
     ...strict,
@@ -895,6 +928,14 @@ const Rule = Type.Object(
           `${prefixRewrite('f.requestRedirect')}) || !has(self.matches) || ` +
           "self.matches.all(m, !has(m.path) || m.path.type == 'PathPrefix')",
         message: 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
+        fieldPath: '.matches',
+      },
+      {
+        rule:
+          `!has(self.filters) || !self.filters.exists(f, ${regexRewrite('f.urlRewrite')} || ` +
+          `${regexRewrite('f.requestRedirect')}) || (has(self.matches) && size(self.matches) > 0 && ` +
+          "self.matches.all(m, has(m.path) && m.path.type == 'RegularExpression'))",
+        message: 'ReplaceRegexMatch needs every match of the rule to be a RegularExpression path match',
         fieldPath: '.matches',
       },
     ),

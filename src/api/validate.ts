@@ -105,6 +105,17 @@ const catalogCheck = TypeCompiler.Compile(CatalogFile);
 
 const FILTER_FIELD = FILTER_FIELDS satisfies Record<RouteFilter['type'], keyof RouteFilter>;
 
+const PATH_FIELD = {
+  ReplaceFullPath: 'replaceFullPath',
+  ReplacePrefixMatch: 'replacePrefixMatch',
+  ReplaceRegexMatch: 'replaceRegexMatch',
+} as const;
+
+/** How many capture groups a (valid) regex has. */
+function captureGroups(pattern: string): number {
+  return new RegExp(`${pattern}|`).exec('')!.length - 1;
+}
+
 function checkPathValue(value: string, path: FieldPath, errors: FieldError[]) {
   if (!value.startsWith('/'))
     errors.push({ path, message: `path ${JSON.stringify(value)} must start with "/"` });
@@ -184,22 +195,14 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     const pathMod = f.urlRewrite?.path ?? f.requestRedirect?.path;
     if (pathMod) {
       const pp = [...fp, f.urlRewrite ? 'urlRewrite' : 'requestRedirect', 'path'];
-      const full = pathMod.type === 'ReplaceFullPath';
-      if (full && pathMod.replaceFullPath === undefined)
-        errors.push({ path: [...pp, 'replaceFullPath'], message: 'required with type ReplaceFullPath' });
-      if (!full && pathMod.replacePrefixMatch === undefined)
-        errors.push({
-          path: [...pp, 'replacePrefixMatch'],
-          message: 'required with type ReplacePrefixMatch',
-        });
-      if (full && pathMod.replacePrefixMatch !== undefined)
-        errors.push({
-          path: [...pp, 'replacePrefixMatch'],
-          message: 'only allowed with type ReplacePrefixMatch',
-        });
-      if (!full && pathMod.replaceFullPath !== undefined)
-        errors.push({ path: [...pp, 'replaceFullPath'], message: 'only allowed with type ReplaceFullPath' });
-      if (!full) {
+      for (const [t, field] of Object.entries(PATH_FIELD)) {
+        const value = pathMod[field as keyof typeof pathMod];
+        if (t === pathMod.type && value === undefined)
+          errors.push({ path: [...pp, field], message: `required with type ${t}` });
+        if (t !== pathMod.type && value !== undefined)
+          errors.push({ path: [...pp, field], message: `only allowed with type ${t}` });
+      }
+      if (pathMod.type === 'ReplacePrefixMatch') {
         const nonPrefix = (matches.length === 0 ? [] : matches).findIndex(
           (m) => (m.path?.type ?? 'PathPrefix') !== 'PathPrefix',
         );
@@ -208,6 +211,29 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
             path: [...base, 'matches', nonPrefix, 'path', 'type'],
             message: 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match',
           });
+      }
+      if (pathMod.type === 'ReplaceRegexMatch') {
+        const nonRegex = matches.findIndex((m) => m.path?.type !== 'RegularExpression');
+        if (matches.length === 0 || nonRegex >= 0)
+          errors.push({
+            path:
+              matches.length === 0 ? [...base, 'matches'] : [...base, 'matches', nonRegex, 'path', 'type'],
+            message: 'ReplaceRegexMatch needs every match of the rule to be a RegularExpression path match',
+          });
+        else {
+          const used = Math.max(
+            0,
+            ...[...(pathMod.replaceRegexMatch ?? '').matchAll(/\$([1-9])/g)].map((g) => Number(g[1])),
+          );
+          matches.forEach((m, mi) => {
+            const groups = m.path && !regexSyntaxError(m.path.value) ? captureGroups(m.path.value) : used;
+            if (used > groups)
+              errors.push({
+                path: [...pp, 'replaceRegexMatch'],
+                message: `$${used} names a capture group that the path regex of match ${mi} does not have (it has ${groups})`,
+              });
+          });
+        }
       }
     }
   });

@@ -384,6 +384,8 @@ function headerEdits(spec: HeaderModifierSpec | undefined): HeaderEdits | undefi
 
 function pathRewrite(spec: PathModifierSpec | undefined): PathRewrite | undefined {
   if (!spec) return undefined;
+  if (spec.type === 'ReplaceRegexMatch')
+    return { type: 'ReplaceRegexMatch', value: spec.replaceRegexMatch ?? '/' };
   return spec.type === 'ReplaceFullPath'
     ? { type: 'ReplaceFullPath', value: spec.replaceFullPath ?? '/' }
     : { type: 'ReplacePrefixMatch', value: spec.replacePrefixMatch ?? '/' };
@@ -562,6 +564,7 @@ function compileRoute(
       const entry: EntryData = { route: key, rule: ri, match: mi, ruleId, created, matchData };
       if (requestHeaders) entry.requestHeaders = requestHeaders;
       if (responseHeaders) entry.responseHeaders = responseHeaders;
+      if (rule.httpsRedirect !== undefined) entry.httpsRedirect = rule.httpsRedirect;
       if (rewriteSpec) {
         const rw: NonNullable<EntryData['rewrite']> = {};
         if (rewriteSpec.hostname) rw.hostname = rewriteSpec.hostname;
@@ -580,6 +583,7 @@ function compileRoute(
       }
       if (backends) {
         entry.backends = backends;
+        if (rule.maxRequestBodySize !== undefined) entry.maxRequestBodyBytes = rule.maxRequestBodySize;
         if (policies) entry.policies = policies;
         setTraffic(entry, lb, timeouts, retry);
         if (cors) entry.cors = cors;

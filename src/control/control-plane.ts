@@ -276,7 +276,11 @@ export function createControlPlane(
         .filter((s) => !(opts.kube && s === 'routes'))
         .map((s) => {
           if (s !== 'kube' || !kube) return s;
-          const synced: Record<string, boolean> = kube.stats().informersSynced;
+          const st = kube.stats();
+          const synced: Record<string, boolean> = {
+            ...st.informersSynced,
+            ...st.ingress?.source.informersSynced,
+          };
           const behind = Object.keys(synced).filter((r) => !synced[r]);
           return behind.length > 0 ? `kube (${behind.join(', ')} not synced; see the log)` : s;
         });
@@ -308,7 +312,7 @@ export function createControlPlane(
           const st = kube?.stats();
           if (!st) return undefined;
           return {
-            informers: st.informersSynced,
+            informers: { ...st.informersSynced, ...st.ingress?.source.informersSynced },
             statusWrites: {
               ok: st.status.writes,
               unchanged: st.status.unchanged,
@@ -316,6 +320,18 @@ export function createControlPlane(
               error: st.status.failures,
             },
             statusQueue: st.status.pending,
+            ...(st.ingress
+              ? {
+                  ingress: {
+                    refused: st.ingress.status.refused,
+                    unsupported: st.ingress.status.unsupported,
+                    statusWrites: {
+                      ok: st.ingress.status.statusWrites,
+                      error: st.ingress.status.statusFailures,
+                    },
+                  },
+                }
+              : {}),
           };
         },
       });

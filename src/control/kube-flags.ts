@@ -11,6 +11,9 @@ export interface KubeFlags {
   retryPeriod?: string;
   tlsSecretNamespaces?: string;
   statusWriteRate?: string;
+  ingress?: boolean;
+  ingressClass?: string;
+  ingressPublishAddress?: string;
 }
 
 /** `--status-write-rate`: writes per second, a positive number (fractions allowed: 0.5 is one every 2 s). */
@@ -50,6 +53,18 @@ export function kubeOptionsFrom(o: KubeFlags): KubeOptions {
   if (lease !== undefined) out.leaseDurationMs = lease;
   if (renew !== undefined) out.renewDeadlineMs = renew;
   if (retry !== undefined) out.retryPeriodMs = retry;
+  if (o.ingress) {
+    const publish = list(o.ingressPublishAddress);
+    for (const a of publish)
+      if (
+        !/^[0-9A-Fa-f:.]+$/.test(a) &&
+        !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(a)
+      )
+        throw new ConfigError(
+          `--ingress-publish-address: ${JSON.stringify(a)} is neither an IP address nor a DNS name`,
+        );
+    out.ingress = { publish, ...(o.ingressClass ? { legacyClassName: o.ingressClass } : {}) };
+  }
   const rate = statusWriteRate(o.statusWriteRate);
   if (rate !== undefined) out.statusQps = rate;
   return out;

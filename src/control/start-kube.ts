@@ -12,12 +12,18 @@ import { DurationError, parseDurationSetting } from '../lib/duration.ts';
 import { ConfigError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Controller } from './controller.ts';
+import { clientNodeIngressInformers, IngressSource } from './sources/ingress/ingress-source.ts';
 import { clientNodeInformers, KubeSource } from './sources/kube/kube-source.ts';
 import {
   clientNodeSecretWatches,
   SecretCertSource,
   type SecretCertStats,
 } from './sources/kube/secret-certs.ts';
+import {
+  clientNodeIngressStatusApi,
+  type IngressStatusStats,
+  IngressStatusWriter,
+} from './status/ingress-status-writer.ts';
 import { clientNodeLeaseApi, LEASE_DEFAULTS, LeaderElector } from './status/leader-election.ts';
 import {
   clientNodeStatusApi,
@@ -48,6 +54,12 @@ export interface KubeOptions {
    * these). Empty or unset: TLS from Secrets is off, and a route naming a Secret gets ResolvedRefs=False.
    */
   tlsSecretNamespaces?: string[];
+  /**
+   * `--ingress`: serve networking.k8s.io/v1 Ingresses of edgegate's IngressClasses (docs/ingress.md), in the watched
+   * namespaces. `legacyClassName` (`--ingress-class`) is the value of the legacy kubernetes.io/ingress.class
+   * annotation edgegate answers to; `publish` (`--ingress-publish-address`) is written to status.loadBalancer.
+   */
+  ingress?: { legacyClassName?: string; publish?: string[] };
 }
 
 export interface KubeSources {
@@ -67,6 +79,8 @@ export interface KubeStats extends ReturnType<KubeSource['stats']> {
   leader: boolean;
   leaderTransitions: number;
   tlsSecrets: SecretCertStats;
+  /** With `--ingress`: the Ingress source and its status writer. */
+  ingress?: { source: ReturnType<IngressSource['stats']>; status: IngressStatusStats };
 }
 
 export const DEFAULT_LEASE_NAME = 'edgegate-controller';
@@ -133,7 +147,30 @@ export function startKubeSources(
     log,
   });
   controller.onRoutes((routes) => secrets.setRoutes(routes));
+  let elector: LeaderElector | undefined;
+  const ingressWriter = opts.ingress
+    ? new IngressStatusWriter({
+        api: clientNodeIngressStatusApi(kc, identity),
+        isLeader: () => elector?.isLeader ?? false,
+        current: (ns, name) => ingresses?.ingress(ns, name),
+        publish: opts.ingress.publish ?? [],
+        log,
+      })
+    : undefined;
+  const ingresses = opts.ingress
+    ? new IngressSource({
+        ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
+        ...(opts.ingress.legacyClassName ? { legacyClassName: opts.ingress.legacyClassName } : {}),
+        factory: clientNodeIngressInformers(kc),
+        onSnapshot: (snap) => {
+          source.setExtraRoutes(snap.routes, snap.services);
+          ingressWriter?.update(snap.served);
+        },
+        log,
+      })
+    : undefined;
   const source = new KubeSource({
+    extraRoutes: ingresses !== undefined,
     ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
     factory: clientNodeInformers(kc),
     // The Secrets to watch follow the controller's routes: those reported plus the last valid version of each
@@ -142,7 +179,6 @@ export function startKubeSources(
     onKube: (kube) => controller.setKube(kube),
     log,
   });
-  let elector: LeaderElector | undefined;
   const writer = new StatusWriter({
     api: clientNodeStatusApi(kc, identity),
     current: (ns, name) => source.route(ns, name),
@@ -160,7 +196,10 @@ export function startKubeSources(
     leaseDurationMs: opts.leaseDurationMs ?? LEASE_DEFAULTS.leaseDurationMs,
     renewDeadlineMs: opts.renewDeadlineMs ?? LEASE_DEFAULTS.renewDeadlineMs,
     retryPeriodMs: opts.retryPeriodMs ?? LEASE_DEFAULTS.retryPeriodMs,
-    onStartedLeading: () => writer.resync(),
+    onStartedLeading: () => {
+      writer.resync();
+      ingressWriter?.resync();
+    },
     log,
   });
 
@@ -173,10 +212,14 @@ export function startKubeSources(
     statusWriteRate: opts.statusQps ?? DEFAULT_STATUS_QPS,
   });
   source.start();
+  ingresses?.start();
   elector.start();
 
   return {
-    onStatuses: (statuses) => writer.update(statuses),
+    onStatuses: (statuses) => {
+      writer.update(statuses);
+      ingressWriter?.routeStatuses(statuses);
+    },
     served: (routes) => writer.recheck(routes),
     get isLeader() {
       return elector?.isLeader ?? false;
@@ -188,11 +231,15 @@ export function startKubeSources(
       leader: elector?.isLeader ?? false,
       leaderTransitions: elector?.stats().transitions ?? 0,
       tlsSecrets: secrets.stats(),
+      ...(ingresses && ingressWriter
+        ? { ingress: { source: ingresses.stats(), status: ingressWriter.stats() } }
+        : {}),
     }),
     async stop() {
       writer.stop();
+      ingressWriter?.stop();
       await elector?.stop();
-      await Promise.all([source.stop(), secrets.stop()]);
+      await Promise.all([source.stop(), secrets.stop(), ingresses?.stop()]);
     },
   };
 }

@@ -19,6 +19,8 @@ export interface CompiledEntry {
   readonly cookies: { name: string; exact?: string; regex?: RegExp }[];
   /** Length of the normalized prefix (PathPrefix only), for ReplacePrefixMatch. */
   readonly prefixLength: number;
+  /** The path regex, kept only for a ReplaceRegexMatch rewrite or redirect (its capture groups). */
+  readonly pathRegex?: RegExp;
   readonly unconditional: boolean;
 }
 
@@ -74,7 +76,12 @@ function compileEntry(data: EntryData): CompiledEntry {
   const query = data.matchData.queryParams.map((m) => ({ ...strMatch(m), name: m.name }));
   const cookies = (data.matchData.cookies ?? []).map((m) => ({ ...strMatch(m), name: m.name }));
   const method = data.matchData.method;
+  const regexRewrite =
+    data.rewrite?.path?.type === 'ReplaceRegexMatch' || data.redirect?.path?.type === 'ReplaceRegexMatch';
   return {
+    ...(regexRewrite && data.matchData.path.type === 'RegularExpression'
+      ? { pathRegex: compileRouteRegex(data.matchData.path.value) }
+      : {}),
     data,
     method,
     headers,

@@ -25,7 +25,8 @@ export interface HeaderEdits {
 }
 
 export interface PathRewrite {
-  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  /** ReplaceRegexMatch: `value` with $1…$9 replaced by the capture groups of the entry's path regex. */
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch' | 'ReplaceRegexMatch';
   value: string;
 }
 
@@ -203,6 +204,10 @@ export interface EntryData {
   cors?: CorsData;
   mirrors?: MirrorData[];
   compression?: CompressionData;
+  /** Request bodies above this many bytes get 413 (dataplane/proxy/body-limit.ts). */
+  maxRequestBodyBytes?: number;
+  /** A plain-HTTP request gets this redirect to HTTPS (same host, path, query); HTTPS requests are forwarded. */
+  httpsRedirect?: number;
 }
 
 /** Entries for one hostname key: exact host, `*.suffix` or `*` (every host), as indexes into `entries`, sorted by precedence. */

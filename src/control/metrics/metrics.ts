@@ -279,6 +279,8 @@ export interface KubeFigures {
   statusWrites: Record<string, number>;
   /** Routes waiting for a status write or check (the leader's queue; 0 elsewhere). */
   statusQueue?: number;
+  /** With --ingress (docs/ingress.md). */
+  ingress?: { refused: number; unsupported: number; statusWrites: { ok: number; error: number } };
 }
 
 export interface MetricsHubOptions {
@@ -772,6 +774,35 @@ export class MetricsHub {
           labels: { result },
           value,
         })),
+    );
+    this.#add(
+      'edgegate_ingress_refused',
+      'Ingresses of edgegate’s classes that are not served: a snippet, access control edgegate cannot honour, or an invalid annotation value (Events say which).',
+      'gauge',
+      () => {
+        const i = o.kube?.()?.ingress;
+        return i ? [{ labels: {}, value: i.refused }] : [];
+      },
+    );
+    this.#add(
+      'edgegate_ingress_unsupported_annotations',
+      'ingress-nginx annotations on served Ingresses that edgegate does not honour (served without them; Events say which).',
+      'gauge',
+      () => {
+        const i = o.kube?.()?.ingress;
+        return i ? [{ labels: {}, value: i.unsupported }] : [];
+      },
+    );
+    this.#add(
+      'edgegate_ingress_status_writes_total',
+      'Ingress status.loadBalancer writes by the leader: ok, error (retried).',
+      'counter',
+      () => {
+        const i = o.kube?.()?.ingress;
+        return i
+          ? Object.entries(i.statusWrites).map(([result, value]) => ({ labels: { result }, value }))
+          : [];
+      },
     );
     this.#add(
       'edgegate_kube_status_queue',

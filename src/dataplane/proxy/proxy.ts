@@ -23,6 +23,7 @@ import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
 import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
 import { WeightedRoundRobin } from './balancer.ts';
+import { declaredTooLarge, readLimitedBody, refuseDeclaredBody } from './body-limit.ts';
 import { parsePeerPath } from './catalog-peer-path.ts';
 import { ClusterRuntime, ClusterState, LB_CONSISTENT_HASH, lbMode } from './cluster-runtime.ts';
 import { CorsPolicy, corsCounters } from './cors.ts';
@@ -202,12 +203,20 @@ function clientAddressOf(req: IncomingMessage): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
-function rewritePath(path: string, rewrite: PathRewrite, prefixLength: number): string {
+function rewritePath(path: string, rewrite: PathRewrite, entry: CompiledEntry): string {
   if (rewrite.type === 'ReplaceFullPath') return rewrite.value;
-  const rest = path.slice(prefixLength);
+  if (rewrite.type === 'ReplaceRegexMatch')
+    return substituteGroups(rewrite.value, entry.pathRegex?.exec(path));
+  const rest = path.slice(entry.prefixLength);
   const base = rewrite.value.endsWith('/') ? rewrite.value.slice(0, -1) : rewrite.value;
   const joined = base + (rest === '' || rest.startsWith('/') ? rest : `/${rest}`);
   return joined === '' ? '/' : joined;
+}
+
+/** ingress-nginx rewrite-target: `$1`…`$9` in the new path are the path regex's capture groups ('' if unset). */
+function substituteGroups(value: string, groups: RegExpExecArray | null | undefined): string {
+  if (!value.includes('$')) return value;
+  return value.replace(/\$([1-9])/g, (_, n: string) => groups?.[Number(n)] ?? '');
 }
 
 /** The origin-form part of a request target: `/p?q` as is; `http://h/p?q` → `/p?q`; anything else ''. */
@@ -455,7 +464,7 @@ export class ProxyPipeline {
       }
     } else {
       routed.cluster = rule?.backends?.pick();
-      if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry.prefixLength);
+      if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry);
     }
     if (!rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
     if (!routed.cluster) return failedAfterMatch(routed, 'EDGEGATE_NO_HEALTHY_UPSTREAM');
@@ -476,9 +485,17 @@ export class ProxyPipeline {
     const port = rd.port !== undefined ? String(rd.port) : rd.scheme ? '' : requestPort;
     const defaultPort = (scheme === 'https' && port === '443') || (scheme === 'http' && port === '80');
     const location = `${scheme}://${rd.hostname ?? r.host}${port && !defaultPort ? `:${port}` : ''}${
-      rd.path ? rewritePath(r.path, rd.path, r.entry!.prefixLength) : r.path
+      rd.path ? rewritePath(r.path, rd.path, r.entry!) : r.path
     }${r.rawQuery ? `?${r.rawQuery}` : ''}`;
     res.writeHead(rd.statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
+    res.end();
+  }
+
+  /** The rule's httpsRedirect: same host, path and query on HTTPS's well-known port (like a scheme-only redirect). */
+  #httpsRedirect(res: ServerResponse, r: Routed, statusCode: number, requestId: string): void {
+    if (r.host === '') return sendError(res, 'EDGEGATE_BAD_REQUEST', requestId, 'no Host to redirect to');
+    const location = `https://${r.host}${r.requestPath}${r.rawQuery ? `?${r.rawQuery}` : ''}`;
+    res.writeHead(statusCode, { location, 'content-length': 0, 'x-request-id': requestId });
     res.end();
   }
 
@@ -547,6 +564,13 @@ export class ProxyPipeline {
       cors.preset(res, req.headers.origin);
     }
     const gate = r.rule?.gate;
+    // A body limit is checked first, as nginx does (client_max_body_size, in its find-config phase).
+    const maxBody = r.entry?.data.maxRequestBodyBytes;
+    if (maxBody !== undefined && declaredTooLarge(req.headers['content-length'], maxBody))
+      return refuseDeclaredBody(res, requestId, maxBody);
+    // ingress-nginx ssl-redirect: before the policies, as nginx redirects in its rewrite phase (before access).
+    if (r.entry?.data.httpsRedirect !== undefined && requestProto(req, this.settings.proto) === 'http')
+      return this.#httpsRedirect(res, r, r.entry.data.httpsRedirect, requestId);
     if (r.error && gate === undefined) return sendError(res, r.error, requestId, r.message);
     if (r.entry!.data.redirect) return this.#redirect(req, res, r, requestId);
     if (gate === undefined) {
@@ -595,11 +619,23 @@ export class ProxyPipeline {
     r: Routed,
     requestId: string,
     pass: Pass | undefined,
+    buffered?: Buffer | null,
   ): void {
+    const hasBody = requestHasBody(req);
+    const maxBody = r.entry!.data.maxRequestBodyBytes;
+    if (
+      maxBody !== undefined &&
+      buffered === undefined &&
+      hasBody &&
+      pass?.body === undefined &&
+      req.headers['content-length'] === undefined
+    )
+      return readLimitedBody(req, res, requestId, maxBody, this.settings.clientBodyTimeoutMs, (body) =>
+        this.#forward(req, res, r, requestId, pass, body),
+      );
     const policy = r.rule!.policy;
     const record = recordOf(res);
     const clientAddress = clientAddressOf(req);
-    const hasBody = requestHasBody(req);
     const method = req.method ?? 'GET';
     const cluster = r.cluster!;
     let upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
@@ -616,7 +652,7 @@ export class ProxyPipeline {
       path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,
       method,
       headers: upstreamHeaders,
-      body: pass?.body ?? (hasBody ? req : null),
+      body: buffered !== undefined ? buffered : (pass?.body ?? (hasBody ? req : null)),
       retryable: !hasBody && IDEMPOTENT.has(method),
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined,
       record,
@@ -651,6 +687,7 @@ export class ProxyPipeline {
     if (
       hasBody &&
       pass?.body === undefined &&
+      buffered === undefined &&
       buffersBody(req.headers['content-length'], s.requestBufferBytes)
     ) {
       exchange.start(true);
@@ -675,6 +712,9 @@ export class ProxyPipeline {
     const r = this.#route(served, req);
     // As for plain requests: a matched route's policies run before its lookup errors.
     const gate = r.rule?.gate;
+    // A route that sends plain HTTP to HTTPS takes no plain-HTTP WebSocket either (as its redirect routes refuse one).
+    if (r.entry?.data.httpsRedirect !== undefined && requestProto(req, this.settings.proto) === 'http')
+      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route is served over HTTPS only');
     if (r.error && gate === undefined) return refuseUpgrade(socket, r.error, requestId, r.message);
     if (r.entry!.data.redirect)
       return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');

@@ -51,6 +51,11 @@ export interface KubeSourceOptions {
   log: Logger;
   factory: InformerFactory;
   backoff?: BackoffOptions;
+  /**
+   * Another source makes routes too (the Ingress source): nothing is reported before its first setExtraRoutes, and
+   * its routes and Services are reported and watched with the GatewayRoutes'.
+   */
+  extraRoutes?: boolean;
 }
 
 /** The informers client-node gives for a kubeconfig. */
@@ -215,6 +220,8 @@ export class KubeSource {
   #lastKube = '';
   #emits = 0;
   #stopped = false;
+  /** The other source's routes and the Services they name (`namespace/name`): see KubeSourceOptions.extraRoutes. */
+  #extra: { routes: RouteSource[]; services: Set<string> } | undefined;
 
   constructor(opts: KubeSourceOptions) {
     this.#opts = opts;
@@ -245,6 +252,16 @@ export class KubeSource {
 
   start(): void {
     for (const i of this.#all()) i.start();
+  }
+
+  /** The other source's full snapshot (KubeSourceOptions.extraRoutes): reported with the next batch. */
+  setExtraRoutes(routes: RouteSource[], services: Set<string>): void {
+    const before = this.#extra?.services;
+    this.#extra = { routes, services };
+    this.#routesDirty = true;
+    if (!before || before.size !== services.size || [...services].some((k) => !before.has(k)))
+      this.#kubeDirty = true;
+    this.#schedule();
   }
 
   async stop(): Promise<void> {
@@ -311,12 +328,16 @@ export class KubeSource {
       if (change.servicesChanged) this.#kubeDirty = true;
     } else if (kind === 'services') {
       const key = this.#serviceIndex.applyService(verb, obj as V1Service);
-      if (this.#routeIndex.references(key)) this.#kubeDirty = true;
+      if (this.#referenced(key)) this.#kubeDirty = true;
     } else {
       for (const key of this.#serviceIndex.applySlice(verb, obj as V1EndpointSlice))
-        if (this.#routeIndex.references(key)) this.#kubeDirty = true;
+        if (this.#referenced(key)) this.#kubeDirty = true;
     }
     if (this.#routesDirty || this.#kubeDirty) this.#schedule();
+  }
+
+  #referenced(service: string): boolean {
+    return this.#routeIndex.references(service) || (this.#extra?.services.has(service) ?? false);
   }
 
   /** The first report of a burst goes out at once; later ones at most every REPORT_GAP_MS. */
@@ -330,7 +351,7 @@ export class KubeSource {
   }
 
   #emit(): void {
-    if (!this.synced || this.#stopped) return;
+    if (!this.synced || this.#stopped || (this.#opts.extraRoutes && !this.#extra)) return;
     const first = !this.#built;
     if (first) {
       this.#routeIndex.reset(this.#routes.flatMap((i) => i.list()) as GatewayRouteObject[]);
@@ -345,6 +366,7 @@ export class KubeSource {
     if (first || this.#kubeDirty) {
       this.#kubeDirty = false;
       const wanted = new Set(this.#routeIndex.services());
+      for (const k of this.#extra?.services ?? []) wanted.add(k);
       const { services, slices } = this.#serviceIndex.select(wanted);
       const kube = buildKubeSnapshot(wanted, services, slices);
       const kubeKey = JSON.stringify(kube);
@@ -355,7 +377,8 @@ export class KubeSource {
     }
     if (first || this.#routesDirty) {
       this.#routesDirty = false;
-      this.#opts.onRoutes(this.#routeIndex.routes());
+      const routes = this.#routeIndex.routes();
+      this.#opts.onRoutes(this.#extra ? [...routes, ...this.#extra.routes] : routes);
     }
     this.#emits++;
   }

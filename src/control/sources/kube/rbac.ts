@@ -40,6 +40,28 @@ export const SECRET_RULES: PolicyRule[] = [
   { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] },
 ];
 
+/** With `--ingress`: beside WATCH_RULES (cluster-wide or in each watched namespace), the Ingresses and their status. */
+export const INGRESS_RULES: PolicyRule[] = [
+  { apiGroups: ['networking.k8s.io'], resources: ['ingresses'], verbs: ['list', 'watch'] },
+  // Merge patches of status.loadBalancer only, by the leader.
+  { apiGroups: ['networking.k8s.io'], resources: ['ingresses/status'], verbs: ['patch'] },
+];
+
+/** With `--ingress`: IngressClasses are cluster-scoped, so always a ClusterRole (read only). */
+export const INGRESS_CLASS_RULES: PolicyRule[] = [
+  { apiGroups: ['networking.k8s.io'], resources: ['ingressclasses'], verbs: ['list', 'watch'] },
+];
+
 export function rbacRulesJson(): string {
-  return `${JSON.stringify({ watchRules: WATCH_RULES, leaseRules: LEASE_RULES, secretRules: SECRET_RULES }, null, 2)}\n`;
+  return `${JSON.stringify(
+    {
+      watchRules: WATCH_RULES,
+      leaseRules: LEASE_RULES,
+      secretRules: SECRET_RULES,
+      ingressRules: INGRESS_RULES,
+      ingressClassRules: INGRESS_CLASS_RULES,
+    },
+    null,
+    2,
+  )}\n`;
 }
