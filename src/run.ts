@@ -348,6 +348,7 @@ function createControlPlane(
           certificates && {
             bundles: (bundles) => certificates.set('secrets', bundles),
             clients: (clients) => certificates.setClients('secrets', clients),
+            gatewayBundles: (bundles) => certificates.set('gateway-api', bundles),
           },
           (route) => versions.isServed(route),
         );

@@ -42,6 +42,8 @@ import {
   type TimeoutsData,
 } from '../table/types.ts';
 import { encodeTableBody, rememberWire } from '../table/wire.ts';
+import { routeConflicts } from './gateway-api/conflicts.ts';
+import { INVALID_BACKEND_SERVICE } from './gateway-api/translate.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
 export interface CompileSettings {
@@ -150,6 +152,8 @@ export interface RouteStatus {
    * since when). Absent: an accepted route, or an invalid one with no valid version to fall back to (not served).
    */
   fallback?: { generation?: number; origin: string; since?: string };
+  /** Matches this route shares with another route on a host (compile/gateway-api/conflicts.ts); absent: none. */
+  conflicts?: string[];
 }
 
 export interface CompileResult {
@@ -341,6 +345,8 @@ function kubeCluster(
     endpoints: sortEndpoints(endpoints),
     pool,
   };
+  // The Gateway API translation's stand-in for a backendRef that cannot be served: requests to it get 500.
+  if (name === INVALID_BACKEND_SERVICE) cluster.invalid = true;
   ctx.clusters.set(id, cluster);
   return { cluster, known: svc !== undefined };
 }
@@ -382,7 +388,7 @@ function backendRef(b: RouteBackend, namespace: string, localDc: string): string
     const tags = b.consul.tags?.length ? `[${[...b.consul.tags].sort(cmp).join(',')}]` : '';
     return `consul:${b.consul.service}@${b.consul.datacenter ?? localDc}${tags}`;
   }
-  return `service:${namespace}/${b.service!.name}:${b.service!.port}`;
+  return `service:${b.service!.namespace ?? namespace}/${b.service!.name}:${b.service!.port}`;
 }
 
 function compileRoute(
@@ -474,11 +480,11 @@ function compileRoute(
               b.consul.passingOnly ?? true,
               pool,
             )
-          : kubeCluster(ctx, namespace, b.service!.name, b.service!.port, pool);
+          : kubeCluster(ctx, b.service!.namespace ?? namespace, b.service!.name, b.service!.port, pool);
         if (!known) {
           const what = b.consul
             ? `Consul service ${b.consul.service} in datacenter ${b.consul.datacenter ?? localDc}`
-            : `Service ${namespace}/${b.service!.name}`;
+            : `Service ${b.service!.namespace ?? namespace}/${b.service!.name}`;
           const msg = `${what} not found`;
           if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
         }
@@ -611,6 +617,10 @@ export function compile(input: CompileInput): CompileResult {
     }
     firstOrigin.set(src.key, src.origin);
     let built = buildRoute(src.raw, src.key, ctx, input, status);
+    if (!src.crossNamespaceBackends && !('errors' in built)) {
+      const foreign = crossNamespaceBackendErrors(src.raw);
+      if (foreign.length > 0) built = { errors: foreign };
+    }
     if ('errors' in built) {
       const locate = src.locate;
       status.errors = locate ? built.errors.map((e) => ({ ...e, line: locate(e.path) })) : built.errors;
@@ -657,7 +667,28 @@ export function compile(input: CompileInput): CompileResult {
   const wire = encodeTableBody(body);
   const table: TableData = { hash: wire.hash, version: 0, ...body };
   rememberWire(table, wire);
+  const conflicts = routeConflicts(table);
+  if (conflicts.size > 0)
+    for (const st of statuses) if (conflicts.has(st.route)) st.conflicts = conflicts.get(st.route)!;
   return { table, statuses, lastValid };
+}
+
+/** `service.namespace` in a route that is not a translated HTTPRoute: refused, naming the field. */
+function crossNamespaceBackendErrors(raw: unknown): FieldError[] {
+  const out: FieldError[] = [];
+  const rules = (raw as { spec?: { rules?: unknown } } | null)?.spec?.rules;
+  if (!Array.isArray(rules)) return out;
+  rules.forEach((rule: { backends?: unknown }, ri) => {
+    if (!Array.isArray(rule?.backends)) return;
+    rule.backends.forEach((b: { service?: { namespace?: unknown } }, bi) => {
+      if (b?.service?.namespace !== undefined)
+        out.push({
+          path: ['spec', 'rules', ri, 'backends', bi, 'service', 'namespace'],
+          message: 'a GatewayRoute backend names a Service in its own namespace',
+        });
+    });
+  });
+  return out;
 }
 
 function generationOf(raw: unknown): number | undefined {

@@ -6,14 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertBundle } from '../api/certificate.ts';
+import type { RouteSource } from '../api/route-source.ts';
 import type { RouteStatus } from '../compile/compile.ts';
+import { GATEWAY_API_ORIGIN } from '../compile/gateway-api/translate.ts';
 import { DurationError, parseDurationSetting } from '../lib/duration.ts';
 import { ConfigError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Controller } from './controller.ts';
+import { mergeKubeSnapshots } from './sources/gateway-api/merge.ts';
 import { clientNodeInformers, KubeSource } from './sources/kube/kube-source.ts';
 import { clientNodeSecretWatches, SecretCertSource } from './sources/kube/secret-certs.ts';
+import { type GatewayApiHandle, type GatewayApiOptions, startGatewayApi } from './start-gateway-api.ts';
 import { clientNodeLeaseApi, LEASE_DEFAULTS, LeaderElector } from './status/leader-election.ts';
 import { clientNodeStatusApi, DEFAULT_STATUS_QPS, StatusWriter } from './status/status-writer.ts';
 
@@ -39,6 +44,8 @@ export interface KubeOptions {
    * these). Empty or unset: TLS from Secrets is off, and a route naming a Secret gets ResolvedRefs=False.
    */
   tlsSecretNamespaces?: string[];
+  /** `--gateway-api`: also serve GatewayClasses/Gateways/HTTPRoutes (docs/gateway-api.md). */
+  gatewayApi?: GatewayApiOptions;
 }
 
 export interface KubeSources {
@@ -95,6 +102,8 @@ export function startKubeSources(
     | {
         bundles: (bundles: CertBundle[]) => void;
         clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
+        /** Certificates of Gateway API HTTPS listeners (their own provider). */
+        gatewayBundles?: (bundles: CertBundle[]) => void;
       }
     | undefined,
   programmed: (route: string) => boolean,
@@ -116,16 +125,29 @@ export function startKubeSources(
     log,
   });
   controller.onRoutes((routes) => secrets.setRoutes(routes));
+  // GatewayRoutes and (with --gateway-api) translated HTTPRoutes: the controller gets both once both reported.
+  const parts: { routes: RouteSource[][]; kube: KubeServiceSnapshot[] } = { routes: [], kube: [] };
+  const setRoutes = (i: number, routes: RouteSource[]) => {
+    parts.routes[i] = routes;
+    if (opts.gatewayApi && (!parts.routes[0] || !parts.routes[1])) return;
+    controller.setRoutes(opts.gatewayApi ? [...parts.routes[0]!, ...parts.routes[1]!] : routes);
+  };
+  const setKube = (i: number, kube: KubeServiceSnapshot) => {
+    parts.kube[i] = kube;
+    if (opts.gatewayApi && (!parts.kube[0] || !parts.kube[1])) return;
+    controller.setKube(opts.gatewayApi ? mergeKubeSnapshots(parts.kube[0]!, parts.kube[1]!) : kube);
+  };
   const source = new KubeSource({
     ...(opts.namespaces ? { namespaces: opts.namespaces } : {}),
     factory: clientNodeInformers(kc),
     // The Secrets to watch follow the controller's routes: those reported plus the last valid version of each
     // invalid one (still served, so its certificates are still needed).
-    onRoutes: (routes) => controller.setRoutes(routes),
-    onKube: (kube) => controller.setKube(kube),
+    onRoutes: (routes) => setRoutes(0, routes),
+    onKube: (kube) => setKube(0, kube),
     log,
   });
   let elector: LeaderElector | undefined;
+  let gatewayApi: GatewayApiHandle | undefined;
   const writer = new StatusWriter({
     api: clientNodeStatusApi(kc, identity),
     current: (ns, name) => source.route(ns, name),
@@ -143,7 +165,10 @@ export function startKubeSources(
     leaseDurationMs: opts.leaseDurationMs ?? LEASE_DEFAULTS.leaseDurationMs,
     renewDeadlineMs: opts.renewDeadlineMs ?? LEASE_DEFAULTS.renewDeadlineMs,
     retryPeriodMs: opts.retryPeriodMs ?? LEASE_DEFAULTS.retryPeriodMs,
-    onStartedLeading: () => writer.resync(),
+    onStartedLeading: () => {
+      writer.resync();
+      gatewayApi?.resync();
+    },
     log,
   });
 
@@ -156,10 +181,26 @@ export function startKubeSources(
     statusWriteRate: opts.statusQps ?? DEFAULT_STATUS_QPS,
   });
   source.start();
+  if (opts.gatewayApi)
+    gatewayApi = startGatewayApi({
+      kc,
+      opts: opts.gatewayApi,
+      secretNamespaces: opts.tlsSecretNamespaces ?? [],
+      identity,
+      isLeader: () => elector?.isLeader ?? false,
+      log,
+      onRoutes: (routes) => setRoutes(1, routes),
+      onKube: (kube) => setKube(1, kube),
+      certificates: certificates?.gatewayBundles,
+    });
   elector.start();
 
   return {
-    onStatuses: (statuses) => writer.update(statuses),
+    onStatuses: (statuses) => {
+      if (!gatewayApi) return writer.update(statuses);
+      writer.update(statuses.filter((s) => !s.origin.startsWith(GATEWAY_API_ORIGIN)));
+      gatewayApi.onStatuses(statuses);
+    },
     served: (routes) => writer.recheck(routes),
     get isLeader() {
       return elector?.isLeader ?? false;
@@ -171,11 +212,14 @@ export function startKubeSources(
       leader: elector?.isLeader ?? false,
       leaderTransitions: elector?.stats().transitions ?? 0,
       ...Object.fromEntries(Object.entries(secrets.stats()).map(([k, v]) => [`tlsSecret_${k}`, v])),
+      ...Object.fromEntries(
+        Object.entries(gatewayApi?.stats() ?? {}).map(([k, v]) => [`gatewayApi_${k}`, v]),
+      ),
     }),
     async stop() {
       writer.stop();
       await elector?.stop();
-      await Promise.all([source.stop(), secrets.stop()]);
+      await Promise.all([source.stop(), secrets.stop(), gatewayApi?.stop()]);
     },
   };
 }

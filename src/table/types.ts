@@ -112,6 +112,8 @@ export interface ClusterData {
   datacenter: string;
   endpoints: EndpointData[];
   pool: PoolData;
+  /** A Gateway API backendRef that cannot be served (not found, not permitted, unknown kind): answered 500. */
+  invalid?: true;
 }
 
 export interface BackendRef {
