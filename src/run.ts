@@ -348,7 +348,7 @@ function createControlPlane(
           certificates && {
             bundles: (bundles) => certificates.set('secrets', bundles),
             clients: (clients) => certificates.setClients('secrets', clients),
-            gatewayBundles: (bundles) => certificates.set('gateway-api', bundles),
+            gatewayBundles: (bundles, def) => certificates.set('gateway-api', bundles, def),
           },
           (route) => versions.isServed(route),
         );
@@ -431,6 +431,18 @@ function createControlPlane(
               error: n('status_failures'),
             },
             statusQueue: n('status_pending'),
+            ...(st.gatewayApi_synced !== undefined
+              ? {
+                  gatewayApi: {
+                    statusWrites: {
+                      ok: n('gatewayApi_status_writes'),
+                      unchanged: n('gatewayApi_status_unchanged'),
+                      error: n('gatewayApi_status_failures'),
+                    },
+                    parentsNotAccepted: n('gatewayApi_parentsNotAccepted'),
+                  },
+                }
+              : {}),
           };
         },
       });

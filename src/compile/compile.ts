@@ -481,7 +481,8 @@ function compileRoute(
               pool,
             )
           : kubeCluster(ctx, b.service!.namespace ?? namespace, b.service!.name, b.service!.port, pool);
-        if (!known) {
+        // The translation's 500 stand-in is reported in the HTTPRoute's own status (compile/gateway-api/).
+        if (!known && !cluster.invalid) {
           const what = b.consul
             ? `Consul service ${b.consul.service} in datacenter ${b.consul.datacenter ?? localDc}`
             : `Service ${b.service!.namespace ?? namespace}/${b.service!.name}`;

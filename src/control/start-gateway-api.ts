@@ -59,7 +59,7 @@ export function startGatewayApi(deps: {
   log: Logger;
   onRoutes: (routes: RouteSource[]) => void;
   onKube: (kube: KubeServiceSnapshot) => void;
-  certificates: ((bundles: CertBundle[]) => void) | undefined;
+  certificates: ((bundles: CertBundle[], defaultBundle: CertBundle | undefined) => void) | undefined;
 }): GatewayApiHandle {
   const { opts, log } = deps;
   const settings: GatewayApiSettings = {
@@ -77,11 +77,24 @@ export function startGatewayApi(deps: {
   let rawCache = new Map<string, unknown>();
   let lastKube = '';
   let lastCertRoutes = '';
+  let listenerBundles: CertBundle[] = [];
+  let defaultBundle: CertBundle | undefined;
 
   const secrets = new SecretCertSource({
     namespaces: deps.secretNamespaces,
     factory: clientNodeSecretWatches(deps.kc),
-    onBundles: (bundles) => deps.certificates?.(bundles),
+    onBundles: (bundles) => {
+      listenerBundles = bundles;
+      deps.certificates?.(listenerBundles, defaultBundle);
+    },
+    // A listener without a hostname serves its certificate to every SNI no other certificate claims: the default.
+    // The Secret source reports such Secrets as client certificates (the stand-in route names them so).
+    onClients: (clients) => {
+      const first = result?.certificates.find((c) => c.hostname === undefined && clients[c.secret]);
+      const c = first && clients[first.secret];
+      defaultBundle = c && first ? { source: `secret:${first.secret}`, hostnames: [], ...c } : undefined;
+      deps.certificates?.(listenerBundles, defaultBundle);
+    },
     onRefs: (refs: CertificateRefSnapshot) => {
       const next: SecretVerdicts = {};
       for (const [k, v] of Object.entries(refs.secrets))
@@ -124,11 +137,21 @@ export function startGatewayApi(deps: {
           apiVersion: `${API_GROUP}/${API_VERSION}`,
           kind: KIND,
           metadata: { name: `listener-${i}..gateway`, namespace },
-          spec: {
-            ...(c.hostname ? { hostnames: [c.hostname] } : {}),
-            rules: [{ backends: [{ service: { name: 'unused', port: 1 } }] }],
-            tls: [{ secretName: name }],
-          },
+          spec: c.hostname
+            ? {
+                hostnames: [c.hostname],
+                rules: [{ backends: [{ service: { name: 'unused', port: 1 } }] }],
+                tls: [{ secretName: name }],
+              }
+            : {
+                rules: [
+                  {
+                    backends: [
+                      { service: { name: 'unused', port: 1 }, tls: { clientCertificateRef: { name } } },
+                    ],
+                  },
+                ],
+              },
         },
         origin: 'gateway-api:listener',
       };
@@ -177,6 +200,9 @@ export function startGatewayApi(deps: {
     resync: () => writer.resync(),
     stats: () => ({
       ...source.stats(),
+      parentsNotAccepted: [...(result?.routeStatuses.values() ?? [])]
+        .flatMap((r) => r.parents)
+        .filter((p) => p.conditions.some((c) => c.type === 'Accepted' && c.status !== 'True')).length,
       ...Object.fromEntries(Object.entries(writer.stats()).map(([k, v]) => [`status_${k}`, v])),
     }),
     async stop() {

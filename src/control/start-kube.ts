@@ -103,7 +103,7 @@ export function startKubeSources(
         bundles: (bundles: CertBundle[]) => void;
         clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
         /** Certificates of Gateway API HTTPS listeners (their own provider). */
-        gatewayBundles?: (bundles: CertBundle[]) => void;
+        gatewayBundles?: (bundles: CertBundle[], defaultBundle: CertBundle | undefined) => void;
       }
     | undefined,
   programmed: (route: string) => boolean,

@@ -3,12 +3,14 @@
  * standard-channel CRDs, the conformance suite's test binary and its echo backend, and installing the CRDs (with
  * edgegate's own) into an API server.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { consulServiceCrdYaml } from '../../src/api/consul-service-crd.ts';
 import { gatewayRouteCrdYaml } from '../../src/api/crd.ts';
 import { binDir, VERSIONS_FILE } from './bins.ts';
 import type { KubeClient } from './kube.ts';
+import { runCommand } from './proc.ts';
 
 export function gatewayApiVersion(): string {
   const m = /^GATEWAY_API_VERSION=(\S+)/m.exec(readFileSync(VERSIONS_FILE, 'utf8'));
@@ -51,4 +53,60 @@ export async function installGatewayApiCrds(kube: KubeClient): Promise<void> {
     'crd/gatewayroutes.edgegate.io',
     'crd/consulservices.edgegate.io',
   ]);
+}
+
+/** The image names the conformance suite's manifests (conformance/base/manifests.yaml) give its echo backend. */
+export const ECHO_BASIC_IMAGES = [
+  'registry.k8s.io/gateway-api/echo-basic:v1.5.1',
+  'registry.k8s.io/gateway-api/echo-basic:v1.6.0-dev.3',
+];
+
+/**
+ * The suite's echo backend as an image archive, built without a registry: buildah from scratch + the echo-basic
+ * binary test-deps built from the pinned module, user nonroot as upstream's Dockerfile; tagged with the first of
+ * ECHO_BASIC_IMAGES (the node tags the others). Cached by the binary's hash; buildah's storage is the one
+ * scripts/node-images.sh uses.
+ */
+export async function echoBasicArchive(): Promise<string> {
+  const bin = echoBasicBinary();
+  const hash = createHash('sha256').update(readFileSync(bin)).digest('hex').slice(0, 16);
+  const cache = join(binDir(), '..');
+  const archive = join(cache, 'images', `echo-basic-${gatewayApiVersion()}-${hash}.tar`);
+  if (existsSync(archive)) return archive;
+  mkdirSync(dirname(archive), { recursive: true });
+  const storage = [
+    '--root',
+    join(cache, 'buildah', 'storage'),
+    '--runroot',
+    join(cache, 'buildah', 'runroot'),
+    '--storage-driver',
+    'overlay',
+  ];
+  const must = async (args: string[]) => {
+    const r = await runCommand('buildah', [...storage, ...args], { timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`buildah ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
+    return r.stdout.trim();
+  };
+  const ctr = await must(['from', '--quiet', 'scratch']);
+  try {
+    await must(['copy', '--chmod', '0755', ctr, bin, '/echo-basic']);
+    await must([
+      'config',
+      '--os',
+      'linux',
+      '--arch',
+      'amd64',
+      '--entrypoint',
+      '["/echo-basic"]',
+      '--user',
+      '65532:65532',
+      ctr,
+    ]);
+    await must(['commit', '--quiet', ctr, ECHO_BASIC_IMAGES[0]!]);
+  } finally {
+    await runCommand('buildah', [...storage, 'rm', ctr], { timeoutMs: 60_000 });
+  }
+  await must(['push', ECHO_BASIC_IMAGES[0]!, `docker-archive:${archive}.tmp:${ECHO_BASIC_IMAGES[0]}`]);
+  renameSync(`${archive}.tmp`, archive);
+  return archive;
 }

@@ -133,7 +133,9 @@ function selectorMatches(sel: LabelSelector | undefined, labels: Record<string, 
 
 interface ListenerState {
   spec: ListenerSpec;
-  /** The listener is served (protocol and port are edgegate's, no conflict, refs resolved). */
+  /** Routes may attach (protocol and port are edgegate's, no conflict); its certificates may still be missing. */
+  accepted: boolean;
+  /** Accepted and every reference resolved: Programmed. */
   valid: boolean;
   kinds: RouteGroupKind[];
   status: ListenerStatus;
@@ -274,15 +276,18 @@ export function translateGatewayApi(
   for (const [key, gw] of gateways) {
     const g = gw.obj.metadata.generation;
     const anyValid = gw.listeners.some((l) => l.valid);
+    const allValid = gw.listeners.every((l) => l.valid);
     const addressed = settings.addresses.length > 0;
     const unsupportedAddress = (gw.obj.spec.addresses ?? []).length > 0;
     const status: GatewayStatus = {
       conditions: [
         unsupportedAddress
           ? cond('Accepted', false, 'UnsupportedAddress', 'spec.addresses is not supported', g)
-          : anyValid
+          : allValid
             ? cond('Accepted', true, 'Accepted', 'accepted', g)
-            : cond('Accepted', false, 'ListenersNotValid', 'no listener is valid', g),
+            : anyValid
+              ? cond('Accepted', true, 'ListenersNotValid', 'some listeners are not valid', g)
+              : cond('Accepted', false, 'ListenersNotValid', 'no listener is valid', g),
         !addressed
           ? cond('Programmed', false, 'AddressNotAssigned', 'the gateway has no address yet', g)
           : anyValid && !unsupportedAddress
@@ -348,6 +353,8 @@ function gatewayState(
     const protocolOk = l.protocol === 'HTTP' || (l.protocol === 'HTTPS' && settings.httpsPort !== undefined);
     const portOk = l.protocol === 'HTTP' ? l.port === settings.httpPort : l.port === settings.httpsPort;
     const conflicted = (seen.get(`${l.port}|${l.hostname ?? ''}`) ?? 0) > 1;
+    // A listener edgegate cannot serve supports no route kind.
+    if (!protocolOk) kinds.length = 0;
     // TLS certificates.
     let refProblem: { reason: string; message: string } | undefined;
     if (l.protocol === 'HTTPS' && protocolOk) {
@@ -438,6 +445,7 @@ function gatewayState(
     );
     listeners.push({
       spec: l,
+      accepted: protocolOk && portOk && !conflicted,
       valid,
       kinds,
       status: { name: l.name, supportedKinds: kinds, attachedRoutes: 0, conditions },
@@ -489,14 +497,15 @@ function attachTo(
       reason: 'NoMatchingListenerHostname',
       message: 'no listener hostname intersects the route hostnames',
     };
-  const valid = matching.filter((l) => l.valid);
-  if (valid.length === 0)
+  // A listener whose certificates do not resolve still counts its routes (attachedRoutes); it is not Programmed.
+  const accepted = matching.filter((l) => l.accepted);
+  if (accepted.length === 0)
     return {
       listeners: [],
       reason: 'NotAllowedByListeners',
-      message: 'the matching listeners are not valid',
+      message: 'the matching listeners are not accepted',
     };
-  return { listeners: valid, reason: 'Accepted', message: '' };
+  return { listeners: accepted, reason: 'Accepted', message: '' };
 }
 
 /** A field edgegate cannot honour, named; undefined when every field is supported. */

@@ -182,7 +182,8 @@ beforeAll(async () => {
       retryPeriodMs: 500,
       renewDeadlineMs: 3000,
       leaseDurationMs: 4000,
-      gatewayApi: { httpPort: 80, addresses: ['192.0.2.10'] },
+      gatewayApi: { httpPort: 80, httpsPort: 443, addresses: ['192.0.2.10'] },
+      tlsSecretNamespaces: [ns],
     },
   });
 }, 180_000);
@@ -242,6 +243,52 @@ describe('Gateway API', () => {
       reason: 'PortUnavailable',
     });
     expect(elsewhere.attachedRoutes).toBe(0);
+  }, 60_000);
+
+  it('an HTTPS listener whose Secret is missing or not a TLS Secret: ResolvedRefs=False, InvalidCertificateRef', async () => {
+    await apply(
+      kube!,
+      yamlDocs(
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'not-tls', namespace: ns },
+          type: 'Opaque',
+          stringData: { 'tls.crt': 'not a certificate', 'tls.key': 'not a key' },
+        },
+        {
+          apiVersion: `${GW}/v1`,
+          kind: 'Gateway',
+          metadata: { name: 'tls', namespace: ns },
+          spec: {
+            gatewayClassName: 'edgegate',
+            listeners: [
+              { name: 'missing', port: 443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'nope' }] } },
+              {
+                name: 'opaque',
+                port: 443,
+                hostname: 'opaque.gw.test',
+                protocol: 'HTTPS',
+                tls: { certificateRefs: [{ name: 'not-tls' }] },
+              },
+            ],
+          },
+        },
+      ),
+    );
+    const gateway = await waitFor(
+      async () => {
+        const o = await getObj(`/apis/${GW}/v1/namespaces/${ns}/gateways/tls`);
+        const bad = o?.status?.listeners?.filter((l) =>
+          l.conditions.some((c) => c.type === 'ResolvedRefs' && c.reason === 'InvalidCertificateRef'),
+        );
+        return bad?.length === 2 ? o : undefined;
+      },
+      { timeoutMs: 20_000, message: 'both listeners ResolvedRefs=False InvalidCertificateRef' },
+    );
+    for (const l of gateway.status!.listeners!)
+      expect(l.conditions.find((c) => c.type === 'Programmed')?.status).toBe('False');
+    expect(gateway.status!.conditions!.find((c) => c.type === 'Programmed')?.status).toBe('False');
   }, 60_000);
 
   it('refuses a parentRef to a listener that does not exist (NoMatchingParent) and serves nothing for it', async () => {
