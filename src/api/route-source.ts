@@ -12,4 +12,6 @@ export interface RouteSource {
    * backendRefs a ReferenceGrant allows. Any other route naming one is refused.
    */
   crossNamespaceBackends?: boolean;
+  /** Serve the route only on these local addresses (its Gateways' own addresses); set only by the Gateway API source. */
+  listenerAddresses?: string[];
 }

@@ -100,6 +100,8 @@ interface CompiledRoute {
   kube: KubeServiceSnapshot | undefined;
   settings: CompileSettings;
   certificateRefs: CertificateRefSnapshot | undefined;
+  /** Ctx.addresses, joined: the entries carry them. */
+  addresses: string;
   entries: EntryData[];
   clusters: ClusterData[];
   unresolved: string[];
@@ -173,6 +175,8 @@ interface Ctx {
   clusters: Map<string, ClusterData>;
   /** Cluster ids the route being compiled uses (its zero-weight backends' too): what its cache entry re-adds. */
   touched: Set<string>;
+  /** RouteSource.listenerAddresses of the route being compiled. */
+  addresses?: string[] | undefined;
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -495,6 +499,7 @@ function compileRoute(
     }
     matchesOf(rule).forEach((matchData, mi) => {
       const entry: EntryData = { route: key, rule: ri, match: mi, ruleId, created, matchData };
+      if (ctx.addresses) entry.addresses = ctx.addresses;
       if (requestHeaders) entry.requestHeaders = requestHeaders;
       if (responseHeaders) entry.responseHeaders = responseHeaders;
       if (rewriteSpec) {
@@ -617,6 +622,10 @@ export function compile(input: CompileInput): CompileResult {
       continue;
     }
     firstOrigin.set(src.key, src.origin);
+    ctx.addresses =
+      src.listenerAddresses && src.listenerAddresses.length > 0
+        ? [...src.listenerAddresses].sort()
+        : undefined;
     let built = buildRoute(src.raw, src.key, ctx, input, status);
     if (!src.crossNamespaceBackends && !('errors' in built)) {
       const foreign = crossNamespaceBackendErrors(src.raw);
@@ -731,7 +740,8 @@ function buildRoute(
     hit.catalog === input.catalog &&
     hit.kube === input.kube &&
     hit.settings === ctx.settings &&
-    hit.certificateRefs === input.certificateRefs
+    hit.certificateRefs === input.certificateRefs &&
+    hit.addresses === (ctx.addresses?.join(',') ?? '')
   ) {
     for (const c of hit.clusters) if (!ctx.clusters.has(c.id)) ctx.clusters.set(c.id, c);
     status.unresolved = [...hit.unresolved];
@@ -751,6 +761,7 @@ function buildRoute(
         kube: input.kube,
         settings: ctx.settings,
         certificateRefs: input.certificateRefs,
+        addresses: ctx.addresses?.join(',') ?? '',
         entries,
         clusters: [...ctx.touched].map((id) => ctx.clusters.get(id)!),
         unresolved: [...status.unresolved],

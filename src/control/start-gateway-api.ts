@@ -126,7 +126,12 @@ export function startGatewayApi(deps: {
       const text = JSON.stringify(r.source.raw);
       const raw = rawCache.get(text) ?? r.source.raw;
       nextCache.set(text, raw);
-      return { raw, origin: r.source.origin, crossNamespaceBackends: true };
+      return {
+        raw,
+        origin: r.source.origin,
+        crossNamespaceBackends: true,
+        ...(r.listenerAddresses ? { listenerAddresses: r.listenerAddresses } : {}),
+      };
     });
     rawCache = nextCache;
     // Listener certificates: the Secret source reads `spec.tls` of routes; hand it one stand-in route per Secret.

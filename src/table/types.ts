@@ -132,6 +132,11 @@ export interface CatalogAction {
 export interface EntryData {
   /** `namespace/name` of the route. */
   route: string;
+  /**
+   * Only requests that arrived on one of these local addresses (a Gateway API route attached to Gateways with
+   * addresses of their own: Gateways isolated by address). Absent: every address.
+   */
+  addresses?: string[];
   rule: number;
   match: number;
   /** Stable id for logs and metrics: `namespace/name#rule` or `namespace/name#<rule name>`. */

@@ -61,6 +61,8 @@ export interface TranslatedRoute {
   /** `namespace/name` of the HTTPRoute. */
   httpRoute: string;
   source: RouteSource;
+  /** The addresses of the Gateways it attached to, when Gateways have addresses of their own (isolation). */
+  listenerAddresses?: string[];
 }
 
 export interface GatewayApiResult {
@@ -144,6 +146,39 @@ interface ListenerState {
 interface GatewayState {
   obj: GatewayObject;
   listeners: ListenerState[];
+  /** Its address (assignAddresses); undefined: none left in the pool. */
+  address?: string | undefined;
+}
+
+/**
+ * One address per Gateway when the pool has more than one (Gateways isolated by address): a Gateway keeps the
+ * address its status already shows while the pool has it and no older Gateway holds it; the others get the free
+ * ones in pool order, oldest Gateway first; none left: no address (Programmed=False, AddressNotAssigned). With one
+ * address (the default: the node's), every Gateway has it.
+ */
+function assignAddresses(gateways: GatewayState[], pool: string[]): void {
+  if (pool.length <= 1) {
+    for (const g of gateways) g.address = pool[0];
+    return;
+  }
+  const created = (g: GatewayState) => {
+    const c = g.obj.metadata.creationTimestamp;
+    return c instanceof Date ? c.toISOString() : (c ?? '');
+  };
+  const order = [...gateways].sort((a, b) => cmp(created(a), created(b)) || cmp(keyOf(a.obj), keyOf(b.obj)));
+  const taken = new Set<string>();
+  for (const g of order) {
+    const shown = (g.obj.status as { addresses?: { value?: string }[] } | undefined)?.addresses?.[0]?.value;
+    if (shown && pool.includes(shown) && !taken.has(shown)) {
+      g.address = shown;
+      taken.add(shown);
+    }
+  }
+  for (const g of order) {
+    if (g.address !== undefined) continue;
+    g.address = pool.find((a) => !taken.has(a));
+    if (g.address !== undefined) taken.add(g.address);
+  }
 }
 
 /** A ReferenceGrant in `toNamespace` lets objects of `fromKind` in `fromNamespace` refer to `toKind` `toName`. */
@@ -204,13 +239,18 @@ export function translateGatewayApi(
     gateways.set(keyOf(gw), state);
   }
 
+  assignAddresses([...gateways.values()], settings.addresses);
+  const isolated = settings.addresses.length > 1;
+
   // ── HTTPRoutes ──
   const consul = new Map<string, ConsulServiceObject>(snap.consulServices.map((c) => [keyOf(c), c]));
-  for (const route of [...snap.routes].sort((a, b) => cmp(keyOf(a), keyOf(b)))) {
+  const sorted = snap.routes.map((r) => ({ r, k: keyOf(r) })).sort((a, b) => cmp(a.k, b.k));
+  for (const { r: route, k: routeKey } of sorted) {
     const routeNs = nsOf(route.metadata);
     const gen = route.metadata.generation;
     const parents: RouteParentStatus[] = [];
     const hostnames = new Set<string>();
+    const addresses = new Set<string>();
     let catchAll = false;
     const unsupported = unsupportedFields(route);
     const backends = translateRules(route, snap, consul);
@@ -228,6 +268,7 @@ export function translateGatewayApi(
         acceptedCond = cond('Accepted', false, 'UnsupportedValue', unsupported, gen);
       } else acceptedCond = cond('Accepted', true, 'Accepted', 'attached', gen);
       if (accepted) {
+        if (gw.address !== undefined) addresses.add(gw.address);
         for (const l of attach.listeners) {
           l.status.attachedRoutes++;
           const hs = route.spec.hostnames ?? [];
@@ -251,8 +292,10 @@ export function translateGatewayApi(
       });
     }
     if (parents.length === 0) continue;
-    result.routeStatuses.set(keyOf(route), { ...(gen !== undefined ? { generation: gen } : {}), parents });
+    result.routeStatuses.set(routeKey, { ...(gen !== undefined ? { generation: gen } : {}), parents });
     if (!catchAll && hostnames.size === 0) continue;
+    // Isolated Gateways: a route attached only to Gateways without an address is served nowhere.
+    if (isolated && addresses.size === 0) continue;
     const metadata: Record<string, unknown> = {
       name: `${route.metadata.name}${HTTPROUTE_SUFFIX}`,
       namespace: routeNs,
@@ -265,11 +308,12 @@ export function translateGatewayApi(
     const spec: Record<string, unknown> = { rules: backends.rules };
     if (!catchAll) spec.hostnames = [...hostnames].sort(cmp);
     result.routes.push({
-      httpRoute: keyOf(route),
+      httpRoute: routeKey,
       source: {
         raw: { apiVersion: `${API_GROUP}/${API_VERSION}`, kind: KIND, metadata, spec },
-        origin: `${GATEWAY_API_ORIGIN}:HTTPRoute ${keyOf(route)}`,
+        origin: `${GATEWAY_API_ORIGIN}:HTTPRoute ${routeKey}`,
       },
+      ...(isolated ? { listenerAddresses: [...addresses].sort(cmp) } : {}),
     });
   }
 
@@ -277,7 +321,7 @@ export function translateGatewayApi(
     const g = gw.obj.metadata.generation;
     const anyValid = gw.listeners.some((l) => l.valid);
     const allValid = gw.listeners.every((l) => l.valid);
-    const addressed = settings.addresses.length > 0;
+    const addressed = gw.address !== undefined;
     const unsupportedAddress = (gw.obj.spec.addresses ?? []).length > 0;
     const status: GatewayStatus = {
       conditions: [
@@ -296,8 +340,7 @@ export function translateGatewayApi(
       ],
       listeners: gw.listeners.map((l) => l.status),
     };
-    if (addressed)
-      status.addresses = settings.addresses.map((value) => ({ type: addressType(value), value }));
+    if (gw.address !== undefined) status.addresses = [{ type: addressType(gw.address), value: gw.address }];
     result.gatewayStatuses.set(key, { ...(g !== undefined ? { generation: g } : {}), status });
   }
   return result;

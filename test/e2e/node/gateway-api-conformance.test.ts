@@ -27,7 +27,26 @@ const rel = 'edge';
 const ns = 'edgegate-conformance';
 const GATEWAY_CLASS = 'edgegate';
 /** What edgegate claims beyond the profile's core (docs/gateway-api.md lists why the others are not). */
-export const SUPPORTED_FEATURES = ['Gateway', 'HTTPRoute', 'ReferenceGrant'];
+export const SUPPORTED_FEATURES = [
+  'Gateway',
+  'HTTPRoute',
+  'ReferenceGrant',
+  // Extended features edgegate has (matches, filters and timeouts of GatewayRoute, which HTTPRoutes translate to).
+  'HTTPRouteQueryParamMatching',
+  'HTTPRouteResponseHeaderModification',
+  'HTTPRoutePortRedirect',
+  'HTTPRouteSchemeRedirect',
+  'HTTPRoutePathRedirect',
+  'HTTPRouteHostRewrite',
+  'HTTPRoutePathRewrite',
+  'HTTPRouteRequestTimeout',
+  'HTTPRouteBackendTimeout',
+  'HTTPRouteNamedRouteRule',
+  'HTTPRoute303RedirectStatusCode',
+  'HTTPRoute307RedirectStatusCode',
+  'HTTPRoute308RedirectStatusCode',
+  'HTTPRouteBackendProtocolWebSocket',
+];
 /** The suite's namespaces: the chart reads TLS Secrets in these (HTTPS listeners, cross-namespace certificates). */
 const SUITE_NAMESPACES = [
   'gateway-conformance-infra',
@@ -35,6 +54,26 @@ const SUITE_NAMESPACES = [
   'gateway-conformance-web-backend',
 ];
 const logPath = logPathFor('gateway-api-conformance');
+/**
+ * Gateways are isolated by address (HTTPRouteMultipleGateways: two Gateways, one port, one path each): the node
+ * gets more addresses, link-local ones in a /24 of this run (169.254.169.0/24, the metadata range, excluded), on its
+ * veth end, routed from the host through the veth (the route goes away with the veth at the latest). Enough for
+ * the Gateways the suite has at once.
+ */
+const EXTRA_BLOCK = `169.254.${1 + Math.floor(Math.random() * 168)}`;
+const EXTRA_ADDRESSES = Array.from({ length: 40 }, (_, i) => `${EXTRA_BLOCK}.${10 + i}`);
+let hostIf: string | undefined;
+
+/** The interface that holds `address` (`ip -o -4 addr`), on the host or, with `run`, inside the node. */
+async function interfaceOf(address: string, inNode: boolean): Promise<string> {
+  const r = inNode
+    ? await node.run('ip', ['-o', '-4', 'addr', 'show'])
+    : await runCommand('ip', ['-o', '-4', 'addr', 'show']);
+  const line = r.stdout.split('\n').find((l) => l.includes(` ${address}/`));
+  const name = line?.split(/\s+/)[1]?.replace(/@.*/, '');
+  if (!name) throw new Error(`no interface holds ${address}:\n${r.stdout}`);
+  return name;
+}
 let release: () => Promise<void> = async () => {};
 printLogsOnFailure(() => [...node.logs(), { name: 'conformance', logPath }], 200);
 
@@ -55,11 +94,20 @@ beforeAll(async () => {
     const tagged = await ctr(['images', 'tag', '--force', ECHO_BASIC_IMAGES[0]!, name]);
     expect(tagged.code, tagged.stderr).toBe(0);
   }
+  const nodeIf = await interfaceOf(node.nodeIp, true);
+  for (const a of EXTRA_ADDRESSES) {
+    const r = await node.run('ip', ['addr', 'add', `${a}/32`, 'dev', nodeIf]);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  hostIf = await interfaceOf(node.hostIp, false);
+  const route = await runCommand('ip', ['route', 'replace', `${EXTRA_BLOCK}.0/24`, 'dev', hostIf]);
+  expect(route.code, route.stderr).toBe(0);
   await node.kube.kubectl(['apply', '--server-side', '--force-conflicts', '-f', gatewayApiCrdDir()]);
   for (const n of SUITE_NAMESPACES)
     await node.kube.kubectl(['create', 'namespace', n], { allowFailure: true });
   await installChart(node, rel, ns, {
-    gatewayApi: { enabled: true },
+    hostNetwork: true,
+    gatewayApi: { enabled: true, extraAddresses: EXTRA_ADDRESSES },
     tls: { enabled: true, secretNamespaces: SUITE_NAMESPACES },
     consul: { enabled: false },
   });
@@ -77,6 +125,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await node.kube.kubectl(['delete', 'gatewayclass', GATEWAY_CLASS, '--wait=false'], { allowFailure: true });
   await uninstallChart(node, rel, ns);
+  if (hostIf) await runCommand('ip', ['route', 'del', `${EXTRA_BLOCK}.0/24`, 'dev', hostIf]);
   for (const n of SUITE_NAMESPACES)
     await node.kube.kubectl(['delete', 'namespace', n, '--wait=false'], { allowFailure: true });
   await release();

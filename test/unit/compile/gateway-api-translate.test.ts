@@ -16,6 +16,7 @@ import {
   intersectHostname,
   translateGatewayApi,
 } from '../../../src/compile/gateway-api/translate.ts';
+import { RoutingTable } from '../../../src/table/index.ts';
 
 const settings = { httpPort: 80, httpsPort: 443, addresses: ['192.0.2.1'], secretNamespaces: ['infra'] };
 
@@ -239,5 +240,60 @@ describe('translateGatewayApi', () => {
       'namespace',
     ]);
     expect(out.table.entries).toHaveLength(0);
+  });
+
+  it('isolates Gateways by address when the pool has several: one address each, routes served only there', () => {
+    const base = snap([
+      route('infra', 'one', {
+        parentRefs: [{ name: 'gw' }],
+        rules: [{ backendRefs: [{ name: 'web', port: 80 }] }],
+      }),
+      route('infra', 'two', {
+        parentRefs: [{ name: 'gw2' }],
+        rules: [{ backendRefs: [{ name: 'web', port: 80 }] }],
+      }),
+    ]);
+    base.gateways[0]!.spec.listeners = [{ name: 'http', port: 80, protocol: 'HTTP' }];
+    base.gateways.push({
+      metadata: { name: 'gw2', namespace: 'infra', creationTimestamp: '2030-01-01T00:00:00Z' },
+      spec: { gatewayClassName: 'eg', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
+    });
+    const r = translateGatewayApi(base, { ...settings, addresses: ['192.0.2.1', '192.0.2.7'] }, {});
+    expect(r.gatewayStatuses.get('infra/gw')!.status.addresses).toEqual([
+      { type: 'IPAddress', value: '192.0.2.1' },
+    ]);
+    expect(r.gatewayStatuses.get('infra/gw2')!.status.addresses).toEqual([
+      { type: 'IPAddress', value: '192.0.2.7' },
+    ]);
+    const out = compile({
+      routes: r.routes.map((x) => ({
+        ...x.source,
+        crossNamespaceBackends: true,
+        listenerAddresses: x.listenerAddresses!,
+      })),
+      catalog: emptyCatalog(),
+    });
+    const rt = new RoutingTable(out.table);
+    expect(rt.scoped).toBe(true);
+    const req = (localAddress: string | undefined) => ({
+      host: 'x.test',
+      path: '/',
+      method: 'GET',
+      rawQuery: '',
+      header: () => undefined,
+      localAddress,
+    });
+    expect(rt.match(req('192.0.2.1'))?.data.route).toBe('infra/one..httproute');
+    expect(rt.match(req('192.0.2.7'))?.data.route).toBe('infra/two..httproute');
+    expect(rt.match(req('192.0.2.9'))).toBeUndefined();
+    // A third Gateway finds the pool empty: no address, not Programmed, its routes not served.
+    base.gateways.push({
+      metadata: { name: 'gw3', namespace: 'infra', creationTimestamp: '2031-01-01T00:00:00Z' },
+      spec: { gatewayClassName: 'eg', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
+    });
+    const third = translateGatewayApi(base, { ...settings, addresses: ['192.0.2.1', '192.0.2.7'] }, {});
+    const st = third.gatewayStatuses.get('infra/gw3')!.status;
+    expect(st.addresses).toBeUndefined();
+    expect(st.conditions.find((c) => c.type === 'Programmed')?.reason).toBe('AddressNotAssigned');
   });
 });
