@@ -302,6 +302,11 @@ describe('Gateway API', () => {
     );
     await waitRouteCondition(ns, 'nosection', 'Accepted', 'False', 'NoMatchingParent');
     expect((await get(port(), 'nosection.gw.test', '/')).status).toBe(404);
+    // The metric counts parentRefs that are not Accepted; status writes succeed.
+    const metrics = await (await fetch(`http://127.0.0.1:${gw!.adminAddress.port}/metrics`)).text();
+    const notAccepted = /^edgegate_gateway_api_route_parents_not_accepted (\d+)$/m.exec(metrics);
+    expect(Number(notAccepted?.[1])).toBeGreaterThanOrEqual(1);
+    expect(metrics).toMatch(/^edgegate_gateway_api_status_writes_total\{result="ok"\} [1-9]/m);
   }, 60_000);
 
   it('a cross-namespace backendRef is refused (500, RefNotPermitted) until a ReferenceGrant allows it', async () => {
