@@ -11,6 +11,7 @@ import { gatewayRouteCrdYaml } from '../../src/api/crd.ts';
 import { binDir, VERSIONS_FILE } from './bins.ts';
 import type { KubeClient } from './kube.ts';
 import { runCommand } from './proc.ts';
+import { waitFor } from './wait.ts';
 
 export function gatewayApiVersion(): string {
   const m = /^GATEWAY_API_VERSION=(\S+)/m.exec(readFileSync(VERSIONS_FILE, 'utf8'));
@@ -42,17 +43,25 @@ export async function installGatewayApiCrds(kube: KubeClient): Promise<void> {
   await kube.kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], {
     input: `${gatewayRouteCrdYaml()}\n---\n${consulServiceCrdYaml()}`,
   });
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/gatewayclasses.gateway.networking.k8s.io',
-    'crd/gateways.gateway.networking.k8s.io',
-    'crd/httproutes.gateway.networking.k8s.io',
-    'crd/referencegrants.gateway.networking.k8s.io',
-    'crd/gatewayroutes.edgegate.io',
-    'crd/consulservices.edgegate.io',
-  ]);
+  // Polled rather than `kubectl wait`, which fails on a CRD whose status is still empty.
+  for (const crd of [
+    'gatewayclasses.gateway.networking.k8s.io',
+    'gateways.gateway.networking.k8s.io',
+    'httproutes.gateway.networking.k8s.io',
+    'referencegrants.gateway.networking.k8s.io',
+    'gatewayroutes.edgegate.io',
+    'consulservices.edgegate.io',
+  ])
+    await waitFor(
+      async () => {
+        const r = await kube.kubectl(
+          ['get', 'crd', crd, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}'],
+          { allowFailure: true },
+        );
+        return r.stdout.trim() === 'True';
+      },
+      { timeoutMs: 60_000, message: `CRD ${crd} Established` },
+    );
 }
 
 /** The image names the conformance suite's manifests (conformance/base/manifests.yaml) give its echo backend. */

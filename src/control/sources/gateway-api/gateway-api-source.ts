@@ -112,6 +112,11 @@ export class GatewayApiSource {
   #lastReport = Number.NEGATIVE_INFINITY;
   #stopped = false;
   #reports = 0;
+  /**
+   * Kinds whose list answers 404 (their CRD is not installed): they count as synced and empty, so that GatewayRoutes
+   * are not held back by a missing Gateway API CRD; the informer keeps retrying and picks the kind up once it exists.
+   */
+  readonly #absent = new Set<GatewayApiKind>();
 
   constructor(opts: GatewayApiSourceOptions) {
     this.#opts = opts;
@@ -121,11 +126,24 @@ export class GatewayApiSource {
         new ResilientInformer({
           name: `${kind} (gateway api)`,
           create: () => opts.factory(kind),
-          onChange: () => this.#schedule(),
-          onError: (err, delayMs) =>
+          onChange: () => {
+            this.#absent.delete(kind);
+            this.#schedule();
+          },
+          onError: (err, delayMs) => {
+            const e = err as { code?: unknown; statusCode?: unknown };
+            if ((e.code ?? e.statusCode) === 404 && !this.#absent.has(kind)) {
+              this.#absent.add(kind);
+              opts.log.error(
+                `${GATEWAY_API_PATHS[kind].plural}.${GATEWAY_API_PATHS[kind].group} is not served by the API server (CRD not installed?): none are read until it is`,
+              );
+              this.#schedule();
+              return;
+            }
             opts.log.warn(`gateway api informer ${kind} failed; restarting in ${delayMs} ms`, {
               error: describeError(err),
-            }),
+            });
+          },
           ...(opts.backoff ? { backoff: opts.backoff } : {}),
         }),
       );
@@ -143,7 +161,7 @@ export class GatewayApiSource {
   }
 
   get synced(): boolean {
-    return [...this.#informers.values()].every((i) => i.synced);
+    return [...this.#informers].every(([kind, i]) => i.synced || this.#absent.has(kind));
   }
 
   /** The cached object (with its current status), for the status writer. */
@@ -151,10 +169,17 @@ export class GatewayApiSource {
     return this.#informers.get(kind)?.get(name, namespace);
   }
 
-  stats(): { synced: boolean; reports: number; informerRestarts: number; informerErrors: number } {
+  stats(): {
+    synced: boolean;
+    reports: number;
+    informerRestarts: number;
+    informerErrors: number;
+    absentKinds: number;
+  } {
     const all = [...this.#informers.values()].map((i) => i.stats());
     return {
       synced: this.synced,
+      absentKinds: this.#absent.size,
       reports: this.#reports,
       informerRestarts: all.reduce((n, s) => n + s.restarts, 0),
       informerErrors: all.reduce((n, s) => n + s.errors, 0),
