@@ -177,6 +177,24 @@ const runCommand = program
     ).env('EDGEGATE_INGRESS_PUBLISH_ADDRESS'),
   )
   .addOption(
+    new Option(
+      '--gateway-api',
+      'with --kube: also serve Gateway API GatewayClasses (controllerName edgegate.io/gateway), Gateways and HTTPRoutes',
+    ).env('EDGEGATE_GATEWAY_API'),
+  )
+  .addOption(
+    new Option(
+      '--gateway-api-ports <http[,https]>',
+      'the ports clients reach the HTTP and HTTPS listeners on: Gateway listeners must use them (default 80,443)',
+    ).env('EDGEGATE_GATEWAY_API_PORTS'),
+  )
+  .addOption(
+    new Option(
+      '--gateway-api-addresses <list>',
+      'addresses written in Gateway status (the chart: the node IP)',
+    ).env('EDGEGATE_GATEWAY_API_ADDRESSES'),
+  )
+  .addOption(
     new Option('--lease-namespace <ns>', 'namespace of the leader Lease (default: POD_NAMESPACE)').env(
       'EDGEGATE_LEASE_NAMESPACE',
     ),
@@ -362,6 +380,8 @@ const runCommand = program
       };
       if (drain.timeoutMs < drain.delayMs)
         throw new ConfigError('--drain-timeout must not be shorter than --drain-delay');
+      if (o.gatewayApi && !(o.kube || o.kubeconfig))
+        throw new ConfigError('--gateway-api needs --kube (Gateway API objects are read from Kubernetes)');
       if (o.tlsSecretNamespaces && !(o.kube || o.kubeconfig))
         throw new ConfigError('--tls-secret-namespaces needs --kube (Secrets are read from Kubernetes)');
       if (o.ingress && !o.kube && !o.kubeconfig)

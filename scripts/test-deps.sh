@@ -55,6 +55,7 @@ H2SPEC_VERSION="$(read_pin H2SPEC_VERSION)"
 CONTAINERD_VERSION="$(read_pin CONTAINERD_VERSION)"
 PROMETHEUS_VERSION="$(read_pin PROMETHEUS_VERSION)"
 OTELCOL_VERSION="$(read_pin OTELCOL_VERSION)"
+GATEWAY_API_VERSION="$(read_pin GATEWAY_API_VERSION)"
 CONSUL_SUBMODULE_OVERRIDES="$(sed -n 's/^CONSUL_SUBMODULE_OVERRIDES=\([^#]*\).*/\1/p' "$VERSIONS_FILE" | tail -n 1)"
 
 mkdir -p "$BIN_DIR" "$BUILD_DIR" "$LOG_DIR"
@@ -377,6 +378,53 @@ GO
   log "otelcol $version: total $((SECONDS - start))s"
 }
 
+# --- Gateway API -------------------------------------------------------------------
+# The conformance suite as a test binary: test/conformance is a small module of ours that requires
+# sigs.k8s.io/gateway-api/conformance at the pin and runs its RunConformance (flags at run time).
+build_gateway_api_conformance() {
+  local name="$1" version="$2" dest="$BIN_DIR/$1-$2" logfile="$LOG_DIR/$1-$2.build.log"
+  : >"$logfile"
+  grep -q "sigs.k8s.io/gateway-api/conformance $version\$" "$ROOT/test/conformance/go.mod" ||
+    die "test/conformance/go.mod does not require sigs.k8s.io/gateway-api/conformance $version (GATEWAY_API_VERSION)"
+  log "building $name $version (go test -c, test/conformance); log: $logfile"
+  local start=$SECONDS
+  (cd "$ROOT/test/conformance" && run_step "$logfile" "${NICE[@]}" go test -c -trimpath -ldflags "-s -w" \
+    -o "$dest.tmp.$$" .)
+  mv -f "$dest.tmp.$$" "$dest"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
+# The suite's echo backend (the image its manifests name), from the same module: a static binary that
+# test/e2e/node packs into an image with buildah.
+build_echo_basic() {
+  local name="$1" version="$2" dest="$BIN_DIR/$1-$2" logfile="$LOG_DIR/$1-$2.build.log"
+  local dir="$BUILD_DIR/echo-basic-$2" json src
+  : >"$logfile"
+  log "building $name $version (conformance/echo-basic); log: $logfile"
+  local start=$SECONDS
+  json="$(cd "$BUILD_DIR" && go mod download -json "sigs.k8s.io/gateway-api/conformance@$version")"
+  src="$(printf '%s' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -d "$src/echo-basic" ]] || die "no echo-basic in sigs.k8s.io/gateway-api/conformance@$version"
+  rm -rf "$dir" && mkdir -p "$dir" && cp -r "$src/echo-basic/." "$dir/" && chmod -R u+w "$dir"
+  # Upstream keeps its own go.mod as .go.mod (its Dockerfile renames it the same way).
+  mv -f "$dir/.go.mod" "$dir/go.mod" && mv -f "$dir/.go.sum" "$dir/go.sum"
+  (cd "$dir" && run_step "$logfile" "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "$dest.tmp.$$" .)
+  mv -f "$dest.tmp.$$" "$dest"
+  log "built $name $version in $((SECONDS - start))s"
+}
+
+# The standard-channel CRDs of the pinned module, copied where the tests read them.
+ensure_gateway_api_crds() {
+  local dir="$CACHE_DIR/gateway-api-$GATEWAY_API_VERSION/standard" json src
+  [[ -f "$dir/gateway.networking.k8s.io_httproutes.yaml" ]] && return 0
+  json="$(cd "$BUILD_DIR" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")"
+  src="$(printf '%s' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -d "$src/config/crd/standard" ]] || die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
+  mkdir -p "$dir.tmp.$$" && cp "$src"/config/crd/standard/*.yaml "$dir.tmp.$$/" && chmod u+w "$dir.tmp.$$"/*
+  mv -T "$dir.tmp.$$" "$dir"
+  log "Gateway API $GATEWAY_API_VERSION standard CRDs in $dir"
+}
+
 # --- Debian packages -----------------------------------------------------------
 ensure_apt() {
   local missing=() cmd pkg
@@ -428,6 +476,9 @@ ensure containerd-shim-runc-v2 "$CONTAINERD_VERSION" build_containerd_cmd
 ensure ctr "$CONTAINERD_VERSION" build_containerd_cmd
 ensure prometheus "$PROMETHEUS_VERSION" build_prometheus
 ensure otelcol "$OTELCOL_VERSION" build_otelcol
+ensure gateway-api-conformance "$GATEWAY_API_VERSION" build_gateway_api_conformance
+ensure echo-basic "$GATEWAY_API_VERSION" build_echo_basic
+ensure_gateway_api_crds
 
 # Manifest for tools that do not want to parse the versions file.
 manifest_tmp="$BIN_DIR/manifest.json.tmp.$$"
@@ -446,7 +497,10 @@ cat >"$manifest_tmp" <<EOF
   "containerd-shim-runc-v2": "$BIN_DIR/containerd-shim-runc-v2-$CONTAINERD_VERSION",
   "ctr": "$BIN_DIR/ctr-$CONTAINERD_VERSION",
   "prometheus": "$BIN_DIR/prometheus-$PROMETHEUS_VERSION",
-  "otelcol": "$BIN_DIR/otelcol-$OTELCOL_VERSION"
+  "otelcol": "$BIN_DIR/otelcol-$OTELCOL_VERSION",
+  "gateway-api-conformance": "$BIN_DIR/gateway-api-conformance-$GATEWAY_API_VERSION",
+  "echo-basic": "$BIN_DIR/echo-basic-$GATEWAY_API_VERSION",
+  "gateway-api-crds": "$CACHE_DIR/gateway-api-$GATEWAY_API_VERSION/standard"
 }
 EOF
 mv -f "$manifest_tmp" "$BIN_DIR/manifest.json"

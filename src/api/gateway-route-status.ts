@@ -4,12 +4,12 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 
-export const CONDITION_TYPES = ['Accepted', 'ResolvedRefs', 'Programmed'] as const;
+export const CONDITION_TYPES = ['Accepted', 'ResolvedRefs', 'Programmed', 'Conflicted'] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 export const Condition = Type.Object(
   {
-    type: Type.String({ maxLength: 316, description: 'Accepted, ResolvedRefs or Programmed.' }),
+    type: Type.String({ maxLength: 316, description: 'Accepted, ResolvedRefs, Programmed or Conflicted.' }),
     status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')]),
     observedGeneration: Type.Optional(
       Type.Integer({ minimum: 0, description: 'metadata.generation this condition was computed from.' }),

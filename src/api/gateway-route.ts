@@ -511,8 +511,24 @@ const KubeServiceBackend = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 63, description: 'Service name in the route’s namespace.' }),
     port: IntOrString({ description: 'Service port number or port name.' }),
+    namespace: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description:
+          'Set only by the Gateway API translation, for an HTTPRoute backendRef a ReferenceGrant allows; refused in a GatewayRoute.',
+      }),
+    ),
   },
-  strict,
+  {
+    ...strict,
+    ...cel({
+      rule: '!has(self.namespace)',
+      message: 'a GatewayRoute backend names a Service in its own namespace',
+      fieldPath: '.namespace',
+      reason: 'FieldValueForbidden',
+    }),
+  },
 );
 
 /** TLS from the gateway to the backend (upstream TLS). */

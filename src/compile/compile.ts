@@ -45,6 +45,8 @@ import {
 import { encodeTableBody, rememberWire } from '../table/wire.ts';
 import { type ConsulWhere, catalogPeers, consulWhere, meshOf } from './consul-mesh.ts';
 import { compressionDataOf, corsDataOf, mirrorShare } from './filters.ts';
+import { routeConflicts } from './gateway-api/conflicts.ts';
+import { INVALID_BACKEND_SERVICE } from './gateway-api/translate.ts';
 import { policyDataOf, routePolicyErrors } from './policies.ts';
 
 export interface CompileSettings {
@@ -101,6 +103,8 @@ interface CompiledRoute {
   kube: KubeServiceSnapshot | undefined;
   settings: CompileSettings;
   certificateRefs: CertificateRefSnapshot | undefined;
+  /** Ctx.addresses, joined: the entries carry them. */
+  addresses: string;
   entries: EntryData[];
   clusters: ClusterData[];
   unresolved: string[];
@@ -167,6 +171,8 @@ export interface RouteStatus {
    * since when). Absent: an accepted route, or an invalid one with no valid version to fall back to (not served).
    */
   fallback?: { generation?: number; origin: string; since?: string };
+  /** Matches this route shares with another route on a host (compile/gateway-api/conflicts.ts); absent: none. */
+  conflicts?: string[];
 }
 
 export interface CompileResult {
@@ -186,6 +192,8 @@ interface Ctx {
   clusters: Map<string, ClusterData>;
   /** Cluster ids the route being compiled uses (its zero-weight backends' too): what its cache entry re-adds. */
   touched: Set<string>;
+  /** RouteSource.listenerAddresses of the route being compiled. */
+  addresses?: string[] | undefined;
 }
 
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -369,6 +377,8 @@ function kubeCluster(
     endpoints: sortEndpoints(endpoints),
     pool,
   };
+  // The Gateway API translation's stand-in for a backendRef that cannot be served: requests to it get 500.
+  if (name === INVALID_BACKEND_SERVICE) cluster.invalid = true;
   ctx.clusters.set(id, cluster);
   return { cluster, known: svc !== undefined };
 }
@@ -413,7 +423,7 @@ function backendRef(b: RouteBackend, namespace: string, localDc: string): string
     const where = b.consul.peer !== undefined ? `peer:${b.consul.peer}` : (b.consul.datacenter ?? localDc);
     return `consul:${b.consul.service}@${where}${tags}${b.consul.mesh ? '~mesh' : ''}`;
   }
-  return `service:${namespace}/${b.service!.name}:${b.service!.port}`;
+  return `service:${b.service!.namespace ?? namespace}/${b.service!.name}:${b.service!.port}`;
 }
 
 function compileRoute(
@@ -545,14 +555,15 @@ function compileRoute(
               pool,
               consulWhere(b.consul),
             )
-          : kubeCluster(ctx, namespace, b.service!.name, b.service!.port, pool);
+          : kubeCluster(ctx, b.service!.namespace ?? namespace, b.service!.name, b.service!.port, pool);
         if (b.consul?.mesh && !ctx.catalog.mesh) {
           const msg = `Consul service ${b.consul.service} is a mesh backend but the gateway has no mesh identity (--consul-mesh-service)`;
           if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
-        } else if (!known) {
+        } else if (!known && !cluster.invalid) {
+          // (A Gateway API translation's 500 stand-in is reported in the HTTPRoute's own status: compile/gateway-api/.)
           const what = b.consul
             ? `Consul service ${b.consul.service} in ${b.consul.peer !== undefined ? `peer ${b.consul.peer}` : `datacenter ${b.consul.datacenter ?? localDc}`}${b.consul.mesh ? ' (mesh)' : ''}`
-            : `Service ${namespace}/${b.service!.name}`;
+            : `Service ${b.service!.namespace ?? namespace}/${b.service!.name}`;
           const msg = `${what} not found`;
           if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
         }
@@ -562,6 +573,7 @@ function compileRoute(
     }
     matchesOf(rule).forEach((matchData, mi) => {
       const entry: EntryData = { route: key, rule: ri, match: mi, ruleId, created, matchData };
+      if (ctx.addresses) entry.addresses = ctx.addresses;
       if (requestHeaders) entry.requestHeaders = requestHeaders;
       if (responseHeaders) entry.responseHeaders = responseHeaders;
       if (rule.httpsRedirect !== undefined) entry.httpsRedirect = rule.httpsRedirect;
@@ -689,7 +701,15 @@ export function compile(input: CompileInput): CompileResult {
       continue;
     }
     firstOrigin.set(src.key, src.origin);
+    ctx.addresses =
+      src.listenerAddresses && src.listenerAddresses.length > 0
+        ? [...src.listenerAddresses].sort()
+        : undefined;
     let built = buildRoute(src.raw, src.key, ctx, input, status);
+    if (!src.crossNamespaceBackends && !('errors' in built)) {
+      const foreign = crossNamespaceBackendErrors(src.raw);
+      if (foreign.length > 0) built = { errors: foreign };
+    }
     if ('errors' in built) {
       const locate = src.locate;
       status.errors = locate ? built.errors.map((e) => ({ ...e, line: locate(e.path) })) : built.errors;
@@ -736,7 +756,28 @@ export function compile(input: CompileInput): CompileResult {
   const wire = encodeTableBody(body);
   const table: TableData = { hash: wire.hash, version: 0, ...body };
   rememberWire(table, wire);
+  const conflicts = routeConflicts(table);
+  if (conflicts.size > 0)
+    for (const st of statuses) if (conflicts.has(st.route)) st.conflicts = conflicts.get(st.route)!;
   return { table, statuses, lastValid };
+}
+
+/** `service.namespace` in a route that is not a translated HTTPRoute: refused, naming the field. */
+function crossNamespaceBackendErrors(raw: unknown): FieldError[] {
+  const out: FieldError[] = [];
+  const rules = (raw as { spec?: { rules?: unknown } } | null)?.spec?.rules;
+  if (!Array.isArray(rules)) return out;
+  rules.forEach((rule: { backends?: unknown }, ri) => {
+    if (!Array.isArray(rule?.backends)) return;
+    rule.backends.forEach((b: { service?: { namespace?: unknown } }, bi) => {
+      if (b?.service?.namespace !== undefined)
+        out.push({
+          path: ['spec', 'rules', ri, 'backends', bi, 'service', 'namespace'],
+          message: 'a GatewayRoute backend names a Service in its own namespace',
+        });
+    });
+  });
+  return out;
 }
 
 function generationOf(raw: unknown): number | undefined {
@@ -778,7 +819,8 @@ function buildRoute(
     hit.catalog === input.catalog &&
     hit.kube === input.kube &&
     hit.settings === ctx.settings &&
-    hit.certificateRefs === input.certificateRefs
+    hit.certificateRefs === input.certificateRefs &&
+    hit.addresses === (ctx.addresses?.join(',') ?? '')
   ) {
     for (const c of hit.clusters) if (!ctx.clusters.has(c.id)) ctx.clusters.set(c.id, c);
     status.unresolved = [...hit.unresolved];
@@ -798,6 +840,7 @@ function buildRoute(
         kube: input.kube,
         settings: ctx.settings,
         certificateRefs: input.certificateRefs,
+        addresses: ctx.addresses?.join(',') ?? '',
         entries,
         clusters: [...ctx.touched].map((id) => ctx.clusters.get(id)!),
         unresolved: [...status.unresolved],

@@ -235,6 +235,7 @@ export function createControlPlane(
           certificates && {
             bundles: (bundles) => certificates.set('secrets', bundles),
             clients: (clients) => certificates.setClients('secrets', clients),
+            gatewayBundles: (bundles, def) => certificates.set('gateway-api', bundles, def),
           },
           (route) => versions.isServed(route),
         );
@@ -329,6 +330,18 @@ export function createControlPlane(
                       ok: st.ingress.status.statusWrites,
                       error: st.ingress.status.statusFailures,
                     },
+                  },
+                }
+              : {}),
+            ...(st.gatewayApi
+              ? {
+                  gatewayApi: {
+                    statusWrites: {
+                      ok: st.gatewayApi.status.writes,
+                      unchanged: st.gatewayApi.status.unchanged,
+                      error: st.gatewayApi.status.failures,
+                    },
+                    parentsNotAccepted: st.gatewayApi.parentsNotAccepted,
                   },
                 }
               : {}),

@@ -14,6 +14,9 @@ export interface KubeFlags {
   ingress?: boolean;
   ingressClass?: string;
   ingressPublishAddress?: string;
+  gatewayApi?: boolean;
+  gatewayApiPorts?: string;
+  gatewayApiAddresses?: string;
 }
 
 /** `--status-write-rate`: writes per second, a positive number (fractions allowed: 0.5 is one every 2 s). */
@@ -67,5 +70,27 @@ export function kubeOptionsFrom(o: KubeFlags): KubeOptions {
   }
   const rate = statusWriteRate(o.statusWriteRate);
   if (rate !== undefined) out.statusQps = rate;
+  if (o.gatewayApi) out.gatewayApi = gatewayApiOptionsFrom(o);
   return out;
+}
+
+/** `--gateway-api-ports HTTP[,HTTPS]` (the ports clients reach; default 80,443) and `--gateway-api-addresses`. */
+function gatewayApiOptionsFrom(o: KubeFlags): NonNullable<KubeOptions['gatewayApi']> {
+  const ports = list(o.gatewayApiPorts ?? '80,443').map((p) => {
+    const n = Number(p);
+    if (!/^[0-9]+$/.test(p) || n < 1 || n > 65535)
+      throw new ConfigError(
+        `--gateway-api-ports: expected HTTP[,HTTPS] port numbers, got ${JSON.stringify(p)}`,
+      );
+    return n;
+  });
+  if (ports.length < 1 || ports.length > 2)
+    throw new ConfigError('--gateway-api-ports: expected one or two ports: HTTP[,HTTPS]');
+  const addresses = list(o.gatewayApiAddresses);
+  for (const a of addresses)
+    if (!/^[0-9a-fA-F:.]+$/.test(a) && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(a))
+      throw new ConfigError(
+        `--gateway-api-addresses: ${JSON.stringify(a)} is neither an IP address nor a hostname`,
+      );
+  return { httpPort: ports[0]!, ...(ports[1] !== undefined ? { httpsPort: ports[1] } : {}), addresses };
 }

@@ -6,12 +6,16 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeServiceSnapshot } from '../api/catalog.ts';
 import type { CertBundle } from '../api/certificate.ts';
+import type { RouteSource } from '../api/route-source.ts';
 import type { RouteStatus } from '../compile/compile.ts';
+import { GATEWAY_API_ORIGIN } from '../compile/gateway-api/translate.ts';
 import { DurationError, parseDurationSetting } from '../lib/duration.ts';
 import { ConfigError } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Controller } from './controller.ts';
+import { mergeKubeSnapshots } from './sources/gateway-api/merge.ts';
 import { clientNodeIngressInformers, IngressSource } from './sources/ingress/ingress-source.ts';
 import { clientNodeInformers, KubeSource } from './sources/kube/kube-source.ts';
 import {
@@ -19,6 +23,12 @@ import {
   SecretCertSource,
   type SecretCertStats,
 } from './sources/kube/secret-certs.ts';
+import {
+  type GatewayApiHandle,
+  type GatewayApiOptions,
+  type GatewayApiStats,
+  startGatewayApi,
+} from './start-gateway-api.ts';
 import {
   clientNodeIngressStatusApi,
   type IngressStatusStats,
@@ -60,6 +70,8 @@ export interface KubeOptions {
    * annotation edgegate answers to; `publish` (`--ingress-publish-address`) is written to status.loadBalancer.
    */
   ingress?: { legacyClassName?: string; publish?: string[] };
+  /** `--gateway-api`: also serve GatewayClasses/Gateways/HTTPRoutes (docs/gateway-api.md). */
+  gatewayApi?: GatewayApiOptions;
 }
 
 export interface KubeSources {
@@ -81,6 +93,8 @@ export interface KubeStats extends ReturnType<KubeSource['stats']> {
   tlsSecrets: SecretCertStats;
   /** With `--ingress`: the Ingress source and its status writer. */
   ingress?: { source: ReturnType<IngressSource['stats']>; status: IngressStatusStats };
+  /** With `--gateway-api`. */
+  gatewayApi?: GatewayApiStats;
 }
 
 export const DEFAULT_LEASE_NAME = 'edgegate-controller';
@@ -126,6 +140,8 @@ export function startKubeSources(
     | {
         bundles: (bundles: CertBundle[]) => void;
         clients: (clients: Record<string, { certPem: string; keyPem: string }>) => void;
+        /** Certificates of Gateway API HTTPS listeners (their own provider). */
+        gatewayBundles?: (bundles: CertBundle[], defaultBundle: CertBundle | undefined) => void;
       }
     | undefined,
   programmed: (route: string) => boolean,
@@ -147,6 +163,18 @@ export function startKubeSources(
     log,
   });
   controller.onRoutes((routes) => secrets.setRoutes(routes));
+  // GatewayRoutes and (with --gateway-api) translated HTTPRoutes: the controller gets both once both reported.
+  const parts: { routes: RouteSource[][]; kube: KubeServiceSnapshot[] } = { routes: [], kube: [] };
+  const setRoutes = (i: number, routes: RouteSource[]) => {
+    parts.routes[i] = routes;
+    if (opts.gatewayApi && (!parts.routes[0] || !parts.routes[1])) return;
+    controller.setRoutes(opts.gatewayApi ? [...parts.routes[0]!, ...parts.routes[1]!] : routes);
+  };
+  const setKube = (i: number, kube: KubeServiceSnapshot) => {
+    parts.kube[i] = kube;
+    if (opts.gatewayApi && (!parts.kube[0] || !parts.kube[1])) return;
+    controller.setKube(opts.gatewayApi ? mergeKubeSnapshots(parts.kube[0]!, parts.kube[1]!) : kube);
+  };
   let elector: LeaderElector | undefined;
   const ingressWriter = opts.ingress
     ? new IngressStatusWriter({
@@ -175,10 +203,11 @@ export function startKubeSources(
     factory: clientNodeInformers(kc),
     // The Secrets to watch follow the controller's routes: those reported plus the last valid version of each
     // invalid one (still served, so its certificates are still needed).
-    onRoutes: (routes) => controller.setRoutes(routes),
-    onKube: (kube) => controller.setKube(kube),
+    onRoutes: (routes) => setRoutes(0, routes),
+    onKube: (kube) => setKube(0, kube),
     log,
   });
+  let gatewayApi: GatewayApiHandle | undefined;
   const writer = new StatusWriter({
     api: clientNodeStatusApi(kc, identity),
     current: (ns, name) => source.route(ns, name),
@@ -199,6 +228,7 @@ export function startKubeSources(
     onStartedLeading: () => {
       writer.resync();
       ingressWriter?.resync();
+      gatewayApi?.resync();
     },
     log,
   });
@@ -213,12 +243,26 @@ export function startKubeSources(
   });
   source.start();
   ingresses?.start();
+  if (opts.gatewayApi)
+    gatewayApi = startGatewayApi({
+      kc,
+      opts: opts.gatewayApi,
+      secretNamespaces: opts.tlsSecretNamespaces ?? [],
+      identity,
+      isLeader: () => elector?.isLeader ?? false,
+      log,
+      onRoutes: (routes) => setRoutes(1, routes),
+      onKube: (kube) => setKube(1, kube),
+      certificates: certificates?.gatewayBundles,
+    });
   elector.start();
 
   return {
     onStatuses: (statuses) => {
-      writer.update(statuses);
       ingressWriter?.routeStatuses(statuses);
+      if (!gatewayApi) return writer.update(statuses);
+      writer.update(statuses.filter((s) => !s.origin.startsWith(GATEWAY_API_ORIGIN)));
+      gatewayApi.onStatuses(statuses);
     },
     served: (routes) => writer.recheck(routes),
     get isLeader() {
@@ -234,12 +278,13 @@ export function startKubeSources(
       ...(ingresses && ingressWriter
         ? { ingress: { source: ingresses.stats(), status: ingressWriter.stats() } }
         : {}),
+      ...(gatewayApi ? { gatewayApi: gatewayApi.stats() } : {}),
     }),
     async stop() {
       writer.stop();
       ingressWriter?.stop();
       await elector?.stop();
-      await Promise.all([source.stop(), secrets.stop(), ingresses?.stop()]);
+      await Promise.all([source.stop(), secrets.stop(), ingresses?.stop(), gatewayApi?.stop()]);
     },
   };
 }

@@ -19,6 +19,7 @@ export const GatewayErrors = {
   EDGEGATE_MISDIRECTED: { status: 421, message: 'request host does not match the target authority' },
   EDGEGATE_SHUTTING_DOWN: { status: 503, message: 'the gateway is shutting down' },
   EDGEGATE_INTERNAL: { status: 500, message: 'internal gateway error' },
+  EDGEGATE_BACKEND_INVALID: { status: 500, message: 'the route names a backend that cannot be served' },
   // Request policies (src/dataplane/policy/, docs/policies.md). Auth failures carry a `reason` in the JSON body.
   EDGEGATE_IP_DENIED: { status: 403, message: 'the client address is not allowed' },
   EDGEGATE_RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },

@@ -22,6 +22,8 @@ export interface CompiledEntry {
   /** The path regex, kept only for a ReplaceRegexMatch rewrite or redirect (its capture groups). */
   readonly pathRegex?: RegExp;
   readonly unconditional: boolean;
+  /** EntryData.addresses: the local addresses this entry is served on; undefined: every address. */
+  readonly addresses: ReadonlySet<string> | undefined;
 }
 
 interface RegexEntry {
@@ -89,7 +91,13 @@ function compileEntry(data: EntryData): CompiledEntry {
     prefixLength:
       data.matchData.path.type === 'PathPrefix' ? normalizePrefix(data.matchData.path.value).length : 0,
     cookies,
-    unconditional: headers.length === 0 && query.length === 0 && cookies.length === 0 && method === undefined,
+    unconditional:
+      headers.length === 0 &&
+      query.length === 0 &&
+      cookies.length === 0 &&
+      method === undefined &&
+      data.addresses === undefined,
+    addresses: data.addresses ? new Set(data.addresses) : undefined,
   };
 }
 
@@ -187,10 +195,14 @@ export interface RequestFacts {
   method: string;
   rawQuery: string;
   header: HeaderGetter;
+  /** The local address the request arrived on; given only when the table has address-scoped entries (`scoped`). */
+  localAddress?: string | undefined;
 }
 
 function conditionsHold(e: CompiledEntry, req: RequestFacts): boolean {
   if (e.unconditional) return true;
+  if (e.addresses !== undefined && (req.localAddress === undefined || !e.addresses.has(req.localAddress)))
+    return false;
   if (e.method !== undefined && e.method !== req.method) return false;
   for (const h of e.headers) if (!stringMatches(h, req.header(h.name))) return false;
   for (const q of e.query) if (!stringMatches(q, queryParam(req.rawQuery, q.name))) return false;
@@ -281,6 +293,8 @@ export class RoutingTable {
   readonly #wildcardHosts = new Map<string, HostIndex>();
   readonly #anyHost: HostIndex | undefined;
   readonly #hasWildcards: boolean;
+  /** Some entry is served on some local addresses only: the proxy passes RequestFacts.localAddress. */
+  readonly scoped: boolean;
 
   constructor(data: TableData) {
     this.version = data.version;
@@ -288,6 +302,7 @@ export class RoutingTable {
     this.data = data;
     this.clusters = new Map(data.clusters.map((c) => [c.id, c]));
     const compiled = data.entries.map(compileEntry);
+    this.scoped = compiled.some((e) => e.addresses !== undefined);
     let any: HostIndex | undefined;
     for (const h of data.hosts) {
       const index = buildHost(h.entries.map((i) => compiled[i]!));

@@ -127,6 +127,8 @@ export interface ClusterData {
   pool: PoolData;
   /** A mesh backend the intentions deny: why (requests get 403). Absent: allowed, or not a mesh backend. */
   meshDenied?: string;
+  /** A Gateway API backendRef that cannot be served (not found, not permitted, unknown kind): answered 500. */
+  invalid?: true;
 }
 
 export interface BackendRef {
@@ -182,6 +184,11 @@ export interface CompressionData {
 export interface EntryData {
   /** `namespace/name` of the route. */
   route: string;
+  /**
+   * Only requests that arrived on one of these local addresses (a Gateway API route attached to Gateways with
+   * addresses of their own: Gateways isolated by address). Absent: every address.
+   */
+  addresses?: string[];
   rule: number;
   match: number;
   /** Stable id for logs and metrics: `namespace/name#rule` or `namespace/name#<rule name>`. */

@@ -281,6 +281,8 @@ export interface KubeFigures {
   statusQueue?: number;
   /** With --ingress (docs/ingress.md). */
   ingress?: { refused: number; unsupported: number; statusWrites: { ok: number; error: number } };
+  /** With --gateway-api: status writes by result (ok, unchanged, error) and HTTPRoute parents not accepted. */
+  gatewayApi?: { statusWrites: Record<string, number>; parentsNotAccepted: number };
 }
 
 export interface MetricsHubOptions {
@@ -811,6 +813,25 @@ export class MetricsHub {
       () => {
         const k = o.kube?.();
         return k ? [{ labels: {}, value: k.statusQueue ?? 0 }] : [];
+      },
+    );
+    this.#add(
+      'edgegate_gateway_api_status_writes_total',
+      'Gateway API status writes (GatewayClass, Gateway, HTTPRoute) by result: ok (written), unchanged (checked, already current), error (failed, retried).',
+      'counter',
+      () =>
+        Object.entries(o.kube?.()?.gatewayApi?.statusWrites ?? {}).map(([result, value]) => ({
+          labels: { result },
+          value,
+        })),
+    );
+    this.#add(
+      'edgegate_gateway_api_route_parents_not_accepted',
+      'HTTPRoute parentRefs to edgegate Gateways that are not Accepted (not allowed by a listener, no matching listener or hostname, an unsupported field): those routes are not served there.',
+      'gauge',
+      () => {
+        const g = o.kube?.()?.gatewayApi;
+        return g ? [{ labels: {}, value: g.parentsNotAccepted }] : [];
       },
     );
   }

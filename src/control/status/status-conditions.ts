@@ -112,6 +112,15 @@ export function desiredStatus(
       ...servedG,
     });
 
+  // Only while the route shares a match with another one (the winner and the shadowed route both get it).
+  if (s.conflicts && s.conflicts.length > 0)
+    drafts.push({
+      type: 'Conflicted',
+      status: 'True',
+      reason: 'MatchConflict',
+      message: clip(s.conflicts.join('; ')),
+      ...g,
+    });
   const conditions: Condition[] = drafts.map((d) => {
     const prior = existing.find((c) => c.type === d.type);
     const lastTransitionTime = prior && prior.status === d.status ? prior.lastTransitionTime : now;

@@ -574,6 +574,13 @@ export class Exchange implements BodySink {
     const up = this.#cluster.pick(this.#policy.mode, this.#hash, previous);
     if (up === undefined) {
       const c = this.#cluster.data;
+      if (c.invalid)
+        return sendError(
+          this.#res,
+          'EDGEGATE_BACKEND_INVALID',
+          this.#requestId,
+          'the backendRef is not valid',
+        );
       return sendError(
         this.#res,
         'EDGEGATE_NO_HEALTHY_UPSTREAM',

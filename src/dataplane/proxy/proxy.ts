@@ -387,6 +387,8 @@ export class ProxyPipeline {
         const v = headers[name];
         return Array.isArray(v) ? v.join(', ') : v;
       },
+      // Only for a table with address-scoped entries (Gateways isolated by address): nothing to read otherwise.
+      localAddress: served.table.scoped ? plainAddress(req.socket.localAddress) : undefined,
     });
     if (!entry) return failed('EDGEGATE_NO_ROUTE');
     const data = entry.data;
@@ -769,4 +771,9 @@ export class ProxyPipeline {
   async close(): Promise<void> {
     await Promise.all([this.pools.close(), this.#policies?.close()]);
   }
+}
+
+/** An IPv4 address as a dual-stack socket reports it (`::ffff:203.0.113.2`) → `203.0.113.2`. */
+function plainAddress(address: string | undefined): string | undefined {
+  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }

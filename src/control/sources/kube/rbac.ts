@@ -40,6 +40,26 @@ export const SECRET_RULES: PolicyRule[] = [
   { apiGroups: [''], resources: ['secrets'], verbs: ['list', 'watch'] },
 ];
 
+/**
+ * Cluster-wide, only with `--gateway-api` (chart: gatewayApi.enabled): the Gateway API objects and edgegate's
+ * ConsulServices, Namespaces (their labels, for allowedRoutes selectors) and the status of the objects it answers.
+ */
+export const GATEWAY_API_RULES: PolicyRule[] = [
+  {
+    apiGroups: ['gateway.networking.k8s.io'],
+    resources: ['gatewayclasses', 'gateways', 'httproutes', 'referencegrants'],
+    verbs: ['list', 'watch'],
+  },
+  {
+    apiGroups: ['gateway.networking.k8s.io'],
+    resources: ['gatewayclasses/status', 'gateways/status', 'httproutes/status'],
+    verbs: ['patch'],
+  },
+  { apiGroups: [API_GROUP], resources: ['consulservices'], verbs: ['list', 'watch'] },
+  { apiGroups: [''], resources: ['namespaces', 'services'], verbs: ['list', 'watch'] },
+  { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+];
+
 /** With `--ingress`: beside WATCH_RULES (cluster-wide or in each watched namespace), the Ingresses and their status. */
 export const INGRESS_RULES: PolicyRule[] = [
   { apiGroups: ['networking.k8s.io'], resources: ['ingresses'], verbs: ['list', 'watch'] },
@@ -60,6 +80,7 @@ export function rbacRulesJson(): string {
       secretRules: SECRET_RULES,
       ingressRules: INGRESS_RULES,
       ingressClassRules: INGRESS_CLASS_RULES,
+      gatewayApiRules: GATEWAY_API_RULES,
     },
     null,
     2,
