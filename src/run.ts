@@ -40,6 +40,7 @@ import { installProcessSafetyNet } from './dataplane/proxy/edge-events.ts';
 import { ProxyPipeline, type ProxySettings } from './dataplane/proxy/proxy.ts';
 import { createProxyServer, drainServer, type ListenerSettings } from './dataplane/proxy/server.ts';
 import { observeProxy } from './dataplane/proxy-observability.ts';
+import { acceptH2c } from './dataplane/tls/h2c-listener.ts';
 import { HttpsRedirector } from './dataplane/tls/https-redirect.ts';
 import { TlsListener } from './dataplane/tls/tls-listener.ts';
 import type { TlsListenerSettings } from './dataplane/tls/tls-settings.ts';
@@ -549,6 +550,8 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
     opts.httpsRedirect ? new HttpsRedirector(opts.httpsRedirect.statusCode, opts.httpsRedirect.port) : proxy,
     opts.listenerSettings,
   );
+  if (opts.listenerSettings?.h2c && !opts.httpsRedirect)
+    acceptH2c(proxyServer, proxy, opts.listenerSettings, opts.tlsSettings);
   let draining = false;
   const adminState: AdminState = {
     secrets: () => secretValues(opts),

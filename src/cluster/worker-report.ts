@@ -130,6 +130,10 @@ export interface PolicyRuntimeStats {
  * `requestHandlerErrors\0site` (summed across workers; dataplane/proxy/edge-events.ts counts them). */
 export const REFUSED_COUNTER = 'requestsRefused';
 export const HANDLER_ERRORS_COUNTER = 'requestHandlerErrors';
+/** `websocketUpgrades\0protocol\0result`: WebSocket upgrade outcomes (opened, or why not). */
+export const WEBSOCKET_COUNTER = 'websocketUpgrades';
+/** `upstreamH2SessionErrors\0protocol\0reason`: HTTP/2 upstream connections (h2, h2c) that failed or broke. */
+export const UPSTREAM_H2_SESSION_COUNTER = 'upstreamH2SessionErrors';
 
 /** Counter-name prefixes of the per-service outlier counters (control/metrics/metrics.ts turns them into labels). */
 export const EJECTIONS_BY_SERVICE = 'ejectionsBy';

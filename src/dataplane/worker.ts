@@ -21,6 +21,7 @@ import { installProcessSafetyNet } from './proxy/edge-events.ts';
 import { ProxyPipeline } from './proxy/proxy.ts';
 import { createProxyServer, drainServer, listenerStats, listenProxyServer } from './proxy/server.ts';
 import { observeProxy, type ProxyObservability } from './proxy-observability.ts';
+import { acceptH2c } from './tls/h2c-listener.ts';
 import { HttpsRedirector } from './tls/https-redirect.ts';
 import { TlsListener } from './tls/tls-listener.ts';
 import type { WorkerConfig } from './worker-config.ts';
@@ -81,6 +82,8 @@ export class ProxyWorker {
     this.#tls = config.tls
       ? new TlsListener(this.#proxy, config.tls.settings, log, config.listener)
       : undefined;
+    if (config.listener.h2c && !r)
+      acceptH2c(this.#server, this.#proxy, config.listener, config.tls?.settings);
   }
 
   /** Installs the IPC and signal handlers and greets the primary, which answers with the current table. */

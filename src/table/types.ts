@@ -46,8 +46,8 @@ export interface PoolData {
   maxPendingRequests: number;
   /** Upstream TLS (absent: plain HTTP). */
   tls?: UpstreamTlsData;
-  /** `h2`: HTTP/2 over TLS to the upstream (gRPC); absent: HTTP/1.1. */
-  protocol?: 'h2';
+  /** `h2`: HTTP/2 over TLS to the upstream (gRPC); `h2c`: cleartext HTTP/2, prior knowledge; absent: HTTP/1.1. */
+  protocol?: 'h2' | 'h2c';
 }
 
 /** How the gateway connects to a TLS upstream. CA certificates are public: they may live in the table. */

@@ -22,6 +22,8 @@ import {
   REFUSED_COUNTER,
   type TlsStatsSnapshot,
   UPSTREAM_BUCKETS,
+  UPSTREAM_H2_SESSION_COUNTER,
+  WEBSOCKET_COUNTER,
   type WorkerSnapshot,
 } from '../../cluster/worker-report.ts';
 import type { TableData } from '../../table/types.ts';
@@ -118,6 +120,20 @@ const EDGE_COUNTER_METRICS = [
     help: 'Exceptions caught while handling a request (answered 500 EDGEGATE_INTERNAL or closed) or by the process-level safety net; the process kept serving. Any non-zero value is a gateway bug worth a report.',
     labels: ['site'],
     always: [['request'], ['upgrade'], ['uncaught_exception'], ['unhandled_rejection']],
+  },
+  {
+    prefix: WEBSOCKET_COUNTER,
+    name: 'edgegate_websocket_upgrades_total',
+    help: 'WebSocket upgrades by client protocol (http1, https1: Upgrade over HTTP/1.1; h2, h2c: RFC 8441 extended CONNECT) and result: opened, or why no tunnel opened (bad_request, no_route, policy_denied, no_healthy_upstream, upstream_refused: the upstream answered without 101, upstream_error, internal).',
+    labels: ['protocol', 'result'],
+    always: [] as string[][],
+  },
+  {
+    prefix: UPSTREAM_H2_SESSION_COUNTER,
+    name: 'edgegate_upstream_http2_session_errors_total',
+    help: 'HTTP/2 connections to upstreams (protocol h2 over TLS, h2c cleartext) that could not be opened (connect) or ended with an error: goaway (the upstream sent GOAWAY with an error code), protocol (a protocol or framing error), closed (reset or closed under way).',
+    labels: ['protocol', 'reason'],
+    always: [] as string[][],
   },
 ];
 
