@@ -6,6 +6,7 @@
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../../table/types.ts';
+import { watchHttp2Pool } from './upstream-h2-events.ts';
 import {
   ClientCertificates,
   upstreamConnect,
@@ -83,6 +84,7 @@ export class Upstream {
         headersTimeout: 0,
         bodyTimeout: 0,
       });
+      if (s.protocol !== undefined) watchHttp2Pool(this.#pool, s.protocol);
     }
     return this.#pool;
   }

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { edgeEvents } from '../../../src/dataplane/proxy/edge-events.ts';
 import {
   type EchoClient,
   echoClient,
@@ -158,6 +159,8 @@ describe.each(transports)(
 describe('the gateway’s own errors to gRPC clients are gRPC statuses', () => {
   it('upstream down: grpc-status UNAVAILABLE (HTTP 200, Trailers-Only), not an HTTP 502 page', async () => {
     gw.proxy.setTable({ ...route(deadPort, 'down'), version: 10 });
+    const key = 'upstreamH2SessionErrors\u0000h2c\u0000connect';
+    const failedConnects = edgeEvents.counterValues()[key] ?? 0;
     try {
       for (const [, makeClient] of transports) {
         const client = makeClient();
@@ -168,6 +171,8 @@ describe('the gateway’s own errors to gRPC clients are gRPC statuses', () => {
         expect(err.details).toBe('could not connect to the upstream');
         expect(err.metadata.get('x-edgegate-error')).toEqual(['EDGEGATE_UPSTREAM_CONNECT']);
       }
+      // The failed HTTP/2 connections are counted (edgegate_upstream_http2_session_errors_total).
+      expect(edgeEvents.counterValues()[key]).toBeGreaterThanOrEqual(failedConnects + 2);
     } finally {
       gw.proxy.setTable({ ...route(upstream.port), version: 11 });
     }
