@@ -89,10 +89,10 @@ afterAll(async () => {
 const counted = (protocol: string, result: string) =>
   edgeEvents.counterValues()[`websocketUpgrades\u0000${protocol}\u0000${result}`] ?? 0;
 
-function wss(path: string): WebSocket {
+function wss(path: string, port = gw.tlsPort): WebSocket {
   // ws passes TLS options through to tls.connect (its types list only some of them).
   const tls = { ca: cert.certPem, servername: 'ws.test' } as WebSocket.ClientOptions;
-  return new WebSocket(`wss://127.0.0.1:${gw.tlsPort}${path}`, tls);
+  return new WebSocket(`wss://127.0.0.1:${port}${path}`, tls);
 }
 
 /** The status a refused `ws` handshake got, with its body. */
@@ -157,6 +157,46 @@ describe('WebSocket over HTTPS, HTTP/1.1 (wss:// with the ws client)', () => {
     const r = await refusedWith(wss('/refuses'));
     expect(r).toEqual({ status: 403, body: 'not you' });
     expect(counted('https1', 'upstream_refused')).toBe(before + 1);
+  });
+});
+
+describe('WSS tunnels and the listener’s lifecycle', () => {
+  it('an idle WSS tunnel is closed after websocketIdleTimeoutMs; a drain lets a live one run to its deadline', async () => {
+    const idleGw = await startGateway(
+      routes((echo.address() as { port: number }).port, (refusing.address() as { port: number }).port),
+      { websocketIdleTimeoutMs: 300 },
+      {},
+      { tls: cert },
+    );
+    try {
+      const idle = wss('/ws/idle', idleGw.tlsPort);
+      await once(idle, 'open');
+      const t0 = Date.now();
+      await once(idle, 'close');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    } finally {
+      await idleGw.close();
+    }
+
+    const drainGw = await startGateway(
+      routes((echo.address() as { port: number }).port, (refusing.address() as { port: number }).port),
+      {},
+      {},
+      { tls: cert },
+    );
+    const ws = wss('/ws/drain', drainGw.tlsPort);
+    await once(ws, 'open');
+    const closed = once(ws, 'close');
+    const drained = drainGw.tls!.drain({ delayMs: 0, timeoutMs: 1500 });
+    // Once the listener closed, the drain has closed the idle connections; the tunnel still carries messages…
+    await waitFor(() => !drainGw.tls!.server.listening);
+    const reply = once(ws, 'message');
+    ws.send('during drain');
+    expect(String((await reply)[0])).toBe('during drain');
+    // …until the drain deadline cuts it.
+    await drained;
+    await closed;
+    await drainGw.close();
   });
 });
 
