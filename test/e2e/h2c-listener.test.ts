@@ -11,6 +11,7 @@ import { type ClientHttp2Session, connect as h2connect, type IncomingHttpHeaders
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { edgeEvents } from '../../src/dataplane/proxy/edge-events.ts';
 import { drainServer } from '../../src/dataplane/proxy/server.ts';
 import { echoClient, grpc, startGrpcEcho, unary } from '../support/grpc.ts';
@@ -197,6 +198,11 @@ spec:
       backends:
         - consul: { service: grpc, datacenter: dc1 }
           protocol: h2c
+    - matches:
+        - path: { type: PathPrefix, value: /ws }
+      backends:
+        - consul: { service: grpc, datacenter: dc1 }
+          protocol: h2c
 `,
     );
     writeFileSync(join(tmp.dir, 'catalog.yaml'), catalogYaml([{ port: upstream.port }], 'grpc'));
@@ -241,5 +247,15 @@ spec:
     const failed = await unary(client, 'Fail', { code: grpc.status.PERMISSION_DENIED, text: 'no' });
     expect((failed as { error: grpc.ServiceError }).error.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(upstream.calls).toMatchObject({ Unary: 1, ServerStream: 1, Fail: 1 });
+    // A WebSocket to an h2c backend cannot be an HTTP/1.1 upgrade: 502, counted by the worker, rendered by the primary.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    ws.on('error', () => {});
+    const [, res] = (await once(ws, 'unexpected-response')) as [unknown, { statusCode: number }];
+    expect(res.statusCode).toBe(502);
+    ws.terminate();
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    expect(metrics).toMatch(
+      /edgegate_websocket_upgrades_total\{[^}]*protocol="http1"[^}]*result="upstream_error"[^}]*\} 1/,
+    );
   });
 });

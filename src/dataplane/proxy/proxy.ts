@@ -655,12 +655,12 @@ export class ProxyPipeline {
     const up = r.cluster!.pick(policy.mode, hash, undefined);
     if (!up) return refuseTunnel(client, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
     // The tunnel is an HTTP/1.1 upgrade upstream: an HTTP/2-only backend cannot carry it.
-    if (up.settings.protocol === 'h2c')
+    if (up.settings.protocol !== undefined)
       return refuseTunnel(
         client,
         'EDGEGATE_UPSTREAM_PROTOCOL',
         requestId,
-        'a WebSocket needs an HTTP/1.1 backend; this one is h2c',
+        `a WebSocket needs an HTTP/1.1 backend; this one is ${up.settings.protocol}`,
       );
     let headers = this.#upstreamHeaders(req, r, requestId, clientAddress);
     if (client instanceof Http2TunnelClient) headers = http1HandshakeHeaders(headers);
