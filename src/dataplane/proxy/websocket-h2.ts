@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, ServerHttp2Stream } from 'node:http2';
+import { type Http2ServerRequest, constants as h2, type ServerHttp2Stream } from 'node:http2';
 import type { GatewayErrorCode } from '../../lib/errors.ts';
 import { type Denial, respondDenial } from '../policy/verdict.ts';
 import { type AdmissionProtocol, type AdmissionSettings, admit, type Refusal } from './admission.ts';
@@ -61,14 +61,30 @@ export class Http2TunnelClient implements TunnelClient {
     this.#respond(status, headers);
   }
 
+  finish(): void {
+    this.#res.end();
+    this.#closeWhenSent();
+  }
+
   refuse(code: GatewayErrorCode, requestId: string, message?: string): void {
     if (this.socket.destroyed) return;
     sendError(this.#res, code, requestId, message);
+    this.#closeWhenSent();
   }
 
   deny(d: Denial, requestId: string): void {
     if (this.socket.destroyed) return;
     respondDenial(this.#res, d, requestId);
+    this.#closeWhenSent();
+  }
+
+  /**
+   * No tunnel: once the answer is out, the stream is closed both ways (RST_STREAM NO_ERROR after END_STREAM,
+   * RFC 9113 §8.1), so nothing the client sends on it afterwards is read, and it holds no stream slot.
+   */
+  #closeWhenSent(): void {
+    // Node sends a NO_ERROR reset only once the stream's writable side has finished (the answer is out first).
+    if (!this.socket.destroyed) this.socket.close(h2.NGHTTP2_NO_ERROR);
   }
 
   #respond(status: number, headers: Record<string, string | string[]>): void {
@@ -77,7 +93,7 @@ export class Http2TunnelClient implements TunnelClient {
       this.#res.writeHead(status, h2Headers(headers));
     } catch {
       // A header HTTP/2 cannot carry that slipped through: the stream is reset rather than half answered.
-      this.socket.close(0x2 /* INTERNAL_ERROR */);
+      this.socket.close(h2.NGHTTP2_INTERNAL_ERROR);
     }
   }
 }

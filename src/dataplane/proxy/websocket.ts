@@ -70,8 +70,10 @@ export interface TunnelClient {
   readonly socket: Duplex;
   /** The upstream switched protocols: tell the client. */
   accept(headers: Record<string, string | string[]>): void;
-  /** The upstream answered without switching: start relaying its response (body via socket.write, then end). */
+  /** The upstream answered without switching: start relaying its response (body via socket.write, then finish). */
   relay(status: number, statusText: string, headers: Record<string, string | string[]>): void;
+  /** The relayed answer is complete: close the connection (HTTP/1.1) or the stream, both ways (HTTP/2). */
+  finish(): void;
   /** The gateway refuses (no route, no upstream, upstream failure…), and the connection or stream is closed. */
   refuse(code: GatewayErrorCode, requestId: string, message?: string): void;
   /** A policy denial. */
@@ -96,6 +98,10 @@ export class Http1TunnelClient implements TunnelClient {
 
   relay(status: number, statusText: string, headers: Record<string, string | string[]>): void {
     this.socket.write(`HTTP/1.1 ${status} ${statusText}\r\n${headerBlock(headers)}connection: close\r\n\r\n`);
+  }
+
+  finish(): void {
+    this.socket.end();
   }
 
   refuse(code: GatewayErrorCode, requestId: string, message?: string): void {
@@ -241,7 +247,7 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.release();
-    this.#socket.end();
+    this.#init.client.finish();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error & { code?: string }): void {

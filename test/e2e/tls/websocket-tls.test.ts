@@ -14,6 +14,7 @@ import {
   connect as h2connect,
   type IncomingHttpHeaders,
 } from 'node:http2';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -362,5 +363,79 @@ describe.each([
     expect((await ws.next(1))[0]!.payload.toString()).toBe('ok');
     ws.stream.close(h2.NGHTTP2_NO_ERROR);
     s.close();
+  });
+});
+
+describe('security regressions (named after the attack)', () => {
+  it('WebSocket smuggling over HTTP/2: bytes sent after a refused RFC 8441 upgrade never reach the upstream', async () => {
+    // A raw upstream that refuses every upgrade and records every byte it receives.
+    const received: Buffer[] = [];
+    const recorder = createNetServer((socket) => {
+      socket.on('data', (c: Buffer) => {
+        received.push(c);
+        if (Buffer.concat(received).includes('\r\n\r\n'))
+          socket.write('HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno');
+      });
+      socket.on('error', () => {});
+    });
+    recorder.listen(0, '127.0.0.1');
+    await once(recorder, 'listening');
+    const port = (recorder.address() as { port: number }).port;
+    const smuggleGw = await startGateway(
+      tableOf({ rules: [{ backends: [{ consul: { service: 'raw' } }] }] }, { raw: [port] }),
+      {},
+      {},
+      { tls: cert },
+    );
+    try {
+      const s = h2connect(`https://127.0.0.1:${smuggleGw.tlsPort}`, {
+        ca: cert.certPem,
+        servername: 'ws.test',
+      });
+      s.on('error', () => {});
+      await once(s, 'remoteSettings');
+      const st = s.request(
+        {
+          ':method': 'CONNECT',
+          ':protocol': 'websocket',
+          ':scheme': 'https',
+          ':path': '/ws',
+          ':authority': 'ws.test',
+          'sec-websocket-version': '13',
+        },
+        { endStream: false },
+      );
+      st.on('error', () => {});
+      const closed = new Promise<void>((r) => st.once('close', () => r()));
+      st.resume();
+      const [h] = (await once(st, 'response')) as [IncomingHttpHeaders];
+      expect(Number(h[':status'])).toBe(403);
+      // The smuggled request, as if a tunnel had opened.
+      st.write('GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n');
+      // The gateway closes the refused stream both ways once its answer is out.
+      await closed;
+      // A fresh request on the same session proves the gateway went on (and flushes anything in flight).
+      const again = s.request(
+        {
+          ':method': 'CONNECT',
+          ':protocol': 'websocket',
+          ':scheme': 'https',
+          ':path': '/ws2',
+          ':authority': 'ws.test',
+          'sec-websocket-version': '13',
+        },
+        { endStream: false },
+      );
+      again.on('error', () => {});
+      await once(again, 'response');
+      again.close();
+      s.close();
+      const all = Buffer.concat(received).toString('latin1');
+      expect(all).not.toContain('/admin');
+      expect(all.match(/^GET /gm)).toHaveLength(2);
+    } finally {
+      await smuggleGw.close();
+      recorder.close();
+    }
   });
 });
