@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type AdmissionProtocol, methodRefusal } from './admission.ts';
+import { type AdmissionProtocol, methodRefusal, type Refusal } from './admission.ts';
 import { edgeEvents } from './edge-events.ts';
 import { InFlight } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
@@ -109,7 +109,8 @@ export function upgradeHandler(
 ): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', destroyOnError);
-    const refusal = checkRequest(req, s);
+    // Defence in depth: the listeners route only `Upgrade: websocket` here (shouldUpgradeCallback).
+    const refusal = isWebSocketUpgrade(req) ? checkRequest(req, s) : NOT_WEBSOCKET;
     if (refusal !== undefined) {
       edgeEvents.websocket(protocol, 'bad_request');
       return refuseOnSocket(socket, refusal, protocol);
@@ -124,6 +125,11 @@ export function upgradeHandler(
 }
 
 const CONNECT_REFUSED = methodRefusal('CONNECT')!;
+const NOT_WEBSOCKET: Refusal = {
+  status: 400,
+  reason: 'malformed',
+  message: 'only WebSocket upgrades are proxied',
+};
 
 function destroyOnError(this: Duplex): void {
   this.destroy();

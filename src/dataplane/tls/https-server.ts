@@ -70,14 +70,8 @@ function stateOf(server: Http2SecureServer): HttpsState {
  * HTTP/1.1 over TLS goes through node:http's connection handling: the same timeouts as the HTTP listener's.
  * (Node passes every http.createServer option through; @types/node only declares a few.)
  */
-function http1OptionsOf(
-  l: ListenerSettings,
-  maxHeaderSize: number,
-  websocket: boolean,
-): SecureServerOptions['http1Options'] {
+function http1OptionsOf(l: ListenerSettings, maxHeaderSize: number): SecureServerOptions['http1Options'] {
   const options: HttpServerOptions = {
-    // `Upgrade: websocket` goes to the upgrade handler (as on the HTTP listener); any other upgrade is served plain.
-    shouldUpgradeCallback: websocket ? isWebSocketUpgrade : () => false,
     headersTimeout: l.headersTimeoutMs,
     requestTimeout: l.requestTimeoutMs,
     keepAliveTimeout: l.keepAliveTimeoutMs,
@@ -255,13 +249,19 @@ export function createHttpsProxyServer(
     maxSessionInvalidFrames: s.maxSessionInvalidFrames,
     maxSessionRejectedStreams: s.maxSessionRejectedStreams,
     maxSessionMemory: s.maxSessionMemoryMb,
-    http1Options: http1OptionsOf(l, s.maxHeaderListSize, proxy.handleUpgrade !== undefined),
+    http1Options: http1OptionsOf(l, s.maxHeaderListSize),
   });
   guard.attach(server);
   // Clients without SNI (an IP address in the URL) get the default certificate, when there is one.
   if (def) server.setSecureContext(secureContextOptionsOfDefault(store));
-  // node:http reads the header cap of HTTP/1.1 connections from the server object (admission answers 431 above it).
-  Object.assign(server, { maxHeadersCount: l.maxHeaders + 1 });
+  // node:http reads the header cap of HTTP/1.1 connections from the server object (admission answers 431 above it),
+  // and which upgrades go to the `upgrade` event: only `Upgrade: websocket` (as on the HTTP listener); any other
+  // (h2c…) is served as a plain request. (Node does not take `shouldUpgradeCallback` from http1Options: without this
+  // every upgrade would reach the upgrade handler once it is installed.)
+  Object.assign(server, {
+    maxHeadersCount: l.maxHeaders + 1,
+    shouldUpgradeCallback: proxy.handleUpgrade ? isWebSocketUpgrade : () => false,
+  });
   if (l.maxConnections > 0) server.maxConnections = l.maxConnections;
   guardListener(
     server,
