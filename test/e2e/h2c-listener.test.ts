@@ -7,7 +7,12 @@
  */
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
-import { type ClientHttp2Session, connect as h2connect, type IncomingHttpHeaders } from 'node:http2';
+import {
+  type ClientHttp2Session,
+  constants as h2,
+  connect as h2connect,
+  type IncomingHttpHeaders,
+} from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -84,7 +89,7 @@ async function h2cSession(port: number): Promise<ClientHttp2Session> {
 }
 
 describe('h2c on the HTTP listener', () => {
-  it('is off by default: the preface is no HTTP/1 request (400, closed), no HTTP/2 session starts', async () => {
+  it('is off by default: the preface is answered as a bad HTTP/1 request and closed, no HTTP/2 session starts', async () => {
     const gw = await gateway(false);
     const s = h2connect(`http://127.0.0.1:${gw.port}`);
     const outcome = await new Promise<string>((resolve) => {
@@ -152,6 +157,31 @@ describe('h2c on the HTTP listener', () => {
     await once(socket, 'close');
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(edgeEvents.counterValues()[key]).toBe(before + 1);
+  });
+
+  it('rapid reset (CVE-2023-44487) over h2c meets the HTTPS listener’s reset budget: GOAWAY(ENHANCE_YOUR_CALM), counted', async () => {
+    const echo = await startEcho('echo');
+    cleanup.push(() => echo.close());
+    const gw = await startGateway(
+      tableOf({ rules: [{ backends: [{ consul: { service: 'echo' } }] }] }, { echo: [echo.port] }),
+      {},
+      { h2c: true },
+      { tlsSettings: { maxResetsPerSecond: 20 } },
+    );
+    cleanup.push(() => gw.close());
+    const key = 'requestsRefused\u0000h2c\u0000flood';
+    const before = edgeEvents.counterValues()[key] ?? 0;
+    const s = await h2cSession(gw.port);
+    const goaway = new Promise<number>((resolve) => s.once('goaway', (code: number) => resolve(code)));
+    for (let i = 0; i < 100 && !s.destroyed && !s.closed; i++) {
+      const st = s.request({ ':path': `/rr/${i}`, ':authority': 'test.local' });
+      st.on('error', () => {});
+      st.close(h2.NGHTTP2_CANCEL);
+    }
+    expect(await goaway).toBe(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(edgeEvents.counterValues()[key]).toBe(before + 1);
+    // Other clients are still served.
+    expect((await h2get(await h2cSession(gw.port), '/after')).headers[':status']).toBe(200);
   });
 
   it('drain: open h2c sessions get GOAWAY, a stream under way finishes, then the listener is done', async () => {
