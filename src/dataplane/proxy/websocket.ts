@@ -196,7 +196,7 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
 
   onRequestUpgrade(
     _controller: Dispatcher.DispatchController,
-    statusCode: number,
+    _statusCode: number,
     headers: Record<string, string | string[] | undefined>,
     upSocket: Duplex,
   ): void {
@@ -209,7 +209,6 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
       return;
     }
     edgeEvents.websocket(client.protocol, 'opened');
-    void statusCode;
     client.accept(clientResponseHeaders(headers, this.#init.responseHeaders, this.#init.requestId));
     if (head.length > 0) upSocket.write(head);
     // Either side closing or failing closes the other; a half-close (end) is passed on by pipe.
