@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { edgeEvents } from '../../src/dataplane/proxy/edge-events.ts';
-import { drainServer } from '../../src/dataplane/proxy/server.ts';
+import { drainServer, listenerStats } from '../../src/dataplane/proxy/server.ts';
 import { echoClient, grpc, startGrpcEcho, unary } from '../support/grpc.ts';
 import {
   type Gateway,
@@ -114,6 +114,8 @@ describe('h2c on the HTTP listener', () => {
     // Many streams on the one session.
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => h2get(s, `/many/${i}`)));
     expect(many.every((r) => Number(r.headers[':status']) === 200)).toBe(true);
+    // Counted in the listener's figures (the workers' request counts and drain) like HTTP/1.1 requests.
+    expect(listenerStats(gw.server)).toMatchObject({ requests: 52, inFlight: 0 });
     // HTTP/1.1 on the same port, including methods whose first byte is the preface's ("PRI" vs "POST", "PUT", "PATCH").
     expect((await get(gw.port, '/h1')).status).toBe(200);
     for (const method of ['POST', 'PUT', 'PATCH']) {

@@ -217,6 +217,11 @@ function trackConnections(server: Server): void {
   });
 }
 
+/** Counts a request served on this listener by another protocol (h2c) in its figures and its drain. */
+export function trackRequest(server: Server, res: ServerResponse): void {
+  track(server, res);
+}
+
 function track(server: Server, res: ServerResponse): void {
   const st = stateOf(server);
   st.requests++;

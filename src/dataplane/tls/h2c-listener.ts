@@ -28,6 +28,7 @@ import {
   guardListener,
   type ListenerSettings,
   setDrainHooks,
+  trackRequest,
 } from '../proxy/server.ts';
 import { type ExtendedConnectHandler, extendedConnectHandler } from '../proxy/websocket-h2.ts';
 import { guardHttp2Sessions, type RequestHandler } from './https-server.ts';
@@ -117,6 +118,7 @@ export function acceptH2c(
       : undefined,
   );
   h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    trackRequest(server, res as unknown as ServerResponse);
     proxy.observer?.begin(req as unknown as IncomingMessage, res as unknown as ServerResponse);
     enterRequest(proxy, req as unknown as IncomingMessage, res as unknown as ServerResponse, l, 'h2c');
   });
