@@ -122,3 +122,23 @@ export function respondGrpcError(
   // end() with the head not yet sent: one HEADERS frame with END_STREAM (writeHead would send it without).
   res.end();
 }
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/**
+ * A gRPC call's `grpc-timeout` (1–8 digits and a unit: H, M, S, m, u, n) in whole milliseconds (at least 1), or
+ * undefined when absent or malformed (a malformed value is the upstream's to judge; the gateway ignores it).
+ */
+export function grpcTimeoutMs(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (m === null) return undefined;
+  return Math.max(1, Math.ceil(Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!));
+}
+
+/** The whole-request timeout of a gRPC call: its deadline when sooner than the rule's (0: the rule has none). */
+export function grpcRequestMs(value: string | string[] | undefined, ruleMs: number): number | undefined {
+  const deadline = grpcTimeoutMs(value);
+  if (deadline === undefined) return undefined;
+  return ruleMs > 0 && ruleMs <= deadline ? undefined : deadline;
+}

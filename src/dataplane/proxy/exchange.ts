@@ -425,6 +425,8 @@ export interface ExchangeInit {
    * upstream has answered (bidi), so the client body timeout only applies until the response starts.
    */
   grpc?: boolean;
+  /** Whole-request timeout of this request when shorter than the rule's (a gRPC call's deadline, grpc-timeout). */
+  requestMs?: number;
 }
 
 /** HTTP/2 compat response: trailers can be passed on (gRPC status); HTTP/1.1 clients get none. */
@@ -446,6 +448,7 @@ export class Exchange implements BodySink {
   readonly #h2Client: boolean;
   readonly #record: RequestRecord | undefined;
   readonly #grpc: boolean;
+  readonly #requestMs: number;
   #attempt: Attempt | undefined;
   #tries = 0;
   #retrying = false;
@@ -479,6 +482,7 @@ export class Exchange implements BodySink {
     this.#h2Client = init.req.httpVersionMajor === 2;
     this.#record = init.record;
     this.#grpc = init.grpc === true;
+    this.#requestMs = init.requestMs ?? init.policy.requestMs;
   }
 
   get finished(): boolean {
@@ -496,7 +500,7 @@ export class Exchange implements BodySink {
     res.on('drain', onResponseDrain);
     this.#cluster.state.active++;
     this.#ctx.counters.requests++;
-    if (this.#policy.requestMs > 0) this.#timer = setTimeout(onRequestTimer, this.#policy.requestMs, this);
+    if (this.#requestMs > 0) this.#timer = setTimeout(onRequestTimer, this.#requestMs, this);
     if (!bodyPending) this.#admit();
   }
 

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { EJECTIONS_BY_SERVICE, REFUSED_BY_SERVICE } from '../../cluster/worker-report.ts';
 import type { GatewayErrorCode } from '../../lib/errors.ts';
-import { isGrpcRequest } from '../../lib/grpc-status.ts';
+import { grpcRequestMs, isGrpcRequest } from '../../lib/grpc-status.ts';
 import { type CompiledEntry, cookieOf, normalizeHost, RoutingTable } from '../../table/index.ts';
 import {
   DEFAULT_RETRY,
@@ -563,6 +563,9 @@ export class ProxyPipeline {
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined,
       record,
       grpc,
+      // A gRPC call's deadline bounds it at the gateway too: DEADLINE_EXCEEDED then, even from a client that does
+      // not cancel, and the upstream stream is cancelled.
+      requestMs: grpc ? grpcRequestMs(req.headers['grpc-timeout'], policy.requestMs) : undefined,
     });
     // A small body is read whole before any upstream resource is taken (a slow upload holds no pooled connection).
     const s = this.settings;

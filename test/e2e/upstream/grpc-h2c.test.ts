@@ -4,7 +4,9 @@
  * gateway's own errors answered in gRPC's terms (grpc-status, not an HTTP 502 page) — over HTTP/2 on the HTTPS
  * listener and over h2c on the plain listener (`h2c` listener setting).
  */
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
+import { createServer as createH2cServer, connect as h2connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,6 +203,49 @@ describe('the gateway’s own errors to gRPC clients are gRPC statuses', () => {
     expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(err.metadata.get('x-edgegate-error')).toEqual(['EDGEGATE_NO_ROUTE']);
     void client;
+  });
+
+  it('the gateway enforces grpc-timeout itself: DEADLINE_EXCEEDED from an upstream that ignores it, upstream stream cancelled', async () => {
+    // A raw h2c upstream that never answers and does not honour deadlines; it records when its stream is reset.
+    const silent = createH2cServer();
+    let reset = false;
+    silent.on('stream', (stream) => {
+      stream.on('close', () => {
+        reset = true;
+      });
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    gw.proxy.setTable({ ...route((silent.address() as { port: number }).port, 'silent'), version: 20 });
+    try {
+      const s = h2connect(`https://127.0.0.1:${gw.tlsPort}`, { ca: cert.certPem, servername: 'grpc.test' });
+      s.on('error', () => {});
+      const st = s.request({
+        ':method': 'POST',
+        ':path': '/test.Echo/Hang',
+        ':authority': 'grpc.test',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': '300m',
+      });
+      const t0 = Date.now();
+      const message = Buffer.from('{}');
+      const frame = Buffer.alloc(5);
+      frame.writeUInt32BE(message.length, 1);
+      st.end(Buffer.concat([frame, message]));
+      const [h] = (await once(st, 'response')) as [Record<string, string>];
+      st.resume();
+      expect(Number(h[':status'])).toBe(200);
+      expect(h['grpc-status']).toBe(String(grpc.status.DEADLINE_EXCEEDED));
+      expect(h['x-edgegate-error']).toBe('EDGEGATE_UPSTREAM_TIMEOUT');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      await expect.poll(() => reset, { timeout: 5000 }).toBe(true);
+      s.close();
+    } finally {
+      gw.proxy.setTable({ ...route(upstream.port), version: 21 });
+      silent.close();
+    }
   });
 
   it('an upstream that restarts is reached again (the pooled HTTP/2 session reconnects)', async () => {

@@ -9,7 +9,14 @@ import { compile } from '../../../../src/compile/compile.ts';
 import { edgeSettingsFrom } from '../../../../src/dataplane/proxy/edge-flags.ts';
 import { sessionEndReason } from '../../../../src/dataplane/proxy/upstream-h2-events.ts';
 import { http1HandshakeHeaders } from '../../../../src/dataplane/proxy/websocket-h2.ts';
-import { GRPC_STATUS, grpcMessage, grpcStatusOf, isGrpcRequest } from '../../../../src/lib/grpc-status.ts';
+import {
+  GRPC_STATUS,
+  grpcMessage,
+  grpcRequestMs,
+  grpcStatusOf,
+  grpcTimeoutMs,
+  isGrpcRequest,
+} from '../../../../src/lib/grpc-status.ts';
 
 const route = (backend: Record<string, unknown>) => ({
   apiVersion: 'edgegate.io/v1alpha1',
@@ -96,6 +103,21 @@ describe('gRPC answers of the gateway', () => {
     expect(grpcStatusOf(429, 'EDGEGATE_RATE_LIMITED')).toBe(GRPC_STATUS.RESOURCE_EXHAUSTED);
     expect(grpcStatusOf(400, 'EDGEGATE_BAD_REQUEST')).toBe(GRPC_STATUS.INTERNAL);
     expect(grpcStatusOf(418, undefined)).toBe(GRPC_STATUS.UNKNOWN);
+  });
+
+  it('reads grpc-timeout (every unit; malformed ignored) and bounds the request by it when sooner than the rule', () => {
+    expect(grpcTimeoutMs('1H')).toBe(3_600_000);
+    expect(grpcTimeoutMs('2M')).toBe(120_000);
+    expect(grpcTimeoutMs('3S')).toBe(3000);
+    expect(grpcTimeoutMs('250m')).toBe(250);
+    expect(grpcTimeoutMs('1500u')).toBe(2);
+    expect(grpcTimeoutMs('10n')).toBe(1);
+    for (const bad of ['', '5', 'm', '123456789S', '1.5S', '-1S', '1s', '1 S', undefined])
+      expect(grpcTimeoutMs(bad)).toBeUndefined();
+    expect(grpcRequestMs('300m', 0)).toBe(300);
+    expect(grpcRequestMs('300m', 10_000)).toBe(300);
+    expect(grpcRequestMs('30S', 10_000)).toBeUndefined();
+    expect(grpcRequestMs(undefined, 10_000)).toBeUndefined();
   });
 
   it('percent-encodes grpc-message outside printable ASCII, and %', () => {
