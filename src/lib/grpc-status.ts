@@ -123,7 +123,14 @@ export function respondGrpcError(
   res.end();
 }
 
-const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+const TIMEOUT_UNIT_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 0.001,
+  n: 0.000001,
+};
 
 /**
  * A gRPC call's `grpc-timeout` (1–8 digits and a unit: H, M, S, m, u, n) in whole milliseconds (at least 1), or
