@@ -581,9 +581,10 @@ const Backend = Type.Object(
     pool: Type.Optional(PoolSettings),
     tls: Type.Optional(BackendTLS),
     protocol: Type.Optional(
-      Type.Union([Type.Literal('http1'), Type.Literal('h2')], {
+      Type.Union([Type.Literal('http1'), Type.Literal('h2'), Type.Literal('h2c')], {
         default: 'http1',
-        description: 'Protocol to the backend: h2 (HTTP/2 over TLS, e.g. gRPC) needs tls.',
+        description:
+          'Protocol to the backend: h2 (HTTP/2 over TLS, e.g. gRPC) needs tls; h2c (cleartext HTTP/2 with prior knowledge, e.g. plaintext gRPC inside a cluster) excludes it.',
       }),
     ),
   },

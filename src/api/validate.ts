@@ -264,7 +264,12 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     if (b.protocol === 'h2' && !b.tls)
       errors.push({
         path: [...bp, 'protocol'],
-        message: 'h2 to a backend needs tls (HTTP/2 without TLS is not supported)',
+        message: 'h2 to a backend needs tls (for cleartext HTTP/2 use protocol h2c)',
+      });
+    if (b.protocol === 'h2c' && b.tls)
+      errors.push({
+        path: [...bp, 'protocol'],
+        message: 'h2c is cleartext HTTP/2 and excludes tls (for HTTP/2 over TLS use protocol h2)',
       });
     if (b.consul?.peer !== undefined && b.consul.datacenter !== undefined)
       errors.push({ path: [...bp, 'consul', 'peer'], message: 'peer and datacenter are exclusive' });

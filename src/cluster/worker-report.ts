@@ -147,6 +147,10 @@ export interface PolicyRuntimeStats {
  * `requestHandlerErrors\0site` (summed across workers; dataplane/proxy/edge-events.ts counts them). */
 export const REFUSED_COUNTER = 'requestsRefused';
 export const HANDLER_ERRORS_COUNTER = 'requestHandlerErrors';
+/** `websocketUpgrades\0protocol\0result`: WebSocket upgrade outcomes (opened, or why not). */
+export const WEBSOCKET_COUNTER = 'websocketUpgrades';
+/** `upstreamH2SessionErrors\0protocol\0reason`: HTTP/2 upstream connections (h2, h2c) that failed or broke. */
+export const UPSTREAM_H2_SESSION_COUNTER = 'upstreamH2SessionErrors';
 
 /** Counter keys of the route filters (dataplane/proxy/filter-counters.ts): `mirrorDropped\0reason`,
  * `corsPreflights\0result`, `compressedResponses\0encoding`; the mirror sent / error counts have no label. */

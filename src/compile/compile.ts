@@ -212,7 +212,7 @@ function poolOf(spec: PoolSettingsSpec | undefined, base: PoolData): PoolData {
 }
 
 function poolKey(p: PoolData): string {
-  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}/${p.maxPendingRequests}${upstreamTlsKey(p)}`;
+  return `${p.maxConnections}/${p.keepAliveTimeoutMs}/${p.pipelining}/${p.connectTimeoutMs}/${p.maxPendingRequests}${upstreamTlsKey(p)}${p.protocol === 'h2c' ? '|h2c' : ''}`;
 }
 
 /** Rule traffic settings → table data; undefined when the rule keeps every default (smaller tables). */
@@ -263,10 +263,10 @@ function setTraffic(
 function withUpstreamTls(
   pool: PoolData,
   tls: BackendTLSSpec | undefined,
-  protocol: 'http1' | 'h2' | undefined,
+  protocol: 'http1' | 'h2' | 'h2c' | undefined,
   namespace: string,
 ): PoolData {
-  if (!tls) return pool;
+  if (!tls) return protocol === 'h2c' ? { ...pool, protocol: 'h2c' } : pool;
   const out: PoolData = { ...pool, tls: {} };
   if (tls.serverName !== undefined) out.tls!.serverName = tls.serverName;
   if (tls.caBundle !== undefined) out.tls!.caBundle = tls.caBundle;

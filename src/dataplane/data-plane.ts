@@ -27,6 +27,7 @@ import {
   listenProxyServer,
 } from './proxy/server.ts';
 import { observeProxy, type ProxyObservability } from './proxy-observability.ts';
+import { acceptH2c } from './tls/h2c-listener.ts';
 import { HttpsRedirector } from './tls/https-redirect.ts';
 import { TlsListener } from './tls/tls-listener.ts';
 import type { TlsListenerSettings } from './tls/tls-settings.ts';
@@ -89,6 +90,8 @@ export class DataPlane {
       r ? new HttpsRedirector(r.statusCode, r.port) : this.proxy,
       settings.listener,
     );
+    // `--h2c`: cleartext HTTP/2 with prior knowledge on the HTTP listener too (not when it only redirects).
+    if (settings.listener.h2c && !r) acceptH2c(this.server, this.proxy, settings.listener, settings.tls);
   }
 
   /** The table this data plane serves (undefined until the first one). */

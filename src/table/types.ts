@@ -47,8 +47,8 @@ export interface PoolData {
   maxPendingRequests: number;
   /** Upstream TLS (absent: plain HTTP). */
   tls?: UpstreamTlsData;
-  /** `h2`: HTTP/2 over TLS to the upstream (gRPC); absent: HTTP/1.1. */
-  protocol?: 'h2';
+  /** `h2`: HTTP/2 over TLS to the upstream (gRPC); `h2c`: cleartext HTTP/2, prior knowledge; absent: HTTP/1.1. */
+  protocol?: 'h2' | 'h2c';
   /** Consul service mesh (Connect) mTLS: the identity the upstream must present (absent: not a mesh pool). */
   mesh?: MeshPoolData;
 }

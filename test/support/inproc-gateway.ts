@@ -11,6 +11,7 @@ import { compile } from '../../src/compile/compile.ts';
 import { PolicyRuntime } from '../../src/dataplane/policy/policy-runtime.ts';
 import { ProxyPipeline, type ProxySettings } from '../../src/dataplane/proxy/proxy.ts';
 import { createProxyServer, type ListenerSettings } from '../../src/dataplane/proxy/server.ts';
+import { acceptH2c } from '../../src/dataplane/tls/h2c-listener.ts';
 import { TlsListener } from '../../src/dataplane/tls/tls-listener.ts';
 import type { TlsListenerSettings } from '../../src/dataplane/tls/tls-settings.ts';
 import { silentLogger } from '../../src/lib/log.ts';
@@ -136,6 +137,7 @@ export async function startGateway(
     tlsPort = (await tls.listen({ host: '127.0.0.1', port: 0, reusePort: false })).port;
   }
   const server = createProxyServer(proxy, listenerSettings);
+  if (listenerSettings.h2c) acceptH2c(server, proxy, listenerSettings, opts.tlsSettings);
   // closeAllConnections does not reach upgraded (WebSocket) sockets: track every socket.
   const sockets = new Set<import('node:net').Socket>();
   server.on('connection', (s) => {

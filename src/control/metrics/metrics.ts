@@ -29,6 +29,8 @@ import {
   TRACING_DROPPED_COUNTER,
   TRACING_EXPORTED_COUNTER,
   UPSTREAM_BUCKETS,
+  UPSTREAM_H2_SESSION_COUNTER,
+  WEBSOCKET_COUNTER,
   type WorkerSnapshot,
 } from '../../cluster/worker-report.ts';
 import type { TableData } from '../../table/types.ts';
@@ -173,6 +175,20 @@ const EDGE_COUNTER_METRICS = [
     help: 'Sampled spans never delivered to the collector, by reason: queue_full (the worker already held --tracing-queue-size spans), export_failed (the collector did not take the batch: down, slow, refused).',
     labels: ['reason'],
     always: [['queue_full'], ['export_failed']],
+  },
+  {
+    prefix: WEBSOCKET_COUNTER,
+    name: 'edgegate_websocket_upgrades_total',
+    help: 'WebSocket upgrades by client protocol (http1, https1: Upgrade over HTTP/1.1; h2, h2c: RFC 8441 extended CONNECT) and result: opened, or why no tunnel opened (bad_request, no_route, policy_denied, no_healthy_upstream, upstream_refused: the upstream answered without 101, upstream_error, internal).',
+    labels: ['protocol', 'result'],
+    always: [] as string[][],
+  },
+  {
+    prefix: UPSTREAM_H2_SESSION_COUNTER,
+    name: 'edgegate_upstream_http2_session_errors_total',
+    help: 'HTTP/2 connections to upstreams (protocol h2 over TLS, h2c cleartext) that could not be opened (connect) or ended with an error: goaway (the upstream sent GOAWAY with an error code), protocol (a protocol or framing error), closed (reset or closed under way).',
+    labels: ['protocol', 'reason'],
+    always: [] as string[][],
   },
 ];
 

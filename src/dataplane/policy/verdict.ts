@@ -4,6 +4,7 @@
  */
 import { type ServerResponse, STATUS_CODES } from 'node:http';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../../lib/errors.ts';
+import { isGrpcResponse, respondGrpcError } from '../../lib/grpc-status.ts';
 import { noteGatewayError } from '../observe/request-observer.ts';
 
 export interface Pass {
@@ -64,6 +65,18 @@ export function respondDenial(res: ServerResponse, d: Denial, requestId: string)
   if (res.headersSent) {
     res.destroy();
     return;
+  }
+  if (isGrpcResponse(res)) {
+    const { 'content-type': _json, ...extra } = d.headers;
+    const what = d.code !== undefined ? GatewayErrors[d.code].message : `denied (HTTP ${d.status})`;
+    return respondGrpcError(
+      res,
+      d.status,
+      d.code,
+      requestId,
+      d.reason ? `${what}: ${d.reason}` : what,
+      extra,
+    );
   }
   const headers: Record<string, string | number> = {
     ...d.headers,

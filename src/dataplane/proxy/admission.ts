@@ -25,7 +25,7 @@ import { METHODS } from 'node:http';
 import { isIPv6 } from 'node:net';
 
 /** The listener a request came in on, as the `protocol` label of the admission metrics. */
-export type AdmissionProtocol = 'http1' | 'https1' | 'h2';
+export type AdmissionProtocol = 'http1' | 'https1' | 'h2' | 'h2c';
 
 /** Why a request was refused: the `reason` label of `edgegate_requests_refused_total`. */
 export type RefusalReason =
@@ -51,7 +51,9 @@ export type RefusalReason =
   | 'proxy_protocol_missing'
   | 'proxy_protocol_malformed'
   | 'proxy_protocol_oversized'
-  | 'proxy_protocol_timeout';
+  | 'proxy_protocol_timeout'
+  // An HTTP/2 session cut for flooding (h2c listener; the HTTPS listener counts these in its TLS figures).
+  | 'flood';
 
 export interface Refusal {
   status: 400 | 405 | 408 | 431 | 501 | 505;

@@ -9,7 +9,12 @@
  * snapshot reads `counterValues()`.
  */
 
-import { HANDLER_ERRORS_COUNTER, REFUSED_COUNTER } from '../../cluster/worker-report.ts';
+import {
+  HANDLER_ERRORS_COUNTER,
+  REFUSED_COUNTER,
+  UPSTREAM_H2_SESSION_COUNTER,
+  WEBSOCKET_COUNTER,
+} from '../../cluster/worker-report.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { AdmissionProtocol, RefusalReason } from './admission.ts';
 
@@ -18,6 +23,20 @@ import type { AdmissionProtocol, RefusalReason } from './admission.ts';
  * connection closed), or by the process-level safety net (nothing left to answer).
  */
 export type ErrorSite = 'request' | 'upgrade' | 'uncaught_exception' | 'unhandled_rejection';
+
+/** How a WebSocket upgrade ended: `opened`, or why no tunnel opened (the `result` label). */
+export type WebSocketResult =
+  | 'opened'
+  | 'bad_request'
+  | 'no_route'
+  | 'policy_denied'
+  | 'no_healthy_upstream'
+  | 'upstream_refused'
+  | 'upstream_error'
+  | 'internal';
+
+/** Why an HTTP/2 connection to an upstream failed or broke (the `reason` label). */
+export type UpstreamSessionReason = 'connect' | 'goaway' | 'protocol' | 'closed';
 
 interface LogWindow {
   /** Time (ms) from which the next event of this kind is logged. */
@@ -64,6 +83,20 @@ export class EdgeEvents {
         ...(suppressed > 0 ? { suppressed } : {}),
       });
     }
+  }
+
+  /** A WebSocket upgrade's outcome (any listener and protocol). */
+  websocket(protocol: AdmissionProtocol, result: WebSocketResult): void {
+    this.#count(`${WEBSOCKET_COUNTER}\u0000${protocol}\u0000${result}`);
+  }
+
+  /** An HTTP/2 upstream connection (`h2` over TLS or `h2c`) that could not be opened or broke with an error. */
+  upstreamSessionError(protocol: 'h2' | 'h2c', reason: UpstreamSessionReason): void {
+    this.#count(`${UPSTREAM_H2_SESSION_COUNTER}\u0000${protocol}\u0000${reason}`);
+  }
+
+  #count(key: string): void {
+    this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
   }
 
   /** Counters for the metrics snapshot (plain numbers by key; see REFUSED_COUNTER). */

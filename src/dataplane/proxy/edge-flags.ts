@@ -79,6 +79,15 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     parse: 'count',
   },
   {
+    flag: '--h2c',
+    env: 'EDGEGATE_H2C',
+    help: 'also accept cleartext HTTP/2 with prior knowledge (h2c) on the HTTP listener, e.g. plaintext gRPC clients (off by default)',
+    target: 'listener',
+    key: 'h2c',
+    parse: 'switch',
+    whenSet: true,
+  },
+  {
     flag: '--allow-underscore-headers',
     env: 'EDGEGATE_ALLOW_UNDERSCORE_HEADERS',
     help: 'accept header names with underscores (refused with 400 by default: they alias dashes in CGI-style upstreams)',

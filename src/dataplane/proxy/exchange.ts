@@ -20,6 +20,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as h2 } from 'node:http2';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../../lib/errors.ts';
+import { isGrpcResponse, respondGrpcError } from '../../lib/grpc-status.ts';
 import type { HeaderEdits } from '../../table/types.ts';
 import { noteGatewayError, type RequestRecord } from '../observe/request-observer.ts';
 import type { ClusterRuntime } from './cluster-runtime.ts';
@@ -231,6 +232,14 @@ export function sendError(
     cutResponse(res);
     return;
   }
+  if (isGrpcResponse(res))
+    return respondGrpcError(
+      res,
+      GatewayErrors[code].status,
+      code,
+      requestId,
+      message ?? GatewayErrors[code].message,
+    );
   const body = errorBody(code, requestId, message);
   res.writeHead(GatewayErrors[code].status, {
     'content-type': 'application/json',
@@ -250,6 +259,11 @@ export function cutResponse(res: ServerResponse): void {
   const stream = (res as { stream?: { close(code: number): void; destroyed: boolean } }).stream;
   if (stream === undefined) res.destroy();
   else if (!stream.destroyed) stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+}
+
+function setHead(res: ServerResponse, statusCode: number, headers: Record<string, string | string[]>): void {
+  res.statusCode = statusCode;
+  for (const name in headers) res.setHeader(name, headers[name]!);
 }
 
 const kExchange = Symbol('edgegate.exchange');
@@ -414,6 +428,13 @@ export interface ExchangeInit {
   hash: number | undefined;
   /** Metrics / access-log record of this request (observe/), when an observer is installed. */
   record: RequestRecord | undefined;
+  /**
+   * A gRPC call: its request body is a stream of messages that may pause for as long as the call lasts once the
+   * upstream has answered (bidi), so the client body timeout only applies until the response starts.
+   */
+  grpc?: boolean;
+  /** Whole-request timeout of this request when shorter than the rule's (a gRPC call's deadline, grpc-timeout). */
+  requestMs?: number;
 }
 
 /** HTTP/2 compat response: trailers can be passed on (gRPC status); HTTP/1.1 clients get none. */
@@ -434,6 +455,8 @@ export class Exchange implements BodySink {
   readonly #hash: number | undefined;
   readonly #h2Client: boolean;
   readonly #record: RequestRecord | undefined;
+  readonly #grpc: boolean;
+  readonly #requestMs: number;
   #attempt: Attempt | undefined;
   #tries = 0;
   #retrying = false;
@@ -468,6 +491,8 @@ export class Exchange implements BodySink {
     this.#hash = init.hash;
     this.#h2Client = init.req.httpVersionMajor === 2;
     this.#record = init.record;
+    this.#grpc = init.grpc === true;
+    this.#requestMs = init.requestMs ?? init.policy.requestMs;
   }
 
   get finished(): boolean {
@@ -485,7 +510,7 @@ export class Exchange implements BodySink {
     res.on('drain', onResponseDrain);
     this.#cluster.state.active++;
     this.#ctx.counters.requests++;
-    if (this.#policy.requestMs > 0) this.#timer = setTimeout(onRequestTimer, this.#policy.requestMs, this);
+    if (this.#requestMs > 0) this.#timer = setTimeout(onRequestTimer, this.#requestMs, this);
     if (!bodyPending) this.#admit();
   }
 
@@ -711,6 +736,7 @@ export class Exchange implements BodySink {
   bodyStalled(): void {
     const a = this.#attempt;
     if (this.#finished || a === undefined || a.settled || a.sent) return;
+    if (this.#grpc && this.#res.headersSent) return;
     const req = this.#req;
     // Bytes waiting on our side, or undici holding the stream paused (it reads an HTTP/1.x body with 'data' events
     // and pauses it when the upstream pushes back): the upstream is the slow one.
@@ -764,7 +790,10 @@ export class Exchange implements BodySink {
       if (p.cors !== undefined) p.cors.decorate(out, this.#req.headers.origin);
       if (p.compression !== undefined)
         this.#compressed = compressedBody(p.compression, this, this.#req, res, statusCode, out);
-      res.writeHead(statusCode, out);
+      // A gRPC Trailers-Only answer (grpc-status in the head, no body) stays one HEADERS frame with END_STREAM for an
+      // HTTP/2 client: the head is only set here and goes out with end() (grpc-js reads no status otherwise).
+      if (this.#h2Client && headers['grpc-status'] !== undefined) setHead(res, statusCode, out);
+      else res.writeHead(statusCode, out);
     } catch {
       sendError(
         res,
@@ -961,7 +990,7 @@ export class Exchange implements BodySink {
     if (a.settled) return this.#releaseSlot();
     // Not handed to a connection yet: undici calls onRequestStart, which drops it.
     if (a.controller === null) return;
-    if (a.sent && a.upstream.settings.protocol !== 'h2') {
+    if (a.sent && a.upstream.settings.protocol === undefined) {
       a.drain();
       const c = this.#paused;
       if (c !== undefined) {

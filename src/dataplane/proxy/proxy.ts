@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { EJECTIONS_BY_SERVICE, REFUSED_BY_SERVICE } from '../../cluster/worker-report.ts';
 import type { GatewayErrorCode } from '../../lib/errors.ts';
+import { grpcRequestMs, isGrpcRequest } from '../../lib/grpc-status.ts';
 import { type CompiledEntry, cookieOf, normalizeHost, RoutingTable } from '../../table/index.ts';
 import {
   DEFAULT_RETRY,
@@ -21,7 +22,8 @@ import { type RequestObserver, recordOf } from '../observe/request-observer.ts';
 import { clientAddress as policyClientAddress } from '../policy/client-address.ts';
 import { applyPassHeaders } from '../policy/pass-headers.ts';
 import type { PolicyRequest, PolicyRuntime, RuleGate } from '../policy/policy-runtime.ts';
-import { type Denial, type Pass, rawDenial, respondDenial } from '../policy/verdict.ts';
+import { type Pass, respondDenial } from '../policy/verdict.ts';
+import type { AdmissionProtocol } from './admission.ts';
 import { WeightedRoundRobin } from './balancer.ts';
 import { declaredTooLarge, readLimitedBody, refuseDeclaredBody } from './body-limit.ts';
 import { parsePeerPath } from './catalog-peer-path.ts';
@@ -46,7 +48,16 @@ import { type MirrorTarget, RequestMirrors } from './request-mirror.ts';
 import { CompressionPolicy, compressionCounters } from './response-compression.ts';
 import { hash32 } from './ring-hash.ts';
 import { UpstreamPools } from './upstream-pools.ts';
-import { proxyWebSocket, refuseUpgrade } from './websocket.ts';
+import {
+  denyTunnel,
+  Http1TunnelClient,
+  proxyWebSocket,
+  refuseTunnel,
+  type TunnelClient,
+} from './websocket.ts';
+import { Http2TunnelClient, http1HandshakeHeaders } from './websocket-h2.ts';
+
+const EMPTY = Buffer.alloc(0);
 
 export { sendError };
 
@@ -247,12 +258,6 @@ interface Routed {
   host: string;
 }
 
-/** A policy's refusal of a WebSocket upgrade, written on the raw connection, which then closes. */
-function denyUpgrade(socket: Duplex, d: Denial, requestId: string): void {
-  if (socket.writable) socket.end(rawDenial(d, requestId));
-  else socket.destroy();
-}
-
 /** A request that matched a route but cannot be forwarded: the route's policies still run first. */
 function failedAfterMatch(r: Routed, code: GatewayErrorCode, message?: string): Routed {
   r.error = code;
@@ -368,7 +373,7 @@ export class ProxyPipeline {
     return this.#states.get(id);
   }
 
-  #route(served: ServedTable, req: IncomingMessage): Routed {
+  #route(served: ServedTable, req: IncomingMessage, method = req.method ?? 'GET'): Routed {
     const target = originForm(req.url ?? '');
     const q = target.indexOf('?');
     const rawPath = q < 0 ? target : target.slice(0, q);
@@ -381,7 +386,7 @@ export class ProxyPipeline {
     const entry = served.table.match({
       host,
       path,
-      method: req.method ?? 'GET',
+      method,
       rawQuery,
       header: (name) => {
         const v = headers[name];
@@ -602,11 +607,16 @@ export class ProxyPipeline {
   }
 
   /** What the policies see: the normalized path routes matched (never the raw target), the query as forwarded. */
-  #policyRequest(req: IncomingMessage, requestId: string, r: Routed): PolicyRequest {
+  #policyRequest(
+    req: IncomingMessage,
+    requestId: string,
+    r: Routed,
+    method = req.method ?? 'GET',
+  ): PolicyRequest {
     return {
       req,
       requestId,
-      method: req.method ?? 'GET',
+      method,
       path: r.requestPath,
       rawPath: r.rawPath,
       rawQuery: r.rawQuery,
@@ -638,12 +648,14 @@ export class ProxyPipeline {
     const policy = r.rule!.policy;
     const record = recordOf(res);
     const clientAddress = clientAddressOf(req);
+    // gRPC bodies are message streams (client streaming, bidi): forwarded as they come, never buffered first.
+    const grpc = hasBody && isGrpcRequest(req);
     const method = req.method ?? 'GET';
     const cluster = r.cluster!;
     let upstreamHeaders = this.#upstreamHeaders(req, r, requestId, clientAddress);
     if (pass) upstreamHeaders = applyPassHeaders(upstreamHeaders, pass);
     // gRPC needs `TE: trailers` end to end over HTTP/2 (the only TE value HTTP/2 allows).
-    if (cluster.data.pool.protocol === 'h2' && req.headers.te === 'trailers')
+    if (cluster.data.pool.protocol !== undefined && req.headers.te === 'trailers')
       upstreamHeaders.push('te', 'trailers');
     const exchange = new Exchange(this.#ctx, {
       req,
@@ -658,6 +670,10 @@ export class ProxyPipeline {
       retryable: !hasBody && IDEMPOTENT.has(method),
       hash: policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined,
       record,
+      grpc,
+      // A gRPC call's deadline bounds it at the gateway too: DEADLINE_EXCEEDED then, even from a client that does
+      // not cancel, and the upstream stream is cancelled.
+      requestMs: grpc ? grpcRequestMs(req.headers['grpc-timeout'], policy.requestMs) : undefined,
     });
     // A small body is read whole before any upstream resource is taken (a slow upload holds no pooled connection).
     const s = this.settings;
@@ -688,6 +704,7 @@ export class ProxyPipeline {
     }
     if (
       hasBody &&
+      !grpc &&
       pass?.body === undefined &&
       buffered === undefined &&
       buffersBody(req.headers['content-length'], s.requestBufferBytes)
@@ -700,50 +717,75 @@ export class ProxyPipeline {
   }
 
   /**
-   * A WebSocket upgrade (the server only routes `Upgrade: websocket` here): same matching and balancing as
-   * plain requests, then a byte tunnel once the upstream answers 101.
+   * A WebSocket upgrade over HTTP/1.1 (the listeners only route `Upgrade: websocket` here): same matching and
+   * balancing as plain requests, then a byte tunnel once the upstream answers 101.
    */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    protocol: AdmissionProtocol = 'http1',
+  ): void {
+    const client = new Http1TunnelClient(socket, protocol);
+    if (req.method !== 'GET') {
+      const requestId = this.#requestIdOf(req);
+      return refuseTunnel(client, 'EDGEGATE_BAD_REQUEST', requestId, 'a WebSocket upgrade must be a GET');
+    }
+    this.#tunnel(req, client, head, 'GET');
+  }
+
+  /**
+   * A WebSocket over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol websocket`, admitted by the listener.
+   * Routed and checked like the GET it stands for; the upstream gets an HTTP/1.1 upgrade (with a fresh
+   * Sec-WebSocket-Key: HTTP/2 clients send none) and the HTTP/2 stream becomes the tunnel.
+   */
+  handleExtendedConnect(req: IncomingMessage, res: ServerResponse, protocol: AdmissionProtocol): void {
+    this.#tunnel(req, new Http2TunnelClient(res, protocol), EMPTY, 'GET');
+  }
+
+  #requestIdOf(req: IncomingMessage): string {
     const incomingId = req.headers['x-request-id'];
-    const requestId =
-      typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+    return typeof incomingId === 'string' && acceptableRequestId(incomingId) ? incomingId : randomUUID();
+  }
+
+  #tunnel(req: IncomingMessage, client: TunnelClient, head: Buffer, method: string): void {
+    const requestId = this.#requestIdOf(req);
     const served = this.#served;
-    if (!served) return refuseUpgrade(socket, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
-    if (req.method !== 'GET')
-      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'a WebSocket upgrade must be a GET');
-    const r = this.#route(served, req);
+    if (!served) return refuseTunnel(client, 'EDGEGATE_NO_ROUTE', requestId, 'no routing table yet');
+    const r = this.#route(served, req, method);
     // As for plain requests: a matched route's policies run before its lookup errors.
     const gate = r.rule?.gate;
     // A route that sends plain HTTP to HTTPS takes no plain-HTTP WebSocket either (as its redirect routes refuse one).
     if (r.entry?.data.httpsRedirect !== undefined && requestProto(req, this.settings.proto) === 'http')
-      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route is served over HTTPS only');
-    if (r.error && gate === undefined) return refuseUpgrade(socket, r.error, requestId, r.message);
+      return refuseTunnel(client, 'EDGEGATE_BAD_REQUEST', requestId, 'this route is served over HTTPS only');
+    if (r.error && gate === undefined) return refuseTunnel(client, r.error, requestId, r.message);
     if (r.entry!.data.redirect)
-      return refuseUpgrade(socket, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
+      return refuseTunnel(client, 'EDGEGATE_BAD_REQUEST', requestId, 'this route redirects');
     if (gate === undefined) {
       const shed = this.#policies?.shedUngated(r.entry!.data.ruleId, requestId);
-      if (shed !== undefined) return denyUpgrade(socket, shed, requestId);
-      return this.#forwardUpgrade(req, socket, head, r, requestId, undefined);
+      if (shed !== undefined) return denyTunnel(client, shed, requestId);
+      return this.#forwardUpgrade(req, client, head, r, requestId, undefined);
     }
-    gate.run(this.#policyRequest(req, requestId, r)).then(
+    const socket = client.socket;
+    gate.run(this.#policyRequest(req, requestId, r, method)).then(
       (v) => {
         try {
-          if (!v.allowed) return denyUpgrade(socket, v, requestId);
+          if (!v.allowed) return denyTunnel(client, v, requestId);
           if (v.release) socket.once('close', v.release);
           if (socket.destroyed) return v.release?.();
-          if (r.error) return refuseUpgrade(socket, r.error, requestId, r.message);
-          this.#forwardUpgrade(req, socket, head, r, requestId, v);
+          if (r.error) return refuseTunnel(client, r.error, requestId, r.message);
+          this.#forwardUpgrade(req, client, head, r, requestId, v);
         } catch (err) {
           answerUpgradeError(socket, err);
         }
       },
-      () => refuseUpgrade(socket, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
+      () => refuseTunnel(client, 'EDGEGATE_INTERNAL', requestId, 'policy evaluation failed'),
     );
   }
 
   #forwardUpgrade(
     req: IncomingMessage,
-    socket: Duplex,
+    client: TunnelClient,
     head: Buffer,
     r: Routed,
     requestId: string,
@@ -753,10 +795,19 @@ export class ProxyPipeline {
     const policy = r.rule!.policy;
     const hash = policy.mode === LB_CONSISTENT_HASH ? this.#hashOf(policy, req) : undefined;
     const up = r.cluster!.pick(policy.mode, hash, undefined);
-    if (!up) return refuseUpgrade(socket, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
-    const headers = this.#upstreamHeaders(req, r, requestId, clientAddress);
+    if (!up) return refuseTunnel(client, 'EDGEGATE_NO_HEALTHY_UPSTREAM', requestId);
+    // The tunnel is an HTTP/1.1 upgrade upstream: an HTTP/2-only backend cannot carry it.
+    if (up.settings.protocol !== undefined)
+      return refuseTunnel(
+        client,
+        'EDGEGATE_UPSTREAM_PROTOCOL',
+        requestId,
+        `a WebSocket needs an HTTP/1.1 backend; this one is ${up.settings.protocol}`,
+      );
+    let headers = this.#upstreamHeaders(req, r, requestId, clientAddress);
+    if (client instanceof Http2TunnelClient) headers = http1HandshakeHeaders(headers);
     proxyWebSocket({
-      socket,
+      client,
       head,
       upstream: up,
       path: r.rawQuery ? `${r.path}?${r.rawQuery}` : r.path,

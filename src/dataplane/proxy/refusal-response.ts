@@ -32,7 +32,7 @@ export function respondRefusal(res: ServerResponse, r: Refusal, protocol: Admiss
     'x-request-id': '-',
     'cache-control': 'no-store',
   };
-  if (protocol !== 'h2') {
+  if (protocol !== 'h2' && protocol !== 'h2c') {
     res.shouldKeepAlive = false;
     headers.connection = 'close';
   }

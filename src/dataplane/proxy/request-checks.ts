@@ -47,9 +47,10 @@ export function enterRequest(
   s: AdmissionSettings,
   protocol: AdmissionProtocol,
 ): void {
-  const refusal = checkRequest(req, s, protocol === 'h2');
+  const h2 = protocol === 'h2' || protocol === 'h2c';
+  const refusal = checkRequest(req, s, h2);
   if (refusal !== undefined) return respondRefusal(res, refusal, protocol);
-  if (protocol === 'h2') {
+  if (h2) {
     const authority = (req as unknown as Http2ServerRequest).authority;
     if (authority) req.headers.host = authority;
   } else if (req.headers.upgrade !== undefined) {

@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type AdmissionProtocol, methodRefusal } from './admission.ts';
+import { type AdmissionProtocol, methodRefusal, type Refusal } from './admission.ts';
 import { edgeEvents } from './edge-events.ts';
 import { InFlight } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
@@ -42,6 +42,8 @@ export interface ListenerSettings extends RequestCheckSettings, ProxyProtocolSet
   maxHeaders: number;
   /** Open client connections per worker (listener); more are refused at accept. 0: no cap. */
   maxConnections: number;
+  /** Accept cleartext HTTP/2 with prior knowledge on the plain listener (h2c; tls/h2c-listener.ts). Off by default. */
+  h2c: boolean;
 }
 
 export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
@@ -51,6 +53,7 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
   connectionsCheckingIntervalMs: 500,
   maxHeaders: 100,
   maxConnections: 10_000,
+  h2c: false,
   rejectUnderscoreHeaders: true,
   rejectAuthorityMismatch: true,
   rejectControlCharacters: true,
@@ -59,7 +62,8 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
 };
 
 export function createProxyServer(
-  proxy: Pick<ProxyPipeline, 'handle'> & Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'observer'>>,
+  proxy: Pick<ProxyPipeline, 'handle'> &
+    Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'handleExtendedConnect' | 'observer'>>,
   settings: Partial<ListenerSettings> = {},
 ): Server {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
@@ -86,22 +90,50 @@ export function createProxyServer(
   server.maxHeadersCount = s.maxHeaders + 1;
   if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
   trackConnections(server);
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', destroyOnError);
-    const refusal = checkRequest(req, s);
-    if (refusal !== undefined) return refuseOnSocket(socket, refusal, 'http1');
-    try {
-      proxy.handleUpgrade?.(req, socket, head);
-    } catch (err) {
-      answerUpgradeError(socket, err);
-    }
-  });
+  if (proxy.handleUpgrade) server.on('upgrade', upgradeHandler(proxy as UpgradeHandler, s, 'http1'));
   guardListener(server, 'http1');
   acceptProxyProtocol(server, s, 'http1', false);
   return server;
 }
 
+/** What takes WebSocket upgrades over HTTP/1.1 (the proxy pipeline). */
+export interface UpgradeHandler {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, protocol: AdmissionProtocol): void;
+}
+
+/**
+ * The `upgrade` handler of an HTTP/1 listener (plain, or the HTTPS listener's HTTP/1.1 side): admission as for
+ * every request, then the pipeline's WebSocket path under a guard. `onTunnel`: told of each admitted upgrade.
+ */
+export function upgradeHandler(
+  proxy: UpgradeHandler,
+  s: RequestCheckSettings & { maxHeaders: number },
+  protocol: AdmissionProtocol,
+  onTunnel?: (socket: Duplex) => void,
+): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (req, socket, head) => {
+    socket.on('error', destroyOnError);
+    // Defence in depth: the listeners route only `Upgrade: websocket` here (shouldUpgradeCallback).
+    const refusal = isWebSocketUpgrade(req) ? checkRequest(req, s) : NOT_WEBSOCKET;
+    if (refusal !== undefined) {
+      edgeEvents.websocket(protocol, 'bad_request');
+      return refuseOnSocket(socket, refusal, protocol);
+    }
+    onTunnel?.(socket);
+    try {
+      proxy.handleUpgrade(req, socket, head, protocol);
+    } catch (err) {
+      answerUpgradeError(socket, err);
+    }
+  };
+}
+
 const CONNECT_REFUSED = methodRefusal('CONNECT')!;
+const NOT_WEBSOCKET: Refusal = {
+  status: 400,
+  reason: 'malformed',
+  message: 'only WebSocket upgrades are proxied',
+};
 
 function destroyOnError(this: Duplex): void {
   this.destroy();
@@ -111,12 +143,21 @@ function destroyOnError(this: Duplex): void {
  * What every HTTP/1 listener (plain or TLS) answers outside a request handler: parser errors and client timeouts
  * (`clientError`), `CONNECT` (405: the gateway is no tunnel), and connections refused over the cap (counted).
  */
-export function guardListener(server: NetServer, protocol: AdmissionProtocol): void {
+export function guardListener(
+  server: NetServer,
+  protocol: AdmissionProtocol,
+  extendedConnect?: (req: IncomingMessage, res: ServerResponse) => void,
+): void {
   server.on('clientError', clientErrorHandler(protocol));
-  // HTTP/1 passes the raw socket; HTTP/2 (the HTTPS listener) a compat response of the CONNECT stream.
-  server.on('connect', (_req: IncomingMessage, target: Duplex | Http2ServerResponse) => {
-    if (target instanceof Http2ServerResponse)
-      return respondRefusal(target as unknown as ServerResponse, CONNECT_REFUSED, 'h2');
+  // HTTP/1 passes the raw socket; HTTP/2 (the HTTPS and h2c listeners) a compat response of the CONNECT stream,
+  // which with `:protocol` is an RFC 8441 extended CONNECT (websocket-h2.ts).
+  server.on('connect', (req: IncomingMessage, target: Duplex | Http2ServerResponse) => {
+    if (target instanceof Http2ServerResponse) {
+      const res = target as unknown as ServerResponse;
+      if (extendedConnect !== undefined && req.headers[':protocol'] !== undefined)
+        return extendedConnect(req, res);
+      return respondRefusal(res, CONNECT_REFUSED, protocol === 'h2c' ? 'h2c' : 'h2');
+    }
     target.on('error', destroyOnError);
     refuseOnSocket(target, CONNECT_REFUSED, protocol);
   });
@@ -135,6 +176,20 @@ interface ServerState {
   readonly sockets: Set<Socket>;
   /** Called whenever a response finishes or a socket closes while draining. */
   onSettle: (() => void) | undefined;
+  /** Connections served by another protocol on this listener (h2c sessions): told when a drain starts and cuts. */
+  drainHooks: DrainHooks | undefined;
+}
+
+export interface DrainHooks {
+  /** The drain began: stop taking new requests on these connections (HTTP/2: GOAWAY). */
+  start(): void;
+  /** The drain budget is spent: close them. */
+  cut(): void;
+}
+
+/** Lets another protocol served on this listener's sockets (h2c) take part in its graceful drain. */
+export function setDrainHooks(server: Server, hooks: DrainHooks): void {
+  stateOf(server).drainHooks = hooks;
 }
 
 const states = new WeakMap<Server, ServerState>();
@@ -142,7 +197,14 @@ const states = new WeakMap<Server, ServerState>();
 function stateOf(server: Server): ServerState {
   let st = states.get(server);
   if (!st) {
-    st = { draining: false, requests: 0, active: new InFlight(), sockets: new Set(), onSettle: undefined };
+    st = {
+      draining: false,
+      requests: 0,
+      active: new InFlight(),
+      sockets: new Set(),
+      onSettle: undefined,
+      drainHooks: undefined,
+    };
     states.set(server, st);
   }
   return st;
@@ -157,6 +219,11 @@ function trackConnections(server: Server): void {
       st.onSettle?.();
     });
   });
+}
+
+/** Counts a request served on this listener by another protocol (h2c) in its figures and its drain. */
+export function trackRequest(server: Server, res: ServerResponse): void {
+  track(server, res);
 }
 
 function track(server: Server, res: ServerResponse): void {
@@ -247,6 +314,7 @@ export async function drainServer(server: Server, opts: DrainOptions): Promise<D
   const deadline = started + opts.timeoutMs;
   st.draining = true;
   for (const res of st.active) if (!res.headersSent) res.shouldKeepAlive = false;
+  st.drainHooks?.start();
 
   await new Promise((r) => setTimeout(r, Math.max(0, Math.min(opts.delayMs, opts.timeoutMs))));
   if (server.listening) server.close();
@@ -269,6 +337,9 @@ export async function drainServer(server: Server, opts: DrainOptions): Promise<D
   clearTimeout(timer);
   st.onSettle = undefined;
   const cut = late ? st.active.size : 0;
-  if (late) server.closeAllConnections();
+  if (late) {
+    server.closeAllConnections();
+    st.drainHooks?.cut();
+  }
   return { cut, ms: Date.now() - started };
 }

@@ -6,6 +6,7 @@
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../../table/types.ts';
+import { watchHttp2Pool } from './upstream-h2-events.ts';
 import {
   ClientCertificates,
   upstreamConnect,
@@ -13,8 +14,10 @@ import {
   upstreamTlsPoolKey,
 } from './upstream-tls.ts';
 
+const H2C_OPTIONS = { allowH2: true, useH2c: true } as const;
+
 export function poolKey(ep: EndpointData, pool: PoolData): string {
-  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}/${pool.maxPendingRequests}${upstreamTlsPoolKey(pool)}`;
+  return `${ep.address}:${ep.port}|${pool.maxConnections}/${pool.keepAliveTimeoutMs}/${pool.pipelining}/${pool.connectTimeoutMs}/${pool.maxPendingRequests}${upstreamTlsPoolKey(pool)}${pool.protocol === 'h2c' ? '|h2c' : ''}`;
 }
 
 export function originOf(ep: EndpointData, pool?: PoolData): string {
@@ -74,11 +77,14 @@ export class Upstream {
         keepAliveTimeout: s.keepAliveTimeoutMs,
         keepAliveMaxTimeout: s.keepAliveTimeoutMs,
         connect: upstreamConnect(s, this.#clientCerts),
-        ...(s.protocol === 'h2' ? { allowH2: true } : {}),
+        // h2c: undici's prior-knowledge cleartext HTTP/2 (no upgrade, no fallback to HTTP/1.1); each pooled
+        // connection is one HTTP/2 session carrying up to `pipelining` concurrent streams.
+        ...(s.protocol === 'h2' ? { allowH2: true } : s.protocol === 'h2c' ? H2C_OPTIONS : {}),
         // The gateway's own timeouts are passed per request.
         headersTimeout: 0,
         bodyTimeout: 0,
       });
+      if (s.protocol !== undefined) watchHttp2Pool(this.#pool, s.protocol);
     }
     return this.#pool;
   }

@@ -5,12 +5,20 @@
  * closed, so a backend that refuses the upgrade can never leave a raw tunnel behind (WebSocket smuggling). The
  * tunnel pipes bytes both ways with backpressure, closes both sides when either ends or errors, and closes an
  * idle tunnel after `idleTimeoutMs`.
+ *
+ * The client end is a `TunnelClient`: an HTTP/1.1 connection (plain or TLS) that asked `Upgrade: websocket`
+ * (answered with raw `101` bytes, then the socket is the tunnel), or an HTTP/2 stream opened by an RFC 8441
+ * extended CONNECT (`:protocol websocket`; answered `:status 200`, then the stream is the tunnel). The upstream
+ * always gets an HTTP/1.1 upgrade. Every outcome is counted (`edgegate_websocket_upgrades_total{protocol,result}`).
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../../lib/errors.ts';
 import type { HeaderEdits } from '../../table/types.ts';
+import { type Denial, rawDenial } from '../policy/verdict.ts';
+import type { AdmissionProtocol } from './admission.ts';
+import { edgeEvents, type WebSocketResult } from './edge-events.ts';
 import { clientResponseHeaders } from './headers.ts';
 import type { Upstream } from './upstream-pools.ts';
 
@@ -55,8 +63,98 @@ function onIdle(this: Duplex): void {
   this.destroy();
 }
 
+/** The client end of a WebSocket tunnel, whatever protocol brought it. */
+export interface TunnelClient {
+  readonly protocol: AdmissionProtocol;
+  /** The bytes of the tunnel once accepted (the connection, or the HTTP/2 stream). */
+  readonly socket: Duplex;
+  /** The upstream switched protocols: tell the client. */
+  accept(headers: Record<string, string | string[]>): void;
+  /** The upstream answered without switching: start relaying its response (body via socket.write, then finish). */
+  relay(status: number, statusText: string, headers: Record<string, string | string[]>): void;
+  /** The relayed answer is complete: close the connection (HTTP/1.1) or the stream, both ways (HTTP/2). */
+  finish(): void;
+  /** The gateway refuses (no route, no upstream, upstream failure…), and the connection or stream is closed. */
+  refuse(code: GatewayErrorCode, requestId: string, message?: string): void;
+  /** A policy denial. */
+  deny(d: Denial, requestId: string): void;
+}
+
+/** An HTTP/1.1 connection that sent `Upgrade: websocket` (plain or TLS listener). */
+export class Http1TunnelClient implements TunnelClient {
+  readonly protocol: AdmissionProtocol;
+  readonly socket: Duplex;
+
+  constructor(socket: Duplex, protocol: AdmissionProtocol) {
+    this.socket = socket;
+    this.protocol = protocol;
+  }
+
+  accept(headers: Record<string, string | string[]>): void {
+    this.socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n${headerBlock(headers)}\r\n`,
+    );
+  }
+
+  relay(status: number, statusText: string, headers: Record<string, string | string[]>): void {
+    this.socket.write(`HTTP/1.1 ${status} ${statusText}\r\n${headerBlock(headers)}connection: close\r\n\r\n`);
+  }
+
+  finish(): void {
+    this.socket.end();
+  }
+
+  refuse(code: GatewayErrorCode, requestId: string, message?: string): void {
+    refuseUpgrade(this.socket, code, requestId, message);
+  }
+
+  deny(d: Denial, requestId: string): void {
+    if (this.socket.writable) this.socket.end(rawDenial(d, requestId));
+    else this.socket.destroy();
+  }
+}
+
+/** The `result` label of a gateway refusal. */
+function refusalResult(code: GatewayErrorCode): WebSocketResult {
+  switch (code) {
+    case 'EDGEGATE_NO_ROUTE':
+    case 'EDGEGATE_CATALOG_UNKNOWN_DATACENTER':
+    case 'EDGEGATE_CATALOG_UNKNOWN_SERVICE':
+      return 'no_route';
+    case 'EDGEGATE_NO_HEALTHY_UPSTREAM':
+    case 'EDGEGATE_UPSTREAM_OVERLOADED':
+      return 'no_healthy_upstream';
+    case 'EDGEGATE_UPSTREAM_CONNECT':
+    case 'EDGEGATE_UPSTREAM_RESET':
+    case 'EDGEGATE_UPSTREAM_PROTOCOL':
+    case 'EDGEGATE_UPSTREAM_TIMEOUT':
+      return 'upstream_error';
+    case 'EDGEGATE_INTERNAL':
+      return 'internal';
+    default:
+      return 'bad_request';
+  }
+}
+
+/** Refuses on `client` and counts it. */
+export function refuseTunnel(
+  client: TunnelClient,
+  code: GatewayErrorCode,
+  requestId: string,
+  message?: string,
+): void {
+  edgeEvents.websocket(client.protocol, refusalResult(code));
+  client.refuse(code, requestId, message);
+}
+
+/** A policy denial of a WebSocket, counted. */
+export function denyTunnel(client: TunnelClient, d: Denial, requestId: string): void {
+  edgeEvents.websocket(client.protocol, 'policy_denied');
+  client.deny(d, requestId);
+}
+
 export interface WebSocketProxyInit {
-  socket: Duplex;
+  client: TunnelClient;
   head: Buffer;
   upstream: Upstream;
   path: string;
@@ -83,32 +181,35 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
     this.#init.upstream.inFlight--;
   }
 
+  get #socket(): Duplex {
+    return this.#init.client.socket;
+  }
+
   clientGone(): void {
     if (!this.#responded) this.#controller?.abort(new Error('client closed the connection'));
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#init.socket.destroyed) controller.abort(new Error('client closed the connection'));
+    if (this.#socket.destroyed) controller.abort(new Error('client closed the connection'));
   }
 
   onRequestUpgrade(
     _controller: Dispatcher.DispatchController,
-    statusCode: number,
+    _statusCode: number,
     headers: Record<string, string | string[] | undefined>,
     upSocket: Duplex,
   ): void {
-    const { socket, head, idleTimeoutMs } = this.#init;
+    const { client, head, idleTimeoutMs } = this.#init;
+    const socket = client.socket;
     this.#responded = true;
     if (socket.destroyed) {
       upSocket.destroy();
       this.release();
       return;
     }
-    const out = clientResponseHeaders(headers, this.#init.responseHeaders, this.#init.requestId);
-    socket.write(
-      `HTTP/1.1 ${statusCode} Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n${headerBlock(out)}\r\n`,
-    );
+    edgeEvents.websocket(client.protocol, 'opened');
+    client.accept(clientResponseHeaders(headers, this.#init.responseHeaders, this.#init.requestId));
     if (head.length > 0) upSocket.write(head);
     // Either side closing or failing closes the other; a half-close (end) is passed on by pipe.
     upSocket.on('error', () => socket.destroy());
@@ -118,7 +219,7 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
     });
     socket.on('close', () => upSocket.destroy());
     if (idleTimeoutMs > 0) {
-      (socket as Socket).setTimeout(idleTimeoutMs, onIdle);
+      (socket as Socket).setTimeout?.(idleTimeoutMs, onIdle);
       (upSocket as Socket).setTimeout?.(idleTimeoutMs, onIdle);
     }
     socket.pipe(upSocket);
@@ -133,26 +234,26 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
   ): void {
     // The upstream refused the upgrade: relay its answer as a plain response, then close.
     this.#responded = true;
+    const { client } = this.#init;
+    edgeEvents.websocket(client.protocol, 'upstream_refused');
     const out = clientResponseHeaders(headers, this.#init.responseHeaders, this.#init.requestId);
-    this.#init.socket.write(
-      `HTTP/1.1 ${statusCode} ${statusText || 'Upgrade Refused'}\r\n${headerBlock(out)}connection: close\r\n\r\n`,
-    );
+    client.relay(statusCode, statusText || 'Upgrade Refused', out);
   }
 
   onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#init.socket.write(chunk);
+    this.#socket.write(chunk);
   }
 
   onResponseEnd(): void {
     this.release();
-    this.#init.socket.end();
+    this.#init.client.finish();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, error: Error & { code?: string }): void {
     this.release();
-    const { socket, requestId } = this.#init;
+    const { client, requestId } = this.#init;
     if (this.#responded) {
-      socket.destroy();
+      client.socket.destroy();
       return;
     }
     const code: GatewayErrorCode =
@@ -161,15 +262,16 @@ class WebSocketTunnel implements Dispatcher.DispatchHandler {
         : error.code === 'ECONNREFUSED'
           ? 'EDGEGATE_UPSTREAM_CONNECT'
           : 'EDGEGATE_UPSTREAM_RESET';
-    refuseUpgrade(socket, code, requestId);
+    refuseTunnel(client, code, requestId);
   }
 }
 
 export function proxyWebSocket(init: WebSocketProxyInit): void {
   const tunnel = new WebSocketTunnel(init);
   init.upstream.inFlight++;
-  init.socket.on('error', () => init.socket.destroy());
-  init.socket.once('close', () => tunnel.clientGone());
+  const socket = init.client.socket;
+  socket.on('error', () => socket.destroy());
+  socket.once('close', () => tunnel.clientGone());
   const options: Dispatcher.DispatchOptions & { servername?: string } = {
     path: init.path,
     method: 'GET',

@@ -2,6 +2,7 @@ import type { ServerOptions as HttpServerOptions, IncomingMessage, ServerRespons
 import {
   createSecureServer,
   type Http2SecureServer,
+  type Http2Server,
   Http2ServerRequest,
   type Http2ServerResponse,
   type Http2Session,
@@ -15,13 +16,16 @@ import type { FloodReason } from '../../cluster/worker-report.ts';
 import { edgeEvents } from '../proxy/edge-events.ts';
 import { InFlight } from '../proxy/in-flight.ts';
 import { acceptProxyProtocol } from '../proxy/proxy-protocol-listener.ts';
-import { enterRequest, noteResponse } from '../proxy/request-checks.ts';
+import { enterRequest, isWebSocketUpgrade, noteResponse } from '../proxy/request-checks.ts';
 import {
   DEFAULT_LISTENER_SETTINGS,
   guardListener,
   type ListenerSettings,
   type ListenerStats,
+  type UpgradeHandler,
+  upgradeHandler,
 } from '../proxy/server.ts';
+import { type ExtendedConnectHandler, extendedConnectHandler } from '../proxy/websocket-h2.ts';
 import { type CertStore, secureContextOptions } from './cert-store.ts';
 import { TlsConnectionGuard } from './tls-connection-guard.ts';
 import {
@@ -35,7 +39,7 @@ import {
 } from './tls-settings.ts';
 import { floodReasonOf, handshakeErrorReason, type TlsStats } from './tls-stats.ts';
 
-export interface RequestHandler {
+export interface RequestHandler extends Partial<UpgradeHandler>, Partial<ExtendedConnectHandler> {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Metrics and access log (observe/), when the handler is the proxy pipeline. */
   observer?: { begin(req: IncomingMessage, res: ServerResponse): unknown };
@@ -134,7 +138,7 @@ class ResetBudgets {
 /** What a stream's close handler needs, kept on its session (one object per session, no closure per stream). */
 interface SessionGuard {
   budgets: ResetBudgets;
-  stats: TlsStats;
+  stats: Pick<TlsStats, 'floodStopped'>;
   address: string;
 }
 const kGuard = Symbol('edgegate.resetGuard');
@@ -162,6 +166,42 @@ function onStreamClose(this: TaggedStream): void {
 function onSessionStream(this: GuardedSession, stream: TaggedStream): void {
   stream[kSessionOf] = this;
   stream.once('close', onStreamClose);
+}
+
+/**
+ * The guards every HTTP/2 listener of the gateway puts on its sessions (the HTTPS listener's, and the cleartext
+ * h2c one, h2c-listener.ts): rapid-reset budgets per session and per client address, Node's own flood teardowns
+ * counted, and the first request's HEADERS due within the client header timeout. `track`: told of each session.
+ */
+export function guardHttp2Sessions(
+  server: Http2Server | Http2SecureServer,
+  s: Pick<TlsListenerSettings, 'maxResetsPerSecond' | 'maxResetsPerSecondPerAddress'>,
+  headersTimeoutMs: number,
+  stats: Pick<TlsStats, 'floodStopped'>,
+  track: (session: Http2Session) => void,
+): void {
+  const budgets = new ResetBudgets(s.maxResetsPerSecond, s.maxResetsPerSecondPerAddress);
+  server.on('session', (session: GuardedSession) => {
+    track(session);
+    session.on('error', () => {});
+    session[kGuard] = { budgets, stats, address: session.socket?.remoteAddress ?? '' };
+    session.on('stream', onSessionStream);
+  });
+  // Node tears sessions down itself for its own limits (maxSessionInvalidFrames / maxSessionRejectedStreams, and
+  // nghttp2's flood and reset-rate detection, which send their own GOAWAY code); count those as well.
+  server.on('sessionError', (err: Error & { code?: string }) => {
+    const reason = floodReasonOf(err);
+    if (reason !== undefined) stats.floodStopped(reason);
+  });
+
+  // Slowloris over HTTP/2: a session must bring its first request's HEADERS within the header timeout (the TLS
+  // handshake before it has its own bound, handshakeTimeoutMs).
+  if (headersTimeoutMs > 0)
+    server.on('session', (session: Http2Session) => {
+      const timer = setTimeout(onSessionHeaderTimeout, headersTimeoutMs, session);
+      session.once('stream', () => clearTimeout(timer));
+      session.once('close', () => clearTimeout(timer));
+    });
 }
 
 /**
@@ -203,6 +243,8 @@ export function createHttpsProxyServer(
       maxConcurrentStreams: s.maxConcurrentStreams,
       maxHeaderListSize: s.maxHeaderListSize,
       enablePush: false,
+      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT), when the handler proxies WebSockets.
+      enableConnectProtocol: proxy.handleExtendedConnect !== undefined,
     },
     maxHeaderListPairs: l.maxHeaders + 8,
     maxSessionInvalidFrames: s.maxSessionInvalidFrames,
@@ -213,10 +255,22 @@ export function createHttpsProxyServer(
   guard.attach(server);
   // Clients without SNI (an IP address in the URL) get the default certificate, when there is one.
   if (def) server.setSecureContext(secureContextOptionsOfDefault(store));
-  // node:http reads the header cap of HTTP/1.1 connections from the server object (admission answers 431 above it).
-  Object.assign(server, { maxHeadersCount: l.maxHeaders + 1 });
+  // node:http reads the header cap of HTTP/1.1 connections from the server object (admission answers 431 above it),
+  // and which upgrades go to the `upgrade` event: only `Upgrade: websocket` (as on the HTTP listener); any other
+  // (h2c…) is served as a plain request. (Node does not take `shouldUpgradeCallback` from http1Options: without this
+  // every upgrade would reach the upgrade handler once it is installed.)
+  Object.assign(server, {
+    maxHeadersCount: l.maxHeaders + 1,
+    shouldUpgradeCallback: proxy.handleUpgrade ? isWebSocketUpgrade : () => false,
+  });
   if (l.maxConnections > 0) server.maxConnections = l.maxConnections;
-  guardListener(server, 'https1');
+  guardListener(
+    server,
+    'https1',
+    proxy.handleExtendedConnect
+      ? extendedConnectHandler(proxy as ExtendedConnectHandler, l, 'h2')
+      : undefined,
+  );
   server.setTimeout(s.idleTimeoutMs);
 
   const st: HttpsState = {
@@ -240,34 +294,25 @@ export function createHttpsProxyServer(
     }
   });
   server.on('tlsClientError', (err: Error) => stats.handshakeError(handshakeErrorReason(err)));
+  // WebSocket over HTTP/1.1 on TLS: the HTTP listener's upgrade path. A tunnel counts as a busy connection, so a
+  // drain lets it run until the drain timeout (as on the HTTP listener) instead of closing it as idle.
+  if (proxy.handleUpgrade)
+    server.on(
+      'upgrade',
+      upgradeHandler(proxy as UpgradeHandler, l, 'https1', (socket) => {
+        const tls = socket as Socket;
+        if (st.h1.has(tls)) st.h1.set(tls, (st.h1.get(tls) ?? 0) + 1);
+      }),
+    );
 
-  const budgets = new ResetBudgets(s.maxResetsPerSecond, s.maxResetsPerSecondPerAddress);
-  server.on('session', (session: GuardedSession) => {
+  guardHttp2Sessions(server, s, l.headersTimeoutMs, stats, (session) => {
     st.sessions.add(session);
     session.once('close', () => {
       st.sessions.delete(session);
       st.onSettle?.();
     });
-    session.on('error', () => {});
     if (st.draining) session.close();
-    session[kGuard] = { budgets, stats, address: session.socket?.remoteAddress ?? '' };
-    session.on('stream', onSessionStream);
   });
-  // Node tears sessions down itself for its own limits (maxSessionInvalidFrames / maxSessionRejectedStreams, and
-  // nghttp2's flood and reset-rate detection, which send their own GOAWAY code); count those as well.
-  server.on('sessionError', (err: Error & { code?: string }) => {
-    const reason = floodReasonOf(err);
-    if (reason !== undefined) stats.floodStopped(reason);
-  });
-
-  // Slowloris over HTTP/2: a session must bring its first request's HEADERS within the header timeout (the TLS
-  // handshake before it has its own bound, handshakeTimeoutMs).
-  if (l.headersTimeoutMs > 0)
-    server.on('session', (session: Http2Session) => {
-      const timer = setTimeout(onSessionHeaderTimeout, l.headersTimeoutMs, session);
-      session.once('stream', () => clearTimeout(timer));
-      session.once('close', () => clearTimeout(timer));
-    });
 
   server.on('request', (req: AnyRequest, res: AnyResponse) => {
     proxy.observer?.begin(req as IncomingMessage, res as ServerResponse);

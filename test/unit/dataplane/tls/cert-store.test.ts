@@ -126,7 +126,7 @@ describe('schema: spec.tls and backend tls', () => {
       protocol: 'h2',
     };
     expect(errors(r)).toEqual([
-      'spec.rules.0.backends.0.protocol: h2 to a backend needs tls (HTTP/2 without TLS is not supported)',
+      'spec.rules.0.backends.0.protocol: h2 to a backend needs tls (for cleartext HTTP/2 use protocol h2c)',
     ]);
     (r.spec as { rules: { backends: Record<string, unknown>[] }[] }).rules[0]!.backends[0] = {
       consul: { service: 's' },
