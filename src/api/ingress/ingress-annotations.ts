@@ -13,6 +13,7 @@
  *   (serving without it would open what it protects), and an invalid value of a supported annotation (as
  *   ingress-nginx denies a location whose annotation fails to parse).
  */
+import { CORS_ORIGIN_PATTERN } from '../filter-schemas.ts';
 import { NGINX_PREFIX } from './ingress-types.ts';
 
 export type NoteKind = 'unsupported' | 'refused';
@@ -65,7 +66,55 @@ export interface IngressSettings {
   redirect?: RedirectTarget;
   xForwardedPrefix?: string;
   externalAuth?: { url: string; requestHeaders: string[]; responseHeaders?: string[] };
+  /** enable-cors and the cors-* annotations, as the CORS filter's fields (ingress-nginx's defaults filled in). */
+  cors?: CorsSettings;
 }
+
+export interface CorsSettings {
+  allowOrigins: string[];
+  allowMethods: string[];
+  allowHeaders: string[];
+  exposeHeaders: string[];
+  allowCredentials: boolean;
+  maxAge: number;
+}
+
+/**
+ * ingress-nginx's CORS defaults (its annotations documentation, "Enable CORS"): every origin, these methods and
+ * headers, credentials allowed, a preflight cached for 20 days.
+ */
+export const NGINX_CORS_DEFAULTS: CorsSettings = {
+  allowOrigins: ['*'],
+  allowMethods: ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'],
+  allowHeaders: [
+    'DNT',
+    'Keep-Alive',
+    'User-Agent',
+    'X-Requested-With',
+    'If-Modified-Since',
+    'Cache-Control',
+    'Content-Type',
+    'Range',
+    'Authorization',
+  ],
+  exposeHeaders: [],
+  allowCredentials: true,
+  maxAge: 1728000,
+};
+
+const CORS_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'OPTIONS',
+  'TRACE',
+  'PATCH',
+  '*',
+]);
+const CORS_ORIGIN = new RegExp(CORS_ORIGIN_PATTERN);
 
 export interface ParsedAnnotations {
   settings: IngressSettings;
@@ -491,10 +540,57 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
           : 'ignored without auth-url',
       );
     }
+  const corsOn = bool('enable-cors');
+  if (corsOn === true) {
+    const c: CorsSettings = { ...NGINX_CORS_DEFAULTS };
+    const origins = take('cors-allow-origin');
+    if (origins !== undefined) {
+      const o = list(origins);
+      if (o.length > 0 && o.length <= 64 && o.every((x) => x.length <= 253 && CORS_ORIGIN.test(x)))
+        c.allowOrigins = o;
+      else
+        invalid(
+          'cors-allow-origin',
+          'expected "*" or comma-separated origins (https://a.example, https://*.example)',
+        );
+    }
+    const methods = take('cors-allow-methods');
+    if (methods !== undefined) {
+      const m = list(methods).map((x) => x.toUpperCase());
+      if (m.length > 0 && m.length <= 10 && m.every((x) => CORS_METHODS.has(x)))
+        c.allowMethods = [...new Set(m)];
+      else invalid('cors-allow-methods', 'expected comma-separated HTTP methods');
+    }
+    for (const [k, field] of [
+      ['cors-allow-headers', 'allowHeaders'],
+      ['cors-expose-headers', 'exposeHeaders'],
+    ] as const) {
+      const v = take(k);
+      if (v === undefined) continue;
+      const names = list(v);
+      if (names.length <= 64 && names.every((n) => n === '*' || TOKEN.test(n)))
+        c[field] = [...new Set(names)];
+      else invalid(k, 'expected comma-separated header names');
+    }
+    const credentials = bool('cors-allow-credentials');
+    if (credentials !== undefined) c.allowCredentials = credentials;
+    const maxAge = take('cors-max-age');
+    if (maxAge !== undefined) {
+      const n = parseInteger(maxAge, 1, 2147483647);
+      if (n !== undefined) c.maxAge = n;
+      else invalid('cors-max-age', 'expected a whole number of seconds');
+    }
+    s.cors = c;
+  }
   for (const k of Object.keys(a))
-    if (k === 'enable-cors' || k.startsWith('cors-')) {
+    if (k.startsWith('cors-') && !handled.has(k)) {
       handled.add(k);
-      unsupported(k, 'CORS is not supported by edgegate yet');
+      unsupported(
+        k,
+        corsOn === false || corsOn === undefined
+          ? 'ignored without enable-cors: "true"'
+          : 'not a CORS setting edgegate knows (cors-allow-origin, -methods, -headers, cors-expose-headers, cors-allow-credentials, cors-max-age)',
+      );
     }
 
   for (const k of Object.keys(a).sort())

@@ -145,6 +145,7 @@ function requestFilters(s: IngressSettings, pathRewrite: RouteFilter['urlRewrite
       type: 'RequestHeaderModifier',
       requestHeaderModifier: { set: [{ name: 'X-Forwarded-Prefix', value: s.xForwardedPrefix }] },
     });
+  if (s.cors) filters.push({ type: 'CORS', cors: { ...s.cors } });
   return filters;
 }
 

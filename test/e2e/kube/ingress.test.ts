@@ -305,7 +305,19 @@ beforeAll(async () => {
       'basicauth.ing.test',
       [svcPath('/', 'stable')],
     ),
-    ingress('cors', { [`${N}enable-cors`]: 'true' }, 'cors.ing.test', [svcPath('/', 'stable')]),
+    ingress(
+      'cors',
+      {
+        [`${N}enable-cors`]: 'true',
+        [`${N}cors-allow-origin`]: 'https://app.example, https://*.shop.example',
+        [`${N}cors-max-age`]: '600',
+      },
+      'cors.ing.test',
+      [svcPath('/', 'stable')],
+    ),
+    ingress('unsupported', { [`${N}proxy-buffer-size`]: '8k' }, 'unsupported.ing.test', [
+      svcPath('/', 'stable'),
+    ]),
     ingress('other', {}, 'other.ing.test', [svcPath('/', 'stable')], {}, otherCls),
     ingress(
       'legacy',
@@ -505,6 +517,31 @@ describe('annotations', () => {
     }
   });
 
+  it('enable-cors with cors-allow-origin (wildcard) and cors-max-age; ingress-nginx defaults for the rest', async () => {
+    // A preflight is answered by the gateway (the upstream never sees it), with nginx's default methods and
+    // credentials allowed (so the origin is echoed, never "*").
+    const pre = await call('cors.ing.test', '/api', {
+      origin: 'https://app.example',
+      'access-control-request-method': 'PUT',
+      'access-control-request-headers': 'authorization',
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.echo).toBeUndefined();
+    expect(pre.headers['access-control-allow-origin']).toBe('https://app.example');
+    expect(pre.headers['access-control-allow-credentials']).toBe('true');
+    expect(pre.headers['access-control-max-age']).toBe('600');
+    expect(String(pre.headers['access-control-allow-methods'])).toContain('PUT');
+    expect(String(pre.headers['access-control-allow-headers']).toLowerCase()).toContain('authorization');
+    // An actual request from a subdomain the wildcard allows gets the headers; the upstream answers it.
+    const ok = await call('cors.ing.test', '/api', { origin: 'https://a.b.shop.example' });
+    expect(ok.echo?.name).toBe('stable');
+    expect(ok.headers['access-control-allow-origin']).toBe('https://a.b.shop.example');
+    // Another origin is served without CORS headers (the browser then withholds the answer).
+    const other = await call('cors.ing.test', '/api', { origin: 'https://evil.example' });
+    expect(other.echo?.name).toBe('stable');
+    expect(other.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
   it('upstream-vhost and x-forwarded-prefix', async () => {
     const a = await call('vhost.ing.test');
     expect(a.echo?.headers.host).toBe('internal.example');
@@ -561,13 +598,15 @@ describe('reporting', () => {
   });
 
   it('an unsupported annotation is served without it, with an Event and a log line naming it', async () => {
-    expect((await call('cors.ing.test')).echo?.name).toBe('stable');
+    expect((await call('unsupported.ing.test')).echo?.name).toBe('stable');
     const ev = await waitFor(
-      async () => (await events('cors')).find((e) => e.reason === 'UnsupportedAnnotation'),
-      { timeoutMs: 10_000, message: 'UnsupportedAnnotation event on Ingress cors' },
+      async () => (await events('unsupported')).find((e) => e.reason === 'UnsupportedAnnotation'),
+      { timeoutMs: 10_000, message: 'UnsupportedAnnotation event on Ingress unsupported' },
     );
-    expect(ev.note).toContain(`${N}enable-cors`);
-    expect(logLines.some((l) => l.includes(`Ingress ${ns}/cors`) && l.includes('enable-cors'))).toBe(true);
+    expect(ev.note).toContain(`${N}proxy-buffer-size`);
+    expect(
+      logLines.some((l) => l.includes(`Ingress ${ns}/unsupported`) && l.includes('proxy-buffer-size')),
+    ).toBe(true);
   });
 
   it('a refused update keeps the last valid version serving; deleting the Ingress stops serving it', async () => {
@@ -638,7 +677,7 @@ describe('reporting', () => {
       prom.samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
         ?.value;
     expect(value('edgegate_ingress_refused')).toBe(2); // snippet, basic-auth
-    expect(value('edgegate_ingress_unsupported_annotations')).toBe(1); // cors's enable-cors
+    expect(value('edgegate_ingress_unsupported_annotations')).toBe(1); // unsupported's proxy-buffer-size
     expect(value('edgegate_ingress_status_writes_total', { result: 'ok' })).toBeGreaterThan(0);
     expect(value('edgegate_kube_informer_synced', { resource: 'ingresses' })).toBe(1);
     expect(value('edgegate_kube_informer_synced', { resource: 'ingressclasses' })).toBe(1);

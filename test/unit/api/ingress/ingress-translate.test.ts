@@ -297,15 +297,77 @@ describe('translateIngresses', () => {
       expect(t.results[0]!.notes[0]!.annotation).toBe(`${N}${a}`);
     }
     const served = translateIngresses([
-      ing('u', { [`${N}enable-cors`]: 'true', [`${N}proxy-buffering`]: 'on' }, [
+      ing('u', { [`${N}cors-max-age`]: '60', [`${N}proxy-buffering`]: 'on' }, [
         { host: 'h.example.com', paths: [['/', 'svc']] },
       ]),
     ]);
     expect(served.routes).toHaveLength(1);
     expect(served.results[0]!.notes.map((n) => [n.annotation, n.kind])).toEqual([
-      [`${N}enable-cors`, 'unsupported'],
+      [`${N}cors-max-age`, 'unsupported'],
       [`${N}proxy-buffering`, 'unsupported'],
     ]);
+    expect(served.results[0]!.notes[0]!.message).toContain('without enable-cors');
+  });
+
+  it('enable-cors becomes a CORS filter with ingress-nginx defaults, each cors-* annotation overriding one', () => {
+    const corsOf = (a: Record<string, string>) => {
+      const t = translateIngresses([ing('c', a, [{ host: 'h.example.com', paths: [['/', 'svc']] }])]);
+      valid(t.routes);
+      return t.routes[0]?.spec.rules?.[0]?.filters?.find((f) => f.type === 'CORS')?.cors;
+    };
+    expect(corsOf({ [`${N}enable-cors`]: 'true' })).toEqual({
+      allowOrigins: ['*'],
+      allowMethods: ['GET', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'],
+      allowHeaders: [
+        'DNT',
+        'Keep-Alive',
+        'User-Agent',
+        'X-Requested-With',
+        'If-Modified-Since',
+        'Cache-Control',
+        'Content-Type',
+        'Range',
+        'Authorization',
+      ],
+      exposeHeaders: [],
+      allowCredentials: true,
+      maxAge: 1728000,
+    });
+    expect(
+      corsOf({
+        [`${N}enable-cors`]: 'true',
+        [`${N}cors-allow-origin`]: 'https://a.example, https://*.b.example:8443',
+        [`${N}cors-allow-methods`]: 'get, post',
+        [`${N}cors-allow-headers`]: 'X-Token',
+        [`${N}cors-expose-headers`]: 'X-Total, X-Page',
+        [`${N}cors-allow-credentials`]: 'false',
+        [`${N}cors-max-age`]: '90',
+      }),
+    ).toEqual({
+      allowOrigins: ['https://a.example', 'https://*.b.example:8443'],
+      allowMethods: ['GET', 'POST'],
+      allowHeaders: ['X-Token'],
+      exposeHeaders: ['X-Total', 'X-Page'],
+      allowCredentials: false,
+      maxAge: 90,
+    });
+    expect(
+      corsOf({ [`${N}enable-cors`]: 'false', [`${N}cors-allow-origin`]: 'https://a.example' }),
+    ).toBeUndefined();
+    // Invalid values refuse the Ingress, naming the annotation (as for every supported annotation).
+    for (const [k, v] of [
+      ['cors-allow-origin', 'https://a.example/path'],
+      ['cors-allow-origin', 'javascript:alert(1)'],
+      ['cors-allow-methods', 'GET, FETCH'],
+      ['cors-allow-headers', 'X-A\r\nX-B: 1'],
+      ['cors-max-age', '-1'],
+      ['cors-allow-credentials', 'maybe'],
+      ['enable-cors', 'yes please'],
+    ]) {
+      const p = parseAnnotations({ [`${N}enable-cors`]: 'true', [`${N}${k}`]: v! });
+      expect(p.refused, `${k}: ${v}`).toBe(true);
+      expect(p.notes.find((n) => n.kind === 'refused')?.annotation).toBe(`${N}${k}`);
+    }
   });
 
   it('an invalid value of a supported annotation refuses the Ingress (fail closed)', () => {
