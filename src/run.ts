@@ -25,6 +25,12 @@ import {
 } from './control/certificates/file-certs.ts';
 import { Controller, type SourceName } from './control/controller.ts';
 import { LastKnownGood } from './control/last-known-good.ts';
+import {
+  DEFAULT_LAST_KNOWN_GOOD_AGE,
+  judgeLastKnownGood,
+  type LastKnownGoodAgePolicy,
+  type LastKnownGoodVerdict,
+} from './control/last-known-good-age.ts';
 import { MetricsHub, type MetricsHubOptions } from './control/metrics/metrics.ts';
 import { SourceHealth } from './control/metrics/source-health.ts';
 import { RouteVersions } from './control/route-versions.ts';
@@ -60,6 +66,8 @@ export interface RunOptions {
   /** Discover services from Consul (exclusive with `catalog`). */
   consul?: ConsulSettings;
   stateDir?: string;
+  /** Age limit of the last-known-good table at start (`--last-known-good-max-age`, `--last-known-good-when-stale`). */
+  lastKnownGoodAge?: LastKnownGoodAgePolicy;
   logLevel: string;
   /** Local datacenter for consul backends without one (standalone: default dc1). */
   datacenter?: string;
@@ -229,9 +237,17 @@ function createControlPlane(
     const now = versions.served(version);
     if (now.length > 0) kube?.served(now);
   };
+  let lkgVerdict: LastKnownGoodVerdict | undefined;
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
+    admitLastKnownGood: (savedAt) => {
+      const v = judgeLastKnownGood(savedAt, Date.now(), opts.lastKnownGoodAge ?? DEFAULT_LAST_KNOWN_GOOD_AGE);
+      lkgVerdict = v;
+      if (v.warning)
+        log.error(v.warning, { savedAt: v.savedAt, maxAgeSeconds: v.maxAgeSeconds, whenStale: v.whenStale });
+      return !v.refused;
+    },
     onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
     publish: (table) => {
       publish(table);
@@ -376,7 +392,11 @@ function createControlPlane(
       await kube?.stop();
     },
     sourcesView() {
-      return { consul: consul?.stats(), kube: kube?.stats() };
+      return { consul: consul?.stats(), kube: kube?.stats(), lastKnownGood: lkgVerdict };
+    },
+    /** The age check of the last-known-good table found at start (undefined: none was found). */
+    get lastKnownGood() {
+      return lkgVerdict;
     },
     /**
      * Readiness while nothing is served yet (`version` 0): the sources the first table waits for, the Kubernetes
@@ -405,6 +425,7 @@ function createControlPlane(
         routes: () => routeStates(controller.statuses),
         routesAwaitingWorkers: () => versions.waiting,
         catalog: () => catalog,
+        lastKnownGood: () => lkgVerdict,
         ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {
           const st = consul?.stats();
@@ -414,6 +435,7 @@ function createControlPlane(
               watchLimit: st.serviceWatchLimit,
               watchesOverLimit: st.serviceWatchesOverLimit,
               watchErrors: st.errorsByKind,
+              datacenters: st.freshness,
             }
           );
         },
@@ -445,8 +467,10 @@ function createControlPlane(
         table: controller.current,
         statuses: controller.statuses.map((s) => {
           const since = versions.since(s.route);
+          const live = freshnessOf(s, consul?.stats().freshness);
           return {
             ...s,
+            ...(live ? { datacenters: live } : {}),
             problems: describeStatus(s),
             ...(since !== undefined ? { tableVersion: since } : {}),
             programmed: (s.accepted || s.fallback !== undefined) && versions.isServed(s.route),
@@ -507,9 +531,37 @@ async function startCertificates(opts: RunOptions, log: Logger, publish: (set: C
  * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
  * last-known-good table and stays ready (the edge must not go dark); the note says so.
  */
-function lastKnownGoodNotes(controller: Controller, served: number): string[] {
-  if (controller.synced || served === 0) return [];
-  return [`serving the last-known-good table (version ${served}) until the sources sync`];
+function lastKnownGoodNotes(
+  controller: Controller,
+  served: number,
+  verdict: LastKnownGoodVerdict | undefined,
+): string[] {
+  if (controller.synced) return [];
+  if (served === 0) return verdict?.refused ? [verdict.warning!] : [];
+  const stale = verdict?.stale ? ` — STALE: ${verdict.warning}` : '';
+  return [`serving the last-known-good table (version ${served}) until the sources sync${stale}`];
+}
+
+/** Live freshness of the Consul datacenters a route's backends use, for /debug/routes (undefined: none). */
+function freshnessOf(
+  s: RouteStatus,
+  figures: Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> | undefined,
+): Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> | undefined {
+  if (!figures) return undefined;
+  const out: Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> = {};
+  for (const b of s.backends) {
+    if (b.ref.startsWith('service:')) continue;
+    for (const dc of Object.keys(b.healthy)) {
+      const f = figures[dc];
+      if (f)
+        out[dc] = {
+          indexAgeSeconds: f.indexAgeSeconds,
+          stale: f.stale,
+          ...(f.reason ? { reason: f.reason } : {}),
+        };
+    }
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** Everything in this process (`--workers 0`): tests, debugging, platforms without fork. */
@@ -557,7 +609,11 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       if (draining) reasons.push('draining: the gateway is shutting down');
       if (proxy.version === 0) reasons.push('no routing table served yet');
       reasons.push(...plane.waitingReasons(proxy.version));
-      return { ready: reasons.length === 0, reasons, notes: lastKnownGoodNotes(controller, proxy.version) };
+      return {
+        ready: reasons.length === 0,
+        reasons,
+        notes: lastKnownGoodNotes(controller, proxy.version, plane.lastKnownGood),
+      };
     },
     routes: () => plane.routesView(proxy.version),
     workers: () => ({
@@ -700,7 +756,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
       return {
         ready: r.reasons.length === 0,
         reasons: r.reasons,
-        notes: [...lastKnownGoodNotes(controller, primary.version), ...primary.notes()],
+        notes: [...lastKnownGoodNotes(controller, primary.version, plane.lastKnownGood), ...primary.notes()],
       };
     },
     routes: () => plane.routesView(primary.version),

@@ -66,6 +66,20 @@ export interface CatalogSnapshot {
   /** The local datacenter: where a consul backend without `datacenter` goes. */
   localDatacenter: string;
   datacenters: Record<string, { services: Record<string, Instance[]> }>;
+  /**
+   * Datacenters whose data is stale right now, and why (the Consul source; absent: every datacenter is current).
+   * It changes only when a datacenter becomes stale or current again, never with the age itself.
+   */
+  freshness?: Record<string, DatacenterFreshness>;
+}
+
+/** Why a datacenter's catalog data is stale: no contact, no known leader, or older than the staleness limit. */
+export type StaleReason = 'SourceDown' | 'NoLeader' | 'Lagging';
+
+export interface DatacenterFreshness {
+  reason: StaleReason;
+  /** When the data became stale (ms since the epoch). */
+  since: number;
 }
 
 /** Endpoints of Kubernetes Services, from EndpointSlices: key `namespace/name`. Only ready endpoints. */

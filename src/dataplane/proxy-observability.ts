@@ -53,6 +53,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
     endpoints: () => endpointFigures(opts.table(), lookupFromPools(opts.proxy.pools.entries(), poolKey)),
     counters: opts.counters ?? (() => ({ ...opts.proxy.counterValues(), ...edgeEvents.counterValues() })),
     processMetrics: opts.processMetrics,
+    failover: () => opts.proxy.failover.figures(),
     ...(opts.policies ? { policies: opts.policies } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
   });

@@ -10,7 +10,8 @@ import type { GatewayRoute } from '../../../api/gateway-route.ts';
 import type { RouteSource } from '../../../api/route-source.ts';
 import { validateRoute } from '../../../api/validate.ts';
 import { BlockingQuery, type WatchError, type WatchErrorKind } from './blocking-query.ts';
-import { ConsulHttp } from './consul-http.ts';
+import { ConsulHttp, type ConsulResponse } from './consul-http.ts';
+import { type DatacenterFigures, datacenterOfWatch, FreshnessTracker } from './freshness.ts';
 import { instancesFromHealth } from './health.ts';
 import type { ConsulSettings } from './settings.ts';
 import { deriveWatchSet, type ServiceWatchKey, watchKey } from './watch-set.ts';
@@ -60,6 +61,8 @@ export interface ConsulSourceStats {
   snapshots: number;
   /** Watches failing right now, with their last error. */
   failing: Record<string, string>;
+  /** Per datacenter in use: lag behind the leader, known leader, index, data age, staleness (freshness.ts). */
+  freshness: Record<string, DatacenterFigures>;
 }
 
 interface ListEntry {
@@ -111,6 +114,9 @@ export class ConsulSource {
   #forbiddenLogged = false;
   #snapshots = 0;
   #stopped = false;
+  readonly #fresh: FreshnessTracker;
+  /** The freshness part of the last snapshot: a change of it is reported. */
+  #freshText = '{}';
 
   constructor(opts: ConsulSourceOptions) {
     this.#s = opts.settings;
@@ -120,6 +126,7 @@ export class ConsulSource {
     this.#now = opts.now ?? Date.now;
     this.#http = new ConsulHttp(opts.settings);
     this.#staleSince = this.#now();
+    this.#fresh = new FreshnessTracker(opts.settings.staleAfterMs, this.#now);
   }
 
   start(): void {
@@ -189,6 +196,7 @@ export class ConsulSource {
       forbidden: this.#errorsByKind.forbidden,
       snapshots: this.#snapshots,
       failing: Object.fromEntries([...this.#failing].map(([k, e]) => [k, e.message])),
+      freshness: this.#fresh.figures(),
     };
   }
 
@@ -220,8 +228,14 @@ export class ConsulSource {
       backoffBaseMs: s.backoffBaseMs,
       backoffMaxMs: s.backoffMaxMs,
       pollMs,
-      onOk: () => this.#onOk(key),
-      onError: (err, n) => this.#onError(key, err, n),
+      onOk: (res) => {
+        this.#onOk(key);
+        this.#freshness(key, res);
+      },
+      onError: (err, n) => {
+        this.#onError(key, err, n);
+        this.#freshness(key, undefined);
+      },
       ...(this.#onBlockingQuery ? { onBlockingQuery: this.#onBlockingQuery } : {}),
       onData: (body) => {
         if (this.#stopped) return;
@@ -232,6 +246,16 @@ export class ConsulSource {
         }
       },
     }).start();
+  }
+
+  /** Freshness bookkeeping of one answer (or failure); a datacenter that became stale or current is reported. */
+  #freshness(key: string, res: ConsulResponse | undefined): void {
+    if (this.#stopped) return;
+    const dc = datacenterOfWatch(key, this.localDatacenter);
+    if (dc === undefined) return;
+    if (res) this.#fresh.answered(dc, key, res);
+    else this.#fresh.failed(dc, key);
+    if (JSON.stringify(this.#fresh.snapshot()) !== this.#freshText) this.#report();
   }
 
   #onOk(key: string): void {
@@ -312,11 +336,13 @@ export class ConsulSource {
     });
 
     const wantedDcs = new Set(ws.datacenters);
+    this.#fresh.retain(new Set([...wantedDcs, local]));
     for (const [dc, e] of this.#lists) {
       if (wantedDcs.has(dc)) continue;
       void e.watch.stop();
       this.#lists.delete(dc);
       this.#failing.delete(`services@${dc}`);
+      this.#fresh.forget(dc, `services@${dc}`);
     }
     for (const dc of ws.datacenters) {
       if (this.#lists.has(dc)) continue;
@@ -350,6 +376,7 @@ export class ConsulSource {
       void e.watch.stop();
       this.#services.delete(k);
       this.#failing.delete(`health@${k}`);
+      this.#fresh.forget(e.key.datacenter, `health@${k}`);
     }
     for (const key of capped) {
       const k = watchKey(key);
@@ -420,7 +447,10 @@ export class ConsulSource {
   #snapshot(local: string, dcs: string[]): CatalogSnapshot {
     const datacenters: CatalogSnapshot['datacenters'] = {};
     for (const dc of dcs) datacenters[dc] = { services: {} };
-    if (this.#staleDropped) return { localDatacenter: local, datacenters };
+    const freshness = this.#fresh.snapshot();
+    this.#freshText = JSON.stringify(freshness);
+    const stale = Object.keys(freshness).length > 0 ? { freshness } : {};
+    if (this.#staleDropped) return { localDatacenter: local, datacenters, ...stale };
     const keys = [...this.#services.keys()].sort();
     for (const k of keys) {
       const e = this.#services.get(k)!;
@@ -431,6 +461,6 @@ export class ConsulSource {
       if (list && !(e.key.service in list)) continue;
       dc.services[e.key.service] = e.instances;
     }
-    return { localDatacenter: local, datacenters };
+    return { localDatacenter: local, datacenters, ...stale };
   }
 }
