@@ -39,6 +39,7 @@ import { startConsulSource } from './control/sources/consul/start-consul-source.
 import { FileCatalogSource, FileRouteSource } from './control/sources/file/file-source.ts';
 import { certificateRefsOf } from './control/sources/kube/secret-certs.ts';
 import { type KubeOptions, type KubeSources, startKubeSources } from './control/start-kube.ts';
+import { desiredStatus } from './control/status/status-conditions.ts';
 import type { AccessLogSettings } from './dataplane/observe/access-log.ts';
 import { holdEventLoopBusy } from './dataplane/policy/overload-guard.ts';
 import { PolicyRuntime } from './dataplane/policy/policy-runtime.ts';
@@ -468,9 +469,12 @@ function createControlPlane(
         statuses: controller.statuses.map((s) => {
           const since = versions.since(s.route);
           const live = freshnessOf(s, consul?.stats().freshness);
+          const programmed = (s.accepted || s.fallback !== undefined) && versions.isServed(s.route);
           return {
             ...s,
             ...(live ? { datacenters: live } : {}),
+            // The GatewayRoute status the leader writes for this route (files have no object to write it to).
+            status: desiredStatus(s, programmed, [], new Date().toISOString()),
             problems: describeStatus(s),
             ...(since !== undefined ? { tableVersion: since } : {}),
             programmed: (s.accepted || s.fallback !== undefined) && versions.isServed(s.route),
