@@ -10,6 +10,7 @@ import { validateRoute } from '../../../src/api/validate.ts';
 import type { RouteStatus } from '../../../src/compile/compile.ts';
 import { compile } from '../../../src/compile/compile.ts';
 import { judgeLastKnownGood } from '../../../src/control/last-known-good-age.ts';
+import { datacenterOfWatch, FreshnessTracker } from '../../../src/control/sources/consul/freshness.ts';
 import { deriveWatchSet } from '../../../src/control/sources/consul/watch-set.ts';
 import { desiredStatus } from '../../../src/control/status/status-conditions.ts';
 
@@ -280,5 +281,58 @@ describe('last-known-good age at start', () => {
       refused: true,
       ageSeconds: -1,
     });
+  });
+});
+
+describe('Consul freshness per datacenter (sources/consul/freshness.ts)', () => {
+  const res = (lastContactMs: number, knownLeader: boolean | undefined, index = 10) => ({
+    status: 200,
+    index,
+    body: [],
+    text: '[]',
+    lastContactMs,
+    knownLeader,
+  });
+  it('the watch keys name their datacenter; the agent’s own watches count for the local one', () => {
+    expect(datacenterOfWatch('health@dc2/pay', 'dc1')).toBe('dc2');
+    expect(datacenterOfWatch('services@dc3', 'dc1')).toBe('dc3');
+    expect(datacenterOfWatch('agent/self', 'dc1')).toBe('dc1');
+    expect(datacenterOfWatch('catalog/datacenters', undefined)).toBeUndefined();
+  });
+  it('current, Lagging over the limit, NoLeader, SourceDown with the age growing from the failure; back: current', () => {
+    let now = 1_000_000;
+    const t = new FreshnessTracker(2000, () => now);
+    t.answered('dc1', 'health@dc1/pay', res(50, true, 7));
+    expect(t.figures().dc1).toEqual({
+      up: true,
+      lastContactSeconds: 0.05,
+      knownLeader: true,
+      index: 7,
+      indexAgeSeconds: 0.05,
+      stale: false,
+    });
+    expect(t.snapshot()).toEqual({});
+    t.answered('dc1', 'health@dc1/pay', res(2500, true));
+    expect(t.snapshot()).toEqual({ dc1: { reason: 'Lagging', since: 1_000_000 } });
+    t.answered('dc1', 'health@dc1/pay', res(0, false));
+    expect(t.snapshot()).toEqual({ dc1: { reason: 'NoLeader', since: 1_000_000 } });
+    t.answered('dc1', 'health@dc1/pay', res(0, undefined));
+    expect(t.snapshot()).toEqual({});
+    now += 1000;
+    t.failed('dc1', 'services@dc1');
+    now += 3000;
+    expect(t.figures().dc1).toMatchObject({
+      up: false,
+      indexAgeSeconds: 3,
+      stale: true,
+      reason: 'SourceDown',
+    });
+    expect(t.snapshot()).toEqual({ dc1: { reason: 'SourceDown', since: 1_001_000 } });
+    // A stopped watch no longer holds the datacenter down.
+    t.forget('dc1', 'services@dc1');
+    expect(t.snapshot()).toEqual({});
+    t.failed('dc2', 'health@dc2/pay');
+    t.retain(new Set(['dc1']));
+    expect(Object.keys(t.figures())).toEqual(['dc1']);
   });
 });
