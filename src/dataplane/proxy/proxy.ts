@@ -184,6 +184,7 @@ class ServedTable {
     states: FailoverStates,
     targets: FailoverTarget[],
   ): Map<ClusterRuntime, FailoverTarget> | undefined {
+    if (!e.catalog?.failover && !e.backends?.some((b) => b.failover !== undefined)) return undefined;
     let map: Map<ClusterRuntime, FailoverTarget> | undefined;
     const add = (primary: string, fallbacks: readonly string[], backend: string) => {
       const chain = [primary, ...fallbacks].map((id) => this.clusters.get(id)!);
