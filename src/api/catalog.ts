@@ -73,8 +73,8 @@ export interface CatalogSnapshot {
   freshness?: Record<string, DatacenterFreshness>;
 }
 
-/** Why a datacenter's catalog data is stale: no contact, no known leader, or older than the staleness limit. */
-export type StaleReason = 'SourceDown' | 'NoLeader' | 'Lagging';
+/** Why a datacenter's catalog data is stale: no contact, or older than the staleness limit. */
+export type StaleReason = 'SourceDown' | 'Lagging';
 
 export interface DatacenterFreshness {
   reason: StaleReason;

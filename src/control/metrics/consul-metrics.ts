@@ -136,7 +136,7 @@ export const FRESHNESS_METRICS: FreshnessMetricFamily[] = [
   },
   {
     name: 'edgegate_consul_stale',
-    help: "1 while a datacenter's catalog data is stale (no contact, no known leader, or older than EDGEGATE_CONSUL_STALE_AFTER): routes using it show ServingStale.",
+    help: "1 while a datacenter's catalog data is stale (no contact, or older than EDGEGATE_CONSUL_STALE_AFTER): routes using it show ServingStale.",
     type: 'gauge',
     samples: perDc((f) => (f.stale ? 1 : 0)),
   },

@@ -148,7 +148,6 @@ function backendHealth(b: RouteStatus['backends'][number], stale: RouteStatus['s
 
 const STALE_TEXT: Record<NonNullable<RouteStatus['stale']>[number]['reason'], string> = {
   SourceDown: 'Consul does not answer for it',
-  NoLeader: 'its Consul servers know no leader',
   Lagging: 'its Consul server lags behind the leader by more than EDGEGATE_CONSUL_STALE_AFTER',
 };
 

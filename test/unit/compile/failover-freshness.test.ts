@@ -299,7 +299,7 @@ describe('Consul freshness per datacenter (sources/consul/freshness.ts)', () => 
     expect(datacenterOfWatch('agent/self', 'dc1')).toBe('dc1');
     expect(datacenterOfWatch('catalog/datacenters', undefined)).toBeUndefined();
   });
-  it('current, Lagging over the limit, NoLeader, SourceDown with the age growing from the failure; back: current', () => {
+  it('current, Lagging over the limit, no leader (reported, not stale by itself), SourceDown with the age growing from the failure; back: current', () => {
     let now = 1_000_000;
     const t = new FreshnessTracker(2000, () => now);
     t.answered('dc1', 'health@dc1/pay', res(50, true, 7));
@@ -315,7 +315,8 @@ describe('Consul freshness per datacenter (sources/consul/freshness.ts)', () => 
     t.answered('dc1', 'health@dc1/pay', res(2500, true));
     expect(t.snapshot()).toEqual({ dc1: { reason: 'Lagging', since: 1_000_000 } });
     t.answered('dc1', 'health@dc1/pay', res(0, false));
-    expect(t.snapshot()).toEqual({ dc1: { reason: 'NoLeader', since: 1_000_000 } });
+    expect(t.snapshot()).toEqual({});
+    expect(t.figures().dc1).toMatchObject({ knownLeader: false, stale: false });
     t.answered('dc1', 'health@dc1/pay', res(0, undefined));
     expect(t.snapshot()).toEqual({});
     now += 1000;

@@ -3,8 +3,9 @@
  * (`X-Consul-LastContact`), whether it knows a leader (`X-Consul-KnownLeader`), the catalog index seen, and whether
  * every watch of the datacenter is in contact. From those, the data's age ("index age": how long ago the data of the
  * datacenter was last known to be current — the server's lag while in contact, plus the time since contact was
- * lost while any watch fails) and whether it is stale: a watch of the datacenter failing (`SourceDown`), no known
- * leader (`NoLeader`), or an age over the staleness limit (`Lagging`). The watches of the local agent itself
+ * lost while any watch fails) and whether it is stale: a watch of the datacenter failing (`SourceDown`) or an age
+ * over the staleness limit (`Lagging`). The known-leader flag is reported (metric) but does not make data stale by
+ * itself: it comes with the last answer of a blocking query, which may be a minute old. The watches of the local agent itself
  * (`agent/self`, the datacenter list) count for the local datacenter. Facts only: what stale data means for
  * routes is compile's and status's business.
  */
@@ -55,7 +56,7 @@ export class FreshnessTracker {
   readonly #staleAfterMs: number;
   readonly #now: () => number;
 
-  /** @param staleAfterMs data older than this is stale (Lagging); 0: only an outage or no leader make it stale. */
+  /** @param staleAfterMs data older than this is stale (Lagging); 0: only an outage makes it stale. */
   constructor(staleAfterMs: number, now: () => number) {
     this.#staleAfterMs = staleAfterMs;
     this.#now = now;
@@ -111,11 +112,9 @@ export class FreshnessTracker {
       const ageMs = d.lastContactMs + (up ? 0 : Math.max(0, now - d.downSince));
       const reason: StaleReason | undefined = !up
         ? 'SourceDown'
-        : !d.knownLeader
-          ? 'NoLeader'
-          : this.#staleAfterMs > 0 && ageMs > this.#staleAfterMs
-            ? 'Lagging'
-            : undefined;
+        : this.#staleAfterMs > 0 && ageMs > this.#staleAfterMs
+          ? 'Lagging'
+          : undefined;
       if (reason === undefined) d.staleSince = undefined;
       else d.staleSince ??= up ? now : d.downSince;
       out[name] = {
