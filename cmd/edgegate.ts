@@ -244,6 +244,23 @@ const runCommand = program
     new Option('--state-dir <dir>', 'where the last-known-good table is kept').env('EDGEGATE_STATE_DIR'),
   )
   .addOption(
+    new Option(
+      '--last-known-good-max-age <duration>',
+      'a last-known-good table older than this at start is stale (0: no limit)',
+    )
+      .env('EDGEGATE_LAST_KNOWN_GOOD_MAX_AGE')
+      .default('0'),
+  )
+  .addOption(
+    new Option(
+      '--last-known-good-when-stale <action>',
+      'a stale last-known-good table: serve (warned) or refuse',
+    )
+      .choices(['serve', 'refuse'])
+      .env('EDGEGATE_LAST_KNOWN_GOOD_WHEN_STALE')
+      .default('serve'),
+  )
+  .addOption(
     new Option('--datacenter <name>', 'local datacenter for consul backends without one').env(
       'EDGEGATE_DATACENTER',
     ),
@@ -413,6 +430,10 @@ const runCommand = program
         catalog: o.catalog,
         consul: consulOption(o, process.env),
         stateDir: o.stateDir,
+        lastKnownGoodAge: {
+          maxAgeMs: parseDurationFlag(o.lastKnownGoodMaxAge, '--last-known-good-max-age'),
+          whenStale: o.lastKnownGoodWhenStale as 'serve' | 'refuse',
+        },
         logLevel: o.logLevel,
         datacenter: o.datacenter,
         trustedHops,

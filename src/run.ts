@@ -199,7 +199,10 @@ export async function runGateway(opts: RunOptions): Promise<RunningGateway> {
       return {
         ready: reasons.length === 0,
         reasons,
-        notes: [...lastKnownGoodNotes(controller, proxy.version), ...(limitStore?.notes() ?? [])],
+        notes: [
+          ...lastKnownGoodNotes(controller, proxy.version, plane.lastKnownGood),
+          ...(limitStore?.notes() ?? []),
+        ],
       };
     },
     routes: () => plane.routesView(proxy.version),
@@ -334,7 +337,7 @@ export async function runClusterGateway(opts: ClusterRunOptions): Promise<Runnin
         ready: r.reasons.length === 0,
         reasons: r.reasons,
         notes: [
-          ...lastKnownGoodNotes(controller, primary.version),
+          ...lastKnownGoodNotes(controller, primary.version, plane.lastKnownGood),
           ...primary.notes(),
           ...(limitStore?.notes() ?? []),
         ],

@@ -70,6 +70,11 @@ export interface CatalogSnapshot {
   peers?: Record<string, { services: Record<string, Instance[]> }>;
   /** Consul service mesh (Connect) facts; absent: mesh is off (no gateway service identity configured). */
   mesh?: MeshCatalog;
+  /**
+   * Datacenters whose data is stale right now, and why (the Consul source; absent: every datacenter is current).
+   * It changes only when a datacenter becomes stale or current again, never with the age itself.
+   */
+  freshness?: Record<string, DatacenterFreshness>;
 }
 
 /** What the Consul source knows of the service mesh: mesh addresses and intention decisions. */
@@ -82,6 +87,15 @@ export interface MeshCatalog {
   services: Record<string, Instance[]>;
   /** The agent's answer to "may the gateway connect to this service?", by destination service. */
   intentions: Record<string, { allowed: boolean; reason: string }>;
+}
+
+/** Why a datacenter's catalog data is stale: no contact, or older than the staleness limit. */
+export type StaleReason = 'SourceDown' | 'Lagging';
+
+export interface DatacenterFreshness {
+  reason: StaleReason;
+  /** When the data became stale (ms since the epoch). */
+  since: number;
 }
 
 /** Endpoints of Kubernetes Services, from EndpointSlices: key `namespace/name`. Only ready endpoints. */

@@ -4,12 +4,22 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 
-export const CONDITION_TYPES = ['Accepted', 'ResolvedRefs', 'Programmed', 'Conflicted'] as const;
+export const CONDITION_TYPES = [
+  'Accepted',
+  'ResolvedRefs',
+  'Programmed',
+  'Conflicted',
+  'ServingStale',
+] as const;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 
 export const Condition = Type.Object(
   {
-    type: Type.String({ maxLength: 316, description: 'Accepted, ResolvedRefs, Programmed or Conflicted.' }),
+    type: Type.String({
+      maxLength: 316,
+      description:
+        'Accepted, ResolvedRefs, Programmed, Conflicted, or ServingStale (routes with Consul backends).',
+    }),
     status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')]),
     observedGeneration: Type.Optional(
       Type.Integer({ minimum: 0, description: 'metadata.generation this condition was computed from.' }),
@@ -30,6 +40,22 @@ export const BackendHealth = Type.Object(
     healthyEndpoints: Type.Record(Type.String({ maxLength: 128 }), Type.Integer({ minimum: 0 }), {
       description: 'Healthy endpoints per datacenter (kubernetes for Services).',
     }),
+    servingDatacenter: Type.Optional(
+      Type.String({
+        maxLength: 128,
+        description:
+          'A backend with failover: the datacenter serving it by the catalog (the first of the primary and its fallbacks with a healthy endpoint).',
+      }),
+    ),
+    servingSince: Type.Optional(
+      Type.String({ format: 'date-time', description: 'When servingDatacenter last changed.' }),
+    ),
+    staleSince: Type.Optional(
+      Type.Record(Type.String({ maxLength: 128 }), Type.String({ format: 'date-time' }), {
+        description:
+          'Datacenters of this backend whose catalog data is stale, and since when (its age is now minus this time); see the ServingStale condition.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -457,6 +457,19 @@ export const Retry = Type.Object(
   },
 );
 
+/** Cross-datacenter failover of a Consul service (docs/consul.md), modelled on Consul prepared-query failover. */
+export const ConsulFailover = Type.Object(
+  {
+    datacenters: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      minItems: 1,
+      maxItems: 16,
+      description:
+        'Fallback datacenters, in order: when the primary datacenter has no healthy instance (in Consul, or all ejected by outlier detection), each request goes to the first of these that has one; back to the primary as soon as it has one again.',
+    }),
+  },
+  { ...strict, description: 'Failover to other datacenters, decided per request.' },
+);
+
 const ConsulBackend = Type.Object(
   {
     service: Type.String({ minLength: 1, maxLength: 256, description: 'Consul service name.' }),
@@ -479,6 +492,7 @@ const ConsulBackend = Type.Object(
         description: 'true: only passing instances; false: passing and warning.',
       }),
     ),
+    failover: Type.Optional(ConsulFailover),
     mesh: Type.Optional(
       Type.Boolean({
         default: false,
@@ -979,6 +993,7 @@ export const CatalogRoute = Type.Object(
       description: 'Allowed datacenters; empty: every datacenter Consul knows.',
     }),
     passingOnly: Type.Optional(Type.Boolean({ default: true })),
+    failover: Type.Optional(ConsulFailover),
     peers: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$' }), {
         maxItems: 64,

@@ -261,6 +261,13 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
     const kinds = [b.consul ? 'consul' : undefined, b.service ? 'service' : undefined].filter(Boolean);
     if (kinds.length !== 1)
       errors.push({ path: bp, message: 'exactly one of consul or service must be set' });
+    if (b.consul?.failover)
+      checkFailover(
+        b.consul.failover.datacenters,
+        b.consul.datacenter,
+        [...bp, 'consul', 'failover'],
+        errors,
+      );
     if (b.protocol === 'h2' && !b.tls)
       errors.push({
         path: [...bp, 'protocol'],
@@ -289,6 +296,24 @@ function checkRule(rule: RouteRule, base: FieldPath, errors: FieldError[]) {
   });
   if (backends.length > 0 && backends.every((b) => (b.weight ?? 1) === 0))
     errors.push({ path: [...base, 'backends'], message: 'the weights of a rule must sum above zero' });
+}
+
+/** Failover datacenters: no repeats, and never the primary datacenter itself. */
+function checkFailover(
+  dcs: readonly string[],
+  primary: string | undefined,
+  base: FieldPath,
+  errors: FieldError[],
+): void {
+  dcs.forEach((dc, i) => {
+    if (dcs.indexOf(dc) !== i)
+      errors.push({ path: [...base, 'datacenters', i], message: `datacenter ${dc} is listed twice` });
+    else if (dc === primary)
+      errors.push({
+        path: [...base, 'datacenters', i],
+        message: `datacenter ${dc} is the backend's own datacenter, not a fallback`,
+      });
+  });
 }
 
 /** Rule-level traffic settings shared by rules and catalog routes: load balancer and timeouts. */
@@ -418,6 +443,8 @@ export function validateRoute(raw: unknown): ValidRoute | InvalidRoute {
   if (spec.catalog) {
     checkPathValue(spec.catalog.pathPrefix, ['spec', 'catalog', 'pathPrefix'], errors);
     checkTraffic(spec.catalog.loadBalancer, spec.catalog.timeouts, ['spec', 'catalog'], errors);
+    if (spec.catalog.failover)
+      checkFailover(spec.catalog.failover.datacenters, undefined, ['spec', 'catalog', 'failover'], errors);
   }
   checkRouteTls(spec.tls, spec.hostnames, errors);
   return errors.length > 0 ? { ok: false, errors } : { ok: true, route };

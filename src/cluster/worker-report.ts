@@ -177,6 +177,19 @@ export interface ProcessMetric {
   values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
 }
 
+/** Which datacenter serves one backend with cross-datacenter failover (dataplane/proxy/failover.ts). */
+export interface FailoverFigures {
+  /** `namespace/name` of the route. */
+  route: string;
+  /** The backend as the route status names it (`consul:billing@dc1`, `catalog:dc1/billing`). */
+  backend: string;
+  datacenter: string;
+  /** When this worker's serving datacenter last changed (ms since the epoch). */
+  since: number;
+  /** Changes of the serving datacenter in this worker. */
+  transitions: number;
+}
+
 export interface WorkerSnapshot extends TrafficSnapshot {
   /** `worker` label: the worker slot ("0", "1"…), stable across restarts of the slot. */
   worker: string;
@@ -191,4 +204,6 @@ export interface WorkerSnapshot extends TrafficSnapshot {
   policies?: PolicyRuntimeStats;
   /** TLS handshake counters of this worker's HTTPS listener (absent: no HTTPS listener). */
   tls?: TlsStatsSnapshot;
+  /** Backends with cross-datacenter failover in the served table (absent: none). */
+  failover?: FailoverFigures[];
 }

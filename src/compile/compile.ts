@@ -2,7 +2,7 @@
  * compile: (routes, catalog, settings) → { table, statuses }. Pure: no I/O, no clocks, no globals; the same
  * input in any order gives the same table (byte for byte) and the same statuses.
  */
-import type { CatalogSnapshot, Instance, KubeServiceSnapshot } from '../api/catalog.ts';
+import type { CatalogSnapshot, Instance, KubeServiceSnapshot, StaleReason } from '../api/catalog.ts';
 import {
   type CertificateRefSnapshot,
   certificateRefProblem,
@@ -150,6 +150,13 @@ export interface BackendStatus {
   ref: string;
   /** Healthy endpoints per datacenter (`kubernetes` for Services). */
   healthy: Record<string, number>;
+  /**
+   * A backend with failover: the datacenter the catalog says serves it (the first of the primary and its fallbacks
+   * with a healthy endpoint; the primary when none has). Outlier ejections are the workers' part: see the metric.
+   */
+  serving?: string;
+  /** When `serving` last changed (ISO time, stamped by the controller; absent in compile). */
+  servingSince?: string;
 }
 
 /** What compile learned about one route: the input of status conditions and of `edgegate validate`. */
@@ -173,6 +180,11 @@ export interface RouteStatus {
   fallback?: { generation?: number; origin: string; since?: string };
   /** Matches this route shares with another route on a host (compile/gateway-api/conflicts.ts); absent: none. */
   conflicts?: string[];
+  /**
+   * The datacenters of the route's Consul backends (fallbacks and catalog datacenters included) whose catalog data
+   * is stale (CatalogSnapshot.freshness): ServingStale in the status. Absent: none is.
+   */
+  stale?: { datacenter: string; reason: StaleReason; since: number }[];
 }
 
 export interface CompileResult {
@@ -383,6 +395,37 @@ function kubeCluster(
   return { cluster, known: svc !== undefined };
 }
 
+/**
+ * The clusters of a Consul backend's fallback datacenters, in order (same service, tags, health rule and pool). The
+ * primary datacenter is skipped if listed (it may be the implicit local one); a datacenter the catalog does not know
+ * is named in the status and skipped.
+ */
+function fallbackClusters(
+  ctx: Ctx,
+  primary: ClusterData,
+  datacenters: readonly string[],
+  spec: NonNullable<RouteBackend['consul']>,
+  pool: PoolData,
+  status: RouteStatus,
+): ClusterData[] {
+  const out: ClusterData[] = [];
+  for (const dc of datacenters) {
+    if (dc === primary.datacenter) continue;
+    const { cluster } = consulCluster(ctx, dc, spec.service, spec.tags ?? [], spec.passingOnly ?? true, pool);
+    if (!ctx.catalog.datacenters[dc]) {
+      const msg = `failover datacenter ${dc} of Consul service ${spec.service} is not known to the catalog`;
+      if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
+    }
+    out.push(cluster);
+  }
+  return out;
+}
+
+/** Which datacenter the catalog says serves a backend with failover: the first with a healthy endpoint. */
+function setServing(bs: BackendStatus, chain: readonly ClusterData[]): void {
+  bs.serving = (chain.find((c) => c.endpoints.length > 0) ?? chain[0]!).datacenter;
+}
+
 function headerEdits(spec: HeaderModifierSpec | undefined): HeaderEdits | undefined {
   if (!spec) return undefined;
   return {
@@ -453,6 +496,7 @@ function compileRoute(
     const passingOnly = c.passingOnly ?? true;
     const allowed = c.datacenters.length > 0 ? c.datacenters : Object.keys(ctx.catalog.datacenters);
     const services: CatalogAction['services'] = {};
+    const catalogFailover: NonNullable<CatalogAction['failover']> = {};
     for (const dc of [...new Set(allowed)].sort(cmp)) {
       const known = ctx.catalog.datacenters[dc];
       if (!known) {
@@ -466,6 +510,18 @@ function compileRoute(
         const { cluster } = consulCluster(ctx, dc, svc, c.requiredTags, passingOnly, pool);
         exposed[svc] = cluster.id;
         addHealth(`catalog:${dc}`, dc, cluster.endpoints.length);
+        if (!c.failover) continue;
+        // A fallback serves the service only where it is exposed by the same rule (carries the required tags).
+        const fallbacks: string[] = [];
+        for (const fdc of c.failover.datacenters) {
+          if (fdc === dc) continue;
+          const there = ctx.catalog.datacenters[fdc]?.services[svc];
+          if (!there?.some((i) => hasTags(i, c.requiredTags))) continue;
+          fallbacks.push(consulCluster(ctx, fdc, svc, c.requiredTags, passingOnly, pool).cluster.id);
+        }
+        if (fallbacks.length === 0) continue;
+        catalogFailover[dc] ??= {};
+        catalogFailover[dc][svc] = fallbacks;
       }
       services[dc] = exposed;
     }
@@ -481,6 +537,10 @@ function compileRoute(
     );
     if (peers && services.peer)
       status.unresolved.push('datacenter peer is hidden by the peers of this catalog route (/peer/{peer}/…)');
+    if (c.failover)
+      for (const fdc of c.failover.datacenters)
+        if (!ctx.catalog.datacenters[fdc])
+          status.unresolved.push(`failover datacenter ${fdc} is not known to the catalog`);
     const entry: EntryData = {
       route: key,
       rule: 0,
@@ -492,9 +552,12 @@ function compileRoute(
         headers: [],
         queryParams: [],
       },
-      catalog: peers
-        ? { prefix: normalizePrefix(c.pathPrefix), services, peers }
-        : { prefix: normalizePrefix(c.pathPrefix), services },
+      catalog: {
+        prefix: normalizePrefix(c.pathPrefix),
+        services,
+        ...(peers ? { peers } : {}),
+        ...(Object.keys(catalogFailover).length > 0 ? { failover: catalogFailover } : {}),
+      },
     };
     const policies = policyDataOf(c.policies);
     if (policies) entry.policies = policies;
@@ -568,7 +631,19 @@ function compileRoute(
           if (!status.unresolved.includes(msg)) status.unresolved.push(msg);
         }
         addHealth(ref, cluster.datacenter, cluster.endpoints.length);
-        if ((b.weight ?? 1) > 0) backends.push({ cluster: cluster.id, weight: b.weight ?? 1 });
+        const failover = b.consul?.failover
+          ? fallbackClusters(ctx, cluster, b.consul.failover.datacenters, b.consul, pool, status)
+          : undefined;
+        if (failover) {
+          for (const c of failover) addHealth(ref, c.datacenter, c.endpoints.length);
+          setServing(backendHealth.get(ref)!, [cluster, ...failover]);
+        }
+        if ((b.weight ?? 1) > 0)
+          backends.push({
+            cluster: cluster.id,
+            weight: b.weight ?? 1,
+            ...(failover ? { failover: { backend: ref, clusters: failover.map((c) => c.id) } } : {}),
+          });
       }
     }
     matchesOf(rule).forEach((matchData, mi) => {
@@ -780,6 +855,28 @@ function crossNamespaceBackendErrors(raw: unknown): FieldError[] {
   return out;
 }
 
+/** The stale datacenters among those the route's backends use (kube Services have no datacenter to go stale). */
+function markStale(status: RouteStatus, catalog: CatalogSnapshot): void {
+  const fresh = catalog.freshness;
+  if (!fresh) return;
+  const dcs = new Set<string>();
+  for (const b of status.backends)
+    if (!b.ref.startsWith('service:')) for (const dc of Object.keys(b.healthy)) dcs.add(dc);
+  const stale = [...dcs]
+    .sort(cmp)
+    .filter((dc) => fresh[dc] !== undefined)
+    .map((dc) => ({ datacenter: dc, reason: fresh[dc]!.reason, since: fresh[dc]!.since }));
+  if (stale.length > 0) status.stale = stale;
+}
+
+function copyBackendStatus(b: BackendStatus): BackendStatus {
+  return {
+    ref: b.ref,
+    healthy: { ...b.healthy },
+    ...(b.serving !== undefined ? { serving: b.serving } : {}),
+  };
+}
+
 function generationOf(raw: unknown): number | undefined {
   const g = (raw as { metadata?: { generation?: unknown } } | null)?.metadata?.generation;
   return typeof g === 'number' ? g : undefined;
@@ -824,7 +921,8 @@ function buildRoute(
   ) {
     for (const c of hit.clusters) if (!ctx.clusters.has(c.id)) ctx.clusters.set(c.id, c);
     status.unresolved = [...hit.unresolved];
-    status.backends = hit.backends.map((b) => ({ ref: b.ref, healthy: { ...b.healthy } }));
+    status.backends = hit.backends.map(copyBackendStatus);
+    markStale(status, input.catalog);
     return { entries: hit.entries, hosts };
   }
   const createdIso = route.metadata.creationTimestamp;
@@ -844,8 +942,9 @@ function buildRoute(
         entries,
         clusters: [...ctx.touched].map((id) => ctx.clusters.get(id)!),
         unresolved: [...status.unresolved],
-        backends: status.backends.map((b) => ({ ref: b.ref, healthy: { ...b.healthy } })),
+        backends: status.backends.map(copyBackendStatus),
       };
+    markStale(status, input.catalog);
     return { entries, hosts };
   } catch (err) {
     // Clusters this route added before it failed are not part of the table (a Map keeps insertion order).

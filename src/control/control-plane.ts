@@ -23,6 +23,12 @@ import { CertManager } from './certificates/cert-manager.ts';
 import { type CertFileSpec, type ClientCertFileSpec, FileCertSource } from './certificates/file-certs.ts';
 import { Controller, type SourceName } from './controller.ts';
 import { LastKnownGood } from './last-known-good.ts';
+import {
+  DEFAULT_LAST_KNOWN_GOOD_AGE,
+  judgeLastKnownGood,
+  type LastKnownGoodAgePolicy,
+  type LastKnownGoodVerdict,
+} from './last-known-good-age.ts';
 import { MetricsHub, type MetricsHubOptions } from './metrics/metrics.ts';
 import { SourceHealth } from './metrics/source-health.ts';
 import { rateLimitStoreSecrets } from './rate-limit-store-setup.ts';
@@ -32,6 +38,7 @@ import { startConsulSource } from './sources/consul/start-consul-source.ts';
 import { FileCatalogSource, FileRouteSource } from './sources/file/file-source.ts';
 import { certificateRefsOf } from './sources/kube/secret-certs.ts';
 import { type KubeOptions, type KubeSources, startKubeSources } from './start-kube.ts';
+import { desiredStatus } from './status/status-conditions.ts';
 
 /** What the control plane reads of `edgegate run`'s options. */
 export interface ControlPlaneOptions {
@@ -40,6 +47,8 @@ export interface ControlPlaneOptions {
   /** Discover services from Consul (exclusive with `catalog`). */
   consul?: ConsulSettings;
   stateDir?: string;
+  /** Age limit of the last-known-good table at start (`--last-known-good-max-age`, `--last-known-good-when-stale`). */
+  lastKnownGoodAge?: LastKnownGoodAgePolicy;
   /** Local datacenter for consul backends without one (standalone: default dc1). */
   datacenter?: string;
   /** `--tls-cert` values, parsed. */
@@ -112,9 +121,17 @@ export function createControlPlane(
     const now = versions.served(version);
     if (now.length > 0) kube?.served(now);
   };
+  let lkgVerdict: LastKnownGoodVerdict | undefined;
   const controller = new Controller({
     expect,
     lastKnownGood: opts.stateDir ? new LastKnownGood(opts.stateDir) : undefined,
+    admitLastKnownGood: (savedAt) => {
+      const v = judgeLastKnownGood(savedAt, Date.now(), opts.lastKnownGoodAge ?? DEFAULT_LAST_KNOWN_GOOD_AGE);
+      lkgVerdict = v;
+      if (v.warning)
+        log.error(v.warning, { savedAt: v.savedAt, maxAgeSeconds: v.maxAgeSeconds, whenStale: v.whenStale });
+      return !v.refused;
+    },
     onCompiled: (ms) => hub?.compileDuration.observe(ms / 1000),
     publish: (table) => {
       publish(table);
@@ -264,7 +281,11 @@ export function createControlPlane(
       await kube?.stop();
     },
     sourcesView() {
-      return { consul: consul?.stats(), kube: kube?.stats() };
+      return { consul: consul?.stats(), kube: kube?.stats(), lastKnownGood: lkgVerdict };
+    },
+    /** The age check of the last-known-good table found at start (undefined: none was found). */
+    get lastKnownGood() {
+      return lkgVerdict;
     },
     /**
      * Readiness while nothing is served yet (`version` 0): the sources the first table waits for, the Kubernetes
@@ -297,6 +318,7 @@ export function createControlPlane(
         routes: () => routeStates(controller.statuses),
         routesAwaitingWorkers: () => versions.waiting,
         catalog: () => catalog,
+        lastKnownGood: () => lkgVerdict,
         ...(certificates ? { certificates: () => certificates.expiry() } : {}),
         consul: () => {
           const st = consul?.stats();
@@ -306,6 +328,7 @@ export function createControlPlane(
               watchLimit: st.serviceWatchLimit,
               watchesOverLimit: st.serviceWatchesOverLimit,
               watchErrors: st.errorsByKind,
+              datacenters: st.freshness,
             }
           );
         },
@@ -360,11 +383,16 @@ export function createControlPlane(
         table: controller.current,
         statuses: controller.statuses.map((s) => {
           const since = versions.since(s.route);
+          const live = freshnessOf(s, consul?.stats().freshness);
+          const programmed = (s.accepted || s.fallback !== undefined) && versions.isServed(s.route);
           return {
             ...s,
+            ...(live ? { datacenters: live } : {}),
+            // The GatewayRoute status the leader writes for this route (files have no object to write it to).
+            status: desiredStatus(s, programmed, [], new Date().toISOString()),
             problems: describeStatus(s),
             ...(since !== undefined ? { tableVersion: since } : {}),
-            programmed: (s.accepted || s.fallback !== undefined) && versions.isServed(s.route),
+            programmed,
           };
         }),
       };
@@ -428,7 +456,35 @@ export async function startCertificates(
  * Readiness means "serving a table". A node that restarted during a Consul or API-server outage serves its
  * last-known-good table and stays ready (the edge must not go dark); the note says so.
  */
-export function lastKnownGoodNotes(controller: Controller, served: number): string[] {
-  if (controller.synced || served === 0) return [];
-  return [`serving the last-known-good table (version ${served}) until the sources sync`];
+export function lastKnownGoodNotes(
+  controller: Controller,
+  served: number,
+  verdict: LastKnownGoodVerdict | undefined,
+): string[] {
+  if (controller.synced) return [];
+  if (served === 0) return verdict?.refused ? [verdict.warning!] : [];
+  const stale = verdict?.stale ? ` — STALE: ${verdict.warning}` : '';
+  return [`serving the last-known-good table (version ${served}) until the sources sync${stale}`];
+}
+
+/** Live freshness of the Consul datacenters a route's backends use, for /debug/routes (undefined: none). */
+function freshnessOf(
+  s: RouteStatus,
+  figures: Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> | undefined,
+): Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> | undefined {
+  if (!figures) return undefined;
+  const out: Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> = {};
+  for (const b of s.backends) {
+    if (b.ref.startsWith('service:')) continue;
+    for (const dc of Object.keys(b.healthy)) {
+      const f = figures[dc];
+      if (f)
+        out[dc] = {
+          indexAgeSeconds: f.indexAgeSeconds,
+          stale: f.stale,
+          ...(f.reason ? { reason: f.reason } : {}),
+        };
+    }
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }

@@ -39,6 +39,8 @@ export interface ControllerOptions {
   /** Pause after a rebuild as a multiple of its CPU time (default 2; see control/hold-off.ts). */
   rebuildCostFactor?: number;
   lastKnownGood?: LastKnownGood;
+  /** Whether to serve the last-known-good table found at start, by its savedAt (last-known-good-age.ts). */
+  admitLastKnownGood?: (savedAt: string | undefined) => boolean;
   /** For tests and metrics: compile duration in ms. */
   onCompiled?: (ms: number, table: TableData) => void;
 }
@@ -56,6 +58,8 @@ export class Controller {
   #lastValid = new Map<string, LastValidRoute>();
   /** Fallback versions last handed to the route listeners, beside the sources' routes. */
   #notifiedFallbacks: unknown[] = [];
+  /** Serving datacenter of each failover backend (`route\0ref`) and since when. */
+  #serving = new Map<string, { dc: string; since: string }>();
   readonly #batches: HoldOff;
   /** Validated and compiled routes by source object, kept between rebuilds (CompileInput.memo). */
   readonly #memo: CompileMemo = new WeakMap();
@@ -103,10 +107,12 @@ export class Controller {
   async restore(): Promise<TableData | undefined> {
     const lkg = await this.#opts.lastKnownGood?.loadState();
     if (!lkg || this.#current) return undefined;
-    this.#current = lkg.table;
     if (this.#lastValid.size === 0 && lkg.routes) {
       this.#lastValid = new Map(Object.entries(lkg.routes));
     }
+    // A table refused for its age is not served; the routes' last valid versions still keep routes fail closed.
+    if (this.#opts.admitLastKnownGood && !this.#opts.admitLastKnownGood(lkg.savedAt)) return undefined;
+    this.#current = lkg.table;
     await this.#opts.publish(lkg.table);
     return lkg.table;
   }
@@ -193,6 +199,7 @@ export class Controller {
     });
     this.#opts.onCompiled?.(performance.now() - started, table);
     const lastValidChanged = this.#stampSince(lastValid, statuses);
+    this.#stampServing(statuses);
     this.#lastValid = lastValid;
     this.#statuses = statuses;
     const fallbacks = this.#fallbackSources();
@@ -241,6 +248,22 @@ export class Controller {
     }
     for (const s of statuses) if (s.fallback) s.fallback.since = next.get(s.route)?.since;
     return changed;
+  }
+
+  /** A failover backend's serving datacenter keeps its time while it stays the same; a change gets now. */
+  #stampServing(statuses: RouteStatus[]): void {
+    const now = new Date().toISOString();
+    const next = new Map<string, { dc: string; since: string }>();
+    for (const s of statuses)
+      for (const b of s.backends) {
+        if (b.serving === undefined) continue;
+        const key = `${s.route}\u0000${b.ref}`;
+        const prev = this.#serving.get(key);
+        const since = prev && prev.dc === b.serving ? prev.since : now;
+        b.servingSince = since;
+        next.set(key, { dc: b.serving, since });
+      }
+    this.#serving = next;
   }
 
   /** Resolves when no rebuild is pending or running. */

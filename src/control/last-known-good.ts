@@ -19,6 +19,8 @@ import { decodeTable, hashOfJson, tableWire } from '../table/wire.ts';
 export interface LastKnownGoodState {
   table: TableData;
   routes?: Record<string, LastValidRoute>;
+  /** When the file was written (ISO time; absent in format 1): its age is checked at start (last-known-good-age.ts). */
+  savedAt?: string;
 }
 
 const FORMAT = 2;
@@ -59,9 +61,15 @@ export class LastKnownGood {
         hash?: unknown;
         table?: TableData;
         routes?: unknown;
+        savedAt?: unknown;
       };
       const routes = validRoutes(header.routes);
-      const withRoutes = (table: TableData): LastKnownGoodState => ({ table, ...(routes ? { routes } : {}) });
+      const savedAt = typeof header.savedAt === 'string' ? { savedAt: header.savedAt } : {};
+      const withRoutes = (table: TableData): LastKnownGoodState => ({
+        table,
+        ...(routes ? { routes } : {}),
+        ...savedAt,
+      });
       if (header.format === 1) {
         // The format before the header line: one document, the table inside.
         if (!header.table || !Array.isArray(header.table.entries)) return undefined;

@@ -67,6 +67,7 @@ export function observeProxy(opts: ProxyObservabilityOptions): ProxyObservabilit
         ...tracing?.counterValues(),
       })),
     processMetrics: opts.processMetrics,
+    failover: () => opts.proxy.failover.figures(),
     ...(opts.policies ? { policies: opts.policies } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
   });

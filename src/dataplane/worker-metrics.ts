@@ -7,6 +7,7 @@
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type {
   EndpointFigures,
+  FailoverFigures,
   PolicyRuntimeStats,
   ProcessMetric,
   TlsStatsSnapshot,
@@ -22,6 +23,8 @@ export interface WorkerMetricsOptions {
   counters?: () => Record<string, number>;
   policies?: () => PolicyRuntimeStats;
   tls?: () => TlsStatsSnapshot | undefined;
+  /** Backends with cross-datacenter failover: which datacenter serves each. */
+  failover?: () => FailoverFigures[];
   /** Collect Node's default metrics in this process (default true). */
   processMetrics?: boolean;
 }
@@ -29,6 +32,11 @@ export interface WorkerMetricsOptions {
 function tlsOf(read: (() => TlsStatsSnapshot | undefined) | undefined): { tls?: TlsStatsSnapshot } {
   const tls = read?.();
   return tls ? { tls } : {};
+}
+
+function failoverOf(read: (() => FailoverFigures[]) | undefined): { failover?: FailoverFigures[] } {
+  const list = read?.();
+  return list && list.length > 0 ? { failover: list } : {};
 }
 
 export class WorkerMetrics {
@@ -57,6 +65,7 @@ export class WorkerMetrics {
       counters: o.counters?.() ?? {},
       ...(o.policies ? { policies: o.policies() } : {}),
       ...tlsOf(o.tls),
+      ...failoverOf(o.failover),
       process: process_.map((m) => ({
         name: m.name,
         help: m.help,

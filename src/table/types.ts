@@ -134,6 +134,16 @@ export interface ClusterData {
 export interface BackendRef {
   cluster: string;
   weight: number;
+  /** Cross-datacenter failover of a Consul backend (absent: none). */
+  failover?: FailoverData;
+}
+
+/** A Consul backend's fallback datacenters (docs/consul.md "Failover across datacenters"). */
+export interface FailoverData {
+  /** The backend as the route status names it (`consul:billing@dc1`): the `backend` metric label. */
+  backend: string;
+  /** One cluster per fallback datacenter, in order; each request goes to the first with an endpoint to pick. */
+  clusters: string[];
 }
 
 export interface CatalogAction {
@@ -143,6 +153,8 @@ export interface CatalogAction {
   services: Record<string, Record<string, string>>;
   /** peer → service → cluster id, served at `{prefix}/peer/{peer}/{service}/…` (absent: no peers exposed). */
   peers?: Record<string, Record<string, string>>;
+  /** datacenter → service → fallback cluster ids in order, for services whose route asks for failover. */
+  failover?: Record<string, Record<string, string[]>>;
 }
 
 /** A rule's CORS filter (Gateway API HTTPCORSFilter), as the data plane applies it (dataplane/proxy/cors.ts). */

@@ -35,6 +35,11 @@ import {
 } from '../../cluster/worker-report.ts';
 import type { TableData } from '../../table/types.ts';
 import { type AggregateView, mergeExemplars, SnapshotAggregator } from './aggregate.ts';
+import {
+  type ConsulDatacenterFigures,
+  FRESHNESS_METRICS,
+  type LastKnownGoodFigures,
+} from './consul-metrics.ts';
 import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from './policy-metrics.ts';
 import type { SourceHealth } from './source-health.ts';
 
@@ -283,6 +288,8 @@ export interface ConsulFigures {
   watchesOverLimit: number;
   /** Failed watch requests since start, by kind (network, timeout, forbidden, http, invalid). */
   watchErrors: Record<string, number>;
+  /** Lag, leader and data age per datacenter (consul-metrics.ts). */
+  datacenters?: Record<string, ConsulDatacenterFigures>;
 }
 
 export interface KubeFigures {
@@ -318,6 +325,8 @@ export interface MetricsHubOptions {
   certificates?: () => { hostname: string; notAfterSeconds: number }[];
   /** Per-worker answer timeout at scrape time (default 1000 ms). */
   scrapeTimeoutMs?: number;
+  /** The last-known-good table found at start, if one was (consul-metrics.ts). */
+  lastKnownGood?: () => LastKnownGoodFigures | undefined;
 }
 
 export class MetricsHub {
@@ -351,6 +360,14 @@ export class MetricsHub {
     this.#defineControlPlane();
     this.#definePolicies();
     this.#defineTls();
+    for (const f of FRESHNESS_METRICS)
+      this.#add(f.name, f.help, f.type, () =>
+        f.samples({
+          workers: this.#view_().workers,
+          consul: opts.consul?.()?.datacenters,
+          lastKnownGood: opts.lastKnownGood?.(),
+        }),
+      );
   }
 
   /**

@@ -1,5 +1,6 @@
 /**
- * Compile diagnostics → GatewayRoute `.status`: conditions Accepted, ResolvedRefs and Programmed, each with
+ * Compile diagnostics → GatewayRoute `.status`: conditions Accepted, ResolvedRefs and Programmed (and ServingStale
+ * for routes with Consul backends: docs/consul.md), each with
  * observedGeneration, plus healthy endpoint counts per backend and datacenter, and `servedGeneration`. Pure: the
  * status writer supplies the time and the conditions already on the object (whose lastTransitionTime is kept while
  * the status holds).
@@ -10,7 +11,12 @@
  * Gateway API's "Fall Back" approach), and `servedGeneration` says the same as a field.
  */
 import { isCertificateRefProblem } from '../../api/certificate-refs.ts';
-import type { Condition, ConditionType, GatewayRouteStatus } from '../../api/gateway-route-status.ts';
+import type {
+  BackendHealth,
+  Condition,
+  ConditionType,
+  GatewayRouteStatus,
+} from '../../api/gateway-route-status.ts';
 import { formatPath } from '../../api/validate.ts';
 import type { RouteStatus } from '../../compile/compile.ts';
 
@@ -121,6 +127,9 @@ export function desiredStatus(
       message: clip(s.conflicts.join('; ')),
       ...g,
     });
+  const stale = servingStale(s, g);
+  if (stale) drafts.push(stale);
+
   const conditions: Condition[] = drafts.map((d) => {
     const prior = existing.find((c) => c.type === d.type);
     const lastTransitionTime = prior && prior.status === d.status ? prior.lastTransitionTime : now;
@@ -130,7 +139,51 @@ export function desiredStatus(
     ...g,
     ...(served !== undefined ? { servedGeneration: served } : {}),
     conditions,
-    backends: s.backends.map((b) => ({ ref: b.ref, healthyEndpoints: { ...b.healthy } })),
+    backends: s.backends.map((b) => backendHealth(b, s.stale)),
+  };
+}
+
+function backendHealth(b: RouteStatus['backends'][number], stale: RouteStatus['stale']): BackendHealth {
+  const out: BackendHealth = { ref: b.ref, healthyEndpoints: { ...b.healthy } };
+  if (b.serving !== undefined) out.servingDatacenter = b.serving;
+  if (b.servingSince !== undefined) out.servingSince = b.servingSince;
+  if (stale && !b.ref.startsWith('service:')) {
+    const mine = stale.filter((x) => b.healthy[x.datacenter] !== undefined);
+    if (mine.length > 0)
+      out.staleSince = Object.fromEntries(mine.map((x) => [x.datacenter, new Date(x.since).toISOString()]));
+  }
+  return out;
+}
+
+const STALE_TEXT: Record<NonNullable<RouteStatus['stale']>[number]['reason'], string> = {
+  SourceDown: 'Consul does not answer for it',
+  Lagging: 'its Consul server lags behind the leader by more than EDGEGATE_CONSUL_STALE_AFTER',
+};
+
+/**
+ * ServingStale, for routes with Consul backends only: True while the catalog data of a datacenter they use is stale
+ * (the source is down for it, its servers have no leader, or it lags), naming each with the reason and since when.
+ */
+function servingStale(s: RouteStatus, g: { observedGeneration?: number }): Draft | undefined {
+  if (!s.accepted || !s.backends.some((b) => !b.ref.startsWith('service:'))) return undefined;
+  if (!s.stale || s.stale.length === 0)
+    return {
+      type: 'ServingStale',
+      status: 'False',
+      reason: 'Current',
+      message: 'the catalog data of every backend datacenter is current',
+      ...g,
+    };
+  const parts = s.stale.map(
+    (x) => `datacenter ${x.datacenter}: ${STALE_TEXT[x.reason]}, since ${new Date(x.since).toISOString()}`,
+  );
+  const reasons = new Set(s.stale.map((x) => x.reason));
+  return {
+    type: 'ServingStale',
+    status: 'True',
+    reason: reasons.size === 1 ? s.stale[0]!.reason : 'Stale',
+    message: clip(`serving the last known catalog data: ${parts.join('; ')}`),
+    ...g,
   };
 }
 

@@ -50,6 +50,8 @@ export class ClusterRuntime {
   #rr: WeightedRoundRobin<Upstream> | undefined;
   #ring: RingHash<Upstream> | undefined;
   #fallback = 0;
+  /** The primary of a backend with failover (failover.ts): outlier detection may eject all its endpoints. */
+  failoverPrimary = false;
 
   constructor(data: ClusterData, pools: UpstreamPools, state: ClusterState) {
     this.data = data;

@@ -4,7 +4,8 @@
  * (capped at `maxEjectionMs`), then re-admitted. The ejection count drops back to zero once an endpoint has
  * stayed admitted for a base interval times its count. Never more than `maxEjectionPercent` of a cluster's
  * endpoints are ejected at once, so a cluster-wide problem (the upstream's own dependency down) does not turn
- * into "no healthy upstream" for everyone. State lives on the Upstream, so it carries across table versions.
+ * into "no healthy upstream" for everyone — except in the primary cluster of a backend with cross-datacenter
+ * failover (failover.ts), where ejecting every endpoint sends the traffic to the fallback datacenter. State lives on the Upstream, so it carries across table versions.
  */
 import type { ClusterRuntime } from './cluster-runtime.ts';
 import type { Upstream } from './upstream-pools.ts';
@@ -67,7 +68,9 @@ export class OutlierDetector {
     const list = cluster.upstreams;
     let ejected = 0;
     for (const u of list) if (u.ejected) ejected++;
-    if (ejected + 1 > Math.floor((list.length * s.maxEjectionPercent) / 100)) {
+    // The cap keeps a cluster-wide problem from becoming "no healthy upstream"; a cluster with a fallback
+    // datacenter (failover.ts) has somewhere else to go, so all of its endpoints may be ejected.
+    if (!cluster.failoverPrimary && ejected + 1 > Math.floor((list.length * s.maxEjectionPercent) / 100)) {
       this.#refusedByCap++;
       this.#count(cluster, 1);
       return;

@@ -37,6 +37,7 @@ import {
   type RulePolicy,
   sendError,
 } from './exchange.ts';
+import { FailoverStates, FailoverTarget } from './failover.ts';
 import { filterCounterValues } from './filter-counters.ts';
 import { requestHasBody, requestProto } from './h2-compat.ts';
 import { acceptableRequestId, upstreamRequestHeaders } from './headers.ts';
@@ -157,6 +158,8 @@ interface RuleRuntime {
   gate: RuleGate | undefined;
   /** RequestMirror filters; undefined: none. */
   mirrors: MirrorTarget[] | undefined;
+  /** Backends with cross-datacenter failover, by primary cluster (failover.ts); undefined: none. */
+  failover: Map<ClusterRuntime, FailoverTarget> | undefined;
 }
 
 /** A table made ready for serving: the index plus rule policies and cluster runtimes. */
@@ -171,8 +174,10 @@ class ServedTable {
     states: Map<string, ClusterState>,
     settings: ProxySettings,
     policies: PolicyRuntime | undefined,
+    failover: FailoverStates,
   ) {
     this.table = new RoutingTable(data);
+    const targets: FailoverTarget[] = [];
     const gates = policies?.buildGates(data.entries);
     for (const c of data.clusters) {
       let state = states.get(c.id);
@@ -200,8 +205,34 @@ class ServedTable {
         backends,
         gate: gates?.get(e.ruleId),
         mirrors,
+        failover: this.#failoverOf(e, failover, targets),
       });
     }
+    failover.install(targets);
+  }
+
+  /** The rule's backends with failover (rare: only routes that ask for it), by primary cluster. */
+  #failoverOf(
+    e: TableData['entries'][number],
+    states: FailoverStates,
+    targets: FailoverTarget[],
+  ): Map<ClusterRuntime, FailoverTarget> | undefined {
+    if (!e.catalog?.failover && !e.backends?.some((b) => b.failover !== undefined)) return undefined;
+    let map: Map<ClusterRuntime, FailoverTarget> | undefined;
+    const add = (primary: string, fallbacks: readonly string[], backend: string) => {
+      const chain = [primary, ...fallbacks].map((id) => this.clusters.get(id)!);
+      const t = new FailoverTarget(chain, states.state(e.route, backend));
+      map ??= new Map();
+      map.set(chain[0]!, t);
+      targets.push(t);
+    };
+    for (const b of e.backends ?? []) if (b.failover) add(b.cluster, b.failover.clusters, b.failover.backend);
+    const c = e.catalog;
+    if (c?.failover)
+      for (const [dc, services] of Object.entries(c.failover))
+        for (const [svc, fallbacks] of Object.entries(services))
+          if (c.services[dc]?.[svc]) add(c.services[dc][svc], fallbacks, `catalog:${dc}/${svc}`);
+    return map;
   }
 
   rule(entry: CompiledEntry): RuleRuntime | undefined {
@@ -289,6 +320,8 @@ export class ProxyPipeline {
   /** Metrics and access log (observe/): set before the first table. */
   observer: RequestObserver | undefined;
   readonly #states = new Map<string, ClusterState>();
+  /** Serving datacenter of each backend with failover, across tables. */
+  readonly failover = new FailoverStates();
   readonly #ctx: ExchangeContext;
   readonly #policies: PolicyRuntime | undefined;
   #served: ServedTable | undefined;
@@ -328,7 +361,7 @@ export class ProxyPipeline {
       const prior = this.#states.get(c.id);
       if (prior) states.set(c.id, prior);
     }
-    this.#served = new ServedTable(data, this.pools, states, this.settings, this.#policies);
+    this.#served = new ServedTable(data, this.pools, states, this.settings, this.#policies, this.failover);
     this.#states.clear();
     for (const [id, st] of states) this.#states.set(id, st);
     this.pools.retain(data.clusters);
@@ -473,6 +506,8 @@ export class ProxyPipeline {
       routed.cluster = rule?.backends?.pick();
       if (data.rewrite?.path) routed.path = rewritePath(path, data.rewrite.path, entry);
     }
+    if (rule?.failover !== undefined && routed.cluster !== undefined)
+      routed.cluster = rule.failover.get(routed.cluster)?.choose() ?? routed.cluster;
     if (!rule) return failed('EDGEGATE_NO_HEALTHY_UPSTREAM');
     if (!routed.cluster) return failedAfterMatch(routed, 'EDGEGATE_NO_HEALTHY_UPSTREAM');
     if (routed.cluster.data.meshDenied !== undefined)

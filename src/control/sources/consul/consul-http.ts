@@ -16,6 +16,8 @@ export interface ConsulResponse {
   text: string;
   /** `X-Consul-LastContact` (ms since the answering server heard from the leader; stale reads). */
   lastContactMs: number | undefined;
+  /** `X-Consul-KnownLeader` (`false`: the answering server knows no leader; its data may be old). */
+  knownLeader: boolean | undefined;
 }
 
 export interface GetOptions {
@@ -112,6 +114,8 @@ export class ConsulHttp {
     const rawContact = res.headers['x-consul-lastcontact'];
     const lastContactMs =
       typeof rawContact === 'string' && /^\d+$/.test(rawContact) ? Number(rawContact) : undefined;
+    const rawLeader = res.headers['x-consul-knownleader'];
+    const knownLeader = rawLeader === 'true' ? true : rawLeader === 'false' ? false : undefined;
     let body: unknown = text;
     if (res.statusCode >= 200 && res.statusCode < 300) {
       try {
@@ -120,7 +124,7 @@ export class ConsulHttp {
         throw new ConsulHttpError(res.statusCode, `${path}: answer is not JSON: ${text.slice(0, 200)}`);
       }
     }
-    return { status: res.statusCode, index, body, text, lastContactMs };
+    return { status: res.statusCode, index, body, text, lastContactMs, knownLeader };
   }
 
   async close(): Promise<void> {

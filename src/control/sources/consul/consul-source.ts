@@ -9,7 +9,8 @@ import type { CatalogSnapshot, Instance } from '../../../api/catalog.ts';
 import type { MeshIdentity } from '../../../api/certificate.ts';
 import type { GatewayRoute } from '../../../api/gateway-route.ts';
 import { BlockingQuery, type WatchError, type WatchErrorKind } from './blocking-query.ts';
-import { ConsulHttp } from './consul-http.ts';
+import { ConsulHttp, type ConsulResponse } from './consul-http.ts';
+import { type DatacenterFigures, datacenterOfWatch, FreshnessTracker } from './freshness.ts';
 import { instancesFromHealth } from './health.ts';
 import { MeshWatch } from './mesh-watch.ts';
 import { PEER_SERVICES, peerServiceList, serviceList } from './service-lists.ts';
@@ -65,6 +66,8 @@ export interface ConsulSourceStats {
   failing: Record<string, string>;
   /** Service mesh: identity (trust domain, active root, leaf serial) and intention decisions; absent: off. */
   mesh?: Record<string, unknown>;
+  /** Per datacenter in use: lag behind the leader, known leader, index, data age, staleness (freshness.ts). */
+  freshness: Record<string, DatacenterFigures>;
 }
 
 interface ListEntry {
@@ -117,6 +120,9 @@ export class ConsulSource {
   #snapshots = 0;
   #stopped = false;
   readonly #mesh: MeshWatch | undefined;
+  readonly #fresh: FreshnessTracker;
+  /** The freshness part of the last snapshot: a change of it is reported. */
+  #freshText = '{}';
 
   constructor(opts: ConsulSourceOptions) {
     this.#s = opts.settings;
@@ -138,6 +144,7 @@ export class ConsulSource {
         backoffBaseMs: opts.settings.backoffBaseMs,
         backoffMaxMs: opts.settings.backoffMaxMs,
       });
+    this.#fresh = new FreshnessTracker(opts.settings.staleAfterMs, this.#now);
   }
 
   start(): void {
@@ -204,6 +211,7 @@ export class ConsulSource {
       snapshots: this.#snapshots,
       failing: Object.fromEntries([...this.#failing].map(([k, e]) => [k, e.message])),
       ...(this.#mesh ? { mesh: this.#mesh.stats() } : {}),
+      freshness: this.#fresh.figures(),
     };
   }
 
@@ -235,8 +243,14 @@ export class ConsulSource {
       backoffBaseMs: s.backoffBaseMs,
       backoffMaxMs: s.backoffMaxMs,
       pollMs,
-      onOk: () => this.#onOk(key),
-      onError: (err, n) => this.#onError(key, err, n),
+      onOk: (res) => {
+        this.#onOk(key);
+        this.#freshness(key, res);
+      },
+      onError: (err, n) => {
+        this.#onError(key, err, n);
+        this.#freshness(key, undefined);
+      },
       ...(this.#onBlockingQuery ? { onBlockingQuery: this.#onBlockingQuery } : {}),
       onData: (body) => {
         if (this.#stopped) return;
@@ -247,6 +261,16 @@ export class ConsulSource {
         }
       },
     }).start();
+  }
+
+  /** Freshness bookkeeping of one answer (or failure); a datacenter that became stale or current is reported. */
+  #freshness(key: string, res: ConsulResponse | undefined): void {
+    if (this.#stopped) return;
+    const dc = datacenterOfWatch(key, this.localDatacenter);
+    if (dc === undefined) return;
+    if (res) this.#fresh.answered(dc, key, res);
+    else this.#fresh.failed(dc, key);
+    if (JSON.stringify(this.#fresh.snapshot()) !== this.#freshText) this.#report();
   }
 
   #onOk(key: string): void {
@@ -327,11 +351,13 @@ export class ConsulSource {
     });
 
     const wantedDcs = new Set(ws.datacenters);
+    this.#fresh.retain(new Set([...wantedDcs, local]));
     for (const [dc, e] of this.#lists) {
       if (wantedDcs.has(dc)) continue;
       void e.watch.stop();
       this.#lists.delete(dc);
       this.#failing.delete(`services@${dc}`);
+      this.#fresh.forget(dc, `services@${dc}`);
     }
     for (const dc of ws.datacenters) {
       if (this.#lists.has(dc)) continue;
@@ -363,6 +389,7 @@ export class ConsulSource {
       void e.watch.stop();
       this.#services.delete(k);
       this.#failing.delete(`health@${k}`);
+      this.#fresh.forget(e.key.datacenter, `health@${k}`);
     }
     for (const key of capped) {
       const k = watchKey(key);
@@ -434,7 +461,10 @@ export class ConsulSource {
   #snapshot(local: string, dcs: string[]): CatalogSnapshot {
     const datacenters: CatalogSnapshot['datacenters'] = {};
     for (const dc of dcs) datacenters[dc] = { services: {} };
+    const freshness = this.#fresh.snapshot();
+    this.#freshText = JSON.stringify(freshness);
     const out: CatalogSnapshot = { localDatacenter: local, datacenters };
+    if (Object.keys(freshness).length > 0) out.freshness = freshness;
     const mesh = this.#mesh
       ? {
           gatewayService: this.#mesh.gatewayService,

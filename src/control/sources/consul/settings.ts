@@ -41,6 +41,8 @@ export interface ConsulSettings {
   maxWatches: number;
   /** After this long without contact, the stale data is dropped; 0 = never (default). */
   maxStalenessMs: number;
+  /** Data older than this (lag behind the leader, or time without contact) is reported stale; 0: only outages. */
+  staleAfterMs: number;
   /** How long the first report waits for watches that have not answered yet. */
   initialSyncTimeoutMs: number;
   /**
@@ -61,6 +63,7 @@ export const CONSUL_DEFAULTS = {
   datacenterPollMs: 10_000,
   maxWatches: 1000,
   maxStalenessMs: 0,
+  staleAfterMs: 10_000,
   initialSyncTimeoutMs: 10_000,
 } as const;
 
@@ -211,6 +214,7 @@ export function consulSettingsFromEnv(env: Env, overrides: Partial<ConsulSetting
     datacenterPollMs: duration(env, 'EDGEGATE_CONSUL_DC_POLL', d.datacenterPollMs, 100, 3_600_000),
     maxWatches: number(env, 'EDGEGATE_CONSUL_MAX_WATCHES', d.maxWatches, 1, 100_000),
     maxStalenessMs: duration(env, 'EDGEGATE_CONSUL_MAX_STALENESS', d.maxStalenessMs, 0, 365 * 86_400_000),
+    staleAfterMs: duration(env, 'EDGEGATE_CONSUL_STALE_AFTER', d.staleAfterMs, 0, 365 * 86_400_000),
     initialSyncTimeoutMs: duration(env, 'EDGEGATE_CONSUL_SYNC_TIMEOUT', d.initialSyncTimeoutMs, 100, 600_000),
     meshService: meshServiceName(nonEmpty(env.EDGEGATE_CONSUL_MESH_SERVICE), 'EDGEGATE_CONSUL_MESH_SERVICE'),
   };

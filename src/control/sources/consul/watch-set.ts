@@ -1,9 +1,10 @@
 /**
  * Which services to watch in which datacenters, derived from the validated routes and what Consul lists:
- * - every Consul service a backend references (in its datacenter, or the local one);
+ * - every Consul service a backend references (in its datacenter, or the local one, and in its fallback
+ *   datacenters when it names some);
  * - every service a catalog route exposes: in its allowed datacenters (all known ones when the list is empty),
  *   each service whose tags (as `/v1/catalog/services` lists them, the union over its instances) include all
- *   the route's required tags.
+ *   the route's required tags; and the same in the route's fallback datacenters, when it names some.
  * The service lists of those datacenters are watched too: they tell a service that does not exist from one
  * with no instance, and they reveal new services for catalog routes. Only known datacenters are watched
  * (Consul answers 500 for an unknown one). Cluster peers (a backend's `peer`, a catalog route's `peers`) are
@@ -76,12 +77,21 @@ export function deriveWatchSet(routes: readonly GatewayRoute[], view: ConsulView
         const k: ServiceWatchKey = { datacenter, service: b.consul.service };
         if (b.consul.mesh && peer === undefined) k.mesh = true;
         named.set(watchKey(k), k);
+        // Fallback datacenters are watched only when a backend names them.
+        for (const fdc of b.consul.failover?.datacenters ?? []) {
+          if (!known.has(fdc) || fdc === datacenter) continue;
+          dcs.add(fdc);
+          const f = { datacenter: fdc, service: b.consul.service };
+          named.set(watchKey(f), f);
+        }
       }
     }
     const c = route.spec.catalog;
     if (!c) continue;
     const allowed = c.datacenters.length > 0 ? c.datacenters.filter((d) => known.has(d)) : view.datacenters;
-    for (const datacenter of [...allowed, ...(c.peers ?? []).map(peerKey)]) {
+    // A catalog route's fallback datacenters: the services it would expose there (same tag rule) are watched too.
+    const fallbacks = (c.failover?.datacenters ?? []).filter((d) => known.has(d));
+    for (const datacenter of new Set([...allowed, ...fallbacks, ...(c.peers ?? []).map(peerKey)])) {
       dcs.add(datacenter);
       const list = view.services[datacenter];
       if (!list) continue;

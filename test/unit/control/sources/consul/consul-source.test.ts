@@ -66,6 +66,20 @@ function start(routes: RouteSource[] = ROUTES, overrides: Partial<ConsulSettings
   return { snapshots, logs };
 }
 
+/** Every snapshot after the first differs from it only in `freshness`; the last one's datacenters are all `reason`. */
+function expectOnlyFreshnessChanged(snapshots: CatalogSnapshot[], reason: string | undefined): void {
+  const { freshness: _, ...first } = snapshots[0]!;
+  expect(snapshots[0]!.freshness).toBeUndefined();
+  for (const s of snapshots.slice(1))
+    expect({ ...s, freshness: undefined }).toEqual({ ...first, freshness: undefined });
+  const last = snapshots.at(-1)!;
+  if (reason === undefined) expect(last.freshness).toBeUndefined();
+  else
+    expect(Object.values(last.freshness ?? {}).map((f) => f.reason)).toEqual(
+      Object.keys(last.datacenters).map(() => reason),
+    );
+}
+
 const names = (c: CatalogSnapshot | undefined) =>
   Object.fromEntries(
     Object.entries(c?.datacenters ?? {}).map(([dc, d]) => [dc, Object.keys(d.services).sort()]),
@@ -226,7 +240,7 @@ describe('ConsulSource', () => {
     const denied = logs.filter((l) => l.level === 'error' && l.message.includes('permission denied (403)'));
     expect(denied).toHaveLength(1);
     expect(denied[0]!.message).toContain('CONSUL_HTTP_TOKEN');
-    expect(snapshots).toHaveLength(1);
+    expectOnlyFreshnessChanged(snapshots, 'SourceDown');
     const st = source!.stats();
     expect(st.up).toBe(0);
     // The metric's `kind` label: every 403 is a `forbidden` error, and the kinds add up to the total.
@@ -235,10 +249,11 @@ describe('ConsulSource', () => {
     consul.forbidden = false;
     await waitFor(() => source!.stats().up === 1, { timeoutMs: 5000 });
     expect(logs.some((l) => l.message.includes('access granted again'))).toBe(true);
-    expect(snapshots).toHaveLength(1);
+    await waitFor(() => snapshots.at(-1)!.freshness === undefined, { timeoutMs: 5000 });
+    expectOnlyFreshnessChanged(snapshots, undefined);
   });
 
-  it('when Consul is lost: up 0, data age grows, nothing reported; back: up 1, age 0', async () => {
+  it('when Consul is lost: up 0, data age grows, only staleness reported (SourceDown); back: up 1, age 0', async () => {
     consul = await FakeConsul.start();
     consul.services = { dc2: { billing: [{ id: 'b-1', port: 9003 }] } };
     const { snapshots, logs } = start();
@@ -251,7 +266,8 @@ describe('ConsulSource', () => {
     expect(
       logs.filter((l) => l.level === 'warn' && l.message.includes('keeping the last state')),
     ).toHaveLength(1);
-    expect(snapshots).toHaveLength(1);
+    // The instances stay as they were; the snapshot only marks every datacenter stale (source down).
+    expectOnlyFreshnessChanged(snapshots, 'SourceDown');
     consul.down = false;
     consul.change((c) => {
       c.services.dc2!.billing!.push({ id: 'b-2', port: 9004 });

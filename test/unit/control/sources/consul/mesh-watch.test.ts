@@ -42,6 +42,7 @@ function harness() {
       body: { Allowed },
       text: '',
       lastContactMs: undefined,
+      knownLeader: undefined,
     });
   const roots = (id: string, pems: string[]) => ({
     ActiveRootID: id,
@@ -150,6 +151,7 @@ describe('MeshWatch', () => {
           body: 'boom',
           text: 'boom',
           lastContactMs: undefined,
+          knownLeader: undefined,
         }),
       );
     h.answers.push(h.ok(true));
@@ -174,6 +176,7 @@ describe('MeshWatch', () => {
               body: { Allowed: true },
               text: '',
               lastContactMs: undefined,
+              knownLeader: undefined,
             });
         }),
       h.ok(false),
