@@ -46,8 +46,14 @@ interface Answer {
   echo?: { name: string; path: string; url: string; headers: Record<string, string> };
 }
 
-async function call(host: string, path = '/', headers: Record<string, string> = {}): Promise<Answer> {
+async function call(
+  host: string,
+  path = '/',
+  headers: Record<string, string> = {},
+  method: 'GET' | 'OPTIONS' = 'GET',
+): Promise<Answer> {
   const r = await undiciRequest(`http://127.0.0.1:${gw.proxyAddress.port}${path}`, {
+    method,
     headers: { host, ...headers },
     headersTimeout: 10_000,
   });
@@ -520,11 +526,16 @@ describe('annotations', () => {
   it('enable-cors with cors-allow-origin (wildcard) and cors-max-age; ingress-nginx defaults for the rest', async () => {
     // A preflight is answered by the gateway (the upstream never sees it), with nginx's default methods and
     // credentials allowed (so the origin is echoed, never "*").
-    const pre = await call('cors.ing.test', '/api', {
-      origin: 'https://app.example',
-      'access-control-request-method': 'PUT',
-      'access-control-request-headers': 'authorization',
-    });
+    const pre = await call(
+      'cors.ing.test',
+      '/api',
+      {
+        origin: 'https://app.example',
+        'access-control-request-method': 'PUT',
+        'access-control-request-headers': 'authorization',
+      },
+      'OPTIONS',
+    );
     expect(pre.status).toBe(204);
     expect(pre.echo).toBeUndefined();
     expect(pre.headers['access-control-allow-origin']).toBe('https://app.example');
