@@ -10,324 +10,39 @@
  */
 
 import { collectDefaultMetrics, Histogram, type OpenMetricsContentType, Registry } from 'prom-client';
-import type { CatalogSnapshot } from '../../api/catalog.ts';
 import {
   CODE_LABELS,
-  COMPRESSED_COUNTER,
-  CORS_PREFLIGHTS_COUNTER,
   DURATION_BUCKETS,
-  EJECTIONS_BY_SERVICE,
-  HANDLER_ERRORS_COUNTER,
   type HistogramSnapshot,
-  MIRROR_DROPPED_COUNTER,
-  MIRROR_ERRORS_COUNTER,
-  MIRROR_SENT_COUNTER,
   type ProcessMetric,
-  REFUSED_BY_SERVICE,
-  REFUSED_COUNTER,
   type TlsStatsSnapshot,
-  TRACING_DROPPED_COUNTER,
-  TRACING_EXPORTED_COUNTER,
   UPSTREAM_BUCKETS,
-  UPSTREAM_H2_SESSION_COUNTER,
-  WEBSOCKET_COUNTER,
   type WorkerSnapshot,
 } from '../../cluster/worker-report.ts';
-import type { TableData } from '../../table/types.ts';
 import { type AggregateView, mergeExemplars, SnapshotAggregator } from './aggregate.ts';
+import { FRESHNESS_METRICS } from './consul-metrics.ts';
+import { defineControlPlaneMetrics } from './control-plane-metrics.ts';
 import {
-  type ConsulDatacenterFigures,
-  FRESHNESS_METRICS,
-  type LastKnownGoodFigures,
-} from './consul-metrics.ts';
+  COUNTER_METRICS,
+  ComputedMetric,
+  EDGE_COUNTER_METRICS,
+  histogramSamples,
+  type Labels,
+  type MetricType,
+  POOL_FIGURES,
+  type Sample,
+  SERVICE_COUNTER_METRICS,
+} from './families.ts';
+import type { MetricsHubOptions } from './hub-options.ts';
 import { type AggregatedPolicyStats, aggregatePolicyStats, POLICY_METRICS } from './policy-metrics.ts';
-import type { SourceHealth } from './source-health.ts';
 
-type Labels = Record<string, string>;
-interface Sample {
-  metricName?: string;
-  labels: Labels;
-  value: number;
-  /** Rendered only in OpenMetrics (prom-client's registry): a bucket's trace exemplar. */
-  exemplar?: { labelSet: Labels; value: number; timestamp: number };
-}
-type MetricType = 'counter' | 'gauge' | 'histogram';
-
-/** Worker-wide proxy counters (WorkerSnapshot.counters) and the metric each one becomes. */
-export const COUNTER_METRICS: Record<string, { name: string; help: string }> = {
-  tries: {
-    name: 'edgegate_upstream_tries_total',
-    help: 'Tries sent to upstream endpoints (first tries and retries).',
-  },
-  retriesRefusedByBudget: {
-    name: 'edgegate_retries_refused_total',
-    help: 'Retries not attempted because the cluster retry budget was used up.',
-  },
-  tryTimeouts: {
-    name: 'edgegate_upstream_try_timeouts_total',
-    help: 'Tries that hit a per-try timeout (response headers, idle body or per-try limit).',
-  },
-  requestTimeouts: {
-    name: 'edgegate_request_timeouts_total',
-    help: 'Requests that hit their whole-request timeout.',
-  },
-  clientBodyTimeouts: {
-    name: 'edgegate_client_body_timeouts_total',
-    help: 'Requests answered 408 because their body stalled longer than the client body timeout.',
-  },
-  responsesAbandoned: {
-    name: 'edgegate_responses_abandoned_total',
-    help: 'Responses abandoned because the client read nothing of them for the send timeout (upstream connection released).',
-  },
-  connectionQueued: {
-    name: 'edgegate_connection_cap_queued_total',
-    help: 'Requests that waited because their client connection already held its cap of upstream requests.',
-  },
-  connectionRefused: {
-    name: 'edgegate_connection_cap_refused_total',
-    help: 'Requests refused (429) because their client connection held its cap of upstream requests and its queue was full.',
-  },
-  cancelledBeforeUpstream: {
-    name: 'edgegate_requests_cancelled_before_upstream_total',
-    help: 'Requests whose client left before they were written upstream: never sent.',
-  },
-  cancelledDrained: {
-    name: 'edgegate_upstream_cancel_drains_total',
-    help: 'Requests cancelled in flight whose upstream response was drained so the connection went back to the pool.',
-  },
-  cancelledClosed: {
-    name: 'edgegate_upstream_cancel_closes_total',
-    help: 'Requests cancelled in flight whose upstream try was aborted (body still streaming, or not drained within 1 s / 64 KiB).',
-  },
-  [TRACING_EXPORTED_COUNTER]: {
-    name: 'edgegate_tracing_spans_exported_total',
-    help: 'Spans the OTLP exporter delivered to the collector (tracing on; see docs/observability.md).',
-  },
-  unsendable: {
-    name: 'edgegate_upstream_unsendable_requests_total',
-    help: 'Requests the HTTP client refused to send upstream (invalid header or Host value): answered 400, never counted against the upstream.',
-  },
-};
-
-/** Per service and datacenter counters (WorkerSnapshot.counters keys `prefix\0service\0datacenter`). */
-const SERVICE_COUNTER_METRICS = [
-  {
-    prefix: EJECTIONS_BY_SERVICE,
-    name: 'edgegate_outlier_ejections_total',
-    help: 'Upstream endpoints ejected by passive outlier detection, by service and datacenter.',
-  },
-  {
-    prefix: REFUSED_BY_SERVICE,
-    name: 'edgegate_outlier_ejections_refused_total',
-    help: 'Ejections not done because the cluster already had its maximum share of endpoints ejected, by service and datacenter.',
-  },
-];
-
-/** Edge counters with their own labels (WorkerSnapshot.counters keys `prefix\0label1\0label2…`), from edgeEvents. */
-const EDGE_COUNTER_METRICS = [
-  {
-    prefix: REFUSED_COUNTER,
-    name: 'edgegate_requests_refused_total',
-    help: 'Requests and connections refused at the edge before routing (admission checks, HTTP/1 parser errors, client header timeouts, connections over the cap), by listener protocol (http1, https1, h2) and reason.',
-    labels: ['protocol', 'reason'],
-    always: [] as string[][],
-  },
-  {
-    prefix: HANDLER_ERRORS_COUNTER,
-    name: 'edgegate_request_handler_errors_total',
-    help: 'Exceptions caught while handling a request (answered 500 EDGEGATE_INTERNAL or closed) or by the process-level safety net; the process kept serving. Any non-zero value is a gateway bug worth a report.',
-    labels: ['site'],
-    always: [['request'], ['upgrade'], ['uncaught_exception'], ['unhandled_rejection']],
-  },
-  {
-    prefix: MIRROR_SENT_COUNTER,
-    name: 'edgegate_mirror_requests_total',
-    help: 'Request copies sent by RequestMirror filters (their answers are discarded).',
-    labels: [] as string[],
-    always: [[]] as string[][],
-  },
-  {
-    prefix: MIRROR_DROPPED_COUNTER,
-    name: 'edgegate_mirror_dropped_total',
-    help: 'Request copies a RequestMirror filter did not send, by reason: in_flight (the worker bound of copies in flight), body_too_large, no_endpoint, overloaded (the mirror endpoint at its pool capacity), cancelled (an HTTP/2 stream reset before it was forwarded).',
-    labels: ['reason'],
-    always: [['in_flight'], ['body_too_large'], ['no_endpoint'], ['overloaded'], ['cancelled']],
-  },
-  {
-    prefix: MIRROR_ERRORS_COUNTER,
-    name: 'edgegate_mirror_errors_total',
-    help: 'Request copies that failed (connect error, reset, timeout); the request itself is never affected.',
-    labels: [] as string[],
-    always: [[]] as string[][],
-  },
-  {
-    prefix: CORS_PREFLIGHTS_COUNTER,
-    name: 'edgegate_cors_preflights_total',
-    help: 'CORS preflights answered by the gateway, by result: allowed (CORS headers sent) or refused (origin not allowed: 204 without them).',
-    labels: ['result'],
-    always: [['allowed'], ['refused']],
-  },
-  {
-    prefix: COMPRESSED_COUNTER,
-    name: 'edgegate_compressed_responses_total',
-    help: 'Responses compressed by a ResponseCompression filter, by encoding.',
-    labels: ['encoding'],
-    always: [['zstd'], ['br'], ['gzip']],
-  },
-  {
-    prefix: TRACING_DROPPED_COUNTER,
-    name: 'edgegate_tracing_spans_dropped_total',
-    help: 'Sampled spans never delivered to the collector, by reason: queue_full (the worker already held --tracing-queue-size spans), export_failed (the collector did not take the batch: down, slow, refused).',
-    labels: ['reason'],
-    always: [['queue_full'], ['export_failed']],
-  },
-  {
-    prefix: WEBSOCKET_COUNTER,
-    name: 'edgegate_websocket_upgrades_total',
-    help: 'WebSocket upgrades by client protocol (http1, https1: Upgrade over HTTP/1.1; h2, h2c: RFC 8441 extended CONNECT) and result: opened, or why no tunnel opened (bad_request, no_route, policy_denied, no_healthy_upstream, upstream_refused: the upstream answered without 101, upstream_error, internal).',
-    labels: ['protocol', 'result'],
-    always: [] as string[][],
-  },
-  {
-    prefix: UPSTREAM_H2_SESSION_COUNTER,
-    name: 'edgegate_upstream_http2_session_errors_total',
-    help: 'HTTP/2 connections to upstreams (protocol h2 over TLS, h2c cleartext) that could not be opened (connect) or ended with an error: goaway (the upstream sent GOAWAY with an error code), protocol (a protocol or framing error), closed (reset or closed under way).',
-    labels: ['protocol', 'reason'],
-    always: [] as string[][],
-  },
-];
-
-const POOL_FIGURES = [
-  ['connected', 'Open connections to the upstream endpoints.'],
-  ['free', 'Open connections that are idle (keep-alive, ready for a request).'],
-  ['pending', 'Requests waiting in the pools for a connection.'],
-  ['queued', 'Requests queued in the pools (pending plus running).'],
-  ['running', 'Requests being processed on upstream connections.'],
-  ['size', 'Requests the pools hold (queued and running).'],
-] as const;
-
-/** A metric family computed at scrape time from the current aggregate. */
-class ComputedMetric {
-  readonly name: string;
-  readonly help: string;
-  readonly type: MetricType;
-  readonly aggregator = 'sum';
-  readonly #values: () => Sample[];
-
-  constructor(name: string, help: string, type: MetricType, values: () => Sample[]) {
-    this.name = name;
-    this.help = help;
-    this.type = type;
-    this.#values = values;
-  }
-
-  async get() {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: this.#values(),
-    };
-  }
-}
-
-function histogramSamples(
-  name: string,
-  labels: Labels,
-  h: HistogramSnapshot,
-  buckets: readonly number[],
-): Sample[] {
-  const out: Sample[] = [];
-  let cumulative = 0;
-  for (let i = 0; i <= buckets.length; i++) {
-    cumulative += h.counts[i] ?? 0;
-    const sample: Sample = {
-      metricName: `${name}_bucket`,
-      labels: { ...labels, le: i < buckets.length ? String(buckets[i]) : '+Inf' },
-      value: cumulative,
-    };
-    const e = h.exemplars?.[i];
-    if (e)
-      sample.exemplar = {
-        labelSet: { trace_id: e.traceId, span_id: e.spanId },
-        value: e.value,
-        timestamp: e.timestamp,
-      };
-    out.push(sample);
-  }
-  out.push({ metricName: `${name}_sum`, labels, value: h.sum });
-  out.push({ metricName: `${name}_count`, labels, value: cumulative });
-  return out;
-}
-
-export interface WorkerCollection {
-  answers: WorkerSnapshot[];
-  /** Pids of the workers alive now. */
-  live: number[];
-}
-
-export interface WorkerCounts {
-  /** Worker processes alive. */
-  live: number;
-  /** Of those, serving the current table version. */
-  current: number;
-  /** Workers replaced after an exit since start. */
-  restarts: number;
-  /** Of those, workers the watchdog replaced because their event loop was blocked (cluster only). */
-  blocked?: number;
-  /** Seconds since each live worker (by slot) last sent a heartbeat (cluster only). */
-  heartbeatAges?: Record<string, number>;
-}
-
-export interface ConsulFigures {
-  /** Blocking-query watches running. */
-  watches: number;
-  /** The cap on service watches (EDGEGATE_CONSUL_MAX_WATCHES) and the services it leaves unwatched now. */
-  watchLimit: number;
-  watchesOverLimit: number;
-  /** Failed watch requests since start, by kind (network, timeout, forbidden, http, invalid). */
-  watchErrors: Record<string, number>;
-  /** Lag, leader and data age per datacenter (consul-metrics.ts). */
-  datacenters?: Record<string, ConsulDatacenterFigures>;
-}
-
-export interface KubeFigures {
-  /** Informer → synced (finished its first list and is watching). */
-  informers: Record<string, boolean>;
-  /**
-   * Status writes by result: `ok` (written), `unchanged` (checked: already current), `not_found` (the route was
-   * deleted before its write: 404), `error` (failed, retried).
-   */
-  statusWrites: Record<string, number>;
-  /** Routes waiting for a status write or check (the leader's queue; 0 elsewhere). */
-  statusQueue?: number;
-  /** With --ingress (docs/ingress.md). */
-  ingress?: { refused: number; unsupported: number; statusWrites: { ok: number; error: number } };
-  /** With --gateway-api: status writes by result (ok, unchanged, error) and HTTPRoute parents not accepted. */
-  gatewayApi?: { statusWrites: Record<string, number>; parentsNotAccepted: number };
-}
-
-export interface MetricsHubOptions {
-  /** Ask the workers for their snapshots (bounded by `timeoutMs`). */
-  collect: (timeoutMs: number) => Promise<WorkerCollection>;
-  table: () => TableData | undefined;
-  /** Routes by state: accepted, fallback (invalid; its last valid version is served), invalid (not served). */
-  routes?: () => Record<string, number>;
-  /** Routes in the table whose current form not every live worker serves yet (control/route-versions.ts). */
-  routesAwaitingWorkers?: () => number;
-  catalog?: () => CatalogSnapshot | undefined;
-  workers: () => WorkerCounts;
-  sources: SourceHealth;
-  consul?: () => ConsulFigures | undefined;
-  kube?: () => KubeFigures | undefined;
-  /** Served certificates and their expiry (absent: no HTTPS listener). */
-  certificates?: () => { hostname: string; notAfterSeconds: number }[];
-  /** Per-worker answer timeout at scrape time (default 1000 ms). */
-  scrapeTimeoutMs?: number;
-  /** The last-known-good table found at start, if one was (consul-metrics.ts). */
-  lastKnownGood?: () => LastKnownGoodFigures | undefined;
-}
+export type {
+  ConsulFigures,
+  KubeFigures,
+  MetricsHubOptions,
+  WorkerCollection,
+  WorkerCounts,
+} from './hub-options.ts';
 
 export class MetricsHub {
   readonly registry = new Registry();
@@ -357,7 +72,11 @@ export class MetricsHub {
     });
     this.#defineTraffic();
     this.#defineUpstreams();
-    this.#defineControlPlane();
+    defineControlPlaneMetrics((name, help, type, values) => this.#add(name, help, type, values), opts, {
+      lastPublish: () => this.#lastPublish,
+      view: () => this.#view_(),
+      missedAnswers: () => this.#aggregator.missedAnswers,
+    });
     this.#definePolicies();
     this.#defineTls();
     for (const f of FRESHNESS_METRICS)
@@ -676,197 +395,6 @@ export class MetricsHub {
       out.push({ labels: { ...l, state: 'ejected' }, value: ejected.get(k)?.size ?? 0 });
     }
     return out;
-  }
-
-  #defineControlPlane(): void {
-    const o = this.#opts;
-    this.#add('edgegate_table_version', 'Version of the routing table last published.', 'gauge', () => [
-      { labels: {}, value: o.table()?.version ?? 0 },
-    ]);
-    this.#add(
-      'edgegate_routes_awaiting_workers',
-      'Routes whose current rules not every live proxy worker serves yet (their Programmed condition is Pending); stays above 0 when workers do not acknowledge tables.',
-      'gauge',
-      () => [{ labels: {}, value: o.routesAwaitingWorkers?.() ?? 0 }],
-    );
-    this.#add(
-      'edgegate_table_last_publish_timestamp_seconds',
-      'When the routing table was last published (Unix time; 0: never).',
-      'gauge',
-      () => [{ labels: {}, value: this.#lastPublish }],
-    );
-    this.#add(
-      'edgegate_routes',
-      'Routes by state: accepted; fallback (the current version is invalid, the last valid one is served); invalid (never valid, not served).',
-      'gauge',
-      () => Object.entries(o.routes?.() ?? {}).map(([state, value]) => ({ labels: { state }, value })),
-    );
-    this.#add('edgegate_workers', 'Proxy worker processes alive.', 'gauge', () => [
-      { labels: {}, value: o.workers().live },
-    ]);
-    this.#add(
-      'edgegate_workers_current',
-      'Proxy worker processes serving the current table version.',
-      'gauge',
-      () => [{ labels: {}, value: o.workers().current }],
-    );
-    this.#add(
-      'edgegate_worker_restarts_total',
-      'Proxy worker processes replaced after they exited.',
-      'counter',
-      () => [{ labels: {}, value: o.workers().restarts }],
-    );
-    this.#add(
-      'edgegate_worker_blocked_total',
-      'Proxy worker processes replaced by the watchdog because their event loop was blocked longer than --worker-block-timeout (also counted in edgegate_worker_restarts_total).',
-      'counter',
-      () => [{ labels: {}, value: o.workers().blocked ?? 0 }],
-    );
-    this.#add(
-      'edgegate_worker_heartbeat_age_seconds',
-      'Seconds since each proxy worker (by slot) last sent its event-loop heartbeat to the primary.',
-      'gauge',
-      () =>
-        Object.entries(o.workers().heartbeatAges ?? {}).map(([worker, value]) => ({
-          labels: { worker },
-          value,
-        })),
-    );
-    this.#add(
-      'edgegate_metrics_stale_workers',
-      'Workers that did not answer the last scrape in time (their previous counts were used).',
-      'gauge',
-      () => [{ labels: {}, value: this.#view_().stale }],
-    );
-    this.#add(
-      'edgegate_metrics_missed_answers_total',
-      'Worker answers missed at scrape time (one per worker per scrape).',
-      'counter',
-      () => [{ labels: {}, value: this.#aggregator.missedAnswers }],
-    );
-    this.#add(
-      'edgegate_source_up',
-      'Whether an input source (routes, catalog, kube, consul) is connected and delivering (1) or not (0).',
-      'gauge',
-      () => o.sources.list().map((s) => ({ labels: { source: s.name }, value: s.up ? 1 : 0 })),
-    );
-    this.#add(
-      'edgegate_source_data_age_seconds',
-      'Seconds since a source last delivered or confirmed its data (-1: never).',
-      'gauge',
-      () => {
-        const now = Date.now();
-        return o.sources.list().map((s) => ({
-          labels: { source: s.name },
-          value: s.lastUpdate > 0 ? (now - s.lastUpdate) / 1000 : -1,
-        }));
-      },
-    );
-    this.#add('edgegate_source_updates_total', 'Snapshots delivered by each input source.', 'counter', () =>
-      o.sources.list().map((s) => ({ labels: { source: s.name }, value: s.updates })),
-    );
-    this.#add('edgegate_consul_watches', 'Consul blocking-query watches running.', 'gauge', () => [
-      { labels: {}, value: o.consul?.()?.watches ?? 0 },
-    ]);
-    const consulGauge = (name: string, help: string, pick: (c: ConsulFigures) => number) =>
-      this.#add(name, help, 'gauge', () => {
-        const c = o.consul?.();
-        return c ? [{ labels: {}, value: pick(c) }] : [];
-      });
-    consulGauge(
-      'edgegate_consul_watch_limit',
-      'The cap on concurrent Consul service watches (EDGEGATE_CONSUL_MAX_WATCHES).',
-      (c) => c.watchLimit,
-    );
-    consulGauge(
-      'edgegate_consul_watches_over_limit',
-      'Services the routes need that are not watched because of the cap (their instances are not served).',
-      (c) => c.watchesOverLimit,
-    );
-    this.#add(
-      'edgegate_consul_watch_errors_total',
-      'Failed Consul watch requests, by kind: network, timeout, forbidden (403: the ACL token), http, invalid.',
-      'counter',
-      () =>
-        Object.entries(o.consul?.()?.watchErrors ?? {}).map(([kind, value]) => ({ labels: { kind }, value })),
-    );
-    this.#add(
-      'edgegate_kube_informer_synced',
-      'Whether a Kubernetes informer finished its first list and is watching (1) or not (0).',
-      'gauge',
-      () =>
-        Object.entries(o.kube?.()?.informers ?? {}).map(([resource, synced]) => ({
-          labels: { resource },
-          value: synced ? 1 : 0,
-        })),
-    );
-    this.#add(
-      'edgegate_kube_status_writes_total',
-      'GatewayRoute status writes by result: ok (written), unchanged (checked, already current), not_found (the route was deleted before its write), error (failed, retried).',
-      'counter',
-      () =>
-        Object.entries(o.kube?.()?.statusWrites ?? {}).map(([result, value]) => ({
-          labels: { result },
-          value,
-        })),
-    );
-    this.#add(
-      'edgegate_ingress_refused',
-      'Ingresses of edgegate’s classes that are not served: a snippet, access control edgegate cannot honour, or an invalid annotation value (Events say which).',
-      'gauge',
-      () => {
-        const i = o.kube?.()?.ingress;
-        return i ? [{ labels: {}, value: i.refused }] : [];
-      },
-    );
-    this.#add(
-      'edgegate_ingress_unsupported_annotations',
-      'ingress-nginx annotations on served Ingresses that edgegate does not honour (served without them; Events say which).',
-      'gauge',
-      () => {
-        const i = o.kube?.()?.ingress;
-        return i ? [{ labels: {}, value: i.unsupported }] : [];
-      },
-    );
-    this.#add(
-      'edgegate_ingress_status_writes_total',
-      'Ingress status.loadBalancer writes by the leader: ok, error (retried).',
-      'counter',
-      () => {
-        const i = o.kube?.()?.ingress;
-        return i
-          ? Object.entries(i.statusWrites).map(([result, value]) => ({ labels: { result }, value }))
-          : [];
-      },
-    );
-    this.#add(
-      'edgegate_kube_status_queue',
-      'GatewayRoutes waiting for a status write or check by the leader; a queue that stays long means writes are slower than changes (raise --status-write-rate).',
-      'gauge',
-      () => {
-        const k = o.kube?.();
-        return k ? [{ labels: {}, value: k.statusQueue ?? 0 }] : [];
-      },
-    );
-    this.#add(
-      'edgegate_gateway_api_status_writes_total',
-      'Gateway API status writes (GatewayClass, Gateway, HTTPRoute) by result: ok (written), unchanged (checked, already current), error (failed, retried).',
-      'counter',
-      () =>
-        Object.entries(o.kube?.()?.gatewayApi?.statusWrites ?? {}).map(([result, value]) => ({
-          labels: { result },
-          value,
-        })),
-    );
-    this.#add(
-      'edgegate_gateway_api_route_parents_not_accepted',
-      'HTTPRoute parentRefs to edgegate Gateways that are not Accepted (not allowed by a listener, no matching listener or hostname, an unsupported field): those routes are not served there.',
-      'gauge',
-      () => {
-        const g = o.kube?.()?.gatewayApi;
-        return g ? [{ labels: {}, value: g.parentsNotAccepted }] : [];
-      },
-    );
   }
 
   /**
