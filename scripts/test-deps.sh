@@ -362,19 +362,19 @@ GO
   if [[ ! -f "$dir/go.mod" ]]; then
     (cd "$dir" && run_step "$logfile" go mod init edgegate.local/test-deps/otelcol)
   fi
-  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod -p=1" go get \
+  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod" go get \
     "go.opentelemetry.io/collector/otelcol@$version" \
     "go.opentelemetry.io/collector/receiver/otlpreceiver@$version" \
     "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter@$version")
   # The confmap providers at the core v1.x release that goes with this one (never the newest).
   local core
   core="$(cd "$dir" && go list -m -f '{{.Version}}' go.opentelemetry.io/collector/confmap)"
-  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod -p=1" go get \
+  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod" go get \
     "go.opentelemetry.io/collector/confmap/provider/fileprovider@$core" \
     "go.opentelemetry.io/collector/confmap/provider/envprovider@$core")
-  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod -p=1" go mod tidy)
+  (cd "$dir" && run_step "$logfile" env GOFLAGS="-mod=mod" go mod tidy)
   log "otelcol $version: modules resolved in $((SECONDS - start))s"
-  GOFLAGS="-mod=mod -p=1" go_build_to "$name" "$version" "$dir" . ""
+  GOFLAGS="-mod=mod" go_build_to "$name" "$version" "$dir" . ""
   log "otelcol $version: total $((SECONDS - start))s"
 }
 

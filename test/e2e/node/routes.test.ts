@@ -38,7 +38,8 @@ const ECHO_PORTS = [18181, 18182];
 
 beforeAll(async () => {
   release = await node.lease('routes.test.ts');
-  await installChart(node, rel, ns, {});
+  // Ingresses too (issue 19): the chart's IngressClass `edgegate`, status published as the node IP.
+  await installChart(node, rel, ns, { kubernetes: { ingress: { enabled: true } } });
   // Two Consul instances: `edgegate echo` processes on the node IP, registered in the node's agent.
   for (const [i, port] of ECHO_PORTS.entries()) {
     echoes.push(
@@ -171,6 +172,55 @@ describe('GatewayRoutes on a real node', () => {
       host: 'pods.example.test',
     });
     expect(JSON.parse(r.body)).toMatchObject({ path: '/some/path', host: 'pods.example.test' });
+  }, 180_000);
+
+  it('an Ingress of the chart’s IngressClass is served through the node IP, its status published by the leader', async () => {
+    await node.kube.kubectl(['apply', '-n', ns, '-f', '-'], {
+      input: stringify({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'Ingress',
+        metadata: {
+          name: 'web-ingress',
+          annotations: { 'nginx.ingress.kubernetes.io/upstream-vhost': 'internal.example' },
+        },
+        spec: {
+          ingressClassName: 'edgegate',
+          rules: [
+            {
+              host: 'ingress.example.test',
+              http: {
+                paths: [
+                  {
+                    path: '/',
+                    pathType: 'Prefix',
+                    backend: { service: { name: 'backend', port: { number: 80 } } },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      }),
+    });
+    const r = await waitForHttp(node.nodeIp, defaults.hostPorts.http, '/cart', {
+      host: 'ingress.example.test',
+    });
+    const body = JSON.parse(r.body) as { name: string; path: string; host: string };
+    const podNames = new Set((await pods(node, ns, 'app=backend')).map((p) => p.metadata.name));
+    expect(podNames.has(body.name)).toBe(true);
+    expect(body.path).toBe('/cart');
+    // upstream-vhost: the backend pod sees the Host the annotation names.
+    expect(body.host).toBe('internal.example');
+    const published = await waitFor(
+      async () => {
+        const out = await node.kube.kubectl(['get', 'ingress', 'web-ingress', '-n', ns, '-o', 'json']);
+        const ing = JSON.parse(out.stdout) as { status?: { loadBalancer?: { ingress?: { ip?: string }[] } } };
+        const ips = (ing.status?.loadBalancer?.ingress ?? []).map((i) => i.ip);
+        return ips.length > 0 && ips;
+      },
+      { timeoutMs: 30_000, message: 'status.loadBalancer.ingress of web-ingress' },
+    );
+    expect(published).toEqual([node.nodeIp]);
   }, 180_000);
 
   it('deleting a route stops its traffic; the other route keeps serving', async () => {
