@@ -468,12 +468,14 @@ export function lastKnownGoodNotes(
 }
 
 /** Live freshness of the Consul datacenters a route's backends use, for /debug/routes (undefined: none). */
+type FreshnessView = { indexAgeSeconds: number; stale: boolean; reason?: string };
+
 function freshnessOf(
   s: RouteStatus,
-  figures: Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> | undefined,
-): Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> | undefined {
+  figures: Record<string, FreshnessView> | undefined,
+): Record<string, FreshnessView> | undefined {
   if (!figures) return undefined;
-  const out: Record<string, { indexAgeSeconds: number; stale: boolean; reason?: string }> = {};
+  const out: Record<string, FreshnessView> = {};
   for (const b of s.backends) {
     if (b.ref.startsWith('service:')) continue;
     for (const dc of Object.keys(b.healthy)) {

@@ -20,6 +20,7 @@ import {
   type V1IngressLoadBalancerIngress,
 } from '@kubernetes/client-node';
 import type { IngressResult } from '../../api/ingress/ingress-translate.ts';
+import { formatPath } from '../../api/validate.ts';
 import type { RouteStatus } from '../../compile/compile.ts';
 import type { Logger } from '../../lib/log.ts';
 import { INGRESS_ORIGIN } from '../sources/ingress/ingress-source.ts';
@@ -187,7 +188,7 @@ export class IngressStatusWriter {
       if (!owner) continue;
       const lines = problems.get(owner) ?? [];
       if (!s.accepted)
-        for (const e of s.errors) lines.push(`route ${s.route}: ${e.path.join('.')}: ${e.message}`);
+        for (const e of s.errors) lines.push(`route ${s.route}: ${formatPath(e.path)}: ${e.message}`);
       for (const u of s.unresolved) lines.push(`route ${s.route}: ${u}`);
       problems.set(owner, lines);
     }

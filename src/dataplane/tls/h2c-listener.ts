@@ -31,7 +31,7 @@ import {
   trackRequest,
 } from '../proxy/server.ts';
 import { type ExtendedConnectHandler, extendedConnectHandler } from '../proxy/websocket-h2.ts';
-import { guardHttp2Sessions, type RequestHandler } from './https-server.ts';
+import { guardHttp2Sessions, http2SessionOptions, type RequestHandler } from './https-server.ts';
 import { DEFAULT_TLS_LISTENER_SETTINGS, type TlsListenerSettings } from './tls-settings.ts';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -86,18 +86,7 @@ export function acceptH2c(
 ): Http2Server {
   const l = { ...DEFAULT_LISTENER_SETTINGS, ...listener };
   const s = { ...DEFAULT_TLS_LISTENER_SETTINGS, ...settings };
-  const h2 = createHttp2Server({
-    settings: {
-      maxConcurrentStreams: s.maxConcurrentStreams,
-      maxHeaderListSize: s.maxHeaderListSize,
-      enablePush: false,
-      enableConnectProtocol: proxy.handleExtendedConnect !== undefined,
-    },
-    maxHeaderListPairs: l.maxHeaders + 8,
-    maxSessionInvalidFrames: s.maxSessionInvalidFrames,
-    maxSessionRejectedStreams: s.maxSessionRejectedStreams,
-    maxSessionMemory: s.maxSessionMemoryMb,
-  });
+  const h2 = createHttp2Server(http2SessionOptions(l, s, proxy));
   h2.setTimeout(l.keepAliveTimeoutMs);
   const sessions = new Set<Http2Session>();
   let draining = false;

@@ -169,6 +169,30 @@ function onSessionStream(this: GuardedSession, stream: TaggedStream): void {
 }
 
 /**
+ * The HTTP/2 session limits and settings of every listener that speaks HTTP/2 (the HTTPS listener and the h2c side
+ * of the HTTP listener): one place, so the two never drift apart.
+ */
+export function http2SessionOptions(
+  l: ListenerSettings,
+  s: TlsListenerSettings,
+  proxy: Partial<ExtendedConnectHandler>,
+) {
+  return {
+    settings: {
+      maxConcurrentStreams: s.maxConcurrentStreams,
+      maxHeaderListSize: s.maxHeaderListSize,
+      enablePush: false,
+      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT), when the handler proxies WebSockets.
+      enableConnectProtocol: proxy.handleExtendedConnect !== undefined,
+    },
+    maxHeaderListPairs: l.maxHeaders + 8,
+    maxSessionInvalidFrames: s.maxSessionInvalidFrames,
+    maxSessionRejectedStreams: s.maxSessionRejectedStreams,
+    maxSessionMemory: s.maxSessionMemoryMb,
+  };
+}
+
+/**
  * The guards every HTTP/2 listener of the gateway puts on its sessions (the HTTPS listener's, and the cleartext
  * h2c one, h2c-listener.ts): rapid-reset budgets per session and per client address, Node's own flood teardowns
  * counted, and the first request's HEADERS due within the client header timeout. `track`: told of each session.
@@ -239,17 +263,7 @@ export function createHttpsProxyServer(
     handshakeTimeout:
       l.headersTimeoutMs > 0 ? Math.min(s.handshakeTimeoutMs, l.headersTimeoutMs) : s.handshakeTimeoutMs,
     SNICallback: guard.SNICallback,
-    settings: {
-      maxConcurrentStreams: s.maxConcurrentStreams,
-      maxHeaderListSize: s.maxHeaderListSize,
-      enablePush: false,
-      // RFC 8441: WebSocket over HTTP/2 (extended CONNECT), when the handler proxies WebSockets.
-      enableConnectProtocol: proxy.handleExtendedConnect !== undefined,
-    },
-    maxHeaderListPairs: l.maxHeaders + 8,
-    maxSessionInvalidFrames: s.maxSessionInvalidFrames,
-    maxSessionRejectedStreams: s.maxSessionRejectedStreams,
-    maxSessionMemory: s.maxSessionMemoryMb,
+    ...http2SessionOptions(l, s, proxy),
     http1Options: http1OptionsOf(l, s.maxHeaderListSize),
   });
   guard.attach(server);
