@@ -25,7 +25,7 @@ WORK=$(mktemp -d /tmp/edgegate-ab.XXXXXX)
 # SIGKILL, not a drain: a draining gateway would hold the port into the next run.
 trap 'kill -9 $(pgrep -P $EG) $EG 2>/dev/null || true; [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 NODE="$HERE/node_modules/.bin/node"
-case $PROTO in h1) BASE=18100 ;; h2) BASE=18200 ;; *) echo "PROTO must be h1 or h2" >&2; exit 2 ;; esac
+case $PROTO in h1) BASE=${BASE:-18100} ;; h2) BASE=${BASE:-18200} ;; *) echo "PROTO must be h1 or h2" >&2; exit 2 ;; esac
 PORT=$BASE LISTEN=$((BASE + 80)) TLS=$((BASE + 83)) ADMIN=$((BASE + 90))
 cat > "$WORK/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.log warn;

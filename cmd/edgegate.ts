@@ -73,7 +73,7 @@ function edgeOptions(): Option[] {
     new Option(
       f.parse === 'switch'
         ? f.flag
-        : `${f.flag} <${f.parse === 'duration' ? 'duration' : f.parse === 'size' ? 'size' : 'n'}>`,
+        : `${f.flag} <${f.parse === 'duration' ? 'duration' : f.parse === 'size' ? 'size' : f.parse === 'choice' ? f.choices!.join('|') : 'n'}>`,
       edgeFlagHelp(f),
     ).env(f.env),
   );

@@ -21,6 +21,9 @@ function portOf(p: ConnectMessage['connectParams']): string {
 export function watchUpstreamConnections(recorder: TrafficRecorder): () => void {
   const connected = diagnosticsChannel.channel('undici:client:connected');
   const failed = diagnosticsChannel.channel('undici:client:connectError');
+  // The raw HTTP/1.1 pool (proxy/raw-pool.ts) publishes the same messages on its own channels.
+  const rawConnected = diagnosticsChannel.channel('edgegate:raw-pool:connected');
+  const rawFailed = diagnosticsChannel.channel('edgegate:raw-pool:connectError');
   const onConnected = (m: unknown) => {
     const p = (m as ConnectMessage).connectParams;
     if (p?.hostname) recorder.connectionOpened(p.hostname, portOf(p));
@@ -31,8 +34,12 @@ export function watchUpstreamConnections(recorder: TrafficRecorder): () => void 
   };
   connected.subscribe(onConnected);
   failed.subscribe(onFailed);
+  rawConnected.subscribe(onConnected);
+  rawFailed.subscribe(onFailed);
   return () => {
     connected.unsubscribe(onConnected);
     failed.unsubscribe(onFailed);
+    rawConnected.unsubscribe(onConnected);
+    rawFailed.unsubscribe(onFailed);
   };
 }

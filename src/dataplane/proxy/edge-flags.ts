@@ -10,7 +10,7 @@ import { DEFAULT_OUTLIER_SETTINGS, type OutlierSettings } from './outlier.ts';
 import { DEFAULT_PROXY_SETTINGS, type ProxySettings } from './proxy.ts';
 import { DEFAULT_LISTENER_SETTINGS, type ListenerSettings } from './server.ts';
 
-type Parse = (text: string, flag: string) => number | boolean;
+type Parse = (text: string, flag: string) => number | boolean | string;
 
 export interface EdgeFlag {
   flag: string;
@@ -19,7 +19,9 @@ export interface EdgeFlag {
   /** Where the value goes (`outlier`: the proxy's outlier-detection settings). */
   target: 'listener' | 'proxy' | 'outlier';
   key: keyof ListenerSettings | keyof ProxySettings | keyof OutlierSettings;
-  parse: 'duration' | 'count' | 'switch' | 'size';
+  parse: 'duration' | 'count' | 'switch' | 'size' | 'choice';
+  /** For a choice: the values accepted. */
+  choices?: readonly string[];
   /** For a switch: the setting's value when the flag is given (the flags turn a default off). */
   whenSet?: boolean;
   /** For a count or a size: the largest value accepted (default 1,000,000). */
@@ -38,6 +40,15 @@ function parseSize(text: string, flag: string, max: number): number {
 }
 
 export const EDGE_FLAGS: EdgeFlag[] = [
+  {
+    flag: '--upstream-client',
+    env: 'EDGEGATE_UPSTREAM_CLIENT',
+    help: 'HTTP client for cleartext HTTP/1.1 upstreams: raw (sockets + Node’s llhttp parser, docs/data-plane.md) or undici; TLS, HTTP/2, h2c and pipelining use undici either way',
+    target: 'proxy',
+    key: 'upstreamClient',
+    parse: 'choice',
+    choices: ['raw', 'undici'],
+  },
   {
     flag: '--client-header-timeout',
     env: 'EDGEGATE_CLIENT_HEADER_TIMEOUT',
@@ -250,6 +261,8 @@ const DEFAULTS: Record<EdgeFlag['target'], object> = {
 /** The help text of a flag with its default, read from the settings' defaults (the one place they are written). */
 export function edgeFlagHelp(f: EdgeFlag): string {
   if (f.parse === 'switch') return f.help;
+  if (f.parse === 'choice')
+    return `${f.help} (default ${String((DEFAULTS[f.target] as Record<string, unknown>)[f.key])})`;
   const value = Number((DEFAULTS[f.target] as Record<string, unknown>)[f.key]);
   const shown =
     f.parse === 'count'
@@ -292,15 +305,23 @@ export function edgeSettingsFrom(
           ? (text, flag) => parseSize(text, flag, f.max ?? 1_000_000)
           : f.parse === 'switch'
             ? () => f.whenSet!
-            : (text, flag) => {
-                const n = Number(text);
-                const max = f.max ?? 1_000_000;
-                if (!/^\d+$/.test(String(text).trim()) || n > max)
-                  throw new ConfigError(
-                    `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,
-                  );
-                return n;
-              };
+            : f.parse === 'choice'
+              ? (text, flag) => {
+                  if (!f.choices!.includes(text.trim()))
+                    throw new ConfigError(
+                      `${flag}: expected one of ${f.choices!.join(', ')}, got ${JSON.stringify(text)}`,
+                    );
+                  return text.trim();
+                }
+              : (text, flag) => {
+                  const n = Number(text);
+                  const max = f.max ?? 1_000_000;
+                  if (!/^\d+$/.test(String(text).trim()) || n > max)
+                    throw new ConfigError(
+                      `${flag}: expected a whole number 0…${max}, got ${JSON.stringify(text)}`,
+                    );
+                  return n;
+                };
     out[f.target][f.key] = parse(String(raw), f.flag);
   }
   const outlier = { ...DEFAULT_OUTLIER_SETTINGS, ...out.outlier };

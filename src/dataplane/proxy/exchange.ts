@@ -150,6 +150,7 @@ export function classify(err: Error & { code?: string }, sync: boolean): number 
   switch (err.code) {
     case 'ECONNREFUSED':
     case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'EDGEGATE_CONNECT_TIMEOUT':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
     case 'ENOTFOUND':
@@ -158,6 +159,8 @@ export function classify(err: Error & { code?: string }, sync: boolean): number 
     // The pool was closed or destroyed (the endpoint left the table): the request never left the gateway.
     case 'UND_ERR_CLOSED':
     case 'UND_ERR_DESTROYED':
+    case 'EDGEGATE_POOL_CLOSED':
+    case 'EDGEGATE_POOL_DESTROYED':
     // mTLS to the upstream without its client certificate loaded: no connection was opened.
     case 'EDGEGATE_NO_CLIENT_CERTIFICATE':
     // A Consul mesh upstream with the wrong SPIFFE identity or a chain outside the CA roots (mesh-tls.ts).
@@ -165,6 +168,8 @@ export function classify(err: Error & { code?: string }, sync: boolean): number 
       return FAIL_CONNECT;
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
+    case 'EDGEGATE_HEADERS_TIMEOUT':
+    case 'EDGEGATE_BODY_TIMEOUT':
     case 'ETIMEDOUT':
     case 'EDGEGATE_TRY_TIMEOUT':
       return FAIL_TIMEOUT;
@@ -180,6 +185,7 @@ export function classify(err: Error & { code?: string }, sync: boolean): number 
     case 'UND_ERR_INVALID_ARG':
     case 'UND_ERR_NOT_SUPPORTED':
     case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+    case 'EDGEGATE_REQUEST_LENGTH_MISMATCH':
     case 'ERR_INVALID_CHAR':
     case 'ERR_INVALID_HTTP_TOKEN':
     case 'ERR_HTTP_INVALID_HEADER_VALUE':
@@ -194,7 +200,12 @@ export function classify(err: Error & { code?: string }, sync: boolean): number 
     case 'UND_ERR_HEADERS_OVERFLOW':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
     case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+    // The raw pool (raw-pool.ts): a response nobody asked for, or an upgrade nobody asked for.
+    case 'EDGEGATE_UNSOLICITED_RESPONSE':
+    case 'EDGEGATE_BAD_UPGRADE':
       return FAIL_PROTOCOL;
+    case 'EDGEGATE_UPSTREAM_CLOSED':
+      return FAIL_RESET;
     case 'UND_ERR_SOCKET':
       return err.message === 'bad response' || err.message === 'bad upgrade' ? FAIL_PROTOCOL : FAIL_RESET;
     // An HTTP/2 upstream's stream ended by nghttp2 for a malformed frame or header block is a protocol error; a

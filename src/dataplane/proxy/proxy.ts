@@ -48,7 +48,7 @@ import { buffersBody, readRequestBody } from './request-body.ts';
 import { type MirrorTarget, RequestMirrors } from './request-mirror.ts';
 import { CompressionPolicy, compressionCounters } from './response-compression.ts';
 import { hash32 } from './ring-hash.ts';
-import { UpstreamPools } from './upstream-pools.ts';
+import { type UpstreamClient, UpstreamPools } from './upstream-pools.ts';
 import {
   denyTunnel,
   Http1TunnelClient,
@@ -101,6 +101,8 @@ export interface ProxySettings {
   mirrorMaxInFlight: number;
   /** A mirror copy not answered completely within this is aborted. */
   mirrorTimeoutMs: number;
+  /** HTTP client of cleartext HTTP/1.1 upstreams (upstream-pools.ts). */
+  upstreamClient: UpstreamClient;
 }
 
 export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
@@ -122,6 +124,7 @@ export const DEFAULT_PROXY_SETTINGS: ProxySettings = {
   maxUpstreamRequestsPerConnection: 32,
   mirrorMaxInFlight: 128,
   mirrorTimeoutMs: 10_000,
+  upstreamClient: 'raw',
 };
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
@@ -313,7 +316,7 @@ function failed(code: GatewayErrorCode, message?: string): Routed {
 
 export class ProxyPipeline {
   readonly settings: ProxySettings;
-  readonly pools = new UpstreamPools();
+  readonly pools: UpstreamPools;
   readonly outlier: OutlierDetector;
   readonly counters = new ProxyCounters();
   readonly mirrors: RequestMirrors;
@@ -328,6 +331,7 @@ export class ProxyPipeline {
 
   constructor(settings: Partial<ProxySettings> = {}, policies?: PolicyRuntime) {
     this.settings = { ...DEFAULT_PROXY_SETTINGS, ...settings };
+    this.pools = new UpstreamPools(this.settings.upstreamClient);
     this.#policies = policies;
     this.outlier = new OutlierDetector(this.settings.outlier);
     this.mirrors = new RequestMirrors({

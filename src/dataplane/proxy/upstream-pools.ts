@@ -1,11 +1,13 @@
 /**
- * One Upstream per endpoint (and pool settings): its undici Pool plus the per-endpoint state the worker keeps
+ * One Upstream per endpoint (and pool settings): its pool (raw-pool.ts for cleartext HTTP/1.1 without pipelining
+ * when `--upstream-client raw`, else undici's Pool) plus the per-endpoint state the worker keeps
  * (in-flight count, outlier ejection). Upstreams outlive table versions: an endpoint that stays in the table keeps
  * its warm keep-alive connections and its ejection state; one that leaves is retired and its pool closed gracefully
  * (in-flight requests finish) once no table references it.
  */
 import { Pool } from 'undici';
 import type { ClusterData, EndpointData, PoolData } from '../../table/types.ts';
+import { RawPool } from './raw-pool.ts';
 import { watchHttp2Pool } from './upstream-h2-events.ts';
 import {
   ClientCertificates,
@@ -25,6 +27,19 @@ export function originOf(ep: EndpointData, pool?: PoolData): string {
   return ep.address.includes(':')
     ? `${scheme}://[${ep.address}]:${ep.port}`
     : `${scheme}://${ep.address}:${ep.port}`;
+}
+
+/** What the proxy needs of a pool: undici's dispatcher protocol, its figures, closing. */
+export type UpstreamPool = Pick<Pool, 'dispatch' | 'close' | 'destroy'> & {
+  readonly stats: Pool['stats'] | RawPool['stats'];
+};
+
+/** Which HTTP client carries cleartext HTTP/1.1 upstream requests (`--upstream-client`). */
+export type UpstreamClient = 'raw' | 'undici';
+
+/** Can the raw pool carry this endpoint's requests? Cleartext HTTP/1.1, one request per connection at a time. */
+export function rawCapable(s: PoolData): boolean {
+  return s.tls === undefined && s.protocol === undefined && s.pipelining <= 1;
 }
 
 export class Upstream {
@@ -48,16 +63,21 @@ export class Upstream {
   ejectionTimer: NodeJS.Timeout | undefined;
   /** Left the table: never picked again, its pool is closing. */
   retired = false;
-  #pool: Pool | undefined;
+  #pool: UpstreamPool | undefined;
+  /** The undici pool for upgrades (WebSocket) when requests go through the raw pool. */
+  #tunnels: Pool | undefined;
   readonly #clientCerts: ClientCertificates;
+  readonly #raw: boolean;
 
   constructor(
     key: string,
     endpoint: EndpointData,
     settings: PoolData,
     clientCerts = new ClientCertificates(),
+    client: UpstreamClient = 'undici',
   ) {
     this.#clientCerts = clientCerts;
+    this.#raw = client === 'raw' && rawCapable(settings);
     this.key = key;
     this.endpoint = endpoint;
     this.settings = settings;
@@ -68,10 +88,33 @@ export class Upstream {
   }
 
   /** The pool, created on first use (a table may list many endpoints that never get traffic in this worker). */
-  get pool(): Pool {
+  get pool(): UpstreamPool {
     if (this.#pool === undefined) {
+      if (this.#raw) {
+        const s = this.settings;
+        this.#pool = new RawPool({
+          host: this.endpoint.address,
+          port: this.endpoint.port,
+          connections: s.maxConnections,
+          keepAliveTimeoutMs: s.keepAliveTimeoutMs,
+          connectTimeoutMs: s.connectTimeoutMs,
+        });
+      } else this.#pool = this.#undiciPool();
+    }
+    return this.#pool;
+  }
+
+  /** The pool that carries upgrades (WebSocket over HTTP/1.1): undici's, the request pool when that is one. */
+  get tunnelPool(): Pick<Pool, 'dispatch'> {
+    if (!this.#raw) return this.pool as Pool;
+    this.#tunnels ??= this.#undiciPool();
+    return this.#tunnels;
+  }
+
+  #undiciPool(): Pool {
+    {
       const s = this.settings;
-      this.#pool = new Pool(originOf(this.endpoint, s), {
+      const pool = new Pool(originOf(this.endpoint, s), {
         connections: s.maxConnections,
         pipelining: s.pipelining,
         keepAliveTimeout: s.keepAliveTimeoutMs,
@@ -84,9 +127,9 @@ export class Upstream {
         headersTimeout: 0,
         bodyTimeout: 0,
       });
-      if (s.protocol !== undefined) watchHttp2Pool(this.#pool, s.protocol);
+      if (s.protocol !== undefined) watchHttp2Pool(pool, s.protocol);
+      return pool;
     }
-    return this.#pool;
   }
 
   get hasPool(): boolean {
@@ -96,15 +139,19 @@ export class Upstream {
   retire(): Promise<void> {
     this.retired = true;
     clearTimeout(this.ejectionTimer);
-    const pool = this.#pool;
-    if (!pool) return Promise.resolve();
-    return pool.close().catch(() => pool.destroy());
+    const closing: Promise<void>[] = [];
+    for (const pool of [this.#pool, this.#tunnels])
+      if (pool !== undefined) closing.push(pool.close().catch(() => pool.destroy()));
+    return Promise.all(closing).then(() => {});
   }
 
   destroy(): Promise<void> {
     this.retired = true;
     clearTimeout(this.ejectionTimer);
-    return this.#pool ? this.#pool.destroy().catch(() => {}) : Promise.resolve();
+    const closing: Promise<void>[] = [];
+    for (const pool of [this.#pool, this.#tunnels])
+      if (pool !== undefined) closing.push(pool.destroy().catch(() => {}));
+    return Promise.all(closing).then(() => {});
   }
 }
 
@@ -118,9 +165,14 @@ export interface UpstreamStats {
 
 export class UpstreamPools {
   readonly #upstreams = new Map<string, Upstream>();
+  readonly #client: UpstreamClient;
   #retired = 0;
   /** Client certificates for mTLS to upstreams (`tls.clientCertificate`), from the certificate set. */
   readonly clientCertificates = new ClientCertificates();
+
+  constructor(client: UpstreamClient = 'undici') {
+    this.#client = client;
+  }
 
   get size(): number {
     return this.#upstreams.size;
@@ -131,7 +183,7 @@ export class UpstreamPools {
     const key = poolKey(ep, settings);
     let up = this.#upstreams.get(key);
     if (up === undefined) {
-      up = new Upstream(key, ep, settings, this.clientCertificates);
+      up = new Upstream(key, ep, settings, this.clientCertificates, this.#client);
       this.#upstreams.set(key, up);
     }
     return up;

@@ -281,5 +281,5 @@ export function proxyWebSocket(init: WebSocketProxyInit): void {
     headersTimeout: init.connectTimeoutMs,
     bodyTimeout: init.connectTimeoutMs,
   };
-  init.upstream.pool.dispatch(options, tunnel);
+  init.upstream.tunnelPool.dispatch(options, tunnel);
 }

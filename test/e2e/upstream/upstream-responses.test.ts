@@ -41,9 +41,13 @@ const MALFORMED: Record<string, string> = {
   'content-length-and-chunked':
     'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
   'two-content-lengths': 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok',
-  // undici refuses a 100 it did not ask for (it never sends Expect): a protocol error, never an empty reply.
-  'unsolicited-100-continue': 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
 };
+/**
+ * A 1xx the gateway did not ask for (it never sends Expect upstream) before the final answer: RFC 9110 §15.2 says a
+ * client MUST parse it; the raw HTTP/1.1 client skips it and relays the final answer (undici refused it as a
+ * protocol error).
+ */
+const UNSOLICITED_100 = 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 /** Framing broken after the status line: the client gets a truncated response, the metric the code. */
 const MALFORMED_BODY = 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n';
 
@@ -54,7 +58,13 @@ async function startRawUpstream(): Promise<{ server: Server; port: number }> {
       const path = /^GET (\S+)/.exec(d.toString('latin1'))?.[1] ?? '';
       const name = path.slice(path.lastIndexOf('/') + 1);
       if (name === 'close') return socket.destroy();
-      socket.end(name === 'bad-chunk' ? MALFORMED_BODY : (MALFORMED[name] ?? 'HTTP/1.1 404 x\r\n\r\n'));
+      socket.end(
+        name === 'bad-chunk'
+          ? MALFORMED_BODY
+          : name === 'unsolicited-100-continue'
+            ? UNSOLICITED_100
+            : (MALFORMED[name] ?? 'HTTP/1.1 404 x\r\n\r\n'),
+      );
     });
   });
   server.listen(0, '127.0.0.1');
@@ -159,6 +169,9 @@ describe.each(LISTENERS)('malformed upstream responses over %s', (listener: List
       expect(got).toEqual(
         Object.fromEntries(Object.keys(MALFORMED).map((n) => [n, '502 EDGEGATE_UPSTREAM_PROTOCOL'])),
       );
+      // A 1xx nobody asked for is skipped (RFC 9110 §15.2), the final answer relayed.
+      const hundred = await c.request({ path: '/bad/unsolicited-100-continue' });
+      expect(`${hundred.status} ${hundred.body.toString()}`).toBe('200 ok');
       // The control: an upstream that closes without answering is a reset.
       const closed = await c.request({ path: '/bad/close' });
       expect(`${closed.status} ${errorCodeOf(closed)}`).toBe('502 EDGEGATE_UPSTREAM_RESET');

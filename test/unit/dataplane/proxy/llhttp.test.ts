@@ -1,0 +1,116 @@
+/**
+ * The Node internal the raw data path stands on (src/dataplane/proxy/llhttp.ts: `_http_common.HTTPParser`). If a
+ * Node upgrade renames a slot, reorders the arguments of a callback or stops returning errors with llhttp's codes,
+ * this file fails before any traffic does.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  isParseError,
+  kOnBody,
+  kOnHeaders,
+  kOnHeadersComplete,
+  kOnMessageComplete,
+  newParser,
+  RESPONSE,
+  STRICT,
+} from '../../../../src/dataplane/proxy/llhttp.ts';
+
+interface Event {
+  kind: string;
+  args: unknown[];
+}
+
+function recorder(skipBody = false) {
+  const events: Event[] = [];
+  const p = newParser();
+  p.initialize(RESPONSE, {}, 16 * 1024, STRICT);
+  p[kOnHeaders] = (...args: unknown[]) => events.push({ kind: 'headers', args });
+  p[kOnHeadersComplete] = (...args: unknown[]) => {
+    events.push({ kind: 'head', args });
+    return skipBody ? 1 : 0;
+  };
+  p[kOnBody] = (...args: unknown[]) => events.push({ kind: 'body', args: args.map(String) });
+  p[kOnMessageComplete] = (...args: unknown[]) => events.push({ kind: 'done', args });
+  return { p, events };
+}
+
+describe('Node’s HTTP parser as the raw data path uses it', () => {
+  it('runs on the Node version the repository pins', () => {
+    expect(process.versions.node.split('.')[0]).toBe('26');
+  });
+
+  it('calls back in order with the argument positions llhttp.ts types', () => {
+    const { p, events } = recorder();
+    const wire = 'HTTP/1.1 201 Created\r\nContent-Length: 3\r\nX-A: 1\r\nX-A: 2\r\n\r\nabc';
+    expect(p.execute(Buffer.from(wire))).toBe(wire.length);
+    expect(events.map((e) => e.kind)).toEqual(['head', 'body', 'done']);
+    const [major, minor, headers, method, url, status, message, upgrade, keepAlive] = events[0]!.args;
+    expect([major, minor, method, url, status, message, upgrade, keepAlive]).toEqual([
+      1,
+      1,
+      undefined,
+      undefined,
+      201,
+      'Created',
+      false,
+      true,
+    ]);
+    expect(headers).toEqual(['Content-Length', '3', 'X-A', '1', 'X-A', '2']);
+    expect(events[1]!.args).toEqual(['abc']);
+  });
+
+  it('decodes chunked bodies and hands trailers through kOnHeaders before completion', () => {
+    const { p, events } = recorder();
+    const wire = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\nT: 1\r\n\r\n';
+    expect(p.execute(Buffer.from(wire))).toBe(wire.length);
+    expect(events.map((e) => e.kind)).toEqual(['head', 'body', 'headers', 'done']);
+    expect(events[2]!.args[0]).toEqual(['T', '1']);
+  });
+
+  it('delivers a head of more than 32 fields in pieces, then completes with undefined headers', () => {
+    const { p, events } = recorder();
+    let wire = 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n';
+    for (let i = 0; i < 40; i++) wire += `X-${i}: ${i}\r\n`;
+    expect(p.execute(Buffer.from(`${wire}\r\n`))).toBeGreaterThan(0);
+    const pieces = events.filter((e) => e.kind === 'headers').flatMap((e) => e.args[0] as string[]);
+    const head = events.find((e) => e.kind === 'head')!;
+    const all = [...pieces, ...((head.args[2] as string[] | undefined) ?? [])];
+    expect(all.length).toBe(82);
+    expect(events.at(-1)!.kind).toBe('done');
+  });
+
+  it('skips the body when kOnHeadersComplete returns 1 (a response to HEAD)', () => {
+    const { p, events } = recorder(true);
+    const wire = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n';
+    expect(p.execute(Buffer.from(wire))).toBe(wire.length);
+    expect(events.map((e) => e.kind)).toEqual(['head', 'done']);
+  });
+
+  it('returns (never throws) an Error with llhttp’s HPE_ code, strict about lone LF', () => {
+    for (const [wire, code] of [
+      ['HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok', 'HPE_INVALID_CONTENT_LENGTH'],
+      ['HTTP/1.1 200 OK\nX: y\n\nok', 'HPE_'],
+      ['HELLO\r\n\r\n', 'HPE_'],
+    ] as const) {
+      const { p } = recorder();
+      const r = p.execute(Buffer.from(wire));
+      expect(isParseError(r)).toBe(true);
+      expect((r as Error & { code: string }).code.startsWith(code)).toBe(true);
+    }
+  });
+
+  it('refuses a head beyond the size given to initialize', () => {
+    const { p } = recorder();
+    const r = p.execute(Buffer.from(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`));
+    expect((r as Error & { code: string }).code).toBe('HPE_HEADER_OVERFLOW');
+  });
+
+  it('completes a body delimited by the end of the connection on finish()', () => {
+    const { p, events } = recorder();
+    p.execute(Buffer.from('HTTP/1.1 200 OK\r\n\r\npartial'));
+    expect(events.map((e) => e.kind)).toEqual(['head', 'body']);
+    expect(events[0]!.args[8]).toBe(false); // not keep-alive: read to the end
+    p.finish();
+    expect(events.at(-1)!.kind).toBe('done');
+  });
+});
