@@ -188,6 +188,16 @@ async function main(): Promise<void> {
       name: 'edgegate-1w',
       start: () => startEdgegate(work, node, upstream.port, 1, features),
     });
+    if (features.upstreamClient)
+      starters.push({
+        name: 'edgegate-1w-undici',
+        start: () =>
+          startEdgegate(work, node, upstream.port, 1, features, {
+            args: ['--upstream-client', 'undici'],
+            suffix: '-undici',
+            label: 'undici upstream client (the old path)',
+          }),
+      });
     starters.push({
       name: 'edgegate-2w',
       start: () => startEdgegate(work, node, upstream.port, 2, features),

@@ -264,6 +264,8 @@ export interface EdgegateFeatures {
   /** Flags that turn metrics on and sample the access log at 1%, when the build has them. */
   observeArgs: string[];
   observeNote: string;
+  /** The build has `--upstream-client` (raw HTTP/1.1 pool vs undici). */
+  upstreamClient: boolean;
 }
 
 export function detectEdgegateFeatures(node: string): EdgegateFeatures {
@@ -275,13 +277,18 @@ export function detectEdgegateFeatures(node: string): EdgegateFeatures {
   if (/--access-log <on\|off>/.test(help)) observeArgs.push('--access-log', 'on');
   if (/--access-log-sample\b/.test(help)) observeArgs.push('--access-log-sample', '0.01');
   else notes.push('no access-log sampling flag in this build');
-  const hasMetrics = /\/metrics/.test(help) && existsSync(join(REPO_DIR, 'src', 'observe', 'metrics.ts'));
+  // Older builds kept the metrics in src/observe/, newer ones in src/control/metrics/.
+  const hasMetrics =
+    /\/metrics/.test(help) &&
+    (existsSync(join(REPO_DIR, 'src', 'observe', 'metrics.ts')) ||
+      existsSync(join(REPO_DIR, 'src', 'control', 'metrics')));
   if (!hasMetrics) notes.push('metrics not in this build');
   return {
     // The foundation lists --workers but refuses it; the process-model build describes a number of workers.
     workers: /--workers <n>/.test(help) && !/not available/.test(help) && r.status === 0 && workersWork(node),
     observeArgs,
     observeNote: notes.join('; ') || 'metrics on, access log on and sampled at 1%',
+    upstreamClient: /--upstream-client <raw\|undici>/.test(help),
   };
 }
 
@@ -305,6 +312,8 @@ export async function startEdgegate(
   upstream: number,
   workers: number | undefined,
   features: EdgegateFeatures,
+  /** A variant: more `run` flags, and the suffix of its name (the A/B of a switch in one run). */
+  variant?: { args: string[]; suffix: string; label: string },
 ): Promise<Target> {
   const cfg = writeEdgegateConfig(work, upstream);
   const port = await freePort();
@@ -326,14 +335,15 @@ export async function startEdgegate(
     'warn',
     ...(workers !== undefined ? ['--workers', String(workers)] : []),
     ...features.observeArgs,
+    ...(variant?.args ?? []),
   ];
   const cpus = workers !== undefined && workers > 1 ? '0,1' : PROXY_CPU;
-  const name = workers === undefined ? 'edgegate' : `edgegate-${workers}w`;
+  const name = `${workers === undefined ? 'edgegate' : `edgegate-${workers}w`}${variant?.suffix ?? ''}`;
   const proc = startProcess(name, cpus, node, args);
   await waitHttp(`http://127.0.0.1:${admin}/readyz`, proc);
   const label =
-    workers === undefined
+    (workers === undefined
       ? 'edgegate (single process)'
-      : `edgegate (${workers} worker${workers > 1 ? 's' : ''})`;
+      : `edgegate (${workers} worker${workers > 1 ? 's' : ''})`) + (variant ? `, ${variant.label}` : '');
   return proxyTarget(name, label, proc, port);
 }

@@ -5,7 +5,7 @@
  * `onResponseError`, and a controller that aborts, pauses and resumes), so exchange.ts and request-mirror.ts use
  * either pool unchanged. TLS, HTTP/2, h2c, pipelining > 1 and upgrades stay on undici (upstream-pools.ts).
  *
- * Rules it keeps, each one tested (test/unit/dataplane/proxy/raw-pool.test.ts, test/e2e/raw-upstream.test.ts):
+ * Rules it keeps, each one tested (test/unit/dataplane/proxy/raw-pool.test.ts, test/e2e/upstream/raw-upstream.test.ts):
  * - One request per connection at a time; an idle connection is reused last-in first-out, closed after the
  *   keep-alive timeout (or earlier when the upstream's `Keep-Alive: timeout=N` says so), never reused after a
  *   response that said `Connection: close`, was read to the end of the connection, or came before the request body

@@ -2,7 +2,7 @@
  * The raw HTTP/1.1 upstream pool (src/dataplane/proxy/raw-pool.ts) against real loopback sockets whose answers the
  * test writes byte by byte: reuse and its limits, framing both ways, every timeout, aborts, backpressure, closing,
  * and the attacks a raw client must not fall for (response queue poisoning, request head injection, smuggling
- * through a caller's Transfer-Encoding). The gateway runs the same pool end to end in test/e2e/raw-upstream.test.ts
+ * through a caller's Transfer-Encoding). The gateway runs the same pool end to end in test/e2e/upstream/raw-upstream.test.ts
  * and in the whole e2e suite.
  */
 import { once } from 'node:events';
