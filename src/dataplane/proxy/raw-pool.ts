@@ -174,8 +174,7 @@ const NONE = 0;
 const CONNECT = 1;
 const HEADERS = 2;
 const BODY = 3;
-const IDLE = 4;
-type TimerKind = typeof NONE | typeof CONNECT | typeof HEADERS | typeof BODY | typeof IDLE;
+type TimerKind = typeof NONE | typeof CONNECT | typeof HEADERS | typeof BODY;
 
 /** One upstream connection: a socket, its parser, at most one request in flight. */
 class RawConnection {
@@ -195,8 +194,18 @@ class RawConnection {
   #parserFreed = false;
   /** Header fields delivered in pieces (long heads) or as trailers. */
   #partial: string[] = [];
+  /**
+   * One timer for the connect, response-headers and body-idle timeouts, refreshed rather than re-created (headers
+   * and idle timeouts are usually the same duration), and left to fire harmlessly when disarmed: no timer is
+   * created or cancelled per request in the steady state. Unref'd: the socket keeps the process alive while it
+   * matters.
+   */
   #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
   #timerKind: TimerKind = NONE;
+  /** Checked lazily: the idle timer is armed once and looks at `#idleSince` when it fires. */
+  #idleTimer: NodeJS.Timeout | undefined;
+  #idleSince = 0;
   /** Counted out of the pool's connecting figure (connected, or failed to). */
   counted = false;
 
@@ -236,26 +245,24 @@ class RawConnection {
   }
 
   #arm(kind: TimerKind, ms: number): void {
-    this.#disarm();
     this.#timerKind = kind;
-    this.#timer = setTimeout(onConnectionTimer, ms, this);
-    // An idle connection alone does not keep the process alive.
-    if (kind === IDLE) this.#timer.unref();
+    if (this.#timer !== undefined && this.#timerMs === ms) {
+      this.#timer.refresh();
+      return;
+    }
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerMs = ms;
+    this.#timer = setTimeout(onConnectionTimer, ms, this).unref();
   }
 
   #disarm(): void {
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
     this.#timerKind = NONE;
   }
 
   timedOut(): void {
     const kind = this.#timerKind;
-    this.#timer = undefined;
     this.#timerKind = NONE;
-    if (kind === IDLE) return this.destroy(undefined);
+    if (kind === NONE || this.closed) return;
     if (kind === CONNECT)
       return this.destroy(new RawPoolError('EDGEGATE_CONNECT_TIMEOUT', 'upstream connect timeout'));
     const r = this.req;
@@ -385,7 +392,15 @@ class RawConnection {
     if (keepAlive) {
       const hint = keepAliveHint(fields['keep-alive']);
       // A second less than the upstream's own timeout, so the gateway closes first (undici keeps the same margin).
-      if (hint !== undefined) this.idleMs = Math.min(this.pool.options.keepAliveTimeoutMs, hint - 1000);
+      if (hint !== undefined) {
+        const ms = Math.min(this.pool.options.keepAliveTimeoutMs, hint - 1000);
+        if (ms < this.idleMs) {
+          // Shorter than the idle timer armed: arm it again when the connection goes idle.
+          clearTimeout(this.#idleTimer);
+          this.#idleTimer = undefined;
+        }
+        this.idleMs = ms;
+      }
     }
     if (r.bodyTimeoutMs > 0) this.#arm(BODY, r.bodyTimeoutMs);
     else this.#disarm();
@@ -396,7 +411,7 @@ class RawConnection {
   #onBody(chunk: Buffer): void {
     const r = this.req;
     if (r === null || r.done) return;
-    this.#timer?.refresh();
+    if (this.#timerKind === BODY) this.#timer!.refresh();
     r.handler.onResponseData?.(r, chunk);
   }
 
@@ -436,7 +451,16 @@ class RawConnection {
 
   /** No request for this connection: wait for one, at most the idle time. */
   idle(): void {
-    this.#arm(IDLE, this.idleMs);
+    this.#idleSince = performance.now();
+    this.#idleTimer ??= setTimeout(onIdleTimer, this.idleMs, this).unref();
+  }
+
+  idleCheck(): void {
+    this.#idleTimer = undefined;
+    if (this.closed || this.req !== null) return;
+    const left = this.idleMs - (performance.now() - this.#idleSince);
+    if (left <= 1) return this.destroy(undefined);
+    this.#idleTimer = setTimeout(onIdleTimer, left, this).unref();
   }
 
   pauseReading(): void {
@@ -447,7 +471,8 @@ class RawConnection {
   resumeReading(): void {
     this.socket.resume();
     const r = this.req;
-    if (r?.answered && r.bodyTimeoutMs > 0 && this.#timer === undefined) this.#arm(BODY, r.bodyTimeoutMs);
+    if (r?.answered && !r.done && r.bodyTimeoutMs > 0 && this.#timerKind === NONE)
+      this.#arm(BODY, r.bodyTimeoutMs);
   }
 
   #onDrain(): void {
@@ -491,7 +516,9 @@ class RawConnection {
     const r = this.req;
     if (!this.closed) {
       this.closed = true;
-      this.#disarm();
+      this.#timerKind = NONE;
+      clearTimeout(this.#timer);
+      clearTimeout(this.#idleTimer);
       this.writer?.stop();
       this.socket.destroy();
       this.pool.connectionGone(this, err);
@@ -526,6 +553,10 @@ function closedEarly(): RawPoolError {
 
 function onConnectionTimer(c: RawConnection): void {
   c.timedOut();
+}
+
+function onIdleTimer(c: RawConnection): void {
+  c.idleCheck();
 }
 
 /** The request line and header block; the framing the body needs (0 none, 1 Content-Length as given, 2 chunked). */
