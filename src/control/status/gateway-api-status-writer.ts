@@ -6,10 +6,13 @@
  */
 import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { type Condition, GATEWAY_API_GROUP, GATEWAY_CONTROLLER_NAME } from '../../api/gateway-api.ts';
+import { backoffDelay } from '../../lib/backoff.ts';
 import type { Logger } from '../../lib/log.ts';
 import { describeError } from '../sources/kube/kube-source.ts';
 import { pooledApiClient } from '../sources/kube/pooled-api.ts';
 
+/** A failed write is retried after lib/backoff's pacing: 200–400 ms, doubling per failure in a row, at most 30 s. */
+const RETRY_BACKOFF = { baseMs: 400, maxMs: 30_000 };
 export type StatusKind = 'gatewayclasses' | 'gateways' | 'httproutes';
 
 export interface DesiredStatus {
@@ -170,7 +173,7 @@ export class GatewayApiStatusWriter {
         this.#opts.log.warn(`status write for ${d.kind} ${d.namespace ?? ''}/${d.name} failed`, {
           error: describeError(err),
         });
-        const delay = Math.min(30_000, 200 * 2 ** Math.min(this.#failures, 8));
+        const delay = backoffDelay(this.#failures, RETRY_BACKOFF);
         this.#retry = setTimeout(() => {
           this.#retry = undefined;
           this.#pump();

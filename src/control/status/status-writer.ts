@@ -21,6 +21,7 @@ import { API_GROUP, API_VERSION, KIND } from '../../api/gateway-route.ts';
 import type { Condition, GatewayRouteStatus } from '../../api/gateway-route-status.ts';
 import type { RouteStatus } from '../../compile/compile.ts';
 import type { Logger } from '../../lib/log.ts';
+import { TokenBucket } from '../../lib/token-bucket.ts';
 import { describeError, type GatewayRouteObject, KUBE_ORIGIN } from '../sources/kube/kube-source.ts';
 import { pooledApiClient } from '../sources/kube/pooled-api.ts';
 import { microTime } from './leader-election.ts';
@@ -153,23 +154,15 @@ export class StatusWriter {
   #pumps = 0;
   #heldTimer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
-  #tokens: number;
-  #refilled: number;
+  /** Writes per second sustained, `burst` at once (the one token bucket, src/lib/token-bucket.ts). */
+  readonly #bucket: TokenBucket;
   #stopped = false;
   readonly #stats = { writes: 0, unchanged: 0, notFound: 0, failures: 0, events: 0 };
 
   constructor(opts: StatusWriterOptions) {
     this.#opts = opts;
-    this.#tokens = this.#burst;
-    this.#refilled = performance.now();
-  }
-
-  get #qps(): number {
-    return this.#opts.qps ?? DEFAULT_STATUS_QPS;
-  }
-
-  get #burst(): number {
-    return this.#opts.burst ?? this.#qps * 2;
+    const qps = opts.qps ?? DEFAULT_STATUS_QPS;
+    this.#bucket = TokenBucket.perSecond(qps, opts.burst ?? qps * 2, performance.now());
   }
 
   /** The controller's onStatuses: every route's diagnostics after a rebuild. Queues only what changed. */
@@ -425,19 +418,12 @@ export class StatusWriter {
     );
   }
 
-  /** Token bucket: `qps` writes per second sustained, `burst` at once. */
+  /** Waits for a write token. */
   async #takeToken(): Promise<void> {
-    const qps = this.#qps;
-    const burst = this.#burst;
     for (;;) {
-      const now = performance.now();
-      this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilled) / 1000) * qps);
-      this.#refilled = now;
-      if (this.#tokens >= 1) {
-        this.#tokens -= 1;
-        return;
-      }
-      await new Promise((r) => setTimeout(r, Math.ceil(((1 - this.#tokens) / qps) * 1000)));
+      const wait = this.#bucket.tryTake(performance.now());
+      if (wait === 0) return;
+      await new Promise((r) => setTimeout(r, wait));
     }
   }
 }

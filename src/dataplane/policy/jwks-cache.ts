@@ -6,7 +6,7 @@
  *   Content-Length is refused before reading, a longer body is cut off and refused;
  * - time: one fetch may take `timeoutMs` in all (headers and body);
  * - failures: a failed fetch is not retried per request. The failure is cached: the next attempt waits a backoff
- *   (1 s, doubling per consecutive failure, at most 60 s, ±20 % jitter), and concurrent requests share one fetch;
+ *   (lib/backoff: 0.5–1 s, doubling per consecutive failure, at most 60 s), and concurrent requests share one fetch;
  *   until the endpoint answers again, tokens are refused with `jwks-unavailable` (fail closed) — except that keys
  *   fetched before stay usable for one more cache period after they expire (stale-if-error), so a short outage of
  *   the endpoint does not log everyone out;
@@ -22,11 +22,12 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { Dispatcher } from 'undici';
+import { backoffDelay } from '../../lib/backoff.ts';
 
 export const JWKS_MAX_BYTES = 256 * 1024;
 export const JWKS_TIMEOUT_MS = 5_000;
-const BACKOFF_FIRST_MS = 1_000;
-const BACKOFF_MAX_MS = 60_000;
+/** Failed fetches: lib/backoff's pacing, 0.5–1 s after the first failure, doubling, at most 60 s. */
+const BACKOFF = { baseMs: 1_000, maxMs: 60_000 };
 
 export type JwksFetchResult = 'ok' | 'too-large' | 'timeout' | 'status' | 'invalid' | 'error';
 
@@ -133,8 +134,7 @@ export class JwksCache {
     } catch (err) {
       const result = err instanceof FetchFailure ? err.result : 'error';
       this.#failures++;
-      const backoff = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (this.#failures - 1));
-      this.#retryAt = o.now() + backoff * (0.8 + 0.4 * o.random());
+      this.#retryAt = o.now() + backoffDelay(this.#failures, BACKOFF, o.random);
       this.#lastError = (err as Error).message;
       o.onFetch?.(result);
     }

@@ -124,14 +124,14 @@ describe('JwksCache', () => {
     for (let i = 0; i < 50; i++) expect(await codeOf(get('k1'))).toBe('EDGEGATE_JWKS_UNAVAILABLE');
     expect(hits).toBe(1);
     expect(c.lastError).toBe('status 500');
-    // backoff 1 s, then 2 s, then 4 s (jitter fixed at the middle)
-    clock.t += 999;
+    // lib/backoff's pacing with the random draw fixed at the middle: 750 ms, then 1.5 s (0.75 of 1 s, 2 s…)
+    clock.t += 749;
     await codeOf(get('k1'));
     expect(hits).toBe(1);
     clock.t += 1;
     await codeOf(get('k1'));
     expect(hits).toBe(2);
-    clock.t += 1_999;
+    clock.t += 1_499;
     await codeOf(get('k1'));
     expect(hits).toBe(2);
     clock.t += 1;
