@@ -280,22 +280,14 @@ class RawConnection {
     this.#disarm();
     this.req = r;
     r.conn = this;
-    try {
-      r.handler.onRequestStart?.(r, {});
-    } catch (err) {
-      // The caller dropped the request before a byte was written: the connection stays good.
-      this.req = null;
-      r.conn = null;
-      r.fail(err as Error);
-      this.pool.connectionReady(this);
-      return;
-    }
-    if (r.aborted) return;
     let head: string;
     let framing: 0 | 1 | 2; // none | content-length as given | chunked
     try {
+      r.handler.onRequestStart?.(r, {});
+      if (r.aborted) return;
       [head, framing] = requestHead(r);
     } catch (err) {
+      // The caller dropped the request, or its head cannot be written: nothing was sent, the connection stays good.
       this.req = null;
       r.conn = null;
       r.fail(err as Error);
@@ -761,14 +753,8 @@ class BodyWriter {
   }
 }
 
-export interface RawPoolStats {
-  connected: number;
-  free: number;
-  pending: number;
-  queued: number;
-  running: number;
-  size: number;
-}
+/** The figures undici's `Pool.stats` gives, with the same names (observe/pool-figures.ts reads either). */
+export type RawPoolStats = Record<'connected' | 'free' | 'pending' | 'queued' | 'running' | 'size', number>;
 
 /** The pool of one endpoint. */
 export class RawPool {
