@@ -38,9 +38,12 @@ export function parseYamlDocs(text: string, file: string): YamlDoc[] {
       throw new YamlSyntaxError(file, line, err.message.split('\n')[0] ?? err.message);
     }
     if (doc.contents === null) continue;
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    // An empty document (`---` right after `---`, or only comments) is nothing, as kubectl reads it.
+    if (value === null || value === undefined) continue;
     const start = lineCounter.linePos(doc.contents.range?.[0] ?? 0).line;
     out.push({
-      value: doc.toJS({ maxAliasCount: 100 }),
+      value,
       line: start,
       locate(path: FieldPath): number {
         for (let n = path.length; n >= 0; n--) {

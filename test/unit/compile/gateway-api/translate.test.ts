@@ -2,21 +2,21 @@
 // port, allowedRoutes namespaces and kinds), listener validity, backendRefs (kinds, ReferenceGrants, not found →
 // a 500 stand-in), and the translated routes compiling into one table with GatewayRoutes.
 import { describe, expect, it } from 'vitest';
-import { emptyCatalog } from '../../../src/api/catalog.ts';
+import { emptyCatalog } from '../../../../src/api/catalog.ts';
 import {
   emptyGatewayApiSnapshot,
   type GatewayApiSnapshot,
   type HTTPRouteObject,
-} from '../../../src/api/gateway-api.ts';
-import { compile } from '../../../src/compile/compile.ts';
-import { routeConflicts } from '../../../src/compile/gateway-api/conflicts.ts';
-import { gatewayApiStatuses } from '../../../src/compile/gateway-api/status.ts';
+} from '../../../../src/api/gateway-api.ts';
+import { compile } from '../../../../src/compile/compile.ts';
+import { routeConflicts } from '../../../../src/compile/gateway-api/conflicts.ts';
+import { gatewayApiStatuses } from '../../../../src/compile/gateway-api/status.ts';
 import {
   INVALID_BACKEND_SERVICE,
   intersectHostname,
   translateGatewayApi,
-} from '../../../src/compile/gateway-api/translate.ts';
-import { RoutingTable } from '../../../src/table/index.ts';
+} from '../../../../src/compile/gateway-api/translate.ts';
+import { RoutingTable } from '../../../../src/table/index.ts';
 
 const settings = { httpPort: 80, httpsPort: 443, addresses: ['192.0.2.1'], secretNamespaces: ['infra'] };
 

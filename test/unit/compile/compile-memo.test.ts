@@ -3,10 +3,10 @@
 // without it (tables byte for byte, statuses equal, nothing shared that a caller could change), and a new snapshot
 // compiles again.
 import { describe, expect, it } from 'vitest';
-import type { CatalogSnapshot } from '../../src/api/catalog.ts';
-import type { RouteSource } from '../../src/api/route-source.ts';
-import { type CompileMemo, compile } from '../../src/compile/compile.ts';
-import { tableWire } from '../../src/table/wire.ts';
+import type { CatalogSnapshot } from '../../../src/api/catalog.ts';
+import type { RouteSource } from '../../../src/api/route-source.ts';
+import { type CompileMemo, compile } from '../../../src/compile/compile.ts';
+import { tableWire } from '../../../src/table/wire.ts';
 
 const route = (name: string, spec: unknown): RouteSource => ({
   raw: {
