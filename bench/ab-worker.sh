@@ -14,6 +14,9 @@
 #   listener with a self-signed certificate (load shedding off, as in the tests: on a busy machine it would answer
 #   some requests 503 and skew the A/B).
 # EXTRA_ARGS: more `run` flags (bench/ab-tracing.sh passes the tracing ones).
+# PROFILE=DIR (h1): V8 CPU profiles of the primary and the worker over the measured run only, written to DIR
+#   (bench/lib/profile-hook.mjs) with the run's request count in DIR/requests; summarize and compare two builds
+#   with bench/cpuprofile-self.ts.
 # Needs nginx and wrk (npm run bench installs them); h2 also h2load and openssl.
 set -euo pipefail
 REPO=$(cd "${1:-.}" && pwd)
@@ -49,6 +52,10 @@ if [[ $PROTO == h2 ]]; then
 else
   echo "import v8 from 'node:v8'; v8.setFlagsFromString('--trace-gc-nvp');" > "$WORK/gc.mjs"
   export NODE_OPTIONS="--import $WORK/gc.mjs"
+  if [[ -n ${PROFILE:-} ]]; then
+    mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd)
+    export NODE_OPTIONS="$NODE_OPTIONS --import $HERE/bench/lib/profile-hook.mjs" EDGEGATE_PROFILE_DIR=$PROFILE
+  fi
 fi
 cd "$REPO"
 taskset -c 1 "$NODE" cmd/edgegate.ts run "${ARGS[@]}" > "$WORK/eg.log" 2>&1 &
@@ -59,10 +66,16 @@ cpu() { for p in $EG $(pgrep -P $EG); do awk '{s+=$14+$15} END {printf "%d ", s}
 if [[ $PROTO == h1 ]]; then
   URL=http://127.0.0.1:$LISTEN/shop/orders/v2/small
   taskset -c 0 wrk -t1 -c50 -d3s -H 'Host: shop.example.com' "$URL" >/dev/null
+  [[ -n ${PROFILE:-} ]] && kill -USR2 $EG $(pgrep -P $EG)
   before=$(cpu)
   out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
   after=$(cpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  if [[ -n ${PROFILE:-} ]]; then
+    kill -USR2 $EG $(pgrep -P $EG)
+    echo "$requests" > "$PROFILE/requests"
+    for _ in $(seq 50); do (($(find "$PROFILE" -name '*.cpuprofile' -newer "$PROFILE/requests" | wc -l) >= 2)) && break; sleep 0.2; done
+  fi
   echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request (primary + worker)"
   grep 'gc=s' "$WORK/eg.log" | tail -6 | grep -oE " (pause|promoted)=[0-9.]+" |
     awk -F= '{s[$1]+=$2; n[$1]++} END {printf "last scavenges: pause %.1f ms, promoted %.2f MB\n", s[" pause"]/n[" pause"], s[" promoted"]/n[" promoted"]/1e6}'
