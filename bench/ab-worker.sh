@@ -13,6 +13,7 @@
 #   PROTO=h2: h2load -c10 -m10 for N requests (default 100,000) after 10,000 to warm up, through the HTTPS
 #   listener with a self-signed certificate (load shedding off, as in the tests: on a busy machine it would answer
 #   some requests 503 and skew the A/B).
+# BODY=16k (h1): the 16 KiB answer instead of the small one (as `npm run bench`'s large body).
 # EXTRA_ARGS: more `run` flags (bench/ab-tracing.sh passes the tracing ones).
 # PROFILE=DIR (h1): V8 CPU profiles of the primary and the worker over the measured run only, written to DIR
 #   (bench/lib/profile-hook.mjs) with the run's request count in DIR/requests; summarize and compare two builds
@@ -35,8 +36,10 @@ worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.log warn;
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 10000000;
   client_body_temp_path $WORK/t1; proxy_temp_path $WORK/t2; fastcgi_temp_path $WORK/t3; uwsgi_temp_path $WORK/t4; scgi_temp_path $WORK/t5;
-  server { listen 127.0.0.1:$PORT; location / { default_type text/plain; return 200 "hello from the upstream\n"; } } }
+  server { listen 127.0.0.1:$PORT; location / { default_type text/plain; return 200 "hello from the upstream\n"; }
+    location ~ /16k\$ { root $WORK/www; try_files /16k.bin =404; } } }
 NGINX
+mkdir -p "$WORK/www" && head -c 16384 /dev/zero | tr '\0' x > "$WORK/www/16k.bin"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
 "$NODE" -e "import('$HERE/bench/lib/targets.ts').then((m) => m.writeEdgegateConfig('$WORK', $PORT))"
 ARGS=(--listen "127.0.0.1:$LISTEN" --admin "127.0.0.1:$ADMIN" --routes "$WORK/edgegate/routes"
@@ -64,7 +67,7 @@ unset NODE_OPTIONS
 for _ in $(seq 150); do curl -sf "127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.2; done
 cpu() { for p in $EG $(pgrep -P $EG); do awk '{s+=$14+$15} END {printf "%d ", s}' "/proc/$p/stat"; done | awk '{for(i=1;i<=NF;i++) t+=$i; print t}'; }
 if [[ $PROTO == h1 ]]; then
-  URL=http://127.0.0.1:$LISTEN/shop/orders/v2/small
+  URL=http://127.0.0.1:$LISTEN/shop/orders/v2/${BODY:-small}
   taskset -c 0 wrk -t1 -c50 -d3s -H 'Host: shop.example.com' "$URL" >/dev/null
   [[ -n ${PROFILE:-} ]] && kill -USR2 $EG $(pgrep -P $EG)
   before=$(cpu)
