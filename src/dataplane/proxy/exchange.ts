@@ -470,6 +470,8 @@ export class Exchange implements BodySink {
   readonly #requestMs: number;
   #attempt: Attempt | undefined;
   #tries = 0;
+  /** A try's request was handed to an upstream connection (RequestMirror sends its copy for exactly these). */
+  reachedUpstream = false;
   #retrying = false;
   #finished = false;
   #timedOut = false;
@@ -725,6 +727,7 @@ export class Exchange implements BodySink {
 
   /** undici is about to write the request: a streamed body now has `clientBodyTimeoutMs` between chunks. */
   requestStarted(): void {
+    this.reachedUpstream = true;
     const ms = this.#ctx.clientBodyTimeoutMs;
     const body = this.#body;
     if (ms <= 0 || body === null || Buffer.isBuffer(body)) return;

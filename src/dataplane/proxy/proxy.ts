@@ -752,7 +752,7 @@ export class ProxyPipeline {
       readRequestBody(req, exchange, s.requestBufferBytes, s.clientBodyTimeoutMs);
     } else exchange.start();
     // After the request itself went: a copy never goes first.
-    if (pending !== undefined) pending.send(hasBody ? pass!.body! : null);
+    if (pending !== undefined) pending.send(hasBody ? pass!.body! : null, exchange);
   }
 
   /**

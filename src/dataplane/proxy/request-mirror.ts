@@ -119,6 +119,8 @@ export class PendingMirror {
   readonly #method: string;
   readonly #path: string;
   readonly #headers: string[];
+  /** The request's own exchange: a copy goes for exactly the requests that reached an upstream. */
+  #primary: { readonly reachedUpstream: boolean } | undefined;
 
   constructor(
     mirrors: RequestMirrors,
@@ -144,14 +146,17 @@ export class PendingMirror {
   }
 
   /** The body is known (null: empty): send every copy whose bound it fits, count the others. */
-  send(body: Buffer | null): void {
+  send(body: Buffer | null, primary: { readonly reachedUpstream: boolean }): void {
+    this.#primary = primary;
     if (this.#req.httpVersionMajor === 2) setImmediate(onDeferredSend, this, body);
     else this.sendNow(body);
   }
 
   sendNow(body: Buffer | null): void {
     const stream = (this.#req as { stream?: { destroyed: boolean } }).stream;
-    if (stream?.destroyed === true) {
+    // An HTTP/2 stream reset before its request went upstream (rapid reset) gets no copy either; one whose request
+    // was already written upstream does, whatever the client did next.
+    if (stream?.destroyed === true && this.#primary?.reachedUpstream !== true) {
       for (let i = 0; i < this.#targets.length; i++) this.#mirrors.drop('cancelled');
       return;
     }
@@ -167,11 +172,11 @@ export class PendingMirror {
   }
 
   /** A BodySink that hands the body to the exchange first, then sends the copies. */
-  sinkFor(exchange: BodySink): BodySink {
+  sinkFor(exchange: BodySink & { readonly reachedUpstream: boolean }): BodySink {
     return {
       bodyComplete: (body) => {
         exchange.bodyComplete(body);
-        this.send(body);
+        this.send(body, exchange);
       },
       bodyStreams: () => {
         exchange.bodyStreams();
