@@ -177,8 +177,8 @@ for (let r = 0; r < ROUNDS; r++) {
     );
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The range over rounds, in KiB (two rounds have no meaningful median). */
+const range = (xs: number[]) =>
+  `${(Math.min(...xs) / 1024).toFixed(1)}–${(Math.max(...xs) / 1024).toFixed(1)} KiB`;
 for (const c of ['raw', 'undici'] as const)
-  console.log(
-    `median ${c}: client ${(median(out[c]!.client) / 1024).toFixed(1)} KiB, upstream ${(median(out[c]!.upstream) / 1024).toFixed(1)} KiB per connection`,
-  );
+  console.log(`${c}: client ${range(out[c]!.client)}, upstream ${range(out[c]!.upstream)} per connection`);

@@ -261,9 +261,9 @@ const DEFAULTS: Record<EdgeFlag['target'], object> = {
 /** The help text of a flag with its default, read from the settings' defaults (the one place they are written). */
 export function edgeFlagHelp(f: EdgeFlag): string {
   if (f.parse === 'switch') return f.help;
-  if (f.parse === 'choice')
-    return `${f.help} (default ${String((DEFAULTS[f.target] as Record<string, unknown>)[f.key])})`;
-  const value = Number((DEFAULTS[f.target] as Record<string, unknown>)[f.key]);
+  const initial = (DEFAULTS[f.target] as Record<string, unknown>)[f.key];
+  if (f.parse === 'choice') return `${f.help} (default ${String(initial)})`;
+  const value = Number(initial);
   const shown =
     f.parse === 'count'
       ? String(value)

@@ -61,12 +61,10 @@ if (
   );
 
 export const RESPONSE = Native.RESPONSE;
-export const REQUEST = Native.REQUEST;
 export const kOnHeaders = Native.kOnHeaders;
 export const kOnHeadersComplete = Native.kOnHeadersComplete;
 export const kOnBody = Native.kOnBody;
 export const kOnMessageComplete = Native.kOnMessageComplete;
-export const kOnExecute = Native.kOnExecute;
 /** Strict parsing: no llhttp leniency flag (no lone LF, no spaces in chunk sizes, no obs-fold relaxations). */
 export const STRICT = Native.kLenientNone;
 

@@ -119,6 +119,8 @@ class RawRequest implements Dispatcher.DispatchController {
   answered = false;
   /** The message being parsed is a 1xx (its completion is not the response's). */
   informational = false;
+  /** The caller's Content-Length (requestHead reads it): what a streamed body must add up to; -1: none (chunked). */
+  declaredLength = -1;
 
   constructor(pool: RawPool, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) {
     this.pool = pool;
@@ -281,11 +283,10 @@ class RawConnection {
     this.req = r;
     r.conn = this;
     let head: string;
-    let framing: 0 | 1 | 2; // none | content-length as given | chunked
     try {
       r.handler.onRequestStart?.(r, {});
       if (r.aborted) return;
-      [head, framing] = requestHead(r);
+      head = requestHead(r);
     } catch (err) {
       // The caller dropped the request, or its head cannot be written: nothing was sent, the connection stays good.
       this.req = null;
@@ -310,7 +311,7 @@ class RawConnection {
       return this.#bodyWritten(r);
     }
     socket.write(head, 'latin1');
-    new BodyWriter(this, r, body, framing === 2).start();
+    new BodyWriter(this, r, body).start();
   }
 
   #bodyWritten(r: RawRequest): void {
@@ -551,8 +552,11 @@ function onIdleTimer(c: RawConnection): void {
   c.idleCheck();
 }
 
-/** The request line and header block; the framing the body needs (0 none, 1 Content-Length as given, 2 chunked). */
-function requestHead(r: RawRequest): [string, 0 | 1 | 2] {
+/**
+ * The request line and header block, with the framing the body needs: Content-Length when it is known, chunked for
+ * a stream without one. Records the caller's Content-Length on the request for the body writer.
+ */
+function requestHead(r: RawRequest): string {
   if (!TOKEN.test(r.method)) throw invalid(`invalid request method ${JSON.stringify(r.method)}`);
   if (BAD_PATH.test(r.path)) throw invalid('invalid request path');
   // `Connection: keep-alive` as undici sends it: HTTP/1.1's default, said for upstreams that still look for it.
@@ -567,6 +571,7 @@ function requestHead(r: RawRequest): [string, 0 | 1 | 2] {
     if (name.length === 14 && name.toLowerCase() === 'content-length') {
       if (length !== undefined || !/^\d+$/.test(value)) throw invalid('invalid content-length');
       length = value;
+      r.declaredLength = Number(value);
     } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding')
       throw invalid('transfer-encoding is the pool’s to set');
     head += `${name}: ${value}\r\n`;
@@ -576,16 +581,16 @@ function requestHead(r: RawRequest): [string, 0 | 1 | 2] {
     if (length === undefined && EXPECTS_BODY.has(r.method)) head += 'content-length: 0\r\n';
     else if (length !== undefined && length !== '0')
       throw new RawPoolError('EDGEGATE_REQUEST_LENGTH_MISMATCH', 'content-length without a body');
-    return [`${head}\r\n`, 0];
+    return `${head}\r\n`;
   }
   if (Buffer.isBuffer(body)) {
     if (length === undefined) head += `content-length: ${body.length}\r\n`;
     else if (Number(length) !== body.length)
       throw new RawPoolError('EDGEGATE_REQUEST_LENGTH_MISMATCH', 'content-length does not match the body');
-    return [`${head}\r\n`, 0];
+    return `${head}\r\n`;
   }
-  if (length !== undefined) return [`${head}\r\n`, 1];
-  return [`${head}transfer-encoding: chunked\r\n\r\n`, 2];
+  if (length !== undefined) return `${head}\r\n`;
+  return `${head}transfer-encoding: chunked\r\n\r\n`;
 }
 
 /** Writes a streamed request body with backpressure; chunked framing when its length is not known. */
@@ -600,23 +605,12 @@ class BodyWriter {
   #wake: (() => void) | undefined;
   #stream: Readable | undefined;
 
-  constructor(
-    conn: RawConnection,
-    req: RawRequest,
-    body: Readable | AsyncIterable<Buffer>,
-    chunked: boolean,
-  ) {
+  constructor(conn: RawConnection, req: RawRequest, body: Readable | AsyncIterable<Buffer>) {
     this.conn = conn;
     this.req = req;
     this.body = body;
-    this.chunked = chunked;
-    let expected = -1;
-    if (!chunked) {
-      const h = req.headers;
-      for (let i = 0; i < h.length; i += 2)
-        if (h[i]!.length === 14 && h[i]!.toLowerCase() === 'content-length') expected = Number(h[i + 1]);
-    }
-    this.expected = expected;
+    this.expected = req.declaredLength;
+    this.chunked = this.expected < 0;
   }
 
   start(): void {

@@ -38,7 +38,7 @@ export type UpstreamPool = Pick<Pool, 'dispatch' | 'close' | 'destroy'> & {
 export type UpstreamClient = 'raw' | 'undici';
 
 /** Can the raw pool carry this endpoint's requests? Cleartext HTTP/1.1, one request per connection at a time. */
-export function rawCapable(s: PoolData): boolean {
+function rawCapable(s: PoolData): boolean {
   return s.tls === undefined && s.protocol === undefined && s.pipelining <= 1;
 }
 
@@ -112,24 +112,22 @@ export class Upstream {
   }
 
   #undiciPool(): Pool {
-    {
-      const s = this.settings;
-      const pool = new Pool(originOf(this.endpoint, s), {
-        connections: s.maxConnections,
-        pipelining: s.pipelining,
-        keepAliveTimeout: s.keepAliveTimeoutMs,
-        keepAliveMaxTimeout: s.keepAliveTimeoutMs,
-        connect: upstreamConnect(s, this.#clientCerts),
-        // h2c: undici's prior-knowledge cleartext HTTP/2 (no upgrade, no fallback to HTTP/1.1); each pooled
-        // connection is one HTTP/2 session carrying up to `pipelining` concurrent streams.
-        ...(s.protocol === 'h2' ? { allowH2: true } : s.protocol === 'h2c' ? H2C_OPTIONS : {}),
-        // The gateway's own timeouts are passed per request.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      });
-      if (s.protocol !== undefined) watchHttp2Pool(pool, s.protocol);
-      return pool;
-    }
+    const s = this.settings;
+    const pool = new Pool(originOf(this.endpoint, s), {
+      connections: s.maxConnections,
+      pipelining: s.pipelining,
+      keepAliveTimeout: s.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: s.keepAliveTimeoutMs,
+      connect: upstreamConnect(s, this.#clientCerts),
+      // h2c: undici's prior-knowledge cleartext HTTP/2 (no upgrade, no fallback to HTTP/1.1); each pooled
+      // connection is one HTTP/2 session carrying up to `pipelining` concurrent streams.
+      ...(s.protocol === 'h2' ? { allowH2: true } : s.protocol === 'h2c' ? H2C_OPTIONS : {}),
+      // The gateway's own timeouts are passed per request.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    if (s.protocol !== undefined) watchHttp2Pool(pool, s.protocol);
+    return pool;
   }
 
   get hasPool(): boolean {
