@@ -198,6 +198,16 @@ async function main(): Promise<void> {
             label: 'undici upstream client (the old path)',
           }),
       });
+    if (features.http1Server)
+      starters.push({
+        name: 'edgegate-1w-nodehttp',
+        start: () =>
+          startEdgegate(work, node, upstream.port, 1, features, {
+            args: ['--http1-server', 'node'],
+            suffix: '-nodehttp',
+            label: 'node:http server (the old client side)',
+          }),
+      });
     starters.push({
       name: 'edgegate-2w',
       start: () => startEdgegate(work, node, upstream.port, 2, features),

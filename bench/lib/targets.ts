@@ -266,6 +266,8 @@ export interface EdgegateFeatures {
   observeNote: string;
   /** The build has `--upstream-client` (raw HTTP/1.1 pool vs undici). */
   upstreamClient: boolean;
+  /** The build has `--http1-server` (raw HTTP/1.1 server vs node:http). */
+  http1Server: boolean;
 }
 
 export function detectEdgegateFeatures(node: string): EdgegateFeatures {
@@ -289,6 +291,7 @@ export function detectEdgegateFeatures(node: string): EdgegateFeatures {
     observeArgs,
     observeNote: notes.join('; ') || 'metrics on, access log on and sampled at 1%',
     upstreamClient: /--upstream-client <raw\|undici>/.test(help),
+    http1Server: /--http1-server <raw\|node>/.test(help),
   };
 }
 

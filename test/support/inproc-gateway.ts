@@ -10,7 +10,11 @@ import { LocalCoordinator } from '../../src/cluster/policy-state.ts';
 import { compile } from '../../src/compile/compile.ts';
 import { PolicyRuntime } from '../../src/dataplane/policy/policy-runtime.ts';
 import { ProxyPipeline, type ProxySettings } from '../../src/dataplane/proxy/proxy.ts';
-import { createProxyServer, type ListenerSettings } from '../../src/dataplane/proxy/server.ts';
+import {
+  createProxyServer,
+  type HttpListener,
+  type ListenerSettings,
+} from '../../src/dataplane/proxy/server.ts';
 import { acceptH2c } from '../../src/dataplane/tls/h2c-listener.ts';
 import { TlsListener } from '../../src/dataplane/tls/tls-listener.ts';
 import type { TlsListenerSettings } from '../../src/dataplane/tls/tls-settings.ts';
@@ -18,7 +22,7 @@ import { silentLogger } from '../../src/lib/log.ts';
 import type { TableData } from '../../src/table/types.ts';
 import { createEchoServer } from '../../src/tools/echo-server.ts';
 
-export async function listen(server: Server): Promise<number> {
+export async function listen(server: import('node:net').Server): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
@@ -98,7 +102,7 @@ export function tableOf(
 
 export interface Gateway {
   proxy: ProxyPipeline;
-  server: Server;
+  server: HttpListener;
   port: number;
   /** The HTTPS listener (HTTP/2 and HTTP/1.1 over TLS) on the same pipeline, when started with `tls`. */
   tls: TlsListener | undefined;
@@ -120,6 +124,13 @@ export async function startGateway(
   listenerSettings: Partial<ListenerSettings> = {},
   opts: GatewayOptions = {},
 ): Promise<Gateway> {
+  // The suite can run on either HTTP/1.1 data path: EDGEGATE_HTTP1_SERVER / EDGEGATE_UPSTREAM_CLIENT as `run` reads them.
+  const h1 = process.env.EDGEGATE_HTTP1_SERVER;
+  if ((h1 === 'raw' || h1 === 'node') && listenerSettings.http1Server === undefined)
+    listenerSettings = { ...listenerSettings, http1Server: h1 };
+  const uc = process.env.EDGEGATE_UPSTREAM_CLIENT;
+  if ((uc === 'raw' || uc === 'undici') && proxySettings.upstreamClient === undefined)
+    proxySettings = { ...proxySettings, upstreamClient: uc };
   const policies = opts.policies
     ? new PolicyRuntime({ trustedHops: proxySettings.trustedHops ?? 0, workers: 1 }, new LocalCoordinator())
     : undefined;

@@ -199,6 +199,7 @@ const FRAGMENT: Refusal = {
   reason: 'fragment',
   message: 'a request target must not carry a fragment',
 };
+const MISSING_HOST: Refusal = { status: 400, reason: 'host', message: 'missing Host header' };
 const DUPLICATE_HOST: Refusal = { status: 400, reason: 'duplicate_host', message: 'duplicate Host header' };
 const MISMATCH: Refusal = {
   status: 400,
@@ -272,6 +273,8 @@ export function admit(
   if (count > s.maxHeaders)
     return { status: 431, reason: 'too_many_headers', message: `more than ${s.maxHeaders} request headers` };
   if (hosts > 1) return DUPLICATE_HOST;
+  // RFC 9112 §3.2: an HTTP/1.1 request without Host is 400 (node:http's server refuses it before admission too).
+  if (hosts === 0 && !h2 && httpVersion === '1.1') return MISSING_HOST;
 
   if (h2) {
     // :authority is what HTTP/2 routes by; a `host` field beside it must name the same (RFC 9113 §8.3.1).

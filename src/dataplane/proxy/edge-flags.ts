@@ -50,6 +50,15 @@ export const EDGE_FLAGS: EdgeFlag[] = [
     choices: ['raw', 'undici'],
   },
   {
+    flag: '--http1-server',
+    env: 'EDGEGATE_HTTP1_SERVER',
+    help: 'HTTP/1.1 server of the plain listener: raw (sockets + Node’s llhttp parser, docs/data-plane.md) or node (node:http); the HTTPS listener uses node:http either way',
+    target: 'listener',
+    key: 'http1Server',
+    parse: 'choice',
+    choices: ['raw', 'node'],
+  },
+  {
     flag: '--client-header-timeout',
     env: 'EDGEGATE_CLIENT_HEADER_TIMEOUT',
     help: 'time a client has to send the request headers (slowloris guard); HTTPS: also the TLS handshake and an HTTP/2 session’s first request',

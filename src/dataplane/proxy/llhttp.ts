@@ -33,6 +33,8 @@ export interface ParseError extends Error {
 }
 
 interface ParserModule {
+  /** Method names by the index `kOnHeadersComplete` passes. */
+  methods: readonly string[];
   HTTPParser: {
     new (): NativeParser;
     REQUEST: number;
@@ -54,13 +56,19 @@ if (
   typeof Native !== 'function' ||
   typeof Native.kOnHeadersComplete !== 'number' ||
   typeof Native.kOnBody !== 'number' ||
-  typeof Native.kOnMessageComplete !== 'number'
+  typeof Native.kOnMessageComplete !== 'number' ||
+  typeof Native.kOnMessageBegin !== 'number' ||
+  !Array.isArray(internal.methods)
 )
   throw new Error(
     `edgegate: this Node.js (${process.version}) has no usable _http_common.HTTPParser; the raw data path needs Node 26 (see docs/data-plane.md)`,
   );
 
+export const REQUEST = Native.REQUEST;
 export const RESPONSE = Native.RESPONSE;
+export const kOnMessageBegin = Native.kOnMessageBegin;
+/** Method names by the index a request's `kOnHeadersComplete` gets. */
+export const METHODS: readonly string[] = internal.methods;
 export const kOnHeaders = Native.kOnHeaders;
 export const kOnHeadersComplete = Native.kOnHeadersComplete;
 export const kOnBody = Native.kOnBody;

@@ -10,7 +10,7 @@
  * never open a tunnel past the gateway nor smuggle a second request behind it.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,6 +19,7 @@ import { edgeEvents } from './edge-events.ts';
 import { InFlight } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
 import { acceptProxyProtocol, type ProxyProtocolSettings } from './proxy-protocol-listener.ts';
+import { RawHttpServer } from './raw-server.ts';
 import { answerUpgradeError, refuseOnSocket, respondRefusal } from './refusal-response.ts';
 import {
   checkRequest,
@@ -44,7 +45,14 @@ export interface ListenerSettings extends RequestCheckSettings, ProxyProtocolSet
   maxConnections: number;
   /** Accept cleartext HTTP/2 with prior knowledge on the plain listener (h2c; tls/h2c-listener.ts). Off by default. */
   h2c: boolean;
+  /** The plain listener's HTTP/1.1 server: `node:http`, or raw sockets with Node's parser (raw-server.ts). */
+  http1Server: Http1Server;
 }
+
+export type Http1Server = 'node' | 'raw';
+
+/** What both HTTP/1.1 servers of the plain listener are: a net server that can close its connections. */
+export type HttpListener = NetServer & { closeIdleConnections(): void; closeAllConnections(): void };
 
 export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
   headersTimeoutMs: 15_000,
@@ -54,6 +62,7 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
   maxHeaders: 100,
   maxConnections: 10_000,
   h2c: false,
+  http1Server: 'raw',
   rejectUnderscoreHeaders: true,
   rejectAuthorityMismatch: true,
   rejectControlCharacters: true,
@@ -65,8 +74,9 @@ export function createProxyServer(
   proxy: Pick<ProxyPipeline, 'handle'> &
     Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'handleExtendedConnect' | 'observer'>>,
   settings: Partial<ListenerSettings> = {},
-): Server {
+): HttpListener {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };
+  if (s.http1Server === 'raw') return createRawProxyServer(proxy, s);
   const server = createServer(
     {
       headersTimeout: s.headersTimeoutMs,
@@ -76,7 +86,7 @@ export function createProxyServer(
       connectionsCheckingInterval: s.connectionsCheckingIntervalMs,
       requireHostHeader: true,
       // The header cap is enforced by admission with a clear 431, not by silent truncation.
-      maxHeaderSize: 16 * 1024,
+      maxHeaderSize: MAX_HEADER_SIZE,
       // A listener without WebSocket support (the HTTPS redirector) serves upgrade requests as plain ones.
       shouldUpgradeCallback: proxy.handleUpgrade ? isWebSocketUpgrade : () => false,
     },
@@ -95,6 +105,43 @@ export function createProxyServer(
   acceptProxyProtocol(server, s, 'http1', false);
   return server;
 }
+
+/** The same listener on raw-server.ts: the same handler, checks, upgrades, guard and bookkeeping. */
+function createRawProxyServer(
+  proxy: Pick<ProxyPipeline, 'handle'> &
+    Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'handleExtendedConnect' | 'observer'>>,
+  s: ListenerSettings,
+): HttpListener {
+  const server: RawHttpServer = new RawHttpServer(
+    {
+      headersTimeoutMs: s.headersTimeoutMs,
+      requestTimeoutMs: s.requestTimeoutMs,
+      keepAliveTimeoutMs: s.keepAliveTimeoutMs,
+      connectionsCheckingIntervalMs: s.connectionsCheckingIntervalMs,
+      maxHeaderSize: MAX_HEADER_SIZE,
+      shouldUpgrade: proxy.handleUpgrade
+        ? (req) => isWebSocketUpgrade(req as unknown as IncomingMessage)
+        : () => false,
+    },
+    (rawReq, rawRes) => {
+      const req = rawReq as unknown as IncomingMessage;
+      const res = rawRes as unknown as ServerResponse;
+      track(server, res);
+      proxy.observer?.begin(req, res);
+      noteResponse(req, res);
+      enterRequest(proxy, req, res, s, 'http1');
+    },
+  );
+  if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
+  trackConnections(server);
+  if (proxy.handleUpgrade) server.on('upgrade', upgradeHandler(proxy as UpgradeHandler, s, 'http1'));
+  guardListener(server, 'http1');
+  acceptProxyProtocol(server, s, 'http1', false);
+  return server;
+}
+
+/** Request head bytes (request line and fields) either server accepts; more: 431. */
+const MAX_HEADER_SIZE = 16 * 1024;
 
 /** What takes WebSocket upgrades over HTTP/1.1 (the proxy pipeline). */
 export interface UpgradeHandler {
@@ -188,13 +235,13 @@ export interface DrainHooks {
 }
 
 /** Lets another protocol served on this listener's sockets (h2c) take part in its graceful drain. */
-export function setDrainHooks(server: Server, hooks: DrainHooks): void {
+export function setDrainHooks(server: HttpListener, hooks: DrainHooks): void {
   stateOf(server).drainHooks = hooks;
 }
 
-const states = new WeakMap<Server, ServerState>();
+const states = new WeakMap<NetServer, ServerState>();
 
-function stateOf(server: Server): ServerState {
+function stateOf(server: NetServer): ServerState {
   let st = states.get(server);
   if (!st) {
     st = {
@@ -210,7 +257,7 @@ function stateOf(server: Server): ServerState {
   return st;
 }
 
-function trackConnections(server: Server): void {
+function trackConnections(server: NetServer): void {
   const st = stateOf(server);
   server.on('connection', (socket: Socket) => {
     st.sockets.add(socket);
@@ -222,11 +269,11 @@ function trackConnections(server: Server): void {
 }
 
 /** Counts a request served on this listener by another protocol (h2c) in its figures and its drain. */
-export function trackRequest(server: Server, res: ServerResponse): void {
+export function trackRequest(server: HttpListener, res: ServerResponse): void {
   track(server, res);
 }
 
-function track(server: Server, res: ServerResponse): void {
+function track(server: NetServer, res: ServerResponse): void {
   const st = stateOf(server);
   st.requests++;
   const entry = st.active.add(res);
@@ -248,7 +295,7 @@ export interface ListenerStats {
   draining: boolean;
 }
 
-export function listenerStats(server: Server): ListenerStats {
+export function listenerStats(server: NetServer): ListenerStats {
   const st = stateOf(server);
   return {
     requests: st.requests,
@@ -308,7 +355,7 @@ export interface DrainResult {
  * `Connection: close`. After `delayMs` the listener closes and idle keep-alive sockets are closed; requests in
  * flight run to completion until `timeoutMs`, when whatever is left is cut.
  */
-export async function drainServer(server: Server, opts: DrainOptions): Promise<DrainResult> {
+export async function drainServer(server: HttpListener, opts: DrainOptions): Promise<DrainResult> {
   const st = stateOf(server);
   const started = Date.now();
   const deadline = started + opts.timeoutMs;

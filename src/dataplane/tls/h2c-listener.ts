@@ -20,12 +20,13 @@ import {
   type Http2ServerResponse,
   type Http2Session,
 } from 'node:http2';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { edgeEvents } from '../proxy/edge-events.ts';
 import { enterRequest } from '../proxy/request-checks.ts';
 import {
   DEFAULT_LISTENER_SETTINGS,
   guardListener,
+  type HttpListener,
   type ListenerSettings,
   setDrainHooks,
   trackRequest,
@@ -36,7 +37,7 @@ import { DEFAULT_TLS_LISTENER_SETTINGS, type TlsListenerSettings } from './tls-s
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-type ConnectionListener = (this: Server, socket: Socket) => void;
+type ConnectionListener = (this: NetServer, socket: Socket) => void;
 
 const HEADER_TIMEOUT_MESSAGE = 'no request within the client header timeout';
 
@@ -79,7 +80,7 @@ function sniff(socket: Socket, timeoutMs: number, decide: (h2: boolean, head: Bu
  * handler of the listener; `upgrade`: its RFC 8441 WebSocket handler. Returns the HTTP/2 server (tests, figures).
  */
 export function acceptH2c(
-  server: Server,
+  server: HttpListener,
   proxy: RequestHandler & Partial<ExtendedConnectHandler>,
   listener: Partial<ListenerSettings> = {},
   settings: Partial<TlsListenerSettings> = {},
@@ -124,7 +125,7 @@ export function acceptH2c(
   // node:http's own connection handler (registered first, by createServer) now only sees HTTP/1 connections.
   const http1 = server.listeners('connection')[0] as ConnectionListener;
   server.removeListener('connection', http1);
-  server.prependListener('connection', function onConnection(this: Server, socket: Socket) {
+  server.prependListener('connection', function onConnection(this: NetServer, socket: Socket) {
     sniff(socket, l.headersTimeoutMs, (isH2, head) => {
       if (socket.destroyed) return;
       if (head.length > 0) socket.unshift(head);

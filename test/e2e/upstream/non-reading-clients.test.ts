@@ -7,6 +7,7 @@
 import type { ClientHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_LISTENER_SETTINGS } from '../../../src/dataplane/proxy/server.ts';
 import { waitFor } from '../cluster/helpers.ts';
 import {
   type CountingUpstream,
@@ -24,6 +25,8 @@ import {
 const BIG = 16 * 1024 * 1024;
 const CAP = 2;
 const POOL = 8;
+/** The plain listener's HTTP/1.1 server in this run (`run` reads the same variable). */
+const HTTP1_SERVER = process.env.EDGEGATE_HTTP1_SERVER ?? DEFAULT_LISTENER_SETTINGS.http1Server;
 
 let up: CountingUpstream;
 let gw: EdgeGateway;
@@ -78,6 +81,9 @@ describe.each(['http', 'https'] as const)('HTTP/1.1 clients that stop reading, o
 
   it(`an HTTP/1.1 client that pipelines requests and stops reading holds at most ${CAP} of them upstream, until the send timeout closes its connection`, async () => {
     up.reset();
+    // node:http hands pipelined requests to the pipeline at once (the cap is what bounds them); the raw server
+    // (plain listener) answers them one at a time, so only the first goes upstream.
+    const held = listener === 'http' && HTTP1_SERVER === 'raw' ? 1 : CAP;
     const abandoned = await gw.counter('edgegate_responses_abandoned_total');
     const s = await rawConnection(listener, gw);
     s.pause();
@@ -86,7 +92,7 @@ describe.each(['http', 'https'] as const)('HTTP/1.1 clients that stop reading, o
       let pipelined = '';
       for (let i = 0; i < 6; i++) pipelined += `GET /big/pipelined-${i} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`;
       s.write(pipelined);
-      await waitFor('the first pipelined requests upstream', () => up.requests >= CAP, 10_000);
+      await waitFor('the first pipelined requests upstream', () => up.requests >= held, 10_000);
       // An HTTP/1.1 response cannot be skipped: abandoning one closes the connection, and with it the requests
       // queued behind, which never reach the upstream.
       await waitFor(
@@ -99,7 +105,7 @@ describe.each(['http', 'https'] as const)('HTTP/1.1 clients that stop reading, o
       s.resume();
       await closed;
       expect(up.maxInFlight).toBeLessThanOrEqual(CAP);
-      expect(up.requests).toBe(CAP);
+      expect(up.requests).toBe(held);
     } finally {
       s.destroy();
     }

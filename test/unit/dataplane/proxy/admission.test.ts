@@ -164,8 +164,9 @@ describe('Host', () => {
     );
   });
 
-  it('an invalid, empty or duplicate Host is 400; HTTP/1.0 without Host passes', () => {
+  it('an invalid, empty, duplicate or (HTTP/1.1) missing Host is 400; HTTP/1.0 without Host passes', () => {
     expect(h1('/', ['Host', '[x'])).toMatchObject({ status: 400, reason: 'host' });
+    expect(h1('/', [], '1.1')).toMatchObject({ status: 400, reason: 'host', message: 'missing Host header' });
     expect(h1('/', ['Host', ''])).toMatchObject({ status: 400, reason: 'host' });
     expect(h1('/', ['Host', 'a.test', 'host', 'a.test'])).toMatchObject({ reason: 'duplicate_host' });
     expect(h1('/', [], '1.0')).toBeUndefined();

@@ -9,8 +9,11 @@ import {
   kOnBody,
   kOnHeaders,
   kOnHeadersComplete,
+  kOnMessageBegin,
   kOnMessageComplete,
+  METHODS,
   newParser,
+  REQUEST,
   RESPONSE,
   STRICT,
 } from '../../../../src/dataplane/proxy/llhttp.ts';
@@ -112,5 +115,77 @@ describe('Node’s HTTP parser as the raw data path uses it', () => {
     expect(events[0]!.args[8]).toBe(false); // not keep-alive: read to the end
     p.finish();
     expect(events.at(-1)!.kind).toBe('done');
+  });
+
+  describe('as a request parser (the raw listener, raw-server.ts)', () => {
+    function requests() {
+      const events: Event[] = [];
+      const p = newParser();
+      p.initialize(REQUEST, {}, 16 * 1024, STRICT);
+      p[kOnMessageBegin] = () => events.push({ kind: 'begin', args: [] });
+      p[kOnHeaders] = (...args: unknown[]) => events.push({ kind: 'headers', args });
+      p[kOnHeadersComplete] = (...args: unknown[]) => {
+        events.push({ kind: 'head', args });
+        return 0;
+      };
+      p[kOnBody] = (...args: unknown[]) => events.push({ kind: 'body', args: args.map(String) });
+      p[kOnMessageComplete] = () => events.push({ kind: 'done', args: [] });
+      return { p, events };
+    }
+
+    it('passes the method as an index into METHODS, the target and keep-alive; pipelined messages in one read', () => {
+      const { p, events } = requests();
+      const wire =
+        'POST /a?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /b HTTP/1.0\r\nHost: x\r\n\r\n';
+      expect(p.execute(Buffer.from(wire))).toBe(wire.length);
+      expect(events.map((e) => e.kind)).toEqual(['begin', 'head', 'body', 'done', 'begin', 'head', 'done']);
+      const [major, minor, headers, method, url, , , upgrade, keepAlive] = events[1]!.args;
+      expect([major, minor, METHODS[method as number], url, upgrade, keepAlive]).toEqual([
+        1,
+        1,
+        'POST',
+        '/a?q=1',
+        false,
+        true,
+      ]);
+      expect(headers).toEqual(['Host', 'x', 'Content-Length', '2']);
+      const second = events[5]!.args;
+      expect([second[1], METHODS[second[3] as number], second[8]]).toEqual([0, 'GET', false]);
+    });
+
+    it('stops after an upgrade request and returns where its head ends (the bytes after it are not parsed)', () => {
+      const { p, events } = requests();
+      const head = 'GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+      expect(p.execute(Buffer.from(`${head}GET / HTTP/1.1\r\n\r\n`))).toBe(head.length);
+      expect(events.filter((e) => e.kind === 'head')).toHaveLength(1);
+      expect(events[1]!.args[7]).toBe(true);
+    });
+
+    it('hands trailers of a chunked request to kOnHeaders after the body, and refuses CL with TE', () => {
+      const { p, events } = requests();
+      p.execute(
+        Buffer.from(
+          'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n',
+        ),
+      );
+      expect(events.map((e) => e.kind)).toEqual(['begin', 'head', 'body', 'headers', 'done']);
+      expect(events[3]!.args[0]).toEqual(['X-T', '1']);
+      const bad = requests();
+      const r = bad.p.execute(
+        Buffer.from('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n'),
+      );
+      expect((r as Error & { code: string }).code).toBe('HPE_INVALID_TRANSFER_ENCODING');
+    });
+
+    it('delivers the fields of a long head (more than 32) in pieces before kOnHeadersComplete', () => {
+      const { p, events } = requests();
+      const fields = Array.from({ length: 40 }, (_, i) => `X-F${i}: ${i}\r\n`).join('');
+      p.execute(Buffer.from(`GET /long HTTP/1.1\r\nHost: x\r\n${fields}\r\n`));
+      const pieces = events.filter((e) => e.kind === 'headers').flatMap((e) => e.args[0] as string[]);
+      const head = events.find((e) => e.kind === 'head')!;
+      const all = [...pieces, ...((head.args[2] as string[] | undefined) ?? [])];
+      expect(all.length).toBe(82);
+      expect(all.slice(0, 4)).toEqual(['Host', 'x', 'X-F0', '0']);
+    });
   });
 });

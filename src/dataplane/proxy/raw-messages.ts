@@ -1,0 +1,477 @@
+/**
+ * The request and response objects of the raw HTTP/1.1 listener (raw-server.ts): what the proxy pipeline uses of
+ * `node:http`'s IncomingMessage and ServerResponse, and no more. The pipeline, admission, the observer and the
+ * filters are written against that surface (HTTP/2's compat objects implement it too), so they run unchanged.
+ *
+ * RawRequest is a Readable (the body, pushed by the parser; the socket pauses while the pipeline does not read)
+ * with the head as node:http gives it: `method`, `url`, `httpVersion*`, `rawHeaders`, and `headers` built by the
+ * same rules (names lower-case; a repeated `set-cookie` an array, `cookie` joined with `; `, the fields that allow
+ * one value keep the first, the rest joined with `, `).
+ *
+ * RawResponse writes the head itself, once, with the first body bytes: `Date`, `Connection` / `Keep-Alive` the way
+ * node:http writes them, and the framing — the caller's Content-Length; else, when the whole body is known at the
+ * first write (`end(body)`), its length; else chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones.
+ * No body for HEAD, 1xx, 204 and 304. Header names and values are checked as node:http checks them (a bad one
+ * throws, and the request guard answers 500). A small head and body leave in one buffer, one `write`.
+ */
+import { EventEmitter } from 'node:events';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+
+/** What a response tells the connection that carries it. */
+export interface ResponseCarrier {
+  readonly socket: Socket;
+  /** Seconds in the `Keep-Alive: timeout=` hint (negative: none), as node:http rounds it. */
+  readonly keepAliveSeconds: number;
+  /** The request's body is wanted again (the pipeline reads). */
+  resumeBody(req: RawRequest): void;
+  /** The response is complete (`finished`) or was cut (`!finished`). */
+  responseDone(res: RawResponse, finished: boolean): void;
+}
+
+/** Fields of which a repeat is dropped (node:http's rule: one value makes sense). */
+const FIRST_WINS = new Set([
+  'age',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+]);
+
+/** llhttp's flat `[name, value, …]` → node:http's `headers` object. */
+export function requestHeaders(raw: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const prior = out[name];
+    if (prior === undefined) out[name] = name === 'set-cookie' ? [value] : value;
+    else if (name === 'set-cookie') (prior as string[]).push(value);
+    else if (name === 'cookie') out[name] = `${prior}; ${value}`;
+    else if (!FIRST_WINS.has(name)) out[name] = `${prior}, ${value}`;
+  }
+  return out;
+}
+
+export class RawRequest extends Readable {
+  readonly carrier: ResponseCarrier;
+  readonly socket: Socket;
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  readonly httpVersion: string;
+  readonly rawHeaders: string[];
+  readonly headers: Record<string, string | string[]>;
+  rawTrailers: string[] = [];
+  trailers: Record<string, string | string[]> = {};
+  /** The whole request (body included) was received. */
+  complete = false;
+  /** The connection closed before the request was complete. */
+  aborted = false;
+  /** Set when the request asked to switch protocols (`Upgrade` with `Connection: upgrade`, or CONNECT). */
+  upgrade = false;
+  /** The response finished before the body was read: what is left of it is read and dropped. */
+  dumped = false;
+
+  constructor(
+    carrier: ResponseCarrier,
+    method: string,
+    url: string,
+    major: number,
+    minor: number,
+    rawHeaders: string[],
+  ) {
+    super();
+    this.carrier = carrier;
+    this.socket = carrier.socket;
+    this.method = method;
+    this.url = url;
+    this.httpVersionMajor = major;
+    this.httpVersionMinor = minor;
+    this.httpVersion = major === 1 && minor === 1 ? '1.1' : `${major}.${minor}`;
+    this.rawHeaders = rawHeaders;
+    this.headers = requestHeaders(rawHeaders);
+  }
+
+  override _read(): void {
+    this.carrier.resumeBody(this);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // As node:http: an aborted request is an error only to whoever listens for one (never an uncaught one).
+    cb(err !== null && this.listenerCount('error') > 0 ? err : null);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+/** A head and body up to this size are copied into one buffer and written with one call. */
+const COALESCE_BYTES = 16 * 1024;
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+let dateCache = '';
+let dateSecond = -1;
+/** The `Date` field value, formatted at most once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateCache = new Date(second * 1000).toUTCString();
+  }
+  return dateCache;
+}
+
+function headerError(code: string, message: string): TypeError {
+  return Object.assign(new TypeError(message), { code });
+}
+
+function checkField(name: string, value: unknown): void {
+  if (!TOKEN.test(name))
+    throw headerError('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
+  if (value === undefined)
+    throw headerError('ERR_HTTP_INVALID_HEADER_VALUE', `Invalid value "undefined" for header "${name}"`);
+  if (Array.isArray(value)) {
+    for (const v of value)
+      if (INVALID_VALUE.test(String(v)))
+        throw headerError('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+  } else if (INVALID_VALUE.test(String(value)))
+    throw headerError('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+}
+
+type Chunk = string | Buffer | Uint8Array;
+type FieldValue = string | number | readonly string[];
+
+function byteLength(chunk: Chunk): number {
+  return typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+}
+
+export class RawResponse extends EventEmitter {
+  readonly req: RawRequest;
+  readonly socket: Socket;
+  readonly #carrier: ResponseCarrier;
+  statusCode = 200;
+  statusMessage: string | undefined = undefined;
+  /** Whether the connection stays open after this response (the pipeline and a drain turn it off). */
+  shouldKeepAlive: boolean;
+  /** `writeHead` was called (or a first write made): the status and fields are fixed. */
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  destroyed = false;
+  /** Fields set before the head (lower-case name → [name as given, value]). */
+  #fields: Map<string, [string, FieldValue]> | undefined;
+  /** The head is on the wire (or in the socket's buffer). */
+  #headWritten = false;
+  #chunked = false;
+  #noBody: boolean;
+  #trailers: string | undefined;
+
+  constructor(carrier: ResponseCarrier, req: RawRequest, keepAlive: boolean) {
+    super();
+    this.#carrier = carrier;
+    this.req = req;
+    this.socket = carrier.socket;
+    this.shouldKeepAlive = keepAlive;
+    this.#noBody = req.method === 'HEAD';
+  }
+
+  get finished(): boolean {
+    return this.writableEnded;
+  }
+
+  get writable(): boolean {
+    return !this.writableEnded && !this.destroyed;
+  }
+
+  setHeader(name: string, value: FieldValue): this {
+    if (this.headersSent)
+      throw headerError('ERR_HTTP_HEADERS_SENT', 'Cannot set headers after they are sent to the client');
+    checkField(name, value);
+    this.#map().set(name.toLowerCase(), [name, value]);
+    return this;
+  }
+
+  getHeader(name: string): FieldValue | undefined {
+    return this.#fields?.get(name.toLowerCase())?.[1];
+  }
+
+  hasHeader(name: string): boolean {
+    return this.#fields?.has(name.toLowerCase()) ?? false;
+  }
+
+  removeHeader(name: string): void {
+    if (this.headersSent)
+      throw headerError('ERR_HTTP_HEADERS_SENT', 'Cannot remove headers after they are sent to the client');
+    this.#fields?.delete(name.toLowerCase());
+  }
+
+  getHeaders(): Record<string, FieldValue> {
+    const out: Record<string, FieldValue> = {};
+    if (this.#fields) for (const [k, [, v]] of this.#fields) out[k] = v;
+    return out;
+  }
+
+  writeHead(
+    statusCode: number,
+    reason?: string | Record<string, FieldValue | undefined> | readonly string[],
+    fields?: Record<string, FieldValue | undefined> | readonly string[],
+  ): this {
+    if (this.headersSent)
+      throw headerError('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    if (!(statusCode >= 100 && statusCode <= 999))
+      throw headerError('ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
+    if (typeof reason === 'string') this.statusMessage = reason;
+    else fields = reason;
+    this.statusCode = statusCode;
+    if (fields !== undefined) {
+      if (Array.isArray(fields)) {
+        for (let i = 0; i < fields.length; i += 2) this.#addField(fields[i]!, fields[i + 1]!);
+      } else {
+        const obj = fields as Record<string, FieldValue | undefined>;
+        for (const name in obj) {
+          const v = obj[name];
+          if (v === undefined) continue;
+          checkField(name, v);
+          this.#map().set(name.toLowerCase(), [name, v]);
+        }
+      }
+    }
+    this.headersSent = true;
+    return this;
+  }
+
+  #map(): Map<string, [string, FieldValue]> {
+    if (this.#fields === undefined) this.#fields = new Map();
+    return this.#fields;
+  }
+
+  #addField(name: string, value: string): void {
+    checkField(name, value);
+    const key = name.toLowerCase();
+    const fields = this.#map();
+    const prior = fields.get(key);
+    if (prior === undefined) fields.set(key, [name, value]);
+    else prior[1] = Array.isArray(prior[1]) ? [...prior[1], value] : [String(prior[1]), value];
+  }
+
+  /** The head, with the framing decided: `bodyLength` is the whole body's size when known now, else -1. */
+  #head(bodyLength: number): string {
+    const status = this.statusCode;
+    if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.#noBody = true;
+    let head = `HTTP/1.1 ${status} ${this.statusMessage ?? STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let date = false;
+    let connection = false;
+    let length = false;
+    let te = false;
+    if (this.#fields !== undefined) {
+      for (const [key, [name, value]] of this.#fields) {
+        if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`;
+        else head += `${name}: ${value}\r\n`;
+        if (key.length === 4 && key === 'date') date = true;
+        else if (key === 'connection') {
+          connection = true;
+          if (/(?:^|[\s,])close(?:$|[\s,])/i.test(String(value))) this.shouldKeepAlive = false;
+        } else if (key === 'content-length') length = true;
+        else if (key === 'transfer-encoding') {
+          te = true;
+          this.#chunked = /chunked\s*$/i.test(String(value));
+        }
+      }
+    }
+    if (!date) head += `Date: ${httpDate()}\r\n`;
+    const req = this.req;
+    if (!this.#noBody && !length && !te) {
+      if (bodyLength >= 0) {
+        head += `Content-Length: ${bodyLength}\r\n`;
+        length = true;
+      } else if (req.httpVersionMinor >= 1 || req.httpVersionMajor > 1) {
+        head += 'Transfer-Encoding: chunked\r\n';
+        this.#chunked = true;
+      } else this.shouldKeepAlive = false; // HTTP/1.0: the body ends where the connection does
+    }
+    if (!connection) {
+      if (!this.shouldKeepAlive) head += 'Connection: close\r\n';
+      else {
+        head += 'Connection: keep-alive\r\n';
+        const s = this.#carrier.keepAliveSeconds;
+        if (s >= 0) head += `Keep-Alive: timeout=${s}\r\n`;
+      }
+    }
+    return `${head}\r\n`;
+  }
+
+  /** Writes the head (if not yet) and `chunk` framed as decided; returns what the socket's write returned. */
+  #send(chunk: Chunk | undefined, last: boolean, cb: (() => void) | undefined): boolean {
+    const socket = this.socket;
+    let head: string | undefined;
+    if (!this.#headWritten) {
+      this.#headWritten = true;
+      this.headersSent = true;
+      head = this.#head(last ? (chunk === undefined ? 0 : byteLength(chunk)) : -1);
+    }
+    if (this.#noBody) chunk = undefined;
+    else if (typeof chunk === 'string') chunk = Buffer.from(chunk);
+    const size = chunk === undefined ? 0 : byteLength(chunk);
+    let tail: string | undefined;
+    if (this.#chunked && last)
+      tail = this.#trailers === undefined ? '0\r\n\r\n' : `0\r\n${this.#trailers}\r\n`;
+    if (socket.destroyed || !socket.writable) {
+      if (cb) process.nextTick(cb);
+      return false;
+    }
+    if (size === 0 && tail === undefined) {
+      if (head === undefined) {
+        if (cb) socket.write(EMPTY, cb);
+        return !socket.writableNeedDrain;
+      }
+      return socket.write(head, 'latin1', cb);
+    }
+    if (!this.#chunked) {
+      if (head === undefined) return socket.write(chunk!, cb);
+      const body = chunk as Uint8Array;
+      if (body.length <= COALESCE_BYTES) {
+        const buf = Buffer.allocUnsafe(head.length + body.length);
+        buf.write(head, 0, 'latin1');
+        buf.set(body, head.length);
+        return socket.write(buf, cb);
+      }
+      socket.cork();
+      socket.write(head, 'latin1');
+      const ok = socket.write(body, cb);
+      socket.uncork();
+      return ok;
+    }
+    // Chunked: [head] [size CRLF data CRLF] [last-chunk trailers CRLF]
+    socket.cork();
+    if (head !== undefined) socket.write(head, 'latin1');
+    let ok = true;
+    if (size > 0) {
+      socket.write(`${size.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk!);
+      ok = socket.write(tail === undefined ? '\r\n' : `\r\n${tail}`, 'latin1', cb);
+    } else ok = socket.write(tail!, 'latin1', cb);
+    socket.uncork();
+    return ok;
+  }
+
+  write(chunk: Chunk, encoding?: BufferEncoding | (() => void), cb?: () => void): boolean {
+    if (typeof encoding === 'function') cb = encoding;
+    if (this.writableEnded || this.destroyed) return false;
+    if (
+      typeof chunk === 'string' &&
+      typeof encoding === 'string' &&
+      encoding !== 'latin1' &&
+      encoding !== 'utf8'
+    )
+      chunk = Buffer.from(chunk, encoding);
+    if (!this.#headWritten) this.headersSent = true;
+    if (byteLength(chunk) === 0 && this.#headWritten) return true;
+    return this.#send(chunk, false, cb);
+  }
+
+  end(chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), cb?: () => void): this {
+    if (typeof chunk === 'function') {
+      cb = chunk;
+      chunk = undefined;
+    } else if (typeof encoding === 'function') cb = encoding;
+    if (this.writableEnded || this.destroyed) return this;
+    if (
+      typeof chunk === 'string' &&
+      typeof encoding === 'string' &&
+      encoding !== 'latin1' &&
+      encoding !== 'utf8'
+    )
+      chunk = Buffer.from(chunk, encoding);
+    this.writableEnded = true;
+    this.headersSent = true;
+    const onFlushed = () => {
+      cb?.();
+      this.#finish();
+    };
+    if (!this.#headWritten || (chunk !== undefined && byteLength(chunk) > 0) || this.#chunked)
+      this.#send(chunk, true, onFlushed);
+    else if (this.socket.writableLength === 0) process.nextTick(onFlushed);
+    else this.socket.write(EMPTY, onFlushed);
+    return this;
+  }
+
+  #finish(): void {
+    if (this.writableFinished || this.destroyed) return;
+    this.writableFinished = true;
+    this.emit('finish');
+    this.#carrier.responseDone(this, true);
+    this.emit('close');
+  }
+
+  /** The connection went away (or the pipeline gave up) before the response was complete. */
+  destroy(_err?: unknown): this {
+    if (this.destroyed || this.writableFinished) return this;
+    this.destroyed = true;
+    this.#carrier.responseDone(this, false);
+    this.emit('close');
+    return this;
+  }
+
+  /** Told by the connection when it closed under this response. */
+  abort(): void {
+    if (this.destroyed || this.writableFinished) return;
+    this.destroyed = true;
+    this.emit('close');
+  }
+
+  /** The socket drained: a paused body may go on. */
+  drained(): void {
+    this.emit('drain');
+  }
+
+  addTrailers(trailers: Record<string, string>): void {
+    let t = '';
+    for (const name in trailers) {
+      checkField(name, trailers[name]);
+      t += `${name}: ${trailers[name]}\r\n`;
+    }
+    this.#trailers = t;
+  }
+
+  writeContinue(): void {
+    if (!this.#headWritten && this.socket.writable)
+      this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+  }
+
+  writeEarlyHints(hints: Record<string, string | string[]>): void {
+    if (this.#headWritten || !this.socket.writable) return;
+    let head = 'HTTP/1.1 103 Early Hints\r\n';
+    for (const name in hints) {
+      const v = hints[name]!;
+      const value = Array.isArray(v) ? v.join(', ') : v;
+      checkField(name, value);
+      head += `${name === 'link' ? 'Link' : name}: ${value}\r\n`;
+    }
+    this.socket.write(`${head}\r\n`, 'latin1');
+  }
+
+  /** node:http's no-ops the pipeline never needs to differ from. */
+  setTimeout(): this {
+    return this;
+  }
+
+  flushHeaders(): void {
+    if (!this.#headWritten) this.#send(undefined, false, undefined);
+  }
+}
