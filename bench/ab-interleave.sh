@@ -11,7 +11,7 @@
 #   SETS=9 ROUNDS=8 bench/ab-interleave.sh /tmp/ab/BASE /tmp/ab/OTHER .
 #
 # Same load as bench/ab-worker.sh (its h1 case): bench/lib/targets.ts's 1,000 routes, access log sampled 1 %, nginx
-# upstream and `wrk -t1 -c50` on CPU 0. OUT: keep the per-burst lines in this file (default: a temporary file).
+# upstream and `wrk -t1 -c50` on CPU 0. BODY=16k: the 16 KiB answer. OUT: keep the per-burst lines in this file (default: a temporary file).
 set -euo pipefail
 DIRS=()
 for d in "$@"; do DIRS+=("$(cd "$d" && pwd)"); done
@@ -20,6 +20,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 SETS=${SETS:-6} ROUNDS=${ROUNDS:-8} DUR=${DUR:-2}
 N=${#DIRS[@]}
 WORK=$(mktemp -d /tmp/edgegate-abi.XXXXXX)
+chmod 755 "$WORK" # nginx workers (another user) read the 16 KiB file from it
 OUT=${OUT:-$WORK/bursts.txt}
 NODE="$HERE/node_modules/.bin/node"
 PIDS=()
@@ -37,8 +38,10 @@ worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.log warn;
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 10000000;
   client_body_temp_path $WORK/t1; proxy_temp_path $WORK/t2; fastcgi_temp_path $WORK/t3; uwsgi_temp_path $WORK/t4; scgi_temp_path $WORK/t5;
-  server { listen 127.0.0.1:$PORT; location / { default_type text/plain; return 200 "hello from the upstream\n"; } } }
+  server { listen 127.0.0.1:$PORT; location / { default_type text/plain; return 200 "hello from the upstream\n"; }
+    location ~ /16k\$ { root $WORK/www; try_files /16k.bin =404; } } }
 NGINX
+mkdir -p "$WORK/www" && head -c 16384 /dev/zero | tr '\0' x > "$WORK/www/16k.bin"
 taskset -c 0 nginx -c "$WORK/nginx.conf" -p "$WORK" >/dev/null 2>&1 &
 "$NODE" -e "import('$HERE/bench/lib/targets.ts').then((m) => m.writeEdgegateConfig('$WORK', $PORT))"
 listen() { echo $((18610 + 10 * $1)); }
@@ -46,7 +49,7 @@ cpu() { for p in $1 $(pgrep -P "$1"); do awk '{s+=$14+$15} END {printf "%d ", s}
 burst() { # checkout index, seconds
   local before after out requests
   before=$(cpu "${PIDS[$1]}")
-  out=$(taskset -c 0 wrk -t1 -c50 -d"$2s" -H 'Host: shop.example.com' "http://127.0.0.1:$(listen "$1")/shop/orders/v2/small")
+  out=$(taskset -c 0 wrk -t1 -c50 -d"$2s" -H 'Host: shop.example.com' "http://127.0.0.1:$(listen "$1")/shop/orders/v2/${BODY:-small}")
   after=$(cpu "${PIDS[$1]}")
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   echo "${DIRS[$1]}: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request"

@@ -26,6 +26,7 @@ PROTO=${PROTO:-h1}
 DUR=${DUR:-8}
 N=${N:-100000}
 WORK=$(mktemp -d /tmp/edgegate-ab.XXXXXX)
+chmod 755 "$WORK" # nginx workers (another user) read the 16 KiB file from it
 # SIGKILL, not a drain: a draining gateway would hold the port into the next run.
 trap 'kill -9 $(pgrep -P $EG) $EG 2>/dev/null || true; [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
 NODE="$HERE/node_modules/.bin/node"

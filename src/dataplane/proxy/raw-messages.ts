@@ -120,7 +120,7 @@ export class RawRequest extends Readable {
 
 const EMPTY = Buffer.alloc(0);
 /** A head and body up to this size are copied into one buffer and written with one call. */
-const COALESCE_BYTES = 16 * 1024;
+const COALESCE_BYTES = 2 * 1024;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
