@@ -1,6 +1,6 @@
 /**
  * Memory per idle keep-alive client connection and per pooled upstream connection of one edgegate worker, for
- * each upstream client (`--upstream-client raw|undici`): the growth of the worker's resident set (VmRSS, after it
+ * data path (both raw, the default; `--http1-server node`; `--upstream-client undici`): the growth of the worker's resident set (VmRSS, after it
  * settles), which is what an operator sizes a pod by.
  *
  *   node bench/connection-memory.bench.ts [connections=2000] [rounds=2]
@@ -74,7 +74,16 @@ function ask(sock: net.Socket, port: number): Promise<void> {
   });
 }
 
-async function measure(client: 'raw' | 'undici'): Promise<{ client: number; upstream: number }> {
+/** The data paths compared: both raw (the default), node:http's server, undici's upstream client. */
+const VARIANTS = {
+  raw: [] as string[],
+  nodehttp: ['--http1-server', 'node'],
+  undici: ['--upstream-client', 'undici'],
+} as const;
+type Variant = keyof typeof VARIANTS;
+const NAMES = Object.keys(VARIANTS) as Variant[];
+
+async function measure(client: Variant): Promise<{ client: number; upstream: number }> {
   // The upstream: answers at once, or holds every request until `hold` of them are waiting.
   let hold = 0;
   let held: http.ServerResponse[] = [];
@@ -122,7 +131,8 @@ spec:
       ...['--listen', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${admin}`],
       ...['--routes', join(work, 'routes'), '--catalog', join(work, 'catalog.yaml'), '--datacenter', 'dc1'],
       ...['--workers', '1', '--log-level', 'warn', '--access-log', 'off'],
-      ...['--upstream-client', client, '--max-client-connections', String(N + 100)],
+      ...VARIANTS[client],
+      ...['--max-client-connections', String(N + 100)],
     ],
     { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, EDGEGATE_OVERLOAD_DELAY: '0' } },
   );
@@ -163,12 +173,10 @@ spec:
   }
 }
 
-const out: Record<string, { client: number[]; upstream: number[] }> = {
-  raw: { client: [], upstream: [] },
-  undici: { client: [], upstream: [] },
-};
+const out: Record<string, { client: number[]; upstream: number[] }> = {};
+for (const c of NAMES) out[c] = { client: [], upstream: [] };
 for (let r = 0; r < ROUNDS; r++) {
-  for (const c of r % 2 === 0 ? (['raw', 'undici'] as const) : (['undici', 'raw'] as const)) {
+  for (const c of r % 2 === 0 ? NAMES : [...NAMES].reverse()) {
     const m = await measure(c);
     out[c]!.client.push(m.client);
     out[c]!.upstream.push(m.upstream);
@@ -180,5 +188,5 @@ for (let r = 0; r < ROUNDS; r++) {
 /** The range over rounds, in KiB (two rounds have no meaningful median). */
 const range = (xs: number[]) =>
   `${(Math.min(...xs) / 1024).toFixed(1)}–${(Math.max(...xs) / 1024).toFixed(1)} KiB`;
-for (const c of ['raw', 'undici'] as const)
+for (const c of NAMES)
   console.log(`${c}: client ${range(out[c]!.client)}, upstream ${range(out[c]!.upstream)} per connection`);
