@@ -20,6 +20,12 @@ export interface NativeParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | ParseError;
   finish(): number | ParseError | undefined;
+  /** Reads straight from a libuv stream (a socket's `_handle`): no JS `data` events; kOnExecute after each read. */
+  consume(handle: object): void;
+  /** Gives the stream back to the socket. */
+  unconsume(): void;
+  /** The bytes of the read being parsed (inside kOnExecute: the read just parsed). */
+  getCurrentBuffer(): Buffer;
   close(): void;
   free(): void;
   remove(): void;
@@ -58,6 +64,9 @@ if (
   typeof Native.kOnBody !== 'number' ||
   typeof Native.kOnMessageComplete !== 'number' ||
   typeof Native.kOnMessageBegin !== 'number' ||
+  typeof Native.kOnExecute !== 'number' ||
+  typeof Native.prototype.consume !== 'function' ||
+  typeof Native.prototype.getCurrentBuffer !== 'function' ||
   !Array.isArray(internal.methods)
 )
   throw new Error(
@@ -67,6 +76,8 @@ if (
 export const REQUEST = Native.REQUEST;
 export const RESPONSE = Native.RESPONSE;
 export const kOnMessageBegin = Native.kOnMessageBegin;
+/** Called after each read of a consumed stream with what `execute()` would have returned. */
+export const kOnExecute = Native.kOnExecute;
 /** Method names by the index a request's `kOnHeadersComplete` gets. */
 export const METHODS: readonly string[] = internal.methods;
 export const kOnHeaders = Native.kOnHeaders;

@@ -26,12 +26,15 @@ import type { Dispatcher } from 'undici';
 import {
   isParseError,
   kOnBody,
+  kOnExecute,
   kOnHeaders,
   kOnHeadersComplete,
+  kOnMessageBegin,
   kOnMessageComplete,
   type NativeParser,
   newParser,
   type OnHeadersComplete,
+  type ParseError,
   RESPONSE,
   STRICT,
 } from './llhttp.ts';
@@ -231,14 +234,50 @@ class RawConnection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onEnd());
     socket.on('error', (err: Error) => this.#onClose(err));
-    socket.on('close', () => this.#onClose(undefined));
+    socket.on('close', () => {
+      this.#onClose(undefined);
+      // A consumed socket's parser is freed here, never inside destroy(): that may run from a parser callback.
+      this.#freeParser();
+    });
     socket.on('drain', () => this.#onDrain());
+  }
+
+  /** The socket's libuv stream while the parser reads it directly (consume), else undefined. */
+  #handle: StreamHandle | undefined;
+  #reading = true;
+
+  /** Stops or restarts reading the upstream socket (directly on its stream when consumed). */
+  #setReading(on: boolean): void {
+    const h = this.#handle;
+    if (h === undefined) {
+      if (on) this.socket.resume();
+      else this.socket.pause();
+      return;
+    }
+    if (this.#reading === on || this.closed) return;
+    this.#reading = on;
+    h.reading = on;
+    if (on) h.readStart();
+    else h.readStop();
   }
 
   #onConnect(opts: RawPoolOptions): void {
     this.#disarm();
     this.connected = true;
     this.socket.setKeepAlive(true, 60_000);
+    const h = (this.socket as unknown as { _handle?: StreamHandle | null })._handle;
+    if (h?.isStreamBase === true && h._consumed !== true && this.socket.readableLength === 0) {
+      // The parser reads the socket itself: no Buffer per read reaches JavaScript, no `data` event runs.
+      h._consumed = true;
+      this.#handle = h;
+      this.parser[kOnExecute] = (ret: number | ParseError) => this.#parsed(ret);
+      // What #onData checks before parsing: bytes while no request is out are an unsolicited answer.
+      this.parser[kOnMessageBegin] = () => {
+        if (this.req === null)
+          this.destroy(new RawPoolError('EDGEGATE_UNSOLICITED_RESPONSE', 'upstream sent data while idle'));
+      };
+      this.parser.consume(h);
+    }
     if (rawConnectedChannel.hasSubscribers)
       rawConnectedChannel.publish({
         connectParams: { hostname: opts.host, port: String(opts.port), protocol: 'http:' },
@@ -333,12 +372,20 @@ class RawConnection {
     this.#executing = true;
     const ret = this.parser.execute(chunk);
     this.#executing = false;
+    this.#parsed(ret);
+  }
+
+  /** After a read was parsed (by execute, or by the parser reading the socket itself). */
+  #parsed(ret: number | ParseError): void {
     if (isParseError(ret)) {
       const r = this.req;
       this.destroy(ret);
       r?.fail(ret);
     }
-    if (this.closed) return this.#freeParser();
+    if (this.closed) {
+      if (this.#handle === undefined) this.#freeParser();
+      return;
+    }
     if (this.#released) {
       this.#released = false;
       this.#releaseOrClose();
@@ -438,7 +485,7 @@ class RawConnection {
     this.req = null;
     r.conn = null;
     if (!this.keepAlive || this.idleMs <= 0 || this.pool.closing) return this.destroy(undefined);
-    if (r.paused) this.socket.resume();
+    if (r.paused) this.#setReading(true);
     this.pool.connectionReady(this);
   }
 
@@ -457,12 +504,12 @@ class RawConnection {
   }
 
   pauseReading(): void {
-    this.socket.pause();
+    this.#setReading(false);
     if (this.#timerKind === BODY) this.#disarm();
   }
 
   resumeReading(): void {
-    this.socket.resume();
+    this.#setReading(true);
     const r = this.req;
     if (r?.answered && !r.done && r.bodyTimeoutMs > 0 && this.#timerKind === NONE)
       this.#arm(BODY, r.bodyTimeoutMs);
@@ -521,7 +568,7 @@ class RawConnection {
       r.conn = null;
       if (!r.done) r.fail(err ?? closedEarly());
     }
-    if (!this.#executing) this.#freeParser();
+    if (!this.#executing && this.#handle === undefined) this.#freeParser();
   }
 
   #freeParser(): void {
@@ -532,9 +579,24 @@ class RawConnection {
     p[kOnHeadersComplete] = null;
     p[kOnBody] = null;
     p[kOnMessageComplete] = null;
+    if (this.#handle !== undefined) {
+      p[kOnExecute] = null;
+      p[kOnMessageBegin] = null;
+      p.unconsume();
+      this.#handle = undefined;
+    }
     p.remove();
     p.free();
   }
+}
+
+/** What the pool uses of a socket's libuv stream (`socket._handle`) and of net's flags on it. */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
 }
 
 function closedEarly(): RawPoolError {

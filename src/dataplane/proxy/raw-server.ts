@@ -29,6 +29,7 @@ import { Server, type Socket } from 'node:net';
 import {
   isParseError,
   kOnBody,
+  kOnExecute,
   kOnHeaders,
   kOnHeadersComplete,
   kOnMessageBegin,
@@ -148,6 +149,9 @@ class RawConnection implements ResponseCarrier {
   #executing = false;
   #parserFreed = false;
   #closed = false;
+  /** The socket's libuv stream when the parser reads it directly (consume), else undefined. */
+  #handle: StreamHandle | undefined;
+  #reading = true;
   /** A `clientError` was raised: the listener answers (or closes) the connection. */
   #raised = false;
 
@@ -165,7 +169,17 @@ class RawConnection implements ResponseCarrier {
       this.#onHead(maj, min, headers, method, url, upgrade, keepAlive)) satisfies OnHeadersComplete;
     parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
     parser[kOnMessageComplete] = () => this.#onComplete();
-    socket.on('data', this.#dataListener);
+    const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+    if (handle?.isStreamBase === true && handle._consumed !== true) {
+      // The parser reads the socket itself (as node:http's does): no Buffer per read reaches JavaScript and no
+      // `data` event runs. Bytes already buffered (put back by the PROXY protocol or h2c sniffing) are parsed first.
+      const buffered = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+      handle._consumed = true;
+      this.#handle = handle;
+      parser[kOnExecute] = (ret: number | ParseError) => this.#parsed(ret, undefined);
+      parser.consume(handle);
+      if (buffered !== null) queueMicrotask(() => this.#onData(buffered));
+    } else socket.on('data', this.#dataListener);
     socket.on('end', this.#endListener);
     socket.on('drain', this.#drainListener);
     socket.on('error', destroySocket);
@@ -289,14 +303,24 @@ class RawConnection implements ResponseCarrier {
     this.#executing = true;
     const ret = this.parser.execute(chunk);
     this.#executing = false;
+    this.#parsed(ret, chunk);
+  }
+
+  /**
+   * After a read was parsed (by execute, or by the parser reading the socket itself: `chunk` undefined, asked of
+   * the parser — a copy — only when an error or an upgrade needs the bytes).
+   */
+  #parsed(ret: number | ParseError, read: Buffer | undefined): void {
     if (this.#closed) return this.#freeParser();
     if (isParseError(ret)) {
-      (ret as ParseError & { rawPacket?: Buffer }).rawPacket = chunk;
+      (ret as ParseError & { rawPacket?: Buffer }).rawPacket = read ?? this.parser.getCurrentBuffer();
       return this.#fail(ret);
     }
     const upgrade = this.#upgrade;
-    if (upgrade !== undefined)
+    if (upgrade !== undefined) {
+      const chunk = read ?? this.parser.getCurrentBuffer();
       return this.#handOver(upgrade, ret < chunk.length ? chunk.subarray(ret) : EMPTY);
+    }
     this.#flow();
   }
 
@@ -401,6 +425,16 @@ class RawConnection implements ResponseCarrier {
   #flow(): void {
     const socket = this.socket;
     const hold = this.#stopped || this.#bodyPaused || this.#queue.length > 0;
+    const h = this.#handle;
+    if (h !== undefined) {
+      if (hold === !this.#reading || this.#closed) return;
+      this.#reading = !hold;
+      // net's own flag follows, so the socket restarts reading when it is handed over.
+      h.reading = !hold;
+      if (hold) h.readStop();
+      else h.readStart();
+      return;
+    }
     if (hold) {
       if (!socket.isPaused()) socket.pause();
     } else if (socket.isPaused()) socket.resume();
@@ -456,6 +490,12 @@ class RawConnection implements ResponseCarrier {
     p[kOnHeadersComplete] = null;
     p[kOnBody] = null;
     p[kOnMessageComplete] = null;
+    if (this.#handle !== undefined) {
+      p[kOnExecute] = null;
+      p.unconsume();
+      this.#handle._consumed = false;
+      this.#handle = undefined;
+    }
     p.remove();
     p.free();
     if (spareParsers.length < MAX_SPARE_PARSERS) spareParsers.push(p);
@@ -464,6 +504,15 @@ class RawConnection implements ResponseCarrier {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** What raw-server uses of a socket's libuv stream (`socket._handle`) and of net's flags on it. */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
 
 function destroySocket(this: Socket): void {
   this.destroy();

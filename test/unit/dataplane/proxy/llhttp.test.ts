@@ -3,10 +3,13 @@
  * Node upgrade renames a slot, reorders the arguments of a callback or stops returning errors with llhttp's codes,
  * this file fails before any traffic does.
  */
+import { once } from 'node:events';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
   isParseError,
   kOnBody,
+  kOnExecute,
   kOnHeaders,
   kOnHeadersComplete,
   kOnMessageBegin,
@@ -188,4 +191,54 @@ describe('Node’s HTTP parser as the raw data path uses it', () => {
       expect(all.slice(0, 4)).toEqual(['Host', 'x', 'X-F0', '0']);
     });
   });
+
+  it('reads a socket itself once consumed: kOnExecute per read, readStop/readStart pause it, getCurrentBuffer copies', async () => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const accepted = once(server, 'connection');
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const [socket] = (await accepted) as [net.Socket];
+    const handle = (
+      socket as unknown as { _handle: { readStop(): number; readStart(): number; isStreamBase: boolean } }
+    )._handle;
+    expect(handle.isStreamBase).toBe(true);
+    const p = newParser();
+    p.initialize(REQUEST, {}, 16 * 1024, STRICT);
+    const seen: string[] = [];
+    const reads: { ret: unknown; bytes: string }[] = [];
+    p[kOnHeadersComplete] = (_a: number, _b: number, _h: string[], _m: number, url: string) => {
+      seen.push(url);
+      return 0;
+    };
+    p[kOnExecute] = (ret: unknown) => reads.push({ ret, bytes: p.getCurrentBuffer().toString('latin1') });
+    p.consume(handle);
+    let data = 0;
+    socket.on('data', () => data++);
+    const one = 'GET /one HTTP/1.1\r\nHost: x\r\n\r\n';
+    client.write(one);
+    await waitUntil(() => seen.length === 1);
+    expect(reads[0]).toEqual({ ret: one.length, bytes: one });
+    handle.readStop();
+    await new Promise((r) => client.write('GET /two HTTP/1.1\r\nHost: x\r\n\r\n', r));
+    // Stopped: the bytes wait in the kernel. (Turns of the event loop in which a read would have been parsed.)
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['/one']);
+    handle.readStart();
+    await waitUntil(() => seen.length === 2);
+    expect(seen).toEqual(['/one', '/two']);
+    expect(data).toBe(0); // no JS data events while consumed
+    p.unconsume();
+    client.destroy();
+    socket.destroy();
+    server.close();
+  });
 });
+
+async function waitUntil(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in 5 s');
+    await new Promise((r) => setImmediate(r));
+  }
+}
