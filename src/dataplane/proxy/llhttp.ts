@@ -108,3 +108,31 @@ export function newParser(): NativeParser {
 export function isParseError(r: unknown): r is ParseError {
   return r instanceof Error;
 }
+
+/** What the raw sides use of a socket's libuv stream (`socket._handle`) and of net's flags on it. */
+export interface StreamHandle {
+  isStreamBase?: boolean;
+  _consumed?: boolean;
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/**
+ * Detaches a parser from its connection: every callback slot cleared, the stream given back when it was consumed
+ * (`handle`), the native state released. Never from inside a parser callback.
+ */
+export function releaseParser(p: NativeParser, handle: StreamHandle | undefined): void {
+  p[Native.kOnMessageBegin] = null;
+  p[Native.kOnHeaders] = null;
+  p[Native.kOnHeadersComplete] = null;
+  p[Native.kOnBody] = null;
+  p[Native.kOnMessageComplete] = null;
+  if (handle !== undefined) {
+    p[Native.kOnExecute] = null;
+    p.unconsume();
+    handle._consumed = false;
+  }
+  p.remove();
+  p.free();
+}

@@ -36,7 +36,9 @@ import {
   type OnHeadersComplete,
   type ParseError,
   RESPONSE,
+  releaseParser,
   STRICT,
+  type StreamHandle,
 } from './llhttp.ts';
 
 /** Connection opens and failures, as undici's `undici:client:connected` / `connectError` (observe/pool-events.ts). */
@@ -574,29 +576,9 @@ class RawConnection {
   #freeParser(): void {
     if (this.#parserFreed) return;
     this.#parserFreed = true;
-    const p = this.parser;
-    p[kOnHeaders] = null;
-    p[kOnHeadersComplete] = null;
-    p[kOnBody] = null;
-    p[kOnMessageComplete] = null;
-    if (this.#handle !== undefined) {
-      p[kOnExecute] = null;
-      p[kOnMessageBegin] = null;
-      p.unconsume();
-      this.#handle = undefined;
-    }
-    p.remove();
-    p.free();
+    releaseParser(this.parser, this.#handle);
+    this.#handle = undefined;
   }
-}
-
-/** What the pool uses of a socket's libuv stream (`socket._handle`) and of net's flags on it. */
-interface StreamHandle {
-  isStreamBase?: boolean;
-  _consumed?: boolean;
-  reading?: boolean;
-  readStart(): number;
-  readStop(): number;
 }
 
 function closedEarly(): RawPoolError {

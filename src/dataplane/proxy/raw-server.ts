@@ -40,7 +40,9 @@ import {
   type OnHeadersComplete,
   type ParseError,
   REQUEST,
+  releaseParser,
   STRICT,
+  type StreamHandle,
 } from './llhttp.ts';
 import { RawRequest, RawResponse, type ResponseCarrier } from './raw-messages.ts';
 
@@ -484,35 +486,14 @@ class RawConnection implements ResponseCarrier {
   #freeParser(): void {
     if (this.#parserFreed) return;
     this.#parserFreed = true;
-    const p = this.parser;
-    p[kOnMessageBegin] = null;
-    p[kOnHeaders] = null;
-    p[kOnHeadersComplete] = null;
-    p[kOnBody] = null;
-    p[kOnMessageComplete] = null;
-    if (this.#handle !== undefined) {
-      p[kOnExecute] = null;
-      p.unconsume();
-      this.#handle._consumed = false;
-      this.#handle = undefined;
-    }
-    p.remove();
-    p.free();
-    if (spareParsers.length < MAX_SPARE_PARSERS) spareParsers.push(p);
-    else p.close();
+    releaseParser(this.parser, this.#handle);
+    this.#handle = undefined;
+    if (spareParsers.length < MAX_SPARE_PARSERS) spareParsers.push(this.parser);
+    else this.parser.close();
   }
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** What raw-server uses of a socket's libuv stream (`socket._handle`) and of net's flags on it. */
-interface StreamHandle {
-  isStreamBase?: boolean;
-  _consumed?: boolean;
-  reading?: boolean;
-  readStart(): number;
-  readStop(): number;
-}
 
 function destroySocket(this: Socket): void {
   this.destroy();

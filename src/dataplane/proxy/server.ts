@@ -90,14 +90,31 @@ export function createProxyServer(
       // A listener without WebSocket support (the HTTPS redirector) serves upgrade requests as plain ones.
       shouldUpgradeCallback: proxy.handleUpgrade ? isWebSocketUpgrade : () => false,
     },
-    (req: IncomingMessage, res: ServerResponse) => {
-      track(server, res);
-      proxy.observer?.begin(req, res);
-      noteResponse(req, res);
-      enterRequest(proxy, req, res, s, 'http1');
-    },
+    (req: IncomingMessage, res: ServerResponse) => enterPlain(server, proxy, s, req, res),
   );
   server.maxHeadersCount = s.maxHeaders + 1;
+  return wirePlainListener(server, proxy, s);
+}
+
+type PlainHandler = Pick<ProxyPipeline, 'handle'> &
+  Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'handleExtendedConnect' | 'observer'>>;
+
+/** A request on the plain listener (either server): counted, observed, tagged, admitted, handled. */
+function enterPlain(
+  server: NetServer,
+  proxy: PlainHandler,
+  s: ListenerSettings,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  track(server, res);
+  proxy.observer?.begin(req, res);
+  noteResponse(req, res);
+  enterRequest(proxy, req, res, s, 'http1');
+}
+
+/** What both servers of the plain listener get: the cap, bookkeeping, upgrades, the guard, PROXY protocol. */
+function wirePlainListener<T extends NetServer>(server: T, proxy: PlainHandler, s: ListenerSettings): T {
   if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
   trackConnections(server);
   if (proxy.handleUpgrade) server.on('upgrade', upgradeHandler(proxy as UpgradeHandler, s, 'http1'));
@@ -107,11 +124,7 @@ export function createProxyServer(
 }
 
 /** The same listener on raw-server.ts: the same handler, checks, upgrades, guard and bookkeeping. */
-function createRawProxyServer(
-  proxy: Pick<ProxyPipeline, 'handle'> &
-    Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'handleExtendedConnect' | 'observer'>>,
-  s: ListenerSettings,
-): HttpListener {
+function createRawProxyServer(proxy: PlainHandler, s: ListenerSettings): HttpListener {
   const server: RawHttpServer = new RawHttpServer(
     {
       headersTimeoutMs: s.headersTimeoutMs,
@@ -123,21 +136,10 @@ function createRawProxyServer(
         ? (req) => isWebSocketUpgrade(req as unknown as IncomingMessage)
         : () => false,
     },
-    (rawReq, rawRes) => {
-      const req = rawReq as unknown as IncomingMessage;
-      const res = rawRes as unknown as ServerResponse;
-      track(server, res);
-      proxy.observer?.begin(req, res);
-      noteResponse(req, res);
-      enterRequest(proxy, req, res, s, 'http1');
-    },
+    (req, res) =>
+      enterPlain(server, proxy, s, req as unknown as IncomingMessage, res as unknown as ServerResponse),
   );
-  if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
-  trackConnections(server);
-  if (proxy.handleUpgrade) server.on('upgrade', upgradeHandler(proxy as UpgradeHandler, s, 'http1'));
-  guardListener(server, 'http1');
-  acceptProxyProtocol(server, s, 'http1', false);
-  return server;
+  return wirePlainListener(server, proxy, s);
 }
 
 /** Request head bytes (request line and fields) either server accepts; more: 431. */
