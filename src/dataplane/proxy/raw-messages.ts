@@ -157,6 +157,11 @@ function checkField(name: string, value: unknown): void {
 type Chunk = string | Buffer | Uint8Array;
 type FieldValue = string | number | readonly string[];
 
+/** A string body chunk in bytes, in the encoding the caller named (UTF-8 when none, as node:http). */
+function toBytes(chunk: string, encoding: unknown): Buffer {
+  return Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+}
+
 function byteLength(chunk: Chunk): number {
   return typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
 }
@@ -373,13 +378,7 @@ export class RawResponse extends EventEmitter {
   write(chunk: Chunk, encoding?: BufferEncoding | (() => void), cb?: () => void): boolean {
     if (typeof encoding === 'function') cb = encoding;
     if (this.writableEnded || this.destroyed) return false;
-    if (
-      typeof chunk === 'string' &&
-      typeof encoding === 'string' &&
-      encoding !== 'latin1' &&
-      encoding !== 'utf8'
-    )
-      chunk = Buffer.from(chunk, encoding);
+    if (typeof chunk === 'string') chunk = toBytes(chunk, encoding);
     if (!this.#headWritten) this.headersSent = true;
     if (byteLength(chunk) === 0 && this.#headWritten) return true;
     return this.#send(chunk, false, cb);
@@ -391,13 +390,7 @@ export class RawResponse extends EventEmitter {
       chunk = undefined;
     } else if (typeof encoding === 'function') cb = encoding;
     if (this.writableEnded || this.destroyed) return this;
-    if (
-      typeof chunk === 'string' &&
-      typeof encoding === 'string' &&
-      encoding !== 'latin1' &&
-      encoding !== 'utf8'
-    )
-      chunk = Buffer.from(chunk, encoding);
+    if (typeof chunk === 'string') chunk = toBytes(chunk, encoding);
     this.writableEnded = true;
     this.headersSent = true;
     const onFlushed = () => {

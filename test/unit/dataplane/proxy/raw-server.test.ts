@@ -119,6 +119,11 @@ const handler = {
       res.end();
       return;
     }
+    if (path === '/latin1') {
+      res.writeHead(200, { 'content-length': 1 });
+      res.end('\u00e9', 'latin1');
+      return;
+    }
     if (path === '/unread') {
       res.writeHead(200, { 'content-length': 2 });
       res.end('ok');
@@ -212,6 +217,9 @@ const CASES: Record<string, { wire: string; heads?: number[]; better?: number[] 
     wire: `GET /many HTTP/1.1\r\n${H}${Array.from({ length: 60 }, (_, i) => `X-F${i}: v${i}\r\n`).join('')}\r\n${LAST}`,
   },
   'a long target': { wire: `GET /${'p'.repeat(9000)}?q=${'z'.repeat(3000)} HTTP/1.1\r\n${H}\r\n${LAST}` },
+  'a string body in the encoding the handler names (latin1)': {
+    wire: `GET /latin1 HTTP/1.1\r\n${H}\r\n${LAST}`,
+  },
   'the handler throws (500)': { wire: `GET /throw HTTP/1.1\r\n${H}\r\n${LAST}` },
   'streamed answer (chunked)': { wire: `GET /stream HTTP/1.1\r\n${H}\r\n${LAST}` },
   'streamed answer to HTTP/1.0 (close-delimited)': { wire: `GET /stream HTTP/1.0\r\n${H}\r\n` },
