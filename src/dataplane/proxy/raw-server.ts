@@ -460,6 +460,8 @@ class RawConnection implements ResponseCarrier {
   }
 
   #raise(err: Error): void {
+    // Once per connection: a timeout while a deferred parse error waits must not answer twice.
+    if (this.#raised) return;
     this.#stopped = true;
     this.#raised = true;
     if (this.server.listenerCount('clientError') > 0) this.server.emit('clientError', err, this.socket);
