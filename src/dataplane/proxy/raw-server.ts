@@ -192,9 +192,13 @@ class RawConnection implements ResponseCarrier {
   readonly #endListener = () => this.#onEnd();
   readonly #drainListener = () => this.#active?.drained();
 
-  /** Not answering anything: no response under way or waiting (node:http's idea of an idle connection). */
+  /**
+   * Between two requests: one was answered and no byte of the next has come (node:http's idea of an idle
+   * connection). A new connection, or one inside a request head, is not idle: a drain must not reset a client that
+   * has just connected and is sending its request.
+   */
   get idle(): boolean {
-    return this.#active === undefined && this.#queue.length === 0;
+    return this.#idleSince > 0 && this.#active === undefined && this.#queue.length === 0;
   }
 
   /** The server's periodic look at the timeouts. */

@@ -462,7 +462,7 @@ describe('the raw server on its own', () => {
     }
   });
 
-  it('closeIdleConnections closes idle connections and leaves one that is answering', async () => {
+  it('closeIdleConnections closes idle connections and leaves one that is answering, or new, or inside a head', async () => {
     let pending: ServerResponse | undefined;
     const s = createProxyServer(
       {
@@ -477,7 +477,11 @@ describe('the raw server on its own', () => {
     try {
       const busy = connect(p, '127.0.0.1');
       const idle = connect(p, '127.0.0.1');
-      for (const c of [busy, idle]) c.on('error', () => {});
+      const fresh = connect(p, '127.0.0.1');
+      const midHead = connect(p, '127.0.0.1');
+      for (const c of [busy, idle, fresh, midHead]) c.on('error', () => {});
+      await Promise.all([once(fresh, 'connect'), once(midHead, 'connect')]);
+      midHead.write(`GET /late HTTP/1.1\r\n${H}`);
       busy.write(`GET /busy HTTP/1.1\r\n${H}\r\n`);
       await waitFor(() => pending, { timeoutMs: 5_000, intervalMs: 10 });
       idle.write(`GET /idle HTTP/1.1\r\n${H}\r\n`);
@@ -486,6 +490,15 @@ describe('the raw server on its own', () => {
       s.closeIdleConnections();
       await idleClosed;
       expect(busy.destroyed).toBe(false);
+      // The new connection and the one inside a head still get their answers.
+      const freshAnswer = once(fresh, 'data');
+      fresh.write(`GET /fresh HTTP/1.1\r\n${H}\r\n`);
+      expect(String((await freshAnswer)[0])).toMatch(/idle$/);
+      const lateAnswer = once(midHead, 'data');
+      midHead.write('\r\n');
+      expect(String((await lateAnswer)[0])).toMatch(/idle$/);
+      fresh.destroy();
+      midHead.destroy();
       const answer = once(busy, 'data');
       pending!.end('done');
       expect(String((await answer)[0])).toMatch(/done$/);
