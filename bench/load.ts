@@ -188,26 +188,32 @@ async function main(): Promise<void> {
       name: 'edgegate-1w',
       start: () => startEdgegate(work, node, upstream.port, 1, features),
     });
-    if (features.upstreamClient)
-      starters.push({
-        name: 'edgegate-1w-undici',
-        start: () =>
-          startEdgegate(work, node, upstream.port, 1, features, {
-            args: ['--upstream-client', 'undici'],
-            suffix: '-undici',
-            label: 'undici upstream client (the old path)',
-          }),
-      });
-    if (features.http1Server)
-      starters.push({
-        name: 'edgegate-1w-nodehttp',
-        start: () =>
-          startEdgegate(work, node, upstream.port, 1, features, {
-            args: ['--http1-server', 'node'],
-            suffix: '-nodehttp',
-            label: 'node:http server (the old client side)',
-          }),
-      });
+    // One worker with one data-path flag changed: the A/B of each switch in the same run (builds that have it).
+    const variants = [
+      {
+        on: features.upstreamClient,
+        name: 'undici',
+        args: ['--upstream-client', 'undici'],
+        label: 'undici upstream client (the old path)',
+      },
+      {
+        on: features.http1Server,
+        name: 'nodehttp',
+        args: ['--http1-server', 'node'],
+        label: 'node:http server (the old client side)',
+      },
+    ];
+    for (const v of variants)
+      if (v.on)
+        starters.push({
+          name: `edgegate-1w-${v.name}`,
+          start: () =>
+            startEdgegate(work, node, upstream.port, 1, features, {
+              args: v.args,
+              suffix: `-${v.name}`,
+              label: v.label,
+            }),
+        });
     starters.push({
       name: 'edgegate-2w',
       start: () => startEdgegate(work, node, upstream.port, 2, features),

@@ -77,14 +77,8 @@ export class RawRequest extends Readable {
   readonly httpVersion: string;
   readonly rawHeaders: string[];
   readonly headers: Record<string, string | string[]>;
-  rawTrailers: string[] = [];
-  trailers: Record<string, string | string[]> = {};
   /** The whole request (body included) was received. */
   complete = false;
-  /** The connection closed before the request was complete. */
-  aborted = false;
-  /** Set when the request asked to switch protocols (`Upgrade` with `Connection: upgrade`, or CONNECT). */
-  upgrade = false;
   /** The response finished before the body was read: what is left of it is read and dropped. */
   dumped = false;
 
@@ -171,7 +165,6 @@ export class RawResponse extends EventEmitter {
   readonly socket: Socket;
   readonly #carrier: ResponseCarrier;
   statusCode = 200;
-  statusMessage: string | undefined = undefined;
   /** Whether the connection stays open after this response (the pipeline and a drain turn it off). */
   shouldKeepAlive: boolean;
   /** `writeHead` was called (or a first write made): the status and fields are fixed. */
@@ -196,14 +189,6 @@ export class RawResponse extends EventEmitter {
     this.#noBody = req.method === 'HEAD';
   }
 
-  get finished(): boolean {
-    return this.writableEnded;
-  }
-
-  get writable(): boolean {
-    return !this.writableEnded && !this.destroyed;
-  }
-
   setHeader(name: string, value: FieldValue): this {
     if (this.headersSent)
       throw headerError('ERR_HTTP_HEADERS_SENT', 'Cannot set headers after they are sent to the client');
@@ -212,50 +197,18 @@ export class RawResponse extends EventEmitter {
     return this;
   }
 
-  getHeader(name: string): FieldValue | undefined {
-    return this.#fields?.get(name.toLowerCase())?.[1];
-  }
-
-  hasHeader(name: string): boolean {
-    return this.#fields?.has(name.toLowerCase()) ?? false;
-  }
-
-  removeHeader(name: string): void {
-    if (this.headersSent)
-      throw headerError('ERR_HTTP_HEADERS_SENT', 'Cannot remove headers after they are sent to the client');
-    this.#fields?.delete(name.toLowerCase());
-  }
-
-  getHeaders(): Record<string, FieldValue> {
-    const out: Record<string, FieldValue> = {};
-    if (this.#fields) for (const [k, [, v]] of this.#fields) out[k] = v;
-    return out;
-  }
-
-  writeHead(
-    statusCode: number,
-    reason?: string | Record<string, FieldValue | undefined> | readonly string[],
-    fields?: Record<string, FieldValue | undefined> | readonly string[],
-  ): this {
+  /** The status and fields (merged over those set before); sent with the first body bytes. */
+  writeHead(statusCode: number, fields?: Record<string, FieldValue | undefined>): this {
     if (this.headersSent)
       throw headerError('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
     if (!(statusCode >= 100 && statusCode <= 999))
       throw headerError('ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
-    if (typeof reason === 'string') this.statusMessage = reason;
-    else fields = reason;
     this.statusCode = statusCode;
-    if (fields !== undefined) {
-      if (Array.isArray(fields)) {
-        for (let i = 0; i < fields.length; i += 2) this.#addField(fields[i]!, fields[i + 1]!);
-      } else {
-        const obj = fields as Record<string, FieldValue | undefined>;
-        for (const name in obj) {
-          const v = obj[name];
-          if (v === undefined) continue;
-          checkField(name, v);
-          this.#map().set(name.toLowerCase(), [name, v]);
-        }
-      }
+    for (const name in fields) {
+      const v = fields[name];
+      if (v === undefined) continue;
+      checkField(name, v);
+      this.#map().set(name.toLowerCase(), [name, v]);
     }
     this.headersSent = true;
     return this;
@@ -266,20 +219,11 @@ export class RawResponse extends EventEmitter {
     return this.#fields;
   }
 
-  #addField(name: string, value: string): void {
-    checkField(name, value);
-    const key = name.toLowerCase();
-    const fields = this.#map();
-    const prior = fields.get(key);
-    if (prior === undefined) fields.set(key, [name, value]);
-    else prior[1] = Array.isArray(prior[1]) ? [...prior[1], value] : [String(prior[1]), value];
-  }
-
   /** The head, with the framing decided: `bodyLength` is the whole body's size when known now, else -1. */
   #head(bodyLength: number): string {
     const status = this.statusCode;
     if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.#noBody = true;
-    let head = `HTTP/1.1 ${status} ${this.statusMessage ?? STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
     let date = false;
     let connection = false;
     let length = false;
@@ -457,14 +401,5 @@ export class RawResponse extends EventEmitter {
       head += `${name === 'link' ? 'Link' : name}: ${value}\r\n`;
     }
     this.socket.write(`${head}\r\n`, 'latin1');
-  }
-
-  /** node:http's no-ops the pipeline never needs to differ from. */
-  setTimeout(): this {
-    return this;
-  }
-
-  flushHeaders(): void {
-    if (!this.#headWritten) this.#send(undefined, false, undefined);
   }
 }

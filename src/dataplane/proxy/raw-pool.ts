@@ -229,6 +229,11 @@ class RawConnection {
       this.#onHead(headers, status, message, upgrade, keepAlive)) satisfies OnHeadersComplete;
     parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
     parser[kOnMessageComplete] = () => this.#onComplete();
+    // Nothing was asked: an answer beginning now is a protocol error, and would otherwise be read as the next one.
+    parser[kOnMessageBegin] = () => {
+      if (this.req === null)
+        this.destroy(new RawPoolError('EDGEGATE_UNSOLICITED_RESPONSE', 'upstream sent data while idle'));
+    };
     const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
     this.socket = socket;
     if (opts.connectTimeoutMs > 0) this.#arm(CONNECT, opts.connectTimeoutMs);
@@ -273,11 +278,6 @@ class RawConnection {
       h._consumed = true;
       this.#handle = h;
       this.parser[kOnExecute] = (ret: number | ParseError) => this.#parsed(ret);
-      // What #onData checks before parsing: bytes while no request is out are an unsolicited answer.
-      this.parser[kOnMessageBegin] = () => {
-        if (this.req === null)
-          this.destroy(new RawPoolError('EDGEGATE_UNSOLICITED_RESPONSE', 'upstream sent data while idle'));
-      };
       this.parser.consume(h);
     }
     if (rawConnectedChannel.hasSubscribers)
@@ -367,10 +367,6 @@ class RawConnection {
 
   #onData(chunk: Buffer): void {
     if (this.closed) return;
-    if (this.req === null) {
-      // Nothing was asked: bytes now are a protocol error, and would otherwise be read as the next answer.
-      return this.destroy(new RawPoolError('EDGEGATE_UNSOLICITED_RESPONSE', 'upstream sent data while idle'));
-    }
     this.#executing = true;
     const ret = this.parser.execute(chunk);
     this.#executing = false;

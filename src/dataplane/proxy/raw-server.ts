@@ -110,7 +110,7 @@ export class RawHttpServer extends Server {
     for (const conn of this.#connections) conn.check(now);
   }
 
-  /** Closes the connections that are not answering a request (node:http's method of the same name). */
+  /** Closes the connections between two requests (node:http's method of the same name; see `idle`). */
   closeIdleConnections(): void {
     for (const conn of this.#connections) if (conn.idle) conn.socket.destroy();
   }
@@ -262,7 +262,6 @@ class RawConnection implements ResponseCarrier {
     const res = new RawResponse(this, req, keepAlive);
     this.#parsing = req;
     if (upgrade) {
-      req.upgrade = true;
       if (req.method === 'CONNECT' || this.server.options.shouldUpgrade(req)) {
         this.#upgrade = req;
         return 0;
@@ -287,10 +286,8 @@ class RawConnection implements ResponseCarrier {
     if (req === undefined) return;
     this.#parsing = undefined;
     if (this.#last) this.#stopped = true;
-    if (this.#partial.length > 0) {
-      req.rawTrailers = this.#partial;
-      this.#partial = [];
-    }
+    // Trailers are dropped (docs/data-plane.md, "Protocol behaviour").
+    if (this.#partial.length > 0) this.#partial = [];
     req.complete = true;
     if (this.#upgrade === req) return;
     if (req.dumped) {
@@ -510,7 +507,6 @@ function abortRequest(req: RawRequest): void {
     if (!req.destroyed && !req.readableEnded) req.destroy();
     return;
   }
-  req.aborted = true;
   req.emit('aborted');
   req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
 }

@@ -71,8 +71,7 @@ export const DEFAULT_LISTENER_SETTINGS: ListenerSettings = {
 };
 
 export function createProxyServer(
-  proxy: Pick<ProxyPipeline, 'handle'> &
-    Partial<Pick<ProxyPipeline, 'handleUpgrade' | 'handleExtendedConnect' | 'observer'>>,
+  proxy: PlainHandler,
   settings: Partial<ListenerSettings> = {},
 ): HttpListener {
   const s = { ...DEFAULT_LISTENER_SETTINGS, ...settings };

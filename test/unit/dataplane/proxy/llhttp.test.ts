@@ -192,7 +192,7 @@ describe('Node’s HTTP parser as the raw data path uses it', () => {
     });
   });
 
-  it('reads a socket itself once consumed: kOnExecute per read, readStop/readStart pause it, getCurrentBuffer copies', async () => {
+  it('reads a socket itself once consumed: kOnExecute per read with its bytes, readStop/readStart pause it', async () => {
     const server = net.createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');

@@ -182,6 +182,20 @@ afterAll(() => {
   }
 });
 
+/** A raw listener with its own handler for one test, closed after it whatever happens. */
+async function withRawServer(
+  handler: Parameters<typeof createProxyServer>[0],
+  body: (port: number, server: HttpListener) => Promise<void>,
+): Promise<void> {
+  const s = createProxyServer(handler, { http1Server: 'raw' });
+  try {
+    await body(await listen(s), s);
+  } finally {
+    s.close();
+    s.closeAllConnections();
+  }
+}
+
 const H = 'Host: t.test\r\n';
 const LAST = `GET /last HTTP/1.1\r\n${H}Connection: close\r\n\r\n`;
 
@@ -381,7 +395,7 @@ describe('the raw server on its own', () => {
   it('holds a body back while the handler does not read it (backpressure), then delivers all of it', async () => {
     let req: IncomingMessage | undefined;
     let res: ServerResponse | undefined;
-    const s = createProxyServer(
+    await withRawServer(
       {
         handle(q, r) {
           req = q;
@@ -389,57 +403,52 @@ describe('the raw server on its own', () => {
           q.pause();
         },
       },
-      { http1Server: 'raw' },
-    );
-    const p = await listen(s);
-    try {
-      const socket = connect(p, '127.0.0.1');
-      socket.on('error', () => {});
-      await once(socket, 'connect');
-      const total = 64 * 1024 * 1024;
-      socket.write(`POST /big HTTP/1.1\r\n${H}Content-Length: ${total}\r\n\r\n`);
-      const block = Buffer.alloc(1024 * 1024, 0x61);
-      let sent = 0;
-      let blocked = false;
-      while (sent < total) {
-        sent += block.length;
-        if (!socket.write(block)) {
-          blocked = await Promise.race([
-            once(socket, 'drain').then(() => false),
-            new Promise<boolean>((r) => setTimeout(() => r(true), 500)),
-          ]);
-          if (blocked) break;
-        }
-      }
-      expect(blocked).toBe(true);
-      expect(sent).toBeLessThan(total);
-      const buffered = req!.readableLength;
-      expect(buffered).toBeLessThan(1024 * 1024);
-      let got = 0;
-      req!.on('data', (c: Buffer) => {
-        got += c.length;
-      });
-      req!.resume();
-      const rest = (async () => {
+      async (p) => {
+        const socket = connect(p, '127.0.0.1');
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        const total = 64 * 1024 * 1024;
+        socket.write(`POST /big HTTP/1.1\r\n${H}Content-Length: ${total}\r\n\r\n`);
+        const block = Buffer.alloc(1024 * 1024, 0x61);
+        let sent = 0;
+        let blocked = false;
         while (sent < total) {
           sent += block.length;
-          if (!socket.write(block)) await once(socket, 'drain');
+          if (!socket.write(block)) {
+            blocked = await Promise.race([
+              once(socket, 'drain').then(() => false),
+              new Promise<boolean>((r) => setTimeout(() => r(true), 500)),
+            ]);
+            if (blocked) break;
+          }
         }
-      })();
-      await once(req!, 'end');
-      await rest;
-      expect(got).toBe(total);
-      res!.end();
-      socket.destroy();
-    } finally {
-      s.close();
-      s.closeAllConnections();
-    }
+        expect(blocked).toBe(true);
+        expect(sent).toBeLessThan(total);
+        const buffered = req!.readableLength;
+        expect(buffered).toBeLessThan(1024 * 1024);
+        let got = 0;
+        req!.on('data', (c: Buffer) => {
+          got += c.length;
+        });
+        req!.resume();
+        const rest = (async () => {
+          while (sent < total) {
+            sent += block.length;
+            if (!socket.write(block)) await once(socket, 'drain');
+          }
+        })();
+        await once(req!, 'end');
+        await rest;
+        expect(got).toBe(total);
+        res!.end();
+        socket.destroy();
+      },
+    );
   });
 
   it('aborts the request under way when the client half-closes (as node:http)', async () => {
     let aborted = false;
-    const s = createProxyServer(
+    await withRawServer(
       {
         handle(q) {
           q.on('aborted', () => {
@@ -447,65 +456,55 @@ describe('the raw server on its own', () => {
           });
         },
       },
-      { http1Server: 'raw' },
+      async (p) => {
+        const socket = connect(p, '127.0.0.1');
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        socket.end(`POST /x HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`);
+        await waitFor(() => aborted, { timeoutMs: 5_000, intervalMs: 10, message: 'request aborted' });
+      },
     );
-    const p = await listen(s);
-    try {
-      const socket = connect(p, '127.0.0.1');
-      socket.on('error', () => {});
-      await once(socket, 'connect');
-      socket.end(`POST /x HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`);
-      await waitFor(() => aborted, { timeoutMs: 5_000, intervalMs: 10, message: 'request aborted' });
-    } finally {
-      s.close();
-      s.closeAllConnections();
-    }
   });
 
   it('closeIdleConnections closes idle connections and leaves one that is answering, or new, or inside a head', async () => {
     let pending: ServerResponse | undefined;
-    const s = createProxyServer(
+    await withRawServer(
       {
         handle(_q, r) {
           if (pending === undefined) pending = r;
           else r.end('idle');
         },
       },
-      { http1Server: 'raw' },
+      async (p, s) => {
+        const busy = connect(p, '127.0.0.1');
+        const idle = connect(p, '127.0.0.1');
+        const fresh = connect(p, '127.0.0.1');
+        const midHead = connect(p, '127.0.0.1');
+        for (const c of [busy, idle, fresh, midHead]) c.on('error', () => {});
+        await Promise.all([once(fresh, 'connect'), once(midHead, 'connect')]);
+        midHead.write(`GET /late HTTP/1.1\r\n${H}`);
+        busy.write(`GET /busy HTTP/1.1\r\n${H}\r\n`);
+        await waitFor(() => pending, { timeoutMs: 5_000, intervalMs: 10 });
+        idle.write(`GET /idle HTTP/1.1\r\n${H}\r\n`);
+        await once(idle, 'data');
+        const idleClosed = once(idle, 'close');
+        s.closeIdleConnections();
+        await idleClosed;
+        expect(busy.destroyed).toBe(false);
+        // The new connection and the one inside a head still get their answers.
+        const freshAnswer = once(fresh, 'data');
+        fresh.write(`GET /fresh HTTP/1.1\r\n${H}\r\n`);
+        expect(String((await freshAnswer)[0])).toMatch(/idle$/);
+        const lateAnswer = once(midHead, 'data');
+        midHead.write('\r\n');
+        expect(String((await lateAnswer)[0])).toMatch(/idle$/);
+        fresh.destroy();
+        midHead.destroy();
+        const answer = once(busy, 'data');
+        pending!.end('done');
+        expect(String((await answer)[0])).toMatch(/done$/);
+        busy.destroy();
+      },
     );
-    const p = await listen(s);
-    try {
-      const busy = connect(p, '127.0.0.1');
-      const idle = connect(p, '127.0.0.1');
-      const fresh = connect(p, '127.0.0.1');
-      const midHead = connect(p, '127.0.0.1');
-      for (const c of [busy, idle, fresh, midHead]) c.on('error', () => {});
-      await Promise.all([once(fresh, 'connect'), once(midHead, 'connect')]);
-      midHead.write(`GET /late HTTP/1.1\r\n${H}`);
-      busy.write(`GET /busy HTTP/1.1\r\n${H}\r\n`);
-      await waitFor(() => pending, { timeoutMs: 5_000, intervalMs: 10 });
-      idle.write(`GET /idle HTTP/1.1\r\n${H}\r\n`);
-      await once(idle, 'data');
-      const idleClosed = once(idle, 'close');
-      s.closeIdleConnections();
-      await idleClosed;
-      expect(busy.destroyed).toBe(false);
-      // The new connection and the one inside a head still get their answers.
-      const freshAnswer = once(fresh, 'data');
-      fresh.write(`GET /fresh HTTP/1.1\r\n${H}\r\n`);
-      expect(String((await freshAnswer)[0])).toMatch(/idle$/);
-      const lateAnswer = once(midHead, 'data');
-      midHead.write('\r\n');
-      expect(String((await lateAnswer)[0])).toMatch(/idle$/);
-      fresh.destroy();
-      midHead.destroy();
-      const answer = once(busy, 'data');
-      pending!.end('done');
-      expect(String((await answer)[0])).toMatch(/done$/);
-      busy.destroy();
-    } finally {
-      s.close();
-      s.closeAllConnections();
-    }
   });
 });
