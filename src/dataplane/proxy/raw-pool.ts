@@ -202,13 +202,19 @@ class RawConnection {
   /** Header fields delivered in pieces (long heads) or as trailers. */
   #partial: string[] = [];
   /**
-   * One timer for the connect, response-headers and body-idle timeouts, refreshed rather than re-created (headers
-   * and idle timeouts are usually the same duration), and left to fire harmlessly when disarmed: no timer is
-   * created or cancelled per request in the steady state. Unref'd: the socket keeps the process alive while it
-   * matters.
+   * One timer for the connect, response-headers and body-idle timeouts, checked lazily: arming one only moves
+   * `#deadline` (performance.now() time); the pending timer, when it fires, looks at the deadline and waits again
+   * for the rest when it moved on. A new timer is made only when none is pending or the new deadline comes before
+   * the pending one fires, so in the steady state (the same timeout request after request) no timer is created,
+   * refreshed or cancelled per request, and a body chunk only writes a number. Unref'd: the socket keeps the
+   * process alive while it matters.
    */
   #timer: NodeJS.Timeout | undefined;
-  #timerMs = 0;
+  /** When the pending timer fires (performance.now() time). */
+  #timerAt = 0;
+  #deadline = 0;
+  /** The body-idle timeout of the request being answered (a body chunk moves the deadline by it). */
+  #bodyMs = 0;
   #timerKind: TimerKind = NONE;
   /** Checked lazily: the idle timer is armed once and looks at `#idleSince` when it fires. */
   #idleTimer: NodeJS.Timeout | undefined;
@@ -230,8 +236,9 @@ class RawConnection {
     parser[kOnBody] = (chunk: Buffer) => this.#onBody(chunk);
     parser[kOnMessageComplete] = () => this.#onComplete();
     // Nothing was asked: an answer beginning now is a protocol error, and would otherwise be read as the next one.
+    // Also after the answer completed in this same read: the connection is released only once the read is parsed.
     parser[kOnMessageBegin] = () => {
-      if (this.req === null)
+      if (this.req === null || this.#released)
         this.destroy(new RawPoolError('EDGEGATE_UNSOLICITED_RESPONSE', 'upstream sent data while idle'));
     };
     const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
@@ -289,12 +296,13 @@ class RawConnection {
 
   #arm(kind: TimerKind, ms: number): void {
     this.#timerKind = kind;
-    if (this.#timer !== undefined && this.#timerMs === ms) {
-      this.#timer.refresh();
-      return;
+    const now = performance.now();
+    this.#deadline = now + ms;
+    if (this.#timer !== undefined) {
+      if (this.#timerAt <= this.#deadline) return;
+      clearTimeout(this.#timer);
     }
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timerMs = ms;
+    this.#timerAt = this.#deadline;
     this.#timer = setTimeout(onConnectionTimer, ms, this).unref();
   }
 
@@ -303,9 +311,17 @@ class RawConnection {
   }
 
   timedOut(): void {
+    this.#timer = undefined;
     const kind = this.#timerKind;
-    this.#timerKind = NONE;
     if (kind === NONE || this.closed) return;
+    const left = this.#deadline - performance.now();
+    if (left >= 1) {
+      // The deadline moved on since this timer was set: wait for the rest.
+      this.#timerAt = this.#deadline;
+      this.#timer = setTimeout(onConnectionTimer, left, this).unref();
+      return;
+    }
+    this.#timerKind = NONE;
     if (kind === CONNECT)
       return this.destroy(new RawPoolError('EDGEGATE_CONNECT_TIMEOUT', 'upstream connect timeout'));
     const r = this.req;
@@ -440,6 +456,7 @@ class RawConnection {
         this.idleMs = ms;
       }
     }
+    this.#bodyMs = r.bodyTimeoutMs;
     if (r.bodyTimeoutMs > 0) this.#arm(BODY, r.bodyTimeoutMs);
     else this.#disarm();
     r.handler.onResponseStart?.(r, status, fields, message);
@@ -449,7 +466,7 @@ class RawConnection {
   #onBody(chunk: Buffer): void {
     const r = this.req;
     if (r === null || r.done) return;
-    if (this.#timerKind === BODY) this.#timer!.refresh();
+    if (this.#timerKind === BODY) this.#deadline = performance.now() + this.#bodyMs;
     r.handler.onResponseData?.(r, chunk);
   }
 
@@ -469,7 +486,9 @@ class RawConnection {
     this.#disarm();
     r.done = true;
     r.handler.onResponseEnd?.(r, trailers);
-    if (this.#executing) this.#released = true;
+    // Released once the read is parsed (#parsed), never from inside it: a request waiting for the connection would
+    // be written, and whatever follows in this read taken as its answer (response queue poisoning).
+    if (this.#executing || this.#handle !== undefined) this.#released = true;
     else this.#releaseOrClose();
   }
 

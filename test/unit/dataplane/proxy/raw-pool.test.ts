@@ -198,6 +198,27 @@ describe('raw pool: response queue poisoning', () => {
     expect(s.sockets.length).toBe(2);
   });
 
+  it('a second response in the same read as the first never answers a request waiting for the connection', async () => {
+    // The waiting request must not be started from inside the parse of the read that completed the first: the
+    // rest of that read (a whole forged answer, or the start of one) would be taken as its answer.
+    for (const extra of [
+      'HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged',
+      'HTTP/1.1 200 OK\r\nx-forged: ',
+    ]) {
+      const s = await scripted((sock, _h, n) => {
+        if (n === 0) sock.write(`${OK}${extra}`);
+        else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nreal');
+      });
+      servers.push(s);
+      const p = pool(s.port, { connections: 1 });
+      const [first, second] = await Promise.all([request(p), request(p)]);
+      expect(first.body).toBe('ok');
+      expect(second.body).toBe('real');
+      expect(second.headers?.['x-forged']).toBeUndefined();
+      expect(s.sockets.length).toBe(2);
+    }
+  });
+
   it('bytes sent on an idle connection close it; they are never read as the next answer', async () => {
     const s = await scripted((sock, _h, n) => {
       sock.write(n === 0 ? OK : 'HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nreal');
