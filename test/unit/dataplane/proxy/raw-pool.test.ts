@@ -398,6 +398,24 @@ describe('raw pool: timeouts, aborts, backpressure, closing', () => {
     expect(b.body).toBe('ab');
   });
 
+  it('a shorter timeout than the one pending on a reused connection still fires at its own deadline', async () => {
+    // The timer is checked lazily (a deadline per request): a pending 60 s timer must not stand in for a 50 ms one
+    // (this test would run into vitest's timeout), and one set for an earlier request waits again for the rest.
+    const s = await scripted((sock, head) => {
+      if (!head.includes('/silent')) sock.write(OK);
+    });
+    servers.push(s);
+    const p = pool(s.port, { connections: 1 });
+    expect((await request(p, { headersTimeout: 60_000 })).body).toBe('ok');
+    expect((await request(p, { path: '/silent', headersTimeout: 50 })).error?.code).toBe(
+      'EDGEGATE_HEADERS_TIMEOUT',
+    );
+    expect((await request(p, { headersTimeout: 80 })).body).toBe('ok');
+    const late = await request(p, { path: '/silent', headersTimeout: 80 });
+    expect(late.error?.code).toBe('EDGEGATE_HEADERS_TIMEOUT');
+    expect(s.sockets.length).toBe(2);
+  });
+
   it('a connect failure fails the waiting request with the socket’s code', async () => {
     const tmp = net.createServer();
     tmp.listen(0, '127.0.0.1');
