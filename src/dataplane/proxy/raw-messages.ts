@@ -117,6 +117,10 @@ const EMPTY = Buffer.alloc(0);
 const COALESCE_BYTES = 2 * 1024;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** Lower-case token characters only (a name with an upper-case letter takes the Map path, which merges by case). */
+const LOWER_TOKENS = /^[\^_`a-z\-0-9!#$%&'*+.|~]+$/;
+const CLOSE = /(?:^|[\s,])close(?:$|[\s,])/i;
+const CHUNKED = /chunked\s*$/i;
 
 let dateCache = '';
 let dateSecond = -1;
@@ -148,6 +152,32 @@ function checkField(name: string, value: unknown): void {
     throw headerError('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
 }
 
+/**
+ * Whether writeHead's fields may be written as they are: every name a lower-case token and every value valid. Two
+ * regular-expression tests over the names and the values put end to end (a bad character in one is a bad character
+ * in the whole) instead of two per field; false sends the fields through checkField one by one, which names the
+ * bad one in its error.
+ */
+function plainFields(fields: Record<string, FieldValue | undefined>): boolean {
+  let names = '';
+  let values = '';
+  for (const name in fields) {
+    const v = fields[name];
+    if (v === undefined) continue;
+    if (name.length === 0) return false;
+    names += name;
+    if (typeof v === 'string') values += v;
+    else if (typeof v === 'number') continue;
+    else if (Array.isArray(v)) {
+      for (const x of v) {
+        if (typeof x !== 'string') return false;
+        values += x;
+      }
+    } else return false;
+  }
+  return names === '' || (LOWER_TOKENS.test(names) && !INVALID_VALUE.test(values));
+}
+
 type Chunk = string | Buffer | Uint8Array;
 type FieldValue = string | number | readonly string[];
 
@@ -174,6 +204,11 @@ export class RawResponse extends EventEmitter {
   destroyed = false;
   /** Fields set before the head (lower-case name → [name as given, value]). */
   #fields: Map<string, [string, FieldValue]> | undefined;
+  /**
+   * Or the object given to writeHead as it is, when nothing was set before and its names are lower-case valid
+   * tokens with valid values (`plainFields`): the common case of a relayed upstream answer, written without a copy.
+   */
+  #object: Record<string, FieldValue | undefined> | undefined;
   /** The head is on the wire (or in the socket's buffer). */
   #headWritten = false;
   #chunked = false;
@@ -204,11 +239,16 @@ export class RawResponse extends EventEmitter {
     if (!(statusCode >= 100 && statusCode <= 999))
       throw headerError('ERR_HTTP_INVALID_STATUS_CODE', `Invalid status code: ${statusCode}`);
     this.statusCode = statusCode;
-    for (const name in fields) {
-      const v = fields[name];
-      if (v === undefined) continue;
-      checkField(name, v);
-      this.#map().set(name.toLowerCase(), [name, v]);
+    if (fields !== undefined) {
+      if (this.#fields === undefined && plainFields(fields)) this.#object = fields;
+      else {
+        for (const name in fields) {
+          const v = fields[name];
+          if (v === undefined) continue;
+          checkField(name, v);
+          this.#map().set(name.toLowerCase(), [name, v]);
+        }
+      }
     }
     this.headersSent = true;
     return this;
@@ -228,18 +268,36 @@ export class RawResponse extends EventEmitter {
     let connection = false;
     let length = false;
     let te = false;
-    if (this.#fields !== undefined) {
+    const object = this.#object;
+    if (object !== undefined) {
+      for (const name in object) {
+        const value = object[name];
+        if (value === undefined) continue;
+        if (typeof value === 'object') for (const v of value) head += `${name}: ${v}\r\n`;
+        else head += `${name}: ${value}\r\n`;
+        const n = name.length;
+        if (n === 4) date ||= name === 'date';
+        else if (n === 10 && name === 'connection') {
+          connection = true;
+          if (CLOSE.test(String(value))) this.shouldKeepAlive = false;
+        } else if (n === 14) length ||= name === 'content-length';
+        else if (n === 17 && name === 'transfer-encoding') {
+          te = true;
+          this.#chunked = CHUNKED.test(String(value));
+        }
+      }
+    } else if (this.#fields !== undefined) {
       for (const [key, [name, value]] of this.#fields) {
         if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`;
         else head += `${name}: ${value}\r\n`;
         if (key.length === 4 && key === 'date') date = true;
         else if (key === 'connection') {
           connection = true;
-          if (/(?:^|[\s,])close(?:$|[\s,])/i.test(String(value))) this.shouldKeepAlive = false;
+          if (CLOSE.test(String(value))) this.shouldKeepAlive = false;
         } else if (key === 'content-length') length = true;
         else if (key === 'transfer-encoding') {
           te = true;
-          this.#chunked = /chunked\s*$/i.test(String(value));
+          this.#chunked = CHUNKED.test(String(value));
         }
       }
     }

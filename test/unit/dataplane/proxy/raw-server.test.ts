@@ -124,6 +124,21 @@ const handler = {
       res.end('\u00e9', 'latin1');
       return;
     }
+    if (path.startsWith('/fields/')) {
+      // writeHead's fields: valid ones as they are (lower-case, upper-case, a list), bad ones throw (500).
+      const fields: Record<string, Record<string, string | number | string[]>> = {
+        lower: { 'content-type': 'text/plain', 'x-n': 7, 'content-length': 2 },
+        upper: { 'X-Upper': 'v', 'Content-Length': 2 },
+        list: { 'set-cookie': ['a=1', 'b=2'], 'content-length': 2 },
+        crlf: { 'x-a': 'ok\r\nx-injected: 1', 'content-length': 2 },
+        nul: { 'x-a': 'ok\u0000', 'content-length': 2 },
+        name: { 'bad name': 'x', 'content-length': 2 },
+        'upper-crlf': { 'X-A': 'ok\nx-injected: 1', 'content-length': 2 },
+      };
+      res.writeHead(200, fields[path.slice(8)]!);
+      res.end('ok');
+      return;
+    }
     if (path === '/unread') {
       res.writeHead(200, { 'content-length': 2 });
       res.end('ok');
@@ -235,6 +250,11 @@ const CASES: Record<string, { wire: string; heads?: number[]; better?: number[] 
     wire: `GET /latin1 HTTP/1.1\r\n${H}\r\n${LAST}`,
   },
   'the handler throws (500)': { wire: `GET /throw HTTP/1.1\r\n${H}\r\n${LAST}` },
+  'writeHead fields: lower-case, upper-case, a list; CR/LF, NUL or a bad name throw (500)': {
+    wire: ['lower', 'upper', 'list', 'crlf', 'nul', 'name', 'upper-crlf']
+      .map((f) => `GET /fields/${f} HTTP/1.1\r\n${H}\r\n`)
+      .join(''),
+  },
   'streamed answer (chunked)': { wire: `GET /stream HTTP/1.1\r\n${H}\r\n${LAST}` },
   'streamed answer to HTTP/1.0 (close-delimited)': { wire: `GET /stream HTTP/1.0\r\n${H}\r\n` },
   '204 and 304 carry no body': {
@@ -367,6 +387,19 @@ describe('the raw server on its own', () => {
       Buffer.from(`GET /status/204 HTTP/1.1\r\n${H}Connection: close\r\n\r\n`),
     ]);
     expect(s204.raw).not.toMatch(/Transfer-Encoding|Content-Length/i);
+  });
+
+  it('writes writeHead fields as given and refuses bad ones with a 500, never on the wire', async () => {
+    const wire = ['lower', 'upper', 'list', 'crlf', 'nul', 'name', 'upper-crlf']
+      .map((f) => `GET /fields/${f} HTTP/1.1\r\n${H}\r\n`)
+      .join('');
+    const t = await talk(port(), [Buffer.from(`${wire}${LAST}`)]);
+    expect(t.answers.map((a) => a.status)).toEqual([200, 200, 200, 500, 500, 500, 500, 200]);
+    expect(t.answers[0]!.fields['x-n']).toBe('7');
+    expect(t.raw).toContain('\r\nX-Upper: v\r\n');
+    expect(t.raw).toContain('\r\nset-cookie: a=1\r\nset-cookie: b=2\r\n');
+    expect(t.raw).not.toContain('x-injected');
+    expect(t.raw).not.toContain('bad name');
   });
 
   it('says keep-alive the way node:http does (Connection and the Keep-Alive timeout hint)', async () => {
