@@ -16,7 +16,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type AdmissionProtocol, methodRefusal, type Refusal } from './admission.ts';
 import { edgeEvents } from './edge-events.ts';
-import { InFlight } from './in-flight.ts';
+import { InFlight, type InFlightEntry } from './in-flight.ts';
 import type { ProxyPipeline } from './proxy.ts';
 import { acceptProxyProtocol, type ProxyProtocolSettings } from './proxy-protocol-listener.ts';
 import { RawHttpServer } from './raw-server.ts';
@@ -274,16 +274,32 @@ export function trackRequest(server: HttpListener, res: ServerResponse): void {
   track(server, res);
 }
 
+const kListener = Symbol('edgegate.listenerState');
+const kActive = Symbol('edgegate.activeEntry');
+type TrackedResponse = ServerResponse & {
+  [kListener]?: ServerState;
+  [kActive]?: InFlightEntry<ServerResponse> | undefined;
+};
+
 function track(server: NetServer, res: ServerResponse): void {
   const st = stateOf(server);
   st.requests++;
-  const entry = st.active.add(res);
+  const tracked = res as TrackedResponse;
+  tracked[kListener] = st;
+  tracked[kActive] = st.active.add(res);
   // While draining, every response closes its connection: the client reconnects elsewhere.
   if (st.draining) res.shouldKeepAlive = false;
-  res.once('close', () => {
-    st.active.delete(entry);
-    st.onSettle?.();
-  });
+  // One module-level listener, its state on the response: no closure and no `once` wrapper per request.
+  res.on('close', onTrackedClose);
+}
+
+function onTrackedClose(this: TrackedResponse): void {
+  const entry = this[kActive];
+  if (entry === undefined) return;
+  this[kActive] = undefined;
+  const st = this[kListener]!;
+  st.active.delete(entry);
+  st.onSettle?.();
 }
 
 export interface ListenerStats {
