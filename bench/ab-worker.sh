@@ -15,6 +15,8 @@
 #   some requests 503 and skew the A/B).
 # BODY=16k (h1): the 16 KiB answer instead of the small one (as `npm run bench`'s large body).
 # EXTRA_ARGS: more `run` flags (bench/ab-tracing.sh passes the tracing ones).
+# NODE_FLAGS (h1): more Node flags for the gateway's processes, e.g. `--perf-basic-prof-only-functions` so that
+#   `perf record -p WORKER_PID` names JavaScript functions (docs/benchmarks.md, "Issue 17, step 3").
 # PROFILE=DIR (h1): V8 CPU profiles of the primary and the worker over the measured run only, written to DIR
 #   (bench/lib/profile-hook.mjs) with the run's request count in DIR/requests; summarize and compare two builds
 #   with bench/cpuprofile-self.ts.
@@ -55,7 +57,7 @@ if [[ $PROTO == h2 ]]; then
   export EDGEGATE_OVERLOAD_DELAY=0
 else
   echo "import v8 from 'node:v8'; v8.setFlagsFromString('--trace-gc-nvp');" > "$WORK/gc.mjs"
-  export NODE_OPTIONS="--import $WORK/gc.mjs"
+  export NODE_OPTIONS="--import $WORK/gc.mjs ${NODE_FLAGS:-}"
   if [[ -n ${PROFILE:-} ]]; then
     mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd)
     export NODE_OPTIONS="$NODE_OPTIONS --import $HERE/bench/lib/profile-hook.mjs" EDGEGATE_PROFILE_DIR=$PROFILE
