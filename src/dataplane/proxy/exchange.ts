@@ -27,8 +27,9 @@ import type { ClusterRuntime } from './cluster-runtime.ts';
 import { budgetOf, type ConnectionBudget, GRANTED, REFUSED } from './connection-budget.ts';
 import type { CorsPolicy } from './cors.ts';
 import { forwardedTrailers } from './h2-compat.ts';
-import { clientResponseHeaders } from './headers.ts';
+import { clientResponseFields, clientResponseHeaders } from './headers.ts';
 import type { OutlierDetector } from './outlier.ts';
+import type { RawResponse } from './raw-messages.ts';
 import { type BodySink, coalescedBody } from './request-body.ts';
 import { type CompressedBody, type CompressionPolicy, compressedBody } from './response-compression.ts';
 import type { Upstream } from './upstream-pools.ts';
@@ -372,6 +373,10 @@ class Attempt implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     this.exchange.responseStart(this, controller, statusCode, headers);
+  }
+
+  onResponseStartFlat(controller: Dispatcher.DispatchController, statusCode: number, raw: string[]): boolean {
+    return this.exchange.responseStartFlat(this, controller, statusCode, raw);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -781,23 +786,8 @@ export class Exchange implements BodySink {
   ): void {
     // 1xx only: a status below 100 is no HTTP status, and fails as a protocol error below (writeHead refuses it).
     if (statusCode >= 100 && statusCode < 200) return this.#informational(a, statusCode, headers);
-    this.#record?.answered();
-    this.#record?.trace?.tryAnswered(statusCode);
-    const failed = statusBits(statusCode);
-    if (failed !== 0) this.#ctx.outlier.failure(a.upstream, this.#cluster);
-    else this.#ctx.outlier.success(a.upstream);
-    // A cancelled request being drained: its answer still tells about the endpoint, nobody reads it.
-    if (a.discard) return;
-    if (failed !== 0 && this.#mayRetry(failed)) {
-      // Drain the (small) error body so the connection stays reusable, then retry at its end.
-      a.discard = true;
-      return;
-    }
+    if (!this.#answered(a, controller, statusCode)) return;
     const res = this.#res;
-    if (this.#finished || res.destroyed) {
-      controller.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'client gone'));
-      return;
-    }
     try {
       const p = this.#policy;
       const out = clientResponseHeaders(headers, p.responseHeaders, this.#requestId);
@@ -809,14 +799,74 @@ export class Exchange implements BodySink {
       if (this.#h2Client && headers['grpc-status'] !== undefined) setHead(res, statusCode, out);
       else res.writeHead(statusCode, out);
     } catch {
-      sendError(
-        res,
-        'EDGEGATE_UPSTREAM_PROTOCOL',
-        this.#requestId,
-        'the upstream sent a header that cannot be forwarded',
-      );
-      controller.abort(new Error('invalid upstream header'));
+      this.#unforwardable(controller);
     }
+  }
+
+  /**
+   * The raw pool's flat head (raw-pool.ts, FlatHeadHandler): the common answer — a final status, a route without
+   * response header edits, CORS or compression, a client on the raw HTTP/1.1 server — goes to the client's head
+   * with no header object in between (headers.ts's clientResponseFields: the same fields clientResponseHeaders
+   * gives). False: the pool builds the object and calls responseStart.
+   */
+  responseStartFlat(
+    a: Attempt,
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    raw: string[],
+  ): boolean {
+    const res = this.#res as ServerResponse & Partial<Pick<RawResponse, 'writeHeadFlat'>>;
+    const p = this.#policy;
+    if (
+      res.writeHeadFlat === undefined ||
+      statusCode < 200 ||
+      p.responseHeaders !== undefined ||
+      p.cors !== undefined ||
+      p.compression !== undefined
+    )
+      return false;
+    if (!this.#answered(a, controller, statusCode)) return true;
+    try {
+      res.writeHeadFlat(statusCode, clientResponseFields(raw, this.#requestId));
+    } catch {
+      this.#unforwardable(controller);
+    }
+    return true;
+  }
+
+  /**
+   * A final answer arrived: it is recorded and tells the outlier detector about the endpoint. False when the
+   * client is not shown it (drained for a retry, a cancelled request, or the client is gone).
+   */
+  #answered(a: Attempt, controller: Dispatcher.DispatchController, statusCode: number): boolean {
+    this.#record?.answered();
+    this.#record?.trace?.tryAnswered(statusCode);
+    const failed = statusBits(statusCode);
+    if (failed !== 0) this.#ctx.outlier.failure(a.upstream, this.#cluster);
+    else this.#ctx.outlier.success(a.upstream);
+    // A cancelled request being drained: its answer still tells about the endpoint, nobody reads it.
+    if (a.discard) return false;
+    if (failed !== 0 && this.#mayRetry(failed)) {
+      // Drain the (small) error body so the connection stays reusable, then retry at its end.
+      a.discard = true;
+      return false;
+    }
+    if (this.#finished || this.#res.destroyed) {
+      controller.abort(new TimeoutError('EDGEGATE_CLIENT_GONE', 'client gone'));
+      return false;
+    }
+    return true;
+  }
+
+  /** The upstream's head cannot be forwarded (a field Node or the raw server refuses): 502, the try aborted. */
+  #unforwardable(controller: Dispatcher.DispatchController): void {
+    sendError(
+      this.#res,
+      'EDGEGATE_UPSTREAM_PROTOCOL',
+      this.#requestId,
+      'the upstream sent a header that cannot be forwarded',
+    );
+    controller.abort(new Error('invalid upstream header'));
   }
 
   /**

@@ -128,6 +128,34 @@ export function clientResponseHeaders(
   return out;
 }
 
+/**
+ * clientResponseHeaders for a route without response header edits, straight from llhttp's flat list: the same
+ * fields (hop-by-hop ones and those a Connection field names left out, names lower-cased, X-Request-ID added when
+ * the upstream sent none) as a flat `[name, value, …]` list in the upstream's order, with no object in between.
+ */
+export function clientResponseFields(raw: readonly string[], requestId: string): string[] {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      const t = connectionTokens(raw[i + 1]);
+      if (t) {
+        named ??= new Set();
+        for (const x of t) named.add(x);
+      }
+    }
+  }
+  const out: string[] = [];
+  let hasId = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (name.length === 12 && name === 'x-request-id') hasId = true;
+    out.push(name, raw[i + 1]!);
+  }
+  if (!hasId) out.push('x-request-id', requestId);
+  return out;
+}
+
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 export function acceptableRequestId(value: string | undefined): value is string {

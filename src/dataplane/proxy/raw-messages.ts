@@ -121,6 +121,26 @@ const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const LOWER_TOKENS = /^[\^_`a-z\-0-9!#$%&'*+.|~]+$/;
 const CLOSE = /(?:^|[\s,])close(?:$|[\s,])/i;
 const CHUNKED = /chunked\s*$/i;
+const DATE = 1;
+const CONNECTION = 2;
+const LENGTH = 4;
+const TE = 8;
+
+/** Which of the fields that decide the framing `name` (lower-case) is, as a bit; 0 for any other. */
+function framingField(name: string): number {
+  switch (name.length) {
+    case 4:
+      return name === 'date' ? DATE : 0;
+    case 10:
+      return name === 'connection' ? CONNECTION : 0;
+    case 14:
+      return name === 'content-length' ? LENGTH : 0;
+    case 17:
+      return name === 'transfer-encoding' ? TE : 0;
+    default:
+      return 0;
+  }
+}
 
 let dateCache = '';
 let dateSecond = -1;
@@ -178,6 +198,19 @@ function plainFields(fields: Record<string, FieldValue | undefined>): boolean {
   return names === '' || (LOWER_TOKENS.test(names) && !INVALID_VALUE.test(values));
 }
 
+/** plainFields for a flat `[name, value, …]` list of strings. */
+function plainFlat(flat: readonly string[]): boolean {
+  let names = '';
+  let values = '';
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    if (name.length === 0) return false;
+    names += name;
+    values += flat[i + 1]!;
+  }
+  return names === '' || (LOWER_TOKENS.test(names) && !INVALID_VALUE.test(values));
+}
+
 type Chunk = string | Buffer | Uint8Array;
 type FieldValue = string | number | readonly string[];
 
@@ -209,6 +242,8 @@ export class RawResponse extends EventEmitter {
    * tokens with valid values (`plainFields`): the common case of a relayed upstream answer, written without a copy.
    */
   #object: Record<string, FieldValue | undefined> | undefined;
+  /** Or a flat `[name, value, …]` list given to writeHeadFlat (a relayed answer's fields, headers.ts). */
+  #flat: string[] | undefined;
   /** The head is on the wire (or in the socket's buffer). */
   #headWritten = false;
   #chunked = false;
@@ -254,9 +289,39 @@ export class RawResponse extends EventEmitter {
     return this;
   }
 
+  /**
+   * writeHead with the fields as a flat `[name, value, …]` list (headers.ts's clientResponseFields): kept as it is
+   * when nothing was set before and every name is a lower-case token and every value valid; otherwise checked
+   * field by field (a bad one throws, named) and merged as writeHead merges.
+   */
+  writeHeadFlat(statusCode: number, flat: string[]): this {
+    if (this.#fields !== undefined || this.headersSent || !plainFlat(flat)) {
+      const fields: Record<string, string | string[]> = {};
+      for (let i = 0; i < flat.length; i += 2) {
+        const name = flat[i]!;
+        const value = flat[i + 1]!;
+        checkField(name, value);
+        const prior = fields[name];
+        fields[name] =
+          prior === undefined ? value : typeof prior === 'string' ? [prior, value] : [...prior, value];
+      }
+      return this.writeHead(statusCode, fields);
+    }
+    this.writeHead(statusCode);
+    this.#flat = flat;
+    return this;
+  }
+
   #map(): Map<string, [string, FieldValue]> {
     if (this.#fields === undefined) this.#fields = new Map();
     return this.#fields;
+  }
+
+  /** What a field the head must know of (framingField) says: `Connection: close`, the transfer coding. */
+  #framing(bit: number, value: FieldValue): number {
+    if (bit === CONNECTION && CLOSE.test(String(value))) this.shouldKeepAlive = false;
+    else if (bit === TE) this.#chunked = CHUNKED.test(String(value));
+    return bit;
   }
 
   /** The head, with the framing decided: `bodyLength` is the whole body's size when known now, else -1. */
@@ -264,43 +329,37 @@ export class RawResponse extends EventEmitter {
     const status = this.statusCode;
     if (status === 204 || status === 304 || (status >= 100 && status < 200)) this.#noBody = true;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
-    let date = false;
-    let connection = false;
-    let length = false;
-    let te = false;
+    let seen = 0;
+    const flat = this.#flat;
     const object = this.#object;
-    if (object !== undefined) {
+    if (flat !== undefined) {
+      for (let i = 0; i < flat.length; i += 2) {
+        const name = flat[i]!;
+        head += `${name}: ${flat[i + 1]}\r\n`;
+        const bit = framingField(name);
+        if (bit !== 0) seen |= this.#framing(bit, flat[i + 1]!);
+      }
+    } else if (object !== undefined) {
       for (const name in object) {
         const value = object[name];
         if (value === undefined) continue;
         if (typeof value === 'object') for (const v of value) head += `${name}: ${v}\r\n`;
         else head += `${name}: ${value}\r\n`;
-        const n = name.length;
-        if (n === 4) date ||= name === 'date';
-        else if (n === 10 && name === 'connection') {
-          connection = true;
-          if (CLOSE.test(String(value))) this.shouldKeepAlive = false;
-        } else if (n === 14) length ||= name === 'content-length';
-        else if (n === 17 && name === 'transfer-encoding') {
-          te = true;
-          this.#chunked = CHUNKED.test(String(value));
-        }
+        const bit = framingField(name);
+        if (bit !== 0) seen |= this.#framing(bit, value);
       }
     } else if (this.#fields !== undefined) {
       for (const [key, [name, value]] of this.#fields) {
         if (Array.isArray(value)) for (const v of value) head += `${name}: ${v}\r\n`;
         else head += `${name}: ${value}\r\n`;
-        if (key.length === 4 && key === 'date') date = true;
-        else if (key === 'connection') {
-          connection = true;
-          if (CLOSE.test(String(value))) this.shouldKeepAlive = false;
-        } else if (key === 'content-length') length = true;
-        else if (key === 'transfer-encoding') {
-          te = true;
-          this.#chunked = CHUNKED.test(String(value));
-        }
+        const bit = framingField(key);
+        if (bit !== 0) seen |= this.#framing(bit, value);
       }
     }
+    const date = (seen & DATE) !== 0;
+    const connection = (seen & CONNECTION) !== 0;
+    let length = (seen & LENGTH) !== 0;
+    const te = (seen & TE) !== 0;
     if (!date) head += `Date: ${httpDate()}\r\n`;
     const req = this.req;
     if (!this.#noBody && !length && !te) {

@@ -95,6 +95,27 @@ function headerObject(raw: string[]): Headers {
   return out;
 }
 
+/** The value of a field that appears once in llhttp's flat list (`lower`: its lower-case name); else undefined. */
+function onlyValue(raw: readonly string[], lower: string): string | undefined {
+  let found: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== lower.length || name.toLowerCase() !== lower) continue;
+    if (found !== undefined) return undefined;
+    found = raw[i + 1]!;
+  }
+  return found;
+}
+
+/**
+ * What the pool adds to undici's handler protocol: a handler may take a final answer's head as llhttp's flat
+ * `[name, value, …]` list (names as the upstream sent them) and return true; false (or no such method) gets
+ * `onResponseStart` with the usual header object. 1xx answers always take `onResponseStart`.
+ */
+export interface FlatHeadHandler {
+  onResponseStartFlat?(controller: Dispatcher.DispatchController, status: number, raw: string[]): boolean;
+}
+
 /** `Keep-Alive: timeout=N` of a response, in ms (undefined when absent or unreadable). */
 function keepAliveHint(value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string') return undefined;
@@ -435,16 +456,15 @@ class RawConnection {
       r.fail(err);
       return 1;
     }
-    const fields = headerObject(raw);
     if (status < 200) {
       r.informational = true;
-      r.handler.onResponseStart?.(r, status, fields, message);
+      r.handler.onResponseStart?.(r, status, headerObject(raw), message);
       return 0;
     }
     r.answered = true;
     this.keepAlive = keepAlive;
     if (keepAlive) {
-      const hint = keepAliveHint(fields['keep-alive']);
+      const hint = keepAliveHint(onlyValue(raw, 'keep-alive'));
       // A second less than the upstream's own timeout, so the gateway closes first (undici keeps the same margin).
       if (hint !== undefined) {
         const ms = Math.min(this.pool.options.keepAliveTimeoutMs, hint - 1000);
@@ -459,7 +479,10 @@ class RawConnection {
     this.#bodyMs = r.bodyTimeoutMs;
     if (r.bodyTimeoutMs > 0) this.#arm(BODY, r.bodyTimeoutMs);
     else this.#disarm();
-    r.handler.onResponseStart?.(r, status, fields, message);
+    const h = r.handler as Dispatcher.DispatchHandler & FlatHeadHandler;
+    // A handler that takes the flat list gets it, and no header object is built.
+    if (h.onResponseStartFlat === undefined || !h.onResponseStartFlat(r, status, raw))
+      h.onResponseStart?.(r, status, headerObject(raw), message);
     return r.method === 'HEAD' ? 1 : 0;
   }
 

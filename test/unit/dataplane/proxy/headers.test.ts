@@ -4,10 +4,12 @@
  * host rewrites), through an in-process pipeline on loopback against an echo endpoint.
  */
 import { request as httpRequest } from 'node:http';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { forwardedTrailers, requestHasBody } from '../../../../src/dataplane/proxy/h2-compat.ts';
 import {
   acceptableRequestId,
+  clientResponseFields,
   clientResponseHeaders,
   connectionTokens,
   type ForwardedFacts,
@@ -251,6 +253,102 @@ describe('clientResponseHeaders', () => {
     ).toEqual({
       'x-request-id': 'fixed',
     });
+  });
+});
+
+/** The object an upstream head becomes on the object path (raw pool, undici): lower-case names, repeats as arrays. */
+function headerObject(raw: string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const prior = out[name];
+    out[name] =
+      prior === undefined
+        ? raw[i + 1]!
+        : typeof prior === 'string'
+          ? [prior, raw[i + 1]!]
+          : [...prior, raw[i + 1]!];
+  }
+  return out;
+}
+
+/** Each name's values in order: what a client's parser makes of a head, whatever the order of the names. */
+function byName(flat: string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const list = out[flat[i]!] ?? [];
+    list.push(flat[i + 1]!);
+    out[flat[i]!] = list;
+  }
+  return out;
+}
+
+describe('clientResponseFields (the flat relay of a route without response edits)', () => {
+  it('leaves out hop-by-hop fields and those Connection names, lower-cases names, adds X-Request-Id', () => {
+    const raw = [
+      'Connection',
+      'close, X-Internal',
+      'Keep-Alive',
+      'timeout=5',
+      'Transfer-Encoding',
+      'chunked',
+      'X-Internal',
+      'secret',
+      'Content-Type',
+      'text/plain',
+      'Set-Cookie',
+      'a=1',
+      'Proxy-Connection',
+      'keep-alive',
+      'Set-Cookie',
+      'b=2',
+    ];
+    expect(clientResponseFields(raw, 'rid')).toEqual([
+      'content-type',
+      'text/plain',
+      'set-cookie',
+      'a=1',
+      'set-cookie',
+      'b=2',
+      'x-request-id',
+      'rid',
+    ]);
+    expect(clientResponseFields(['X-Request-Id', 'up'], 'rid')).toEqual(['x-request-id', 'up']);
+  });
+
+  it('gives the fields clientResponseHeaders gives, for any head (property)', () => {
+    const names = fc.constantFrom(
+      'Connection',
+      'connection',
+      'Keep-Alive',
+      'Transfer-Encoding',
+      'TE',
+      'Trailer',
+      'Upgrade',
+      'Proxy-Authenticate',
+      'Proxy-Connection',
+      'X-Request-Id',
+      'Set-Cookie',
+      'Content-Type',
+      'content-length',
+      'X-A',
+      'x-a',
+      'X-Internal',
+      'Date',
+      'Vary',
+    );
+    const values = fc.constantFrom('v', 'x-a', 'close', 'X-Internal, x-a', 'keep-alive, vary', 'a=1', '');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(names, values), { maxLength: 12 }), (pairs) => {
+        const raw = pairs.flat();
+        const flat = clientResponseFields(raw, 'rid');
+        const object = clientResponseHeaders(headerObject(raw), undefined, 'rid');
+        const expected: Record<string, string[]> = {};
+        for (const [n, v] of Object.entries(object)) expected[n] = Array.isArray(v) ? v : [v];
+        expect(byName(flat)).toEqual(expected);
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
