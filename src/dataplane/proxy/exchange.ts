@@ -815,10 +815,10 @@ export class Exchange implements BodySink {
     statusCode: number,
     raw: string[],
   ): boolean {
-    const res = this.#res as ServerResponse & Partial<Pick<RawResponse, 'writeHeadFlat'>>;
+    const res = this.#res as ServerResponse & Partial<Pick<RawResponse, 'writeHeadParsed'>>;
     const p = this.#policy;
     if (
-      res.writeHeadFlat === undefined ||
+      res.writeHeadParsed === undefined ||
       statusCode < 200 ||
       p.responseHeaders !== undefined ||
       p.cors !== undefined ||
@@ -827,7 +827,7 @@ export class Exchange implements BodySink {
       return false;
     if (!this.#answered(a, controller, statusCode)) return true;
     try {
-      res.writeHeadFlat(statusCode, clientResponseFields(raw, this.#requestId));
+      res.writeHeadParsed(statusCode, clientResponseFields(raw, this.#requestId));
     } catch {
       this.#unforwardable(controller);
     }

@@ -645,16 +645,13 @@ function requestHead(r: RawRequest): string {
   let head = `${r.method} ${r.path} HTTP/1.1\r\nconnection: keep-alive\r\n`;
   let length: string | undefined;
   const h = r.headers;
-  // Names and values put end to end are checked with one test each (a bad character in one is one in the whole);
-  // only when that fails are they checked one by one, for the error to name the field.
-  let names = '';
-  let values = '';
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!;
     const value = h[i + 1]!;
-    if (name.length === 0) throw invalid('invalid header name ""');
-    names += name;
-    values += value;
+    // One test per field on strings that are usually flat already: putting them end to end to test once costs
+    // more (V8 flattens the concatenation in its runtime before a regular expression can read it).
+    if (!TOKEN.test(name)) throw invalid(`invalid header name ${JSON.stringify(name)}`);
+    if (BAD_VALUE.test(value)) throw invalid(`invalid value of header ${name}`);
     if (name.length === 14 && name.toLowerCase() === 'content-length') {
       if (length !== undefined || !/^\d+$/.test(value)) throw invalid('invalid content-length');
       length = value;
@@ -662,12 +659,6 @@ function requestHead(r: RawRequest): string {
     } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding')
       throw invalid('transfer-encoding is the pool’s to set');
     head += `${name}: ${value}\r\n`;
-  }
-  if (!TOKEN.test(names) || BAD_VALUE.test(values)) {
-    for (let i = 0; i < h.length; i += 2) {
-      if (!TOKEN.test(h[i]!)) throw invalid(`invalid header name ${JSON.stringify(h[i])}`);
-      if (BAD_VALUE.test(h[i + 1]!)) throw invalid(`invalid value of header ${h[i]}`);
-    }
   }
   const body = r.body;
   if (body === null || body === undefined) {

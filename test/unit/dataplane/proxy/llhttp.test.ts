@@ -105,6 +105,33 @@ describe('Node’s HTTP parser as the raw data path uses it', () => {
     }
   });
 
+  it('refuses a field name that is not a token and a control character in a value; passes obs-text', () => {
+    // The relay of an upstream head (RawResponse.writeHeadParsed) writes the parsed fields unchecked because of this.
+    for (const field of [
+      'X-A: a\x01b',
+      'X-A: a\x00b',
+      'X-A: a\x7fb',
+      'X-A: a\x1bb',
+      'X A: b',
+      'X\x80: v',
+      'X(: v',
+      'X-A: a\rb',
+    ]) {
+      const { p } = recorder();
+      const r = p.execute(Buffer.from(`HTTP/1.1 200 OK\r\n${field}\r\nContent-Length: 0\r\n\r\n`, 'latin1'));
+      expect(isParseError(r), JSON.stringify(field)).toBe(true);
+    }
+    const { p, events } = recorder();
+    const r = p.execute(
+      Buffer.from('HTTP/1.1 200 OK\r\nX-A: caf\xe9\tx\r\nContent-Length: 0\r\n\r\n', 'latin1'),
+    );
+    expect(isParseError(r)).toBe(false);
+    expect((events.find((e) => e.kind === 'head')!.args[2] as string[]).slice(0, 2)).toEqual([
+      'X-A',
+      'caf\xe9\tx',
+    ]);
+  });
+
   it('refuses a head beyond the size given to initialize', () => {
     const { p } = recorder();
     const r = p.execute(Buffer.from(`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`));
