@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { GatewayErrorCode } from '../../lib/errors.ts';
 import type { ClusterData, EndpointData, EntryData } from '../../table/types.ts';
 import type { AccessLog } from './access-log.ts';

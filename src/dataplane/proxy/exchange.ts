@@ -16,8 +16,10 @@
  * closure per request. Timers are only armed when a timeout is configured (the send timer only when a response
  * actually stalls; the body timer only for streamed bodies).
  */
+import { Buffer } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants as h2 } from 'node:http2';
+import { nextTick } from 'node:process';
 import type { Dispatcher } from 'undici';
 import { errorBody, type GatewayErrorCode, GatewayErrors } from '../../lib/errors.ts';
 import { isGrpcResponse, respondGrpcError } from '../../lib/grpc-status.ts';
@@ -576,7 +578,7 @@ export class Exchange implements BodySink {
   slotGranted(): void {
     this.#holdsSlot = true;
     // Not from inside the releasing request's undici callback: the next turn.
-    process.nextTick(onSlotGranted, this);
+    nextTick(onSlotGranted, this);
   }
 
   #first(): void {
@@ -722,7 +724,7 @@ export class Exchange implements BodySink {
 
   #scheduleRetry(): void {
     if (this.#policy.backoffMs > 0) setTimeout(onRetry, this.#policy.backoffMs, this);
-    else process.nextTick(onRetry, this);
+    else nextTick(onRetry, this);
   }
 
   retryNow(): void {

@@ -14,9 +14,11 @@
  * No body for HEAD, 1xx, 204 and 304. Header names and values are checked as node:http checks them (a bad one
  * throws, and the request guard answers 500). A small head and body leave in one buffer, one `write`.
  */
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { nextTick } from 'node:process';
 import { Readable } from 'node:stream';
 
 /** What a response tells the connection that carries it. */
@@ -142,15 +144,19 @@ function framingField(name: string): number {
   }
 }
 
-let dateCache = '';
-let dateSecond = -1;
-/** The `Date` field value, formatted at most once a second. */
+let dateCache: string | undefined;
+function clearDate(): void {
+  dateCache = undefined;
+}
+/**
+ * The `Date` field value: formatted once and kept until the next second begins (node:http's way), so a response
+ * reads no clock — a clock read is ~45 ns here (the VM's clock source).
+ */
 function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateCache = new Date(second * 1000).toUTCString();
+  if (dateCache === undefined) {
+    const now = new Date();
+    dateCache = now.toUTCString();
+    setTimeout(clearDate, 1000 - now.getMilliseconds()).unref();
   }
   return dateCache;
 }
@@ -379,7 +385,7 @@ export class RawResponse extends EventEmitter {
     if (this.#chunked && last)
       tail = this.#trailers === undefined ? '0\r\n\r\n' : `0\r\n${this.#trailers}\r\n`;
     if (socket.destroyed || !socket.writable) {
-      if (cb) process.nextTick(cb);
+      if (cb) nextTick(cb);
       return false;
     }
     if (size === 0 && tail === undefined) {
@@ -441,7 +447,7 @@ export class RawResponse extends EventEmitter {
     };
     if (!this.#headWritten || (chunk !== undefined && byteLength(chunk) > 0) || this.#chunked)
       this.#send(chunk, true, onFlushed);
-    else if (this.socket.writableLength === 0) process.nextTick(onFlushed);
+    else if (this.socket.writableLength === 0) nextTick(onFlushed);
     else this.socket.write(EMPTY, onFlushed);
     return this;
   }

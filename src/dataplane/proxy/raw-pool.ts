@@ -19,8 +19,10 @@
  * - Timeouts per request: response headers (from the request being written), body idle (between two reads,
  *   stopped while the caller has paused), connect (per connection).
  */
+import { Buffer } from 'node:buffer';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import {

@@ -25,6 +25,7 @@
  *   after the head (`connect` / `upgrade` events, as node:http emits them); any other upgrade is served as a plain
  *   request and the bytes after it are never parsed.
  */
+import { Buffer } from 'node:buffer';
 import { Server, type Socket } from 'node:net';
 import {
   isParseError,
