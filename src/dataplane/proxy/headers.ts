@@ -35,6 +35,21 @@ export function connectionTokens(values: string | string[] | undefined): Set<str
   return out;
 }
 
+/** The names every Connection field of a flat `[name, value, …]` list lists (connectionTokens of each). */
+function connectionNamed(raw: readonly string[]): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      const t = connectionTokens(raw[i + 1]);
+      if (t) {
+        named ??= new Set();
+        for (const x of t) named.add(x);
+      }
+    }
+  }
+  return named;
+}
+
 export interface ForwardedFacts {
   /** Host header value the upstream should see. */
   host: string;
@@ -54,16 +69,7 @@ export function upstreamRequestHeaders(
   facts: ForwardedFacts,
   edits: HeaderEdits | undefined,
 ): string[] {
-  let named: Set<string> | undefined;
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toLowerCase() === 'connection') {
-      const t = connectionTokens(rawHeaders[i + 1]);
-      if (t) {
-        named ??= new Set();
-        for (const x of t) named.add(x);
-      }
-    }
-  }
+  const named = connectionNamed(rawHeaders);
   const out: string[] = [];
   let cookies = 0;
   let cookie = '';
@@ -134,16 +140,7 @@ export function clientResponseHeaders(
  * the upstream sent none) as a flat `[name, value, …]` list in the upstream's order, with no object in between.
  */
 export function clientResponseFields(raw: readonly string[], requestId: string): string[] {
-  let named: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
-      const t = connectionTokens(raw[i + 1]);
-      if (t) {
-        named ??= new Set();
-        for (const x of t) named.add(x);
-      }
-    }
-  }
+  const named = connectionNamed(raw);
   const out: string[] = [];
   let hasId = false;
   for (let i = 0; i < raw.length; i += 2) {
