@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One worker under load, from one checkout: requests/s and CPU µs per request (HTTP/1.1 also prints the
-# young-generation figures of its scavenges). How the in-flight list fix and the admission change were measured
-# (docs/benchmarks.md):
+# One worker under load, from one checkout: requests/s and CPU µs per request (HTTP/1.1 also prints the worker's
+# user and system time per request apart, and the young-generation figures of its scavenges). How the in-flight
+# list fix and the admission change were measured (docs/benchmarks.md):
 #
 #   mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before && ln -s "$PWD/node_modules" /tmp/before/
 #   for i in 1 2 3; do bench/ab-worker.sh /tmp/before; bench/ab-worker.sh .; done          # HTTP/1.1, wrk
@@ -69,12 +69,16 @@ EG=$!
 unset NODE_OPTIONS
 for _ in $(seq 150); do curl -sf "127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.2; done
 cpu() { for p in $EG $(pgrep -P $EG); do awk '{s+=$14+$15} END {printf "%d ", s}' "/proc/$p/stat"; done | awk '{for(i=1;i<=NF;i++) t+=$i; print t}'; }
+# The worker's user and system ticks (fields 14 and 15 of /proc/PID/stat), apart.
+split() { awk '{print $14, $15}' "/proc/$(pgrep -P $EG | head -1)/stat"; }
 if [[ $PROTO == h1 ]]; then
   URL=http://127.0.0.1:$LISTEN/shop/orders/v2/${BODY:-small}
   taskset -c 0 wrk -t1 -c50 -d3s -H 'Host: shop.example.com' "$URL" >/dev/null
   [[ -n ${PROFILE:-} ]] && kill -USR2 $EG $(pgrep -P $EG)
   before=$(cpu)
+  read -r u0 s0 < <(split)
   out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
+  read -r u1 s1 < <(split)
   after=$(cpu)
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   if [[ -n ${PROFILE:-} ]]; then
@@ -83,6 +87,8 @@ if [[ $PROTO == h1 ]]; then
     for _ in $(seq 50); do (($(find "$PROFILE" -name '*.cpuprofile' -newer "$PROFILE/requests" | wc -l) >= 2)) && break; sleep 0.2; done
   fi
   echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request (primary + worker)"
+  awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$requests" \
+    'BEGIN {printf "worker: %.1f µs user + %.1f µs system per request\n", u * 10000 / n, s * 10000 / n}'
   grep 'gc=s' "$WORK/eg.log" | tail -6 | grep -oE " (pause|promoted)=[0-9.]+" |
     awk -F= '{s[$1]+=$2; n[$1]++} END {printf "last scavenges: pause %.1f ms, promoted %.2f MB\n", s[" pause"]/n[" pause"], s[" promoted"]/n[" promoted"]/1e6}'
 else

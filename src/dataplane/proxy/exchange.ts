@@ -806,7 +806,7 @@ export class Exchange implements BodySink {
   }
 
   /**
-   * The raw pool's flat head (raw-pool.ts, FlatHeadHandler): the common answer — a final status, a route without
+   * The raw pool's flat head of a final answer (raw-pool.ts, FlatHeadHandler): the common one — a route without
    * response header edits, CORS or compression, a client on the raw HTTP/1.1 server — goes to the client's head
    * with no header object in between (headers.ts's clientResponseFields: the same fields clientResponseHeaders
    * gives). False: the pool builds the object and calls responseStart.
@@ -821,7 +821,6 @@ export class Exchange implements BodySink {
     const p = this.#policy;
     if (
       res.writeHeadParsed === undefined ||
-      statusCode < 200 ||
       p.responseHeaders !== undefined ||
       p.cors !== undefined ||
       p.compression !== undefined

@@ -35,6 +35,20 @@ export function connectionTokens(values: string | string[] | undefined): Set<str
   return out;
 }
 
+/** llhttp's flat `[name, value, …]` list → undici's object form: lower-case names, a repeated field as an array. */
+export function headerObject(raw: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    const prior = out[name];
+    if (prior === undefined) out[name] = value;
+    else if (typeof prior === 'string') out[name] = [prior, value];
+    else prior.push(value);
+  }
+  return out;
+}
+
 /** The names every Connection field of a flat `[name, value, …]` list lists (connectionTokens of each). */
 function connectionNamed(raw: readonly string[]): Set<string> | undefined {
   let named: Set<string> | undefined;

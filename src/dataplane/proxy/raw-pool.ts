@@ -25,6 +25,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { headerObject } from './headers.ts';
 import {
   isParseError,
   kOnBody,
@@ -83,20 +84,6 @@ function invalid(message: string): RawPoolError {
   return new RawPoolError('ERR_INVALID_CHAR', message);
 }
 
-/** llhttp's flat header list → undici's object form: lower-case names, a repeated field as an array. */
-function headerObject(raw: string[]): Headers {
-  const out: Headers = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!;
-    const prior = out[name];
-    if (prior === undefined) out[name] = value;
-    else if (typeof prior === 'string') out[name] = [prior, value];
-    else prior.push(value);
-  }
-  return out;
-}
-
 /** The value of a field that appears once in llhttp's flat list (`lower`: its lower-case name); else undefined. */
 function onlyValue(raw: readonly string[], lower: string): string | undefined {
   let found: string | undefined;
@@ -110,17 +97,17 @@ function onlyValue(raw: readonly string[], lower: string): string | undefined {
 }
 
 /**
- * What the pool adds to undici's handler protocol: a handler may take a final answer's head as llhttp's flat
- * `[name, value, …]` list (names as the upstream sent them) and return true; false (or no such method) gets
- * `onResponseStart` with the usual header object. 1xx answers always take `onResponseStart`.
+ * What the pool adds to undici's handler protocol: a handler may take a final answer's head (status 200 or more)
+ * as llhttp's flat `[name, value, …]` list (names as the upstream sent them) and return true; false (or no such
+ * method) gets `onResponseStart` with the usual header object. Answers below 200 always take `onResponseStart`.
  */
 export interface FlatHeadHandler {
   onResponseStartFlat?(controller: Dispatcher.DispatchController, status: number, raw: string[]): boolean;
 }
 
 /** `Keep-Alive: timeout=N` of a response, in ms (undefined when absent or unreadable). */
-function keepAliveHint(value: string | string[] | undefined): number | undefined {
-  if (typeof value !== 'string') return undefined;
+function keepAliveHint(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
   const m = /(?:^|[,;\s])timeout=(\d+)/i.exec(value);
   return m ? Number(m[1]) * 1000 : undefined;
 }
@@ -236,8 +223,6 @@ class RawConnection {
   /** When the pending timer fires (performance.now() time). */
   #timerAt = 0;
   #deadline = 0;
-  /** The body-idle timeout of the request being answered (a body chunk moves the deadline by it). */
-  #bodyMs = 0;
   #timerKind: TimerKind = NONE;
   /** Checked lazily: the idle timer is armed once and looks at `#idleSince` when it fires. */
   #idleTimer: NodeJS.Timeout | undefined;
@@ -478,7 +463,6 @@ class RawConnection {
         this.idleMs = ms;
       }
     }
-    this.#bodyMs = r.bodyTimeoutMs;
     if (r.bodyTimeoutMs > 0) this.#arm(BODY, r.bodyTimeoutMs);
     else this.#disarm();
     const h = r.handler as Dispatcher.DispatchHandler & FlatHeadHandler;
@@ -491,7 +475,7 @@ class RawConnection {
   #onBody(chunk: Buffer): void {
     const r = this.req;
     if (r === null || r.done) return;
-    if (this.#timerKind === BODY) this.#deadline = performance.now() + this.#bodyMs;
+    if (this.#timerKind === BODY) this.#deadline = performance.now() + r.bodyTimeoutMs;
     r.handler.onResponseData?.(r, chunk);
   }
 

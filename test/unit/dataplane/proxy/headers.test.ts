@@ -14,6 +14,7 @@ import {
   connectionTokens,
   type ForwardedFacts,
   HOP_BY_HOP,
+  headerObject,
   upstreamRequestHeaders,
 } from '../../../../src/dataplane/proxy/headers.ts';
 import type { ProxySettings } from '../../../../src/dataplane/proxy/proxy.ts';
@@ -256,22 +257,6 @@ describe('clientResponseHeaders', () => {
   });
 });
 
-/** The object an upstream head becomes on the object path (raw pool, undici): lower-case names, repeats as arrays. */
-function headerObject(raw: string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const prior = out[name];
-    out[name] =
-      prior === undefined
-        ? raw[i + 1]!
-        : typeof prior === 'string'
-          ? [prior, raw[i + 1]!]
-          : [...prior, raw[i + 1]!];
-  }
-  return out;
-}
-
 /** Each name's values in order: what a client's parser makes of a head, whatever the order of the names. */
 function byName(flat: string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
@@ -342,6 +327,7 @@ describe('clientResponseFields (the flat relay of a route without response edits
       fc.property(fc.array(fc.tuple(names, values), { maxLength: 12 }), (pairs) => {
         const raw = pairs.flat();
         const flat = clientResponseFields(raw, 'rid');
+        // The object path as the pool runs it: headerObject, then clientResponseHeaders.
         const object = clientResponseHeaders(headerObject(raw), undefined, 'rid');
         const expected: Record<string, string[]> = {};
         for (const [n, v] of Object.entries(object)) expected[n] = Array.isArray(v) ? v : [v];

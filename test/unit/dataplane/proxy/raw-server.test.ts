@@ -213,6 +213,10 @@ async function withRawServer(
 
 const H = 'Host: t.test\r\n';
 const LAST = `GET /last HTTP/1.1\r\n${H}Connection: close\r\n\r\n`;
+/** One request for each of the handler's `/fields/…` cases, in order (valid first, then the ones that throw). */
+const FIELDS_WIRE = ['lower', 'upper', 'list', 'crlf', 'nul', 'name', 'upper-crlf']
+  .map((f) => `GET /fields/${f} HTTP/1.1\r\n${H}\r\n`)
+  .join('');
 
 /**
  * Wire cases: bytes, and which answers are to HEAD requests. `better`: where node:http's listener goes wrong and the
@@ -251,9 +255,7 @@ const CASES: Record<string, { wire: string; heads?: number[]; better?: number[] 
   },
   'the handler throws (500)': { wire: `GET /throw HTTP/1.1\r\n${H}\r\n${LAST}` },
   'writeHead fields: lower-case, upper-case, a list; CR/LF, NUL or a bad name throw (500)': {
-    wire: ['lower', 'upper', 'list', 'crlf', 'nul', 'name', 'upper-crlf']
-      .map((f) => `GET /fields/${f} HTTP/1.1\r\n${H}\r\n`)
-      .join(''),
+    wire: FIELDS_WIRE,
   },
   'streamed answer (chunked)': { wire: `GET /stream HTTP/1.1\r\n${H}\r\n${LAST}` },
   'streamed answer to HTTP/1.0 (close-delimited)': { wire: `GET /stream HTTP/1.0\r\n${H}\r\n` },
@@ -390,10 +392,7 @@ describe('the raw server on its own', () => {
   });
 
   it('writes writeHead fields as given and refuses bad ones with a 500, never on the wire', async () => {
-    const wire = ['lower', 'upper', 'list', 'crlf', 'nul', 'name', 'upper-crlf']
-      .map((f) => `GET /fields/${f} HTTP/1.1\r\n${H}\r\n`)
-      .join('');
-    const t = await talk(port(), [Buffer.from(`${wire}${LAST}`)]);
+    const t = await talk(port(), [Buffer.from(`${FIELDS_WIRE}${LAST}`)]);
     expect(t.answers.map((a) => a.status)).toEqual([200, 200, 200, 500, 500, 500, 500, 200]);
     expect(t.answers[0]!.fields['x-n']).toBe('7');
     expect(t.raw).toContain('\r\nX-Upper: v\r\n');
