@@ -9,9 +9,8 @@ import { dirname, join } from 'node:path';
 import { consulServiceCrdYaml } from '../../src/api/consul-service-crd.ts';
 import { gatewayRouteCrdYaml } from '../../src/api/crd.ts';
 import { binDir, VERSIONS_FILE } from './bins.ts';
-import type { KubeClient } from './kube.ts';
+import { type KubeClient, waitCrdsEstablished } from './kube.ts';
 import { runCommand } from './proc.ts';
-import { waitFor } from './wait.ts';
 
 export function gatewayApiVersion(): string {
   const m = /^GATEWAY_API_VERSION=(\S+)/m.exec(readFileSync(VERSIONS_FILE, 'utf8'));
@@ -43,25 +42,14 @@ export async function installGatewayApiCrds(kube: KubeClient): Promise<void> {
   await kube.kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], {
     input: `${gatewayRouteCrdYaml()}\n---\n${consulServiceCrdYaml()}`,
   });
-  // Polled rather than `kubectl wait`, which fails on a CRD whose status is still empty.
-  for (const crd of [
+  await waitCrdsEstablished(kube, [
     'gatewayclasses.gateway.networking.k8s.io',
     'gateways.gateway.networking.k8s.io',
     'httproutes.gateway.networking.k8s.io',
     'referencegrants.gateway.networking.k8s.io',
     'gatewayroutes.edgegate.io',
     'consulservices.edgegate.io',
-  ])
-    await waitFor(
-      async () => {
-        const r = await kube.kubectl(
-          ['get', 'crd', crd, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}'],
-          { allowFailure: true },
-        );
-        return r.stdout.trim() === 'True';
-      },
-      { timeoutMs: 60_000, message: `CRD ${crd} Established` },
-    );
+  ]);
 }
 
 /** The image names the conformance suite's manifests (conformance/base/manifests.yaml) give its echo backend. */

@@ -32,6 +32,7 @@ export {
   kubeClient,
   type StartKubeOptions,
   startKube,
+  waitCrdsEstablished,
 } from './kube.ts';
 export { consulLogs, kubeLogs, type LogSource, printLogsOnFailure } from './logs.ts';
 export {

@@ -166,6 +166,24 @@ export function kubeClient(info: KubeInfo): KubeClient {
   };
 }
 
+/**
+ * Waits until every CRD named is Established. Polled rather than `kubectl wait --for=condition=Established`, which
+ * exits at once (".status.conditions accessor error") when a CRD just applied has no conditions yet.
+ */
+export async function waitCrdsEstablished(kube: KubeClient, crds: readonly string[], timeoutMs = 60_000) {
+  for (const crd of crds)
+    await waitFor(
+      async () => {
+        const r = await kube.kubectl(
+          ['get', 'crd', crd, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}'],
+          { allowFailure: true },
+        );
+        return r.stdout.trim() === 'True';
+      },
+      { timeoutMs, message: `CRD ${crd} Established` },
+    );
+}
+
 /** An admin kubeconfig (context "edgegate-test", namespace "default") for an API server at `url`. */
 export function kubeconfigYaml(url: string, caPem: string, token: string): string {
   const ca = Buffer.from(caPem).toString('base64');

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { REPO_ROOT } from '../../support/bins.ts';
+import { waitCrdsEstablished } from '../../support/kube.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { freePorts } from '../../support/ports.ts';
 import { type ManagedProcess, startProcess } from '../../support/proc.ts';
@@ -87,12 +88,7 @@ describe.each([
     for (const n of [ns, apps]) await kube.kubectl(['create', 'namespace', n]);
     for (const f of ['gatewayroutes.edgegate.io.yaml'])
       await kube.kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(CHART_DIR, 'crds', f)]);
-    await kube.kubectl([
-      'wait',
-      '--for=condition=Established',
-      '--timeout=60s',
-      'crd/gatewayroutes.edgegate.io',
-    ]);
+    await waitCrdsEstablished(kube, ['gatewayroutes.edgegate.io']);
 
     const { objects } = await render(release, ns, {
       consul: { enabled: false },

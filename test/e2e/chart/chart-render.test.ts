@@ -7,6 +7,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { helm } from '../../support/helm.ts';
+import { waitCrdsEstablished } from '../../support/kube.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { sharedKube } from '../../support/shared.ts';
 import {
@@ -62,14 +63,11 @@ beforeAll(async () => {
       input: monitoring.yaml,
     });
   }
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/gatewayroutes.edgegate.io',
+  await waitCrdsEstablished(kube, [
+    'gatewayroutes.edgegate.io',
     ...(monitorSkipReason
       ? []
-      : ['crd/servicemonitors.monitoring.coreos.com', 'crd/podmonitors.monitoring.coreos.com']),
+      : ['servicemonitors.monitoring.coreos.com', 'podmonitors.monitoring.coreos.com']),
   ]);
 }, 300_000);
 

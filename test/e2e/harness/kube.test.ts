@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { pinnedVersions, REPO_ROOT } from '../../support/bins.ts';
+import { waitCrdsEstablished } from '../../support/kube.ts';
 import { kubeLogs, printLogsOnFailure } from '../../support/logs.ts';
 import { sharedKube } from '../../support/shared.ts';
 
@@ -20,12 +21,7 @@ function widget(name: string, spec: Record<string, unknown>): string {
 
 async function applyCrd(): Promise<void> {
   await kube.kubectl(['apply', '-f', '-'], { input: crd });
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/widgets.harness.edgegate.test',
-  ]);
+  await waitCrdsEstablished(kube, ['widgets.harness.edgegate.test']);
 }
 
 describe('kube-apiserver + etcd (shared)', () => {

@@ -9,7 +9,7 @@ import type { Condition } from '../../../src/api/gateway-route-status.ts';
 import type { KubeOptions } from '../../../src/control/start-kube.ts';
 import { createLogger } from '../../../src/lib/log.ts';
 import { type RunningGateway, runGateway } from '../../../src/run.ts';
-import type { KubeClient } from '../../support/kube.ts';
+import { type KubeClient, waitCrdsEstablished } from '../../support/kube.ts';
 import { makeTempDir } from '../../support/tmp.ts';
 import { waitFor } from '../../support/wait.ts';
 
@@ -44,12 +44,7 @@ export async function installCrd(kube: KubeClient): Promise<void> {
   await kube.kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], {
     input: gatewayRouteCrdYaml(),
   });
-  await kube.kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/gatewayroutes.edgegate.io',
-  ]);
+  await waitCrdsEstablished(kube, ['gatewayroutes.edgegate.io']);
 }
 
 export async function ensureNamespace(kube: KubeClient, ns: string): Promise<void> {
