@@ -14,6 +14,9 @@
 #   listener with a self-signed certificate (load shedding off, as in the tests: on a busy machine it would answer
 #   some requests 503 and skew the A/B).
 # BODY=16k (h1): the 16 KiB answer instead of the small one (as `npm run bench`'s large body).
+# RATE=N (h1): latency at a fixed N requests/s instead of throughput — bench/pace (built by `npm run bench`,
+#   coordinated-omission corrected, 50 connections as `npm run bench`) for DUR seconds; prints its percentiles and
+#   the worker's GC pauses during the run (count, total, longest, by kind).
 # EXTRA_ARGS: more `run` flags (bench/ab-tracing.sh passes the tracing ones).
 # NODE_FLAGS (h1): more Node flags for the gateway's processes, e.g. `--perf-basic-prof-only-functions` so that
 #   `perf record -p WORKER_PID` names JavaScript functions (docs/benchmarks.md, "Issue 17, step 3").
@@ -74,6 +77,18 @@ split() { awk '{print $14, $15}' "/proc/$(pgrep -P $EG | head -1)/stat"; }
 if [[ $PROTO == h1 ]]; then
   URL=http://127.0.0.1:$LISTEN/shop/orders/v2/${BODY:-small}
   taskset -c 0 wrk -t1 -c50 -d3s -H 'Host: shop.example.com' "$URL" >/dev/null
+  if [[ -n ${RATE:-} ]]; then
+    PACE=$(ls -t "$HOME"/.cache/edgegate/bin/edgegate-pace-* 2>/dev/null | head -1)
+    [[ -x $PACE ]] || { echo "bench/pace is not built: run npm run bench once" >&2; exit 2; }
+    mark=$(wc -l < "$WORK/eg.log")
+    taskset -c 0 "$PACE" -url "$URL" -host shop.example.com -rate "$RATE" -duration "${DUR}s" -warmup 2s \
+      -connections 50 | "$NODE" -e "let s='';process.stdin.on('data',(d)=>s+=d).on('end',()=>{const r=JSON.parse(s);
+        const l=r.latencyUs;console.log('$REPO @ '+r.rate+'/s (achieved '+Math.round(r.achievedRate)+', '+r.errors+
+        ' errors): p50 '+l.p50+' µs, p90 '+l.p90+', p99 '+l.p99+', p99.9 '+l.p999+', max '+l.max)})"
+    # The worker's --trace-gc-nvp records logged during the paced run: GC pauses by kind.
+    tail -n +"$((mark + 1))" "$WORK/eg.log" | "$NODE" "$HERE/bench/lib/gc-summary.mjs" pauses
+    exit 0
+  fi
   [[ -n ${PROFILE:-} ]] && kill -USR2 $EG $(pgrep -P $EG)
   before=$(cpu)
   read -r u0 s0 < <(split)
@@ -89,8 +104,7 @@ if [[ $PROTO == h1 ]]; then
   echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request (primary + worker)"
   awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$requests" \
     'BEGIN {printf "worker: %.1f µs user + %.1f µs system per request\n", u * 10000 / n, s * 10000 / n}'
-  grep 'gc=s' "$WORK/eg.log" | tail -6 | grep -oE " (pause|promoted)=[0-9.]+" |
-    awk -F= '{s[$1]+=$2; n[$1]++} END {printf "last scavenges: pause %.1f ms, promoted %.2f MB\n", s[" pause"]/n[" pause"], s[" promoted"]/n[" promoted"]/1e6}'
+  "$NODE" "$HERE/bench/lib/gc-summary.mjs" scavenges 6 < "$WORK/eg.log"
 else
   URL=https://shop.example.com:$TLS/shop/orders/v2/small
   H2=(h2load -c10 -m10 "--connect-to=127.0.0.1:$TLS")

@@ -94,6 +94,9 @@ interface Result {
   error?: string;
 }
 
+/** Where the 100 MB test is, for its failure report: a stall shows which transfer and how far it got. */
+const progress = { phase: 'start', received: 0, sent: 0 };
+
 function send(
   path: string,
   opts: { method?: string; headers?: Record<string, string>; body?: Readable; keepBody?: boolean } = {},
@@ -112,6 +115,7 @@ function send(
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => {
         bytes += c.length;
+        progress.received = bytes;
         if (opts.keepBody !== false) chunks.push(c);
       });
       const done = (error?: string) =>
@@ -139,19 +143,33 @@ function zeroStream(total: number): Readable {
       if (left <= 0) return void this.push(null);
       const n = Math.min(left, chunk.length);
       left -= n;
+      progress.sent = total - left;
       this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
     },
   });
 }
 
 describe('streaming through edgegate', () => {
-  it('streams 100 MB downloads and uploads with bounded memory', async () => {
+  it('streams 100 MB downloads and uploads with bounded memory', async ({ onTestFailed }) => {
+    // It once ran into its timeout in a full run (docs/testing.md) and never alone: say where, with the gateway's log.
+    onTestFailed(() => {
+      const log = gw.output().split('\n').slice(-80).join('\n');
+      console.error(
+        `100 MB test stopped in ${progress.phase}: ${progress.received} bytes received, ${progress.sent} sent\n` +
+          `--- last 80 lines of the gateway's output ---\n${log}`,
+      );
+    });
     const download = async () => {
+      progress.phase = 'download';
+      progress.received = 0;
       const r = await send(`/dc1/echo/big?size=${100 * MB}`, { keepBody: false });
       expect(r.status).toBe(200);
       expect(r.bytes).toBe(100 * MB);
     };
     const upload = async () => {
+      progress.phase = 'upload';
+      progress.received = 0;
+      progress.sent = 0;
       const r = await send('/dc1/echo/upload', {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
