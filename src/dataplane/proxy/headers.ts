@@ -5,16 +5,19 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import {
-  GATEWAY_REQUEST_HEADERS,
   HOP_BY_HOP_HEADERS,
+  isGatewayRequestHeader,
+  isHopByHop,
   reservedRequestHeader,
   reservedResponseHeader,
 } from '../../api/reserved-headers.ts';
 import type { HeaderEdits } from '../../table/types.ts';
 
-/** Hop-by-hop headers, and those the gateway sets itself (src/api/reserved-headers.ts: routes may edit neither). */
+/**
+ * Hop-by-hop headers (src/api/reserved-headers.ts: routes may edit neither them nor those the gateway sets itself).
+ * Per field, the data path asks isHopByHop / isGatewayRequestHeader rather than the sets (no string-table lookup).
+ */
 export const HOP_BY_HOP = HOP_BY_HOP_HEADERS;
-const GATEWAY_OWNED = GATEWAY_REQUEST_HEADERS;
 
 /** Prefix of the headers the gateway sets upstream itself (`x-edgegate-attempt`); stripped from clients. */
 export const GATEWAY_PREFIX = 'x-edgegate-';
@@ -92,7 +95,7 @@ export function upstreamRequestHeaders(
     // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers to forward.
     if (name.charCodeAt(0) === 58) continue;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || GATEWAY_OWNED.has(lower)) continue;
+    if (isHopByHop(lower) || isGatewayRequestHeader(lower)) continue;
     // `x-edgegate-*` are the gateway's own (x-edgegate-attempt on retries): never a client's copy.
     if (lower.startsWith(GATEWAY_PREFIX)) continue;
     if (named?.has(lower)) continue;
@@ -131,7 +134,7 @@ export function clientResponseHeaders(
   const named = connectionTokens(headers.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (isHopByHop(name) || named?.has(name)) continue;
     const v = headers[name];
     if (v !== undefined) out[name] = v;
   }
@@ -159,7 +162,7 @@ export function clientResponseFields(raw: readonly string[], requestId: string):
   let hasId = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (isHopByHop(name) || named?.has(name)) continue;
     if (name.length === 12 && name === 'x-request-id') hasId = true;
     out.push(name, raw[i + 1]!);
   }

@@ -70,6 +70,16 @@ export function requestHeaders(raw: readonly string[]): Record<string, string | 
   return out;
 }
 
+/**
+ * Whether a request with these `headers` (requestHeaders' object) has no body: neither Transfer-Encoding nor a
+ * Content-Length above 0 (RFC 9112 §6.3). llhttp in strict mode frames requests the same way — it refuses a second
+ * or non-numeric Content-Length and both fields together — which llhttp.test.ts pins with generated heads.
+ */
+export function bodilessRequest(headers: Record<string, string | string[]>): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
 export class RawRequest extends Readable {
   readonly carrier: ResponseCarrier;
   readonly socket: Socket;

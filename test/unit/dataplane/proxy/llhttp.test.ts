@@ -5,6 +5,7 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   isParseError,
@@ -20,6 +21,7 @@ import {
   RESPONSE,
   STRICT,
 } from '../../../../src/dataplane/proxy/llhttp.ts';
+import { bodilessRequest, requestHeaders } from '../../../../src/dataplane/proxy/raw-messages.ts';
 
 interface Event {
   kind: string;
@@ -216,6 +218,67 @@ describe('Node’s HTTP parser as the raw data path uses it', () => {
       const all = [...pieces, ...((head.args[2] as string[] | undefined) ?? [])];
       expect(all.length).toBe(82);
       expect(all.slice(0, 4)).toEqual(['Host', 'x', 'X-F0', '0']);
+    });
+
+    it('skips a message-complete slot that holds no function and goes on to the next request', () => {
+      const p = newParser();
+      p.initialize(REQUEST, {}, 16 * 1024, STRICT);
+      const urls: string[] = [];
+      p[kOnHeadersComplete] = (...args: unknown[]) => {
+        urls.push(args[4] as string);
+        return 0;
+      };
+      p[kOnMessageComplete] = null;
+      const wire = 'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\n';
+      expect(p.execute(Buffer.from(wire))).toBe(wire.length);
+      expect(urls).toEqual(['/1', '/2']);
+    });
+
+    it('completes every request bodilessRequest calls bodiless with its head (generated framing fields)', () => {
+      const lengths = fc.constantFrom('0', '00', '1', '5', '0005', ' 3', '3 ', '-1', '+1', '1e2', '0x1', '');
+      const field = fc.oneof(
+        fc.tuple(fc.constantFrom('Content-Length', 'content-length', 'CONTENT-LENGTH'), lengths),
+        fc.tuple(
+          fc.constantFrom('Transfer-Encoding', 'transfer-encoding'),
+          fc.constantFrom('chunked', 'gzip, chunked', 'identity', 'gzip'),
+        ),
+        fc.tuple(fc.constantFrom('X-A', 'Accept'), fc.constantFrom('1', '*/*')),
+      );
+      const seen = { bodiless: 0, body: 0 };
+      fc.assert(
+        fc.property(
+          fc.array(field, { maxLength: 3 }),
+          fc.constantFrom('GET', 'POST', 'HEAD', 'OPTIONS'),
+          (fields, method) => {
+            const p = newParser();
+            p.initialize(REQUEST, {}, 16 * 1024, STRICT);
+            let raw: string[] = [];
+            let body = 0;
+            let complete = 0;
+            p[kOnHeadersComplete] = (...args: unknown[]) => {
+              raw = args[2] as string[];
+              return 0;
+            };
+            p[kOnBody] = (chunk: Buffer) => {
+              body += chunk.length;
+            };
+            p[kOnMessageComplete] = () => {
+              complete++;
+            };
+            const head = `${method} / HTTP/1.1\r\nHost: a\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`;
+            // The head alone: refused (the listener answers 400), or parsed and waiting for a body, or complete.
+            if (isParseError(p.execute(Buffer.from(head)))) return;
+            if (bodilessRequest(requestHeaders(raw))) {
+              // The direction the raw listener relies on: what it completes itself, the parser completed too.
+              seen.bodiless++;
+              expect([body, complete]).toEqual([0, 1]);
+            } else seen.body++; // the parser's own completion callback stays on for these
+          },
+        ),
+        { numRuns: 1500 },
+      );
+      expect(seen.bodiless).toBeGreaterThan(100);
+      expect(seen.body).toBeGreaterThan(100);
     });
   });
 

@@ -237,6 +237,10 @@ const CASES: Record<string, { wire: string; heads?: number[]; better?: number[] 
   'pipelined, answered in order though the first is slowest': {
     wire: `GET /delay/60 HTTP/1.1\r\n${H}\r\nGET /delay/1 HTTP/1.1\r\n${H}\r\nGET /delay/20 HTTP/1.1\r\n${H}\r\n${LAST}`,
   },
+  'pipelined: no body, a body, Content-Length 0 and 00, no body (the listener completes bodiless ones itself)':
+    {
+      wire: `GET /a HTTP/1.1\r\n${H}\r\nPOST /p HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhelloPOST /z HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\nPOST /zz HTTP/1.1\r\n${H}Content-Length: 00\r\n\r\nGET /b HTTP/1.1\r\n${H}\r\n${LAST}`,
+    },
   'Expect: 100-continue': {
     wire: `POST /e HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 2\r\n\r\nok${LAST}`,
   },
