@@ -103,19 +103,30 @@ export function summarize(result: BenchResult): void {
       .map((t) => t.summary!.rpsSmall),
   );
   const check: Record<string, string> = {};
+  const verdict = (ok: boolean) => (ok ? 'met' : 'missed');
+  // Issue 17's targets: one worker against nginx (1 worker) and the Node proxies, its CPU, its latency, two workers.
   if (edge?.summary && nginx?.summary) {
-    const r = edge.summary.rpsSmall / nginx.summary.rpsSmall;
-    check['edgegate ≥ 0.5× nginx req/s'] = `${r.toFixed(2)}× — ${r >= 0.5 ? 'met' : 'missed'}`;
+    const small = edge.summary.rpsSmall / nginx.summary.rpsSmall;
+    const large = edge.summary.rpsLarge / nginx.summary.rpsLarge;
+    check['edgegate (1 worker) ≥ 0.6× nginx req/s, small and 16 KiB'] =
+      `${small.toFixed(2)}× / ${large.toFixed(2)}× — ${verdict(small >= 0.6 && large >= 0.6)}`;
+    const cpu = edge.summary.cpuUsPerRequestSmall / nginx.summary.cpuUsPerRequestSmall;
+    check['edgegate CPU per request ≤ 2× nginx’s'] = `${cpu.toFixed(2)}× — ${verdict(cpu <= 2)}`;
     const i50 = Math.max(0, ((result.settings.fractions as number[] | undefined) ?? []).indexOf(0.5));
     const e99 = edge.summary.addedP99Us[i50];
     const n99 = nginx.summary.addedP99Us[i50];
     if (e99 != null && n99 != null)
       check['edgegate added p99 at 50% ≤ 2× nginx added p99'] =
-        `${e99} µs vs ${n99} µs — ${e99 <= 2 * Math.max(n99, 1) ? 'met' : 'missed'}`;
+        `${e99} µs vs ${n99} µs — ${verdict(e99 <= 2 * Math.max(n99, 1))}`;
   }
   if (edge?.summary && Number.isFinite(nodeBest) && nodeBest > 0) {
     const r = edge.summary.rpsSmall / nodeBest;
-    check['edgegate ≥ 2.5× best Node proxy req/s'] = `${r.toFixed(2)}× — ${r >= 2.5 ? 'met' : 'missed'}`;
+    check['edgegate ≥ 3× best Node proxy req/s'] = `${r.toFixed(2)}× — ${verdict(r >= 3)}`;
+  }
+  const two = result.targets.find((t) => t.name === 'edgegate-2w');
+  if (edge?.summary && two?.summary && edge !== two) {
+    const r = two.summary.rpsSmall / edge.summary.rpsSmall;
+    check['edgegate 2 workers ≥ 1.7× 1 worker req/s'] = `${r.toFixed(2)}× — ${verdict(r >= 1.7)}`;
   }
   result.targetsCheck = check;
 }

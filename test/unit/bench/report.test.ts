@@ -45,6 +45,7 @@ function result(): BenchResult {
       target('nginx', [20_000, 10_000, 30_000], [200, 250, 300], [900, 1000, 1100]),
       target('http-proxy', [4000, 5000, 3000], [400, 500, 600], [5000, 6000, 7000]),
       target('edgegate-1w', [12_000, 11_000, 13_000], [300, 400, 500], [1500, 2600, 3000]),
+      target('edgegate-2w', [20_000, 21_000, 19_000], [300, 400, 500], [1500, 2600, 3000]),
     ],
   };
 }
@@ -59,8 +60,14 @@ describe('load benchmark report', () => {
     expect(edge.cpuUsPerRequestSmall).toBe(20);
     expect(edge.addedP50Us).toEqual([200, 300, 400]);
     expect(edge.addedP99Us).toEqual([1000, 2100, 2500]);
-    expect(r.targetsCheck!['edgegate ≥ 0.5× nginx req/s']).toMatch(/0\.60× — met/);
-    expect(r.targetsCheck!['edgegate ≥ 2.5× best Node proxy req/s']).toMatch(/3\.00× — met/);
+    // Issue 17's targets, each against this run's baselines.
+    expect(r.targetsCheck!['edgegate (1 worker) ≥ 0.6× nginx req/s, small and 16 KiB']).toBe(
+      '0.60× / 0.60× — met',
+    );
+    expect(r.targetsCheck!['edgegate CPU per request ≤ 2× nginx’s']).toBe('1.00× — met');
+    expect(r.targetsCheck!['edgegate ≥ 3× best Node proxy req/s']).toMatch(/3\.00× — met/);
+    // 20,000 against 12,000: 1.67×, under 1.7×.
+    expect(r.targetsCheck!['edgegate 2 workers ≥ 1.7× 1 worker req/s']).toBe('1.67× — missed');
     // nginx adds 500 µs p99 at 50%; edgegate 2,100 µs: more than twice.
     expect(r.targetsCheck!['edgegate added p99 at 50% ≤ 2× nginx added p99']).toMatch(/missed/);
   });
@@ -68,7 +75,7 @@ describe('load benchmark report', () => {
   it('renders one table row per target with the fixed rates in the header', () => {
     const md = renderMarkdown(result());
     const rows = md.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| ---'));
-    expect(rows).toHaveLength(1 + 4);
+    expect(rows).toHaveLength(1 + 5);
     expect(rows[0]).toContain('@ 50% (2000/s)');
     expect(rows.find((l) => l.startsWith('| edgegate-1w'))).toContain('| 12,000 | 0.6 |');
   });
@@ -83,7 +90,7 @@ describe('load benchmark report', () => {
       'latest.md',
     ]);
     const json = JSON.parse(readFileSync(join(dir, 'latest.json'), 'utf8')) as BenchResult;
-    expect(json.targets.map((t) => t.summary?.rpsSmall)).toEqual([45_000, 20_000, 4000, 12_000]);
+    expect(json.targets.map((t) => t.summary?.rpsSmall)).toEqual([45_000, 20_000, 4000, 12_000, 20_000]);
     expect(readFileSync(join(dir, 'latest.md'), 'utf8')).toMatch(/^# edgegate load benchmark/);
   });
 });
