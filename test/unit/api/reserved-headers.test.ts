@@ -23,7 +23,13 @@ describe('the data path’s header predicates agree with the sets validation use
   it.each(cases)('%s: every member, every near miss, the other set', (_name, predicate, set) => {
     for (const n of set) expect(predicate(n), n).toBe(true);
     for (const n of nearMisses(set)) expect(predicate(n), n).toBe(set.has(n));
-    for (const n of [...HOP_BY_HOP_HEADERS, ...GATEWAY_REQUEST_HEADERS, 'content-length', 'x-edgegate-attempt', ''])
+    for (const n of [
+      ...HOP_BY_HOP_HEADERS,
+      ...GATEWAY_REQUEST_HEADERS,
+      'content-length',
+      'x-edgegate-attempt',
+      '',
+    ])
       expect(predicate(n), n).toBe(set.has(n));
   });
 
