@@ -18,24 +18,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-cat > "$WORK/up.conf" <<NGINX
-worker_processes 1; daemon off; pid $WORK/up.pid; error_log $WORK/up.log warn;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $WORK/u1; proxy_temp_path $WORK/u2;
-  fastcgi_temp_path $WORK/u3; uwsgi_temp_path $WORK/u4; scgi_temp_path $WORK/u5;
-  server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 "hello from the upstream\n"; } } }
-NGINX
-# The proxy configuration of `npm run bench` (bench/lib/targets.ts, nginxProxyConf).
-cat > "$WORK/px.conf" <<NGINX
-worker_processes 1; daemon off; pid $WORK/px.pid; error_log $WORK/px.log warn;
-events { worker_connections 8192; }
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $WORK/p1; proxy_temp_path $WORK/p2;
-  fastcgi_temp_path $WORK/p3; uwsgi_temp_path $WORK/p4; scgi_temp_path $WORK/p5;
-  upstream up { server 127.0.0.1:$UP; keepalive 128; keepalive_requests 10000000; }
-  server { listen 127.0.0.1:$NGX backlog=4096; location / { proxy_pass http://up; proxy_http_version 1.1;
-    proxy_set_header Connection ""; proxy_set_header Host \$host;
-    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme; } } }
-NGINX
+# The upstream and the nginx proxy exactly as `npm run bench` configures them (bench/lib/targets.ts).
+"$NODE" -e "import('$HERE/bench/lib/targets.ts').then((m) => { const fs = require('node:fs');
+  fs.writeFileSync('$WORK/up.conf', m.upstreamConf('$WORK', $UP));
+  fs.writeFileSync('$WORK/px.conf', m.nginxProxyConf('$WORK', $NGX, $UP)); })"
 taskset -c 0 nginx -c "$WORK/up.conf" -p "$WORK" >/dev/null 2>&1 &
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # measure NAME PID PORT: one round against the proxy PID listening on PORT.
@@ -50,11 +36,12 @@ measure() {
     "$(awk -v t=$((t1 - t0)) -v n="$n" 'BEGIN {print t * 10000 / n}')" | tee -a "$WORK/rounds"
 }
 wait_port() { for _ in $(seq 100); do curl -sf "127.0.0.1:$1/" >/dev/null && return; sleep 0.1; done; }
-for r in $(seq "$ROUNDS"); do
+wait_port $UP
+for _ in $(seq "$ROUNDS"); do
   taskset -c 1 nginx -c "$WORK/px.conf" -p "$WORK" >/dev/null 2>&1 &
   wait_port $NGX
-  measure nginx "$(pgrep -P "$(cat "$WORK/px.pid")")" $NGX
-  kill "$(cat "$WORK/px.pid")"
+  measure nginx "$(pgrep -P "$(cat "$WORK/nginx-proxy.pid")")" $NGX
+  kill "$(cat "$WORK/nginx-proxy.pid")"
   for mode in relay rebuild; do
     taskset -c 1 "$NODE" "$HERE/bench/floor-proxy.ts" $FLOOR $UP $mode &
     echo $! > "$WORK/floor.pid"
@@ -63,13 +50,17 @@ for r in $(seq "$ROUNDS"); do
     kill "$(cat "$WORK/floor.pid")" && wait "$(cat "$WORK/floor.pid")" 2>/dev/null || true
     rm "$WORK/floor.pid"
   done
-  DUR=$DUR "$HERE/bench/ab-worker.sh" "$HERE" 2>/dev/null | awk -v r="$r" '/req\/s/ {
-    printf "edgegate %d %s\n", $2, $4 }' | tee -a "$WORK/rounds"
+  DUR=$DUR "$HERE/bench/ab-worker.sh" "$HERE" 2>/dev/null |
+    awk '/req\/s/ { printf "edgegate %d %s\n", $2, $4 }' | tee -a "$WORK/rounds"
 done
 echo "medians of $ROUNDS rounds (req/s, CPU µs per request of the proxy process; edgegate: primary + worker):"
-sort -k1,1 "$WORK/rounds" | awk '{k[$1] = k[$1] " " $2 ":" $3} END {for (t in k) print t, k[t]}' |
-  "$NODE" -e "let s='';process.stdin.on('data',(d)=>s+=d).on('end',()=>{const med=(a)=>a.sort((x,y)=>x-y)[a.length>>1];
-    const rows=s.trim().split('\n').map((l)=>{const [t,...v]=l.trim().split(/\s+/);const p=v.map((x)=>x.split(':').map(Number));
-      return {t,rps:med(p.map((x)=>x[0])),cpu:med(p.map((x)=>x[1]))}});const ngx=rows.find((r)=>r.t==='nginx');
-    for (const r of rows) console.log(r.t.padEnd(14), String(r.rps).padStart(7), 'req/s', (r.rps/ngx.rps).toFixed(2)+'× nginx',
-      String(r.cpu).padStart(6), 'µs/req', (r.cpu/ngx.cpu).toFixed(2)+'× nginx CPU')})"
+# $WORK/rounds: one "name req/s cpu" line per round.
+"$NODE" -e "const rows = new Map();
+  for (const l of require('node:fs').readFileSync('$WORK/rounds', 'utf8').trim().split('\n')) {
+    const [name, rps, cpu] = l.split(' '); const r = rows.get(name) ?? { rps: [], cpu: [] };
+    r.rps.push(Number(rps)); r.cpu.push(Number(cpu)); rows.set(name, r); }
+  const med = (a) => a.sort((x, y) => x - y)[a.length >> 1];
+  const ngx = rows.get('nginx'); const nr = med(ngx.rps), nc = med(ngx.cpu);
+  for (const [name, r] of rows) { const rps = med(r.rps), cpu = med(r.cpu);
+    console.log(name.padEnd(14), String(rps).padStart(7), 'req/s', (rps / nr).toFixed(2) + '× nginx',
+      String(cpu).padStart(6), 'µs/req', (cpu / nc).toFixed(2) + '× nginx CPU'); }"

@@ -46,12 +46,9 @@ export interface Upstream {
   proc: Proc;
 }
 
-export async function startUpstream(work: string): Promise<Upstream> {
-  const port = await freePort();
-  writeFile(join(work, 'www', '16k.bin'), 'x'.repeat(LARGE_BYTES));
-  const conf = writeFile(
-    join(work, 'upstream.conf'),
-    `worker_processes 1;
+/** The upstream's nginx configuration: 1 worker, the small answer on every path, the 16 KiB file on `…/16k`. */
+export function upstreamConf(work: string, port: number): string {
+  return `worker_processes 1;
 daemon off;
 pid ${work}/upstream.pid;
 error_log ${work}/upstream-error.log warn;
@@ -71,14 +68,20 @@ http {
     location / { default_type text/plain; return 200 ${JSON.stringify(SMALL_BODY)}; }
   }
 }
-`,
-  );
+`;
+}
+
+export async function startUpstream(work: string): Promise<Upstream> {
+  const port = await freePort();
+  writeFile(join(work, 'www', '16k.bin'), 'x'.repeat(LARGE_BYTES));
+  const conf = writeFile(join(work, 'upstream.conf'), upstreamConf(work, port));
   const proc = startProcess('upstream nginx', UPSTREAM_CPU, sbin('nginx'), ['-c', conf, '-p', work]);
   await waitHttp(`http://127.0.0.1:${port}/`, proc);
   return { port, proc };
 }
 
-function nginxProxyConf(work: string, port: number, upstream: number): string {
+/** nginx as the proxy under test: 1 worker, upstream keep-alive (128 connections), the usual forwarded fields. */
+export function nginxProxyConf(work: string, port: number, upstream: number): string {
   return `worker_processes 1;
 daemon off;
 pid ${work}/nginx-proxy.pid;

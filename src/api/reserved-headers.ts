@@ -39,21 +39,12 @@ export const GATEWAY_REQUEST_HEADERS: ReadonlySet<string> = new Set([
  * internalized) costs a string-table lookup and a hash first, several times the comparisons.
  */
 function memberTest(set: ReadonlySet<string>): (name: string) => boolean {
-  let longest = 0;
-  for (const n of set) longest = Math.max(longest, n.length);
-  const byLength: (string[] | null)[] = new Array<string[] | null>(longest + 1).fill(null);
+  const byLength: string[][] = [];
   for (const n of set) {
-    const same = byLength[n.length];
-    if (same === null) byLength[n.length] = [n];
-    else same!.push(n);
+    byLength[n.length] ??= [];
+    byLength[n.length]!.push(n);
   }
-  return (name) => {
-    if (name.length > longest) return false;
-    const same = byLength[name.length];
-    if (same === null || same === undefined) return false;
-    for (let i = 0; i < same.length; i++) if (same[i] === name) return true;
-    return false;
-  };
+  return (name) => byLength[name.length]?.includes(name) === true;
 }
 
 /** `HOP_BY_HOP_HEADERS.has(name)` for a lower-case name (memberTest). */

@@ -2,9 +2,9 @@
  * The access log: one JSON line per request on stdout (operational events go to stderr, see log.ts), written in
  * batches by the data path itself (not through winston: its format and transport streams cost tens of µs per line,
  * which at 1 % sampling was ~1 µs on every request of a worker). Sampled: a request is logged with probability
- * `sampleRate`; answers ≥ 500 are always logged while the log is on. Only the fields below are written — never request header values except the configured allow-list,
- * never the query string (tokens travel there), never Authorization, cookies or anything that looks like a
- * credential (such names are refused in the allow-list).
+ * `sampleRate`; answers ≥ 500 are always logged while the log is on. Only the fields below are written — never
+ * request header values except the configured allow-list, never the query string (tokens travel there), never
+ * Authorization, cookies or anything that looks like a credential (such names are refused in the allow-list).
  */
 import { writeSync } from 'node:fs';
 import { ConfigError } from '../../lib/errors.ts';

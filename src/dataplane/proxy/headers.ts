@@ -1,23 +1,17 @@
 /**
  * Header hygiene between client and upstream: hop-by-hop headers (RFC 9110 §7.6.1) and every header a
  * `Connection` header names are removed; forwarded headers the gateway owns are rebuilt after that removal, so
- * `Connection: close, X-Forwarded-For` cannot strip them.
+ * `Connection: close, X-Forwarded-For` cannot strip them. Which names are which: src/api/reserved-headers.ts (the
+ * same sets route validation uses; asked per field through its member tests, isHopByHop and isGatewayRequestHeader).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import {
-  HOP_BY_HOP_HEADERS,
   isGatewayRequestHeader,
   isHopByHop,
   reservedRequestHeader,
   reservedResponseHeader,
 } from '../../api/reserved-headers.ts';
 import type { HeaderEdits } from '../../table/types.ts';
-
-/**
- * Hop-by-hop headers (src/api/reserved-headers.ts: routes may edit neither them nor those the gateway sets itself).
- * Per field, the data path asks isHopByHop / isGatewayRequestHeader rather than the sets (no string-table lookup).
- */
-export const HOP_BY_HOP = HOP_BY_HOP_HEADERS;
 
 /** Prefix of the headers the gateway sets upstream itself (`x-edgegate-attempt`); stripped from clients. */
 export const GATEWAY_PREFIX = 'x-edgegate-';

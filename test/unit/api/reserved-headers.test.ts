@@ -7,7 +7,7 @@ import {
   isHopByHop,
 } from '../../../src/api/reserved-headers.ts';
 
-/** Names of the same lengths as the members, one letter off: what a length switch must still tell apart. */
+/** Names of the same lengths as the members, one letter off: what a test by length must still tell apart. */
 function nearMisses(names: Iterable<string>): string[] {
   const out: string[] = [];
   for (const n of names)

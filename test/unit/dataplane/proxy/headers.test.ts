@@ -6,6 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { HOP_BY_HOP_HEADERS as HOP_BY_HOP } from '../../../../src/api/reserved-headers.ts';
 import { forwardedTrailers, requestHasBody } from '../../../../src/dataplane/proxy/h2-compat.ts';
 import {
   acceptableRequestId,
@@ -13,7 +14,6 @@ import {
   clientResponseHeaders,
   connectionTokens,
   type ForwardedFacts,
-  HOP_BY_HOP,
   headerObject,
   upstreamRequestHeaders,
 } from '../../../../src/dataplane/proxy/headers.ts';
