@@ -502,6 +502,37 @@ describe('the raw server on its own', () => {
     );
   });
 
+  it("tells a request's close to whoever listens once it is answered, and ends a bodiless one read only afterwards", async () => {
+    // The listener destroys an answered request only when something listens for its close (raw-server.ts,
+    // responseDone): the close must still reach a listener, and a request left as it was must still read to its end.
+    const closed: string[] = [];
+    const ended: string[] = [];
+    await withRawServer(
+      {
+        handle(q, r) {
+          if (q.url === '/listened') q.on('close', () => closed.push(q.url!));
+          r.on('finish', () => {
+            if (q.url !== '/late-read') return;
+            q.on('end', () => ended.push(q.url!));
+            q.resume();
+          });
+          r.end('ok');
+        },
+      },
+      async (p) => {
+        const t = await talk(p, [
+          Buffer.from(`GET /listened HTTP/1.1\r\n${H}\r\nGET /late-read HTTP/1.1\r\n${H}\r\n${LAST}`),
+        ]);
+        expect(t.answers.map((a) => a.status)).toEqual([200, 200, 200]);
+        await waitFor(() => closed.length === 1 && ended.length === 1, {
+          timeoutMs: 5_000,
+          intervalMs: 10,
+          message: `close heard ${JSON.stringify(closed)}, ends ${JSON.stringify(ended)}`,
+        });
+      },
+    );
+  });
+
   it('closeIdleConnections closes idle connections and leaves one that is answering, or new, or inside a head', async () => {
     let pending: ServerResponse | undefined;
     await withRawServer(
