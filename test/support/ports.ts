@@ -3,7 +3,8 @@
  * checked free for TCP and (optionally) UDP, because Consul's DNS and serf ports use both.
  */
 import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
 
 const HOST = '127.0.0.1';
 const handedOut = new Set<number>();
@@ -66,4 +67,30 @@ export async function isPortFree(port: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Client sockets holding refusedPort()'s ports for the rest of the process. */
+const holders: Socket[] = [];
+
+/**
+ * A port on 127.0.0.1 where a connection is refused for the rest of the process. Not a port bound and released
+ * (another test's listen(0) may take it in between, and the connection then hangs or is answered): the local end
+ * of an open client connection, which nothing can listen on while it lives and which answers a SYN with a reset.
+ */
+export async function refusedPort(): Promise<number> {
+  const srv = createServer();
+  srv.listen({ host: HOST, port: 0 });
+  await once(srv, 'listening');
+  const { port } = srv.address() as { port: number };
+  const accepted = once(srv, 'connection');
+  const client = connect({ host: HOST, port });
+  await once(client, 'connect');
+  const [peer] = (await accepted) as [Socket];
+  srv.close();
+  for (const s of [client, peer]) {
+    s.unref();
+    s.on('error', () => {});
+  }
+  holders.push(client, peer);
+  return client.localPort!;
 }

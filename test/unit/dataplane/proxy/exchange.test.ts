@@ -41,6 +41,7 @@ import { OutlierDetector, type OutlierSettings } from '../../../../src/dataplane
 import { type Upstream, UpstreamPools } from '../../../../src/dataplane/proxy/upstream-pools.ts';
 import type { PoolData } from '../../../../src/table/types.ts';
 import { startGateway, tableOf } from '../../../support/inproc-gateway.ts';
+import { refusedPort } from '../../../support/ports.ts';
 import { waitFor } from '../../../support/wait.ts';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -75,14 +76,6 @@ async function listen(server: Server | NetServer): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
-}
-
-/** A port nothing listens on (bound, then released): connecting to it is refused. */
-async function closedPort(): Promise<number> {
-  const s = createNetServer();
-  const port = await listen(s);
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 interface Endpoint {
@@ -361,7 +354,7 @@ describe('forwarding', () => {
 
 describe('retries', () => {
   it('a refused connection is retried on another endpoint, marked as attempt 2', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const live = await endpoint(ok('live'));
     const h = await harness({ ports: [dead, live.port] });
     const a = await send(h);
@@ -374,7 +367,7 @@ describe('retries', () => {
   });
 
   it('a request that may not be sent again (non-idempotent or with a body) is never retried', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const live = await endpoint(ok('live'));
     const h = await harness({ ports: [dead, live.port], retryable: () => false });
     const a = await send(h);
@@ -442,7 +435,7 @@ describe('retries', () => {
   });
 
   it('the retry avoids the endpoint that just failed even when the balancer would pick it next', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const live = await endpoint(ok('live'));
     // Weights 3:1: smooth round robin picks the heavy endpoint twice in a row.
     const h = await harness({ ports: [dead, live.port], weights: [3, 1] });
@@ -465,7 +458,7 @@ describe('retries', () => {
   });
 
   it('attempts 0 turns retries off', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const live = await endpoint(ok());
     const h = await harness({ ports: [dead, live.port], policy: { attempts: 0 } });
     expect((await send(h)).status).toBe(502);
@@ -496,7 +489,7 @@ describe('retries', () => {
   });
 
   it('a retry budget of zero refuses the retry and counts the refusal', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const live = await endpoint(ok());
     const h = await harness({ ports: [dead, live.port], budgetPercent: 0, budgetMinConcurrent: 0 });
     const a = await send(h);
@@ -552,7 +545,7 @@ describe('retries', () => {
   );
 
   it('backoff delays the retry: a whole-request timeout shorter than the backoff ends the request first', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const live = await endpoint(ok());
     const h = await harness({ ports: [dead, live.port], policy: { backoffMs: 5000, requestMs: 150 } });
     const a = await send(h);
@@ -763,7 +756,7 @@ describe('outlier bookkeeping', () => {
   });
 
   it('connect failures and resets count; a retried try counts against the endpoint it failed on', async () => {
-    const dead = await closedPort();
+    const dead = await refusedPort();
     const reset = await endpoint((req) => req.socket.destroy());
     const live = await endpoint(ok());
     const h = await harness({
@@ -779,7 +772,7 @@ describe('outlier bookkeeping', () => {
 
 describe('error classification', () => {
   it('connection refused → 502 EDGEGATE_UPSTREAM_CONNECT with the JSON error body', async () => {
-    const h = await harness({ ports: [await closedPort()], policy: { attempts: 0 } });
+    const h = await harness({ ports: [await refusedPort()], policy: { attempts: 0 } });
     const a = await send(h);
     expect(a.status).toBe(502);
     expect(a.headers['cache-control']).toBe('no-store');
