@@ -407,6 +407,23 @@ describe('raw pool: timeouts, aborts, backpressure, closing', () => {
     expect(b.body).toBe('ab');
   });
 
+  it('a body whose pieces come apart, each within the body timeout, is read whole though it takes longer', async () => {
+    // Each piece moves the deadline on from its own arrival (the body timeout is an idle timeout): one timed from
+    // the head would end this body at 300 ms.
+    const s = await scripted((sock) => {
+      sock.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\na');
+      let n = 1;
+      const t = setInterval(() => {
+        sock.write('b');
+        if (++n === 10) clearInterval(t);
+      }, 60);
+    });
+    servers.push(s);
+    const a = await request(pool(s.port), { bodyTimeout: 300 });
+    expect(a.error).toBeUndefined();
+    expect(a.body).toBe(`a${'b'.repeat(9)}`);
+  });
+
   it('a shorter timeout than the one pending on a reused connection still fires at its own deadline', async () => {
     // The timer is checked lazily (a deadline per request): a pending 60 s timer must not stand in for a 50 ms one
     // (this test would run into vitest's timeout), and one set for an earlier request waits again for the rest.

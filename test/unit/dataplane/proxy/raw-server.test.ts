@@ -533,6 +533,41 @@ describe('the raw server on its own', () => {
     );
   });
 
+  it('a bodiless request read by its handler at once ends; one read after its answer ends then', async () => {
+    let lateEnds = 0;
+    // Read from inside the handler (before the listener completes the request, after the dispatch) or only once
+    // it is answered: either way the reader sees 'end'.
+    await withRawServer(
+      {
+        handle(q, r) {
+          if (q.url === '/read-now') {
+            q.on('data', () => {});
+            q.on('end', () => r.end('read'));
+            return;
+          }
+          r.on('finish', () => {
+            q.on('end', () => {
+              lateEnds++;
+            });
+            q.resume();
+          });
+          r.end('answered');
+        },
+      },
+      async (p) => {
+        const t = await talk(p, [
+          Buffer.from(`GET /read-now HTTP/1.1\r\n${H}\r\nDELETE /read-later HTTP/1.1\r\n${H}\r\n${LAST}`),
+        ]);
+        expect(t.answers.map((a) => a.body)).toEqual(['read', 'answered', 'answered']);
+        await waitFor(() => lateEnds === 2, {
+          timeoutMs: 5_000,
+          intervalMs: 10,
+          message: 'late reads ended',
+        });
+      },
+    );
+  });
+
   it('closeIdleConnections closes idle connections and leaves one that is answering, or new, or inside a head', async () => {
     let pending: ServerResponse | undefined;
     await withRawServer(
