@@ -426,7 +426,7 @@ class RawConnection implements ResponseCarrier {
       return;
     }
     // Its 'close' is told to whoever listens (a body reader, a pipeline). One nobody listens to is left as it is,
-    // complete and ended, for the collector: a stream's destroy is a deferred tick and half a microsecond per request.
+    // complete with its end pushed, for the collector: a stream's destroy() costs ~0.5 µs and a tick per request.
     if (!req.destroyed && req.listenerCount('close') > 0) req.destroy();
     this.#idleSince = Date.now();
     this.#advance();
