@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One worker under load, from one checkout: requests/s and CPU µs per request (HTTP/1.1 also prints the worker's
-# user and system time per request apart, and the young-generation figures of its scavenges). How the in-flight
-# list fix and the admission change were measured (docs/benchmarks.md):
+# user and system time per request apart, the young-generation figures of its scavenges, and its GC pauses by kind
+# during the measured run). How the in-flight list fix and the admission change were measured (docs/benchmarks.md):
 #
 #   mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before && ln -s "$PWD/node_modules" /tmp/before/
 #   for i in 1 2 3; do bench/ab-worker.sh /tmp/before; bench/ab-worker.sh .; done          # HTTP/1.1, wrk
@@ -90,6 +90,7 @@ if [[ $PROTO == h1 ]]; then
     exit 0
   fi
   [[ -n ${PROFILE:-} ]] && kill -USR2 $EG $(pgrep -P $EG)
+  mark=$(wc -l < "$WORK/eg.log")
   before=$(cpu)
   read -r u0 s0 < <(split)
   out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
@@ -105,6 +106,8 @@ if [[ $PROTO == h1 ]]; then
   awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$requests" \
     'BEGIN {printf "worker: %.1f µs user + %.1f µs system per request\n", u * 10000 / n, s * 10000 / n}'
   "$NODE" "$HERE/bench/lib/gc-summary.mjs" scavenges 6 < "$WORK/eg.log"
+  # GC pauses by kind during the measured run (a mark-compact here is not start-up's).
+  tail -n +"$((mark + 1))" "$WORK/eg.log" | "$NODE" "$HERE/bench/lib/gc-summary.mjs" pauses
 else
   URL=https://shop.example.com:$TLS/shop/orders/v2/small
   H2=(h2load -c10 -m10 "--connect-to=127.0.0.1:$TLS")
