@@ -23,6 +23,8 @@
 # PROFILE=DIR (h1): V8 CPU profiles of the primary and the worker over the measured run only, written to DIR
 #   (bench/lib/profile-hook.mjs) with the run's request count in DIR/requests; summarize and compare two builds
 #   with bench/cpuprofile-self.ts.
+#   With HEAP=1: V8's sampling heap profiles instead (bench/lib/heap-sample-hook.mjs, DIR/*.heapprofile): what the
+#   run allocated, per function; bytes per request with bench/heapprofile-self.ts.
 # Needs nginx and wrk (npm run bench installs them); h2 also h2load and openssl.
 set -euo pipefail
 REPO=$(cd "${1:-.}" && pwd)
@@ -63,7 +65,9 @@ else
   export NODE_OPTIONS="--import $WORK/gc.mjs ${NODE_FLAGS:-}"
   if [[ -n ${PROFILE:-} ]]; then
     mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd)
-    export NODE_OPTIONS="$NODE_OPTIONS --import $HERE/bench/lib/profile-hook.mjs" EDGEGATE_PROFILE_DIR=$PROFILE
+    HOOK=profile-hook.mjs PROFILE_EXT=cpuprofile
+    [[ -n ${HEAP:-} ]] && HOOK=heap-sample-hook.mjs PROFILE_EXT=heapprofile
+    export NODE_OPTIONS="$NODE_OPTIONS --import $HERE/bench/lib/$HOOK" EDGEGATE_PROFILE_DIR=$PROFILE
   fi
 fi
 cd "$REPO"
@@ -100,7 +104,7 @@ if [[ $PROTO == h1 ]]; then
   if [[ -n ${PROFILE:-} ]]; then
     kill -USR2 $EG $(pgrep -P $EG)
     echo "$requests" > "$PROFILE/requests"
-    for _ in $(seq 50); do (($(find "$PROFILE" -name '*.cpuprofile' -newer "$PROFILE/requests" | wc -l) >= 2)) && break; sleep 0.2; done
+    for _ in $(seq 50); do (($(find "$PROFILE" -name "*.$PROFILE_EXT" -newer "$PROFILE/requests" | wc -l) >= 2)) && break; sleep 0.2; done
   fi
   echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request (primary + worker)"
   awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$requests" \
