@@ -15,7 +15,8 @@
 #   some requests 503 and skew the A/B).
 # BODY=16k (h1): the 16 KiB answer instead of the small one (as `npm run bench`'s large body).
 # RATE=N (h1): latency at a fixed N requests/s instead of throughput — bench/pace (built by `npm run bench`,
-#   coordinated-omission corrected, 50 connections as `npm run bench`) for DUR seconds; prints its percentiles and
+#   coordinated-omission corrected, 50 connections as `npm run bench`) for DUR seconds; prints its percentiles, the
+#   gateway's CPU per request over the paced run (the worker's user and system time apart) and
 #   the worker's GC pauses during the run (count, total, longest, by kind).
 # EXTRA_ARGS: more `run` flags (bench/ab-tracing.sh passes the tracing ones).
 # NODE_FLAGS (h1): more Node flags for the gateway's processes, e.g. `--perf-basic-prof-only-functions` so that
@@ -85,10 +86,19 @@ if [[ $PROTO == h1 ]]; then
     PACE=$(ls -t "$HOME"/.cache/edgegate/bin/edgegate-pace-* 2>/dev/null | head -1)
     [[ -x $PACE ]] || { echo "bench/pace is not built: run npm run bench once" >&2; exit 2; }
     mark=$(wc -l < "$WORK/eg.log")
-    taskset -c 0 "$PACE" -url "$URL" -host shop.example.com -rate "$RATE" -duration "${DUR}s" -warmup 2s \
-      -connections 50 | "$NODE" -e "let s='';process.stdin.on('data',(d)=>s+=d).on('end',()=>{const r=JSON.parse(s);
-        const l=r.latencyUs;console.log('$REPO @ '+r.rate+'/s (achieved '+Math.round(r.achievedRate)+', '+r.errors+
-        ' errors): p50 '+l.p50+' µs, p90 '+l.p90+', p99 '+l.p99+', p99.9 '+l.p999+', max '+l.max)})"
+    # CPU of the gateway over the whole paced run, per request sent (the 2 s warm-up's, which pace does not record, too).
+    before=$(cpu)
+    read -r u0 s0 < <(split)
+    out=$(taskset -c 0 "$PACE" -url "$URL" -host shop.example.com -rate "$RATE" -duration "${DUR}s" -warmup 2s \
+      -connections 50)
+    read -r u1 s1 < <(split)
+    after=$(cpu)
+    echo "$out" | TICKS=$((after - before)) U=$((u1 - u0)) S=$((s1 - s0)) "$NODE" -e "let s='';process.stdin.on('data',(d)=>s+=d).on('end',()=>{
+        const r=JSON.parse(s);const l=r.latencyUs;console.log('$REPO @ '+r.rate+'/s (achieved '+Math.round(r.achievedRate)+
+        ', '+r.errors+' errors): p50 '+l.p50+' µs, p90 '+l.p90+', p99 '+l.p99+', p99.9 '+l.p999+', max '+l.max+
+        '; '+(process.env.TICKS*10000/(r.requests+2*r.rate)).toFixed(1)+' µs CPU/request (primary + worker), worker '+
+        (process.env.U*10000/(r.requests+2*r.rate)).toFixed(1)+' µs user + '+
+        (process.env.S*10000/(r.requests+2*r.rate)).toFixed(1)+' µs system')})"
     # The worker's --trace-gc-nvp records logged during the paced run: GC pauses by kind.
     tail -n +"$((mark + 1))" "$WORK/eg.log" | "$NODE" "$HERE/bench/lib/gc-summary.mjs" pauses
     exit 0
