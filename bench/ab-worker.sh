@@ -24,7 +24,7 @@
 # PROFILE=DIR (h1): V8 CPU profiles of the primary and the worker over the measured run only, written to DIR
 #   (bench/lib/profile-hook.mjs) with the run's request count in DIR/requests; summarize and compare two builds
 #   with bench/cpuprofile-self.ts.
-#   With HEAP=1: V8's sampling heap profiles instead (bench/lib/heap-sample-hook.mjs, DIR/*.heapprofile): what the
+#   With HEAP=1: V8's sampling heap profiles instead (the same hook, DIR/*.heapprofile): what the
 #   run allocated, per function; bytes per request with bench/heapprofile-self.ts.
 # Needs nginx and wrk (npm run bench installs them); h2 also h2load and openssl.
 set -euo pipefail
@@ -66,9 +66,9 @@ else
   export NODE_OPTIONS="--import $WORK/gc.mjs ${NODE_FLAGS:-}"
   if [[ -n ${PROFILE:-} ]]; then
     mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd)
-    HOOK=profile-hook.mjs PROFILE_EXT=cpuprofile
-    [[ -n ${HEAP:-} ]] && HOOK=heap-sample-hook.mjs PROFILE_EXT=heapprofile
-    export NODE_OPTIONS="$NODE_OPTIONS --import $HERE/bench/lib/$HOOK" EDGEGATE_PROFILE_DIR=$PROFILE
+    PROFILE_EXT=cpuprofile
+    [[ -n ${HEAP:-} ]] && PROFILE_EXT=heapprofile && export EDGEGATE_PROFILE_HEAP=1
+    export NODE_OPTIONS="$NODE_OPTIONS --import $HERE/bench/lib/profile-hook.mjs" EDGEGATE_PROFILE_DIR=$PROFILE
   fi
 fi
 cd "$REPO"

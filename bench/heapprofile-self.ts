@@ -1,6 +1,6 @@
 /**
  * Bytes allocated per request by function, from the `.heapprofile` files bench/ab-worker.sh writes with
- * `PROFILE=DIR HEAP=1` (bench/lib/heap-sample-hook.mjs: V8's sampling heap profiler over the measured run, objects
+ * `PROFILE=DIR HEAP=1` (bench/lib/profile-hook.mjs with EDGEGATE_PROFILE_HEAP=1: V8's sampling heap profiler over the measured run, objects
  * the collectors freed included). A function's bytes are what it allocated itself (its "self" size): strings it
  * built, objects and arrays it created; `(V8 API)` is what Node's C++ made (the parser's strings and arrays, the
  * Buffers it copies). With two directories it lists the largest differences first.
