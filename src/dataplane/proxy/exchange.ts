@@ -457,6 +457,8 @@ export interface ExchangeInit {
 
 /** HTTP/2 compat response: trailers can be passed on (gRPC status); HTTP/1.1 clients get none. */
 type TrailerResponse = ServerResponse & { addTrailers(t: Record<string, string>): void };
+/** A controller whose body pieces are handed over (raw-pool.ts's `transientChunks`). */
+type TransientSource = Dispatcher.DispatchController & { transientChunks?: boolean };
 
 export class Exchange implements BodySink {
   readonly #ctx: ExchangeContext;
@@ -893,7 +895,15 @@ export class Exchange implements BodySink {
   }
 
   responseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!(this.#compressed === undefined ? this.#res.write(chunk) : this.#compressed.write(chunk))) {
+    const res = this.#res as ServerResponse & Partial<Pick<RawResponse, 'writeTransient'>>;
+    // A raw pool's piece to a raw HTTP/1.1 client: its memory goes back once written (RawResponse.writeTransient).
+    const ok =
+      this.#compressed !== undefined
+        ? this.#compressed.write(chunk)
+        : res.writeTransient !== undefined && (controller as TransientSource).transientChunks === true
+          ? res.writeTransient(chunk)
+          : res.write(chunk);
+    if (!ok) {
       controller.pause();
       this.#paused = controller;
       const ms = this.#ctx.sendTimeoutMs;

@@ -128,6 +128,8 @@ export class RawRequest extends Readable {
 const EMPTY = Buffer.alloc(0);
 /** A head and body up to this size are copied into one buffer and written with one call. */
 const COALESCE_BYTES = 2 * 1024;
+/** writeTransient gives back the memory of body pieces from this size on. */
+const RELEASE_BYTES = 2 * 1024;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** Lower-case token characters only (a name with an upper-case letter takes the Map path, which merges by case). */
@@ -417,6 +419,29 @@ export class RawResponse extends EventEmitter {
       ok = socket.write(tail === undefined ? '\r\n' : `\r\n${tail}`, 'latin1', cb);
     } else ok = socket.write(tail!, 'latin1', cb);
     socket.uncork();
+    return ok;
+  }
+
+  /**
+   * write() of a body piece its maker handed over for good (the raw pool's: a fresh ArrayBuffer each, RawPool's
+   * `transientChunks`). Once the socket has taken it whole — nothing of this connection left queued in Node or libuv
+   * — its memory is given back at once (`ArrayBuffer.prototype.transfer(0)` detaches it) instead of when the
+   * collector finds it: V8 counts such memory as external, and 16 KiB answers at 15,000/s otherwise push it into
+   * back-to-back major collections (docs/benchmarks.md, "Issue 17, step 6"). Pieces under RELEASE_BYTES are left to
+   * the collector (detaching costs more than they weigh), and so is a piece still queued. The caller must not use
+   * `chunk` afterwards.
+   */
+  writeTransient(chunk: Buffer): boolean {
+    const ok = this.write(chunk);
+    const ab = chunk.buffer;
+    if (
+      chunk.byteLength >= RELEASE_BYTES &&
+      this.socket.writableLength === 0 &&
+      chunk.byteOffset === 0 &&
+      ab.byteLength === chunk.byteLength &&
+      ab instanceof ArrayBuffer
+    )
+      ab.transfer(0);
     return ok;
   }
 

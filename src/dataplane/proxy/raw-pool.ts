@@ -136,6 +136,12 @@ class RawRequest implements Dispatcher.DispatchController {
   informational = false;
   /** The caller's Content-Length (requestHead reads it): what a streamed body must add up to; -1: none (chunked). */
   declaredLength = -1;
+  /**
+   * Every body piece given to `onResponseData` is a fresh Buffer over an ArrayBuffer of its own (Node's parser
+   * copies each piece out of the read), handed over: a handler that keeps nothing of it may give its memory back
+   * (RawResponse.writeTransient). undici's pieces are views of its read buffers and carry no such flag.
+   */
+  readonly transientChunks = true;
 
   constructor(pool: RawPool, opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) {
     this.pool = pool;

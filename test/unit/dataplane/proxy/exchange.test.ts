@@ -19,7 +19,7 @@ import {
   type Socket,
 } from 'node:net';
 import { Agent, request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ClusterRuntime,
   ClusterState,
@@ -38,9 +38,10 @@ import {
   type RulePolicy,
 } from '../../../../src/dataplane/proxy/exchange.ts';
 import { OutlierDetector, type OutlierSettings } from '../../../../src/dataplane/proxy/outlier.ts';
+import { RawResponse } from '../../../../src/dataplane/proxy/raw-messages.ts';
 import { type Upstream, UpstreamPools } from '../../../../src/dataplane/proxy/upstream-pools.ts';
 import type { PoolData } from '../../../../src/table/types.ts';
-import { startGateway, tableOf } from '../../../support/inproc-gateway.ts';
+import { startGateway, startUpstream, tableOf } from '../../../support/inproc-gateway.ts';
 import { refusedPort } from '../../../support/ports.ts';
 import { waitFor } from '../../../support/wait.ts';
 
@@ -988,5 +989,43 @@ describe('which requests ProxyPipeline lets retry', () => {
     const code = await call(port, method, headers, body);
     expect(code).toBe(retried ? 200 : 502);
     expect(e.received).toHaveLength(retried ? 2 : 1);
+  });
+});
+
+describe('body pieces of the raw pool', () => {
+  // Three 64 KiB pieces, each of its own byte, through the in-process gateway.
+  async function relay(upstreamClient: 'raw' | 'undici') {
+    const up = await startUpstream('pieces', (_req, res) => {
+      res.writeHead(200, { 'content-length': String(3 * 65536) });
+      res.write(Buffer.alloc(65536, 1));
+      res.write(Buffer.alloc(65536, 2));
+      res.end(Buffer.alloc(65536, 3));
+    });
+    cleanup.push(() => up.close());
+    const gw = await startGateway(
+      tableOf({ rules: [{ backends: [{ consul: { service: 'svc' } }] }] }, { svc: [up.port] }),
+      { upstreamClient },
+      { http1Server: 'raw' },
+    );
+    cleanup.push(() => gw.close());
+    const spy = vi.spyOn(RawResponse.prototype, 'writeTransient');
+    spy.mockClear();
+    cleanup.push(() => spy.mockRestore());
+    const res = await request(`http://127.0.0.1:${gw.port}/`, { headers: { host: 'a.test' } });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    return { status: res.statusCode, body, handedOver: spy.mock.calls.length };
+  }
+
+  it('are handed to the client connection as pieces whose memory it may give back, and arrive intact', async () => {
+    const raw = await relay('raw');
+    expect(raw.status).toBe(200);
+    expect(raw.handedOver).toBeGreaterThan(0);
+    expect(raw.body.length).toBe(3 * 65536);
+    for (let i = 0; i < 3; i++)
+      expect(raw.body.subarray(i * 65536, (i + 1) * 65536).every((b) => b === i + 1)).toBe(true);
+    // undici's pieces are views of its own read buffers: never handed over.
+    const undici = await relay('undici');
+    expect(undici.handedOver).toBe(0);
+    expect(undici.body.equals(raw.body)).toBe(true);
   });
 });

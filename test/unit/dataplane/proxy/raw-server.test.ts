@@ -19,6 +19,7 @@ import {
   RESPONSE,
   STRICT,
 } from '../../../../src/dataplane/proxy/llhttp.ts';
+import type { RawResponse } from '../../../../src/dataplane/proxy/raw-messages.ts';
 import {
   createProxyServer,
   type HttpListener,
@@ -478,6 +479,63 @@ describe('the raw server on its own', () => {
         expect(got).toBe(total);
         res!.end();
         socket.destroy();
+      },
+    );
+  });
+
+  it('gives back the memory of a handed-over body piece once the socket took it whole, never of one still queued', async () => {
+    // 128 pieces of 64 KiB (8 MiB) to a client that reads nothing until all are written: the first ones go to the
+    // kernel at once and are released (detached), the later ones wait in the socket's queue and must stay intact.
+    const size = 64 * 1024;
+    const count = 128;
+    const pieces: Buffer[] = [];
+    let written = false;
+    await withRawServer(
+      {
+        handle(_q, r) {
+          const res = r as unknown as RawResponse;
+          res.writeHead(200, { 'content-length': String(size * count + 100) });
+          for (let i = 0; i < count; i++) {
+            const piece = Buffer.alloc(size, i); // an ArrayBuffer of its own, as the raw pool's pieces are
+            pieces.push(piece);
+            res.writeTransient(piece);
+          }
+          const small = Buffer.alloc(100, 0xee); // under RELEASE_BYTES: left to the collector
+          pieces.push(small);
+          res.writeTransient(small);
+          res.end();
+          written = true;
+        },
+      },
+      async (p) => {
+        const socket = connect(p, '127.0.0.1');
+        socket.on('error', () => {});
+        await once(socket, 'connect');
+        socket.pause();
+        socket.write(`GET /big HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+        await waitFor(() => written, {
+          timeoutMs: 5000,
+          intervalMs: 10,
+          message: 'the handler wrote every piece',
+        });
+        const detached = (b: Buffer) => (b.buffer as ArrayBuffer).detached;
+        const released = pieces.filter(detached).length;
+        expect(released).toBeGreaterThan(0);
+        expect(released).toBeLessThan(count);
+        expect(detached(pieces[0]!)).toBe(true);
+        expect(detached(pieces[count]!)).toBe(false);
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.resume();
+        await once(socket, 'end');
+        const all = Buffer.concat(chunks);
+        const body = all.subarray(all.indexOf('\r\n\r\n') + 4);
+        expect(body.length).toBe(size * count + 100);
+        for (let i = 0; i < count; i++) {
+          const part = body.subarray(i * size, (i + 1) * size);
+          expect(part.every((b) => b === i)).toBe(true);
+        }
+        expect(body.subarray(size * count).every((b) => b === 0xee)).toBe(true);
       },
     );
   });
