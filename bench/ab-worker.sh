@@ -86,19 +86,19 @@ if [[ $PROTO == h1 ]]; then
     PACE=$(ls -t "$HOME"/.cache/edgegate/bin/edgegate-pace-* 2>/dev/null | head -1)
     [[ -x $PACE ]] || { echo "bench/pace is not built: run npm run bench once" >&2; exit 2; }
     mark=$(wc -l < "$WORK/eg.log")
-    # CPU of the gateway over the whole paced run, per request sent (the 2 s warm-up's, which pace does not record, too).
+    # CPU of the gateway over the whole paced run, per request sent (the warm-up's, which pace does not record, too).
+    WARMUP=2
     before=$(cpu)
     read -r u0 s0 < <(split)
-    out=$(taskset -c 0 "$PACE" -url "$URL" -host shop.example.com -rate "$RATE" -duration "${DUR}s" -warmup 2s \
+    out=$(taskset -c 0 "$PACE" -url "$URL" -host shop.example.com -rate "$RATE" -duration "${DUR}s" -warmup "${WARMUP}s" \
       -connections 50)
     read -r u1 s1 < <(split)
     after=$(cpu)
     echo "$out" | TICKS=$((after - before)) U=$((u1 - u0)) S=$((s1 - s0)) "$NODE" -e "let s='';process.stdin.on('data',(d)=>s+=d).on('end',()=>{
-        const r=JSON.parse(s);const l=r.latencyUs;console.log('$REPO @ '+r.rate+'/s (achieved '+Math.round(r.achievedRate)+
-        ', '+r.errors+' errors): p50 '+l.p50+' µs, p90 '+l.p90+', p99 '+l.p99+', p99.9 '+l.p999+', max '+l.max+
-        '; '+(process.env.TICKS*10000/(r.requests+2*r.rate)).toFixed(1)+' µs CPU/request (primary + worker), worker '+
-        (process.env.U*10000/(r.requests+2*r.rate)).toFixed(1)+' µs user + '+
-        (process.env.S*10000/(r.requests+2*r.rate)).toFixed(1)+' µs system')})"
+        const r=JSON.parse(s);const l=r.latencyUs;const us=(t)=>(t*10000/(r.requests+$WARMUP*r.rate)).toFixed(1);
+        const e=process.env;console.log('$REPO @ '+r.rate+'/s (achieved '+Math.round(r.achievedRate)+', '+r.errors+
+        ' errors): p50 '+l.p50+' µs, p90 '+l.p90+', p99 '+l.p99+', p99.9 '+l.p999+', max '+l.max+'; '+us(e.TICKS)+
+        ' µs CPU/request (primary + worker), worker '+us(e.U)+' µs user + '+us(e.S)+' µs system')})"
     # The worker's --trace-gc-nvp records logged during the paced run: GC pauses by kind.
     tail -n +"$((mark + 1))" "$WORK/eg.log" | "$NODE" "$HERE/bench/lib/gc-summary.mjs" pauses
     exit 0

@@ -19,7 +19,7 @@ import {
   type Socket,
 } from 'node:net';
 import { Agent, request } from 'undici';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ClusterRuntime,
   ClusterState,
@@ -1008,13 +1008,13 @@ describe('body pieces of the raw pool', () => {
       { http1Server: 'raw' },
     );
     cleanup.push(() => gw.close());
-    const spy = vi.spyOn(RawResponse.prototype, 'writeTransient');
-    spy.mockClear();
-    cleanup.push(() => spy.mockRestore());
+    handOver.mockClear();
     const res = await request(`http://127.0.0.1:${gw.port}/`, { headers: { host: 'a.test' } });
     const body = Buffer.from(await res.body.arrayBuffer());
-    return { status: res.statusCode, body, handedOver: spy.mock.calls.length };
+    return { status: res.statusCode, body, handedOver: handOver.mock.calls.length };
   }
+  const handOver = vi.spyOn(RawResponse.prototype, 'writeTransient');
+  afterAll(() => handOver.mockRestore());
 
   it('are handed to the client connection as pieces whose memory it may give back, and arrive intact', async () => {
     const raw = await relay('raw');
