@@ -152,7 +152,8 @@ describe('upstream 1xx answers to an HTTP/1.0 client', () => {
     s.write(`GET /info/hints HTTP/1.0\r\nHost: ${HOST}\r\n\r\n`);
     await once(s, 'close');
     expect(text).toMatch(/^HTTP\/1\.1 200 /);
-    expect(text).not.toContain('103');
+    // Status lines only: a random x-request-id can contain the digits 103.
+    expect(text).not.toMatch(/^HTTP\/1\.[01] 103 /m);
     expect(text.endsWith('final')).toBe(true);
   });
 });
