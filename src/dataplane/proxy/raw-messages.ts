@@ -12,7 +12,8 @@
  * node:http writes them, and the framing — the caller's Content-Length; else, when the whole body is known at the
  * first write (`end(body)`), its length; else chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones.
  * No body for HEAD, 1xx, 204 and 304. Header names and values are checked as node:http checks them (a bad one
- * throws, and the request guard answers 500). A small head and body leave in one buffer, one `write`.
+ * throws, and the request guard answers 500). A small head and body leave in one buffer, one `write`, held until the
+ * end of the event loop's turn with the turn's other small writes (turn-writes.ts).
  */
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
@@ -21,6 +22,7 @@ import type { Socket } from 'node:net';
 import { nextTick } from 'node:process';
 import { Readable } from 'node:stream';
 import { headerObject } from './headers.ts';
+import { holdWrites } from './turn-writes.ts';
 
 /** What a response tells the connection that carries it. */
 export interface ResponseCarrier {
@@ -392,12 +394,14 @@ export class RawResponse extends EventEmitter {
         if (cb) socket.write(EMPTY, cb);
         return !socket.writableNeedDrain;
       }
+      holdWrites(socket);
       return socket.write(head, 'latin1', cb);
     }
     if (!this.#chunked) {
       if (head === undefined) return socket.write(chunk!, cb);
       const body = chunk as Uint8Array;
       if (body.length <= COALESCE_BYTES) {
+        holdWrites(socket);
         const buf = Buffer.allocUnsafe(head.length + body.length);
         buf.write(head, 0, 'latin1');
         buf.set(body, head.length);

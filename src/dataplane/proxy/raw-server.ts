@@ -46,6 +46,7 @@ import {
   type StreamHandle,
 } from './llhttp.ts';
 import { bodilessRequest, RawRequest, RawResponse, type ResponseCarrier } from './raw-messages.ts';
+import { flushHeld } from './turn-writes.ts';
 
 export interface RawServerOptions {
   headersTimeoutMs: number;
@@ -407,8 +408,12 @@ class RawConnection implements ResponseCarrier {
     if (res !== this.#active) return;
     this.#active = undefined;
     if (!finished) {
-      // Cut: the client must see an incomplete answer — unless the listener already answered the connection.
-      if (!this.#raised) this.socket.destroy();
+      // Cut: the client must see an incomplete answer — unless the listener already answered the connection. What
+      // of it this turn still holds goes out first, as it would have without the hold.
+      if (!this.#raised) {
+        flushHeld(this.socket);
+        this.socket.destroy();
+      }
       return;
     }
     const req = res.req;

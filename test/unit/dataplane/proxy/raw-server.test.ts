@@ -140,6 +140,13 @@ const handler = {
       res.end('ok');
       return;
     }
+    if (path === '/cut') {
+      // A small first piece (held until the turn ends), then the answer given up in the same turn.
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 100 });
+      res.write('partial');
+      res.destroy();
+      return;
+    }
     if (path === '/unread') {
       res.writeHead(200, { 'content-length': 2 });
       res.end('ok');
@@ -394,6 +401,14 @@ describe('the raw server on its own', () => {
       Buffer.from(`GET /status/204 HTTP/1.1\r\n${H}Connection: close\r\n\r\n`),
     ]);
     expect(s204.raw).not.toMatch(/Transfer-Encoding|Content-Length/i);
+  });
+
+  it('sends what an answer cut in the turn of its first write had written, then closes', async () => {
+    const t = await talk(port(), [Buffer.from(`GET /cut HTTP/1.1\r\n${H}\r\n`)]);
+    expect(t.closed).toBe(true);
+    expect(t.raw).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(t.raw).toMatch(/\r\nContent-Length: 100\r\n/i);
+    expect(t.raw.endsWith('\r\n\r\npartial')).toBe(true);
   });
 
   it('writes writeHead fields as given and refuses bad ones with a 500, never on the wire', async () => {
