@@ -79,6 +79,10 @@ async function talk(port: number, pieces: Buffer[], heads: ReadonlySet<number> =
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   socket.on('error', () => {});
+  // Listened for from the start: the server may close (and a write into the closed connection end the socket)
+  // before the last piece is sent.
+  // (Not events.once: a write error before it would reject a promise nobody awaits yet.)
+  const closing = new Promise<boolean>((r) => socket.once('close', () => r(true)));
   await once(socket, 'connect');
   for (const piece of pieces) {
     if (socket.destroyed) break;
@@ -86,7 +90,7 @@ async function talk(port: number, pieces: Buffer[], heads: ReadonlySet<number> =
     await new Promise((r) => setImmediate(r));
   }
   const closed = await Promise.race([
-    once(socket, 'close').then(() => true),
+    closing,
     new Promise<boolean>((r) => setTimeout(() => r(false), 5_000).unref()),
   ]);
   socket.destroy();
