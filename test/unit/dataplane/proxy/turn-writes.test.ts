@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flushHeld, heldCount, holdWrites } from '../../../../src/dataplane/proxy/turn-writes.ts';
+import { flushHeld, heldCount, holdWrites, MAX_HELD } from '../../../../src/dataplane/proxy/turn-writes.ts';
 import { waitFor } from '../../../support/wait.ts';
 
 let server: Server;
@@ -68,6 +68,26 @@ describe('writes held until the end of the turn', () => {
     expect(received[a.index]!.startsWith('a1;a2;xxx')).toBe(true);
     a.socket.destroy();
     b.socket.destroy();
+  });
+
+  it('are sent before the next one is held once MAX_HELD sockets wait (a bounded wait in a long turn)', async () => {
+    const clients: { socket: Socket; index: number }[] = [];
+    for (let i = 0; i <= MAX_HELD; i++) clients.push(await client());
+    clients.forEach((c, i) => {
+      holdWrites(c.socket);
+      c.socket.write(`w${i}`, 'latin1');
+    });
+    // The first MAX_HELD were sent when the last was held; only the last one waits for the turn's end.
+    expect(heldCount()).toBe(1);
+    expect(clients.slice(0, MAX_HELD).every((c) => c.socket.writableCorked === 0)).toBe(true);
+    expect(clients[MAX_HELD]!.socket.writableCorked).toBe(1);
+    await turnEnd();
+    expect(heldCount()).toBe(0);
+    await waitFor(() => clients.every((c, i) => received[c.index] === `w${i}`), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+    });
+    for (const c of clients) c.socket.destroy();
   });
 
   it('are dropped with a socket destroyed in the turn, without keeping the others', async () => {
