@@ -14,6 +14,9 @@
 #   listener with a self-signed certificate (load shedding off, as in the tests: on a busy machine it would answer
 #   some requests 503 and skew the A/B).
 # BODY=16k (h1): the 16 KiB answer instead of the small one (as `npm run bench`'s large body).
+# ROUNDS=N GAP=S (h1): N measured runs against the same gateway, idle S seconds between them (default 1 and 0), each
+#   printed; the summary lines are the last run's. Whether a worker slows down with its history or with idling.
+#   h1 also prints the function-call interrupts CPU 0 received per request (the wake-ups of wrk and the upstream).
 # RATE=N (h1): latency at a fixed N requests/s instead of throughput — bench/pace (built by `npm run bench`,
 #   coordinated-omission corrected, 50 connections as `npm run bench`) for DUR seconds; prints its percentiles, the
 #   gateway's CPU per request over the paced run (the worker's user and system time apart) and
@@ -33,6 +36,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 PROTO=${PROTO:-h1}
 DUR=${DUR:-8}
 N=${N:-100000}
+ROUNDS=${ROUNDS:-1}
+GAP=${GAP:-0}
 WORK=$(mktemp -d /tmp/edgegate-ab.XXXXXX)
 chmod 755 "$WORK" # nginx workers (another user) read the 16 KiB file from it
 # SIGKILL, not a drain: a draining gateway would hold the port into the next run.
@@ -77,6 +82,9 @@ EG=$!
 unset NODE_OPTIONS
 for _ in $(seq 150); do curl -sf "127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.2; done
 cpu() { for p in $EG $(pgrep -P $EG); do awk '{s+=$14+$15} END {printf "%d ", s}' "/proc/$p/stat"; done | awk '{for(i=1;i<=NF;i++) t+=$i; print t}'; }
+# Function-call interrupts received by CPU 0 so far: on this VM, mostly wake-ups of wrk and the upstream sent from
+# CPU 1 (docs/benchmarks.md, "Issue 17, step 7").
+ipis() { awk '$1 == "CAL:" {print $2}' /proc/interrupts; }
 # The worker's user and system ticks (fields 14 and 15 of /proc/PID/stat), apart.
 split() { awk '{print $14, $15}' "/proc/$(pgrep -P $EG | head -1)/stat"; }
 if [[ $PROTO == h1 ]]; then
@@ -105,20 +113,30 @@ if [[ $PROTO == h1 ]]; then
   fi
   [[ -n ${PROFILE:-} ]] && kill -USR2 $EG $(pgrep -P $EG)
   mark=$(wc -l < "$WORK/eg.log")
-  before=$(cpu)
-  read -r u0 s0 < <(split)
-  out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
-  read -r u1 s1 < <(split)
-  after=$(cpu)
-  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  total=0
+  for ((k = 1; k <= ROUNDS; k++)); do
+    ((k > 1)) && sleep "$GAP" # the gateway idle between rounds, on purpose
+    before=$(cpu)
+    ipi0=$(ipis)
+    read -r u0 s0 < <(split)
+    out=$(taskset -c 0 wrk -t1 -c50 -d"${DUR}s" -H 'Host: shop.example.com' "$URL")
+    read -r u1 s1 < <(split)
+    ipi1=$(ipis)
+    after=$(cpu)
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    total=$((total + requests))
+    ((ROUNDS > 1)) && echo "round $k: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request"
+  done
   if [[ -n ${PROFILE:-} ]]; then
     kill -USR2 $EG $(pgrep -P $EG)
-    echo "$requests" > "$PROFILE/requests"
+    echo "$total" > "$PROFILE/requests"
     for _ in $(seq 50); do (($(find "$PROFILE" -name "*.$PROFILE_EXT" -newer "$PROFILE/requests" | wc -l) >= 2)) && break; sleep 0.2; done
   fi
   echo "$REPO: $(echo "$out" | awk '/Requests\/sec/ {print $2}') req/s, $(((after - before) * 10000 / requests)) µs CPU/request (primary + worker)"
   awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$requests" \
     'BEGIN {printf "worker: %.1f µs user + %.1f µs system per request\n", u * 10000 / n, s * 10000 / n}'
+  awk -v i=$((ipi1 - ipi0)) -v n="$requests" \
+    'BEGIN {printf "function-call interrupts to CPU 0 (wrk, the upstream): %.3f per request\n", i / n}'
   "$NODE" "$HERE/bench/lib/gc-summary.mjs" scavenges 6 < "$WORK/eg.log"
   # GC pauses by kind during the measured run (a mark-compact here is not start-up's).
   tail -n +"$((mark + 1))" "$WORK/eg.log" | "$NODE" "$HERE/bench/lib/gc-summary.mjs" pauses

@@ -22,7 +22,7 @@ import type { Socket } from 'node:net';
 import { nextTick } from 'node:process';
 import { Readable } from 'node:stream';
 import { headerObject } from './headers.ts';
-import { holdWrites } from './turn-writes.ts';
+import { HOLD_BODY_BYTES, holdWrites } from './turn-writes.ts';
 
 /** What a response tells the connection that carries it. */
 export interface ResponseCarrier {
@@ -128,8 +128,8 @@ export class RawRequest extends Readable {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** A head and body up to this size are copied into one buffer and written with one call. */
-const COALESCE_BYTES = 2 * 1024;
+/** A head and body up to this size are copied into one buffer and written with one call, held until the turn ends. */
+const COALESCE_BYTES = HOLD_BODY_BYTES;
 /** writeTransient gives back the memory of body pieces from this size on. */
 const RELEASE_BYTES = 2 * 1024;
 const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;

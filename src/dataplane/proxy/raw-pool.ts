@@ -43,7 +43,7 @@ import {
   STRICT,
   type StreamHandle,
 } from './llhttp.ts';
-import { holdWrites } from './turn-writes.ts';
+import { HOLD_BODY_BYTES, holdWrites } from './turn-writes.ts';
 
 /** Connection opens and failures, as undici's `undici:client:connected` / `connectError` (observe/pool-events.ts). */
 export const rawConnectedChannel = diagnosticsChannel.channel('edgegate:raw-pool:connected');
@@ -79,8 +79,6 @@ const BAD_PATH = /[^\x21-\xff]/;
 const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH']);
 const EMPTY: Headers = Object.freeze({}) as Headers;
 const CRLF = Buffer.from('\r\n');
-/** A request body up to this size is held with its head until the end of the turn (turn-writes.ts). */
-const HOLD_BODY_BYTES = 2 * 1024;
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 function invalid(message: string): RawPoolError {

@@ -11,7 +11,7 @@
  * What it costs: a write waits at most for the rest of the turn's callbacks (the events libuv had ready at once), and
  * never behind more than MAX_HELD held sockets; with one event per turn — a quiet gateway — it leaves in the same
  * turn's check phase, right after its callback.
- * Only small writes are held (a head, or a head with a body of up to 2 KiB in one buffer): large bodies go at once,
+ * Only small writes are held (a head, or a head with a body of up to HOLD_BODY_BYTES): large bodies go at once,
  * so that their memory can be given back as soon as the socket has taken them (RawResponse.writeTransient).
  *
  * How: `socket.cork()` on the first held write of a turn, one `setImmediate` per turn that uncorks every held
@@ -28,6 +28,9 @@ import { setImmediate } from 'node:timers';
  * while a wake-up per 32 writes is already a small share of what one per write cost.
  */
 export const MAX_HELD = 32;
+
+/** The largest body held with its head (the answer's is the one raw-messages.ts coalesces with its head). */
+export const HOLD_BODY_BYTES = 2 * 1024;
 
 const held: Socket[] = [];
 let scheduled = false;

@@ -29,28 +29,42 @@ afterAll(() => {
   server.close();
 });
 
-/** A connected client and the index of what its server side receives. */
-async function client(): Promise<{ socket: Socket; index: number }> {
+interface Client {
+  socket: Socket;
+  /** Where its server side's bytes are in `received`. */
+  index: number;
+}
+
+/** A connected client. */
+async function client(): Promise<Client> {
   const before = received.length;
   const socket = connect((server.address() as { port: number }).port, '127.0.0.1');
   socket.on('error', () => {});
   await once(socket, 'connect');
-  await waitFor(() => received.length > before, { timeoutMs: 5_000, intervalMs: 5, message: 'accepted' });
+  await arrived(() => received.length > before, 'accepted');
   return { socket, index: received.length - 1 };
 }
 
 const turnEnd = () => new Promise((r) => setImmediate(r));
 
+/** A small write the way the data path makes one: held first. */
+function heldWrite(c: Client, text: string): void {
+  holdWrites(c.socket);
+  c.socket.write(text, 'latin1');
+}
+
+/** Waits (deadline 5 s) until the server sides have received what `condition` looks for. */
+function arrived(condition: () => boolean, message?: string): Promise<unknown> {
+  return waitFor(condition, { timeoutMs: 5_000, intervalMs: 5, message });
+}
+
 describe('writes held until the end of the turn', () => {
   it('stay queued while the turn runs, then leave in the order written, each socket held once', async () => {
     const a = await client();
     const b = await client();
-    holdWrites(a.socket);
-    a.socket.write('a1;', 'latin1');
-    holdWrites(b.socket);
-    b.socket.write('b1;', 'latin1');
-    holdWrites(a.socket);
-    a.socket.write('a2;', 'latin1');
+    heldWrite(a, 'a1;');
+    heldWrite(b, 'b1;');
+    heldWrite(a, 'a2;');
     // A write that is not held (a large body) joins the queue behind what is held.
     a.socket.write(Buffer.alloc(64 * 1024, 0x78));
     expect(heldCount()).toBe(2);
@@ -60,66 +74,56 @@ describe('writes held until the end of the turn', () => {
     expect(heldCount()).toBe(0);
     expect(b.socket.writableCorked).toBe(0);
     expect(a.socket.writableCorked).toBe(0);
-    await waitFor(() => received[a.index]!.length === 6 + 64 * 1024 && received[b.index] === 'b1;', {
-      timeoutMs: 5_000,
-      intervalMs: 5,
-      message: 'both received',
-    });
+    await arrived(
+      () => received[a.index]!.length === 6 + 64 * 1024 && received[b.index] === 'b1;',
+      'both received',
+    );
     expect(received[a.index]!.startsWith('a1;a2;xxx')).toBe(true);
     a.socket.destroy();
     b.socket.destroy();
   });
 
   it('are sent before the next one is held once MAX_HELD sockets wait (a bounded wait in a long turn)', async () => {
-    const clients: { socket: Socket; index: number }[] = [];
+    const clients: Client[] = [];
     for (let i = 0; i <= MAX_HELD; i++) clients.push(await client());
-    clients.forEach((c, i) => {
-      holdWrites(c.socket);
-      c.socket.write(`w${i}`, 'latin1');
-    });
+    for (const [i, c] of clients.entries()) heldWrite(c, `w${i}`);
     // The first MAX_HELD were sent when the last was held; only the last one waits for the turn's end.
     expect(heldCount()).toBe(1);
     expect(clients.slice(0, MAX_HELD).every((c) => c.socket.writableCorked === 0)).toBe(true);
     expect(clients[MAX_HELD]!.socket.writableCorked).toBe(1);
     await turnEnd();
     expect(heldCount()).toBe(0);
-    await waitFor(() => clients.every((c, i) => received[c.index] === `w${i}`), {
-      timeoutMs: 5_000,
-      intervalMs: 5,
-    });
+    await arrived(() => clients.every((c, i) => received[c.index] === `w${i}`));
     for (const c of clients) c.socket.destroy();
   });
 
   it('are dropped with a socket destroyed in the turn, without keeping the others', async () => {
     const gone = await client();
     const kept = await client();
-    holdWrites(gone.socket);
-    gone.socket.write('never', 'latin1');
-    holdWrites(kept.socket);
-    kept.socket.write('kept', 'latin1');
+    heldWrite(gone, 'never');
+    heldWrite(kept, 'kept');
     gone.socket.destroy();
     await turnEnd();
-    await waitFor(() => received[kept.index] === 'kept', { timeoutMs: 5_000, intervalMs: 5 });
+    await arrived(() => received[kept.index] === 'kept');
     expect(received[gone.index]).toBe('');
     kept.socket.destroy();
   });
 
   it('leave at once with flushHeld (a cut answer is sent before its socket is destroyed), and with end()', async () => {
     const cut = await client();
-    holdWrites(cut.socket);
-    cut.socket.write('partial', 'latin1');
+    heldWrite(cut, 'partial');
     flushHeld(cut.socket);
     // Written into the kernel within the call: nothing left queued in Node.
     expect(cut.socket.writableLength).toBe(0);
     cut.socket.destroy();
-    await waitFor(() => received[cut.index] === 'partial', { timeoutMs: 5_000, intervalMs: 5 });
+    await arrived(() => received[cut.index] === 'partial');
 
     const ended = await client();
-    holdWrites(ended.socket);
-    ended.socket.write('last', 'latin1');
+    heldWrite(ended, 'last');
+    // Node's end() uncorks whatever the cork count: turn-writes.ts relies on it for answers that close (this pins it).
     ended.socket.end();
     expect(ended.socket.writableCorked).toBe(0);
-    await waitFor(() => received[ended.index] === 'last', { timeoutMs: 5_000, intervalMs: 5 });
+    await arrived(() => received[ended.index] === 'last');
     await turnEnd();
     expect(heldCount()).toBe(0);
   });
